@@ -1,0 +1,123 @@
+//! Dispatch a parsed command line, and the pieces every command shares:
+//! the configuration, who this host is, which region, an EC2 client.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::cloud::{self, Ec2};
+use crate::config::{self, Config, Userdata};
+use crate::instance::{Identity, Metadata};
+use crate::{checks, volumes};
+
+/// Run one command; `Err` is printed by `main` and exits 1.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Context { global: cli.global };
+    match cli.command {
+        Command::Test => checks::run(&ctx).await,
+        Command::ListVolumes(args) => volumes::list::run(&ctx, &args).await,
+        Command::MountSnapshots(_) => not_yet("mount-snapshots"),
+        Command::MakeSnapshots(_) => not_yet("make-snapshots"),
+        Command::UnmountSnapshots(_) => not_yet("unmount-snapshots"),
+        Command::Clean(_) => not_yet("clean"),
+        Command::CheckBackups(_) => not_yet("check-backups"),
+        Command::Tablesnap(_) => not_yet("tablesnap"),
+        Command::Tableslurp(_) => not_yet("tableslurp"),
+        Command::Tablechop(_) => not_yet("tablechop"),
+    }
+}
+
+/// Commands whose issue has not landed: say so and fail, never pretend.
+fn not_yet(command: &str) -> Result<ExitCode> {
+    bail!("{command} is not implemented yet in snaptastic {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What a command knows about the host it runs on.
+pub struct Host {
+    /// `None` when metadata is unreachable and the command can do without
+    /// (off EC2 with `--userdata` and a configured region).
+    pub identity: Option<Identity>,
+    pub userdata: Userdata,
+}
+
+/// Shared state of one run.
+pub struct Context {
+    pub global: GlobalArgs,
+}
+
+impl Context {
+    pub fn config(&self) -> Result<Config> {
+        Ok(config::load(self.global.config.as_deref())?)
+    }
+
+    /// `--userdata`, parsed; a malformed value fails before anything else.
+    pub fn userdata_override(&self) -> Result<Option<Userdata>> {
+        self.global
+            .userdata
+            .as_deref()
+            .map(|text| Userdata::parse(text, "--userdata"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Identity and userdata from instance metadata (`--userdata` replaces
+    /// the userdata). With `need_instance == false` a command may go on
+    /// without metadata if `--userdata` was given.
+    pub async fn host(&self, need_instance: bool) -> Result<Host> {
+        let given = self.userdata_override()?;
+        let metadata = async {
+            let mut md = Metadata::from_env()?;
+            let identity = md.identity().await?;
+            let userdata = if given.is_some() {
+                None
+            } else {
+                Some(md.userdata().await?)
+            };
+            Ok::<_, crate::instance::MetadataError>((identity, userdata))
+        }
+        .await;
+        match (metadata, given) {
+            (Ok((identity, text)), given) => {
+                tracing::debug!(instance_id = %identity.instance_id, zone = %identity.availability_zone, "instance metadata");
+                let userdata = match given {
+                    Some(u) => u,
+                    None => Userdata::parse(text.as_deref().unwrap_or(""), "instance userdata")?,
+                };
+                Ok(Host {
+                    identity: Some(identity),
+                    userdata,
+                })
+            }
+            (Err(e), Some(userdata)) if !need_instance => {
+                tracing::warn!("{e}; going on with --userdata and no instance");
+                Ok(Host {
+                    identity: None,
+                    userdata,
+                })
+            }
+            (Err(e), _) => Err(e.into()),
+        }
+    }
+
+    /// The region: the config file's, else the SDK's environment chain,
+    /// else the instance's.
+    pub async fn region(&self, config: Option<&Config>, host: &Host) -> Result<(String, &'static str)> {
+        if let Some(r) = config.and_then(|c| c.region.clone()) {
+            return Ok((r, "configuration"));
+        }
+        if let Some(r) = cloud::region_from_environment().await {
+            return Ok((r, "environment"));
+        }
+        if let Some(id) = &host.identity {
+            return Ok((id.region.clone(), "instance metadata"));
+        }
+        bail!("no AWS region: set region in the configuration or AWS_REGION")
+    }
+
+    /// An EC2 client for the region.
+    pub async fn ec2(&self, config: Option<&Config>, host: &Host) -> Result<Ec2> {
+        let (region, _) = self.region(config, host).await?;
+        Ok(Ec2::new(&cloud::sdk_config(&region).await))
+    }
+}

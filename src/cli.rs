@@ -1,0 +1,302 @@
+//! The command tree and global flags, as clap types. No I/O and no logic
+//! lives here: `main.rs` parses, `app.rs` dispatches.
+//!
+//! Flag names follow snaptastic 0.2.12 (`-u/--userdata`, `-l/--loglevel`,
+//! `-i/--ignore-mounted`, `-d/--dry-run`) so existing cron lines and boot
+//! scripts keep working. Global flags may come before or after the command
+//! and take their value as `--opt=value` or `--opt value`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keep EBS data volumes and immutable files safe on EC2 hosts.
+///
+/// Volumes: restore a host's data volumes from the newest matching snapshot
+/// at boot (mount-snapshots), take consistent snapshots with a short,
+/// bounded filesystem freeze (make-snapshots), and inspect what would happen
+/// (list-volumes, test).
+///
+/// Files: watch directories of immutable files and back them up to S3
+/// (tablesnap), restore them (tableslurp) and prune old ones (tablechop).
+#[derive(Debug, Parser)]
+#[command(
+    name = "snaptastic",
+    version,
+    propagate_version = true,
+    after_help = "Examples:\n  \
+        snaptastic test\n  \
+        snaptastic list-volumes solr\n  \
+        sudo snaptastic mount-snapshots solr\n  \
+        snaptastic make-snapshots solr --loglevel=WARNING\n  \
+        snaptastic make-snapshots solr --userdata='{\"role\": \"solr\", \"cluster\": \"solr\", \"environment\": \"aws\"}'\n\n\
+        Configuration is read from --config, $SNAPTASTIC_CONFIG, /etc/snaptastic/snaptastic.toml\n\
+        or /etc/snaptastic.toml (the first that is given or exists)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command accepts.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Userdata as a JSON object; replaces the instance's userdata entirely
+    /// (for porting old hosts, or running off EC2).
+    #[arg(short = 'u', long, global = true, value_name = "JSON")]
+    pub userdata: Option<String>,
+
+    /// Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case).
+    /// Logs go to stderr; WARNING keeps a cron run silent unless something
+    /// is wrong.
+    #[arg(
+        short = 'l',
+        long,
+        global = true,
+        value_name = "LEVEL",
+        default_value = "INFO",
+        value_parser = parse_log_level
+    )]
+    pub loglevel: LogLevel,
+
+    /// Configuration file (default: $SNAPTASTIC_CONFIG, then
+    /// /etc/snaptastic/snaptastic.toml, then /etc/snaptastic.toml).
+    #[arg(short = 'c', long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// The log levels of the original tool (Python's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "DEBUG" => Ok(LogLevel::Debug),
+        "INFO" => Ok(LogLevel::Info),
+        "WARNING" | "WARN" => Ok(LogLevel::Warning),
+        "ERROR" => Ok(LogLevel::Error),
+        "CRITICAL" | "FATAL" => Ok(LogLevel::Critical),
+        _ => Err(format!(
+            "unknown log level '{s}': use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the configuration, instance metadata, credentials and the IAM
+    /// permissions of every EC2 action the tool uses (with DryRun).
+    ///
+    /// Prints one line per check with OK or FAIL and a hint; exits 1 if any
+    /// check failed. Nothing is created or changed.
+    #[command(after_help = "Example:\n  snaptastic test\n  snaptastic test --config ./snaptastic.toml")]
+    Test,
+
+    /// Show each volume of a profile: device, mount point, size, type,
+    /// whether it is mounted and attached, and the snapshot mount-snapshots
+    /// would restore it from.
+    #[command(after_help = "Examples:\n  snaptastic list-volumes solr\n  snaptastic list-volumes solr --json | jq '.[].restore'")]
+    ListVolumes(ListVolumesArgs),
+
+    /// Restore every volume of a profile from its newest usable snapshot
+    /// (or create and format an empty one), attach and mount it.
+    #[command(after_help = "Examples:\n  sudo snaptastic mount-snapshots solr\n  sudo snaptastic mount-snapshots solr --dry-run\n  sudo snaptastic mount-snapshots solr --ignore-mounted")]
+    MountSnapshots(MountSnapshotsArgs),
+
+    /// Freeze the profile's filesystems for the moment it takes to start
+    /// their snapshots, then thaw.
+    #[command(after_help = "Example:\n  sudo snaptastic make-snapshots solr --loglevel=WARNING")]
+    MakeSnapshots(MakeSnapshotsArgs),
+
+    /// Unmount and detach every volume of a profile (asks first).
+    #[command(after_help = "Examples:\n  sudo snaptastic unmount-snapshots solr\n  sudo snaptastic unmount-snapshots solr --yes")]
+    UnmountSnapshots(UnmountSnapshotsArgs),
+
+    /// Delete this profile's expired snapshots or leftover volumes.
+    #[command(after_help = "Examples:\n  snaptastic clean snapshots solr --dry-run\n  snaptastic clean snapshots solr --older-than 30d --keep-last 3 --yes\n  snaptastic clean volumes solr --dry-run")]
+    Clean(CleanArgs),
+
+    /// Exit 0 if every mount point has a completed snapshot younger than
+    /// AGE, else name the stale ones and exit 1 (for monitoring).
+    #[command(after_help = "Examples:\n  snaptastic check-backups 26h solr\n  snaptastic check-backups 2d --environment prod --cluster main --role solr")]
+    CheckBackups(CheckBackupsArgs),
+
+    /// Watch directories and upload new immutable files to S3 (tablesnap).
+    #[command(disable_help_flag = false, after_help = "Example:\n  snaptastic tablesnap my-bucket /var/lib/cassandra/data -r -a")]
+    Tablesnap(PassThroughArgs),
+
+    /// Restore files uploaded by tablesnap (tableslurp).
+    #[command(after_help = "Example:\n  snaptastic tableslurp my-bucket /var/lib/cassandra/data/ks/tbl /restore/tbl")]
+    Tableslurp(PassThroughArgs),
+
+    /// Delete old tablesnap backups no kept index needs (tablechop).
+    #[command(after_help = "Example:\n  snaptastic tablechop my-bucket /var/lib/cassandra/data/ks/tbl 14 --dry-run")]
+    Tablechop(PassThroughArgs),
+}
+
+/// The name of a profile in the configuration file.
+#[derive(Debug, Args, Clone)]
+pub struct ProfileArg {
+    /// Profile name, as in `[profiles.NAME]` of the configuration.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ListVolumesArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Print a JSON array instead of a table (for scripts).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MountSnapshotsArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Leave volumes already mounted at their mount point alone.
+    #[arg(short = 'i', long)]
+    pub ignore_mounted: bool,
+    /// Print the plan and change nothing.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MakeSnapshotsArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Wait until the snapshots are completed.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnmountSnapshotsArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Do not ask for confirmation (for cron and scripts).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Delete the volumes after detaching them.
+    #[arg(long)]
+    pub delete: bool,
+    /// Lazily unmount a busy filesystem (umount -l).
+    #[arg(long)]
+    pub lazy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// What to clean.
+    #[arg(value_enum)]
+    pub what: CleanTarget,
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Keep at least this many newest snapshots of each mount point.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Delete snapshots older than this (e.g. 30d), not only expired ones.
+    #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Print what would be kept and deleted, with reasons; delete nothing.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CleanTarget {
+    Snapshots,
+    Volumes,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckBackupsArgs {
+    /// Maximum age of the newest completed snapshot, e.g. 26h, 2d, 1w.
+    #[arg(value_name = "AGE", value_parser = humantime::parse_duration)]
+    pub age: std::time::Duration,
+    /// Profile whose mount points to check.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[arg(long)]
+    pub cluster: Option<String>,
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Write the newest backup age per mount point as a Prometheus
+    /// textfile-collector metric.
+    #[arg(long, value_name = "FILE")]
+    pub prometheus: Option<PathBuf>,
+}
+
+/// The file commands take the original tools' flags; until they land they
+/// accept anything and say they are not implemented.
+#[derive(Debug, Args)]
+pub struct PassThroughArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_take_both_forms_and_any_position() {
+        let a = Cli::try_parse_from([
+            "snaptastic",
+            "list-volumes",
+            "solr",
+            "--loglevel=warning",
+            "-u",
+            "{}",
+            "--config",
+            "/x.toml",
+        ])
+        .unwrap();
+        assert_eq!(a.global.loglevel, LogLevel::Warning);
+        assert_eq!(a.global.userdata.as_deref(), Some("{}"));
+        assert_eq!(a.global.config, Some(PathBuf::from("/x.toml")));
+        let b = Cli::try_parse_from(["snaptastic", "-l", "DEBUG", "--userdata={}", "test"]).unwrap();
+        assert_eq!(b.global.loglevel, LogLevel::Debug);
+        assert_eq!(b.global.userdata.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn loglevel_rejects_unknown_names() {
+        let err = Cli::try_parse_from(["snaptastic", "test", "--loglevel=LOUD"]).unwrap_err();
+        assert!(err.to_string().contains("unknown log level 'LOUD'"), "{err}");
+    }
+
+    #[test]
+    fn original_short_flags_of_mount_snapshots() {
+        let c = Cli::try_parse_from(["snaptastic", "mount-snapshots", "solr", "-i", "-d"]).unwrap();
+        match c.command {
+            Command::MountSnapshots(m) => {
+                assert!(m.ignore_mounted && m.dry_run);
+                assert_eq!(m.profile.name, "solr");
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

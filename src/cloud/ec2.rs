@@ -1,0 +1,309 @@
+//! EC2 calls: snapshots, volumes, and DryRun permission probes.
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::operation::RequestId;
+use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
+use aws_sdk_ec2::Client;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use chrono::{DateTime, Utc};
+
+use super::{Attachment, CloudError, SnapshotInfo, SnapshotState, VolumeInfo};
+
+/// An EC2 client for one region.
+#[derive(Clone)]
+pub struct Ec2 {
+    client: Client,
+}
+
+/// Turn an SDK error into ours: the service's code and message when it
+/// answered, the whole cause chain when it did not.
+fn cloud_error<E>(op: &'static str, err: SdkError<E, aws_sdk_ec2::config::http::HttpResponse>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(_) => CloudError::Service {
+            op,
+            code: err.code().unwrap_or("Unknown").to_string(),
+            message: err
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| DisplayErrorContext(&err).to_string()),
+            request_id: err.request_id().map(str::to_string),
+        },
+        _ => CloudError::Transport {
+            op,
+            message: DisplayErrorContext(&err).to_string(),
+        },
+    }
+}
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect()
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// EC2 actions the tool uses, each probed with `DryRun` by `snaptastic test`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRunAction {
+    DescribeSnapshots,
+    DescribeVolumes,
+    CreateVolume,
+    AttachVolume,
+    CreateSnapshot,
+    CreateTags,
+    DetachVolume,
+    DeleteVolume,
+    DeleteSnapshot,
+}
+
+impl DryRunAction {
+    pub const ALL: [DryRunAction; 9] = [
+        Self::DescribeSnapshots,
+        Self::DescribeVolumes,
+        Self::CreateVolume,
+        Self::AttachVolume,
+        Self::CreateSnapshot,
+        Self::CreateTags,
+        Self::DetachVolume,
+        Self::DeleteVolume,
+        Self::DeleteSnapshot,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::DescribeSnapshots => "DescribeSnapshots",
+            Self::DescribeVolumes => "DescribeVolumes",
+            Self::CreateVolume => "CreateVolume",
+            Self::AttachVolume => "AttachVolume",
+            Self::CreateSnapshot => "CreateSnapshot",
+            Self::CreateTags => "CreateTags",
+            Self::DetachVolume => "DetachVolume",
+            Self::DeleteVolume => "DeleteVolume",
+            Self::DeleteSnapshot => "DeleteSnapshot",
+        }
+    }
+}
+
+/// What a DryRun call said about a permission.
+#[derive(Debug)]
+pub enum DryRunOutcome {
+    /// `DryRunOperation`: the caller may do it (or the call simply
+    /// succeeded, for services that ignore DryRun).
+    Allowed,
+    /// `UnauthorizedOperation` / `AuthFailure`: the policy denies it.
+    Denied(String),
+    /// Any other error: the permission could not be told.
+    Unknown(CloudError),
+}
+
+/// Placeholder ids for probes: DryRun checks permissions, not existence.
+const PROBE_VOLUME: &str = "vol-0ffffffffffffffff";
+const PROBE_SNAPSHOT: &str = "snap-0ffffffffffffffff";
+
+impl Ec2 {
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            client: Client::new(config),
+        }
+    }
+
+    /// This account's snapshots carrying every `(key, value)` tag, all pages.
+    /// One call (per page) serves every volume of a profile.
+    pub async fn snapshots_tagged(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<SnapshotInfo>, CloudError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self.client.describe_snapshots().owner_ids("self");
+            for (k, v) in tags {
+                req = req.filters(filter(&format!("tag:{k}"), v));
+            }
+            let resp = req
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeSnapshots", e))?;
+            for s in resp.snapshots() {
+                let Some(id) = s.snapshot_id() else { continue };
+                out.push(SnapshotInfo {
+                    id: id.to_string(),
+                    volume_id: s.volume_id().map(str::to_string),
+                    state: SnapshotState::parse(s.state().map(|s| s.as_str()).unwrap_or("unknown")),
+                    start_time: s.start_time().and_then(to_chrono),
+                    size_gib: s.volume_size().and_then(|n| u32::try_from(n).ok()),
+                    description: s.description().unwrap_or_default().to_string(),
+                    tags: tag_map(s.tags()),
+                });
+            }
+            match resp.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Volumes attached (or attaching, or detaching) to an instance.
+    pub async fn volumes_attached_to(&self, instance_id: &str) -> Result<Vec<VolumeInfo>, CloudError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = self
+                .client
+                .describe_volumes()
+                .filters(filter("attachment.instance-id", instance_id))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeVolumes", e))?;
+            for v in resp.volumes() {
+                let Some(id) = v.volume_id() else { continue };
+                out.push(VolumeInfo {
+                    id: id.to_string(),
+                    state: v.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    size_gib: v.size().and_then(|n| u32::try_from(n).ok()),
+                    volume_type: v.volume_type().map(|t| t.as_str().to_string()),
+                    iops: v.iops().and_then(|n| u32::try_from(n).ok()),
+                    availability_zone: v.availability_zone().map(str::to_string),
+                    attachments: v
+                        .attachments()
+                        .iter()
+                        .map(|a| Attachment {
+                            instance_id: a.instance_id().unwrap_or_default().to_string(),
+                            device: a.device().unwrap_or_default().to_string(),
+                            state: a.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                        })
+                        .collect(),
+                    tags: tag_map(v.tags()),
+                });
+            }
+            match resp.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Probe one permission with `DryRun=true`. Placeholder resources are
+    /// used where the call needs ids; `instance_id` and `zone` are the
+    /// host's when known.
+    pub async fn dry_run(
+        &self,
+        action: DryRunAction,
+        instance_id: &str,
+        zone: &str,
+    ) -> DryRunOutcome {
+        let c = &self.client;
+        let name = action.name();
+        let result = match action {
+            DryRunAction::DescribeSnapshots => c
+                .describe_snapshots()
+                .owner_ids("self")
+                .max_results(5)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::DescribeVolumes => c
+                .describe_volumes()
+                .max_results(5)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::CreateVolume => c
+                .create_volume()
+                .availability_zone(zone)
+                .size(1)
+                .volume_type(VolumeType::Gp3)
+                .tag_specifications(
+                    TagSpecification::builder()
+                        .resource_type(ResourceType::Volume)
+                        .tags(Tag::builder().key("snaptastic:probe").value("dry-run").build())
+                        .build(),
+                )
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::AttachVolume => c
+                .attach_volume()
+                .volume_id(PROBE_VOLUME)
+                .instance_id(instance_id)
+                .device("/dev/sdz")
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::CreateSnapshot => c
+                .create_snapshot()
+                .volume_id(PROBE_VOLUME)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::CreateTags => c
+                .create_tags()
+                .resources(PROBE_VOLUME)
+                .tags(Tag::builder().key("snaptastic:probe").value("dry-run").build())
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::DetachVolume => c
+                .detach_volume()
+                .volume_id(PROBE_VOLUME)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::DeleteVolume => c
+                .delete_volume()
+                .volume_id(PROBE_VOLUME)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::DeleteSnapshot => c
+                .delete_snapshot()
+                .snapshot_id(PROBE_SNAPSHOT)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+        };
+        match result {
+            Ok(()) => DryRunOutcome::Allowed,
+            Err(e) => match e.code() {
+                Some("DryRunOperation") => DryRunOutcome::Allowed,
+                Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied") => {
+                    DryRunOutcome::Denied(e.to_string())
+                }
+                _ => DryRunOutcome::Unknown(e),
+            },
+        }
+    }
+}

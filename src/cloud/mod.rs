@@ -1,0 +1,159 @@
+//! The AWS side, in the tool's own words. SDK types stay inside this module:
+//! callers see `SnapshotInfo`, `VolumeInfo` and `CloudError`.
+
+mod ec2;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_config::meta::region::ProvideRegion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+
+pub use ec2::{DryRunAction, DryRunOutcome, Ec2};
+
+/// EC2 retries throttling and 5xx inside the SDK (exponential backoff with
+/// jitter); 5 attempts spans a few seconds, enough for a burst of
+/// `RequestLimitExceeded` without hiding a real outage.
+const MAX_ATTEMPTS: u32 = 5;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// An EC2 call that failed, named by operation, with the service's code.
+#[derive(Debug, Error)]
+pub enum CloudError {
+    #[error("{op} failed: {code}: {message}{}", request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
+    Service {
+        op: &'static str,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error("{op} failed: {message}")]
+    Transport { op: &'static str, message: String },
+}
+
+impl CloudError {
+    /// The service's error code, if the service answered.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            CloudError::Service { code, .. } => Some(code),
+            CloudError::Transport { .. } => None,
+        }
+    }
+}
+
+/// Snapshot states as EC2 reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotState {
+    Pending,
+    Completed,
+    Error,
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl SnapshotState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "pending" => Self::Pending,
+            "completed" => Self::Completed,
+            "error" => Self::Error,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "pending",
+            Self::Completed => "completed",
+            Self::Error => "error",
+            Self::Other(s) => s,
+        }
+    }
+}
+
+/// What the tool needs to know about a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotInfo {
+    pub id: String,
+    pub volume_id: Option<String>,
+    pub state: SnapshotState,
+    pub start_time: Option<DateTime<Utc>>,
+    pub size_gib: Option<u32>,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl SnapshotInfo {
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.get(key).map(String::as_str)
+    }
+}
+
+/// What the tool needs to know about a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeInfo {
+    pub id: String,
+    pub state: String,
+    pub size_gib: Option<u32>,
+    pub volume_type: Option<String>,
+    pub iops: Option<u32>,
+    pub availability_zone: Option<String>,
+    pub attachments: Vec<Attachment>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub instance_id: String,
+    pub device: String,
+    pub state: String,
+}
+
+/// The SDK configuration for a region: the standard credential chain
+/// (environment, profiles, SSO-less process credentials, instance role),
+/// `AWS_ENDPOINT_URL` honoured, bounded timeouts and retries.
+pub async fn sdk_config(region: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The region from the environment (`AWS_REGION`, `AWS_DEFAULT_REGION`) or
+/// the shared config profile, without asking instance metadata (which the
+/// tool reads itself, with its own timeouts).
+pub async fn region_from_environment() -> Option<String> {
+    let env = aws_config::environment::region::EnvironmentVariableRegionProvider::new();
+    if let Some(r) = env.region().await {
+        return Some(r.to_string());
+    }
+    let profile = aws_config::profile::ProfileFileRegionProvider::builder().build();
+    profile.region().await.map(|r| r.to_string())
+}
+
+/// Check that credentials can be had; returns where they came from.
+pub async fn check_credentials(config: &SdkConfig) -> Result<String, String> {
+    use aws_sdk_ec2::config::ProvideCredentials;
+    let provider = config
+        .credentials_provider()
+        .ok_or_else(|| "no credential provider configured".to_string())?;
+    match provider.provide_credentials().await {
+        // The provider name says where they came from; never print the keys.
+        Ok(_) => Ok("credentials found".to_string()),
+        Err(e) => Err(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()),
+    }
+}

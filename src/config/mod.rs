@@ -1,0 +1,190 @@
+//! TOML profiles: find the file, parse it, validate it, and resolve the
+//! parts that depend on userdata (filter tag values, volumes listed in
+//! userdata).
+//!
+//! ```toml
+//! [profiles.solr]
+//! filter_tags = ["role", "cluster", "environment"]
+//!
+//! [[profiles.solr.volumes]]
+//! device = "/dev/sdf"
+//! mount_point = "/mnt/solr"
+//! size = 50
+//! file_system = "ext4"
+//! ```
+
+mod profile;
+mod raw;
+mod userdata;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+pub use profile::{
+    Config, FileSystem, HookPoint, Hooks, Profile, Template, Volume, VolumeSource, VolumeType,
+    DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
+};
+pub use userdata::Userdata;
+pub use validate::{check_device, kernel_device_name, line_col, Origin, Problem};
+
+/// Environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "SNAPTASTIC_CONFIG";
+/// Environment variable overriding `device_root`.
+pub const DEVICE_ROOT_ENV: &str = "SNAPTASTIC_DEVICE_ROOT";
+/// Where the configuration is looked for when neither `--config` nor
+/// `$SNAPTASTIC_CONFIG` names it.
+pub const DEFAULT_PATHS: [&str; 2] = ["/etc/snaptastic/snaptastic.toml", "/etc/snaptastic.toml"];
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("no configuration file found (looked at {}); pass --config PATH or set {CONFIG_ENV}", .searched.join(", "))]
+    NotFound { searched: Vec<String> },
+
+    #[error("cannot read configuration file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// TOML syntax or type errors (one at a time; serde stops at the first).
+    #[error("{place}: {message}")]
+    Parse { place: String, message: String },
+
+    /// Every validation problem, one per line.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+
+    #[error("no profile '{name}' in {path}; defined profiles: {}", .defined.join(", "))]
+    UnknownProfile {
+        name: String,
+        path: PathBuf,
+        defined: Vec<String>,
+    },
+
+    #[error("{0}")]
+    Userdata(String),
+}
+
+/// Which file to read: `--config`, then `$SNAPTASTIC_CONFIG`, then the
+/// first of `DEFAULT_PATHS` that exists. An explicitly named file must
+/// exist (a typo should not silently fall back to another file).
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = explicit {
+        return Ok(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os(CONFIG_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    DEFAULT_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| ConfigError::NotFound {
+            searched: DEFAULT_PATHS.iter().map(|s| s.to_string()).collect(),
+        })
+}
+
+/// Find, read and validate the configuration.
+pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+    let path = locate(explicit)?;
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let mut config = parse(&text, &path)?;
+    if let Some(root) = std::env::var_os(DEVICE_ROOT_ENV).filter(|r| !r.is_empty()) {
+        config.device_root = PathBuf::from(root);
+    }
+    Ok(config)
+}
+
+/// Parse and validate configuration text; `path` is only used in messages.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let origin = Origin::File { path, text };
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| parse_error(&origin, &e))?;
+    validate::validate_config(raw, path)
+        .map_err(|problems| ConfigError::Invalid(problems.iter().map(|p| origin.render(p)).collect()))
+}
+
+fn parse_error(origin: &Origin<'_>, e: &toml::de::Error) -> ConfigError {
+    ConfigError::Parse {
+        place: origin.place(e.span().as_ref()),
+        message: e.message().trim().replace('\n', " "),
+    }
+}
+
+impl Config {
+    /// A profile by name; an unknown name lists the defined ones.
+    pub fn profile(&self, name: &str) -> Result<&Profile, ConfigError> {
+        self.profiles
+            .get(name)
+            .ok_or_else(|| ConfigError::UnknownProfile {
+                name: name.to_string(),
+                path: self.path.clone(),
+                defined: self.profiles.keys().cloned().collect(),
+            })
+    }
+}
+
+impl Profile {
+    /// The profile's volumes, reading and validating them from userdata
+    /// when the profile says so.
+    pub fn resolve_volumes(&self, userdata: &Userdata) -> Result<Vec<Volume>, ConfigError> {
+        match &self.volumes {
+            VolumeSource::Listed(v) => Ok(v.clone()),
+            VolumeSource::FromUserdata(key) => {
+                let text = userdata.volumes_as_toml(key, &self.name)?;
+                let origin = Origin::Userdata { key };
+                let list: raw::RawVolumeList =
+                    toml::from_str(&text).map_err(|e| {
+                        ConfigError::Userdata(format!(
+                            "userdata '{key}' (volumes of profile '{}'): {}",
+                            self.name,
+                            e.message().trim()
+                        ))
+                    })?;
+                let mut problems = validate::Problems::default();
+                let ctx = format!("profile '{}'", self.name);
+                match validate::validate_volumes(list.volumes, &ctx, &mut problems) {
+                    Some(v) if !v.is_empty() => Ok(v),
+                    Some(_) => Err(ConfigError::Userdata(format!(
+                        "userdata '{key}' lists no volumes for profile '{}'",
+                        self.name
+                    ))),
+                    None => Err(ConfigError::Invalid(
+                        problems.list.iter().map(|p| origin.render(p)).collect(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// `(tag key, value)` pairs that select this host's snapshots, values
+    /// taken from userdata.
+    pub fn filter_values(&self, userdata: &Userdata) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut missing = Vec::new();
+        let mut out = Vec::new();
+        for key in &self.filter_tags {
+            match userdata.get_str(key) {
+                Some(v) => out.push((key.clone(), v)),
+                None => missing.push(key.as_str()),
+            }
+        }
+        if missing.is_empty() {
+            Ok(out)
+        } else {
+            Err(ConfigError::Userdata(format!(
+                "userdata has no value for {} (filter_tags of profile '{}'); set it in the instance userdata or pass --userdata '{{\"{}\": \"...\"}}'",
+                missing.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "),
+                self.name,
+                missing[0]
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

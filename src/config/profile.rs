@@ -1,0 +1,346 @@
+//! Validated configuration: what the rest of the tool works with. Every
+//! value here has passed `validate.rs`, so commands never re-check it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Default keys whose userdata values select a profile's snapshots, as in
+/// snaptastic 0.2.12's `get_filter_tags`.
+pub const DEFAULT_FILTER_TAGS: [&str; 3] = ["role", "cluster", "environment"];
+
+/// The description snaptastic 0.2.12 gave its snapshots.
+pub const DEFAULT_DESCRIPTION: &str = "{cluster} snapshot of {mount_point}";
+
+/// The original's `SNAPSHOT_EXPIRY_DAYS`: the `expires` tag is now + 7 days.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The loaded configuration file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// Region override; `None` means the SDK chain, then the instance's AZ.
+    pub region: Option<String>,
+    /// Where block devices appear; `/dev` unless pointed elsewhere.
+    pub device_root: PathBuf,
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// One named profile (a "snapshotter" of the original).
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub volumes: VolumeSource,
+    /// Tag keys whose values come from userdata and select snapshots.
+    pub filter_tags: Vec<String>,
+    pub description: Template,
+    /// How long after creation a snapshot expires (`expires` tag).
+    pub retention: Duration,
+    pub hooks: Hooks,
+}
+
+/// Where a profile's volumes are listed.
+#[derive(Debug, Clone)]
+pub enum VolumeSource {
+    /// In the configuration file.
+    Listed(Vec<Volume>),
+    /// In the instance userdata under this key (a list of volume tables),
+    /// like the original's `userdata_example`.
+    FromUserdata(String),
+}
+
+/// One EBS data volume as the profile wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Volume {
+    /// EC2 device name used for AttachVolume, e.g. `/dev/sdf`.
+    pub device: String,
+    /// Where it is mounted; also the `mount_point` tag that matches
+    /// snapshots (compared exactly, as the original did).
+    pub mount_point: String,
+    /// Size in GiB (at least the snapshot's when restoring).
+    pub size_gib: u32,
+    pub file_system: FileSystem,
+    pub mount_options: String,
+    pub volume_type: VolumeType,
+    pub iops: Option<u32>,
+    /// MiB/s, gp3 only.
+    pub throughput: Option<u32>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    pub delete_on_termination: bool,
+    /// Letters the kernel shifts the device name by (CentOS 6 attached
+    /// `sdj` when asked for `sdf`).
+    pub device_name_offset: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileSystem {
+    Ext4,
+    Xfs,
+}
+
+impl FileSystem {
+    pub const NAMES: &'static str = "ext4, xfs";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ext4" => Some(Self::Ext4),
+            "xfs" => Some(Self::Xfs),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ext4 => "ext4",
+            Self::Xfs => "xfs",
+        }
+    }
+}
+
+impl fmt::Display for FileSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// EBS volume types the tool creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    Gp3,
+    Gp2,
+    Io1,
+    Io2,
+    Standard,
+}
+
+impl VolumeType {
+    pub const NAMES: &'static str = "gp3, gp2, io1, io2, standard";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "gp3" => Some(Self::Gp3),
+            "gp2" => Some(Self::Gp2),
+            "io1" => Some(Self::Io1),
+            "io2" => Some(Self::Io2),
+            "standard" => Some(Self::Standard),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gp3 => "gp3",
+            Self::Gp2 => "gp2",
+            Self::Io1 => "io1",
+            Self::Io2 => "io2",
+            Self::Standard => "standard",
+        }
+    }
+
+    /// Size limits in GiB (EBS documentation, io2 without Block Express).
+    pub fn size_range(self) -> (u32, u32) {
+        match self {
+            Self::Gp3 | Self::Gp2 => (1, 16_384),
+            Self::Io1 | Self::Io2 => (4, 16_384),
+            Self::Standard => (1, 1_024),
+        }
+    }
+
+    /// Provisioned IOPS limits, or `None` if the type takes no `iops`.
+    pub fn iops_range(self) -> Option<(u32, u32)> {
+        match self {
+            Self::Gp3 => Some((3_000, 16_000)),
+            Self::Io1 => Some((100, 64_000)),
+            Self::Io2 => Some((100, 256_000)),
+            Self::Gp2 | Self::Standard => None,
+        }
+    }
+}
+
+impl fmt::Display for VolumeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The 12 hook points of snaptastic 0.2.12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPoint {
+    PreMounts,
+    PostMounts,
+    PreMount,
+    PostMount,
+    PreUnmounts,
+    PostUnmounts,
+    PreUnmount,
+    PostUnmount,
+    PreSnapshots,
+    PostSnapshots,
+    PreSnapshot,
+    PostSnapshot,
+}
+
+impl HookPoint {
+    pub const ALL: [HookPoint; 12] = [
+        Self::PreMounts,
+        Self::PostMounts,
+        Self::PreMount,
+        Self::PostMount,
+        Self::PreUnmounts,
+        Self::PostUnmounts,
+        Self::PreUnmount,
+        Self::PostUnmount,
+        Self::PreSnapshots,
+        Self::PostSnapshots,
+        Self::PreSnapshot,
+        Self::PostSnapshot,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PreMounts => "pre_mounts",
+            Self::PostMounts => "post_mounts",
+            Self::PreMount => "pre_mount",
+            Self::PostMount => "post_mount",
+            Self::PreUnmounts => "pre_unmounts",
+            Self::PostUnmounts => "post_unmounts",
+            Self::PreUnmount => "pre_unmount",
+            Self::PostUnmount => "post_unmount",
+            Self::PreSnapshots => "pre_snapshots",
+            Self::PostSnapshots => "post_snapshots",
+            Self::PreSnapshot => "pre_snapshot",
+            Self::PostSnapshot => "post_snapshot",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+/// Commands to run at each hook point, each an argv run without a shell.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks(pub BTreeMap<HookPoint, Vec<Vec<String>>>);
+
+impl Hooks {
+    pub fn commands(&self, point: HookPoint) -> &[Vec<String>] {
+        self.0.get(&point).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// A description template: literal text with `{key}` placeholders filled
+/// from userdata, `mount_point`, `device` and `instance_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Text(String),
+    Key(String),
+}
+
+impl Template {
+    /// Parse `{key}` placeholders; `{{` and `}}` are literal braces.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    text.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    text.push('}');
+                }
+                '{' => {
+                    let mut key = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some(k) if k.is_ascii_alphanumeric() || k == '_' || k == '-' => {
+                                key.push(k)
+                            }
+                            Some(k) => {
+                                return Err(format!(
+                                    "placeholder names may hold letters, digits, '_' and '-', found '{k}'"
+                                ))
+                            }
+                            None => return Err("a '{' is never closed".into()),
+                        }
+                    }
+                    if key.is_empty() {
+                        return Err("empty placeholder '{}'".into());
+                    }
+                    if !text.is_empty() {
+                        parts.push(TemplatePart::Text(std::mem::take(&mut text)));
+                    }
+                    parts.push(TemplatePart::Key(key));
+                }
+                '}' => return Err("a '}' has no '{' (write '}}' for a literal brace)".into()),
+                c => text.push(c),
+            }
+        }
+        if !text.is_empty() {
+            parts.push(TemplatePart::Text(text));
+        }
+        Ok(Self { parts })
+    }
+
+    /// Fill the placeholders; a missing key is an error naming it.
+    pub fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                TemplatePart::Text(t) => out.push_str(t),
+                TemplatePart::Key(k) => match lookup(k) {
+                    Some(v) => out.push_str(&v),
+                    None => return Err(k.clone()),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_round_trip() {
+        let t = Template::parse(DEFAULT_DESCRIPTION).unwrap();
+        let s = t
+            .render(|k| match k {
+                "cluster" => Some("my_cluster".into()),
+                "mount_point" => Some("/var/lib/pg/_q".into()),
+                _ => None,
+            })
+            .unwrap();
+        // Unlike 0.2.12 the path keeps its underscores.
+        assert_eq!(s, "my_cluster snapshot of /var/lib/pg/_q");
+        assert_eq!(t.render(|_| None).unwrap_err(), "cluster");
+    }
+
+    #[test]
+    fn template_errors() {
+        assert!(Template::parse("{cluster").unwrap_err().contains("never closed"));
+        assert!(Template::parse("a}b").unwrap_err().contains("no '{'"));
+        assert!(Template::parse("{}").unwrap_err().contains("empty"));
+        assert!(Template::parse("{a b}").unwrap_err().contains("found ' '"));
+        let lit = Template::parse("{{x}}").unwrap();
+        assert_eq!(lit.render(|_| None).unwrap(), "{x}");
+    }
+}

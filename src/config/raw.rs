@@ -1,0 +1,70 @@
+//! The TOML file as written, with a span on every value so that validation
+//! can point at `file:line:col`. Nothing here checks meaning; `validate.rs`
+//! turns these into the types in `profile.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// AWS region; default: the SDK's chain (AWS_REGION, profile), then the
+    /// region of the instance's availability zone.
+    pub region: Option<Spanned<String>>,
+    /// Where block devices appear (default `/dev`).
+    pub device_root: Option<Spanned<String>>,
+    #[serde(default)]
+    pub profiles: BTreeMap<Spanned<String>, Spanned<RawProfile>>,
+}
+
+/// One `[profiles.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub volumes: Option<Vec<Spanned<RawVolume>>>,
+    pub volumes_from_userdata: Option<Spanned<String>>,
+    pub filter_tags: Option<Spanned<Vec<Spanned<String>>>>,
+    pub description: Option<Spanned<String>>,
+    pub snapshot_retention: Option<Spanned<String>>,
+    #[serde(default)]
+    pub hooks: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawHook>>>>,
+}
+
+/// One volume, from the file or from userdata.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVolume {
+    pub device: Option<Spanned<String>>,
+    pub mount_point: Option<Spanned<String>>,
+    pub size: Option<Spanned<i64>>,
+    pub file_system: Option<Spanned<String>>,
+    pub mount_options: Option<Spanned<String>>,
+    pub volume_type: Option<Spanned<String>>,
+    pub iops: Option<Spanned<i64>>,
+    pub throughput: Option<Spanned<i64>>,
+    pub encrypted: Option<Spanned<bool>>,
+    pub kms_key_id: Option<Spanned<String>>,
+    pub delete_on_termination: Option<Spanned<bool>>,
+    pub device_name_offset: Option<Spanned<i64>>,
+}
+
+/// A hook: one argv (`["systemctl", "stop", "pg"]`) or several
+/// (`[["chmod", ...], ["chown", ...]]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHook {
+    // Spans do not survive serde's untagged buffering, so the hook as a
+    // whole carries the span.
+    One(Vec<String>),
+    Many(Vec<Vec<String>>),
+}
+
+/// Userdata volumes are JSON; they are turned into a TOML document so the
+/// same `RawVolume` (with its spans and unknown-field checks) reads them.
+#[derive(Debug, Deserialize)]
+pub struct RawVolumeList {
+    pub volumes: Vec<Spanned<RawVolume>>,
+}

@@ -1,0 +1,282 @@
+//! Config validation: good files parse to the expected profile, and every
+//! bad file gets the message (and place) an operator needs.
+
+use std::path::Path;
+
+use super::*;
+
+fn parse_ok(text: &str) -> Config {
+    parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match parse(text, Path::new("t.toml")) {
+        Err(ConfigError::Invalid(lines)) => lines,
+        Err(e) => vec![e.to_string()],
+        Ok(_) => panic!("accepted:\n{text}"),
+    }
+}
+
+fn one_error(text: &str) -> String {
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    e.into_iter().next().unwrap()
+}
+
+const BASIC: &str = r#"
+[profiles.solr]
+[[profiles.solr.volumes]]
+device = "/dev/sdf"
+mount_point = "/mnt/solr"
+"#;
+
+#[test]
+fn defaults_follow_the_original() {
+    let c = parse_ok(BASIC);
+    let p = c.profile("solr").unwrap();
+    assert_eq!(p.filter_tags, ["role", "cluster", "environment"]);
+    assert_eq!(p.retention, DEFAULT_RETENTION);
+    assert_eq!(c.device_root, Path::new("/dev"));
+    let VolumeSource::Listed(v) = &p.volumes else { panic!() };
+    assert_eq!(
+        v[0],
+        Volume {
+            device: "/dev/sdf".into(),
+            mount_point: "/mnt/solr".into(),
+            size_gib: 5,
+            file_system: FileSystem::Xfs,
+            mount_options: "defaults".into(),
+            volume_type: VolumeType::Gp3,
+            iops: None,
+            throughput: None,
+            encrypted: false,
+            kms_key_id: None,
+            delete_on_termination: false,
+            device_name_offset: 0,
+        }
+    );
+}
+
+#[test]
+fn full_volume_and_hooks() {
+    let c = parse_ok(
+        r#"
+region = "eu-west-1"
+device_root = "/tmp/lab/dev"
+[profiles.pg]
+filter_tags = ["group", "role"]
+description = "{group} pg of {mount_point}"
+snapshot_retention = "14d"
+hooks.pre_mounts = ["systemctl", "stop", "postgresql"]
+hooks.post_mounts = [["chmod", "0700", "/var/lib/postgresql"], ["chown", "-R", "postgres:postgres", "/var/lib/postgresql"]]
+[[profiles.pg.volumes]]
+device = "/dev/sdf1"
+mount_point = "/var/lib/postgresql"
+size = 200
+file_system = "ext4"
+mount_options = "noatime"
+volume_type = "io2"
+iops = 1600
+encrypted = true
+kms_key_id = "alias/pg"
+delete_on_termination = true
+device_name_offset = 4
+"#,
+    );
+    assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(c.device_root, Path::new("/tmp/lab/dev"));
+    let p = c.profile("pg").unwrap();
+    assert_eq!(p.retention, std::time::Duration::from_secs(14 * 86400));
+    assert_eq!(p.hooks.commands(HookPoint::PreMounts), [vec!["systemctl", "stop", "postgresql"]]);
+    assert_eq!(p.hooks.commands(HookPoint::PostMounts).len(), 2);
+    assert!(p.hooks.commands(HookPoint::PreSnapshot).is_empty());
+    let VolumeSource::Listed(v) = &p.volumes else { panic!() };
+    assert_eq!((v[0].volume_type, v[0].iops, v[0].size_gib), (VolumeType::Io2, Some(1600), 200));
+    assert_eq!(kernel_device_name(&v[0].device, v[0].device_name_offset), "/dev/xvdj1");
+}
+
+#[test]
+fn iops_alone_means_io1_as_in_the_original() {
+    let c = parse_ok(&format!("{BASIC}iops = 1600\n"));
+    let VolumeSource::Listed(v) = &c.profiles["solr"].volumes else { panic!() };
+    assert_eq!(v[0].volume_type, VolumeType::Io1);
+}
+
+#[test]
+fn each_bad_value_is_named_with_its_place() {
+    let cases: &[(&str, &str)] = &[
+        ("size = 0", "t.toml:6:8: profile 'solr', volume 1 (/mnt/solr): size must be 1 to 16384 GiB for gp3, got 0"),
+        ("file_system = \"btrfs\"", "t.toml:6:15: profile 'solr', volume 1 (/mnt/solr): unknown file_system 'btrfs'; supported: ext4, xfs"),
+        ("volume_type = \"sc1\"", "unknown volume_type 'sc1'; supported: gp3, gp2, io1, io2, standard"),
+        ("volume_type = \"gp2\"\niops = 3000", "t.toml:7:8: profile 'solr', volume 1 (/mnt/solr): iops cannot be set for gp2 volumes"),
+        ("iops = 50", "iops must be 100 to 64000 for io1, got 50"),
+        ("throughput = 2000", "throughput must be 125 to 1000 MiB/s, got 2000"),
+        ("volume_type = \"io1\"\nthroughput = 200", "throughput can only be set for gp3, not io1"),
+        ("kms_key_id = \"alias/x\"", "kms_key_id needs encrypted = true"),
+        ("mount_options = \"noatime, nodiratime\"", "mount_options is a comma-separated list without spaces"),
+        ("device_name_offset = 30", "device_name_offset must be 0 to 20, got 30"),
+        ("volume_type = \"standard\"\nsize = 2000", "size must be 1 to 1024 GiB for standard, got 2000"),
+    ];
+    for (extra, want) in cases {
+        let text = format!("{BASIC}{extra}\n");
+        let got = one_error(&text);
+        assert!(got.contains(want), "for {extra:?}\n got: {got}\nwant: {want}");
+        assert!(got.starts_with("t.toml:"), "{got}");
+    }
+}
+
+#[test]
+fn bad_device_and_mount_point() {
+    let e = one_error("[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/nvme1n1\"\nmount_point = \"/x\"\n");
+    assert_eq!(e, "t.toml:3:10: profile 'a', volume 1 (/x): device '/dev/nvme1n1' is not an EC2 device name like /dev/sdf or /dev/xvdg");
+    for (mp, want) in [
+        ("data", "must be an absolute path"),
+        ("/", "cannot be '/'"),
+        ("/mnt/../etc", "must not contain '.' or '..'"),
+    ] {
+        let e = one_error(&format!("[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"{mp}\"\n"));
+        assert!(e.contains(want), "{mp}: {e}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors(
+        r#"
+region = "EU West"
+[profiles.a]
+filter_tags = []
+description = "{cluster"
+snapshot_retention = "soon"
+hooks.pre_mount = []
+hooks.before_everything = ["true"]
+[[profiles.a.volumes]]
+device = "/dev/sdf"
+mount_point = "/data"
+size = -1
+[[profiles.a.volumes]]
+device = "/dev/sdf"
+mount_point = "/data"
+[[profiles.a.volumes]]
+size = 5
+[profiles.b]
+"#,
+    );
+    let all = e.join("\n");
+    for want in [
+        "t.toml:2:10: region 'EU West' is not a region name",
+        "t.toml:4:15: profile 'a': filter_tags is empty",
+        "t.toml:5:15: profile 'a': description: a '{' is never closed",
+        "t.toml:6:22: profile 'a': snapshot_retention 'soon'",
+        "t.toml:7:19: profile 'a', hook pre_mount: a command is an argv list like [\"systemctl\", \"stop\", \"postgresql\"]",
+        "t.toml:8:7: profile 'a': unknown hook 'before_everything'; hooks are pre_mounts, post_mounts",
+        "t.toml:12:8: profile 'a', volume 1 (/data): size must be 1 to 16384 GiB for gp3, got -1",
+        "t.toml:14:10: profile 'a', volume 2 (/data): device /dev/sdf is also used by volume 1",
+        "t.toml:15:15: profile 'a', volume 2 (/data): mount point /data is also used by volume 1",
+        "profile 'a', volume 3: device is missing",
+        "profile 'a', volume 3: mount_point is missing",
+        "profile 'b': has no volumes",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
+    assert_eq!(e.len(), 12, "{all}");
+}
+
+#[test]
+fn syntax_and_unknown_keys_point_at_the_place() {
+    let e = one_error("[profiles.a]\nvolumes_from_userdata = \"v\"\nfilter_tag = [\"role\"]\n");
+    assert!(e.starts_with("t.toml:3:1: unknown field `filter_tag`"), "{e}");
+    let e = one_error("[profiles.a\n");
+    assert!(e.starts_with("t.toml:1:"), "{e}");
+    let e = one_error(&format!("{BASIC}size = \"big\"\n"));
+    assert!(e.starts_with("t.toml:6:8: invalid type: string \"big\", expected i64"), "{e}");
+}
+
+#[test]
+fn both_or_neither_volume_sources() {
+    let e = one_error("[profiles.a]\nvolumes_from_userdata = \"v\"\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"/x\"\n");
+    assert!(e.contains("set either volumes or volumes_from_userdata, not both"), "{e}");
+}
+
+#[test]
+fn empty_file_has_no_profiles() {
+    assert_eq!(one_error(""), "t.toml: no profiles defined: add a [profiles.NAME] table");
+}
+
+#[test]
+fn unknown_profile_lists_the_defined_ones() {
+    let c = parse_ok(&format!("{BASIC}[profiles.pg]\nvolumes_from_userdata = \"volumes\"\n"));
+    let e = c.profile("solar").unwrap_err().to_string();
+    assert_eq!(e, "no profile 'solar' in t.toml; defined profiles: pg, solr");
+}
+
+#[test]
+fn volumes_from_userdata_are_validated_like_the_file() {
+    let c = parse_ok("[profiles.u]\nvolumes_from_userdata = \"volumes\"\n");
+    let p = c.profile("u").unwrap();
+    let ud = Userdata::parse(
+        r#"{"volumes": [{"device": "/dev/sdf", "mount_point": "/mnt/a", "size": 10, "iops": null},
+                        {"device": "/dev/sdg", "mount_point": "/mnt/b", "file_system": "ext4"}]}"#,
+        "--userdata",
+    )
+    .unwrap();
+    let v = p.resolve_volumes(&ud).unwrap();
+    assert_eq!(v.len(), 2);
+    assert_eq!((v[0].size_gib, v[1].file_system), (10, FileSystem::Ext4));
+
+    let bad = Userdata::parse(r#"{"volumes": [{"device": "/dev/sdf", "mount_point": "/mnt/a", "size": 0}]}"#, "x").unwrap();
+    let e = p.resolve_volumes(&bad).unwrap_err().to_string();
+    assert_eq!(e, "userdata 'volumes': profile 'u', volume 1 (/mnt/a): size must be 1 to 16384 GiB for gp3, got 0");
+
+    let e = p.resolve_volumes(&Userdata::default()).unwrap_err().to_string();
+    assert_eq!(e, "userdata has no 'volumes' list (volumes_from_userdata of profile 'u')");
+    let e = p
+        .resolve_volumes(&Userdata::parse(r#"{"volumes": [{"device": "/dev/sdf", "mountpoint": "/a"}]}"#, "x").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown field `mountpoint`"), "{e}");
+}
+
+#[test]
+fn filter_values_come_from_userdata() {
+    let c = parse_ok(BASIC);
+    let p = c.profile("solr").unwrap();
+    let ud = Userdata::parse(r#"{"role": "solr", "cluster": "c1", "environment": "prod", "n": 3}"#, "x").unwrap();
+    assert_eq!(
+        p.filter_values(&ud).unwrap(),
+        [("role".into(), "solr".into()), ("cluster".into(), "c1".into()), ("environment".into(), "prod".into())]
+    );
+    assert_eq!(ud.get_str("n").as_deref(), Some("3"));
+    let e = p.filter_values(&Userdata::parse(r#"{"role": "solr"}"#, "x").unwrap()).unwrap_err();
+    assert!(e.to_string().starts_with("userdata has no value for 'cluster', 'environment' (filter_tags of profile 'solr')"), "{e}");
+}
+
+#[test]
+fn userdata_must_be_a_json_object() {
+    assert_eq!(
+        Userdata::parse("[1]", "--userdata").unwrap_err().to_string(),
+        "--userdata must be a JSON object like '{\"role\": \"db\"}', got a list"
+    );
+    assert!(Userdata::parse("{role: x}", "--userdata")
+        .unwrap_err()
+        .to_string()
+        .starts_with("--userdata is not valid JSON: key must be a string at line 1 column 2"));
+    assert_eq!(Userdata::parse("  \n", "instance userdata").unwrap(), Userdata::default());
+}
+
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![dir.join("snaptastic.example.toml")];
+    for e in std::fs::read_dir(dir.join("examples")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            files.push(p);
+        }
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        parse(&text, &f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+}

@@ -1,0 +1,623 @@
+//! Raw TOML -> validated `Config`. Pure: it reads no files and touches no
+//! host state, and it reports every problem it finds, each with the place
+//! (`file:line:col`), profile and volume at fault.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+
+use super::profile::{
+    Config, FileSystem, HookPoint, Hooks, Profile, Template, Volume, VolumeSource, VolumeType,
+    DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
+};
+use super::raw::{RawConfig, RawHook, RawProfile, RawVolume};
+
+/// One thing wrong, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub span: Option<Range<usize>>,
+    /// "profile 'solr', volume 1 (/mnt/solr)" or empty for file-level keys.
+    pub context: String,
+    pub message: String,
+}
+
+/// Where the validated text came from, to turn byte spans into places.
+pub enum Origin<'a> {
+    File { path: &'a Path, text: &'a str },
+    /// Volumes read from userdata; spans point into generated text, so the
+    /// place is the userdata key instead.
+    Userdata { key: &'a str },
+}
+
+impl Origin<'_> {
+    /// `path:line:col` (1-based) for a byte offset.
+    pub fn place(&self, span: Option<&Range<usize>>) -> String {
+        match self {
+            Origin::File { path, text } => match span {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    format!("{}:{line}:{col}", path.display())
+                }
+                None => path.display().to_string(),
+            },
+            Origin::Userdata { key } => format!("userdata '{key}'"),
+        }
+    }
+
+    pub fn render(&self, p: &Problem) -> String {
+        let place = self.place(p.span.as_ref());
+        if p.context.is_empty() {
+            format!("{place}: {}", p.message)
+        } else {
+            format!("{place}: {}: {}", p.context, p.message)
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+#[derive(Default)]
+pub(super) struct Problems {
+    pub(super) list: Vec<Problem>,
+}
+
+impl Problems {
+    fn add(&mut self, span: Option<Range<usize>>, context: &str, message: impl Into<String>) {
+        self.list.push(Problem {
+            span,
+            context: context.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn at<T>(&mut self, v: &Spanned<T>, context: &str, message: impl Into<String>) {
+        self.add(Some(v.span()), context, message)
+    }
+}
+
+/// Validate a whole file. `Err` holds every problem found.
+pub fn validate_config(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
+    let mut p = Problems::default();
+    let region = raw.region.as_ref().and_then(|r| {
+        let ok = !r.get_ref().is_empty()
+            && r.get_ref()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !ok {
+            p.at(r, "", format!("region '{}' is not a region name like eu-west-1", r.get_ref()));
+        }
+        ok.then(|| r.get_ref().clone())
+    });
+    let device_root = match &raw.device_root {
+        Some(d) if !Path::new(d.get_ref()).is_absolute() => {
+            p.at(d, "", format!("device_root '{}' must be an absolute path", d.get_ref()));
+            PathBuf::from("/dev")
+        }
+        Some(d) => PathBuf::from(d.get_ref()),
+        None => PathBuf::from("/dev"),
+    };
+    if raw.profiles.is_empty() {
+        p.add(None, "", "no profiles defined: add a [profiles.NAME] table");
+    }
+    let mut profiles = BTreeMap::new();
+    for (name, profile) in raw.profiles {
+        let ctx = format!("profile '{}'", name.get_ref());
+        if !valid_name(name.get_ref()) {
+            p.at(
+                &name,
+                &ctx,
+                "profile names may hold letters, digits, '_', '-' and '.'",
+            );
+        }
+        if let Some(prof) = validate_profile(name.get_ref(), profile, &ctx, &mut p) {
+            profiles.insert(name.into_inner(), prof);
+        }
+    }
+    if p.list.is_empty() {
+        return Ok(Config {
+            path: path.to_path_buf(),
+            region,
+            device_root,
+            profiles,
+        });
+    }
+    // In file order, as an editor would walk them.
+    p.list.sort_by_key(|x| x.span.as_ref().map_or(0, |s| s.start));
+    Err(p.list)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn validate_profile(
+    name: &str,
+    raw: Spanned<RawProfile>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<Profile> {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let before = p.list.len();
+
+    let volumes = match (raw.volumes, raw.volumes_from_userdata) {
+        (Some(_), Some(key)) => {
+            p.at(&key, ctx, "set either volumes or volumes_from_userdata, not both");
+            None
+        }
+        (None, None) => {
+            p.add(
+                Some(span),
+                ctx,
+                "has no volumes: add [[profiles.NAME.volumes]] tables or volumes_from_userdata = \"KEY\"",
+            );
+            None
+        }
+        (None, Some(key)) => {
+            if key.get_ref().is_empty() {
+                p.at(&key, ctx, "volumes_from_userdata needs a userdata key");
+            }
+            Some(VolumeSource::FromUserdata(key.into_inner()))
+        }
+        (Some(list), None) => {
+            if list.is_empty() {
+                p.add(Some(span), ctx, "volumes is empty");
+            }
+            validate_volumes(list, ctx, p).map(VolumeSource::Listed)
+        }
+    };
+
+    let filter_tags = match raw.filter_tags {
+        None => DEFAULT_FILTER_TAGS.iter().map(|s| s.to_string()).collect(),
+        Some(tags) => {
+            if tags.get_ref().is_empty() {
+                p.at(
+                    &tags,
+                    ctx,
+                    "filter_tags is empty: snapshots of every host would match",
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for t in tags.get_ref() {
+                if !valid_tag_key(t.get_ref()) {
+                    p.at(t, ctx, format!("filter tag '{}' is not a valid tag key", t.get_ref()));
+                } else if !seen.insert(t.get_ref().clone()) {
+                    p.at(t, ctx, format!("filter tag '{}' is listed twice", t.get_ref()));
+                }
+            }
+            tags.into_inner().into_iter().map(Spanned::into_inner).collect()
+        }
+    };
+
+    let description = match raw.description {
+        None => Template::parse(DEFAULT_DESCRIPTION).ok(),
+        Some(d) => match Template::parse(d.get_ref()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                p.at(&d, ctx, format!("description: {e}"));
+                None
+            }
+        },
+    };
+
+    let retention = match raw.snapshot_retention {
+        None => Some(DEFAULT_RETENTION),
+        Some(r) => match humantime::parse_duration(r.get_ref()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                p.at(&r, ctx, "snapshot_retention must be longer than zero");
+                None
+            }
+            Err(e) => {
+                p.at(
+                    &r,
+                    ctx,
+                    format!("snapshot_retention '{}': {e} (e.g. \"7d\", \"36h\")", r.get_ref()),
+                );
+                None
+            }
+        },
+    };
+
+    let hooks = validate_hooks(raw.hooks, ctx, p);
+
+    if p.list.len() != before {
+        return None;
+    }
+    Some(Profile {
+        name: name.to_string(),
+        volumes: volumes?,
+        filter_tags,
+        description: description?,
+        retention: retention?,
+        hooks,
+    })
+}
+
+fn valid_tag_key(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 128 && !k.starts_with("aws:")
+}
+
+fn validate_hooks(
+    raw: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawHook>>>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Hooks {
+    let mut hooks = Hooks::default();
+    let Some(raw) = raw else { return hooks };
+    for (point, hook) in raw.into_inner() {
+        let Some(hp) = HookPoint::parse(point.get_ref()) else {
+            let names: Vec<_> = HookPoint::ALL.iter().map(|h| h.as_str()).collect();
+            p.at(
+                &point,
+                ctx,
+                format!(
+                    "unknown hook '{}'; hooks are {}",
+                    point.get_ref(),
+                    names.join(", ")
+                ),
+            );
+            continue;
+        };
+        let hctx = format!("{ctx}, hook {}", hp.as_str());
+        let span = hook.span();
+        let argvs: Vec<Vec<String>> = match hook.into_inner() {
+            RawHook::One(argv) => vec![argv],
+            RawHook::Many(list) => list,
+        };
+        if argvs.is_empty() {
+            p.add(Some(span.clone()), &hctx, "has no command");
+        }
+        let mut cmds = Vec::new();
+        for argv in argvs {
+            match argv.first() {
+                None => p.add(
+                    Some(span.clone()),
+                    &hctx,
+                    "a command is an argv list like [\"systemctl\", \"stop\", \"postgresql\"]",
+                ),
+                Some(prog) if prog.trim().is_empty() => {
+                    p.add(Some(span.clone()), &hctx, "the program name is empty")
+                }
+                Some(_) => cmds.push(argv),
+            }
+        }
+        hooks.0.insert(hp, cmds);
+    }
+    hooks
+}
+
+/// Validate a list of volumes (from the file or from userdata), including
+/// the rules that span volumes: no device or mount point twice.
+pub(super) fn validate_volumes(
+    list: Vec<Spanned<RawVolume>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<Vec<Volume>> {
+    let before = p.list.len();
+    let mut out: Vec<Volume> = Vec::new();
+    let mut devices: BTreeMap<String, usize> = BTreeMap::new();
+    let mut mounts: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, raw) in list.into_iter().enumerate() {
+        let n = i + 1;
+        let vctx = match raw.get_ref().mount_point.as_ref() {
+            Some(mp) => format!("{ctx}, volume {n} ({})", mp.get_ref()),
+            None => format!("{ctx}, volume {n}"),
+        };
+        // Duplicates are judged on what was written, even when the volume
+        // has other problems, so every clash is reported in one pass.
+        let r = raw.get_ref();
+        if let Some(d) = r.device.as_ref().filter(|d| check_device(d.get_ref()).is_ok()) {
+            let offset = r
+                .device_name_offset
+                .as_ref()
+                .and_then(|o| u8::try_from(*o.get_ref()).ok())
+                .unwrap_or(0);
+            if let Some(other) = devices.insert(kernel_device_name(d.get_ref(), offset), n) {
+                p.at(d, &vctx, format!("device {} is also used by volume {other}", d.get_ref()));
+            }
+        }
+        if let Some(m) = &r.mount_point {
+            if let Some(other) = mounts.insert(m.get_ref().clone(), n) {
+                p.at(m, &vctx, format!("mount point {} is also used by volume {other}", m.get_ref()));
+            }
+        }
+        let span = raw.span();
+        if let Some(v) = validate_volume(raw.into_inner(), span, &vctx, p) {
+            out.push(v);
+        }
+    }
+    (p.list.len() == before).then_some(out)
+}
+
+fn validate_volume(
+    raw: RawVolume,
+    span: Range<usize>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<Volume> {
+    let before = p.list.len();
+
+    let device = match &raw.device {
+        None => {
+            p.add(Some(span.clone()), ctx, "device is missing (e.g. device = \"/dev/sdf\")");
+            String::new()
+        }
+        Some(d) => {
+            if let Err(e) = check_device(d.get_ref()) {
+                p.at(d, ctx, e);
+            }
+            d.get_ref().clone()
+        }
+    };
+
+    let mount_point = match &raw.mount_point {
+        None => {
+            p.add(Some(span.clone()), ctx, "mount_point is missing");
+            String::new()
+        }
+        Some(m) => {
+            if let Err(e) = check_mount_point(m.get_ref()) {
+                p.at(m, ctx, e);
+            }
+            m.get_ref().clone()
+        }
+    };
+
+    let file_system = match &raw.file_system {
+        None => FileSystem::Xfs,
+        Some(f) => FileSystem::parse(f.get_ref()).unwrap_or_else(|| {
+            p.at(
+                f,
+                ctx,
+                format!(
+                    "unknown file_system '{}'; supported: {}",
+                    f.get_ref(),
+                    FileSystem::NAMES
+                ),
+            );
+            FileSystem::Xfs
+        }),
+    };
+
+    // As in 0.2.12, `iops` alone means a provisioned-IOPS volume (io1);
+    // otherwise the modern default gp3 replaces the original's magnetic
+    // `standard`.
+    let volume_type = match &raw.volume_type {
+        None if raw.iops.is_some() => VolumeType::Io1,
+        None => VolumeType::Gp3,
+        Some(t) => VolumeType::parse(t.get_ref()).unwrap_or_else(|| {
+            p.at(
+                t,
+                ctx,
+                format!(
+                    "unknown volume_type '{}'; supported: {}",
+                    t.get_ref(),
+                    VolumeType::NAMES
+                ),
+            );
+            VolumeType::Gp3
+        }),
+    };
+    let type_known = p.list.len() == before
+        || raw
+            .volume_type
+            .as_ref()
+            .is_none_or(|t| VolumeType::parse(t.get_ref()).is_some());
+
+    // The original's default size.
+    let size_gib = match &raw.size {
+        None => 5,
+        Some(s) => {
+            let (lo, hi) = volume_type.size_range();
+            let v = *s.get_ref();
+            if type_known && (v < i64::from(lo) || v > i64::from(hi)) {
+                p.at(
+                    s,
+                    ctx,
+                    format!("size must be {lo} to {hi} GiB for {volume_type}, got {v}"),
+                );
+            }
+            u32::try_from(v).unwrap_or(0)
+        }
+    };
+
+    let iops = raw.iops.as_ref().and_then(|i| {
+        let v = *i.get_ref();
+        match volume_type.iops_range() {
+            _ if !type_known => None,
+            None => {
+                p.at(i, ctx, format!("iops cannot be set for {volume_type} volumes"));
+                None
+            }
+            Some((lo, hi)) if v < i64::from(lo) || v > i64::from(hi) => {
+                p.at(i, ctx, format!("iops must be {lo} to {hi} for {volume_type}, got {v}"));
+                None
+            }
+            Some(_) => u32::try_from(v).ok(),
+        }
+    });
+
+    let throughput = raw.throughput.as_ref().and_then(|t| {
+        let v = *t.get_ref();
+        if !type_known {
+            None
+        } else if volume_type != VolumeType::Gp3 {
+            p.at(t, ctx, format!("throughput can only be set for gp3, not {volume_type}"));
+            None
+        } else if !(125..=1000).contains(&v) {
+            p.at(t, ctx, format!("throughput must be 125 to 1000 MiB/s, got {v}"));
+            None
+        } else {
+            u32::try_from(v).ok()
+        }
+    });
+
+    let encrypted = raw.encrypted.as_ref().is_some_and(|e| *e.get_ref());
+    let kms_key_id = raw.kms_key_id.as_ref().map(|k| {
+        if !encrypted {
+            p.at(k, ctx, "kms_key_id needs encrypted = true");
+        }
+        if k.get_ref().trim().is_empty() {
+            p.at(k, ctx, "kms_key_id is empty");
+        }
+        k.get_ref().clone()
+    });
+
+    let device_name_offset = match &raw.device_name_offset {
+        None => 0,
+        Some(o) => match u8::try_from(*o.get_ref()) {
+            Ok(v) if v <= 20 => {
+                if !device.is_empty() && check_device(&device).is_ok() && shift_letter(&device, v).is_none() {
+                    p.at(o, ctx, format!("device_name_offset {v} shifts {device} past 'z'"));
+                }
+                v
+            }
+            _ => {
+                p.at(o, ctx, format!("device_name_offset must be 0 to 20, got {}", o.get_ref()));
+                0
+            }
+        },
+    };
+
+    let mount_options = match &raw.mount_options {
+        None => "defaults".to_string(),
+        Some(m) if m.get_ref().trim().is_empty() || m.get_ref().contains(char::is_whitespace) => {
+            p.at(m, ctx, "mount_options is a comma-separated list without spaces, e.g. \"noatime,nodiratime\"");
+            String::new()
+        }
+        Some(m) => m.get_ref().clone(),
+    };
+
+    if p.list.len() != before {
+        return None;
+    }
+    Some(Volume {
+        device,
+        mount_point,
+        size_gib,
+        file_system,
+        mount_options,
+        volume_type,
+        iops,
+        throughput,
+        encrypted,
+        kms_key_id,
+        delete_on_termination: raw.delete_on_termination.is_some_and(|d| d.into_inner()),
+        device_name_offset,
+    })
+}
+
+/// EC2 device names: `/dev/sd[a-z]`, `/dev/xvd[a-z]` with an optional
+/// second letter and an optional partition number (old paravirtual AMIs
+/// used `/dev/sdf1`).
+pub fn check_device(d: &str) -> Result<(), String> {
+    let bad = || {
+        format!("device '{d}' is not an EC2 device name like /dev/sdf or /dev/xvdg")
+    };
+    let rest = d.strip_prefix("/dev/").ok_or_else(bad)?;
+    let rest = rest
+        .strip_prefix("xvd")
+        .or_else(|| rest.strip_prefix("sd"))
+        .ok_or_else(bad)?;
+    let letters = rest.chars().take_while(|c| c.is_ascii_lowercase()).count();
+    let digits = &rest[letters..];
+    if !(1..=2).contains(&letters) || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if !digits.is_empty() && !matches!(digits.parse::<u32>(), Ok(1..=15)) {
+        return Err(bad());
+    }
+    if rest.starts_with('a') && letters == 1 {
+        return Err(format!("device '{d}' is the root device name; use /dev/sdf to /dev/sdp"));
+    }
+    Ok(())
+}
+
+/// The letter of a device name moved by `offset` (the CentOS 6 shift),
+/// leaving any partition digits alone (0.2.12 shifted the digit instead).
+pub fn shift_letter(device: &str, offset: u8) -> Option<String> {
+    let digits_at = device.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (name, digits) = device.split_at(digits_at);
+    let last = name.chars().last()?;
+    let shifted = char::from_u32(last as u32 + u32::from(offset))?;
+    if !shifted.is_ascii_lowercase() {
+        return None;
+    }
+    Some(format!("{}{shifted}{digits}", &name[..name.len() - 1]))
+}
+
+/// The name the Xen kernel gives the device (`sd` -> `xvd`, plus offset).
+pub fn kernel_device_name(device: &str, offset: u8) -> String {
+    let name = match device.strip_prefix("/dev/sd") {
+        Some(rest) => format!("/dev/xvd{rest}"),
+        None => device.to_string(),
+    };
+    shift_letter(&name, offset).unwrap_or(name)
+}
+
+fn check_mount_point(m: &str) -> Result<(), String> {
+    let path = Path::new(m);
+    if !path.is_absolute() {
+        return Err(format!("mount_point '{m}' must be an absolute path"));
+    }
+    if path.components().all(|c| c == Component::RootDir) {
+        return Err("mount_point cannot be '/'".into());
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        || m.contains("/./")
+        || m.ends_with("/.")
+    {
+        return Err(format!("mount_point '{m}' must not contain '.' or '..'"));
+    }
+    if m.contains('\0') || m.contains('\n') {
+        return Err("mount_point contains a control character".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        for ok in ["/dev/sdf", "/dev/xvdg", "/dev/sdf1", "/dev/xvdba", "/dev/sdp15"] {
+            assert_eq!(check_device(ok), Ok(()), "{ok}");
+        }
+        for bad in ["sdf", "/dev/nvme1n1", "/dev/sdf0", "/dev/sdf16", "/dev/sd", "/dev/sdabc", "/dev/sda", "/dev/hdf"] {
+            assert!(check_device(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn kernel_names_shift_the_letter_not_the_partition() {
+        assert_eq!(kernel_device_name("/dev/sdf", 0), "/dev/xvdf");
+        assert_eq!(kernel_device_name("/dev/sdf", 4), "/dev/xvdj");
+        assert_eq!(kernel_device_name("/dev/sdf1", 4), "/dev/xvdj1");
+        assert_eq!(kernel_device_name("/dev/xvdg", 0), "/dev/xvdg");
+        assert_eq!(shift_letter("/dev/sdz", 1), None);
+    }
+
+    #[test]
+    fn line_and_column() {
+        let t = "a = 1\nbé = 2\n";
+        assert_eq!(line_col(t, 0), (1, 1));
+        assert_eq!(line_col(t, 6), (2, 1));
+        assert_eq!(line_col(t, t.find('2').unwrap()), (2, 6));
+    }
+}

@@ -1,0 +1,3 @@
+//! The Linux side: mounts, devices, filesystems. `nix` types stay here.
+
+pub mod mountinfo;

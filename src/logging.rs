@@ -1,0 +1,34 @@
+//! Logs go to stderr, one line per event (timestamp, level, target,
+//! message); results go to stdout. `--loglevel=WARNING` silences a cron run
+//! unless something is wrong. The AWS SDK's own logs stay at WARN unless
+//! DEBUG is asked for.
+
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+use crate::cli::LogLevel;
+
+pub fn init(level: LogLevel) {
+    let ours = match level {
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warning => LevelFilter::WARN,
+        // tracing has no CRITICAL: errors are the most severe it knows.
+        LogLevel::Error | LogLevel::Critical => LevelFilter::ERROR,
+    };
+    let theirs = if level == LogLevel::Debug {
+        LevelFilter::INFO
+    } else {
+        ours.min(LevelFilter::WARN)
+    };
+    let filter = Targets::new()
+        .with_default(theirs)
+        .with_target("snaptastic", ours);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(true);
+    // A second init (tests) is harmless.
+    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
+}

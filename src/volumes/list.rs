@@ -1,0 +1,270 @@
+//! `list-volumes NAME`: each volume of a profile, whether it is mounted
+//! (per the kernel) and attached (per EC2), and the snapshot
+//! `mount-snapshots` would restore it from.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+
+use super::plan::{choose_snapshot, RestoreSource};
+use crate::app::Context;
+use crate::cli::ListVolumesArgs;
+use crate::cloud::{SnapshotInfo, VolumeInfo};
+use crate::config::{kernel_device_name, FileSystem, Volume, VolumeType};
+use crate::host::mountinfo::{self, MountEntry};
+
+/// One row of the listing (also the `--json` shape).
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeStatus {
+    pub device: String,
+    pub mount_point: String,
+    pub size_gib: u32,
+    pub file_system: FileSystem,
+    pub volume_type: VolumeType,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    /// Mounted at its mount point, per /proc/self/mountinfo.
+    pub mounted: bool,
+    /// What is mounted there (device path), if anything.
+    pub mounted_from: Option<String>,
+    /// The EBS volume attached to this instance for it; `None` when none
+    /// is, or when the instance is unknown (`attachment_known == false`).
+    pub attached_volume: Option<String>,
+    pub attachment_known: bool,
+    /// The snapshot mount-snapshots would restore from.
+    pub restore: RestoreSource,
+    /// Newer snapshots passed over because they are in `error`.
+    pub skipped_snapshots: Vec<String>,
+}
+
+pub async fn run(ctx: &Context, args: &ListVolumesArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let profile = config.profile(&args.profile.name)?;
+    let host = ctx.host(false).await?;
+    let volumes = profile.resolve_volumes(&host.userdata)?;
+    let filters = profile.filter_values(&host.userdata)?;
+    let ec2 = ctx.ec2(Some(&config), &host).await?;
+
+    let snapshots = async {
+        ec2.snapshots_tagged(&filters)
+            .await
+            .with_context(|| format!("looking up snapshots of profile '{}'", profile.name))
+    };
+    let attached = async {
+        match &host.identity {
+            Some(id) => ec2
+                .volumes_attached_to(&id.instance_id)
+                .await
+                .map(Some)
+                .with_context(|| format!("looking up volumes attached to {}", id.instance_id)),
+            None => Ok(None),
+        }
+    };
+    let (snapshots, attached) = tokio::try_join!(snapshots, attached)?;
+    let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
+    let instance_id = host.identity.as_ref().map(|i| i.instance_id.as_str());
+
+    let rows = statuses(&volumes, &mounts, instance_id, attached.as_deref(), &snapshots);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render_table(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Combine what was observed into rows. Pure.
+pub fn statuses(
+    volumes: &[Volume],
+    mounts: &[MountEntry],
+    instance_id: Option<&str>,
+    attached: Option<&[VolumeInfo]>,
+    snapshots: &[SnapshotInfo],
+) -> Vec<VolumeStatus> {
+    volumes
+        .iter()
+        .map(|v| {
+            let mount = mountinfo::find(mounts, &v.mount_point);
+            let choice = choose_snapshot(snapshots, &v.mount_point);
+            let attached_volume = match (instance_id, attached) {
+                (Some(me), Some(list)) => attached_for(v, me, list).map(|a| a.id.clone()),
+                _ => None,
+            };
+            VolumeStatus {
+                device: v.device.clone(),
+                mount_point: v.mount_point.clone(),
+                size_gib: v.size_gib,
+                file_system: v.file_system,
+                volume_type: v.volume_type,
+                iops: v.iops,
+                throughput: v.throughput,
+                mounted: mount.is_some(),
+                mounted_from: mount.map(|m| m.source.clone()),
+                attached_volume,
+                attachment_known: attached.is_some(),
+                restore: choice.source,
+                skipped_snapshots: choice.skipped.into_iter().map(|s| s.id).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The volume attached to `instance_id` for `v`: at its device name (EC2's
+/// or the kernel's), else one tagged with its mount point and instance.
+pub fn attached_for<'a>(v: &Volume, instance_id: &str, list: &'a [VolumeInfo]) -> Option<&'a VolumeInfo> {
+    let kernel = kernel_device_name(&v.device, v.device_name_offset);
+    let on_me = |vol: &&VolumeInfo| vol.attachments.iter().any(|a| a.instance_id == instance_id);
+    list.iter()
+        .filter(on_me)
+        .find(|vol| {
+            vol.attachments
+                .iter()
+                .any(|a| a.instance_id == instance_id && (a.device == v.device || a.device == kernel))
+        })
+        .or_else(|| {
+            list.iter().filter(on_me).find(|vol| {
+                vol.tags.get("mount_point") == Some(&v.mount_point)
+                    && vol.tags.get("instance_id").map(String::as_str) == Some(instance_id)
+            })
+        })
+}
+
+fn restore_text(r: &RestoreSource) -> String {
+    let snap = |s: &SnapshotInfo| {
+        let when = s
+            .start_time
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+            .unwrap_or_else(|| "unknown time".into());
+        format!("{} ({when}, {})", s.id, s.state.as_str())
+    };
+    match r {
+        RestoreSource::Snapshot { snapshot } => snap(snapshot),
+        RestoreSource::WaitFor { pending, fallback } => format!(
+            "{}; waits for it, else {}",
+            snap(pending),
+            fallback.as_ref().map_or("creates an empty volume".to_string(), |f| f.id.clone())
+        ),
+        RestoreSource::Empty => "none: will create empty".into(),
+    }
+}
+
+/// The human listing: an aligned table.
+pub fn render_table(rows: &[VolumeStatus]) -> String {
+    let header = ["MOUNT POINT", "DEVICE", "SIZE", "TYPE", "FS", "MOUNTED", "ATTACHED", "RESTORE FROM"];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for r in rows {
+        let mut ty = r.volume_type.to_string();
+        if let Some(i) = r.iops {
+            ty.push_str(&format!(" {i} iops"));
+        }
+        if let Some(t) = r.throughput {
+            ty.push_str(&format!(" {t} MiB/s"));
+        }
+        let mounted = match &r.mounted_from {
+            Some(src) => format!("yes ({src})"),
+            None => "no".into(),
+        };
+        let attached = match (&r.attached_volume, r.attachment_known) {
+            (Some(id), _) => id.clone(),
+            (None, true) => "no".into(),
+            (None, false) => "unknown".into(),
+        };
+        let mut restore = restore_text(&r.restore);
+        if !r.skipped_snapshots.is_empty() {
+            restore.push_str(&format!(" [skipped in error: {}]", r.skipped_snapshots.join(", ")));
+        }
+        table.push(vec![
+            r.mount_point.clone(),
+            r.device.clone(),
+            format!("{} GiB", r.size_gib),
+            ty,
+            r.file_system.to_string(),
+            mounted,
+            attached,
+            restore,
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let last = row.len() - 1;
+        for (c, cell) in row.iter().enumerate() {
+            if c == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::cloud::Attachment;
+
+    fn vol(device: &str, mp: &str) -> Volume {
+        Volume {
+            device: device.into(),
+            mount_point: mp.into(),
+            size_gib: 5,
+            file_system: FileSystem::Xfs,
+            mount_options: "defaults".into(),
+            volume_type: VolumeType::Gp3,
+            iops: None,
+            throughput: None,
+            encrypted: false,
+            kms_key_id: None,
+            delete_on_termination: false,
+            device_name_offset: 0,
+        }
+    }
+
+    fn ebs(id: &str, instance: &str, device: &str, tags: &[(&str, &str)]) -> VolumeInfo {
+        VolumeInfo {
+            id: id.into(),
+            state: "in-use".into(),
+            size_gib: Some(5),
+            volume_type: Some("gp3".into()),
+            iops: None,
+            availability_zone: None,
+            attachments: vec![Attachment {
+                instance_id: instance.into(),
+                device: device.into(),
+                state: "attached".into(),
+            }],
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        }
+    }
+
+    #[test]
+    fn attachment_by_device_then_by_tags() {
+        let list = vec![
+            ebs("vol-other", "i-2", "/dev/sdf", &[]),
+            ebs("vol-xvd", "i-1", "/dev/xvdg", &[]),
+            ebs("vol-tagged", "i-1", "/dev/sdk", &[("mount_point", "/c"), ("instance_id", "i-1")]),
+        ];
+        assert_eq!(attached_for(&vol("/dev/sdf", "/a"), "i-1", &list).map(|v| v.id.as_str()), None);
+        assert_eq!(attached_for(&vol("/dev/sdg", "/b"), "i-1", &list).unwrap().id, "vol-xvd");
+        assert_eq!(attached_for(&vol("/dev/sdh", "/c"), "i-1", &list).unwrap().id, "vol-tagged");
+    }
+
+    #[test]
+    fn rows_and_table() {
+        let mounts = mountinfo::parse("36 22 202:80 / /a rw - xfs /dev/xvdf rw\n");
+        let rows = statuses(&[vol("/dev/sdf", "/a"), vol("/dev/sdg", "/b")], &mounts, None, None, &[]);
+        assert!(rows[0].mounted && !rows[1].mounted);
+        let t = render_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("MOUNT POINT  DEVICE    SIZE   TYPE  FS   MOUNTED          ATTACHED  RESTORE FROM"), "{t}");
+        assert!(lines[1].contains("yes (/dev/xvdf)") && lines[1].contains("unknown") && lines[1].ends_with("none: will create empty"), "{t}");
+    }
+}

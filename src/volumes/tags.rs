@@ -1,0 +1,107 @@
+//! The tags snaptastic writes on volumes and snapshots, identical in keys
+//! and format to 0.2.12 so either tool finds the other's:
+//! `instance_id`, `mount_point`, the filter tags (`role`, `cluster`,
+//! `environment` by default), `expires` and `created`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+
+/// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS.ffffff`, the fraction
+/// left out when it is zero. 0.2.12 wrote local time; we write UTC (the
+/// README says so), which reads the same to anything that parses it.
+pub fn python_timestamp(t: DateTime<Utc>) -> String {
+    if t.nanosecond() / 1000 == 0 {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    }
+}
+
+/// Read a timestamp written by either tool (with or without fraction).
+pub fn parse_python_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())
+        .map(|n| n.and_utc())
+}
+
+/// The tag set for a new volume or snapshot, in 0.2.12's order of
+/// precedence: `instance_id` and `mount_point`, overridden by filter tags,
+/// overridden by the expiration tags.
+pub fn resource_tags(
+    instance_id: &str,
+    mount_point: &str,
+    filter_values: &[(String, String)],
+    now: DateTime<Utc>,
+    retention: Duration,
+) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: String| match tags.iter_mut().find(|(key, _)| key == k) {
+        Some(slot) => slot.1 = v,
+        None => tags.push((k.to_string(), v)),
+    };
+    set("instance_id", instance_id.to_string());
+    set("mount_point", mount_point.to_string());
+    for (k, v) in filter_values {
+        set(k, v.clone());
+    }
+    let expires = chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(now);
+    set("expires", python_timestamp(expires));
+    set("created", python_timestamp(now));
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_match_python_str_datetime() {
+        let t = Utc.with_ymd_and_hms(2013, 8, 26, 14, 22, 2).unwrap();
+        assert_eq!(python_timestamp(t), "2013-08-26 14:22:02");
+        let t = t + chrono::Duration::microseconds(361_688);
+        assert_eq!(python_timestamp(t), "2013-08-26 14:22:02.361688");
+        assert_eq!(parse_python_timestamp("2013-08-26 14:22:02.361688"), Some(t));
+        assert_eq!(
+            parse_python_timestamp("2013-08-26 14:22:02"),
+            Some(Utc.with_ymd_and_hms(2013, 8, 26, 14, 22, 2).unwrap())
+        );
+        assert_eq!(parse_python_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn tag_set_and_precedence() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let filters = vec![
+            ("role".to_string(), "solr".to_string()),
+            ("cluster".to_string(), "c1".to_string()),
+            ("environment".to_string(), "prod".to_string()),
+        ];
+        let tags = resource_tags("i-1", "/mnt/solr", &filters, now, Duration::from_secs(7 * 86400));
+        let want: Vec<(String, String)> = [
+            ("instance_id", "i-1"),
+            ("mount_point", "/mnt/solr"),
+            ("role", "solr"),
+            ("cluster", "c1"),
+            ("environment", "prod"),
+            ("expires", "2026-11-30 10:00:00"),
+            ("created", "2026-11-23 10:00:00"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(tags, want);
+
+        // A filter tag named like a built-in key overrides it, as in 0.2.12.
+        let odd = vec![("mount_point".to_string(), "/shared".to_string())];
+        let tags = resource_tags("i-1", "/mnt/solr", &odd, now, Duration::from_secs(60));
+        assert_eq!(tags[1], ("mount_point".into(), "/shared".into()));
+        assert_eq!(tags.len(), 4);
+    }
+}
