@@ -30,7 +30,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Commands whose issue has not landed: say so and fail, never pretend.
 fn not_yet(command: &str) -> Result<ExitCode> {
-    bail!("{command} is not implemented yet in snaptastic {}", env!("CARGO_PKG_VERSION"))
+    bail!(
+        "{command} is not implemented yet in snaptastic {}",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// What a command knows about the host it runs on.
@@ -102,7 +105,11 @@ impl Context {
 
     /// The region: the config file's, else the SDK's environment chain,
     /// else the instance's.
-    pub async fn region(&self, config: Option<&Config>, host: &Host) -> Result<(String, &'static str)> {
+    pub async fn region(
+        &self,
+        config: Option<&Config>,
+        host: &Host,
+    ) -> Result<(String, &'static str)> {
         if let Some(r) = config.and_then(|c| c.region.clone()) {
             return Ok((r, "configuration"));
         }
@@ -118,6 +125,8 @@ impl Context {
     /// An EC2 client for the region.
     pub async fn ec2(&self, config: Option<&Config>, host: &Host) -> Result<Ec2> {
         let (region, _) = self.region(config, host).await?;
-        Ok(Ec2::new(&cloud::sdk_config(&region).await))
+        Ok(Ec2::new(
+            &cloud::sdk_config(&region, cloud::MAX_ATTEMPTS).await,
+        ))
     }
 }

@@ -55,7 +55,12 @@ pub async fn run(ctx: &Context) -> Result<ExitCode> {
             report.line(
                 Status::Ok,
                 "config",
-                format!("{}: {} profile(s): {}", c.path.display(), names.len(), names.join(", ")),
+                format!(
+                    "{}: {} profile(s): {}",
+                    c.path.display(),
+                    names.len(),
+                    names.join(", ")
+                ),
                 None,
             );
             Some(c)
@@ -77,7 +82,10 @@ pub async fn run(ctx: &Context) -> Result<ExitCode> {
                 Some(id) => report.line(
                     Status::Ok,
                     "metadata",
-                    format!("instance {} in {} (region {})", id.instance_id, id.availability_zone, id.region),
+                    format!(
+                        "instance {} in {} (region {})",
+                        id.instance_id, id.availability_zone, id.region
+                    ),
                     None,
                 ),
                 None => report.line(
@@ -111,8 +119,13 @@ pub async fn run(ctx: &Context) -> Result<ExitCode> {
     let host_ref = host.as_ref().unwrap_or(&empty);
     match ctx.region(config.as_ref(), host_ref).await {
         Ok((region, source)) => {
-            report.line(Status::Ok, "region", format!("{region} (from {source})"), None);
-            let sdk = cloud::sdk_config(&region).await;
+            report.line(
+                Status::Ok,
+                "region",
+                format!("{region} (from {source})"),
+                None,
+            );
+            let sdk = cloud::sdk_config(&region, cloud::PROBE_ATTEMPTS).await;
             match cloud::check_credentials(&sdk).await {
                 Ok(what) => {
                     report.line(Status::Ok, "credentials", what, None);
@@ -175,11 +188,32 @@ async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &Host) {
         // Off EC2: placeholders still tell allowed from denied.
         None => ("i-0ffffffffffffffff", "us-east-1a"),
     };
+    // Probing against a real volume of this host (its root volume) checks
+    // resource-level permissions too; DryRun changes nothing.
+    let volume = match &host.identity {
+        Some(id) => ec2
+            .volumes_attached_to(&id.instance_id)
+            .await
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .map(|v| v.id),
+        None => None,
+    };
     // The probes are independent round trips: run them concurrently.
     let mut set = tokio::task::JoinSet::new();
     for (i, action) in DryRunAction::ALL.into_iter().enumerate() {
-        let (ec2, instance, zone) = (ec2.clone(), instance.to_string(), zone.to_string());
-        set.spawn(async move { (i, action, ec2.dry_run(action, &instance, &zone).await) });
+        let (ec2, instance, zone, volume) = (
+            ec2.clone(),
+            instance.to_string(),
+            zone.to_string(),
+            volume.clone(),
+        );
+        set.spawn(async move {
+            let outcome = ec2
+                .dry_run(action, &instance, &zone, volume.as_deref())
+                .await;
+            (i, action, outcome)
+        });
     }
     let mut outcomes = set.join_all().await;
     outcomes.sort_by_key(|(i, _, _)| *i);
@@ -191,7 +225,10 @@ async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &Host) {
                 Status::Fail,
                 &check,
                 msg,
-                Some(&format!("allow ec2:{} in the instance role's IAM policy", action.name())),
+                Some(&format!(
+                    "allow ec2:{} in the instance role's IAM policy",
+                    action.name()
+                )),
             ),
             DryRunOutcome::Unknown(e) if e.code().is_none() => report.line(
                 Status::Fail,

@@ -98,18 +98,24 @@ pub enum Command {
     ///
     /// Prints one line per check with OK or FAIL and a hint; exits 1 if any
     /// check failed. Nothing is created or changed.
-    #[command(after_help = "Example:\n  snaptastic test\n  snaptastic test --config ./snaptastic.toml")]
+    #[command(
+        after_help = "Example:\n  snaptastic test\n  snaptastic test --config ./snaptastic.toml"
+    )]
     Test,
 
     /// Show each volume of a profile: device, mount point, size, type,
     /// whether it is mounted and attached, and the snapshot mount-snapshots
     /// would restore it from.
-    #[command(after_help = "Examples:\n  snaptastic list-volumes solr\n  snaptastic list-volumes solr --json | jq '.[].restore'")]
+    #[command(
+        after_help = "Examples:\n  snaptastic list-volumes solr\n  snaptastic list-volumes solr --json | jq '.[].restore'"
+    )]
     ListVolumes(ListVolumesArgs),
 
     /// Restore every volume of a profile from its newest usable snapshot
     /// (or create and format an empty one), attach and mount it.
-    #[command(after_help = "Examples:\n  sudo snaptastic mount-snapshots solr\n  sudo snaptastic mount-snapshots solr --dry-run\n  sudo snaptastic mount-snapshots solr --ignore-mounted")]
+    #[command(
+        after_help = "Examples:\n  sudo snaptastic mount-snapshots solr\n  sudo snaptastic mount-snapshots solr --dry-run\n  sudo snaptastic mount-snapshots solr --ignore-mounted"
+    )]
     MountSnapshots(MountSnapshotsArgs),
 
     /// Freeze the profile's filesystems for the moment it takes to start
@@ -118,28 +124,41 @@ pub enum Command {
     MakeSnapshots(MakeSnapshotsArgs),
 
     /// Unmount and detach every volume of a profile (asks first).
-    #[command(after_help = "Examples:\n  sudo snaptastic unmount-snapshots solr\n  sudo snaptastic unmount-snapshots solr --yes")]
+    #[command(
+        after_help = "Examples:\n  sudo snaptastic unmount-snapshots solr\n  sudo snaptastic unmount-snapshots solr --yes"
+    )]
     UnmountSnapshots(UnmountSnapshotsArgs),
 
     /// Delete this profile's expired snapshots or leftover volumes.
-    #[command(after_help = "Examples:\n  snaptastic clean snapshots solr --dry-run\n  snaptastic clean snapshots solr --older-than 30d --keep-last 3 --yes\n  snaptastic clean volumes solr --dry-run")]
+    #[command(
+        after_help = "Examples:\n  snaptastic clean snapshots solr --dry-run\n  snaptastic clean snapshots solr --older-than 30d --keep-last 3 --yes\n  snaptastic clean volumes solr --dry-run"
+    )]
     Clean(CleanArgs),
 
     /// Exit 0 if every mount point has a completed snapshot younger than
     /// AGE, else name the stale ones and exit 1 (for monitoring).
-    #[command(after_help = "Examples:\n  snaptastic check-backups 26h solr\n  snaptastic check-backups 2d --environment prod --cluster main --role solr")]
+    #[command(
+        after_help = "Examples:\n  snaptastic check-backups 26h solr\n  snaptastic check-backups 2d --environment prod --cluster main --role solr"
+    )]
     CheckBackups(CheckBackupsArgs),
 
     /// Watch directories and upload new immutable files to S3 (tablesnap).
-    #[command(disable_help_flag = false, after_help = "Example:\n  snaptastic tablesnap my-bucket /var/lib/cassandra/data -r -a")]
+    #[command(
+        disable_help_flag = false,
+        after_help = "Example:\n  snaptastic tablesnap my-bucket /var/lib/cassandra/data -r -a"
+    )]
     Tablesnap(PassThroughArgs),
 
     /// Restore files uploaded by tablesnap (tableslurp).
-    #[command(after_help = "Example:\n  snaptastic tableslurp my-bucket /var/lib/cassandra/data/ks/tbl /restore/tbl")]
+    #[command(
+        after_help = "Example:\n  snaptastic tableslurp my-bucket /var/lib/cassandra/data/ks/tbl /restore/tbl"
+    )]
     Tableslurp(PassThroughArgs),
 
     /// Delete old tablesnap backups no kept index needs (tablechop).
-    #[command(after_help = "Example:\n  snaptastic tablechop my-bucket /var/lib/cassandra/data/ks/tbl 14 --dry-run")]
+    #[command(
+        after_help = "Example:\n  snaptastic tablechop my-bucket /var/lib/cassandra/data/ks/tbl 14 --dry-run"
+    )]
     Tablechop(PassThroughArgs),
 }
 
@@ -277,7 +296,8 @@ mod tests {
         assert_eq!(a.global.loglevel, LogLevel::Warning);
         assert_eq!(a.global.userdata.as_deref(), Some("{}"));
         assert_eq!(a.global.config, Some(PathBuf::from("/x.toml")));
-        let b = Cli::try_parse_from(["snaptastic", "-l", "DEBUG", "--userdata={}", "test"]).unwrap();
+        let b =
+            Cli::try_parse_from(["snaptastic", "-l", "DEBUG", "--userdata={}", "test"]).unwrap();
         assert_eq!(b.global.loglevel, LogLevel::Debug);
         assert_eq!(b.global.userdata.as_deref(), Some("{}"));
     }
@@ -285,7 +305,10 @@ mod tests {
     #[test]
     fn loglevel_rejects_unknown_names() {
         let err = Cli::try_parse_from(["snaptastic", "test", "--loglevel=LOUD"]).unwrap_err();
-        assert!(err.to_string().contains("unknown log level 'LOUD'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown log level 'LOUD'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -91,7 +91,10 @@ impl Metadata {
         if host.is_empty() {
             return Err(bad());
         }
-        let addr = if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        let addr = if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             host.to_string()
         } else {
             format!("{host}:80")
@@ -107,7 +110,9 @@ impl Metadata {
     /// the AZ on older metadata versions).
     pub async fn identity(&mut self) -> Result<Identity, MetadataError> {
         let instance_id = self.required("meta-data/instance-id").await?;
-        let availability_zone = self.required("meta-data/placement/availability-zone").await?;
+        let availability_zone = self
+            .required("meta-data/placement/availability-zone")
+            .await?;
         let region = match self.get("meta-data/placement/region").await? {
             Some(r) if !r.trim().is_empty() => r.trim().to_string(),
             _ => region_of_zone(&availability_zone).ok_or_else(|| MetadataError::Malformed {
@@ -288,7 +293,9 @@ fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
     let body = if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
         dechunk(rest)?
     } else if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
-        rest.get(..len).ok_or("reply body shorter than Content-Length")?.to_vec()
+        rest.get(..len)
+            .ok_or("reply body shorter than Content-Length")?
+            .to_vec()
     } else {
         rest.to_vec()
     };
@@ -325,7 +332,10 @@ pub fn region_of_zone(az: &str) -> Option<String> {
     if idx == 0 {
         return None;
     }
-    let digits: String = parts[idx].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = parts[idx]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     Some(format!("{}-{digits}", parts[..idx].join("-")))
 }
 
@@ -336,9 +346,18 @@ mod tests {
     #[test]
     fn regions_of_zones() {
         assert_eq!(region_of_zone("eu-west-1b").as_deref(), Some("eu-west-1"));
-        assert_eq!(region_of_zone("us-gov-west-1a").as_deref(), Some("us-gov-west-1"));
-        assert_eq!(region_of_zone("us-west-2-lax-1a").as_deref(), Some("us-west-2"));
-        assert_eq!(region_of_zone("ap-southeast-10c").as_deref(), Some("ap-southeast-10"));
+        assert_eq!(
+            region_of_zone("us-gov-west-1a").as_deref(),
+            Some("us-gov-west-1")
+        );
+        assert_eq!(
+            region_of_zone("us-west-2-lax-1a").as_deref(),
+            Some("us-west-2")
+        );
+        assert_eq!(
+            region_of_zone("ap-southeast-10c").as_deref(),
+            Some("ap-southeast-10")
+        );
         assert_eq!(region_of_zone("nonsense"), None);
     }
 
@@ -355,8 +374,14 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        assert_eq!(Metadata::new("http://127.0.0.1:1338/").unwrap().addr, "127.0.0.1:1338");
-        assert_eq!(Metadata::new("http://169.254.169.254").unwrap().addr, "169.254.169.254:80");
+        assert_eq!(
+            Metadata::new("http://127.0.0.1:1338/").unwrap().addr,
+            "127.0.0.1:1338"
+        );
+        assert_eq!(
+            Metadata::new("http://169.254.169.254").unwrap().addr,
+            "169.254.169.254:80"
+        );
         assert!(Metadata::new("https://x").is_err());
         assert!(Metadata::new("http://").is_err());
     }

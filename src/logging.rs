@@ -30,5 +30,8 @@ pub fn init(level: LogLevel) {
         .with_ansi(false)
         .with_target(true);
     // A second init (tests) is harmless.
-    let _ = tracing_subscriber::registry().with(fmt).with(filter).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
+        .try_init();
 }

@@ -20,7 +20,10 @@ pub struct Ec2 {
 
 /// Turn an SDK error into ours: the service's code and message when it
 /// answered, the whole cause chain when it did not.
-fn cloud_error<E>(op: &'static str, err: SdkError<E, aws_sdk_ec2::config::http::HttpResponse>) -> CloudError
+fn cloud_error<E>(
+    op: &'static str,
+    err: SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
+) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -47,7 +50,12 @@ fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
-        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
         .collect()
 }
 
@@ -158,7 +166,10 @@ impl Ec2 {
     }
 
     /// Volumes attached (or attaching, or detaching) to an instance.
-    pub async fn volumes_attached_to(&self, instance_id: &str) -> Result<Vec<VolumeInfo>, CloudError> {
+    pub async fn volumes_attached_to(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<VolumeInfo>, CloudError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -174,7 +185,10 @@ impl Ec2 {
                 let Some(id) = v.volume_id() else { continue };
                 out.push(VolumeInfo {
                     id: id.to_string(),
-                    state: v.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    state: v
+                        .state()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
                     size_gib: v.size().and_then(|n| u32::try_from(n).ok()),
                     volume_type: v.volume_type().map(|t| t.as_str().to_string()),
                     iops: v.iops().and_then(|n| u32::try_from(n).ok()),
@@ -185,7 +199,10 @@ impl Ec2 {
                         .map(|a| Attachment {
                             instance_id: a.instance_id().unwrap_or_default().to_string(),
                             device: a.device().unwrap_or_default().to_string(),
-                            state: a.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                            state: a
+                                .state()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
                         })
                         .collect(),
                     tags: tag_map(v.tags()),
@@ -198,16 +215,18 @@ impl Ec2 {
         }
     }
 
-    /// Probe one permission with `DryRun=true`. Placeholder resources are
-    /// used where the call needs ids; `instance_id` and `zone` are the
-    /// host's when known.
+    /// Probe one permission with `DryRun=true`. `volume_id` is a volume of
+    /// this host when one is known, else a placeholder; `instance_id` and
+    /// `zone` are the host's when known.
     pub async fn dry_run(
         &self,
         action: DryRunAction,
         instance_id: &str,
         zone: &str,
+        volume_id: Option<&str>,
     ) -> DryRunOutcome {
         let c = &self.client;
+        let volume = volume_id.unwrap_or(PROBE_VOLUME);
         let name = action.name();
         let result = match action {
             DryRunAction::DescribeSnapshots => c
@@ -235,7 +254,12 @@ impl Ec2 {
                 .tag_specifications(
                     TagSpecification::builder()
                         .resource_type(ResourceType::Volume)
-                        .tags(Tag::builder().key("snaptastic:probe").value("dry-run").build())
+                        .tags(
+                            Tag::builder()
+                                .key("snaptastic:probe")
+                                .value("dry-run")
+                                .build(),
+                        )
                         .build(),
                 )
                 .dry_run(true)
@@ -245,7 +269,7 @@ impl Ec2 {
                 .map_err(|e| cloud_error(name, e)),
             DryRunAction::AttachVolume => c
                 .attach_volume()
-                .volume_id(PROBE_VOLUME)
+                .volume_id(volume)
                 .instance_id(instance_id)
                 .device("/dev/sdz")
                 .dry_run(true)
@@ -255,7 +279,7 @@ impl Ec2 {
                 .map_err(|e| cloud_error(name, e)),
             DryRunAction::CreateSnapshot => c
                 .create_snapshot()
-                .volume_id(PROBE_VOLUME)
+                .volume_id(volume)
                 .dry_run(true)
                 .send()
                 .await
@@ -263,8 +287,13 @@ impl Ec2 {
                 .map_err(|e| cloud_error(name, e)),
             DryRunAction::CreateTags => c
                 .create_tags()
-                .resources(PROBE_VOLUME)
-                .tags(Tag::builder().key("snaptastic:probe").value("dry-run").build())
+                .resources(volume)
+                .tags(
+                    Tag::builder()
+                        .key("snaptastic:probe")
+                        .value("dry-run")
+                        .build(),
+                )
                 .dry_run(true)
                 .send()
                 .await
@@ -272,7 +301,7 @@ impl Ec2 {
                 .map_err(|e| cloud_error(name, e)),
             DryRunAction::DetachVolume => c
                 .detach_volume()
-                .volume_id(PROBE_VOLUME)
+                .volume_id(volume)
                 .dry_run(true)
                 .send()
                 .await
@@ -280,7 +309,7 @@ impl Ec2 {
                 .map_err(|e| cloud_error(name, e)),
             DryRunAction::DeleteVolume => c
                 .delete_volume()
-                .volume_id(PROBE_VOLUME)
+                .volume_id(volume)
                 .dry_run(true)
                 .send()
                 .await

@@ -19,7 +19,10 @@ pub use ec2::{DryRunAction, DryRunOutcome, Ec2};
 /// EC2 retries throttling and 5xx inside the SDK (exponential backoff with
 /// jitter); 5 attempts spans a few seconds, enough for a burst of
 /// `RequestLimitExceeded` without hiding a real outage.
-const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Probes (`snaptastic test`) should report an unreachable endpoint
+/// quickly rather than ride out a long outage.
+pub const PROBE_ATTEMPTS: u32 = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -119,10 +122,10 @@ pub struct Attachment {
 /// The SDK configuration for a region: the standard credential chain
 /// (environment, profiles, SSO-less process credentials, instance role),
 /// `AWS_ENDPOINT_URL` honoured, bounded timeouts and retries.
-pub async fn sdk_config(region: &str) -> SdkConfig {
+pub async fn sdk_config(region: &str, max_attempts: u32) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)

@@ -105,8 +105,9 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let origin = Origin::File { path, text };
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| parse_error(&origin, &e))?;
-    validate::validate_config(raw, path)
-        .map_err(|problems| ConfigError::Invalid(problems.iter().map(|p| origin.render(p)).collect()))
+    validate::validate_config(raw, path).map_err(|problems| {
+        ConfigError::Invalid(problems.iter().map(|p| origin.render(p)).collect())
+    })
 }
 
 fn parse_error(origin: &Origin<'_>, e: &toml::de::Error) -> ConfigError {
@@ -138,14 +139,13 @@ impl Profile {
             VolumeSource::FromUserdata(key) => {
                 let text = userdata.volumes_as_toml(key, &self.name)?;
                 let origin = Origin::Userdata { key };
-                let list: raw::RawVolumeList =
-                    toml::from_str(&text).map_err(|e| {
-                        ConfigError::Userdata(format!(
-                            "userdata '{key}' (volumes of profile '{}'): {}",
-                            self.name,
-                            e.message().trim()
-                        ))
-                    })?;
+                let list: raw::RawVolumeList = toml::from_str(&text).map_err(|e| {
+                    ConfigError::Userdata(format!(
+                        "userdata '{key}' (volumes of profile '{}'): {}",
+                        self.name,
+                        e.message().trim()
+                    ))
+                })?;
                 let mut problems = validate::Problems::default();
                 let ctx = format!("profile '{}'", self.name);
                 match validate::validate_volumes(list.volumes, &ctx, &mut problems) {

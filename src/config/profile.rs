@@ -336,7 +336,9 @@ mod tests {
 
     #[test]
     fn template_errors() {
-        assert!(Template::parse("{cluster").unwrap_err().contains("never closed"));
+        assert!(Template::parse("{cluster")
+            .unwrap_err()
+            .contains("never closed"));
         assert!(Template::parse("a}b").unwrap_err().contains("no '{'"));
         assert!(Template::parse("{}").unwrap_err().contains("empty"));
         assert!(Template::parse("{a b}").unwrap_err().contains("found ' '"));

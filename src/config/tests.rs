@@ -37,7 +37,9 @@ fn defaults_follow_the_original() {
     assert_eq!(p.filter_tags, ["role", "cluster", "environment"]);
     assert_eq!(p.retention, DEFAULT_RETENTION);
     assert_eq!(c.device_root, Path::new("/dev"));
-    let VolumeSource::Listed(v) = &p.volumes else { panic!() };
+    let VolumeSource::Listed(v) = &p.volumes else {
+        panic!()
+    };
     assert_eq!(
         v[0],
         Volume {
@@ -87,18 +89,31 @@ device_name_offset = 4
     assert_eq!(c.device_root, Path::new("/tmp/lab/dev"));
     let p = c.profile("pg").unwrap();
     assert_eq!(p.retention, std::time::Duration::from_secs(14 * 86400));
-    assert_eq!(p.hooks.commands(HookPoint::PreMounts), [vec!["systemctl", "stop", "postgresql"]]);
+    assert_eq!(
+        p.hooks.commands(HookPoint::PreMounts),
+        [vec!["systemctl", "stop", "postgresql"]]
+    );
     assert_eq!(p.hooks.commands(HookPoint::PostMounts).len(), 2);
     assert!(p.hooks.commands(HookPoint::PreSnapshot).is_empty());
-    let VolumeSource::Listed(v) = &p.volumes else { panic!() };
-    assert_eq!((v[0].volume_type, v[0].iops, v[0].size_gib), (VolumeType::Io2, Some(1600), 200));
-    assert_eq!(kernel_device_name(&v[0].device, v[0].device_name_offset), "/dev/xvdj1");
+    let VolumeSource::Listed(v) = &p.volumes else {
+        panic!()
+    };
+    assert_eq!(
+        (v[0].volume_type, v[0].iops, v[0].size_gib),
+        (VolumeType::Io2, Some(1600), 200)
+    );
+    assert_eq!(
+        kernel_device_name(&v[0].device, v[0].device_name_offset),
+        "/dev/xvdj1"
+    );
 }
 
 #[test]
 fn iops_alone_means_io1_as_in_the_original() {
     let c = parse_ok(&format!("{BASIC}iops = 1600\n"));
-    let VolumeSource::Listed(v) = &c.profiles["solr"].volumes else { panic!() };
+    let VolumeSource::Listed(v) = &c.profiles["solr"].volumes else {
+        panic!()
+    };
     assert_eq!(v[0].volume_type, VolumeType::Io1);
 }
 
@@ -120,21 +135,28 @@ fn each_bad_value_is_named_with_its_place() {
     for (extra, want) in cases {
         let text = format!("{BASIC}{extra}\n");
         let got = one_error(&text);
-        assert!(got.contains(want), "for {extra:?}\n got: {got}\nwant: {want}");
+        assert!(
+            got.contains(want),
+            "for {extra:?}\n got: {got}\nwant: {want}"
+        );
         assert!(got.starts_with("t.toml:"), "{got}");
     }
 }
 
 #[test]
 fn bad_device_and_mount_point() {
-    let e = one_error("[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/nvme1n1\"\nmount_point = \"/x\"\n");
+    let e = one_error(
+        "[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/nvme1n1\"\nmount_point = \"/x\"\n",
+    );
     assert_eq!(e, "t.toml:3:10: profile 'a', volume 1 (/x): device '/dev/nvme1n1' is not an EC2 device name like /dev/sdf or /dev/xvdg");
     for (mp, want) in [
         ("data", "must be an absolute path"),
         ("/", "cannot be '/'"),
         ("/mnt/../etc", "must not contain '.' or '..'"),
     ] {
-        let e = one_error(&format!("[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"{mp}\"\n"));
+        let e = one_error(&format!(
+            "[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"{mp}\"\n"
+        ));
         assert!(e.contains(want), "{mp}: {e}");
     }
 }
@@ -185,29 +207,46 @@ size = 5
 #[test]
 fn syntax_and_unknown_keys_point_at_the_place() {
     let e = one_error("[profiles.a]\nvolumes_from_userdata = \"v\"\nfilter_tag = [\"role\"]\n");
-    assert!(e.starts_with("t.toml:3:1: unknown field `filter_tag`"), "{e}");
+    assert!(
+        e.starts_with("t.toml:3:1: unknown field `filter_tag`"),
+        "{e}"
+    );
     let e = one_error("[profiles.a\n");
     assert!(e.starts_with("t.toml:1:"), "{e}");
     let e = one_error(&format!("{BASIC}size = \"big\"\n"));
-    assert!(e.starts_with("t.toml:6:8: invalid type: string \"big\", expected i64"), "{e}");
+    assert!(
+        e.starts_with("t.toml:6:8: invalid type: string \"big\", expected i64"),
+        "{e}"
+    );
 }
 
 #[test]
 fn both_or_neither_volume_sources() {
     let e = one_error("[profiles.a]\nvolumes_from_userdata = \"v\"\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"/x\"\n");
-    assert!(e.contains("set either volumes or volumes_from_userdata, not both"), "{e}");
+    assert!(
+        e.contains("set either volumes or volumes_from_userdata, not both"),
+        "{e}"
+    );
 }
 
 #[test]
 fn empty_file_has_no_profiles() {
-    assert_eq!(one_error(""), "t.toml: no profiles defined: add a [profiles.NAME] table");
+    assert_eq!(
+        one_error(""),
+        "t.toml: no profiles defined: add a [profiles.NAME] table"
+    );
 }
 
 #[test]
 fn unknown_profile_lists_the_defined_ones() {
-    let c = parse_ok(&format!("{BASIC}[profiles.pg]\nvolumes_from_userdata = \"volumes\"\n"));
+    let c = parse_ok(&format!(
+        "{BASIC}[profiles.pg]\nvolumes_from_userdata = \"volumes\"\n"
+    ));
     let e = c.profile("solar").unwrap_err().to_string();
-    assert_eq!(e, "no profile 'solar' in t.toml; defined profiles: pg, solr");
+    assert_eq!(
+        e,
+        "no profile 'solar' in t.toml; defined profiles: pg, solr"
+    );
 }
 
 #[test]
@@ -224,14 +263,30 @@ fn volumes_from_userdata_are_validated_like_the_file() {
     assert_eq!(v.len(), 2);
     assert_eq!((v[0].size_gib, v[1].file_system), (10, FileSystem::Ext4));
 
-    let bad = Userdata::parse(r#"{"volumes": [{"device": "/dev/sdf", "mount_point": "/mnt/a", "size": 0}]}"#, "x").unwrap();
+    let bad = Userdata::parse(
+        r#"{"volumes": [{"device": "/dev/sdf", "mount_point": "/mnt/a", "size": 0}]}"#,
+        "x",
+    )
+    .unwrap();
     let e = p.resolve_volumes(&bad).unwrap_err().to_string();
     assert_eq!(e, "userdata 'volumes': profile 'u', volume 1 (/mnt/a): size must be 1 to 16384 GiB for gp3, got 0");
 
-    let e = p.resolve_volumes(&Userdata::default()).unwrap_err().to_string();
-    assert_eq!(e, "userdata has no 'volumes' list (volumes_from_userdata of profile 'u')");
     let e = p
-        .resolve_volumes(&Userdata::parse(r#"{"volumes": [{"device": "/dev/sdf", "mountpoint": "/a"}]}"#, "x").unwrap())
+        .resolve_volumes(&Userdata::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "userdata has no 'volumes' list (volumes_from_userdata of profile 'u')"
+    );
+    let e = p
+        .resolve_volumes(
+            &Userdata::parse(
+                r#"{"volumes": [{"device": "/dev/sdf", "mountpoint": "/a"}]}"#,
+                "x",
+            )
+            .unwrap(),
+        )
         .unwrap_err()
         .to_string();
     assert!(e.contains("unknown field `mountpoint`"), "{e}");
@@ -241,27 +296,47 @@ fn volumes_from_userdata_are_validated_like_the_file() {
 fn filter_values_come_from_userdata() {
     let c = parse_ok(BASIC);
     let p = c.profile("solr").unwrap();
-    let ud = Userdata::parse(r#"{"role": "solr", "cluster": "c1", "environment": "prod", "n": 3}"#, "x").unwrap();
+    let ud = Userdata::parse(
+        r#"{"role": "solr", "cluster": "c1", "environment": "prod", "n": 3}"#,
+        "x",
+    )
+    .unwrap();
     assert_eq!(
         p.filter_values(&ud).unwrap(),
-        [("role".into(), "solr".into()), ("cluster".into(), "c1".into()), ("environment".into(), "prod".into())]
+        [
+            ("role".into(), "solr".into()),
+            ("cluster".into(), "c1".into()),
+            ("environment".into(), "prod".into())
+        ]
     );
     assert_eq!(ud.get_str("n").as_deref(), Some("3"));
-    let e = p.filter_values(&Userdata::parse(r#"{"role": "solr"}"#, "x").unwrap()).unwrap_err();
-    assert!(e.to_string().starts_with("userdata has no value for 'cluster', 'environment' (filter_tags of profile 'solr')"), "{e}");
+    let e = p
+        .filter_values(&Userdata::parse(r#"{"role": "solr"}"#, "x").unwrap())
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "userdata has no value for 'cluster', 'environment' (filter_tags of profile 'solr')"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
 fn userdata_must_be_a_json_object() {
     assert_eq!(
-        Userdata::parse("[1]", "--userdata").unwrap_err().to_string(),
+        Userdata::parse("[1]", "--userdata")
+            .unwrap_err()
+            .to_string(),
         "--userdata must be a JSON object like '{\"role\": \"db\"}', got a list"
     );
     assert!(Userdata::parse("{role: x}", "--userdata")
         .unwrap_err()
         .to_string()
         .starts_with("--userdata is not valid JSON: key must be a string at line 1 column 2"));
-    assert_eq!(Userdata::parse("  \n", "instance userdata").unwrap(), Userdata::default());
+    assert_eq!(
+        Userdata::parse("  \n", "instance userdata").unwrap(),
+        Userdata::default()
+    );
 }
 
 #[test]

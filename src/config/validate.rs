@@ -25,10 +25,15 @@ pub struct Problem {
 
 /// Where the validated text came from, to turn byte spans into places.
 pub enum Origin<'a> {
-    File { path: &'a Path, text: &'a str },
+    File {
+        path: &'a Path,
+        text: &'a str,
+    },
     /// Volumes read from userdata; spans point into generated text, so the
     /// place is the userdata key instead.
-    Userdata { key: &'a str },
+    Userdata {
+        key: &'a str,
+    },
 }
 
 impl Origin<'_> {
@@ -94,13 +99,24 @@ pub fn validate_config(raw: RawConfig, path: &Path) -> Result<Config, Vec<Proble
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
-            p.at(r, "", format!("region '{}' is not a region name like eu-west-1", r.get_ref()));
+            p.at(
+                r,
+                "",
+                format!(
+                    "region '{}' is not a region name like eu-west-1",
+                    r.get_ref()
+                ),
+            );
         }
         ok.then(|| r.get_ref().clone())
     });
     let device_root = match &raw.device_root {
         Some(d) if !Path::new(d.get_ref()).is_absolute() => {
-            p.at(d, "", format!("device_root '{}' must be an absolute path", d.get_ref()));
+            p.at(
+                d,
+                "",
+                format!("device_root '{}' must be an absolute path", d.get_ref()),
+            );
             PathBuf::from("/dev")
         }
         Some(d) => PathBuf::from(d.get_ref()),
@@ -132,7 +148,8 @@ pub fn validate_config(raw: RawConfig, path: &Path) -> Result<Config, Vec<Proble
         });
     }
     // In file order, as an editor would walk them.
-    p.list.sort_by_key(|x| x.span.as_ref().map_or(0, |s| s.start));
+    p.list
+        .sort_by_key(|x| x.span.as_ref().map_or(0, |s| s.start));
     Err(p.list)
 }
 
@@ -154,7 +171,11 @@ fn validate_profile(
 
     let volumes = match (raw.volumes, raw.volumes_from_userdata) {
         (Some(_), Some(key)) => {
-            p.at(&key, ctx, "set either volumes or volumes_from_userdata, not both");
+            p.at(
+                &key,
+                ctx,
+                "set either volumes or volumes_from_userdata, not both",
+            );
             None
         }
         (None, None) => {
@@ -192,12 +213,23 @@ fn validate_profile(
             let mut seen = BTreeSet::new();
             for t in tags.get_ref() {
                 if !valid_tag_key(t.get_ref()) {
-                    p.at(t, ctx, format!("filter tag '{}' is not a valid tag key", t.get_ref()));
+                    p.at(
+                        t,
+                        ctx,
+                        format!("filter tag '{}' is not a valid tag key", t.get_ref()),
+                    );
                 } else if !seen.insert(t.get_ref().clone()) {
-                    p.at(t, ctx, format!("filter tag '{}' is listed twice", t.get_ref()));
+                    p.at(
+                        t,
+                        ctx,
+                        format!("filter tag '{}' is listed twice", t.get_ref()),
+                    );
                 }
             }
-            tags.into_inner().into_iter().map(Spanned::into_inner).collect()
+            tags.into_inner()
+                .into_iter()
+                .map(Spanned::into_inner)
+                .collect()
         }
     };
 
@@ -224,7 +256,10 @@ fn validate_profile(
                 p.at(
                     &r,
                     ctx,
-                    format!("snapshot_retention '{}': {e} (e.g. \"7d\", \"36h\")", r.get_ref()),
+                    format!(
+                        "snapshot_retention '{}': {e} (e.g. \"7d\", \"36h\")",
+                        r.get_ref()
+                    ),
                 );
                 None
             }
@@ -319,19 +354,31 @@ pub(super) fn validate_volumes(
         // Duplicates are judged on what was written, even when the volume
         // has other problems, so every clash is reported in one pass.
         let r = raw.get_ref();
-        if let Some(d) = r.device.as_ref().filter(|d| check_device(d.get_ref()).is_ok()) {
+        if let Some(d) = r
+            .device
+            .as_ref()
+            .filter(|d| check_device(d.get_ref()).is_ok())
+        {
             let offset = r
                 .device_name_offset
                 .as_ref()
                 .and_then(|o| u8::try_from(*o.get_ref()).ok())
                 .unwrap_or(0);
             if let Some(other) = devices.insert(kernel_device_name(d.get_ref(), offset), n) {
-                p.at(d, &vctx, format!("device {} is also used by volume {other}", d.get_ref()));
+                p.at(
+                    d,
+                    &vctx,
+                    format!("device {} is also used by volume {other}", d.get_ref()),
+                );
             }
         }
         if let Some(m) = &r.mount_point {
             if let Some(other) = mounts.insert(m.get_ref().clone(), n) {
-                p.at(m, &vctx, format!("mount point {} is also used by volume {other}", m.get_ref()));
+                p.at(
+                    m,
+                    &vctx,
+                    format!("mount point {} is also used by volume {other}", m.get_ref()),
+                );
             }
         }
         let span = raw.span();
@@ -352,7 +399,11 @@ fn validate_volume(
 
     let device = match &raw.device {
         None => {
-            p.add(Some(span.clone()), ctx, "device is missing (e.g. device = \"/dev/sdf\")");
+            p.add(
+                Some(span.clone()),
+                ctx,
+                "device is missing (e.g. device = \"/dev/sdf\")",
+            );
             String::new()
         }
         Some(d) => {
@@ -439,11 +490,19 @@ fn validate_volume(
         match volume_type.iops_range() {
             _ if !type_known => None,
             None => {
-                p.at(i, ctx, format!("iops cannot be set for {volume_type} volumes"));
+                p.at(
+                    i,
+                    ctx,
+                    format!("iops cannot be set for {volume_type} volumes"),
+                );
                 None
             }
             Some((lo, hi)) if v < i64::from(lo) || v > i64::from(hi) => {
-                p.at(i, ctx, format!("iops must be {lo} to {hi} for {volume_type}, got {v}"));
+                p.at(
+                    i,
+                    ctx,
+                    format!("iops must be {lo} to {hi} for {volume_type}, got {v}"),
+                );
                 None
             }
             Some(_) => u32::try_from(v).ok(),
@@ -455,10 +514,18 @@ fn validate_volume(
         if !type_known {
             None
         } else if volume_type != VolumeType::Gp3 {
-            p.at(t, ctx, format!("throughput can only be set for gp3, not {volume_type}"));
+            p.at(
+                t,
+                ctx,
+                format!("throughput can only be set for gp3, not {volume_type}"),
+            );
             None
         } else if !(125..=1000).contains(&v) {
-            p.at(t, ctx, format!("throughput must be 125 to 1000 MiB/s, got {v}"));
+            p.at(
+                t,
+                ctx,
+                format!("throughput must be 125 to 1000 MiB/s, got {v}"),
+            );
             None
         } else {
             u32::try_from(v).ok()
@@ -480,13 +547,24 @@ fn validate_volume(
         None => 0,
         Some(o) => match u8::try_from(*o.get_ref()) {
             Ok(v) if v <= 20 => {
-                if !device.is_empty() && check_device(&device).is_ok() && shift_letter(&device, v).is_none() {
-                    p.at(o, ctx, format!("device_name_offset {v} shifts {device} past 'z'"));
+                if !device.is_empty()
+                    && check_device(&device).is_ok()
+                    && shift_letter(&device, v).is_none()
+                {
+                    p.at(
+                        o,
+                        ctx,
+                        format!("device_name_offset {v} shifts {device} past 'z'"),
+                    );
                 }
                 v
             }
             _ => {
-                p.at(o, ctx, format!("device_name_offset must be 0 to 20, got {}", o.get_ref()));
+                p.at(
+                    o,
+                    ctx,
+                    format!("device_name_offset must be 0 to 20, got {}", o.get_ref()),
+                );
                 0
             }
         },
@@ -524,9 +602,7 @@ fn validate_volume(
 /// second letter and an optional partition number (old paravirtual AMIs
 /// used `/dev/sdf1`).
 pub fn check_device(d: &str) -> Result<(), String> {
-    let bad = || {
-        format!("device '{d}' is not an EC2 device name like /dev/sdf or /dev/xvdg")
-    };
+    let bad = || format!("device '{d}' is not an EC2 device name like /dev/sdf or /dev/xvdg");
     let rest = d.strip_prefix("/dev/").ok_or_else(bad)?;
     let rest = rest
         .strip_prefix("xvd")
@@ -541,7 +617,9 @@ pub fn check_device(d: &str) -> Result<(), String> {
         return Err(bad());
     }
     if rest.starts_with('a') && letters == 1 {
-        return Err(format!("device '{d}' is the root device name; use /dev/sdf to /dev/sdp"));
+        return Err(format!(
+            "device '{d}' is the root device name; use /dev/sdf to /dev/sdp"
+        ));
     }
     Ok(())
 }
@@ -596,10 +674,25 @@ mod tests {
 
     #[test]
     fn device_names() {
-        for ok in ["/dev/sdf", "/dev/xvdg", "/dev/sdf1", "/dev/xvdba", "/dev/sdp15"] {
+        for ok in [
+            "/dev/sdf",
+            "/dev/xvdg",
+            "/dev/sdf1",
+            "/dev/xvdba",
+            "/dev/sdp15",
+        ] {
             assert_eq!(check_device(ok), Ok(()), "{ok}");
         }
-        for bad in ["sdf", "/dev/nvme1n1", "/dev/sdf0", "/dev/sdf16", "/dev/sd", "/dev/sdabc", "/dev/sda", "/dev/hdf"] {
+        for bad in [
+            "sdf",
+            "/dev/nvme1n1",
+            "/dev/sdf0",
+            "/dev/sdf16",
+            "/dev/sd",
+            "/dev/sdabc",
+            "/dev/sda",
+            "/dev/hdf",
+        ] {
             assert!(check_device(bad).is_err(), "{bad}");
         }
     }

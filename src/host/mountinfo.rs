@@ -41,7 +41,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(n);
             i += 4;
@@ -62,7 +65,10 @@ pub fn read() -> std::io::Result<Vec<MountEntry>> {
 /// there wins, as it is the one visible).
 pub fn find<'a>(mounts: &'a [MountEntry], mount_point: &str) -> Option<&'a MountEntry> {
     let want = Path::new(mount_point);
-    mounts.iter().rev().find(|m| Path::new(&m.mount_point) == want)
+    mounts
+        .iter()
+        .rev()
+        .find(|m| Path::new(&m.mount_point) == want)
 }
 
 #[cfg(test)]

@@ -65,7 +65,13 @@ pub async fn run(ctx: &Context, args: &ListVolumesArgs) -> Result<ExitCode> {
     let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
     let instance_id = host.identity.as_ref().map(|i| i.instance_id.as_str());
 
-    let rows = statuses(&volumes, &mounts, instance_id, attached.as_deref(), &snapshots);
+    let rows = statuses(
+        &volumes,
+        &mounts,
+        instance_id,
+        attached.as_deref(),
+        &snapshots,
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -112,15 +118,19 @@ pub fn statuses(
 
 /// The volume attached to `instance_id` for `v`: at its device name (EC2's
 /// or the kernel's), else one tagged with its mount point and instance.
-pub fn attached_for<'a>(v: &Volume, instance_id: &str, list: &'a [VolumeInfo]) -> Option<&'a VolumeInfo> {
+pub fn attached_for<'a>(
+    v: &Volume,
+    instance_id: &str,
+    list: &'a [VolumeInfo],
+) -> Option<&'a VolumeInfo> {
     let kernel = kernel_device_name(&v.device, v.device_name_offset);
     let on_me = |vol: &&VolumeInfo| vol.attachments.iter().any(|a| a.instance_id == instance_id);
     list.iter()
         .filter(on_me)
         .find(|vol| {
-            vol.attachments
-                .iter()
-                .any(|a| a.instance_id == instance_id && (a.device == v.device || a.device == kernel))
+            vol.attachments.iter().any(|a| {
+                a.instance_id == instance_id && (a.device == v.device || a.device == kernel)
+            })
         })
         .or_else(|| {
             list.iter().filter(on_me).find(|vol| {
@@ -143,7 +153,9 @@ fn restore_text(r: &RestoreSource) -> String {
         RestoreSource::WaitFor { pending, fallback } => format!(
             "{}; waits for it, else {}",
             snap(pending),
-            fallback.as_ref().map_or("creates an empty volume".to_string(), |f| f.id.clone())
+            fallback
+                .as_ref()
+                .map_or("creates an empty volume".to_string(), |f| f.id.clone())
         ),
         RestoreSource::Empty => "none: will create empty".into(),
     }
@@ -151,7 +163,16 @@ fn restore_text(r: &RestoreSource) -> String {
 
 /// The human listing: an aligned table.
 pub fn render_table(rows: &[VolumeStatus]) -> String {
-    let header = ["MOUNT POINT", "DEVICE", "SIZE", "TYPE", "FS", "MOUNTED", "ATTACHED", "RESTORE FROM"];
+    let header = [
+        "MOUNT POINT",
+        "DEVICE",
+        "SIZE",
+        "TYPE",
+        "FS",
+        "MOUNTED",
+        "ATTACHED",
+        "RESTORE FROM",
+    ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let mut ty = r.volume_type.to_string();
@@ -172,7 +193,10 @@ pub fn render_table(rows: &[VolumeStatus]) -> String {
         };
         let mut restore = restore_text(&r.restore);
         if !r.skipped_snapshots.is_empty() {
-            restore.push_str(&format!(" [skipped in error: {}]", r.skipped_snapshots.join(", ")));
+            restore.push_str(&format!(
+                " [skipped in error: {}]",
+                r.skipped_snapshots.join(", ")
+            ));
         }
         table.push(vec![
             r.mount_point.clone(),
@@ -186,7 +210,13 @@ pub fn render_table(rows: &[VolumeStatus]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|c| table.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            table
+                .iter()
+                .map(|row| row[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &table {
@@ -240,7 +270,10 @@ mod tests {
                 device: device.into(),
                 state: "attached".into(),
             }],
-            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
         }
     }
 
@@ -249,22 +282,56 @@ mod tests {
         let list = vec![
             ebs("vol-other", "i-2", "/dev/sdf", &[]),
             ebs("vol-xvd", "i-1", "/dev/xvdg", &[]),
-            ebs("vol-tagged", "i-1", "/dev/sdk", &[("mount_point", "/c"), ("instance_id", "i-1")]),
+            ebs(
+                "vol-tagged",
+                "i-1",
+                "/dev/sdk",
+                &[("mount_point", "/c"), ("instance_id", "i-1")],
+            ),
         ];
-        assert_eq!(attached_for(&vol("/dev/sdf", "/a"), "i-1", &list).map(|v| v.id.as_str()), None);
-        assert_eq!(attached_for(&vol("/dev/sdg", "/b"), "i-1", &list).unwrap().id, "vol-xvd");
-        assert_eq!(attached_for(&vol("/dev/sdh", "/c"), "i-1", &list).unwrap().id, "vol-tagged");
+        assert_eq!(
+            attached_for(&vol("/dev/sdf", "/a"), "i-1", &list).map(|v| v.id.as_str()),
+            None
+        );
+        assert_eq!(
+            attached_for(&vol("/dev/sdg", "/b"), "i-1", &list)
+                .unwrap()
+                .id,
+            "vol-xvd"
+        );
+        assert_eq!(
+            attached_for(&vol("/dev/sdh", "/c"), "i-1", &list)
+                .unwrap()
+                .id,
+            "vol-tagged"
+        );
     }
 
     #[test]
     fn rows_and_table() {
         let mounts = mountinfo::parse("36 22 202:80 / /a rw - xfs /dev/xvdf rw\n");
-        let rows = statuses(&[vol("/dev/sdf", "/a"), vol("/dev/sdg", "/b")], &mounts, None, None, &[]);
+        let rows = statuses(
+            &[vol("/dev/sdf", "/a"), vol("/dev/sdg", "/b")],
+            &mounts,
+            None,
+            None,
+            &[],
+        );
         assert!(rows[0].mounted && !rows[1].mounted);
         let t = render_table(&rows);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
-        assert!(lines[0].starts_with("MOUNT POINT  DEVICE    SIZE   TYPE  FS   MOUNTED          ATTACHED  RESTORE FROM"), "{t}");
-        assert!(lines[1].contains("yes (/dev/xvdf)") && lines[1].contains("unknown") && lines[1].ends_with("none: will create empty"), "{t}");
+        assert!(
+            lines[0].starts_with(
+                "MOUNT POINT  DEVICE    SIZE   TYPE  FS   MOUNTED          ATTACHED  RESTORE FROM"
+            ),
+            "{t}"
+        );
+        assert!(
+            lines[1].contains("yes (/dev/xvdf)")
+                && lines[1].contains("unknown")
+                && lines[1].ends_with("none: will create empty"),
+            "{t}"
+        );
     }
 }

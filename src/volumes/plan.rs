@@ -40,7 +40,11 @@ pub fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> Choice 
         .collect();
     // Newest first; a snapshot without a start time sorts last; ids break
     // ties so the choice never depends on the order EC2 listed them.
-    candidates.sort_by(|a, b| b.start_time.cmp(&a.start_time).then_with(|| b.id.cmp(&a.id)));
+    candidates.sort_by(|a, b| {
+        b.start_time
+            .cmp(&a.start_time)
+            .then_with(|| b.id.cmp(&a.id))
+    });
 
     let mut skipped = Vec::new();
     let mut pending: Option<&SnapshotInfo> = None;
@@ -64,7 +68,9 @@ pub fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> Choice 
             pending: p.clone(),
             fallback: fallback.cloned(),
         },
-        (None, Some(c)) => RestoreSource::Snapshot { snapshot: c.clone() },
+        (None, Some(c)) => RestoreSource::Snapshot {
+            snapshot: c.clone(),
+        },
         (None, None) => RestoreSource::Empty,
     };
     Choice { source, skipped }
@@ -108,16 +114,90 @@ mod tests {
     fn table() {
         let cases: Vec<(&str, Vec<SnapshotInfo>, &str, &str)> = vec![
             ("none at all", vec![], "/data", "empty"),
-            ("newest completed wins", vec![snap("a", "/data", 1, Completed), snap("b", "/data", 3, Completed), snap("c", "/data", 2, Completed)], "/data", "b"),
-            ("exact mount point only", vec![snap("a", "/data/", 5, Completed), snap("b", "/data", 1, Completed), snap("c", "/dat", 6, Completed)], "/data", "b"),
-            ("other mount points ignored", vec![snap("a", "/other", 5, Completed)], "/data", "empty"),
-            ("error skipped, older used", vec![snap("new", "/data", 5, Error), snap("old", "/data", 1, Completed)], "/data", "old"),
-            ("pending newer than completed waits with fallback", vec![snap("p", "/data", 5, Pending), snap("c", "/data", 1, Completed)], "/data", "wait p else c"),
-            ("pending only waits without fallback", vec![snap("p", "/data", 5, Pending)], "/data", "wait p else empty"),
-            ("older pending is ignored", vec![snap("p", "/data", 1, Pending), snap("c", "/data", 5, Completed)], "/data", "c"),
-            ("newest of two pendings", vec![snap("p1", "/data", 3, Pending), snap("p2", "/data", 4, Pending), snap("c", "/data", 1, Completed)], "/data", "wait p2 else c"),
-            ("only errors", vec![snap("e", "/data", 3, Error)], "/data", "empty"),
-            ("same start time: highest id", vec![snap("snap-a", "/data", 3, Completed), snap("snap-b", "/data", 3, Completed)], "/data", "snap-b"),
+            (
+                "newest completed wins",
+                vec![
+                    snap("a", "/data", 1, Completed),
+                    snap("b", "/data", 3, Completed),
+                    snap("c", "/data", 2, Completed),
+                ],
+                "/data",
+                "b",
+            ),
+            (
+                "exact mount point only",
+                vec![
+                    snap("a", "/data/", 5, Completed),
+                    snap("b", "/data", 1, Completed),
+                    snap("c", "/dat", 6, Completed),
+                ],
+                "/data",
+                "b",
+            ),
+            (
+                "other mount points ignored",
+                vec![snap("a", "/other", 5, Completed)],
+                "/data",
+                "empty",
+            ),
+            (
+                "error skipped, older used",
+                vec![
+                    snap("new", "/data", 5, Error),
+                    snap("old", "/data", 1, Completed),
+                ],
+                "/data",
+                "old",
+            ),
+            (
+                "pending newer than completed waits with fallback",
+                vec![
+                    snap("p", "/data", 5, Pending),
+                    snap("c", "/data", 1, Completed),
+                ],
+                "/data",
+                "wait p else c",
+            ),
+            (
+                "pending only waits without fallback",
+                vec![snap("p", "/data", 5, Pending)],
+                "/data",
+                "wait p else empty",
+            ),
+            (
+                "older pending is ignored",
+                vec![
+                    snap("p", "/data", 1, Pending),
+                    snap("c", "/data", 5, Completed),
+                ],
+                "/data",
+                "c",
+            ),
+            (
+                "newest of two pendings",
+                vec![
+                    snap("p1", "/data", 3, Pending),
+                    snap("p2", "/data", 4, Pending),
+                    snap("c", "/data", 1, Completed),
+                ],
+                "/data",
+                "wait p2 else c",
+            ),
+            (
+                "only errors",
+                vec![snap("e", "/data", 3, Error)],
+                "/data",
+                "empty",
+            ),
+            (
+                "same start time: highest id",
+                vec![
+                    snap("snap-a", "/data", 3, Completed),
+                    snap("snap-b", "/data", 3, Completed),
+                ],
+                "/data",
+                "snap-b",
+            ),
         ];
         for (name, snaps, mp, want) in cases {
             assert_eq!(chosen(&choose_snapshot(&snaps, mp)), want, "{name}");
@@ -126,7 +206,12 @@ mod tests {
 
     #[test]
     fn skipped_errors_are_reported() {
-        let snaps = vec![snap("e1", "/d", 5, Error), snap("e2", "/d", 4, Other("recoverable".into())), snap("c", "/d", 1, Completed), snap("e3", "/d", 0, Error)];
+        let snaps = vec![
+            snap("e1", "/d", 5, Error),
+            snap("e2", "/d", 4, Other("recoverable".into())),
+            snap("c", "/d", 1, Completed),
+            snap("e3", "/d", 0, Error),
+        ];
         let c = choose_snapshot(&snaps, "/d");
         let ids: Vec<_> = c.skipped.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["e1", "e2"]);

@@ -67,7 +67,10 @@ mod tests {
         assert_eq!(python_timestamp(t), "2013-08-26 14:22:02");
         let t = t + chrono::Duration::microseconds(361_688);
         assert_eq!(python_timestamp(t), "2013-08-26 14:22:02.361688");
-        assert_eq!(parse_python_timestamp("2013-08-26 14:22:02.361688"), Some(t));
+        assert_eq!(
+            parse_python_timestamp("2013-08-26 14:22:02.361688"),
+            Some(t)
+        );
         assert_eq!(
             parse_python_timestamp("2013-08-26 14:22:02"),
             Some(Utc.with_ymd_and_hms(2013, 8, 26, 14, 22, 2).unwrap())
@@ -83,7 +86,13 @@ mod tests {
             ("cluster".to_string(), "c1".to_string()),
             ("environment".to_string(), "prod".to_string()),
         ];
-        let tags = resource_tags("i-1", "/mnt/solr", &filters, now, Duration::from_secs(7 * 86400));
+        let tags = resource_tags(
+            "i-1",
+            "/mnt/solr",
+            &filters,
+            now,
+            Duration::from_secs(7 * 86400),
+        );
         let want: Vec<(String, String)> = [
             ("instance_id", "i-1"),
             ("mount_point", "/mnt/solr"),

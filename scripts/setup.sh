@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what the tests, the lab and the demo need on a fresh Debian/Ubuntu
+# machine: filesystem tools (mkfs.xfs, xfs_repair, mkfs.ext4, fsck), loop
+# devices (losetup), curl, python3-venv for the emulator's venv; then the
+# emulator itself. Idempotent: does nothing when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mkfs.xfs >/dev/null 2>&1 || need+=(xfsprogs)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v losetup >/dev/null 2>&1 || need+=(util-linux)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+
+if [ "${#need[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: missing packages: ${need[*]} (run as root or install them)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+scripts/emulator.sh install

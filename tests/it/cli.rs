@@ -1,0 +1,178 @@
+//! The command line without AWS: help, version, usage and input errors.
+
+use crate::support::{write_config, Run};
+
+const GOOD: &str = r#"
+[profiles.solr]
+[[profiles.solr.volumes]]
+device = "/dev/sdf"
+mount_point = "/mnt/solr"
+"#;
+
+#[test]
+fn help_teaches_every_command_with_an_example() {
+    let out = Run::new(&["--help"]).run().expect_code(0).stdout();
+    for cmd in [
+        "test",
+        "list-volumes",
+        "mount-snapshots",
+        "make-snapshots",
+        "unmount-snapshots",
+        "clean",
+        "check-backups",
+        "tablesnap",
+        "tableslurp",
+        "tablechop",
+    ] {
+        assert!(out.contains(cmd), "{cmd} missing from --help:\n{out}");
+        let sub = Run::new(&[cmd, "--help"]).run().expect_code(0).stdout();
+        assert!(
+            sub.contains("Example"),
+            "{cmd} --help has no example:\n{sub}"
+        );
+    }
+    assert!(out.contains("--userdata") && out.contains("--loglevel") && out.contains("--config"));
+}
+
+#[test]
+fn version_prints_and_exits_zero() {
+    let out = Run::new(&["--version"]).run().expect_code(0).stdout();
+    assert_eq!(
+        out.trim(),
+        format!("snaptastic {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    Run::new(&["list-volumes"]).run().expect_code(2);
+    Run::new(&["frobnicate"]).run().expect_code(2);
+    let d = Run::new(&["test", "--loglevel=chatty"])
+        .run()
+        .expect_code(2);
+    assert!(
+        d.stderr().contains("unknown log level 'chatty'"),
+        "{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn bad_config_is_one_line_naming_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, &format!("{GOOD}size = 0\n"));
+    let d = Run::new(&["list-volumes", "solr", "--config", path.to_str().unwrap()])
+        .run()
+        .expect_code(1);
+    let lines = d.error_lines();
+    assert_eq!(
+        lines,
+        [format!(
+            "error: {}:6:8: profile 'solr', volume 1 (/mnt/solr): size must be 1 to 16384 GiB for gp3, got 0",
+            path.display()
+        )],
+        "{}",
+        d.stderr()
+    );
+}
+
+#[test]
+fn unknown_profile_lists_the_defined_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, GOOD);
+    let d = Run::new(&["list-volumes", "solar"])
+        .config(&path)
+        .run()
+        .expect_code(1);
+    assert_eq!(
+        d.error_lines(),
+        [format!(
+            "error: no profile 'solar' in {}; defined profiles: solr",
+            path.display()
+        )]
+    );
+}
+
+#[test]
+fn malformed_userdata_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, GOOD);
+    let d = Run::new(&["list-volumes", "solr", "--userdata={\"role\": solr}"])
+        .config(&path)
+        .run()
+        .expect_code(1);
+    let lines = d.error_lines();
+    assert_eq!(lines.len(), 1, "{}", d.stderr());
+    assert!(
+        lines[0]
+            .starts_with("error: --userdata is not valid JSON: expected value at line 1 column 10"),
+        "{lines:?}"
+    );
+    let d = Run::new(&["list-volumes", "solr", "-u", "[]"])
+        .config(&path)
+        .run()
+        .expect_code(1);
+    assert_eq!(
+        d.error_lines(),
+        ["error: --userdata must be a JSON object like '{\"role\": \"db\"}', got a list"]
+    );
+}
+
+#[test]
+fn unreachable_metadata_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, GOOD);
+    // Metadata points at a closed port (support::Run's default).
+    let d = Run::new(&["list-volumes", "solr"])
+        .config(&path)
+        .run()
+        .expect_code(1);
+    let lines = d.error_lines();
+    assert_eq!(lines.len(), 1, "{}", d.stderr());
+    assert!(
+        lines[0].starts_with("error: instance metadata at http://127.0.0.1:1: cannot connect:")
+            && lines[0]
+                .ends_with("(not on EC2 or metadata unreachable; pass --userdata and set region)"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn missing_config_names_where_it_looked() {
+    let d = Run::new(&["list-volumes", "solr", "--config", "/nonexistent/x.toml"])
+        .run()
+        .expect_code(1);
+    assert_eq!(d.error_lines(), ["error: cannot read configuration file /nonexistent/x.toml: No such file or directory (os error 2)"]);
+}
+
+#[test]
+fn unfinished_commands_fail_instead_of_pretending() {
+    for args in [
+        vec!["mount-snapshots", "solr"],
+        vec!["make-snapshots", "solr"],
+        vec!["unmount-snapshots", "solr", "--yes"],
+        vec!["clean", "snapshots", "solr"],
+        vec!["check-backups", "26h", "solr"],
+        vec!["tablesnap", "bucket", "/var/lib/cassandra"],
+    ] {
+        let d = Run::new(&args).run().expect_code(1);
+        assert!(
+            d.stderr().contains("is not implemented yet"),
+            "{args:?}: {}",
+            d.stderr()
+        );
+    }
+}
+
+#[test]
+fn multi_call_names_act_as_their_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("tableslurp");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_snaptastic"), &link).unwrap();
+    let out = std::process::Command::new(&link)
+        .arg("bucket")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tableslurp is not implemented yet"));
+}

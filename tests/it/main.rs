@@ -1,0 +1,6 @@
+//! Integration tests: the real binary, against the moto emulator where AWS
+//! is involved (run them through `scripts/test.sh`, which starts it).
+
+mod cli;
+mod emulator;
+mod support;

@@ -1,0 +1,384 @@
+//! Test support: the real binary, the moto emulator, and a small instance
+//! metadata server (until the lab serves metadata).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+
+/// Where `scripts/test.sh` tells tests the emulator listens.
+pub const MOTO_ENV: &str = "SNAPTASTIC_TEST_MOTO_URL";
+pub const REGION: &str = "us-east-1";
+
+/// The emulator's URL, or `None` (after printing why) when it is not
+/// running. In CI (`CI` set) a missing emulator fails the test instead.
+pub fn moto() -> Option<String> {
+    match std::env::var(MOTO_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{MOTO_ENV} is not set in CI: run the tests through scripts/test.sh")
+        }
+        _ => {
+            eprintln!("SKIPPED: needs the moto emulator; run scripts/test.sh (or set {MOTO_ENV})");
+            None
+        }
+    }
+}
+
+/// A name unique to this test run, for tags that keep tests apart on the
+/// shared emulator.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A run of the real binary with a hermetic environment: no AWS profile
+/// files from the machine, dummy credentials, metadata pointed at a closed
+/// port unless the test sets it.
+pub struct Run {
+    cmd: Command,
+}
+
+impl Run {
+    pub fn new(args: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_snaptastic"));
+        cmd.args(args);
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().to_string();
+            if k.starts_with("AWS_") || k.starts_with("SNAPTASTIC_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            )
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
+            .env("SNAPTASTIC_CONFIG", "/nonexistent/snaptastic.toml");
+        Self { cmd }
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn config(self, path: &Path) -> Self {
+        self.env("SNAPTASTIC_CONFIG", path)
+    }
+
+    /// Point at the emulator and a metadata server.
+    pub fn aws(self, moto: &str, imds: &Imds) -> Self {
+        self.env("AWS_ENDPOINT_URL", moto)
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
+    }
+
+    pub fn run(mut self) -> Done {
+        let out = self.cmd.output().expect("run snaptastic");
+        Done(out)
+    }
+}
+
+pub struct Done(pub Output);
+
+impl Done {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    /// The lines of stderr that are not log lines.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.stderr()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A config file in a temp dir.
+pub fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let p = dir.path().join("snaptastic.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Instance metadata as EC2 serves it: IMDSv2 tokens with a TTL header
+/// (or, in v1-only mode, a refused token call), identity and userdata.
+pub struct Imds {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    /// Paths requested, with whether they carried a token.
+    pub requests: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+#[derive(Clone)]
+pub struct ImdsData {
+    pub instance_id: String,
+    pub zone: String,
+    pub userdata: Option<String>,
+    /// Refuse token requests (403), as a v1-only service would.
+    pub v1_only: bool,
+}
+
+impl Imds {
+    pub fn start(data: ImdsData) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, req2) = (stop.clone(), requests.clone());
+        thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    serve(conn, &data, &req2);
+                }
+            }
+        });
+        Self {
+            port,
+            stop,
+            requests,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Imds {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+const TOKEN: &str = "fixture-token";
+
+fn serve(conn: TcpStream, data: &ImdsData, log: &Mutex<Vec<(String, bool)>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    let _ = reader.read_exact(&mut body);
+    let mut parts = first.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let has_token = headers.get("x-aws-ec2-metadata-token").map(String::as_str) == Some(TOKEN);
+    log.lock().unwrap().push((path.to_string(), has_token));
+
+    let (status, extra, body): (u16, String, String) = match (method, path) {
+        ("PUT", "/latest/api/token") if data.v1_only => (403, String::new(), String::new()),
+        ("PUT", "/latest/api/token") => {
+            let ttl = headers
+                .get("x-aws-ec2-metadata-token-ttl-seconds")
+                .cloned()
+                .unwrap_or_default();
+            if ttl.is_empty() {
+                (400, String::new(), String::new())
+            } else {
+                (
+                    200,
+                    format!("X-aws-ec2-metadata-token-ttl-seconds: {ttl}\r\n"),
+                    TOKEN.into(),
+                )
+            }
+        }
+        ("GET", _) if !data.v1_only && !has_token => (401, String::new(), String::new()),
+        ("GET", "/latest/meta-data/instance-id") => (200, String::new(), data.instance_id.clone()),
+        ("GET", "/latest/meta-data/placement/availability-zone") => {
+            (200, String::new(), data.zone.clone())
+        }
+        ("GET", "/latest/meta-data/placement/region") => (
+            200,
+            String::new(),
+            data.zone[..data.zone.len() - 1].to_string(),
+        ),
+        ("GET", "/latest/user-data") => match &data.userdata {
+            Some(u) => (200, String::new(), u.clone()),
+            None => (404, String::new(), String::new()),
+        },
+        _ => (404, String::new(), String::new()),
+    };
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut conn = conn;
+    let _ = conn.write_all(reply.as_bytes());
+}
+
+/// Direct EC2 access to seed and inspect the emulator.
+pub struct Ec2 {
+    pub rt: tokio::runtime::Runtime,
+    pub client: aws_sdk_ec2::Client,
+}
+
+impl Ec2 {
+    pub fn new(moto: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new(REGION))
+            .endpoint_url(moto)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build();
+        Self {
+            rt,
+            client: aws_sdk_ec2::Client::from_conf(conf),
+        }
+    }
+
+    /// A running instance: (instance id, availability zone).
+    pub fn instance(&self) -> (String, String) {
+        let zone = format!("{REGION}a");
+        let resp = self
+            .rt
+            .block_on(
+                self.client
+                    .run_instances()
+                    .image_id("ami-12345678")
+                    .min_count(1)
+                    .max_count(1)
+                    .placement(
+                        aws_sdk_ec2::types::Placement::builder()
+                            .availability_zone(&zone)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .unwrap();
+        (resp.instances()[0].instance_id().unwrap().to_string(), zone)
+    }
+
+    pub fn volume(&self, zone: &str, size: i32, tags: &[(&str, &str)]) -> String {
+        let mut req = self
+            .client
+            .create_volume()
+            .availability_zone(zone)
+            .size(size);
+        if !tags.is_empty() {
+            req = req.tag_specifications(spec(ResourceType::Volume, tags));
+        }
+        self.rt
+            .block_on(req.send())
+            .unwrap()
+            .volume_id()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn attach(&self, volume: &str, instance: &str, device: &str) {
+        self.rt
+            .block_on(
+                self.client
+                    .attach_volume()
+                    .volume_id(volume)
+                    .instance_id(instance)
+                    .device(device)
+                    .send(),
+            )
+            .unwrap();
+    }
+
+    /// A snapshot tagged the way snaptastic 0.2.12 tagged them: created
+    /// bare, then one CreateTags call per tag.
+    pub fn legacy_snapshot(
+        &self,
+        volume: &str,
+        description: &str,
+        tags: &[(&str, &str)],
+    ) -> String {
+        let id = self
+            .rt
+            .block_on(
+                self.client
+                    .create_snapshot()
+                    .volume_id(volume)
+                    .description(description)
+                    .send(),
+            )
+            .unwrap()
+            .snapshot_id()
+            .unwrap()
+            .to_string();
+        for (k, v) in tags {
+            self.rt
+                .block_on(
+                    self.client
+                        .create_tags()
+                        .resources(&id)
+                        .tags(Tag::builder().key(*k).value(*v).build())
+                        .send(),
+                )
+                .unwrap();
+        }
+        id
+    }
+}
+
+fn spec(kind: ResourceType, tags: &[(&str, &str)]) -> TagSpecification {
+    let mut b = TagSpecification::builder().resource_type(kind);
+    for (k, v) in tags {
+        b = b.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    b.build()
+}
