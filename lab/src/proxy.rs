@@ -1,0 +1,475 @@
+//! The proxy in front of moto: faults before forwarding, device and image
+//! side effects after, life-cycle rewriting of describe replies, and the
+//! control endpoints under `/_lab/`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::devices::{Devices, Plug};
+use crate::moto::{self, Moto};
+use crate::rules::{Reply, Rules};
+use crate::xml;
+
+/// How long a `hang` fault holds a request when it sets no time: longer
+/// than any client should wait.
+const DEFAULT_HANG: Duration = Duration::from_secs(600);
+
+pub struct Lab {
+    pub moto: Moto,
+    pub instance_id: String,
+    pub zone: String,
+    pub region: String,
+    pub devices: Mutex<Devices>,
+    pub userdata: Mutex<Option<String>>,
+    rules: Mutex<Rules>,
+    calls: Mutex<BTreeMap<String, u32>>,
+    volumes: Mutex<HashMap<String, Life>>,
+    snapshots: Mutex<HashMap<String, Life>>,
+    seed: Mutex<u64>,
+}
+
+/// When a resource was created/attached, for the life cycles moto skips.
+#[derive(Debug, Clone, Copy)]
+struct Life {
+    at: Instant,
+    attached_at: Option<Instant>,
+    error: bool,
+}
+
+#[derive(Serialize)]
+struct State<'a> {
+    instance_id: &'a str,
+    zone: &'a str,
+    region: &'a str,
+    device_root: String,
+    plugged: BTreeMap<String, Plug>,
+    calls: BTreeMap<String, u32>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+impl Lab {
+    pub fn new(
+        moto: Moto,
+        instance_id: String,
+        zone: String,
+        region: String,
+        devices: Devices,
+        rules: Rules,
+        userdata: Option<String>,
+    ) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        Self {
+            moto,
+            instance_id,
+            zone,
+            region,
+            devices: Mutex::new(devices),
+            userdata: Mutex::new(userdata),
+            rules: Mutex::new(rules),
+            calls: Mutex::new(BTreeMap::new()),
+            volumes: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(HashMap::new()),
+            seed: Mutex::new(seed),
+        }
+    }
+
+    /// A uniform number in [0, 1) (xorshift; faults need no better).
+    fn roll(&self) -> f64 {
+        let mut s = self.seed.lock().expect("seed lock");
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn rules(&self) -> Rules {
+        self.rules.lock().expect("rules lock").clone()
+    }
+}
+
+pub async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(text(StatusCode::BAD_REQUEST, format!("reading body: {e}"))),
+    };
+    if parts.uri.path().starts_with("/_lab/") {
+        return Ok(control(&lab, &parts.method, parts.uri.path(), &body));
+    }
+    let params = moto::params(parts.uri.query(), &body);
+    let action = params.get("Action").cloned();
+
+    if let Some(action) = &action {
+        let call = {
+            let mut calls = lab.calls.lock().expect("calls lock");
+            let n = calls.entry(action.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let rules = lab.rules();
+        if let Some(fault) = rules.fault_for(action, call, &params, lab.roll()) {
+            eprintln!("lab: fault {:?} on {action} call {call}", fault.reply);
+            match fault.reply {
+                Reply::Throttle => {
+                    return Ok(ec2_error(
+                        503,
+                        "RequestLimitExceeded",
+                        "Request limit exceeded.",
+                    ))
+                }
+                Reply::Internal => {
+                    return Ok(ec2_error(
+                        500,
+                        "InternalError",
+                        "An internal error has occurred.",
+                    ))
+                }
+                Reply::Unavailable => {
+                    return Ok(ec2_error(503, "Unavailable", "The service is unavailable."))
+                }
+                Reply::Hang => {
+                    tokio::time::sleep(fault.latency.unwrap_or(DEFAULT_HANG)).await;
+                    return Ok(ec2_error(503, "Unavailable", "The lab held this request."));
+                }
+                Reply::Latency => tokio::time::sleep(fault.latency.unwrap_or_default()).await,
+            }
+        }
+    }
+
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let reply = match lab
+        .moto
+        .forward(parts.method.clone(), &path, &parts.headers, body)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Ok(text(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
+    };
+    let mut out_body = reply.body.clone();
+    if reply.status == 200 {
+        if let Some(action) = &action {
+            match after(&lab, action, &params, &reply.body).await {
+                Ok(Some(rewritten)) => out_body = Bytes::from(rewritten),
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("lab: {action}: {e:#}");
+                    return Ok(ec2_error(500, "InternalError", &format!("lab: {e:#}")));
+                }
+            }
+        }
+    }
+    let mut resp = Response::builder().status(reply.status);
+    for (k, v) in &reply.headers {
+        if k != hyper::header::CONTENT_LENGTH && k != hyper::header::TRANSFER_ENCODING {
+            resp = resp.header(k, v);
+        }
+    }
+    Ok(resp
+        .body(Full::new(out_body))
+        .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+}
+
+/// Side effects of a successful call, and rewritten replies.
+async fn after(
+    lab: &Arc<Lab>,
+    action: &str,
+    params: &BTreeMap<String, String>,
+    body: &[u8],
+) -> anyhow::Result<Option<String>> {
+    let reply = String::from_utf8_lossy(body).into_owned();
+    let now = Instant::now();
+    match action {
+        "CreateVolume" => {
+            let Some(vol) = xml::first(&reply, &["CreateVolumeResponse", "volumeId"]) else {
+                return Ok(None);
+            };
+            lab.volumes.lock().expect("volumes lock").insert(
+                vol.clone(),
+                Life {
+                    at: now,
+                    attached_at: None,
+                    error: false,
+                },
+            );
+            let size: u64 = params.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0);
+            let lab2 = lab.clone();
+            let snap = params.get("SnapshotId").cloned();
+            blocking(move || {
+                let devices = lab2.devices.lock().expect("devices lock");
+                if let Some(snap) = snap {
+                    if !devices.copy_image(&snap, &vol)? {
+                        eprintln!("lab: {snap} has no image (not made through the lab); {vol} starts empty");
+                    }
+                }
+                if size > 0 {
+                    devices.ensure_image(&vol, size)?;
+                }
+                Ok(())
+            })
+            .await?;
+            Ok(None)
+        }
+        "AttachVolume" => {
+            let (Some(vol), Some(instance), Some(device)) = (
+                params.get("VolumeId"),
+                params.get("InstanceId"),
+                params.get("Device"),
+            ) else {
+                return Ok(None);
+            };
+            if instance != &lab.instance_id {
+                return Ok(None);
+            }
+            if let Some(l) = lab.volumes.lock().expect("volumes lock").get_mut(vol) {
+                l.attached_at = Some(now);
+            }
+            let has_image = lab
+                .devices
+                .lock()
+                .expect("devices lock")
+                .image(vol)
+                .exists();
+            if !has_image {
+                let size = lab.moto.volume_size(vol).await?;
+                let (lab2, v) = (lab.clone(), vol.clone());
+                blocking(move || {
+                    lab2.devices
+                        .lock()
+                        .expect("devices lock")
+                        .ensure_image(&v, size)
+                        .map(drop)
+                })
+                .await?;
+            }
+            // The device appears a moment after the call returns, as on EC2.
+            let delay = lab.rules().device_delay.unwrap_or_default();
+            let (lab2, vol, device) = (lab.clone(), vol.clone(), device.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let result = blocking(move || {
+                    lab2.devices
+                        .lock()
+                        .expect("devices lock")
+                        .plug(&vol, &device)
+                        .map(drop)
+                })
+                .await;
+                if let Err(e) = result {
+                    eprintln!("lab: hot-plug failed: {e:#}");
+                }
+            });
+            Ok(None)
+        }
+        "DetachVolume" => {
+            let Some(vol) = params.get("VolumeId").cloned() else {
+                return Ok(None);
+            };
+            if let Some(l) = lab.volumes.lock().expect("volumes lock").get_mut(&vol) {
+                l.attached_at = None;
+            }
+            let lab2 = lab.clone();
+            blocking(move || lab2.devices.lock().expect("devices lock").unplug(&vol)).await?;
+            Ok(None)
+        }
+        "DeleteVolume" => {
+            if let Some(vol) = params.get("VolumeId") {
+                lab.devices.lock().expect("devices lock").remove_image(vol);
+            }
+            Ok(None)
+        }
+        "CreateSnapshot" | "CreateSnapshots" => {
+            // (snapshot, volume) pairs from the reply.
+            let pairs: Vec<(String, String)> = if action == "CreateSnapshot" {
+                match (
+                    xml::first(&reply, &["CreateSnapshotResponse", "snapshotId"]),
+                    params.get("VolumeId"),
+                ) {
+                    (Some(s), Some(v)) => vec![(s, v.clone())],
+                    _ => vec![],
+                }
+            } else {
+                let leaves = xml::leaves(&reply);
+                let mut items: BTreeMap<usize, (Option<String>, Option<String>)> = BTreeMap::new();
+                for l in leaves {
+                    let n = l.path.len();
+                    if n >= 2 && l.path[n - 2] == "item" {
+                        let e = items.entry(l.starts[n - 2]).or_default();
+                        match l.path[n - 1].as_str() {
+                            "snapshotId" => e.0 = Some(reply[l.text.clone()].to_string()),
+                            "volumeId" => e.1 = Some(reply[l.text.clone()].to_string()),
+                            _ => {}
+                        }
+                    }
+                }
+                items
+                    .into_values()
+                    .filter_map(|(s, v)| Some((s?, v?)))
+                    .collect()
+            };
+            let error_calls = lab.rules().snapshot_error_calls;
+            for (snap, vol) in pairs {
+                // The copy is made before the reply returns: point in time.
+                let (lab2, s2, v2) = (lab.clone(), snap.clone(), vol.clone());
+                blocking(move || {
+                    lab2.devices
+                        .lock()
+                        .expect("devices lock")
+                        .copy_image(&v2, &s2)
+                        .map(drop)
+                })
+                .await?;
+                // The n-th snapshot made through the lab ends in error if asked.
+                let mut map = lab.snapshots.lock().expect("snapshots lock");
+                let n = map.len() as u32 + 1;
+                map.insert(
+                    snap,
+                    Life {
+                        at: now,
+                        attached_at: None,
+                        error: error_calls.contains(&n),
+                    },
+                );
+            }
+            Ok(None)
+        }
+        "DeleteSnapshot" => {
+            if let Some(s) = params.get("SnapshotId") {
+                lab.devices.lock().expect("devices lock").remove_image(s);
+            }
+            Ok(None)
+        }
+        "DescribeVolumes" => {
+            let rules = lab.rules();
+            let vols = lab.volumes.lock().expect("volumes lock").clone();
+            let out = xml::rewrite(
+                &reply,
+                &["volumeSet", "item"],
+                "volumeId",
+                |id, rel, text| {
+                    let life = vols.get(id)?;
+                    let rel: Vec<&str> = rel.iter().map(String::as_str).collect();
+                    match rel.as_slice() {
+                        ["status"] if text == "available" => {
+                            let wait = rules.volume_available_after?;
+                            (life.at.elapsed() < wait).then(|| "creating".to_string())
+                        }
+                        ["attachmentSet", "item", "status"] if text == "attached" => {
+                            let wait = rules.volume_attached_after?;
+                            (life.attached_at?.elapsed() < wait).then(|| "attaching".to_string())
+                        }
+                        _ => None,
+                    }
+                },
+            );
+            Ok(Some(out))
+        }
+        "DescribeSnapshots" => {
+            let rules = lab.rules();
+            let snaps = lab.snapshots.lock().expect("snapshots lock").clone();
+            let out = xml::rewrite(
+                &reply,
+                &["snapshotSet", "item"],
+                "snapshotId",
+                |id, rel, _| {
+                    let life = snaps.get(id)?;
+                    let pending = rules
+                        .snapshot_pending
+                        .is_some_and(|p| life.at.elapsed() < p);
+                    match rel
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .as_slice()
+                    {
+                        ["status"] if pending => Some("pending".into()),
+                        ["status"] if life.error => Some("error".into()),
+                        ["progress"] if pending => Some("42%".into()),
+                        _ => None,
+                    }
+                },
+            );
+            Ok(Some(out))
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn blocking(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+fn control(lab: &Arc<Lab>, method: &Method, path: &str, body: &[u8]) -> Resp {
+    match (method, path) {
+        (&Method::GET, "/_lab/state") => {
+            let devices = lab.devices.lock().expect("devices lock");
+            let state = State {
+                instance_id: &lab.instance_id,
+                zone: &lab.zone,
+                region: &lab.region,
+                device_root: devices.root.display().to_string(),
+                plugged: devices.plugged.clone(),
+                calls: lab.calls.lock().expect("calls lock").clone(),
+            };
+            let json = serde_json::to_string_pretty(&state).unwrap_or_default();
+            text(StatusCode::OK, json)
+        }
+        (&Method::PUT, "/_lab/rules") => match Rules::parse(&String::from_utf8_lossy(body)) {
+            Ok(rules) => {
+                *lab.rules.lock().expect("rules lock") = rules;
+                lab.calls.lock().expect("calls lock").clear();
+                text(StatusCode::OK, "rules set; call counts reset\n".into())
+            }
+            Err(e) => text(StatusCode::BAD_REQUEST, format!("bad rules: {e}\n")),
+        },
+        (&Method::PUT, "/_lab/userdata") => {
+            *lab.userdata.lock().expect("userdata lock") =
+                Some(String::from_utf8_lossy(body).into_owned());
+            text(StatusCode::OK, "userdata set\n".into())
+        }
+        (&Method::DELETE, "/_lab/userdata") => {
+            *lab.userdata.lock().expect("userdata lock") = None;
+            text(StatusCode::OK, "userdata removed\n".into())
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "lab control: GET /_lab/state, PUT /_lab/rules, PUT|DELETE /_lab/userdata\n".into(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+/// An error reply in EC2's query-protocol shape.
+fn ec2_error(status: u16, code: &str, message: &str) -> Resp {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>lab-fault</RequestID></Response>"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/xml"),
+    );
+    r
+}

@@ -1,0 +1,187 @@
+//! What the lab does beyond moto, set by a file (`--rules FILE`) or the
+//! control endpoint (`PUT /_lab/rules`): faults per EC2 action and the
+//! life cycles moto makes instant.
+//!
+//! ```toml
+//! snapshot_pending = "2s"        # new snapshots stay pending this long
+//! snapshot_error_calls = [2]     # the 2nd CreateSnapshot ends in error
+//! volume_available_after = "1s"  # CreateVolume -> creating for 1s
+//! volume_attached_after = "500ms"
+//! device_delay = "200ms"         # the block device appears after attach
+//!
+//! [[faults]]
+//! action = "CreateVolume"
+//! calls = [1, 2]                 # which calls of that action (1-based); empty = all
+//! reply = "throttle"             # throttle | 500 | 503 | hang | latency
+//!
+//! [[faults]]
+//! action = "AttachVolume"
+//! params = { Device = "/dev/sdg" }   # only calls with these parameters
+//! reply = "500"
+//!
+//! [[faults]]
+//! action = "CreateSnapshot"
+//! probability = 0.5
+//! reply = "latency"
+//! latency = "50ms"
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    #[serde(default, with = "opt_duration")]
+    pub snapshot_pending: Option<Duration>,
+    #[serde(default)]
+    pub snapshot_error_calls: Vec<u32>,
+    #[serde(default, with = "opt_duration")]
+    pub volume_available_after: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub volume_attached_after: Option<Duration>,
+    #[serde(default, with = "opt_duration")]
+    pub device_delay: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub action: String,
+    /// Which calls of the action (1-based count since the lab started or
+    /// the rules were last set); empty means every call.
+    #[serde(default)]
+    pub calls: Vec<u32>,
+    /// Fire with this probability instead of (or on top of) `calls`.
+    pub probability: Option<f64>,
+    /// Only calls whose query parameters have these values.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub reply: Reply,
+    /// For `latency` (added before forwarding) and `hang` (how long to
+    /// hold the request; default 10 minutes).
+    #[serde(default, with = "opt_duration")]
+    pub latency: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Reply {
+    #[serde(rename = "throttle")]
+    Throttle,
+    #[serde(rename = "500")]
+    Internal,
+    #[serde(rename = "503")]
+    Unavailable,
+    #[serde(rename = "hang")]
+    Hang,
+    #[serde(rename = "latency")]
+    Latency,
+}
+
+impl Rules {
+    /// Parse rules as TOML, or JSON when the text starts with `{`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let rules: Rules = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        } else {
+            toml::from_str(text).map_err(|e| e.to_string())?
+        };
+        for f in &rules.faults {
+            if let Some(p) = f.probability {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(format!(
+                        "fault on {}: probability {p} is not in 0..1",
+                        f.action
+                    ));
+                }
+            }
+        }
+        Ok(rules)
+    }
+
+    /// The fault for the `call`-th call of `action` with these parameters.
+    /// `roll` is a uniform number in [0, 1) for probabilistic faults.
+    pub fn fault_for(
+        &self,
+        action: &str,
+        call: u32,
+        params: &BTreeMap<String, String>,
+        roll: f64,
+    ) -> Option<&Fault> {
+        self.faults.iter().find(|f| {
+            f.action == action
+                && (f.calls.is_empty() || f.calls.contains(&call))
+                && f.params.iter().all(|(k, v)| params.get(k) == Some(v))
+                && f.probability.is_none_or(|p| roll < p)
+        })
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching() {
+        let r = Rules::parse(
+            r#"
+snapshot_pending = "2s"
+[[faults]]
+action = "CreateVolume"
+calls = [1, 2]
+reply = "throttle"
+[[faults]]
+action = "AttachVolume"
+params = { Device = "/dev/sdg" }
+reply = "500"
+[[faults]]
+action = "CreateSnapshot"
+probability = 0.5
+reply = "latency"
+latency = "50ms"
+"#,
+        )
+        .unwrap();
+        assert_eq!(r.snapshot_pending, Some(Duration::from_secs(2)));
+        let none = BTreeMap::new();
+        assert_eq!(
+            r.fault_for("CreateVolume", 1, &none, 0.9).unwrap().reply,
+            Reply::Throttle
+        );
+        assert!(r.fault_for("CreateVolume", 3, &none, 0.0).is_none());
+        let sdg = BTreeMap::from([("Device".to_string(), "/dev/sdg".to_string())]);
+        let sdf = BTreeMap::from([("Device".to_string(), "/dev/sdf".to_string())]);
+        assert!(r.fault_for("AttachVolume", 7, &sdg, 0.0).is_some());
+        assert!(r.fault_for("AttachVolume", 7, &sdf, 0.0).is_none());
+        assert!(r.fault_for("CreateSnapshot", 1, &none, 0.4).is_some());
+        assert!(r.fault_for("CreateSnapshot", 1, &none, 0.6).is_none());
+    }
+
+    #[test]
+    fn json_and_errors() {
+        let r =
+            Rules::parse(r#"{"faults": [{"action": "DetachVolume", "reply": "hang"}]}"#).unwrap();
+        assert_eq!(r.faults[0].reply, Reply::Hang);
+        assert!(Rules::parse("[[faults]]\naction = \"X\"\nreply = \"boom\"\n").is_err());
+        assert!(
+            Rules::parse("[[faults]]\naction = \"X\"\nreply = \"500\"\nprobability = 2.0\n")
+                .is_err()
+        );
+    }
+}
