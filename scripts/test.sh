@@ -4,7 +4,8 @@
 # and stops it again, also when the tests fail.
 #
 #   scripts/test.sh                 all tests
-#   scripts/test.sh -- list_volumes extra arguments go to cargo test
+#   scripts/test.sh -- list_volumes extra arguments go to the test runner
+#                                   (cargo nextest, or cargo test without it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +19,11 @@ export SNAPTASTIC_TEST_MOTO_URL
 echo "test.sh: moto at $SNAPTASTIC_TEST_MOTO_URL" >&2
 
 [ "${1:-}" = "--" ] && shift
-cargo test --locked "$@"
+# The lab is a workspace binary the tests start; build it first.
+cargo build --locked -p snaptastic-lab
+if cargo nextest --version >/dev/null 2>&1; then
+    # One summary line at the end ("N tests run: N passed ...").
+    cargo nextest run --locked --workspace --no-fail-fast "$@"
+else
+    cargo test --locked --workspace "$@"
+fi

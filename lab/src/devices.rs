@@ -153,6 +153,7 @@ impl Devices {
             let _ = fs::remove_file(l);
         }
         run(Command::new("losetup").args(["--detach", &plug.loop_device]))?;
+        wait_released(&plug.loop_device);
         Ok(())
     }
 
@@ -220,6 +221,21 @@ fn unmount_all(device: &str) -> Result<()> {
         eprintln!("lab: unmounted {mp} (left mounted on {device})");
     }
     Ok(())
+}
+
+/// The kernel releases a loop device only when its last opener closes it
+/// (a udev probe may still hold it): wait, boundedly, until it is free so
+/// the lab never leaves one bound to a deleted image.
+fn wait_released(device: &str) {
+    let name = device.trim_start_matches("/dev/");
+    let backing = format!("/sys/block/{name}/loop/backing_file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while Path::new(&backing).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if Path::new(&backing).exists() {
+        eprintln!("lab: {device} is still bound after 10s");
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<String> {

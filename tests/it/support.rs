@@ -269,6 +269,10 @@ pub struct Ec2 {
 
 impl Ec2 {
     pub fn new(moto: &str) -> Self {
+        Self::with_attempts(moto, 3)
+    }
+
+    pub fn with_attempts(endpoint: &str, attempts: u32) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -276,7 +280,10 @@ impl Ec2 {
         let conf = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
             .region(aws_sdk_ec2::config::Region::new(REGION))
-            .endpoint_url(moto)
+            .endpoint_url(endpoint)
+            .retry_config(
+                aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(attempts),
+            )
             .credentials_provider(aws_sdk_ec2::config::Credentials::new(
                 "testing", "testing", None, None, "test",
             ))
@@ -381,4 +388,208 @@ fn spec(kind: ResourceType, tags: &[(&str, &str)]) -> TagSpecification {
         b = b.tags(Tag::builder().key(*k).value(*v).build());
     }
     b.build()
+}
+
+/// Whether this process may use loop devices and mount(2).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// The lab and the emulator, or `None` (after printing why) when either is
+/// missing. In CI a missing piece fails the test instead.
+pub fn lab_prerequisites() -> Option<String> {
+    let moto = moto()?;
+    if !is_root() {
+        if std::env::var_os("CI").is_some() {
+            panic!("the lab tests need root in CI");
+        }
+        eprintln!("SKIPPED: the lab needs root (loop devices, mount)");
+        return None;
+    }
+    Some(moto)
+}
+
+/// The lab binary: `$SNAPTASTIC_LAB_BIN`, else beside the test binary's
+/// directory (cargo puts workspace binaries in target/<profile>/).
+pub fn lab_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SNAPTASTIC_LAB_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("snaptastic-lab");
+    assert!(
+        p.exists(),
+        "{} missing: build it with cargo build -p snaptastic-lab (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Options for a lab run.
+#[derive(Default, Clone)]
+pub struct LabOpts {
+    pub nvme: bool,
+    pub userdata: Option<String>,
+    pub rules: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+/// A running lab; stopping it (on drop, also while a test panics) unmounts
+/// and releases everything it made.
+pub struct Lab {
+    child: Option<std::process::Child>,
+    _tmp: Option<tempfile::TempDir>,
+    pub dir: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Lab {
+    pub fn start(moto: &str, opts: LabOpts) -> Lab {
+        let (tmp, dir) = match &opts.dir {
+            Some(d) => (None, d.clone()),
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("snaptastic-lab-")
+                    .tempdir()
+                    .unwrap();
+                let d = t.path().to_path_buf();
+                (Some(t), d)
+            }
+        };
+        let mut cmd = Command::new(lab_bin());
+        cmd.arg("--dir")
+            .arg(&dir)
+            .args(["--moto-url", moto, "--exit-with-parent"])
+            .args(["--devices", if opts.nvme { "nvme" } else { "xen" }])
+            .stdout(std::process::Stdio::piped());
+        if let Some(u) = &opts.userdata {
+            cmd.args(["--userdata", u]);
+        }
+        if let Some(r) = &opts.rules {
+            let p = dir.join("rules.toml");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&p, r).unwrap();
+            cmd.arg("--rules").arg(p);
+        }
+        let mut child = cmd.spawn().expect("start snaptastic-lab");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let env_file = line.strip_prefix("READY ").unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("lab did not start (said {line:?})")
+        });
+        let env = std::fs::read_to_string(env_file.trim())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Lab {
+            child: Some(child),
+            _tmp: tmp,
+            dir,
+            env,
+        }
+    }
+
+    pub fn var(&self, k: &str) -> &str {
+        &self.env[k]
+    }
+
+    pub fn instance(&self) -> &str {
+        self.var("SNAPTASTIC_LAB_INSTANCE")
+    }
+
+    pub fn device_root(&self) -> PathBuf {
+        PathBuf::from(self.var("SNAPTASTIC_DEVICE_ROOT"))
+    }
+
+    /// An EC2 client through the lab's proxy (SDK retries off, so faults
+    /// show as they are).
+    pub fn ec2(&self) -> Ec2 {
+        Ec2::with_attempts(self.var("AWS_ENDPOINT_URL"), 1)
+    }
+
+    /// snaptastic with the lab's environment.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut r = Run::new(args);
+        for (k, v) in &self.env {
+            r = r.env(k, v);
+        }
+        r
+    }
+
+    /// PUT to the control endpoint; returns the reply body.
+    pub fn control(&self, path: &str, body: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "-X", "PUT", "--data-binary", body])
+            .arg(format!("{}/{path}", self.var("SNAPTASTIC_LAB_CONTROL")))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sS"])
+            .arg(format!("{}/state", self.var("SNAPTASTIC_LAB_CONTROL")))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Stop the lab and wait for its cleanup.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("lab already stopped");
+        let _ = terminate(child.id());
+        child.wait().unwrap()
+    }
+}
+
+fn terminate(pid: u32) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Loop devices whose backing file is under `dir`, and mounts under it.
+pub fn leftovers(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let list = Command::new("losetup")
+        .args(["--list", "--noheadings", "--output", "NAME,BACK-FILE"])
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&list.stdout).lines() {
+        if line.contains(dir.to_str().unwrap()) {
+            out.push(format!("loop: {line}"));
+        }
+    }
+    for line in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+    {
+        if line.contains(dir.to_str().unwrap()) {
+            out.push(format!("mount: {line}"));
+        }
+    }
+    out
 }
