@@ -17,9 +17,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Test => checks::run(&ctx).await,
         Command::ListVolumes(args) => volumes::list::run(&ctx, &args).await,
-        Command::MountSnapshots(_) => not_yet("mount-snapshots"),
+        Command::MountSnapshots(args) => volumes::mount::run(&ctx, &args).await,
         Command::MakeSnapshots(_) => not_yet("make-snapshots"),
-        Command::UnmountSnapshots(_) => not_yet("unmount-snapshots"),
+        Command::UnmountSnapshots(args) => volumes::unmount::run(&ctx, &args).await,
         Command::Clean(_) => not_yet("clean"),
         Command::CheckBackups(_) => not_yet("check-backups"),
         Command::Tablesnap(_) => not_yet("tablesnap"),

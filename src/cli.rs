@@ -189,6 +189,14 @@ pub struct MountSnapshotsArgs {
     /// Print the plan and change nothing.
     #[arg(short = 'd', long)]
     pub dry_run: bool,
+    /// How long to wait for a newer snapshot that is still pending before
+    /// falling back to the newest completed one.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub wait_pending: std::time::Duration,
+    /// Mount even over a mount point directory that is not empty (its
+    /// files are hidden while the volume is mounted).
+    #[arg(long)]
+    pub allow_non_empty: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::operation::RequestId;
-use aws_sdk_ec2::types::{Filter, ResourceType, Tag, TagSpecification, VolumeType};
+use aws_sdk_ec2::types::{
+    EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
+    ResourceType, Tag, TagSpecification, VolumeType,
+};
 use aws_sdk_ec2::Client;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use chrono::{DateTime, Utc};
 
-use super::{Attachment, CloudError, SnapshotInfo, SnapshotState, VolumeInfo};
+use super::{Attachment, CloudError, NewVolume, SnapshotInfo, SnapshotState, VolumeInfo};
 
 /// An EC2 client for one region.
 #[derive(Clone)]
@@ -61,6 +64,45 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 
 fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
+}
+
+fn snapshot_info(s: &aws_sdk_ec2::types::Snapshot) -> Option<SnapshotInfo> {
+    Some(SnapshotInfo {
+        id: s.snapshot_id()?.to_string(),
+        volume_id: s.volume_id().map(str::to_string),
+        state: SnapshotState::parse(s.state().map(|s| s.as_str()).unwrap_or("unknown")),
+        start_time: s.start_time().and_then(to_chrono),
+        size_gib: s.volume_size().and_then(|n| u32::try_from(n).ok()),
+        description: s.description().unwrap_or_default().to_string(),
+        tags: tag_map(s.tags()),
+    })
+}
+
+fn volume_info(v: &aws_sdk_ec2::types::Volume) -> Option<VolumeInfo> {
+    Some(VolumeInfo {
+        id: v.volume_id()?.to_string(),
+        state: v
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        size_gib: v.size().and_then(|n| u32::try_from(n).ok()),
+        volume_type: v.volume_type().map(|t| t.as_str().to_string()),
+        iops: v.iops().and_then(|n| u32::try_from(n).ok()),
+        availability_zone: v.availability_zone().map(str::to_string),
+        attachments: v
+            .attachments()
+            .iter()
+            .map(|a| Attachment {
+                instance_id: a.instance_id().unwrap_or_default().to_string(),
+                device: a.device().unwrap_or_default().to_string(),
+                state: a
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        tags: tag_map(v.tags()),
+    })
 }
 
 /// EC2 actions the tool uses, each probed with `DryRun` by `snaptastic test`.
@@ -146,18 +188,7 @@ impl Ec2 {
                 .send()
                 .await
                 .map_err(|e| cloud_error("DescribeSnapshots", e))?;
-            for s in resp.snapshots() {
-                let Some(id) = s.snapshot_id() else { continue };
-                out.push(SnapshotInfo {
-                    id: id.to_string(),
-                    volume_id: s.volume_id().map(str::to_string),
-                    state: SnapshotState::parse(s.state().map(|s| s.as_str()).unwrap_or("unknown")),
-                    start_time: s.start_time().and_then(to_chrono),
-                    size_gib: s.volume_size().and_then(|n| u32::try_from(n).ok()),
-                    description: s.description().unwrap_or_default().to_string(),
-                    tags: tag_map(s.tags()),
-                });
-            }
+            out.extend(resp.snapshots().iter().filter_map(snapshot_info));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),
@@ -170,49 +201,184 @@ impl Ec2 {
         &self,
         instance_id: &str,
     ) -> Result<Vec<VolumeInfo>, CloudError> {
+        self.describe_volumes(vec![filter("attachment.instance-id", instance_id)], &[])
+            .await
+    }
+
+    /// Volumes carrying every `(key, value)` tag.
+    pub async fn volumes_tagged(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Vec<VolumeInfo>, CloudError> {
+        let filters = tags
+            .iter()
+            .map(|(k, v)| filter(&format!("tag:{k}"), v))
+            .collect();
+        self.describe_volumes(filters, &[]).await
+    }
+
+    /// One volume; `None` if EC2 does not know it (yet: right after
+    /// CreateVolume it may briefly say NotFound).
+    pub async fn volume(&self, id: &str) -> Result<Option<VolumeInfo>, CloudError> {
+        match self.describe_volumes(vec![], &[id.to_string()]).await {
+            Ok(mut v) => Ok(v.pop()),
+            Err(e) if e.code() == Some("InvalidVolume.NotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn describe_volumes(
+        &self,
+        filters: Vec<Filter>,
+        ids: &[String],
+    ) -> Result<Vec<VolumeInfo>, CloudError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let resp = self
                 .client
                 .describe_volumes()
-                .filters(filter("attachment.instance-id", instance_id))
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_volume_ids((!ids.is_empty()).then(|| ids.to_vec()))
                 .set_next_token(token.take())
                 .send()
                 .await
                 .map_err(|e| cloud_error("DescribeVolumes", e))?;
-            for v in resp.volumes() {
-                let Some(id) = v.volume_id() else { continue };
-                out.push(VolumeInfo {
-                    id: id.to_string(),
-                    state: v
-                        .state()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    size_gib: v.size().and_then(|n| u32::try_from(n).ok()),
-                    volume_type: v.volume_type().map(|t| t.as_str().to_string()),
-                    iops: v.iops().and_then(|n| u32::try_from(n).ok()),
-                    availability_zone: v.availability_zone().map(str::to_string),
-                    attachments: v
-                        .attachments()
-                        .iter()
-                        .map(|a| Attachment {
-                            instance_id: a.instance_id().unwrap_or_default().to_string(),
-                            device: a.device().unwrap_or_default().to_string(),
-                            state: a
-                                .state()
-                                .map(|s| s.as_str().to_string())
-                                .unwrap_or_default(),
-                        })
-                        .collect(),
-                    tags: tag_map(v.tags()),
-                });
-            }
+            out.extend(resp.volumes().iter().filter_map(volume_info));
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// One snapshot's current state; `None` if it is gone.
+    pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotInfo>, CloudError> {
+        let resp = self
+            .client
+            .describe_snapshots()
+            .snapshot_ids(id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeSnapshots", e));
+        match resp {
+            Ok(r) => Ok(r.snapshots().iter().find_map(snapshot_info)),
+            Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// CreateVolume with every tag at creation.
+    pub async fn create_volume(&self, spec: &NewVolume) -> Result<String, CloudError> {
+        let mut tags = TagSpecification::builder().resource_type(ResourceType::Volume);
+        for (k, v) in &spec.tags {
+            tags = tags.tags(Tag::builder().key(k).value(v).build());
+        }
+        let resp = self
+            .client
+            .create_volume()
+            .availability_zone(&spec.availability_zone)
+            .size(i32::try_from(spec.size_gib).unwrap_or(i32::MAX))
+            .volume_type(VolumeType::from(spec.volume_type.as_str()))
+            .set_iops(spec.iops.and_then(|i| i32::try_from(i).ok()))
+            .set_throughput(spec.throughput.and_then(|t| i32::try_from(t).ok()))
+            .set_snapshot_id(spec.snapshot_id.clone())
+            .encrypted(spec.encrypted)
+            .set_kms_key_id(spec.kms_key_id.clone())
+            .tag_specifications(tags.build())
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateVolume", e))?;
+        resp.volume_id()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::Transport {
+                op: "CreateVolume",
+                message: "the reply has no volume id".into(),
+            })
+    }
+
+    pub async fn attach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+        device: &str,
+    ) -> Result<(), CloudError> {
+        self.client
+            .attach_volume()
+            .volume_id(volume_id)
+            .instance_id(instance_id)
+            .device(device)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| cloud_error("AttachVolume", e))
+    }
+
+    /// DetachVolume, naming the instance (EC2 accepts it; moto needs it).
+    pub async fn detach_volume(
+        &self,
+        volume_id: &str,
+        instance_id: &str,
+    ) -> Result<(), CloudError> {
+        self.client
+            .detach_volume()
+            .volume_id(volume_id)
+            .instance_id(instance_id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| cloud_error("DetachVolume", e))
+    }
+
+    pub async fn delete_volume(&self, volume_id: &str) -> Result<(), CloudError> {
+        self.client
+            .delete_volume()
+            .volume_id(volume_id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| cloud_error("DeleteVolume", e))
+    }
+
+    /// All tags in one call.
+    pub async fn create_tags(
+        &self,
+        resource: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), CloudError> {
+        let mut req = self.client.create_tags().resources(resource);
+        for (k, v) in tags {
+            req = req.tags(Tag::builder().key(k).value(v).build());
+        }
+        req.send()
+            .await
+            .map(drop)
+            .map_err(|e| cloud_error("CreateTags", e))
+    }
+
+    /// Set DeleteOnTermination for the volume at `device` of an instance.
+    pub async fn set_delete_on_termination(
+        &self,
+        instance_id: &str,
+        device: &str,
+        delete: bool,
+    ) -> Result<(), CloudError> {
+        let mapping = InstanceBlockDeviceMappingSpecification::builder()
+            .device_name(device)
+            .ebs(
+                EbsInstanceBlockDeviceSpecification::builder()
+                    .delete_on_termination(delete)
+                    .build(),
+            )
+            .build();
+        self.client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .block_device_mappings(mapping)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| cloud_error("ModifyInstanceAttribute", e))
     }
 
     /// Probe one permission with `DryRun=true`. `volume_id` is a volume of

@@ -2,6 +2,7 @@
 //! callers see `SnapshotInfo`, `VolumeInfo` and `CloudError`.
 
 mod ec2;
+mod wait;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub use ec2::{DryRunAction, DryRunOutcome, Ec2};
+pub use wait::{poll_until, Backoff, WaitError};
 
 /// EC2 retries throttling and 5xx inside the SDK (exponential backoff with
 /// jitter); 5 attempts spans a few seconds, enough for a burst of
@@ -41,6 +43,23 @@ pub enum CloudError {
 }
 
 impl CloudError {
+    /// Throttling or a server-side failure: worth another try later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CloudError::Transport { .. } => true,
+            CloudError::Service { code, .. } => matches!(
+                code.as_str(),
+                "RequestLimitExceeded"
+                    | "Throttling"
+                    | "ThrottlingException"
+                    | "InternalError"
+                    | "InternalFailure"
+                    | "ServiceUnavailable"
+                    | "Unavailable"
+            ),
+        }
+    }
+
     /// The service's error code, if the service answered.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -110,6 +129,22 @@ pub struct VolumeInfo {
     pub availability_zone: Option<String>,
     pub attachments: Vec<Attachment>,
     pub tags: BTreeMap<String, String>,
+}
+
+/// What CreateVolume is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVolume {
+    pub availability_zone: String,
+    pub size_gib: u32,
+    /// gp3, io1, ... as EC2 names them.
+    pub volume_type: String,
+    pub iops: Option<u32>,
+    pub throughput: Option<u32>,
+    pub snapshot_id: Option<String>,
+    pub encrypted: bool,
+    pub kms_key_id: Option<String>,
+    /// Applied at creation (TagSpecifications): no untagged moment.
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

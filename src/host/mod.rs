@@ -1,3 +1,7 @@
-//! The Linux side: mounts, devices, filesystems. `nix` types stay here.
+//! The Linux side: block devices, filesystems, mounts. `nix` types stay
+//! here; callers get paths, strings and our own error types.
 
+pub mod devices;
+pub mod fs;
+pub mod mount;
 pub mod mountinfo;

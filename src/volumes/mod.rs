@@ -1,5 +1,8 @@
 //! The volume commands. `plan.rs` decides (pure); one file per verb does.
 
+pub mod hooks;
 pub mod list;
+pub mod mount;
 pub mod plan;
 pub mod tags;
+pub mod unmount;

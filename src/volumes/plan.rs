@@ -3,7 +3,19 @@
 
 use serde::Serialize;
 
-use crate::cloud::{SnapshotInfo, SnapshotState};
+use crate::cloud::{SnapshotInfo, SnapshotState, VolumeInfo};
+use crate::config::{kernel_device_name, Volume};
+use crate::host::mountinfo::{self, MountEntry};
+
+/// Tag keys of our own, beside snaptastic 0.2.12's, on volumes we create:
+/// enough for a later run to recognise and adopt a volume a crashed run
+/// left behind.
+pub const TAG_PROFILE: &str = "snaptastic:profile";
+pub const TAG_SOURCE: &str = "snaptastic:source";
+pub const TAG_DEVICE: &str = "snaptastic:device";
+pub const TAG_STATE: &str = "snaptastic:state";
+/// `snaptastic:source` of a volume created empty.
+pub const SOURCE_EMPTY: &str = "empty";
 
 /// Where `mount-snapshots` would take a volume's data from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,6 +86,160 @@ pub fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> Choice 
         (None, None) => RestoreSource::Empty,
     };
     Choice { source, skipped }
+}
+
+/// What mount-snapshots will do for one volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountAction {
+    /// Already mounted at its mount point and `--ignore-mounted` given.
+    Skip { mounted_from: String },
+    /// Use a volume of ours that a previous run left attached or available.
+    Adopt { volume: VolumeInfo, attached: bool },
+    /// Create a volume from this source.
+    Create { source: RestoreSource },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumePlan {
+    pub volume: Volume,
+    pub action: MountAction,
+    /// Things to warn about (snapshots in error passed over).
+    pub warnings: Vec<String>,
+}
+
+impl VolumePlan {
+    /// Whether the volume may need a filesystem made.
+    pub fn may_format(&self) -> bool {
+        match &self.action {
+            MountAction::Skip { .. } => false,
+            MountAction::Adopt { volume, .. } => {
+                volume.tags.get(TAG_SOURCE).map(String::as_str) == Some(SOURCE_EMPTY)
+            }
+            MountAction::Create { source } => !matches!(source, RestoreSource::Snapshot { .. }),
+        }
+    }
+}
+
+/// What mount-snapshots found before deciding.
+pub struct Observed<'a> {
+    pub instance_id: &'a str,
+    pub mounts: &'a [MountEntry],
+    /// Volumes attached to this instance.
+    pub attached: &'a [VolumeInfo],
+    /// Volumes tagged for this profile and instance, in any state.
+    pub ours: &'a [VolumeInfo],
+    /// This profile's snapshots (filtered by its tags).
+    pub snapshots: &'a [SnapshotInfo],
+}
+
+/// Decide for every volume, or report every reason not to start at all
+/// (bad input is refused before anything is created).
+pub fn plan_mount(
+    volumes: &[Volume],
+    seen: &Observed<'_>,
+    ignore_mounted: bool,
+) -> Result<Vec<VolumePlan>, Vec<String>> {
+    let mut plans = Vec::new();
+    let mut problems = Vec::new();
+    for v in volumes {
+        match plan_one(v, seen, ignore_mounted) {
+            Ok(p) => plans.push(p),
+            Err(e) => problems.push(format!("{} ({}): {e}", v.mount_point, v.device)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(plans)
+    } else {
+        Err(problems)
+    }
+}
+
+fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<VolumePlan, String> {
+    let plan = |action| VolumePlan {
+        volume: v.clone(),
+        action,
+        warnings: Vec::new(),
+    };
+    if let Some(m) = mountinfo::find(seen.mounts, &v.mount_point) {
+        if ignore_mounted {
+            return Ok(plan(MountAction::Skip {
+                mounted_from: m.source.clone(),
+            }));
+        }
+        return Err(format!(
+            "already mounted (from {}); run with --ignore-mounted to leave it alone",
+            m.source
+        ));
+    }
+    let kernel = kernel_device_name(&v.device, v.device_name_offset);
+    let at_device = seen.attached.iter().find(|vol| {
+        vol.attachments.iter().any(|a| {
+            a.instance_id == seen.instance_id && (a.device == v.device || a.device == kernel)
+        })
+    });
+    if let Some(vol) = at_device {
+        // Ours (by this tool or 0.2.12) if it carries this mount point.
+        if vol.tags.get("mount_point") == Some(&v.mount_point) {
+            return Ok(plan(MountAction::Adopt {
+                volume: vol.clone(),
+                attached: true,
+            }));
+        }
+        return Err(format!(
+            "device {} is already in use by {}{}",
+            v.device,
+            vol.id,
+            vol.tags
+                .get("mount_point")
+                .map(|m| format!(" (tagged for {m})"))
+                .unwrap_or_default()
+        ));
+    }
+    let leftover = seen.ours.iter().find(|vol| {
+        vol.state == "available" && vol.tags.get("mount_point") == Some(&v.mount_point)
+    });
+    if let Some(vol) = leftover {
+        return Ok(plan(MountAction::Adopt {
+            volume: vol.clone(),
+            attached: false,
+        }));
+    }
+
+    let choice = choose_snapshot(seen.snapshots, &v.mount_point);
+    let too_small = |s: &SnapshotInfo| -> Result<(), String> {
+        match s.size_gib {
+            Some(n) if n > v.size_gib => Err(format!(
+                "size {} GiB is smaller than snapshot {} ({n} GiB); set size = {n} or more",
+                v.size_gib, s.id
+            )),
+            _ => Ok(()),
+        }
+    };
+    match &choice.source {
+        RestoreSource::Snapshot { snapshot } => too_small(snapshot)?,
+        RestoreSource::WaitFor { pending, fallback } => {
+            too_small(pending)?;
+            if let Some(f) = fallback {
+                too_small(f)?;
+            }
+        }
+        RestoreSource::Empty => {}
+    }
+    let mut p = plan(MountAction::Create {
+        source: choice.source,
+    });
+    p.warnings = choice
+        .skipped
+        .iter()
+        .map(|s| {
+            format!(
+                "snapshot {} is in state {}; using an older one",
+                s.id,
+                s.state.as_str()
+            )
+        })
+        .collect();
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -223,5 +389,180 @@ mod tests {
         undated.start_time = None;
         let snaps = vec![undated, snap("dated", "/d", 0, Completed)];
         assert_eq!(chosen(&choose_snapshot(&snaps, "/d")), "dated");
+    }
+
+    mod mount_plans {
+        use super::*;
+        use crate::cloud::Attachment;
+        use crate::config::{FileSystem, VolumeType};
+
+        fn vol(device: &str, mp: &str, size: u32) -> Volume {
+            Volume {
+                device: device.into(),
+                mount_point: mp.into(),
+                size_gib: size,
+                file_system: FileSystem::Xfs,
+                mount_options: "defaults".into(),
+                volume_type: VolumeType::Gp3,
+                iops: None,
+                throughput: None,
+                encrypted: false,
+                kms_key_id: None,
+                delete_on_termination: false,
+                device_name_offset: 0,
+            }
+        }
+
+        fn ebs(
+            id: &str,
+            state: &str,
+            attached: Option<(&str, &str)>,
+            mp: &str,
+            source: &str,
+        ) -> VolumeInfo {
+            VolumeInfo {
+                id: id.into(),
+                state: state.into(),
+                size_gib: Some(5),
+                volume_type: None,
+                iops: None,
+                availability_zone: None,
+                attachments: attached
+                    .map(|(i, d)| Attachment {
+                        instance_id: i.into(),
+                        device: d.into(),
+                        state: "attached".into(),
+                    })
+                    .into_iter()
+                    .collect(),
+                tags: BTreeMap::from([
+                    ("mount_point".to_string(), mp.to_string()),
+                    (TAG_SOURCE.to_string(), source.to_string()),
+                ]),
+            }
+        }
+
+        fn seen<'a>(
+            mounts: &'a [MountEntry],
+            attached: &'a [VolumeInfo],
+            ours: &'a [VolumeInfo],
+            snapshots: &'a [SnapshotInfo],
+        ) -> Observed<'a> {
+            Observed {
+                instance_id: "i-1",
+                mounts,
+                attached,
+                ours,
+                snapshots,
+            }
+        }
+
+        fn action(p: &Result<Vec<VolumePlan>, Vec<String>>) -> String {
+            match p {
+                Ok(p) => match &p[0].action {
+                    MountAction::Skip { mounted_from } => format!("skip {mounted_from}"),
+                    MountAction::Adopt { volume, attached } => {
+                        format!("adopt {} attached={attached}", volume.id)
+                    }
+                    MountAction::Create {
+                        source: RestoreSource::Empty,
+                    } => "create empty".into(),
+                    MountAction::Create {
+                        source: RestoreSource::Snapshot { snapshot },
+                    } => format!("create from {}", snapshot.id),
+                    MountAction::Create {
+                        source: RestoreSource::WaitFor { pending, .. },
+                    } => format!("wait {}", pending.id),
+                },
+                Err(e) => format!("error: {}", e.join("; ")),
+            }
+        }
+
+        #[test]
+        fn table() {
+            let mounted = mountinfo::parse("1 1 7:0 / /data rw - xfs /dev/xvdf rw\n");
+            let snaps = vec![snap("s1", "/data", 3, Completed)];
+            let mut big = snap("s2", "/data", 4, Completed);
+            big.size_gib = Some(50);
+            let big = vec![big];
+            let at_f = vec![ebs(
+                "vol-a",
+                "in-use",
+                Some(("i-1", "/dev/sdf")),
+                "/data",
+                "empty",
+            )];
+            let at_xvdf = vec![ebs(
+                "vol-x",
+                "in-use",
+                Some(("i-1", "/dev/xvdf")),
+                "/data",
+                "s1",
+            )];
+            let foreign = vec![ebs(
+                "vol-f",
+                "in-use",
+                Some(("i-1", "/dev/sdf")),
+                "/other",
+                "empty",
+            )];
+            let elsewhere = vec![ebs(
+                "vol-e",
+                "in-use",
+                Some(("i-2", "/dev/sdf")),
+                "/data",
+                "empty",
+            )];
+            let leftover = vec![ebs("vol-l", "available", None, "/data", "s1")];
+            let v = [vol("/dev/sdf", "/data", 5)];
+            let cases: Vec<(&str, Observed<'_>, bool, &str)> = vec![
+                ("first boot, nothing anywhere", seen(&[], &[], &[], &[]), false, "create empty"),
+                ("restore newest completed", seen(&[], &[], &[], &snaps), false, "create from s1"),
+                ("mounted, --ignore-mounted", seen(&mounted, &[], &[], &snaps), true, "skip /dev/xvdf"),
+                ("mounted without the flag", seen(&mounted, &[], &[], &snaps), false, "error: /data (/dev/sdf): already mounted (from /dev/xvdf); run with --ignore-mounted to leave it alone"),
+                ("crashed run left it attached", seen(&[], &at_f, &[], &snaps), false, "adopt vol-a attached=true"),
+                ("attached under the kernel name", seen(&[], &at_xvdf, &[], &snaps), false, "adopt vol-x attached=true"),
+                ("device used by another volume", seen(&[], &foreign, &[], &snaps), false, "error: /data (/dev/sdf): device /dev/sdf is already in use by vol-f (tagged for /other)"),
+                ("attached to another instance is not ours", seen(&[], &elsewhere, &[], &snaps), false, "create from s1"),
+                ("crashed run left it available", seen(&[], &[], &leftover, &snaps), false, "adopt vol-l attached=false"),
+                ("size smaller than the snapshot", seen(&[], &[], &[], &big), false, "error: /data (/dev/sdf): size 5 GiB is smaller than snapshot s2 (50 GiB); set size = 50 or more"),
+            ];
+            for (name, seen, ignore, want) in cases {
+                assert_eq!(action(&plan_mount(&v, &seen, ignore)), want, "{name}");
+            }
+        }
+
+        #[test]
+        fn every_bad_volume_is_reported() {
+            let mounted = mountinfo::parse(
+                "1 1 7:0 / /a rw - xfs /dev/xvdf rw\n1 1 7:1 / /b rw - xfs /dev/xvdg rw\n",
+            );
+            let e = plan_mount(
+                &[vol("/dev/sdf", "/a", 5), vol("/dev/sdg", "/b", 5)],
+                &seen(&mounted, &[], &[], &[]),
+                false,
+            )
+            .unwrap_err();
+            assert_eq!(e.len(), 2);
+        }
+
+        #[test]
+        fn formatting_only_for_empty_sources() {
+            let v = [vol("/dev/sdf", "/data", 5)];
+            let snaps = vec![snap("s1", "/data", 3, Completed)];
+            let p = plan_mount(&v, &seen(&[], &[], &[], &snaps), false).unwrap();
+            assert!(!p[0].may_format());
+            let p = plan_mount(&v, &seen(&[], &[], &[], &[]), false).unwrap();
+            assert!(p[0].may_format());
+            let at = vec![ebs(
+                "vol-a",
+                "in-use",
+                Some(("i-1", "/dev/sdf")),
+                "/data",
+                "snap-1",
+            )];
+            let p = plan_mount(&v, &seen(&[], &at, &[], &[]), false).unwrap();
+            assert!(!p[0].may_format());
+        }
     }
 }

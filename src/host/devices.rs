@@ -1,0 +1,111 @@
+//! Finding the block device of an attached EBS volume. Where it shows up
+//! depends on the instance: Xen names it like the API (`/dev/sdf`) or
+//! renamed (`/dev/xvdf`, shifted by an offset on old CentOS); Nitro
+//! attaches NVMe devices whose names say nothing (`/dev/nvme1n1`), but whose
+//! serial is the volume id, visible as udev's
+//! `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…` link or in sysfs.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where to look, in order, for `volume_id` attached as `device`.
+pub fn candidates(root: &Path, device: &str, kernel_name: &str, volume_id: &str) -> Vec<PathBuf> {
+    let under_root = |d: &str| root.join(d.strip_prefix("/dev/").unwrap_or(d));
+    let mut out = vec![
+        root.join("disk/by-id").join(format!(
+            "nvme-Amazon_Elastic_Block_Store_{}",
+            volume_id.replace('-', "")
+        )),
+        under_root(kernel_name),
+    ];
+    if device != kernel_name {
+        out.push(under_root(device));
+    }
+    out
+}
+
+/// The NVMe namespace whose controller serial is the volume id, from
+/// sysfs (for hosts without udev's by-id links). Only under the real /dev.
+fn nvme_by_serial(root: &Path, volume_id: &str) -> Option<PathBuf> {
+    if root != Path::new("/dev") {
+        return None;
+    }
+    let want = volume_id.replace('-', "");
+    for entry in std::fs::read_dir("/sys/block").ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("nvme") {
+            continue;
+        }
+        let serial =
+            std::fs::read_to_string(entry.path().join("device/serial")).unwrap_or_default();
+        if serial.trim() == want {
+            return Some(root.join(name));
+        }
+    }
+    None
+}
+
+/// The device node of the volume if it is present now.
+pub fn find(root: &Path, device: &str, kernel_name: &str, volume_id: &str) -> Option<PathBuf> {
+    candidates(root, device, kernel_name, volume_id)
+        .into_iter()
+        .find(|p| p.exists())
+        .or_else(|| nvme_by_serial(root, volume_id))
+}
+
+/// Wait (polling, as udev may take a moment) for the device to appear.
+pub async fn wait_for(
+    root: &Path,
+    device: &str,
+    kernel_name: &str,
+    volume_id: &str,
+    deadline: Duration,
+) -> Result<PathBuf, String> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(p) = find(root, device, kernel_name, volume_id) {
+            return Ok(p);
+        }
+        if Instant::now() >= end {
+            let looked: Vec<String> = candidates(root, device, kernel_name, volume_id)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(format!(
+                "the block device of {volume_id} did not appear within {}s (looked at {})",
+                deadline.as_secs(),
+                looked.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_order() {
+        let c = candidates(Path::new("/lab/dev"), "/dev/sdf", "/dev/xvdj", "vol-0abc");
+        assert_eq!(
+            c,
+            [
+                PathBuf::from("/lab/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0abc"),
+                PathBuf::from("/lab/dev/xvdj"),
+                PathBuf::from("/lab/dev/sdf"),
+            ]
+        );
+    }
+
+    #[test]
+    fn finds_what_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("xvdf"), "").unwrap();
+        assert_eq!(
+            find(dir.path(), "/dev/sdf", "/dev/xvdf", "vol-1"),
+            Some(dir.path().join("xvdf"))
+        );
+        assert_eq!(find(dir.path(), "/dev/sdg", "/dev/xvdg", "vol-1"), None);
+    }
+}

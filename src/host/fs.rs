@@ -1,0 +1,74 @@
+//! Filesystems on block devices: is there one, and making one. `mkfs` is
+//! only ever run on a device that holds no filesystem signature, whatever
+//! the caller believes: formatting a restored volume would destroy data.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::config::FileSystem;
+
+/// The filesystem type on a device (per `blkid -p`), `None` if blank.
+pub fn probe(device: &Path) -> Result<Option<String>, String> {
+    let out = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "TYPE"])
+        .arg(device)
+        .output()
+        .map_err(|e| format!("running blkid: {e} (install util-linux)"))?;
+    match out.status.code() {
+        Some(0) => Ok(
+            Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty()),
+        ),
+        // blkid exits 2 when it finds nothing.
+        Some(2) => Ok(None),
+        _ => Err(format!(
+            "blkid -p {} failed: {}",
+            device.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
+/// The program that formats a filesystem type.
+pub fn mkfs_program(fs: FileSystem) -> &'static str {
+    match fs {
+        FileSystem::Ext4 => "mkfs.ext4",
+        FileSystem::Xfs => "mkfs.xfs",
+    }
+}
+
+/// Whether a program is on PATH (or the sbin directories root uses).
+pub fn have_program(name: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/sbin", "/usr/sbin"].map(Into::into))
+        .any(|d| d.join(name).is_file())
+}
+
+/// Format a blank device. Refuses if it holds any filesystem signature.
+pub fn mkfs(device: &Path, fs: FileSystem) -> Result<(), String> {
+    if let Some(found) = probe(device)? {
+        return Err(format!(
+            "refusing to format {}: it already holds a {found} filesystem",
+            device.display()
+        ));
+    }
+    let prog = mkfs_program(fs);
+    let mut cmd = Command::new(prog);
+    match fs {
+        // -F: the target may be a symlink or a whole disk; quiet output.
+        FileSystem::Ext4 => cmd.args(["-q", "-F"]),
+        FileSystem::Xfs => cmd.args(["-q"]),
+    };
+    let out = cmd
+        .arg(device)
+        .output()
+        .map_err(|e| format!("running {prog}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{prog} {} failed: {}",
+            device.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,678 @@
+//! `mount-snapshots NAME`: restore every volume of a profile, concurrently,
+//! from its newest usable snapshot (or empty and formatted), attach and
+//! mount it. Bad input stops everything before anything is created; a
+//! failure on one volume rolls that volume back and leaves the others
+//! mounted.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::hooks::{self, HookEnv};
+use super::plan::{
+    plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, TAG_DEVICE,
+    TAG_PROFILE, TAG_SOURCE, TAG_STATE,
+};
+use super::tags::resource_tags;
+use crate::app::Context;
+use crate::cli::MountSnapshotsArgs;
+use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState};
+use crate::config::{kernel_device_name, FileSystem, HookPoint, Profile};
+use crate::host::{devices, fs, mount, mountinfo};
+use crate::instance::Identity;
+
+/// A new volume is usually available in seconds; gp3 from a large snapshot
+/// can take a minute or two.
+const AVAILABLE_DEADLINE: Duration = Duration::from_secs(300);
+/// Attachments complete in seconds; allow for a slow API.
+const ATTACH_DEADLINE: Duration = Duration::from_secs(120);
+/// udev creates the device node shortly after the attachment.
+const DEVICE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Everything the per-volume tasks share.
+struct Shared {
+    ec2: Ec2,
+    identity: Identity,
+    profile: Profile,
+    filters: Vec<(String, String)>,
+    device_root: PathBuf,
+    wait_pending: Duration,
+}
+
+/// How one volume ended.
+enum Outcome {
+    Mounted {
+        volume_id: String,
+        block_device: PathBuf,
+        from: String,
+    },
+    Skipped {
+        mounted_from: String,
+    },
+    Failed {
+        error: String,
+        cleanup: String,
+    },
+}
+
+pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let profile = config.profile(&args.profile.name)?.clone();
+    let host = ctx.host(true).await?;
+    let identity = host
+        .identity
+        .clone()
+        .context("mount-snapshots needs the instance's identity")?;
+    let volumes = profile.resolve_volumes(&host.userdata)?;
+    let filters = profile.filter_values(&host.userdata)?;
+    let ec2 = ctx.ec2(Some(&config), &host).await?;
+
+    // One call of each kind for the whole profile.
+    let ours_tags = vec![
+        (TAG_PROFILE.to_string(), profile.name.clone()),
+        ("instance_id".to_string(), identity.instance_id.clone()),
+    ];
+    let (snapshots, attached, ours) = tokio::try_join!(
+        async {
+            ec2.snapshots_tagged(&filters)
+                .await
+                .context("looking up snapshots")
+        },
+        async {
+            ec2.volumes_attached_to(&identity.instance_id)
+                .await
+                .context("looking up attached volumes")
+        },
+        async {
+            ec2.volumes_tagged(&ours_tags)
+                .await
+                .context("looking up volumes left by earlier runs")
+        },
+    )?;
+    let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
+    let seen = Observed {
+        instance_id: &identity.instance_id,
+        mounts: &mounts,
+        attached: &attached,
+        ours: &ours,
+        snapshots: &snapshots,
+    };
+    let plans = match plan_mount(&volumes, &seen, args.ignore_mounted) {
+        Ok(p) => p,
+        Err(problems) => bail!("nothing was changed:\n{}", problems.join("\n")),
+    };
+    let problems = preflight(&plans, &config.device_root, args.allow_non_empty);
+    if !problems.is_empty() {
+        bail!("nothing was changed:\n{}", problems.join("\n"));
+    }
+    for p in &plans {
+        for w in &p.warnings {
+            tracing::warn!("{}: {w}", p.volume.mount_point);
+        }
+    }
+    if args.dry_run {
+        print!("{}", render_plan(&plans, &identity));
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    tracing::info!(profile = %profile.name, volumes = plans.len(), "mounting volumes");
+    hooks::run(
+        &profile.hooks,
+        HookPoint::PreMounts,
+        &profile.name,
+        &HookEnv::default(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
+
+    let shared = Arc::new(Shared {
+        ec2,
+        identity,
+        profile,
+        filters,
+        device_root: config.device_root.clone(),
+        wait_pending: args.wait_pending,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, plan) in plans.iter().cloned().enumerate() {
+        let shared = shared.clone();
+        tasks.spawn(async move { (i, restore_one(&shared, plan).await) });
+    }
+    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(r) => outcomes.push(r),
+            Err(e) => bail!("a volume task panicked: {e}"),
+        }
+    }
+    outcomes.sort_by_key(|(i, _)| *i);
+
+    let failed = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+        .count();
+    if failed == 0 {
+        if let Err(e) = hooks::run(
+            &shared.profile.hooks,
+            HookPoint::PostMounts,
+            &shared.profile.name,
+            &HookEnv::default(),
+        )
+        .await
+        {
+            tracing::error!("{e}");
+            print_summary(&plans, &outcomes);
+            return Ok(ExitCode::FAILURE);
+        }
+    } else if !shared
+        .profile
+        .hooks
+        .commands(HookPoint::PostMounts)
+        .is_empty()
+    {
+        tracing::warn!("post_mounts hook not run: {failed} volume(s) failed");
+    }
+    print_summary(&plans, &outcomes);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Host-side checks before anything is created: the device name is free,
+/// mkfs exists where a filesystem may be made, the mount point is empty.
+fn preflight(plans: &[VolumePlan], root: &Path, allow_non_empty: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for p in plans {
+        let v = &p.volume;
+        let at = |msg: String| format!("{} ({}): {msg}", v.mount_point, v.device);
+        let creating = matches!(
+            p.action,
+            MountAction::Create { .. }
+                | MountAction::Adopt {
+                    attached: false,
+                    ..
+                }
+        );
+        if creating {
+            let kernel = kernel_device_name(&v.device, v.device_name_offset);
+            for name in [&kernel, &v.device] {
+                let node = root.join(name.strip_prefix("/dev/").unwrap_or(name));
+                if node.exists() {
+                    problems.push(at(format!(
+                        "device {} already exists on this host: another volume or disk uses that name",
+                        node.display()
+                    )));
+                    break;
+                }
+            }
+        }
+        if p.may_format() && !fs::have_program(fs::mkfs_program(v.file_system)) {
+            let package = match v.file_system {
+                FileSystem::Xfs => "xfsprogs",
+                FileSystem::Ext4 => "e2fsprogs",
+            };
+            problems.push(at(format!(
+                "{} not found: install {package}",
+                fs::mkfs_program(v.file_system)
+            )));
+        }
+        if !matches!(p.action, MountAction::Skip { .. })
+            && !allow_non_empty
+            && mount::is_non_empty_dir(Path::new(&v.mount_point))
+        {
+            problems.push(at(
+                "the mount point is a non-empty directory; its files would be hidden (pass --allow-non-empty if you mean it)".into(),
+            ));
+        }
+    }
+    problems
+}
+
+fn render_plan(plans: &[VolumePlan], identity: &Identity) -> String {
+    let mut out = format!(
+        "plan for {} in {}:\n",
+        identity.instance_id, identity.availability_zone
+    );
+    for p in plans {
+        let v = &p.volume;
+        let what = match &p.action {
+            MountAction::Skip { mounted_from } => {
+                format!("leave alone (mounted from {mounted_from})")
+            }
+            MountAction::Adopt {
+                volume,
+                attached: true,
+            } => format!("adopt {} (already attached), mount", volume.id),
+            MountAction::Adopt {
+                volume,
+                attached: false,
+            } => format!("adopt {} left by an earlier run: attach, mount", volume.id),
+            MountAction::Create {
+                source: RestoreSource::Empty,
+            } => {
+                format!("create an empty volume, format it {}", v.file_system)
+            }
+            MountAction::Create {
+                source: RestoreSource::Snapshot { snapshot },
+            } => format!(
+                "restore {} ({}, {})",
+                snapshot.id,
+                snapshot
+                    .start_time
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                snapshot.state.as_str()
+            ),
+            MountAction::Create {
+                source: RestoreSource::WaitFor { pending, fallback },
+            } => format!(
+                "wait for pending {}, else {}",
+                pending.id,
+                fallback
+                    .as_ref()
+                    .map_or("create an empty volume".into(), |f| format!(
+                        "restore {}",
+                        f.id
+                    ))
+            ),
+        };
+        let mut ty = v.volume_type.to_string();
+        if let Some(i) = v.iops {
+            ty.push_str(&format!(" {i} iops"));
+        }
+        out.push_str(&format!(
+            "  {} on {}: {what}; {} GiB {ty} {}\n",
+            v.mount_point, v.device, v.size_gib, v.file_system
+        ));
+    }
+    out
+}
+
+fn print_summary(plans: &[VolumePlan], outcomes: &[(usize, Outcome)]) {
+    for (i, o) in outcomes {
+        let mp = &plans[*i].volume.mount_point;
+        match o {
+            Outcome::Mounted {
+                volume_id,
+                block_device,
+                from,
+            } => {
+                println!(
+                    "mounted  {mp}: {volume_id} on {} ({from})",
+                    block_device.display()
+                )
+            }
+            Outcome::Skipped { mounted_from } => {
+                println!("skipped  {mp}: already mounted from {mounted_from}")
+            }
+            Outcome::Failed { error, cleanup } => println!("FAILED   {mp}: {error}; {cleanup}"),
+        }
+    }
+}
+
+/// A volume this run created, until it is mounted: on failure it is rolled
+/// back (it holds no data of its own yet).
+struct Created {
+    id: String,
+    attached: bool,
+}
+
+async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
+    let v = &plan.volume;
+    let mut env = HookEnv {
+        mount_point: Some(v.mount_point.clone()),
+        device: Some(v.device.clone()),
+        ..Default::default()
+    };
+    if let MountAction::Skip { mounted_from } = &plan.action {
+        tracing::info!(
+            "{}: already mounted from {mounted_from}; leaving it alone",
+            v.mount_point
+        );
+        return Outcome::Skipped {
+            mounted_from: mounted_from.clone(),
+        };
+    }
+    if let Err(e) = hooks::run(&s.profile.hooks, HookPoint::PreMount, &s.profile.name, &env).await {
+        return Outcome::Failed {
+            error: e,
+            cleanup: "nothing was changed".into(),
+        };
+    }
+    let mut created: Option<Created> = None;
+    match restore_steps(s, &plan, &mut created, &mut env).await {
+        Ok((volume_id, block_device, from)) => {
+            if let Err(e) = hooks::run(
+                &s.profile.hooks,
+                HookPoint::PostMount,
+                &s.profile.name,
+                &env,
+            )
+            .await
+            {
+                return Outcome::Failed {
+                    error: e,
+                    cleanup: format!("{volume_id} stays mounted"),
+                };
+            }
+            Outcome::Mounted {
+                volume_id,
+                block_device,
+                from,
+            }
+        }
+        Err(error) => {
+            tracing::error!("{}: {error}", v.mount_point);
+            let cleanup = match created {
+                Some(c) => rollback(s, &plan, c).await,
+                None => "nothing created by this run".into(),
+            };
+            Outcome::Failed { error, cleanup }
+        }
+    }
+}
+
+/// The steps; returns (volume id, block device, where the data came from).
+async fn restore_steps(
+    s: &Shared,
+    plan: &VolumePlan,
+    created: &mut Option<Created>,
+    env: &mut HookEnv,
+) -> Result<(String, PathBuf, String), String> {
+    let v = &plan.volume;
+    let me = &s.identity.instance_id;
+    let (volume_id, attached, source) = match &plan.action {
+        MountAction::Skip { .. } => unreachable!("handled by the caller"),
+        MountAction::Adopt { volume, attached } => {
+            let source = volume
+                .tags
+                .get(TAG_SOURCE)
+                .cloned()
+                .unwrap_or_else(|| "an earlier run".into());
+            tracing::info!(
+                "{}: adopting {} left by an earlier run",
+                v.mount_point,
+                volume.id
+            );
+            (volume.id.clone(), *attached, source)
+        }
+        MountAction::Create { source } => {
+            let snapshot = resolve_source(s, v.mount_point.as_str(), source).await?;
+            let source_label = snapshot
+                .as_ref()
+                .map_or(SOURCE_EMPTY.to_string(), |s| s.id.clone());
+            let mut tags = resource_tags(
+                me,
+                &v.mount_point,
+                &s.filters,
+                chrono::Utc::now(),
+                s.profile.retention,
+            );
+            tags.extend([
+                (TAG_PROFILE.to_string(), s.profile.name.clone()),
+                (TAG_SOURCE.to_string(), source_label.clone()),
+                (TAG_DEVICE.to_string(), v.device.clone()),
+                (TAG_STATE.to_string(), "restoring".to_string()),
+            ]);
+            let spec = NewVolume {
+                availability_zone: s.identity.availability_zone.clone(),
+                size_gib: v.size_gib,
+                volume_type: v.volume_type.as_str().to_string(),
+                iops: v.iops,
+                throughput: v.throughput,
+                snapshot_id: snapshot.as_ref().map(|s| s.id.clone()),
+                encrypted: v.encrypted,
+                kms_key_id: v.kms_key_id.clone(),
+                tags,
+            };
+            tracing::info!(
+                "{}: creating a {} GiB {} volume in {} from {source_label}",
+                v.mount_point,
+                v.size_gib,
+                v.volume_type,
+                s.identity.availability_zone
+            );
+            let id = s
+                .ec2
+                .create_volume(&spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            *created = Some(Created {
+                id: id.clone(),
+                attached: false,
+            });
+            (id, false, source_label)
+        }
+    };
+    env.volume_id = Some(volume_id.clone());
+
+    if !attached {
+        wait_volume(s, &volume_id, "available", AVAILABLE_DEADLINE).await?;
+        tracing::info!(
+            "{}: attaching {volume_id} to {me} as {}",
+            v.mount_point,
+            v.device
+        );
+        s.ec2
+            .attach_volume(&volume_id, me, &v.device)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(c) = created.as_mut() {
+            c.attached = true;
+        }
+        wait_attached(s, &volume_id).await?;
+    }
+    if v.delete_on_termination {
+        if let Err(e) = s.ec2.set_delete_on_termination(me, &v.device, true).await {
+            tracing::warn!("{}: could not set DeleteOnTermination: {e}", v.mount_point);
+        }
+    }
+
+    let kernel = kernel_device_name(&v.device, v.device_name_offset);
+    let block = devices::wait_for(
+        &s.device_root,
+        &v.device,
+        &kernel,
+        &volume_id,
+        DEVICE_DEADLINE,
+    )
+    .await?;
+    env.block_device = Some(block.display().to_string());
+    tracing::info!("{}: {volume_id} is {}", v.mount_point, block.display());
+
+    let (fs_type, from) =
+        prepare_filesystem(v.file_system, &block, &source, &v.mount_point).await?;
+    let (b, mp, opts) = (
+        block.clone(),
+        PathBuf::from(&v.mount_point),
+        v.mount_options.clone(),
+    );
+    tracing::info!(
+        "{}: mounting {} ({fs_type})",
+        v.mount_point,
+        block.display()
+    );
+    blocking(move || mount::mount_device(&b, &mp, fs_type, &opts)).await?;
+    // From here the volume holds the host's data: never roll it back.
+    *created = None;
+    let state = vec![(TAG_STATE.to_string(), "mounted".to_string())];
+    if let Err(e) = s.ec2.create_tags(&volume_id, &state).await {
+        tracing::warn!(
+            "{}: could not tag {volume_id} as mounted: {e}",
+            v.mount_point
+        );
+    }
+    Ok((volume_id, block, from))
+}
+
+/// Make a filesystem only on a volume created empty that is still blank;
+/// a restored volume must already hold one (its type wins over the
+/// profile's, with a warning).
+async fn prepare_filesystem(
+    wanted: FileSystem,
+    block: &Path,
+    source: &str,
+    mount_point: &str,
+) -> Result<(FileSystem, String), String> {
+    let b = block.to_path_buf();
+    let found = tokio::task::spawn_blocking(move || fs::probe(&b))
+        .await
+        .map_err(|e| e.to_string())??;
+    match found {
+        None if source == SOURCE_EMPTY => {
+            tracing::info!("{mount_point}: formatting {} as {wanted}", block.display());
+            let b = block.to_path_buf();
+            blocking(move || fs::mkfs(&b, wanted)).await?;
+            Ok((wanted, format!("new empty {wanted} volume")))
+        }
+        None => Err(format!(
+            "{} (from {source}) holds no filesystem; refusing to format a restored volume",
+            block.display()
+        )),
+        Some(t) => match FileSystem::parse(&t) {
+            Some(fs_type) => {
+                if fs_type != wanted {
+                    tracing::warn!("{mount_point}: the volume holds {fs_type}, the profile says {wanted}; mounting {fs_type}");
+                }
+                let from = if source == SOURCE_EMPTY {
+                    "formatted by an earlier run".to_string()
+                } else {
+                    format!("from {source}")
+                };
+                Ok((fs_type, from))
+            }
+            None => Err(format!(
+                "{} holds a {t} filesystem, which snaptastic does not mount",
+                block.display()
+            )),
+        },
+    }
+}
+
+/// The snapshot to restore, waiting for a pending one within the limit and
+/// falling back (with a warning) when it fails or takes too long.
+async fn resolve_source(
+    s: &Shared,
+    mount_point: &str,
+    source: &RestoreSource,
+) -> Result<Option<SnapshotInfo>, String> {
+    match source {
+        RestoreSource::Empty => Ok(None),
+        RestoreSource::Snapshot { snapshot } => Ok(Some(snapshot.clone())),
+        RestoreSource::WaitFor { pending, fallback } => {
+            tracing::info!(
+                "{mount_point}: newest snapshot {} is pending; waiting up to {}",
+                pending.id,
+                humantime::format_duration(s.wait_pending)
+            );
+            let waited = poll_until(s.wait_pending, Backoff::SNAPSHOT, || async {
+                Ok(match s.ec2.snapshot(&pending.id).await? {
+                    Some(snap) if snap.state == SnapshotState::Completed => Ok(Some(snap)),
+                    Some(snap) if snap.state == SnapshotState::Pending => {
+                        Err("pending".to_string())
+                    }
+                    Some(snap) => {
+                        tracing::warn!(
+                            "{mount_point}: snapshot {} ended in {}",
+                            snap.id,
+                            snap.state.as_str()
+                        );
+                        Ok(None)
+                    }
+                    None => Ok(None),
+                })
+            })
+            .await;
+            match waited {
+                Ok(Some(done)) => Ok(Some(done)),
+                Ok(None) | Err(_) => {
+                    let fb = fallback
+                        .as_ref()
+                        .map_or("an empty volume".to_string(), |f| f.id.clone());
+                    tracing::warn!(
+                        "{mount_point}: snapshot {} is not usable; falling back to {fb}",
+                        pending.id
+                    );
+                    Ok(fallback.clone())
+                }
+            }
+        }
+    }
+}
+
+async fn wait_volume(s: &Shared, id: &str, want: &str, deadline: Duration) -> Result<(), String> {
+    let waited = poll_until(deadline, Backoff::VOLUME, || async {
+        Ok(match s.ec2.volume(id).await? {
+            Some(v) if v.state == want => Ok(Ok(())),
+            // A volume in error never recovers: stop waiting.
+            Some(v) if v.state == "error" => Ok(Err(format!("{id} is in state error"))),
+            Some(v) => Err(v.state),
+            None => Err("not visible yet".to_string()),
+        })
+    })
+    .await
+    .map_err(|e| format!("waiting for {id} to be {want}: {e}"))?;
+    waited
+}
+
+async fn wait_attached(s: &Shared, id: &str) -> Result<(), String> {
+    let me = &s.identity.instance_id;
+    poll_until(ATTACH_DEADLINE, Backoff::VOLUME, || async {
+        Ok(match s.ec2.volume(id).await? {
+            Some(v) => match v.attachments.iter().find(|a| &a.instance_id == me) {
+                Some(a) if a.state == "attached" => Ok(()),
+                Some(a) => Err(a.state.clone()),
+                None => Err(format!("volume {}", v.state)),
+            },
+            None => Err("not visible".to_string()),
+        })
+    })
+    .await
+    .map_err(|e| format!("waiting for {id} to attach: {e}"))
+}
+
+/// Undo a volume this run created and never mounted: detach if attached,
+/// then delete. If that fails too, say what is left and how it is found.
+async fn rollback(s: &Shared, plan: &VolumePlan, c: Created) -> String {
+    let me = &s.identity.instance_id;
+    let mp = &plan.volume.mount_point;
+    let undo = async {
+        if c.attached {
+            tracing::info!("{mp}: rolling back: detaching {}", c.id);
+            s.ec2
+                .detach_volume(&c.id, me)
+                .await
+                .map_err(|e| e.to_string())?;
+            wait_volume(s, &c.id, "available", ATTACH_DEADLINE).await?;
+        }
+        tracing::info!("{mp}: rolling back: deleting {}", c.id);
+        s.ec2.delete_volume(&c.id).await.map_err(|e| e.to_string())
+    };
+    match undo.await {
+        Ok(()) => format!("rolled back ({} deleted)", c.id),
+        Err(e) => {
+            tracing::error!(
+                "{mp}: could not roll back {}: {e}; it stays tagged {TAG_PROFILE}={} instance_id={me} mount_point={mp} and the next mount-snapshots adopts it",
+                c.id,
+                s.profile.name
+            );
+            format!(
+                "left {} for the next run to adopt (rollback failed: {e})",
+                c.id
+            )
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())?
+}
