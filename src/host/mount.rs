@@ -125,7 +125,7 @@ pub fn holders(dir: &Path) -> Vec<String> {
         if links
             .iter()
             .filter_map(|l| std::fs::read_link(l).ok())
-            .any(|target| target.starts_with(dir) && !(dir == Path::new("/")))
+            .any(|target| target.starts_with(dir) && dir != Path::new("/"))
         {
             let name = std::fs::read_to_string(base.join("comm")).unwrap_or_default();
             out.push(format!("{} (pid {pid})", name.trim()));
