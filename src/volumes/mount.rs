@@ -13,8 +13,8 @@ use anyhow::{bail, Context as _, Result};
 
 use super::hooks::{self, HookEnv};
 use super::plan::{
-    plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, TAG_DEVICE,
-    TAG_PROFILE, TAG_SOURCE, TAG_STATE,
+    plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, STATE_MOUNTED,
+    STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
 };
 use super::tags::resource_tags;
 use crate::app::Context;
@@ -417,7 +417,7 @@ async fn restore_steps(
                 (TAG_PROFILE.to_string(), s.profile.name.clone()),
                 (TAG_SOURCE.to_string(), source_label.clone()),
                 (TAG_DEVICE.to_string(), v.device.clone()),
-                (TAG_STATE.to_string(), "restoring".to_string()),
+                (TAG_STATE.to_string(), STATE_RESTORING.to_string()),
             ]);
             let spec = NewVolume {
                 availability_zone: s.identity.availability_zone.clone(),
@@ -500,7 +500,7 @@ async fn restore_steps(
     blocking(move || mount::mount_device(&b, &mp, fs_type, &opts)).await?;
     // From here the volume holds the host's data: never roll it back.
     *created = None;
-    let state = vec![(TAG_STATE.to_string(), "mounted".to_string())];
+    let state = vec![(TAG_STATE.to_string(), STATE_MOUNTED.to_string())];
     if let Err(e) = s.ec2.create_tags(&volume_id, &state).await {
         tracing::warn!(
             "{}: could not tag {volume_id} as mounted: {e}",

@@ -16,6 +16,12 @@ pub const TAG_DEVICE: &str = "snaptastic:device";
 pub const TAG_STATE: &str = "snaptastic:state";
 /// `snaptastic:source` of a volume created empty.
 pub const SOURCE_EMPTY: &str = "empty";
+/// `snaptastic:state`: created, not yet mounted (a crash here leaves a
+/// volume the next run adopts).
+pub const STATE_RESTORING: &str = "restoring";
+pub const STATE_MOUNTED: &str = "mounted";
+/// Detached on purpose by unmount-snapshots.
+pub const STATE_DETACHED: &str = "detached";
 
 /// Where `mount-snapshots` would take a volume's data from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,10 +201,15 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
                 .unwrap_or_default()
         ));
     }
-    let leftover = seen.ours.iter().find(|vol| {
-        vol.state == "available" && vol.tags.get("mount_point") == Some(&v.mount_point)
-    });
-    if let Some(vol) = leftover {
+    let available_ours = |state: &str| {
+        seen.ours.iter().find(|vol| {
+            vol.state == "available"
+                && vol.tags.get("mount_point") == Some(&v.mount_point)
+                && vol.tags.get(TAG_STATE).map(String::as_str) == Some(state)
+        })
+    };
+    // A run that crashed between CreateVolume and mount left this one.
+    if let Some(vol) = available_ours(STATE_RESTORING) {
         return Ok(plan(MountAction::Adopt {
             volume: vol.clone(),
             attached: false,
@@ -224,6 +235,22 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
             }
         }
         RestoreSource::Empty => {}
+    }
+    // No snapshot at all, but unmount-snapshots detached a volume of ours
+    // for this mount point: it holds the only copy of the data, so use it
+    // rather than start empty.
+    if choice.source == RestoreSource::Empty {
+        if let Some(vol) = available_ours(STATE_DETACHED) {
+            let mut p = plan(MountAction::Adopt {
+                volume: vol.clone(),
+                attached: false,
+            });
+            p.warnings.push(format!(
+                "no snapshot of this mount point; re-attaching {} detached by an earlier unmount-snapshots",
+                vol.id
+            ));
+            return Ok(p);
+        }
     }
     let mut p = plan(MountAction::Create {
         source: choice.source,
@@ -513,7 +540,14 @@ mod tests {
                 "/data",
                 "empty",
             )];
-            let leftover = vec![ebs("vol-l", "available", None, "/data", "s1")];
+            let mut leftover = vec![ebs("vol-l", "available", None, "/data", "s1")];
+            leftover[0]
+                .tags
+                .insert(TAG_STATE.into(), STATE_RESTORING.into());
+            let mut detached = vec![ebs("vol-d", "available", None, "/data", "empty")];
+            detached[0]
+                .tags
+                .insert(TAG_STATE.into(), STATE_DETACHED.into());
             let v = [vol("/dev/sdf", "/data", 5)];
             let cases: Vec<(&str, Observed<'_>, bool, &str)> = vec![
                 ("first boot, nothing anywhere", seen(&[], &[], &[], &[]), false, "create empty"),
@@ -525,6 +559,8 @@ mod tests {
                 ("device used by another volume", seen(&[], &foreign, &[], &snaps), false, "error: /data (/dev/sdf): device /dev/sdf is already in use by vol-f (tagged for /other)"),
                 ("attached to another instance is not ours", seen(&[], &elsewhere, &[], &snaps), false, "create from s1"),
                 ("crashed run left it available", seen(&[], &[], &leftover, &snaps), false, "adopt vol-l attached=false"),
+                ("detached on purpose, a snapshot exists", seen(&[], &[], &detached, &snaps), false, "create from s1"),
+                ("detached on purpose, no snapshot", seen(&[], &[], &detached, &[]), false, "adopt vol-d attached=false"),
                 ("size smaller than the snapshot", seen(&[], &[], &[], &big), false, "error: /data (/dev/sdf): size 5 GiB is smaller than snapshot s2 (50 GiB); set size = 50 or more"),
             ];
             for (name, seen, ignore, want) in cases {

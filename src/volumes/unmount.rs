@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::hooks::{self, HookEnv};
 use super::list::attached_for;
+use super::plan::{STATE_DETACHED, TAG_STATE};
 use crate::app::Context;
 use crate::cli::UnmountSnapshotsArgs;
 use crate::cloud::{poll_until, Backoff, Ec2, VolumeInfo};
@@ -164,6 +165,16 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
             .await
             .map_err(|e| format!("waiting for {} to detach: {e}", vol.id))?;
             did.push(format!("detached {}", vol.id));
+            // Not a crash leftover: mount-snapshots restores from the newest
+            // snapshot rather than adopting it (see plan.rs).
+            let state = [(TAG_STATE.to_string(), STATE_DETACHED.to_string())];
+            if let Err(e) = ec2.create_tags(&vol.id, &state).await {
+                tracing::warn!(
+                    "{}: could not tag {} as detached: {e}",
+                    v.mount_point,
+                    vol.id
+                );
+            }
             if s.delete {
                 ec2.delete_volume(&vol.id)
                     .await

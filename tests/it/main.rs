@@ -4,4 +4,5 @@
 mod cli;
 mod emulator;
 mod lab;
+mod mount;
 mod support;
