@@ -18,7 +18,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test => checks::run(&ctx).await,
         Command::ListVolumes(args) => volumes::list::run(&ctx, &args).await,
         Command::MountSnapshots(args) => volumes::mount::run(&ctx, &args).await,
-        Command::MakeSnapshots(_) => not_yet("make-snapshots"),
+        Command::MakeSnapshots(args) => volumes::snapshot::run(&ctx, &args).await,
         Command::UnmountSnapshots(args) => volumes::unmount::run(&ctx, &args).await,
         Command::Clean(_) => not_yet("clean"),
         Command::CheckBackups(_) => not_yet("check-backups"),

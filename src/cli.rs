@@ -203,9 +203,18 @@ pub struct MountSnapshotsArgs {
 pub struct MakeSnapshotsArgs {
     #[command(flatten)]
     pub profile: ProfileArg,
-    /// Wait until the snapshots are completed.
+    /// Wait until the snapshots are completed, with progress.
     #[arg(long)]
     pub wait: bool,
+    /// Hard limit on how long filesystems stay frozen: a watchdog thaws
+    /// them then even if the snapshot calls have not returned (and the run
+    /// fails).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub freeze_timeout: std::time::Duration,
+    /// If a filesystem cannot be frozen, snapshot it anyway and tag the
+    /// snapshot consistency=crash (default: take no snapshot, exit 1).
+    #[arg(long)]
+    pub allow_unfrozen: bool,
 }
 
 #[derive(Debug, Args)]

@@ -73,6 +73,7 @@ fn snapshot_info(s: &aws_sdk_ec2::types::Snapshot) -> Option<SnapshotInfo> {
         state: SnapshotState::parse(s.state().map(|s| s.as_str()).unwrap_or("unknown")),
         start_time: s.start_time().and_then(to_chrono),
         size_gib: s.volume_size().and_then(|n| u32::try_from(n).ok()),
+        progress: s.progress().map(str::to_string),
         description: s.description().unwrap_or_default().to_string(),
         tags: tag_map(s.tags()),
     })
@@ -294,6 +295,35 @@ impl Ec2 {
             .ok_or_else(|| CloudError::Transport {
                 op: "CreateVolume",
                 message: "the reply has no volume id".into(),
+            })
+    }
+
+    /// CreateSnapshot with its tags at creation. This is the only call made
+    /// while filesystems are frozen.
+    pub async fn create_snapshot(
+        &self,
+        volume_id: &str,
+        description: &str,
+        tags: &[(String, String)],
+    ) -> Result<String, CloudError> {
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Snapshot);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(k).value(v).build());
+        }
+        let resp = self
+            .client
+            .create_snapshot()
+            .volume_id(volume_id)
+            .description(description)
+            .tag_specifications(spec.build())
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateSnapshot", e))?;
+        resp.snapshot_id()
+            .map(str::to_string)
+            .ok_or_else(|| CloudError::Transport {
+                op: "CreateSnapshot",
+                message: "the reply has no snapshot id".into(),
             })
     }
 

@@ -108,6 +108,8 @@ pub struct SnapshotInfo {
     pub state: SnapshotState,
     pub start_time: Option<DateTime<Utc>>,
     pub size_gib: Option<u32>,
+    /// EC2's progress text, e.g. "42%".
+    pub progress: Option<String>,
     pub description: String,
     pub tags: BTreeMap<String, String>,
 }

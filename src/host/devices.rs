@@ -81,6 +81,18 @@ pub async fn wait_for(
     }
 }
 
+/// The `major:minor` of a block device (following links), as
+/// /proc/self/mountinfo writes it.
+pub fn dev_number(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(path).ok()?.rdev();
+    Some(format!(
+        "{}:{}",
+        nix::sys::stat::major(rdev),
+        nix::sys::stat::minor(rdev)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

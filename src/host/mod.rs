@@ -2,6 +2,7 @@
 //! here; callers get paths, strings and our own error types.
 
 pub mod devices;
+pub mod freeze;
 pub mod fs;
 pub mod mount;
 pub mod mountinfo;

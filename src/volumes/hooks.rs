@@ -11,6 +11,7 @@ pub struct HookEnv {
     pub device: Option<String>,
     pub block_device: Option<String>,
     pub volume_id: Option<String>,
+    pub snapshot_id: Option<String>,
 }
 
 /// Run every command of `point`, in order; stop at the first failure.
@@ -35,6 +36,7 @@ pub async fn run(
             ("SNAPTASTIC_DEVICE", &env.device),
             ("SNAPTASTIC_BLOCK_DEVICE", &env.block_device),
             ("SNAPTASTIC_VOLUME_ID", &env.volume_id),
+            ("SNAPTASTIC_SNAPSHOT_ID", &env.snapshot_id),
         ] {
             if let Some(v) = v {
                 cmd.env(k, v);

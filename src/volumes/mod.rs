@@ -4,5 +4,6 @@ pub mod hooks;
 pub mod list;
 pub mod mount;
 pub mod plan;
+pub mod snapshot;
 pub mod tags;
 pub mod unmount;

@@ -284,6 +284,7 @@ mod tests {
             state,
             start_time: Some(Utc.with_ymd_and_hms(2026, 11, 1, hour, 0, 0).unwrap()),
             size_gib: Some(5),
+            progress: None,
             description: String::new(),
             tags: BTreeMap::from([("mount_point".to_string(), mp.to_string())]),
         }
