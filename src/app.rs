@@ -124,9 +124,18 @@ impl Context {
 
     /// An EC2 client for the region.
     pub async fn ec2(&self, config: Option<&Config>, host: &Host) -> Result<Ec2> {
+        self.ec2_with_attempts(config, host, cloud::MAX_ATTEMPTS)
+            .await
+    }
+
+    /// An EC2 client that tries each call at most `attempts` times.
+    pub async fn ec2_with_attempts(
+        &self,
+        config: Option<&Config>,
+        host: &Host,
+        attempts: u32,
+    ) -> Result<Ec2> {
         let (region, _) = self.region(config, host).await?;
-        Ok(Ec2::new(
-            &cloud::sdk_config(&region, cloud::MAX_ATTEMPTS).await,
-        ))
+        Ok(Ec2::new(&cloud::sdk_config(&region, attempts).await))
     }
 }

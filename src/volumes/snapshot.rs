@@ -140,7 +140,11 @@ pub async fn run(ctx: &Context, args: &MakeSnapshotsArgs) -> Result<ExitCode> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
-    let result = snapshot_all(args, &profile, targets, ec2.clone()).await;
+    // The calls made while frozen retry less (every retry lengthens the freeze).
+    let frozen_ec2 = ctx
+        .ec2_with_attempts(Some(&config), &host, crate::cloud::FROZEN_ATTEMPTS)
+        .await?;
+    let result = snapshot_all(args, &profile, targets, frozen_ec2, ec2).await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
     if let Err(e) = hooks::run(
         &profile.hooks,
@@ -160,6 +164,7 @@ async fn snapshot_all(
     args: &MakeSnapshotsArgs,
     profile: &crate::config::Profile,
     mut targets: Vec<Target>,
+    frozen_ec2: crate::cloud::Ec2,
     ec2: crate::cloud::Ec2,
 ) -> Result<ExitCode> {
     for t in &targets {
@@ -203,7 +208,7 @@ async fn snapshot_all(
     let mut calls = tokio::task::JoinSet::new();
     for (i, t) in targets.iter().enumerate() {
         let (ec2, vol, desc, tags) = (
-            ec2.clone(),
+            frozen_ec2.clone(),
             t.volume_id.clone(),
             t.description.clone(),
             t.tags.clone(),

@@ -5,4 +5,5 @@ mod cli;
 mod emulator;
 mod lab;
 mod mount;
+mod snapshot;
 mod support;

@@ -9,15 +9,20 @@ use crate::support::{lab_prerequisites, unique, Lab, LabOpts};
 
 /// A lab with userdata for a fresh role, and a config with `volumes`
 /// (device, file system) mounted under the lab's directory.
-struct Setup {
-    lab: Lab,
+pub struct Setup {
+    pub lab: Lab,
     role: String,
-    cfg: PathBuf,
+    pub cfg: PathBuf,
     _cfg_dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn new(moto: &str, nvme: bool, rules: Option<&str>, volumes: &[(&str, &str, u32)]) -> Setup {
+    pub fn new(
+        moto: &str,
+        nvme: bool,
+        rules: Option<&str>,
+        volumes: &[(&str, &str, u32)],
+    ) -> Setup {
         let role = unique("mnt");
         let lab = Lab::start(
             moto,
@@ -47,11 +52,11 @@ impl Setup {
         }
     }
 
-    fn mp(&self, i: usize) -> PathBuf {
+    pub fn mp(&self, i: usize) -> PathBuf {
         self.lab.dir.join(format!("mnt/v{i}"))
     }
 
-    fn snaptastic(&self, args: &[&str]) -> crate::support::Done {
+    pub fn snaptastic(&self, args: &[&str]) -> crate::support::Done {
         self.lab.run(args).config(&self.cfg).run()
     }
 
@@ -108,12 +113,12 @@ impl Setup {
         )
     }
 
-    fn calls(&self, action: &str) -> u64 {
+    pub fn calls(&self, action: &str) -> u64 {
         self.lab.state()["calls"][action].as_u64().unwrap_or(0)
     }
 }
 
-fn mounted_at(mp: &Path) -> Option<String> {
+pub fn mounted_at(mp: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     info.lines().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();

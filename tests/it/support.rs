@@ -91,6 +91,15 @@ impl Run {
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
     }
 
+    /// Start without waiting (stdout and stderr piped).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start snaptastic")
+    }
+
     pub fn run(mut self) -> Done {
         let out = self.cmd.output().expect("run snaptastic");
         Done(out)
