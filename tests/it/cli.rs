@@ -148,9 +148,6 @@ fn missing_config_names_where_it_looked() {
 #[test]
 fn unfinished_commands_fail_instead_of_pretending() {
     for args in [
-        vec!["mount-snapshots", "solr"],
-        vec!["make-snapshots", "solr"],
-        vec!["unmount-snapshots", "solr", "--yes"],
         vec!["clean", "snapshots", "solr"],
         vec!["check-backups", "26h", "solr"],
         vec!["tablesnap", "bucket", "/var/lib/cassandra"],
