@@ -72,21 +72,6 @@ impl Devices {
         Ok(path)
     }
 
-    /// Point-in-time copy of one image to another (reflink where the
-    /// filesystem can, else a sparse copy).
-    pub fn copy_image(&self, from: &str, to: &str) -> Result<bool> {
-        let (src, dst) = (self.image(from), self.image(to));
-        if !src.exists() {
-            return Ok(false);
-        }
-        run(Command::new("cp")
-            .arg("--reflink=auto")
-            .arg("--sparse=always")
-            .arg(&src)
-            .arg(&dst))?;
-        Ok(true)
-    }
-
     pub fn remove_image(&self, id: &str) {
         let _ = fs::remove_file(self.image(id));
     }
@@ -193,6 +178,22 @@ impl Devices {
         let _ = fs::remove_dir_all(&self.root);
         problems
     }
+}
+
+/// Point-in-time copy of one image to another (reflink where the
+/// filesystem can, else a sparse copy); `false` if there is no source.
+/// Called without the devices lock, so concurrent snapshots copy in
+/// parallel as EC2 would take them.
+pub fn copy_image(src: &Path, dst: &Path) -> Result<bool> {
+    if !src.exists() {
+        return Ok(false);
+    }
+    run(Command::new("cp")
+        .arg("--reflink=auto")
+        .arg("--sparse=always")
+        .arg(src)
+        .arg(dst))?;
+    Ok(true)
 }
 
 /// Unmount every mount of a block device (matched by device number, so

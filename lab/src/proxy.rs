@@ -212,14 +212,14 @@ async fn after(
             let lab2 = lab.clone();
             let snap = params.get("SnapshotId").cloned();
             blocking(move || {
-                let devices = lab2.devices.lock().expect("devices lock");
+                let image = |id: &str| lab2.devices.lock().expect("devices lock").image(id);
                 if let Some(snap) = snap {
-                    if !devices.copy_image(&snap, &vol)? {
+                    if !crate::devices::copy_image(&image(&snap), &image(&vol))? {
                         eprintln!("lab: {snap} has no image (not made through the lab); {vol} starts empty");
                     }
                 }
                 if size > 0 {
-                    devices.ensure_image(&vol, size)?;
+                    lab2.devices.lock().expect("devices lock").ensure_image(&vol, size)?;
                 }
                 Ok(())
             })
@@ -328,11 +328,8 @@ async fn after(
                 // The copy is made before the reply returns: point in time.
                 let (lab2, s2, v2) = (lab.clone(), snap.clone(), vol.clone());
                 blocking(move || {
-                    lab2.devices
-                        .lock()
-                        .expect("devices lock")
-                        .copy_image(&v2, &s2)
-                        .map(drop)
+                    let image = |id: &str| lab2.devices.lock().expect("devices lock").image(id);
+                    crate::devices::copy_image(&image(&v2), &image(&s2)).map(drop)
                 })
                 .await?;
                 // The n-th snapshot made through the lab ends in error if asked.

@@ -51,6 +51,7 @@ pub struct Rules {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
+    /// An EC2 action name, or `*` for every action.
     pub action: String,
     /// Which calls of the action (1-based count since the lab started or
     /// the rules were last set); empty means every call.
@@ -113,7 +114,7 @@ impl Rules {
         roll: f64,
     ) -> Option<&Fault> {
         self.faults.iter().find(|f| {
-            f.action == action
+            (f.action == action || f.action == "*")
                 && (f.calls.is_empty() || f.calls.contains(&call))
                 && f.params.iter().all(|(k, v)| params.get(k) == Some(v))
                 && f.probability.is_none_or(|p| roll < p)
@@ -171,6 +172,8 @@ latency = "50ms"
         assert!(r.fault_for("AttachVolume", 7, &sdf, 0.0).is_none());
         assert!(r.fault_for("CreateSnapshot", 1, &none, 0.4).is_some());
         assert!(r.fault_for("CreateSnapshot", 1, &none, 0.6).is_none());
+        let all = Rules::parse("[[faults]]\naction = \"*\"\nreply = \"latency\"\n").unwrap();
+        assert!(all.fault_for("DescribeVolumes", 9, &none, 0.0).is_some());
     }
 
     #[test]

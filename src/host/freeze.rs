@@ -110,20 +110,44 @@ impl FreezeSet {
             inner,
             watchdog: None,
         };
-        for (mp, dir) in dirs {
-            if let Err(errno) = freeze_fd(&dir) {
-                set.thaw();
-                return Err(FreezeError {
-                    mount_point: mp,
-                    errno,
-                });
+        // Freeze all at once: each FIFREEZE commits its filesystem's
+        // journal, and one after another the first would stay frozen while
+        // the others flush.
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = dirs
+                .into_iter()
+                .map(|(mp, dir)| {
+                    scope.spawn(move || {
+                        let r = freeze_fd(&dir).map(|()| Instant::now());
+                        (mp, dir, r)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .expect("a freeze thread only makes one ioctl and cannot panic")
+                })
+                .collect()
+        });
+        let mut failed = None;
+        for (mount_point, dir, r) in results {
+            match r {
+                Ok(frozen_at) => set.lock().frozen.push(Frozen {
+                    mount_point,
+                    dir,
+                    frozen_at,
+                    window: None,
+                }),
+                Err(errno) => {
+                    failed.get_or_insert(FreezeError { mount_point, errno });
+                }
             }
-            set.lock().frozen.push(Frozen {
-                mount_point: mp,
-                dir,
-                frozen_at: Instant::now(),
-                window: None,
-            });
+        }
+        if let Some(e) = failed {
+            set.thaw();
+            return Err(e);
         }
         let inner = set.inner.clone();
         set.watchdog = Some(std::thread::spawn(move || watchdog(&inner, deadline)));
