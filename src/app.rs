@@ -20,8 +20,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::MountSnapshots(args) => volumes::mount::run(&ctx, &args).await,
         Command::MakeSnapshots(args) => volumes::snapshot::run(&ctx, &args).await,
         Command::UnmountSnapshots(args) => volumes::unmount::run(&ctx, &args).await,
-        Command::Clean(_) => not_yet("clean"),
-        Command::CheckBackups(_) => not_yet("check-backups"),
+        Command::Clean(args) => volumes::clean::run(&ctx, &args).await,
+        Command::CheckBackups(args) => volumes::check::run(&ctx, &args).await,
         Command::Tablesnap(_) => not_yet("tablesnap"),
         Command::Tableslurp(_) => not_yet("tableslurp"),
         Command::Tablechop(_) => not_yet("tablechop"),
@@ -138,4 +138,18 @@ impl Context {
         let (region, _) = self.region(config, host).await?;
         Ok(Ec2::new(&cloud::sdk_config(&region, attempts).await))
     }
+}
+
+/// Ask as the original did; `y`, `yes` and `yeay` proceed.
+pub fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("{question} needs an answer, and there is no terminal to ask on: pass --yes when running unattended");
+    }
+    print!("{question} [y/N]: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    stdin.lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "yeay"))
 }

@@ -327,6 +327,36 @@ impl Ec2 {
             })
     }
 
+    pub async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), CloudError> {
+        self.client
+            .delete_snapshot()
+            .snapshot_id(snapshot_id)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| cloud_error("DeleteSnapshot", e))
+    }
+
+    /// Snapshots that this account's AMIs are made of (deleting one would
+    /// break the image).
+    pub async fn snapshots_in_images(
+        &self,
+    ) -> Result<std::collections::BTreeSet<String>, CloudError> {
+        let resp = self
+            .client
+            .describe_images()
+            .owners("self")
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeImages", e))?;
+        Ok(resp
+            .images()
+            .iter()
+            .flat_map(|i| i.block_device_mappings())
+            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string))
+            .collect())
+    }
+
     pub async fn attach_volume(
         &self,
         volume_id: &str,

@@ -2,13 +2,12 @@
 //! A volume whose unmount fails is NOT detached (0.2.12 detached anyway and
 //! corrupted data); volumes are deleted only with `--delete`.
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 use super::hooks::{self, HookEnv};
 use super::list::attached_for;
@@ -22,23 +21,10 @@ use crate::host::{mount, mountinfo};
 /// Detaching completes in seconds; a busy host may take longer.
 const DETACH_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Ask as the original did; `y`, `yes` and `yeay` proceed.
-fn confirm(question: &str) -> Result<bool> {
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        bail!("{question} needs an answer, and there is no terminal to ask on: pass --yes when running unattended");
-    }
-    print!("{question} [y/N]: ");
-    std::io::stdout().flush()?;
-    let mut answer = String::new();
-    stdin.lock().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "yeay"))
-}
-
 pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let profile = config.profile(&args.profile.name)?.clone();
-    if !args.yes && !confirm("Are you sure you want to unmount?")? {
+    if !args.yes && !crate::app::confirm("Are you sure you want to unmount?")? {
         println!("not unmounting");
         return Ok(ExitCode::SUCCESS);
     }

@@ -5,5 +5,6 @@ mod cli;
 mod emulator;
 mod lab;
 mod mount;
+mod retention;
 mod snapshot;
 mod support;

@@ -1,0 +1,130 @@
+//! `check-backups AGE [NAME | --role/--cluster/--environment]`: is every
+//! mount point's newest completed snapshot younger than AGE? Exit 0 if so,
+//! else name the stale ones and exit 1, for monitoring. `--prometheus FILE`
+//! writes the ages for a textfile collector.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+
+use super::retention::{freshness, prometheus};
+use crate::app::Context;
+use crate::cli::CheckBackupsArgs;
+
+pub async fn run(ctx: &Context, args: &CheckBackupsArgs) -> Result<ExitCode> {
+    let flags: Vec<(String, String)> = [
+        ("role", &args.role),
+        ("cluster", &args.cluster),
+        ("environment", &args.environment),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+    .collect();
+    // With tag flags the configuration is optional (region from the
+    // environment); with a profile it is needed.
+    let config = ctx.config();
+    // Tag flags need no metadata or userdata (cron off the host works too).
+    let host = if args.name.is_some() {
+        ctx.host(false).await?
+    } else {
+        crate::app::Host {
+            identity: None,
+            userdata: Default::default(),
+        }
+    };
+    let ec2 = ctx.ec2(config.as_ref().ok(), &host).await?;
+    let (label, filters, mount_points) = match (&args.name, flags.is_empty()) {
+        (Some(name), true) => {
+            let config = config.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+            let profile = config.profile(name)?;
+            let mps = profile
+                .resolve_volumes(&host.userdata)?
+                .into_iter()
+                .map(|v| v.mount_point)
+                .collect();
+            (
+                name.clone(),
+                profile.filter_values(&host.userdata)?,
+                Some(mps),
+            )
+        }
+        (None, false) => (
+            flags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            flags,
+            None,
+        ),
+        (Some(_), false) => {
+            bail!("give either a profile NAME or --role/--cluster/--environment, not both")
+        }
+        (None, true) => bail!(
+            "give a profile NAME or --role/--cluster/--environment to say whose backups to check"
+        ),
+    };
+    let snapshots = ec2
+        .snapshots_tagged(&filters)
+        .await
+        .context("looking up snapshots")?;
+    // Without a profile, the mount points are those the snapshots and the
+    // in-use volumes with these tags name (as 0.2.12 found them).
+    let mount_points = match mount_points {
+        Some(m) => m,
+        None => {
+            let volumes = ec2
+                .volumes_tagged(&filters)
+                .await
+                .context("looking up volumes")?;
+            let mut mps: Vec<String> = snapshots
+                .iter()
+                .filter_map(|s| s.tag("mount_point").map(str::to_string))
+                .chain(
+                    volumes
+                        .iter()
+                        .filter(|v| v.state == "in-use")
+                        .filter_map(|v| v.tags.get("mount_point").cloned()),
+                )
+                .collect();
+            mps.sort();
+            mps.dedup();
+            mps
+        }
+    };
+    if mount_points.is_empty() {
+        bail!("no mount points found for {label}: nothing to check");
+    }
+    let rows = freshness(&snapshots, &mount_points, args.age, chrono::Utc::now());
+    for r in &rows {
+        let age = |d: &std::time::Duration| {
+            humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+        };
+        match (&r.newest, r.fresh) {
+            (Some((id, a)), true) => println!("OK     {}: {id} is {} old", r.mount_point, age(a)),
+            (Some((id, a)), false) => println!(
+                "STALE  {}: newest completed snapshot {id} is {} old (limit {})",
+                r.mount_point,
+                age(a),
+                humantime::format_duration(args.age)
+            ),
+            (None, _) => println!("STALE  {}: no completed snapshot", r.mount_point),
+        }
+    }
+    if let Some(path) = &args.prometheus {
+        // Write then rename, so the collector never reads half a file.
+        let tmp = path.with_extension("prom.tmp");
+        std::fs::write(&tmp, prometheus(&label, &rows))
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let stale = rows.iter().filter(|r| !r.fresh).count();
+    if stale > 0 {
+        tracing::warn!(
+            "{stale} mount point(s) of {label} lack a snapshot younger than {}",
+            humantime::format_duration(args.age)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}

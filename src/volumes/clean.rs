@@ -1,0 +1,118 @@
+//! `clean snapshots|volumes NAME`: delete this profile's expired snapshots
+//! or leftover volumes, never anything account-wide (0.2.12 deleted every
+//! unattached volume in the region), never the snapshot a restore would
+//! use. The decisions are in `retention.rs`; this file lists and deletes.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+
+use super::plan::TAG_PROFILE;
+use super::retention::{plan_snapshot_cleanup, plan_volume_cleanup, SnapshotRules, Verdict};
+use crate::app::Context;
+use crate::cli::{CleanArgs, CleanTarget};
+
+pub async fn run(ctx: &Context, args: &CleanArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let profile = config.profile(&args.profile.name)?.clone();
+    let host = ctx.host(false).await?;
+    let filters = profile.filter_values(&host.userdata)?;
+    let ec2 = ctx.ec2(Some(&config), &host).await?;
+    let now = chrono::Utc::now();
+
+    // (id, what, verdict) rows, whichever kind is cleaned.
+    let rows: Vec<(String, String, Verdict)> = match args.what {
+        CleanTarget::Snapshots => {
+            let (snapshots, in_images) = tokio::try_join!(
+                async {
+                    ec2.snapshots_tagged(&filters)
+                        .await
+                        .context("looking up snapshots")
+                },
+                async { ec2.snapshots_in_images().await.context("looking up AMIs") },
+            )?;
+            let rules = SnapshotRules {
+                keep_last: args.keep_last,
+                older_than: args.older_than,
+            };
+            plan_snapshot_cleanup(&snapshots, &in_images, rules, now)
+                .into_iter()
+                .map(|(s, v)| {
+                    let when = s
+                        .start_time
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_default();
+                    let what = format!("{} {when}", s.tag("mount_point").unwrap_or("?"));
+                    (s.id, what, v)
+                })
+                .collect()
+        }
+        CleanTarget::Volumes => {
+            // Ours: made by this tool for this profile, and for these hosts.
+            let mut tags = filters.clone();
+            tags.push((TAG_PROFILE.to_string(), profile.name.clone()));
+            let volumes = ec2
+                .volumes_tagged(&tags)
+                .await
+                .context("looking up volumes")?;
+            plan_volume_cleanup(&volumes, now)
+                .into_iter()
+                .map(|(v, verdict)| {
+                    let what = format!(
+                        "{} {} GiB",
+                        v.tags.get("mount_point").map_or("?", String::as_str),
+                        v.size_gib.unwrap_or(0)
+                    );
+                    (v.id, what, verdict)
+                })
+                .collect()
+        }
+    };
+
+    for (id, what, v) in &rows {
+        match v {
+            Verdict::Keep(why) => println!("keep    {id} {what}: {why}"),
+            Verdict::Delete(why) => println!("delete  {id} {what}: {why}"),
+        }
+    }
+    let doomed: Vec<&String> = rows
+        .iter()
+        .filter(|(_, _, v)| matches!(v, Verdict::Delete(_)))
+        .map(|(id, _, _)| id)
+        .collect();
+    if args.dry_run || doomed.is_empty() {
+        println!(
+            "{} to delete{}",
+            doomed.len(),
+            if args.dry_run {
+                " (dry run: nothing deleted)"
+            } else {
+                ""
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.yes && !crate::app::confirm("Are you sure you want to clean?")? {
+        println!("not cleaning");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut failed = 0;
+    for id in &doomed {
+        let result = match args.what {
+            CleanTarget::Snapshots => ec2.delete_snapshot(id).await,
+            CleanTarget::Volumes => ec2.delete_volume(id).await,
+        };
+        match result {
+            Ok(()) => println!("deleted {id}"),
+            Err(e) => {
+                failed += 1;
+                println!("FAILED  {id}: {e}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
