@@ -314,7 +314,15 @@ mod tests {
 
     #[test]
     fn table() {
-        let cases: Vec<(&str, Vec<SnapshotInfo>, SnapshotRules, Vec<&str>, Vec<&str>)> = vec![
+        /// (name, snapshots, rules, snapshots in AMIs, expected verdicts)
+        type Case = (
+            &'static str,
+            Vec<SnapshotInfo>,
+            SnapshotRules,
+            Vec<&'static str>,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "expired go, unexpired stay",
                 vec![
