@@ -52,6 +52,13 @@ impl Setup {
         }
     }
 
+    /// Add keys to the profile (before its volume tables).
+    pub fn add_to_profile(&self, keys: &str) {
+        let text = std::fs::read_to_string(&self.cfg).unwrap();
+        let text = text.replacen("[profiles.db]\n", &format!("[profiles.db]\n{keys}\n"), 1);
+        std::fs::write(&self.cfg, text).unwrap();
+    }
+
     pub fn mp(&self, i: usize) -> PathBuf {
         self.lab.dir.join(format!("mnt/v{i}"))
     }
@@ -549,4 +556,99 @@ fn busy_unmount_refuses_and_does_not_detach() {
         .expect_code(0);
     assert_eq!(mounted_at(&s.mp(0)), None);
     assert_eq!(s.our_volumes().len(), 0);
+}
+
+#[test]
+fn hooks_run_in_order_and_a_failing_pre_hook_changes_nothing() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    let log = s.lab.dir.join("hooks.log");
+    let hook = |name: &str| {
+        format!("hooks.{name} = [\"sh\", \"-c\", \"echo {name} ${{SNAPTASTIC_MOUNT_POINT:-all}} ${{SNAPTASTIC_VOLUME_ID:-}} >> {}\"]", log.display())
+    };
+    let names = [
+        "pre_mounts",
+        "pre_mount",
+        "post_mount",
+        "post_mounts",
+        "pre_snapshots",
+        "pre_snapshot",
+        "post_snapshot",
+        "post_snapshots",
+        "pre_unmounts",
+        "pre_unmount",
+        "post_unmount",
+        "post_unmounts",
+    ];
+    s.add_to_profile(&names.iter().map(|n| hook(n)).collect::<Vec<_>>().join("\n"));
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let order: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(order, names, "{text}");
+    let mp = s.mp(0).display().to_string();
+    assert!(
+        text.contains(&format!("pre_mount {mp}\n")),
+        "pre_mount has no volume yet: {text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&format!("post_mount {mp} vol-"))),
+        "{text}"
+    );
+    assert!(text.contains("pre_mounts all"), "{text}");
+
+    // A failing pre_mounts hook: nothing is created.
+    let text = std::fs::read_to_string(&s.cfg).unwrap();
+    let text: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("hooks.pre_mounts"))
+        .collect();
+    std::fs::write(&s.cfg, text.join("\n") + "\n").unwrap();
+    s.add_to_profile("hooks.pre_mounts = [\"false\"]");
+    let creates = s.calls("CreateVolume");
+    let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(1);
+    assert!(
+        d.stderr().contains("hook pre_mounts (false) failed")
+            && d.stderr().contains("nothing was changed"),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(s.calls("CreateVolume"), creates);
+}
+
+#[test]
+fn delete_on_termination_is_set_on_the_instance() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    let text = std::fs::read_to_string(&s.cfg).unwrap() + "delete_on_termination = true\n";
+    std::fs::write(&s.cfg, text).unwrap();
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    assert_eq!(s.calls("ModifyInstanceAttribute"), 1);
+    let ec2 = s.lab.ec2();
+    let r = ec2
+        .rt
+        .block_on(
+            ec2.client
+                .describe_instances()
+                .instance_ids(s.lab.instance())
+                .send(),
+        )
+        .unwrap();
+    let inst = &r.reservations()[0].instances()[0];
+    let sdf = inst
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() == Some("/dev/sdf"))
+        .expect("no /dev/sdf mapping");
+    assert_eq!(
+        sdf.ebs().and_then(|e| e.delete_on_termination()),
+        Some(true)
+    );
 }

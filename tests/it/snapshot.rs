@@ -307,3 +307,63 @@ fn refuses_before_freezing_anything() {
     assert_eq!(s.calls("CreateSnapshot"), 0);
     assert!(writable(&s.mp(0)));
 }
+
+#[test]
+fn a_filesystem_that_cannot_be_frozen_gets_no_snapshot_unless_allowed() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(
+        &moto,
+        false,
+        Some("snapshot_pending = \"1s\"\n"),
+        &[("/dev/sdf", "ext4", 1)],
+    );
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    // Someone else froze it: our FIFREEZE gets EBUSY.
+    assert!(Command::new("fsfreeze")
+        .arg("-f")
+        .arg(s.mp(0))
+        .status()
+        .unwrap()
+        .success());
+    let d = s.snaptastic(&["make-snapshots", "db"]).expect_code(1);
+    let crash = s.snaptastic(&["make-snapshots", "db", "--allow-unfrozen", "--wait"]);
+    assert!(Command::new("fsfreeze")
+        .arg("-u")
+        .arg(s.mp(0))
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        d.stderr().contains("already frozen by someone else")
+            && d.stderr().contains("no snapshot was taken"),
+        "{}",
+        d.stderr()
+    );
+    let crash = crash.expect_code(0);
+    assert!(
+        crash.stdout().contains("(not frozen)") && crash.stdout().contains("complete "),
+        "{}",
+        crash.stdout()
+    );
+    assert_eq!(s.calls("CreateSnapshot"), 1);
+    let snap = crash
+        .stdout()
+        .split_whitespace()
+        .find(|w| w.starts_with("snap-"))
+        .unwrap()
+        .to_string();
+    let ec2 = s.lab.ec2();
+    let r = ec2
+        .rt
+        .block_on(ec2.client.describe_snapshots().snapshot_ids(&snap).send())
+        .unwrap();
+    let consistency = r.snapshots()[0]
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some("consistency"))
+        .and_then(|t| t.value())
+        .map(str::to_string);
+    assert_eq!(consistency.as_deref(), Some("crash"));
+}
