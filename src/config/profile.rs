@@ -77,6 +77,28 @@ pub struct Volume {
     pub device_name_offset: u8,
 }
 
+#[cfg(test)]
+impl Volume {
+    /// A volume with the defaults a bare `device` + `mount_point` gets,
+    /// for tests of the code that consumes volumes.
+    pub fn with_defaults(device: &str, mount_point: &str, size_gib: u32) -> Self {
+        Volume {
+            device: device.into(),
+            mount_point: mount_point.into(),
+            size_gib,
+            file_system: FileSystem::Xfs,
+            mount_options: "defaults".into(),
+            volume_type: VolumeType::Gp3,
+            iops: None,
+            throughput: None,
+            encrypted: false,
+            kms_key_id: None,
+            delete_on_termination: false,
+            device_name_offset: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileSystem {

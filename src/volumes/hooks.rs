@@ -2,7 +2,7 @@
 //! is about in the environment. A failing hook is an error naming the hook
 //! and the command; the caller decides what that stops.
 
-use crate::config::{HookPoint, Hooks};
+use crate::config::{HookPoint, Profile};
 
 /// What a per-volume hook is about.
 #[derive(Debug, Default, Clone)]
@@ -14,21 +14,17 @@ pub struct HookEnv {
     pub snapshot_id: Option<String>,
 }
 
-/// Run every command of `point`, in order; stop at the first failure.
-pub async fn run(
-    hooks: &Hooks,
-    point: HookPoint,
-    profile: &str,
-    env: &HookEnv,
-) -> Result<(), String> {
-    for argv in hooks.commands(point) {
+/// Run every command of the profile's `point`, in order; stop at the
+/// first failure.
+pub async fn run(profile: &Profile, point: HookPoint, env: &HookEnv) -> Result<(), String> {
+    for argv in profile.hooks.commands(point) {
         let Some((prog, args)) = argv.split_first() else {
             continue;
         };
         tracing::info!(hook = point.as_str(), command = %argv.join(" "), "running hook");
         let mut cmd = tokio::process::Command::new(prog);
         cmd.args(args)
-            .env("SNAPTASTIC_PROFILE", profile)
+            .env("SNAPTASTIC_PROFILE", &profile.name)
             .env("SNAPTASTIC_HOOK", point.as_str())
             .stdin(std::process::Stdio::null());
         for (k, v) in [

@@ -241,20 +241,7 @@ mod tests {
     use crate::cloud::Attachment;
 
     fn vol(device: &str, mp: &str) -> Volume {
-        Volume {
-            device: device.into(),
-            mount_point: mp.into(),
-            size_gib: 5,
-            file_system: FileSystem::Xfs,
-            mount_options: "defaults".into(),
-            volume_type: VolumeType::Gp3,
-            iops: None,
-            throughput: None,
-            encrypted: false,
-            kms_key_id: None,
-            delete_on_termination: false,
-            device_name_offset: 0,
-        }
+        Volume::with_defaults(device, mp, 5)
     }
 
     fn ebs(id: &str, instance: &str, device: &str, tags: &[(&str, &str)]) -> VolumeInfo {

@@ -119,14 +119,9 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
     }
 
     tracing::info!(profile = %profile.name, volumes = plans.len(), "mounting volumes");
-    hooks::run(
-        &profile.hooks,
-        HookPoint::PreMounts,
-        &profile.name,
-        &HookEnv::default(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
+    hooks::run(&profile, HookPoint::PreMounts, &HookEnv::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
 
     let shared = Arc::new(Shared {
         ec2,
@@ -155,13 +150,8 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
         .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
         .count();
     if failed == 0 {
-        if let Err(e) = hooks::run(
-            &shared.profile.hooks,
-            HookPoint::PostMounts,
-            &shared.profile.name,
-            &HookEnv::default(),
-        )
-        .await
+        if let Err(e) =
+            hooks::run(&shared.profile, HookPoint::PostMounts, &HookEnv::default()).await
         {
             tracing::error!("{e}");
             print_summary(&plans, &outcomes);
@@ -338,7 +328,7 @@ async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
             mounted_from: mounted_from.clone(),
         };
     }
-    if let Err(e) = hooks::run(&s.profile.hooks, HookPoint::PreMount, &s.profile.name, &env).await {
+    if let Err(e) = hooks::run(&s.profile, HookPoint::PreMount, &env).await {
         return Outcome::Failed {
             error: e,
             cleanup: "nothing was changed".into(),
@@ -347,14 +337,7 @@ async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
     let mut created: Option<Created> = None;
     match restore_steps(s, &plan, &mut created, &mut env).await {
         Ok((volume_id, block_device, from)) => {
-            if let Err(e) = hooks::run(
-                &s.profile.hooks,
-                HookPoint::PostMount,
-                &s.profile.name,
-                &env,
-            )
-            .await
-            {
+            if let Err(e) = hooks::run(&s.profile, HookPoint::PostMount, &env).await {
                 return Outcome::Failed {
                     error: e,
                     cleanup: format!("{volume_id} stays mounted"),

@@ -422,23 +422,9 @@ mod tests {
     mod mount_plans {
         use super::*;
         use crate::cloud::Attachment;
-        use crate::config::{FileSystem, VolumeType};
 
         fn vol(device: &str, mp: &str, size: u32) -> Volume {
-            Volume {
-                device: device.into(),
-                mount_point: mp.into(),
-                size_gib: size,
-                file_system: FileSystem::Xfs,
-                mount_options: "defaults".into(),
-                volume_type: VolumeType::Gp3,
-                iops: None,
-                throughput: None,
-                encrypted: false,
-                kms_key_id: None,
-                delete_on_termination: false,
-                device_name_offset: 0,
-            }
+            Volume::with_defaults(device, mp, size)
         }
 
         fn ebs(

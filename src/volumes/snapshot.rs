@@ -132,28 +132,16 @@ pub async fn run(ctx: &Context, args: &MakeSnapshotsArgs) -> Result<ExitCode> {
         bail!("nothing was frozen:\n{}", problems.join("\n"));
     }
 
-    hooks::run(
-        &profile.hooks,
-        HookPoint::PreSnapshots,
-        &profile.name,
-        &HookEnv::default(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
+    hooks::run(&profile, HookPoint::PreSnapshots, &HookEnv::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
     // The calls made while frozen retry less (every retry lengthens the freeze).
     let frozen_ec2 = ctx
         .ec2_with_attempts(Some(&config), &host, crate::cloud::FROZEN_ATTEMPTS)
         .await?;
     let result = snapshot_all(args, &profile, targets, frozen_ec2, ec2).await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
-    if let Err(e) = hooks::run(
-        &profile.hooks,
-        HookPoint::PostSnapshots,
-        &profile.name,
-        &HookEnv::default(),
-    )
-    .await
-    {
+    if let Err(e) = hooks::run(&profile, HookPoint::PostSnapshots, &HookEnv::default()).await {
         tracing::error!("{e}");
         return Ok(ExitCode::FAILURE);
     }
@@ -169,7 +157,7 @@ async fn snapshot_all(
 ) -> Result<ExitCode> {
     for t in &targets {
         let env = hook_env(t, None);
-        hooks::run(&profile.hooks, HookPoint::PreSnapshot, &profile.name, &env)
+        hooks::run(profile, HookPoint::PreSnapshot, &env)
             .await
             .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
     }
@@ -269,9 +257,7 @@ async fn snapshot_all(
                     t.mount_point, t.volume_id
                 );
                 let env = hook_env(t, Some(&snap));
-                if let Err(e) =
-                    hooks::run(&profile.hooks, HookPoint::PostSnapshot, &profile.name, &env).await
-                {
+                if let Err(e) = hooks::run(profile, HookPoint::PostSnapshot, &env).await {
                     tracing::error!("{e}");
                     failed += 1;
                 }

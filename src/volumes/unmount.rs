@@ -42,14 +42,9 @@ pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode>
         .await
         .context("looking up attached volumes")?;
 
-    hooks::run(
-        &profile.hooks,
-        HookPoint::PreUnmounts,
-        &profile.name,
-        &HookEnv::default(),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
+    hooks::run(&profile, HookPoint::PreUnmounts, &HookEnv::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     let shared = Arc::new(Shared {
         ec2,
         me,
@@ -69,14 +64,7 @@ pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode>
     }
     results.sort_by_key(|(i, _)| *i);
     let profile = &shared.profile;
-    if let Err(e) = hooks::run(
-        &profile.hooks,
-        HookPoint::PostUnmounts,
-        &profile.name,
-        &HookEnv::default(),
-    )
-    .await
-    {
+    if let Err(e) = hooks::run(profile, HookPoint::PostUnmounts, &HookEnv::default()).await {
         tracing::error!("{e}");
     }
     let mut failed = 0;
@@ -115,7 +103,7 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
         volume_id: ebs.map(|e| e.id.clone()),
         ..Default::default()
     };
-    hooks::run(&profile.hooks, HookPoint::PreUnmount, &profile.name, &env).await?;
+    hooks::run(profile, HookPoint::PreUnmount, &env).await?;
     let mounts = mountinfo::read().map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
     let mut did = Vec::new();
     if mountinfo::find(&mounts, &v.mount_point).is_some() {
@@ -169,6 +157,6 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
             }
         }
     }
-    hooks::run(&profile.hooks, HookPoint::PostUnmount, &profile.name, &env).await?;
+    hooks::run(profile, HookPoint::PostUnmount, &env).await?;
     Ok(did.join(", "))
 }
