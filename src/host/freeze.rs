@@ -42,15 +42,30 @@ struct Frozen {
     frozen_at: Instant,
     /// Set once thawed: how long it was frozen.
     window: Option<Duration>,
+    /// The last thaw attempt failed with this (it is tried again).
+    thaw_error: Option<Errno>,
 }
 
-/// The state the caller and the watchdog share.
+/// The state the caller, the freezing threads and the watchdog share.
 struct Inner {
     frozen: Vec<Frozen>,
     /// The watchdog fired (the caller's calls took too long).
     watchdog_fired: bool,
+    /// Give up: a freeze that returns from now on is undone at once by the
+    /// thread that made it (a freeze that hung past the deadline, or one
+    /// racing a failure of another).
+    abandoned: bool,
     /// The caller is done: the watchdog may exit.
     done: bool,
+}
+
+/// What thawing found.
+#[derive(Debug, Default)]
+pub struct Thawed {
+    /// How long each filesystem was frozen.
+    pub windows: Vec<(PathBuf, Duration)>,
+    /// Filesystems that could not be thawed (each needs `fsfreeze -u`).
+    pub failures: Vec<(PathBuf, Errno)>,
 }
 
 /// A set of frozen filesystems. Thaws everything on drop.
@@ -72,6 +87,7 @@ impl std::fmt::Display for FreezeError {
             Errno::EPERM => " (needs root / CAP_SYS_ADMIN)",
             Errno::EBUSY => " (already frozen by someone else)",
             Errno::EOPNOTSUPP => " (this filesystem cannot be frozen)",
+            Errno::ETIMEDOUT => " (the freeze itself did not return in time)",
             _ => "",
         };
         write!(
@@ -83,10 +99,18 @@ impl std::fmt::Display for FreezeError {
     }
 }
 
+fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    // A poisoned lock still holds the descriptors we must thaw.
+    inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl FreezeSet {
-    /// Freeze every mount point, in order, and start a watchdog that thaws
-    /// them all `deadline` after the first froze. If one fails, the ones
-    /// already frozen are thawed before this returns.
+    /// Freeze every mount point at once (one thread each: every FIFREEZE
+    /// commits its filesystem's journal, and one after another the first
+    /// would stay frozen while the others flush). The watchdog starts
+    /// first: `deadline` after this call began, everything is thawed, even
+    /// if a freeze or the caller hangs. If one freeze fails or does not
+    /// return by the deadline, the others are thawed before this returns.
     pub fn freeze(mount_points: &[PathBuf], deadline: Duration) -> Result<FreezeSet, FreezeError> {
         // Open every directory before freezing any: opening is a path
         // lookup, which could block on an already frozen filesystem.
@@ -98,95 +122,129 @@ impl FreezeSet {
             })?;
             dirs.push((mp.clone(), dir));
         }
+        let started = Instant::now();
         let inner = Arc::new((
             Mutex::new(Inner {
                 frozen: Vec::new(),
                 watchdog_fired: false,
+                abandoned: false,
                 done: false,
             }),
             Condvar::new(),
         ));
+        let watchdog_inner = inner.clone();
         let mut set = FreezeSet {
             inner,
-            watchdog: None,
+            watchdog: Some(std::thread::spawn(move || {
+                watchdog(&watchdog_inner, deadline)
+            })),
         };
-        // Freeze all at once: each FIFREEZE commits its filesystem's
-        // journal, and one after another the first would stay frozen while
-        // the others flush.
-        let results: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = dirs
-                .into_iter()
-                .map(|(mp, dir)| {
-                    scope.spawn(move || {
-                        let r = freeze_fd(&dir).map(|()| Instant::now());
-                        (mp, dir, r)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .expect("a freeze thread only makes one ioctl and cannot panic")
-                })
-                .collect()
-        });
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let count = dirs.len();
+        for (mount_point, dir) in dirs {
+            let (inner, tx) = (set.inner.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let result = freeze_fd(&dir);
+                if result.is_ok() {
+                    let mut g = lock(&inner.0);
+                    if g.abandoned || g.done {
+                        // Too late: nobody will thaw this one but us.
+                        let _ = thaw_fd(&dir);
+                    } else {
+                        g.frozen.push(Frozen {
+                            mount_point: mount_point.clone(),
+                            dir,
+                            frozen_at: Instant::now(),
+                            window: None,
+                            thaw_error: None,
+                        });
+                    }
+                }
+                let _ = tx.send((mount_point, result));
+            });
+        }
+        drop(tx);
+        let mut pending: Vec<PathBuf> = mount_points.to_vec();
         let mut failed = None;
-        for (mount_point, dir, r) in results {
-            match r {
-                Ok(frozen_at) => set.lock().frozen.push(Frozen {
-                    mount_point,
-                    dir,
-                    frozen_at,
-                    window: None,
-                }),
-                Err(errno) => {
-                    failed.get_or_insert(FreezeError { mount_point, errno });
+        while !pending.is_empty() {
+            let left = deadline.saturating_sub(started.elapsed());
+            match rx.recv_timeout(left) {
+                Ok((mp, result)) => {
+                    pending.retain(|p| p != &mp);
+                    if let Err(errno) = result {
+                        failed.get_or_insert(FreezeError {
+                            mount_point: mp,
+                            errno,
+                        });
+                    }
+                }
+                Err(_) => {
+                    failed.get_or_insert(FreezeError {
+                        mount_point: pending[0].clone(),
+                        errno: Errno::ETIMEDOUT,
+                    });
+                    break;
                 }
             }
         }
+        debug_assert!(failed.is_some() || count == set.frozen_count());
         if let Some(e) = failed {
+            lock(&set.inner.0).abandoned = true;
             set.thaw();
             return Err(e);
         }
-        let inner = set.inner.clone();
-        set.watchdog = Some(std::thread::spawn(move || watchdog(&inner, deadline)));
         Ok(set)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A poisoned lock still holds the descriptors we must thaw.
-        self.inner.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn frozen_count(&self) -> usize {
+        lock(&self.inner.0).frozen.len()
     }
 
-    /// Thaw everything still frozen; returns each mount point's frozen
-    /// window. Safe to call more than once.
-    pub fn thaw(&mut self) -> Vec<(PathBuf, Duration)> {
-        let windows = {
-            let mut g = self.lock();
+    /// Thaw everything still frozen. Safe to call more than once: what
+    /// could not be thawed is tried again.
+    pub fn thaw(&mut self) -> Thawed {
+        let thawed = {
+            let mut g = lock(&self.inner.0);
             thaw_all(&mut g);
             g.done = true;
-            g.frozen
-                .iter()
-                .map(|f| (f.mount_point.clone(), f.window.unwrap_or_default()))
-                .collect()
+            Thawed {
+                windows: g
+                    .frozen
+                    .iter()
+                    .filter_map(|f| Some((f.mount_point.clone(), f.window?)))
+                    .collect(),
+                failures: g
+                    .frozen
+                    .iter()
+                    .filter_map(|f| Some((f.mount_point.clone(), f.thaw_error?)))
+                    .collect(),
+            }
         };
         self.inner.1.notify_all();
         if let Some(w) = self.watchdog.take() {
             let _ = w.join();
         }
-        windows
+        thawed
     }
 
     /// Whether the watchdog had to thaw (the deadline passed first).
     pub fn watchdog_fired(&self) -> bool {
-        self.lock().watchdog_fired
+        lock(&self.inner.0).watchdog_fired
     }
 }
 
 impl Drop for FreezeSet {
     fn drop(&mut self) {
-        self.thaw();
+        for (mp, e) in self.thaw().failures {
+            // Nothing more can be done from here; say it loudly.
+            eprintln!(
+                "error: could not thaw {}: {}; run: fsfreeze -u {}",
+                mp.display(),
+                e.desc(),
+                mp.display()
+            );
+        }
     }
 }
 
@@ -203,26 +261,24 @@ fn thaw_all(g: &mut Inner) {
                 }
             }
         }
-        f.window = Some(f.frozen_at.elapsed());
-        if let Err(e) = result.or_else(|e| if e == Errno::EINVAL { Ok(()) } else { Err(e) }) {
-            // Nothing more can be done from here; say it loudly.
-            eprintln!(
-                "error: could not thaw {}: {}; run: fsfreeze -u {}",
-                f.mount_point.display(),
-                e.desc(),
-                f.mount_point.display()
-            );
+        match result {
+            Ok(()) | Err(Errno::EINVAL) => {
+                f.window = Some(f.frozen_at.elapsed());
+                f.thaw_error = None;
+            }
+            Err(e) => f.thaw_error = Some(e),
         }
     }
 }
 
 fn watchdog(inner: &(Mutex<Inner>, Condvar), deadline: Duration) {
-    let (lock, cvar) = inner;
+    let (lock_, cvar) = inner;
     let end = Instant::now() + deadline;
-    let mut g = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut g = lock(lock_);
     while !g.done {
         let now = Instant::now();
         if now >= end {
+            g.abandoned = true;
             if g.frozen.iter().any(|f| f.window.is_none()) {
                 g.watchdog_fired = true;
                 thaw_all(&mut g);

@@ -17,6 +17,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::hooks::{self, HookEnv};
 use super::list::attached_for;
 use super::plan::TAG_PROFILE;
+
+/// Tag on the snapshots of one make-snapshots run (see
+/// `mark_crash_consistent`).
+const TAG_RUN: &str = "snaptastic:run";
 use super::tags::resource_tags;
 use crate::app::Context;
 use crate::cli::MakeSnapshotsArgs;
@@ -142,10 +146,45 @@ pub async fn run(ctx: &Context, args: &MakeSnapshotsArgs) -> Result<ExitCode> {
     let result = snapshot_all(args, &profile, targets, frozen_ec2, ec2).await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
     if let Err(e) = hooks::run(&profile, HookPoint::PostSnapshots, &HookEnv::default()).await {
-        tracing::error!("{e}");
-        return Ok(ExitCode::FAILURE);
+        if let Err(first) = &result {
+            tracing::error!("{first:#}");
+        }
+        bail!("{e}");
     }
     result
+}
+
+/// How the frozen window ended.
+enum Ended {
+    Done(Vec<(usize, Result<String, crate::cloud::CloudError>)>),
+    TimedOut,
+    Signal(&'static str),
+}
+
+/// Signals caught from before the freeze to the end of the run, so none
+/// kills the process while a filesystem is frozen.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
 }
 
 async fn snapshot_all(
@@ -161,10 +200,22 @@ async fn snapshot_all(
             .await
             .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
     }
-    // Signals are caught from before the freeze until after the thaw.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let mut signals = Signals::new()?;
+    // Credentials, DNS and connections are set up now, one connection per
+    // volume, not by the first call inside the freeze.
+    let warm = targets.iter().map(|t| {
+        let (ec2, id) = (frozen_ec2.clone(), t.volume_id.clone());
+        tokio::spawn(async move { ec2.volume(&id).await })
+    });
+    for w in warm.collect::<Vec<_>>() {
+        w.await?.context("checking the volumes before freezing")?;
+    }
+    // A tag unique to this run finds what it started, whatever happens.
+    let run_id = format!(
+        "{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
 
     tokio::task::spawn_blocking(freeze::sync_all).await?;
     let mount_points: Vec<PathBuf> = targets
@@ -189,6 +240,7 @@ async fn snapshot_all(
     for t in &mut targets {
         t.tags
             .push(("consistency".to_string(), consistency.to_string()));
+        t.tags.push((TAG_RUN.to_string(), run_id.clone()));
     }
 
     // The frozen window: only the calls that start the snapshots.
@@ -203,49 +255,75 @@ async fn snapshot_all(
         );
         calls.spawn(async move { (i, ec2.create_snapshot(&vol, &desc, &tags).await) });
     }
-    enum Ended {
-        Done(Vec<(usize, Result<String, crate::cloud::CloudError>)>),
-        TimedOut,
-        Signal(&'static str),
-    }
     let ended = tokio::select! {
         r = tokio::time::timeout(deadline, calls.join_all()) => match r {
             Ok(results) => Ended::Done(results),
             Err(_) => Ended::TimedOut,
         },
-        _ = term.recv() => Ended::Signal("SIGTERM"),
-        _ = int.recv() => Ended::Signal("SIGINT"),
-        _ = hup.recv() => Ended::Signal("SIGHUP"),
+        sig = signals.recv() => Ended::Signal(sig),
     };
     let calls_took = started.elapsed();
     let watchdog_fired = frozen.as_ref().is_some_and(FreezeSet::watchdog_fired);
-    let windows = match frozen.as_mut() {
+    let thawed = match frozen.as_mut() {
         Some(set) => tokio::task::block_in_place(|| set.thaw()),
-        None => Vec::new(),
+        None => Default::default(),
     };
-    drop(frozen);
-    for (mp, w) in &windows {
+    for (mp, w) in &thawed.windows {
         tracing::info!("{}: frozen for {} ms", mp.display(), w.as_millis());
     }
+    let thaw_failed = !thawed.failures.is_empty();
+    for (mp, e) in &thawed.failures {
+        tracing::error!(
+            "could not thaw {}: {}; run: fsfreeze -u {}",
+            mp.display(),
+            e.desc(),
+            mp.display()
+        );
+    }
+    // Dropping the set retries any failed thaw once more.
+    drop(frozen);
+
     let results = match ended {
-        Ended::Done(mut r) => {
+        Ended::Done(mut r) if !watchdog_fired => {
             r.sort_by_key(|(i, _)| *i);
             r
         }
-        Ended::TimedOut => bail!(
-            "the snapshot calls did not return within {} (after {} ms); filesystems were thawed{}; no consistent snapshot was taken",
-            humantime::format_duration(deadline),
-            calls_took.as_millis(),
-            if watchdog_fired { " by the watchdog" } else { "" }
-        ),
-        Ended::Signal(sig) => bail!("{sig} while frozen: filesystems were thawed; snapshots may or may not have started"),
+        other => {
+            // The watchdog thawed first, the calls timed out, or a signal
+            // came: whatever EC2 accepted may not be consistent.
+            let why = match other {
+                Ended::Signal(sig) => format!("{sig} while frozen"),
+                _ => format!(
+                    "the snapshot calls did not return within {} (after {} ms)",
+                    humantime::format_duration(deadline),
+                    calls_took.as_millis()
+                ),
+            };
+            let stray = mark_crash_consistent(&ec2, &run_id).await;
+            bail!(
+                "{why}; filesystems were thawed{}; {}",
+                if watchdog_fired {
+                    " by the watchdog"
+                } else {
+                    ""
+                },
+                match stray.as_slice() {
+                    [] => "no snapshot was taken".to_string(),
+                    ids => format!(
+                        "snapshots started anyway are tagged consistency=crash: {}",
+                        ids.join(", ")
+                    ),
+                }
+            );
+        }
     };
 
-    let mut failed = 0;
+    let mut failed = usize::from(thaw_failed);
     let mut started_ok = Vec::new();
     for (i, r) in results {
         let t = &targets[i];
-        let window = windows
+        let window = thawed
+            .windows
             .iter()
             .find(|(mp, _)| mp == &PathBuf::from(&t.mount_point))
             .map(|(_, w)| format!("frozen {} ms", w.as_millis()))
@@ -271,11 +349,16 @@ async fn snapshot_all(
     }
     if args.wait {
         for (mp, snap) in &started_ok {
-            if let Err(e) = wait_completed(&ec2, mp, snap).await {
-                failed += 1;
-                println!("FAILED   {mp}: {snap}: {e}");
-            } else {
-                println!("complete {mp}: {snap}");
+            let outcome = tokio::select! {
+                r = wait_completed(&ec2, mp, snap) => r,
+                sig = signals.recv() => bail!("{sig} while waiting: the snapshots go on in EC2 ({})", started_ok.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ")),
+            };
+            match outcome {
+                Ok(()) => println!("complete {mp}: {snap}"),
+                Err(e) => {
+                    failed += 1;
+                    println!("FAILED   {mp}: {snap}: {e}");
+                }
             }
         }
     }
@@ -284,6 +367,30 @@ async fn snapshot_all(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Tag the snapshots this run started as crash-consistent (they may have
+/// been taken after a thaw); returns their ids.
+async fn mark_crash_consistent(ec2: &crate::cloud::Ec2, run_id: &str) -> Vec<String> {
+    let found = match ec2
+        .snapshots_tagged(&[(TAG_RUN.to_string(), run_id.to_string())])
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(
+                "could not look for snapshots this run started (tag {TAG_RUN}={run_id}): {e}"
+            );
+            return Vec::new();
+        }
+    };
+    let crash = [("consistency".to_string(), "crash".to_string())];
+    for s in &found {
+        if let Err(e) = ec2.create_tags(&s.id, &crash).await {
+            tracing::error!("could not tag {} consistency=crash: {e}", s.id);
+        }
+    }
+    found.into_iter().map(|s| s.id).collect()
 }
 
 fn hook_env(t: &Target, snapshot: Option<&str>) -> HookEnv {

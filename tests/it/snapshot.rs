@@ -260,7 +260,7 @@ fn sigterm_while_frozen_thaws() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("SIGTERM while frozen: filesystems were thawed"),
+        stderr.contains("SIGTERM while frozen; filesystems were thawed"),
         "{stderr}"
     );
     assert!(writable(&s.mp(0)), "still frozen after SIGTERM");
