@@ -251,6 +251,11 @@ pub struct CleanArgs {
     /// Do not ask for confirmation.
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// clean volumes: also delete volumes unmount-snapshots detached, or
+    /// that a terminated instance left mounted; they may hold data newer
+    /// than any snapshot.
+    #[arg(long)]
+    pub include_detached: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

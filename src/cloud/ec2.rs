@@ -287,6 +287,7 @@ impl Ec2 {
             .encrypted(spec.encrypted)
             .set_kms_key_id(spec.kms_key_id.clone())
             .tag_specifications(tags.build())
+            .client_token(&spec.client_token)
             .send()
             .await
             .map_err(|e| cloud_error("CreateVolume", e))?;
@@ -342,19 +343,28 @@ impl Ec2 {
     pub async fn snapshots_in_images(
         &self,
     ) -> Result<std::collections::BTreeSet<String>, CloudError> {
-        let resp = self
-            .client
-            .describe_images()
-            .owners("self")
-            .send()
-            .await
-            .map_err(|e| cloud_error("DescribeImages", e))?;
-        Ok(resp
-            .images()
-            .iter()
-            .flat_map(|i| i.block_device_mappings())
-            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string))
-            .collect())
+        let mut out = std::collections::BTreeSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = self
+                .client
+                .describe_images()
+                .owners("self")
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| cloud_error("DescribeImages", e))?;
+            out.extend(
+                resp.images()
+                    .iter()
+                    .flat_map(|i| i.block_device_mappings())
+                    .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()).map(str::to_string)),
+            );
+            match resp.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     pub async fn attach_volume(

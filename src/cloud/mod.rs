@@ -150,6 +150,9 @@ pub struct NewVolume {
     pub kms_key_id: Option<String>,
     /// Applied at creation (TagSpecifications): no untagged moment.
     pub tags: Vec<(String, String)>,
+    /// Idempotency token: a retried CreateVolume whose first attempt EC2
+    /// accepted returns the same volume instead of a second one.
+    pub client_token: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -81,6 +81,21 @@ pub async fn wait_for(
     }
 }
 
+/// Whether a block device is in use (mounted, also lazily unmounted with
+/// open files, or claimed by another holder): an exclusive open fails with
+/// EBUSY then. Detaching a volume in use corrupts it.
+pub fn in_use(device: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_EXCL.bits())
+        .open(device)
+    {
+        Ok(_) => false,
+        Err(e) => e.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32),
+    }
+}
+
 /// The `major:minor` of a block device (following links), as
 /// /proc/self/mountinfo writes it.
 pub fn dev_number(path: &Path) -> Option<String> {

@@ -7,17 +7,29 @@ use std::process::Command;
 
 use crate::config::FileSystem;
 
-/// The filesystem type on a device (per `blkid -p`), `None` if blank.
+/// What is on a device (per `blkid -p`): a filesystem type, `partition
+/// table (dos)` style text for a partitioned disk, or `None` when blank.
 pub fn probe(device: &Path) -> Result<Option<String>, String> {
     let out = Command::new("blkid")
-        .args(["-p", "-o", "value", "-s", "TYPE"])
+        .args(["-p", "-o", "export"])
         .arg(device)
         .output()
         .map_err(|e| format!("running blkid: {e} (install util-linux)"))?;
     match out.status.code() {
-        Some(0) => Ok(
-            Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty()),
-        ),
+        Some(0) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let field = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                    .map(str::to_string)
+            };
+            Ok(Some(match (field("TYPE"), field("PTTYPE")) {
+                (Some(t), _) => t,
+                (None, Some(pt)) => format!("partition table ({pt})"),
+                // Something blkid recognised without naming it: not blank.
+                (None, None) => "unknown signature".to_string(),
+            }))
+        }
         // blkid exits 2 when it finds nothing.
         Some(2) => Ok(None),
         _ => Err(format!(

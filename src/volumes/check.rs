@@ -12,6 +12,16 @@ use crate::app::Context;
 use crate::cli::CheckBackupsArgs;
 
 pub async fn run(ctx: &Context, args: &CheckBackupsArgs) -> Result<ExitCode> {
+    let result = check(ctx, args).await;
+    if let (Err(_), Some(path)) = (&result, &args.prometheus) {
+        // A stale file would keep reporting old, fresh-looking ages: with
+        // no metric the collector's absence alert fires instead.
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+async fn check(ctx: &Context, args: &CheckBackupsArgs) -> Result<ExitCode> {
     let flags: Vec<(String, String)> = [
         ("role", &args.role),
         ("cluster", &args.cluster),

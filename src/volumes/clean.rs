@@ -55,7 +55,7 @@ pub async fn run(ctx: &Context, args: &CleanArgs) -> Result<ExitCode> {
                 .volumes_tagged(&tags)
                 .await
                 .context("looking up volumes")?;
-            plan_volume_cleanup(&volumes, now)
+            plan_volume_cleanup(&volumes, args.include_detached, now)
                 .into_iter()
                 .map(|(v, verdict)| {
                     let what = format!(

@@ -19,7 +19,7 @@ use super::plan::{
 use super::tags::resource_tags;
 use crate::app::Context;
 use crate::cli::MountSnapshotsArgs;
-use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState};
+use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
 use crate::config::{kernel_device_name, FileSystem, HookPoint, Profile};
 use crate::host::{devices, fs, mount, mountinfo};
 use crate::instance::Identity;
@@ -132,16 +132,25 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
         wait_pending: args.wait_pending,
     });
     let mut tasks = tokio::task::JoinSet::new();
+    let mut index = std::collections::HashMap::new();
     for (i, plan) in plans.iter().cloned().enumerate() {
         let shared = shared.clone();
-        tasks.spawn(async move { (i, restore_one(&shared, plan).await) });
+        let task = tasks.spawn(async move { (i, restore_one(&shared, plan).await) });
+        index.insert(task.id(), i);
     }
+    // Every volume is waited for, even if another's task panicked.
     let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(r) => outcomes.push(r),
-            Err(e) => bail!("a volume task panicked: {e}"),
-        }
+    while let Some(joined) = tasks.join_next_with_id().await {
+        outcomes.push(match joined {
+            Ok((_, r)) => r,
+            Err(e) => (
+                index[&e.id()],
+                Outcome::Failed {
+                    error: format!("internal error: {e}"),
+                    cleanup: "state unknown: check list-volumes".into(),
+                },
+            ),
+        });
     }
     outcomes.sort_by_key(|(i, _)| *i);
 
@@ -412,6 +421,12 @@ async fn restore_steps(
                 encrypted: v.encrypted,
                 kms_key_id: v.kms_key_id.clone(),
                 tags,
+                client_token: format!(
+                    "snaptastic-{}-{}-{}",
+                    std::process::id(),
+                    chrono::Utc::now().timestamp_micros(),
+                    v.device.trim_start_matches("/dev/")
+                ),
             };
             tracing::info!(
                 "{}: creating a {} GiB {} volume in {} from {source_label}",
@@ -530,7 +545,7 @@ async fn prepare_filesystem(
                 Ok((fs_type, from))
             }
             None => Err(format!(
-                "{} holds a {t} filesystem, which snaptastic does not mount",
+                "{} holds {t}; snaptastic mounts only ext4 and xfs",
                 block.display()
             )),
         },
@@ -571,18 +586,29 @@ async fn resolve_source(
                 })
             })
             .await;
+            let fb = fallback
+                .as_ref()
+                .map_or("an empty volume".to_string(), |f| f.id.clone());
             match waited {
                 Ok(Some(done)) => Ok(Some(done)),
-                Ok(None) | Err(_) => {
-                    let fb = fallback
-                        .as_ref()
-                        .map_or("an empty volume".to_string(), |f| f.id.clone());
+                // It failed or vanished: it never held usable data.
+                Ok(None) => {
+                    tracing::warn!("{mount_point}: snapshot {} is not usable; falling back to {fb}", pending.id);
+                    Ok(fallback.clone())
+                }
+                Err(WaitError::TimedOut(_)) if fallback.is_some() => {
                     tracing::warn!(
-                        "{mount_point}: snapshot {} is not usable; falling back to {fb}",
-                        pending.id
+                        "{mount_point}: snapshot {} is still pending after {}; falling back to {fb}",
+                        pending.id,
+                        humantime::format_duration(s.wait_pending)
                     );
                     Ok(fallback.clone())
                 }
+                // Never start empty over data that is still being saved.
+                Err(e) => Err(format!(
+                    "snapshot {} is not completed ({e}) and there is no older one; not creating an empty volume in its place: re-run later or raise --wait-pending",
+                    pending.id
+                )),
             }
         }
     }

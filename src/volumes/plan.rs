@@ -208,15 +208,32 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
                 && vol.tags.get(TAG_STATE).map(String::as_str) == Some(state)
         })
     };
-    // A run that crashed between CreateVolume and mount left this one.
+    let choice = choose_snapshot(seen.snapshots, &v.mount_point);
+    // A run that crashed between CreateVolume and mount left this one:
+    // adopt it if it came from what this run would restore; a leftover
+    // from an older source is left for `clean volumes`.
     if let Some(vol) = available_ours(STATE_RESTORING) {
-        return Ok(plan(MountAction::Adopt {
-            volume: vol.clone(),
-            attached: false,
-        }));
+        let wanted: Vec<&str> = match &choice.source {
+            RestoreSource::Snapshot { snapshot } => vec![snapshot.id.as_str()],
+            RestoreSource::WaitFor { pending, fallback } => {
+                let mut w = vec![pending.id.as_str()];
+                w.extend(fallback.iter().map(|f| f.id.as_str()));
+                w
+            }
+            RestoreSource::Empty => vec![SOURCE_EMPTY],
+        };
+        if vol
+            .tags
+            .get(TAG_SOURCE)
+            .is_some_and(|s| wanted.contains(&s.as_str()))
+        {
+            return Ok(plan(MountAction::Adopt {
+                volume: vol.clone(),
+                attached: false,
+            }));
+        }
     }
 
-    let choice = choose_snapshot(seen.snapshots, &v.mount_point);
     let too_small = |s: &SnapshotInfo| -> Result<(), String> {
         match s.size_gib {
             Some(n) if n > v.size_gib => Err(format!(
@@ -546,6 +563,7 @@ mod tests {
                 ("device used by another volume", seen(&[], &foreign, &[], &snaps), false, "error: /data (/dev/sdf): device /dev/sdf is already in use by vol-f (tagged for /other)"),
                 ("attached to another instance is not ours", seen(&[], &elsewhere, &[], &snaps), false, "create from s1"),
                 ("crashed run left it available", seen(&[], &[], &leftover, &snaps), false, "adopt vol-l attached=false"),
+                ("crash leftover from an older source is not adopted", seen(&[], &[], &leftover, &[]), false, "create empty"),
                 ("detached on purpose, a snapshot exists", seen(&[], &[], &detached, &snaps), false, "create from s1"),
                 ("detached on purpose, no snapshot", seen(&[], &[], &detached, &[]), false, "adopt vol-d attached=false"),
                 ("size smaller than the snapshot", seen(&[], &[], &[], &big), false, "error: /data (/dev/sdf): size 5 GiB is smaller than snapshot s2 (50 GiB); set size = 50 or more"),

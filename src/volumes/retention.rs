@@ -134,31 +134,43 @@ fn verdict(
 /// A crashed mount-snapshots may still be working on a volume this young.
 pub const RESTORING_GRACE: Duration = Duration::from_secs(3600);
 
-/// Decide for every volume tagged for a profile: only unattached ones go,
-/// and not one a mount-snapshots run created (tag `created`) within the
-/// last hour and may still be attaching.
+/// Decide for every volume tagged for a profile: only unattached ones go.
+/// By default only a crashed mount-snapshots' leftovers (state
+/// `restoring`, which hold nothing but a snapshot's data), and not one
+/// created in the last hour (a run may still be attaching it). Volumes
+/// that were in use (`detached`, `mounted`) may hold data newer than any
+/// snapshot: they go only with `include_detached`.
 pub fn plan_volume_cleanup(
     volumes: &[VolumeInfo],
+    include_detached: bool,
     now: DateTime<Utc>,
 ) -> Vec<(VolumeInfo, Verdict)> {
     volumes
         .iter()
         .map(|v| {
+            let state = v.tags.get(TAG_STATE).map(String::as_str);
+            let young = v
+                .tags
+                .get("created")
+                .and_then(|c| parse_python_timestamp(c))
+                .is_none_or(|c| {
+                    now.signed_duration_since(c).to_std().unwrap_or_default() < RESTORING_GRACE
+                });
             let verdict = if v.state != "available" {
                 Verdict::Keep(format!("{} (attached or busy)", v.state))
-            } else if v.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_RESTORING)
-                && v.tags
-                    .get("created")
-                    .and_then(|c| parse_python_timestamp(c))
-                    .is_some_and(|c| {
-                        now.signed_duration_since(c).to_std().unwrap_or_default() < RESTORING_GRACE
-                    })
-            {
+            } else if state == Some(STATE_RESTORING) && young {
                 Verdict::Keep(
                     "being restored by a mount-snapshots run less than an hour ago".into(),
                 )
+            } else if state == Some(STATE_RESTORING) {
+                Verdict::Delete("left by a mount-snapshots run that never mounted it".into())
+            } else if include_detached {
+                Verdict::Delete(format!("available, was {}", state.unwrap_or("in use")))
             } else {
-                Verdict::Delete("available (not attached to any instance)".into())
+                Verdict::Keep(format!(
+                    "was {}: may hold data newer than any snapshot (--include-detached deletes it)",
+                    state.unwrap_or("in use")
+                ))
             };
             (v.clone(), verdict)
         })
@@ -424,11 +436,14 @@ mod tests {
             vol("v3", "available", Some(STATE_RESTORING), recent),
             vol("v4", "available", Some(STATE_RESTORING), OLD),
         ];
-        let got: Vec<bool> = plan_volume_cleanup(&vols, at(48))
-            .iter()
-            .map(|(_, v)| matches!(v, Verdict::Delete(_)))
-            .collect();
-        assert_eq!(got, [false, true, false, true]);
+        let deleted = |include| -> Vec<bool> {
+            plan_volume_cleanup(&vols, include, at(48))
+                .iter()
+                .map(|(_, v)| matches!(v, Verdict::Delete(_)))
+                .collect()
+        };
+        assert_eq!(deleted(false), [false, false, false, true]);
+        assert_eq!(deleted(true), [false, true, false, true]);
     }
 
     #[test]

@@ -15,8 +15,9 @@ use super::plan::{STATE_DETACHED, TAG_STATE};
 use crate::app::Context;
 use crate::cli::UnmountSnapshotsArgs;
 use crate::cloud::{poll_until, Backoff, Ec2, VolumeInfo};
+use crate::config::kernel_device_name;
 use crate::config::{HookPoint, Profile, Volume};
-use crate::host::{mount, mountinfo};
+use crate::host::{devices, mount, mountinfo};
 
 /// Detaching completes in seconds; a busy host may take longer.
 const DETACH_DEADLINE: Duration = Duration::from_secs(120);
@@ -50,24 +51,32 @@ pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode>
         me,
         profile,
         attached,
+        device_root: config.device_root.clone(),
         lazy: args.lazy,
         delete: args.delete,
     });
     let mut tasks = tokio::task::JoinSet::new();
+    let mut index = std::collections::HashMap::new();
     for (i, v) in volumes.iter().cloned().enumerate() {
         let shared = shared.clone();
-        tasks.spawn(async move { (i, unmount_one(&shared, &v).await) });
+        let task = tasks.spawn(async move { (i, unmount_one(&shared, &v).await) });
+        index.insert(task.id(), i);
     }
+    // Every volume is waited for, even if another's task panicked.
     let mut results: Vec<(usize, Result<String, String>)> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        results.push(joined.context("a volume task panicked")?);
+    while let Some(joined) = tasks.join_next_with_id().await {
+        results.push(match joined {
+            Ok((_, r)) => r,
+            Err(e) => (index[&e.id()], Err(format!("internal error: {e}"))),
+        });
     }
     results.sort_by_key(|(i, _)| *i);
     let profile = &shared.profile;
+    let mut failed = 0;
     if let Err(e) = hooks::run(profile, HookPoint::PostUnmounts, &HookEnv::default()).await {
         tracing::error!("{e}");
+        failed += 1;
     }
-    let mut failed = 0;
     for (v, (_, r)) in volumes.iter().zip(results) {
         match r {
             Ok(done) => println!("done     {}: {done}", v.mount_point),
@@ -90,6 +99,7 @@ struct Shared {
     me: String,
     profile: Profile,
     attached: Vec<VolumeInfo>,
+    device_root: PathBuf,
     lazy: bool,
     delete: bool,
 }
@@ -124,6 +134,21 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
     match ebs {
         None => did.push("no volume attached".into()),
         Some(vol) => {
+            // Whatever is mounted at the mount point, the volume's own device
+            // must be free: mounted elsewhere, or lazily unmounted with files
+            // still open, it would be corrupted by a detach.
+            let kernel = kernel_device_name(&v.device, v.device_name_offset);
+            if let Some(dev) = devices::find(&s.device_root, &v.device, &kernel, &vol.id) {
+                if devices::in_use(&dev) {
+                    return Err(format!(
+                        "{} ({}) is still in use ({}); not detaching {}: run unmount-snapshots again when it is free",
+                        dev.display(),
+                        vol.id,
+                        if s.lazy { "lazily unmounted with files open" } else { "mounted elsewhere or held open" },
+                        vol.id
+                    ));
+                }
+            }
             tracing::info!("{}: detaching {}", v.mount_point, vol.id);
             ec2.detach_volume(&vol.id, me)
                 .await

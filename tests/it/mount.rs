@@ -552,10 +552,61 @@ fn busy_unmount_refuses_and_does_not_detach() {
         "{}",
         d.stderr()
     );
-    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
-        .expect_code(0);
+
+    // --lazy takes it out of the tree, but a volume still in use is never
+    // detached; once its user is gone a re-run detaches it.
+    let mut holder = std::process::Command::new("sleep")
+        .arg("30")
+        .current_dir(s.mp(0))
+        .spawn()
+        .unwrap();
+    let d = s
+        .snaptastic(&["unmount-snapshots", "db", "--yes", "--lazy"])
+        .expect_code(1);
+    assert!(
+        d.stdout()
+            .contains("is still in use (lazily unmounted with files open); not detaching"),
+        "{}",
+        d.stdout()
+    );
     assert_eq!(mounted_at(&s.mp(0)), None);
+    assert_eq!(s.calls("DetachVolume"), 0);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let out = s
+        .snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains("was not mounted, detached vol-"), "{out}");
     assert_eq!(s.our_volumes().len(), 0);
+}
+
+#[test]
+fn a_pending_snapshot_without_fallback_is_never_replaced_by_an_empty_volume() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(
+        &moto,
+        false,
+        Some("snapshot_pending = \"1h\"\n"),
+        &[("/dev/sdf", "ext4", 1)],
+    );
+    let ec2 = s.lab.ec2();
+    let src = ec2.volume("us-east-1a", 1, &[]);
+    let pending = s.legacy_snapshot(&src, &s.mp(0));
+    let creates = s.calls("CreateVolume");
+    let d = s
+        .snaptastic(&["mount-snapshots", "db", "--wait-pending", "2s"])
+        .expect_code(1);
+    let out = d.stdout();
+    assert!(
+        out.contains(&format!("snapshot {pending} is not completed"))
+            && out.contains("not creating an empty volume in its place"),
+        "{out}"
+    );
+    assert_eq!(s.calls("CreateVolume"), creates);
+    assert_eq!(mounted_at(&s.mp(0)), None);
 }
 
 #[test]

@@ -164,8 +164,19 @@ fn clean_volumes_only_touches_this_profiles_unattached_volumes() {
         ],
     );
     let untagged = w.ec2.volume("us-east-1a", 1, &[]);
+    let crashed = w.ec2.volume("us-east-1a", 1, &tags("restoring"));
     let out = w
         .run(&["clean", "volumes", "db", "--yes"])
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains(&format!("deleted {crashed}")), "{out}");
+    assert!(
+        out.contains(&format!("keep    {leftover}"))
+            && out.contains("--include-detached deletes it"),
+        "{out}"
+    );
+    let out = w
+        .run(&["clean", "volumes", "db", "--yes", "--include-detached"])
         .expect_code(0)
         .stdout();
     assert!(out.contains(&format!("deleted {leftover}")), "{out}");
