@@ -22,7 +22,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::UnmountSnapshots(args) => volumes::unmount::run(&ctx, &args).await,
         Command::Clean(args) => volumes::clean::run(&ctx, &args).await,
         Command::CheckBackups(args) => volumes::check::run(&ctx, &args).await,
-        Command::Tablesnap(_) => not_yet("tablesnap"),
+        Command::Tablesnap(args) => crate::files::snap::run(&ctx, &args).await,
         Command::Tableslurp(_) => not_yet("tableslurp"),
         Command::Tablechop(_) => not_yet("tablechop"),
     }

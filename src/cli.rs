@@ -142,12 +142,17 @@ pub enum Command {
     )]
     CheckBackups(CheckBackupsArgs),
 
-    /// Watch directories and upload new immutable files to S3 (tablesnap).
+    /// Watch directories and upload new immutable files to S3, in
+    /// tablesnap 1.2.1's layout (tablesnap).
+    ///
+    /// Each file goes to `<prefix><name><separator><absolute path>` with
+    /// its md5sum and stat as metadata; after the files of a directory are
+    /// uploaded, a `<data key>-listdir.json` index lists them. Runs until
+    /// SIGTERM/SIGINT, finishing the uploads in flight.
     #[command(
-        disable_help_flag = false,
-        after_help = "Example:\n  snaptastic tablesnap my-bucket /var/lib/cassandra/data -r -a"
+        after_help = "Examples:\n  tablesnap my-bucket /var/lib/cassandra/data -r -a -B\n  snaptastic tablesnap my-bucket /var/lib/cassandra/data -r -a --endpoint-url http://127.0.0.1:9000 -e '\\.log$'"
     )]
-    Tablesnap(PassThroughArgs),
+    Tablesnap(Box<TablesnapArgs>),
 
     /// Restore files uploaded by tablesnap (tableslurp).
     #[command(
@@ -282,6 +287,93 @@ pub struct CheckBackupsArgs {
     /// textfile-collector metric.
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+}
+
+/// tablesnap 1.2.1's flags, plus endpoint, storage class and KMS options.
+#[derive(Debug, Args)]
+pub struct TablesnapArgs {
+    /// S3 bucket.
+    #[arg(value_name = "BUCKET")]
+    pub bucket: String,
+    /// Directories to watch.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Watch subdirectories too.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Watch directories created after start (and upload what is in them).
+    #[arg(short = 'a', long = "auto-add")]
+    pub auto_add: bool,
+    /// At start, upload the files already there that S3 lacks.
+    #[arg(short = 'B', long)]
+    pub backup: bool,
+    /// Key prefix, used as is (add the trailing '/' yourself).
+    #[arg(short = 'p', long, default_value = "")]
+    pub prefix: String,
+    /// Do not write -listdir.json indexes.
+    #[arg(long)]
+    pub without_index: bool,
+    #[arg(long, default_value = ":", value_name = "SEP")]
+    pub keyname_separator: String,
+    /// Files uploaded at once (and multipart parts in flight in all).
+    #[arg(short = 't', long, default_value_t = 4)]
+    pub threads: usize,
+    /// Host name in the keys (default: this host's FQDN).
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Skip files whose path matches any of these regexes.
+    #[arg(short = 'e', long, num_args = 1.., value_name = "REGEX")]
+    pub exclude: Vec<String>,
+    /// Only files whose path matches one of these regexes.
+    #[arg(short = 'i', long, num_args = 1.., value_name = "REGEX", conflicts_with = "exclude")]
+    pub include: Vec<String>,
+    /// inotify events that mean "a file is ready" (repeatable; default
+    /// IN_MOVED_TO and IN_CLOSE_WRITE; add IN_CREATE for hard links).
+    #[arg(long, value_parser = ["IN_MOVED_TO", "IN_CLOSE_WRITE", "IN_CREATE"], value_name = "EVENT")]
+    pub listen_events: Vec<String>,
+    /// Files larger than this many MB go up in parts.
+    #[arg(long, default_value_t = 5120, value_name = "MB")]
+    pub max_upload_size: u64,
+    /// Part size in MB (raised as needed to stay under 10,000 parts).
+    #[arg(long, default_value_t = 256, value_name = "MB")]
+    pub multipart_chunk_size: u64,
+    /// Accepted for compatibility; keys on the command line show in `ps`:
+    /// prefer the instance role or the environment.
+    #[arg(short = 'k', long = "aws-key", hide = true)]
+    pub aws_key: Option<String>,
+    #[arg(short = 's', long = "aws-secret", hide = true)]
+    pub aws_secret: Option<String>,
+    #[arg(long = "aws-token", hide = true)]
+    pub aws_token: Option<String>,
+    /// AWS region (default: the SDK's chain, else us-east-1).
+    #[arg(long)]
+    pub aws_region: Option<String>,
+    /// S3-compatible endpoint (MinIO, Ceph RGW); AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (automatic for IP and localhost endpoints).
+    #[arg(long)]
+    pub s3_force_path_style: bool,
+    /// STANDARD, STANDARD_IA, INTELLIGENT_TIERING, ...
+    #[arg(long)]
+    pub storage_class: Option<String>,
+    /// tablesnap's -R: REDUCED_REDUNDANCY.
+    #[arg(short = 'R', long)]
+    pub reduced_redundancy: bool,
+    /// tablesnap's --with-sse: AES256.
+    #[arg(long)]
+    pub with_sse: bool,
+    /// Server-side encryption: AES256 or aws:kms.
+    #[arg(long, value_parser = ["AES256", "aws:kms"])]
+    pub sse: Option<String>,
+    #[arg(long, value_name = "KEY_ID")]
+    pub sse_kms_key_id: Option<String>,
+    /// Retries per request after the first attempt (with backoff).
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// Accepted for compatibility: the MD5 is always compared when sizes match.
+    #[arg(long, hide = true)]
+    pub md5_on_start: bool,
 }
 
 /// The file commands take the original tools' flags; until they land they

@@ -15,6 +15,7 @@ pub mod checks;
 pub mod cli;
 pub mod cloud;
 pub mod config;
+pub mod files;
 pub mod host;
 pub mod instance;
 pub mod logging;

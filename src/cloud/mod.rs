@@ -2,6 +2,7 @@
 //! callers see `SnapshotInfo`, `VolumeInfo` and `CloudError`.
 
 mod ec2;
+pub mod s3;
 mod wait;
 
 use std::collections::BTreeMap;

@@ -6,3 +6,4 @@ pub mod freeze;
 pub mod fs;
 pub mod mount;
 pub mod mountinfo;
+pub mod watch;

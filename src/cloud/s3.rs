@@ -1,0 +1,404 @@
+//! S3 calls for the file commands: HEAD, streamed single PUTs, multipart
+//! uploads whose parts stream from the file (no part is held in memory),
+//! and the small JSON indexes. SDK types stay here.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+};
+use aws_sdk_s3::Client;
+use tokio::sync::Semaphore;
+
+use super::CloudError;
+
+/// S3 refuses more parts than this.
+pub const MAX_PARTS: u64 = 10_000;
+/// And parts smaller than this (but the last).
+pub const MIN_PART: u64 = 5 << 20;
+
+/// How objects are stored.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub storage_class: Option<String>,
+    /// `AES256` or `aws:kms`.
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+}
+
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub metadata: HashMap<String, String>,
+}
+
+#[derive(Clone)]
+pub struct S3 {
+    client: Client,
+    bucket: String,
+}
+
+fn s3_error<E>(
+    op: &'static str,
+    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> CloudError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    match &err {
+        aws_sdk_s3::error::SdkError::ServiceError(_) => CloudError::Service {
+            op,
+            code: err.code().unwrap_or("Unknown").to_string(),
+            message: err.message().unwrap_or_default().to_string(),
+            request_id: None,
+        },
+        _ => CloudError::Transport {
+            op,
+            message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
+        },
+    }
+}
+
+/// Whether an endpoint needs path-style addressing (IP addresses and
+/// localhost cannot carry the bucket as a subdomain).
+pub fn needs_path_style(endpoint: &str) -> bool {
+    let host = endpoint
+        .split("://")
+        .nth(1)
+        .unwrap_or(endpoint)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("");
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[')
+}
+
+impl S3 {
+    /// A client for `bucket`; `endpoint` overrides the SDK's (which already
+    /// honours `AWS_ENDPOINT_URL`).
+    pub fn new(
+        config: &SdkConfig,
+        bucket: &str,
+        endpoint: Option<&str>,
+        force_path_style: bool,
+    ) -> Self {
+        let mut b = aws_sdk_s3::config::Builder::from(config);
+        let endpoint = endpoint
+            .map(str::to_string)
+            .or_else(|| config.endpoint_url().map(str::to_string));
+        if let Some(e) = &endpoint {
+            b = b.endpoint_url(e);
+        }
+        let path_style = force_path_style || endpoint.as_deref().is_some_and(needs_path_style);
+        b = b.force_path_style(path_style);
+        Self {
+            client: Client::from_conf(b.build()),
+            bucket: bucket.to_string(),
+        }
+    }
+
+    /// Fail fast on a missing bucket or bad credentials.
+    pub async fn check_bucket(&self) -> Result<(), CloudError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| s3_error("HeadBucket", e))
+    }
+
+    /// HEAD; `None` if there is no such object.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, CloudError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(r) => Ok(Some(ObjectHead {
+                size: r
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or(0),
+                metadata: r.metadata().cloned().unwrap_or_default(),
+            })),
+            Err(e) => {
+                if let aws_sdk_s3::error::SdkError::ServiceError(se) = &e {
+                    if se.err().is_not_found() || se.raw().status().as_u16() == 404 {
+                        return Ok(None);
+                    }
+                }
+                Err(s3_error("HeadObject", e))
+            }
+        }
+    }
+
+    /// A small object from memory (indexes).
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        opts: &PutOptions,
+    ) -> Result<(), CloudError> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body));
+        apply_put(req, opts)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| s3_error("PutObject", e))
+    }
+
+    /// One PUT streamed from the file, with Content-MD5 so S3 checks it.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+        content_md5: &str,
+        metadata: &HashMap<String, String>,
+        opts: &PutOptions,
+    ) -> Result<(), CloudError> {
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|e| CloudError::Transport {
+                op: "PutObject",
+                message: format!("reading {}: {e}", path.display()),
+            })?;
+        let req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_md5(content_md5)
+            .set_metadata(Some(metadata.clone()))
+            .body(body);
+        apply_put(req, opts)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| s3_error("PutObject", e))
+    }
+
+    /// Multipart upload of a file: parts stream from the file at their
+    /// offsets, up to `permits` parts in flight across all uploads. Any
+    /// failure aborts the upload, so no half object is ever visible.
+    // The upload's pieces come from the caller; a struct would only move
+    // the same names one level down.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_file_multipart(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        part_size: u64,
+        metadata: &HashMap<String, String>,
+        opts: &PutOptions,
+        permits: Arc<Semaphore>,
+    ) -> Result<(), CloudError> {
+        let mut create = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_metadata(Some(metadata.clone()));
+        if let Some(sc) = &opts.storage_class {
+            create = create.storage_class(StorageClass::from(sc.as_str()));
+        }
+        if let Some(sse) = &opts.sse {
+            create = create.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+        }
+        if let Some(k) = &opts.sse_kms_key_id {
+            create = create.ssekms_key_id(k);
+        }
+        let upload = create
+            .send()
+            .await
+            .map_err(|e| s3_error("CreateMultipartUpload", e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_string();
+
+        let result = self
+            .upload_parts(key, path, size, part_size, &upload_id, permits)
+            .await;
+        match result {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| s3_error("CompleteMultipartUpload", e)),
+            Err(e) => {
+                self.abort(key, &upload_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn upload_parts(
+        &self,
+        key: &str,
+        path: &Path,
+        size: u64,
+        part_size: u64,
+        upload_id: &str,
+        permits: Arc<Semaphore>,
+    ) -> Result<Vec<CompletedPart>, CloudError> {
+        let count = size.div_ceil(part_size).max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..count {
+            let offset = n * part_size;
+            let length = part_size.min(size - offset);
+            let (client, bucket, key, upload_id, path) = (
+                self.client.clone(),
+                self.bucket.clone(),
+                key.to_string(),
+                upload_id.to_string(),
+                path.to_path_buf(),
+            );
+            let permit =
+                permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| CloudError::Transport {
+                        op: "UploadPart",
+                        message: "shutting down".into(),
+                    })?;
+            tasks.spawn(async move {
+                let _permit = permit;
+                let body = ByteStream::read_from()
+                    .path(&path)
+                    .offset(offset)
+                    .length(aws_smithy_types::byte_stream::Length::Exact(length))
+                    .build()
+                    .await
+                    .map_err(|e| CloudError::Transport {
+                        op: "UploadPart",
+                        message: format!("reading {}: {e}", path.display()),
+                    })?;
+                let part_number = i32::try_from(n + 1).unwrap_or(i32::MAX);
+                let r = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(part_number)
+                    .content_length(i64::try_from(length).unwrap_or(i64::MAX))
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| s3_error("UploadPart", e))?;
+                Ok::<_, CloudError>(
+                    CompletedPart::builder()
+                        .part_number(part_number)
+                        .set_e_tag(r.e_tag().map(str::to_string))
+                        .build(),
+                )
+            });
+        }
+        let mut parts = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(p)) => parts.push(p),
+                Ok(Err(e)) => return Err(e),
+                Err(e) => {
+                    return Err(CloudError::Transport {
+                        op: "UploadPart",
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+        parts.sort_by_key(|p| p.part_number());
+        Ok(parts)
+    }
+
+    /// Abort a multipart upload (best effort, logged).
+    pub async fn abort(&self, key: &str, upload_id: &str) {
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(
+                "could not abort the multipart upload of {key}: {}",
+                s3_error("AbortMultipartUpload", e)
+            );
+        }
+    }
+}
+
+fn apply_put(
+    mut req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    opts: &PutOptions,
+) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+    if let Some(sc) = &opts.storage_class {
+        req = req.storage_class(StorageClass::from(sc.as_str()));
+    }
+    if let Some(sse) = &opts.sse {
+        req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+    }
+    if let Some(k) = &opts.sse_kms_key_id {
+        req = req.ssekms_key_id(k);
+    }
+    req
+}
+
+/// The part size for a file: at least `chunk`, at least S3's minimum, and
+/// large enough to stay within 10,000 parts (rounded up to a MiB).
+pub fn part_size(size: u64, chunk: u64) -> u64 {
+    let needed = size.div_ceil(MAX_PARTS);
+    let mib = 1 << 20;
+    chunk.max(MIN_PART).max(needed.div_ceil(mib) * mib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_stay_within_s3_limits() {
+        let mib = 1u64 << 20;
+        assert_eq!(part_size(100 * mib, 256 * mib), 256 * mib);
+        assert_eq!(part_size(100 * mib, mib), 5 * mib);
+        // 5 TiB with 256 MiB parts would be 20,480 parts: raised.
+        let tib5 = 5u64 << 40;
+        let p = part_size(tib5, 256 * mib);
+        assert!(tib5.div_ceil(p) <= MAX_PARTS && p % mib == 0, "{p}");
+    }
+
+    #[test]
+    fn path_style_for_ips_and_localhost() {
+        assert!(needs_path_style("http://127.0.0.1:5000"));
+        assert!(needs_path_style("http://localhost:9000/"));
+        assert!(needs_path_style("http://[::1]:9000"));
+        assert!(!needs_path_style("https://s3.eu-west-1.amazonaws.com"));
+        assert!(!needs_path_style("https://minio.internal:9000"));
+    }
+}

@@ -1,0 +1,211 @@
+//! tablesnap 1.2.1's S3 layout, pure: object keys, the include/exclude
+//! rule, and the `-listdir.json` index. Either tool restores the other's
+//! backups because these match byte for byte.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use regex::Regex;
+
+/// `<prefix><name><separator><absolute path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyNaming {
+    pub prefix: String,
+    pub name: String,
+    pub separator: String,
+}
+
+impl KeyNaming {
+    pub fn key(&self, absolute: &Path) -> String {
+        format!(
+            "{}{}{}{}",
+            self.prefix,
+            self.name,
+            self.separator,
+            absolute.display()
+        )
+    }
+
+    /// The index key written beside a data file's key.
+    pub fn index_key(&self, data_file: &Path) -> String {
+        format!("{}{INDEX_SUFFIX}", self.key(data_file))
+    }
+
+    /// The key prefix of everything under a directory.
+    pub fn dir_prefix(&self, dir: &Path) -> String {
+        let mut k = self.key(dir);
+        if !k.ends_with('/') {
+            k.push('/');
+        }
+        k
+    }
+}
+
+pub const INDEX_SUFFIX: &str = "-listdir.json";
+
+/// Which files are backed up. One rule, applied to the full path
+/// everywhere (1.2.1 used the full path for uploads but the bare name for
+/// the index, so the two disagreed).
+#[derive(Debug, Clone)]
+pub enum Filter {
+    /// 1.2.1's default: skip paths containing `-tmp` (Cassandra temp files).
+    Default,
+    /// Skip paths matching any of these.
+    Exclude(Vec<Regex>),
+    /// Take only paths matching one of these.
+    Include(Vec<Regex>),
+}
+
+impl Filter {
+    pub fn new(exclude: &[String], include: &[String]) -> Result<Self, String> {
+        let compile = |pats: &[String]| -> Result<Vec<Regex>, String> {
+            pats.iter()
+                .map(|p| Regex::new(p).map_err(|e| format!("bad pattern '{p}': {e}")))
+                .collect()
+        };
+        match (exclude.is_empty(), include.is_empty()) {
+            (true, true) => Ok(Filter::Default),
+            (false, true) => Ok(Filter::Exclude(compile(exclude)?)),
+            (true, false) => Ok(Filter::Include(compile(include)?)),
+            (false, false) => Err("--exclude and --include cannot be used together".into()),
+        }
+    }
+
+    pub fn accepts(&self, path: &Path) -> bool {
+        let s = path.to_string_lossy();
+        match self {
+            Filter::Default => !s.contains("-tmp"),
+            Filter::Exclude(res) => !res.iter().any(|r| r.is_match(&s)),
+            Filter::Include(res) => res.iter().any(|r| r.is_match(&s)),
+        }
+    }
+}
+
+/// Whether a file gets an index written beside it (1.2.1: names with
+/// `Data.db`, one per sstable).
+pub fn is_index_anchor(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("Data.db"))
+}
+
+/// The index body: `{"<dir>": ["name", ...]}`, names sorted.
+pub fn index_json(dir: &Path, names: &[String]) -> String {
+    let mut names = names.to_vec();
+    names.sort();
+    let mut m = BTreeMap::new();
+    m.insert(dir.display().to_string(), names);
+    serde_json::to_string(&m).unwrap_or_default()
+}
+
+/// Read an index body: the directory and its names.
+pub fn parse_index(text: &str) -> Result<(String, Vec<String>), String> {
+    let m: BTreeMap<String, Vec<String>> =
+        serde_json::from_str(text).map_err(|e| format!("not a listdir index: {e}"))?;
+    let mut it = m.into_iter();
+    match (it.next(), it.next()) {
+        (Some(one), None) => Ok(one),
+        _ => Err("a listdir index holds exactly one directory".into()),
+    }
+}
+
+/// The `stat` metadata: `{"uid", "gid", "mode", "user", "group"}`, mode
+/// as decimal st_mode, names where they resolve.
+pub fn stat_json(uid: u32, gid: u32, mode: u32, user: Option<&str>, group: Option<&str>) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("uid".into(), uid.into());
+    m.insert("gid".into(), gid.into());
+    m.insert("mode".into(), mode.into());
+    if let Some(u) = user {
+        m.insert("user".into(), u.into());
+    }
+    if let Some(g) = group {
+        m.insert("group".into(), g.into());
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naming() -> KeyNaming {
+        KeyNaming {
+            prefix: String::new(),
+            name: "host1.example.com".into(),
+            separator: ":".into(),
+        }
+    }
+
+    #[test]
+    fn keys_match_tablesnap() {
+        let n = naming();
+        let p = Path::new("/var/lib/cassandra/data/ks/tbl/ks-tbl-ka-7-Data.db");
+        assert_eq!(
+            n.key(p),
+            "host1.example.com:/var/lib/cassandra/data/ks/tbl/ks-tbl-ka-7-Data.db"
+        );
+        assert_eq!(
+            n.index_key(p),
+            "host1.example.com:/var/lib/cassandra/data/ks/tbl/ks-tbl-ka-7-Data.db-listdir.json"
+        );
+        let custom = KeyNaming {
+            prefix: "backups/".into(),
+            name: "h".into(),
+            separator: "#".into(),
+        };
+        assert_eq!(custom.key(Path::new("/d/f")), "backups/h#/d/f");
+        assert_eq!(custom.dir_prefix(Path::new("/d")), "backups/h#/d/");
+    }
+
+    #[test]
+    fn filters() {
+        let f = Filter::new(&[], &[]).unwrap();
+        assert!(f.accepts(Path::new("/d/ks-tbl-ka-1-Data.db")));
+        assert!(!f.accepts(Path::new("/d/ks-tbl-tmp-ka-1-Data.db")));
+        let ex = Filter::new(&["Filter\\.db$".into()], &[]).unwrap();
+        assert!(
+            !ex.accepts(Path::new("/d/x-Filter.db")) && ex.accepts(Path::new("/d/x-tmp-Data.db"))
+        );
+        let inc = Filter::new(&[], &["/ks/tA/".into()]).unwrap();
+        assert!(
+            inc.accepts(Path::new("/data/ks/tA/x")) && !inc.accepts(Path::new("/data/ks/tB/x"))
+        );
+        assert!(Filter::new(&["a".into()], &["b".into()]).is_err());
+        assert!(Filter::new(&["(".into()], &[])
+            .unwrap_err()
+            .starts_with("bad pattern '('"));
+    }
+
+    #[test]
+    fn index_round_trip_and_shape() {
+        let body = index_json(
+            Path::new("/d/ks/tbl"),
+            &["b-Data.db".into(), "a-Index.db".into()],
+        );
+        assert_eq!(body, r#"{"/d/ks/tbl":["a-Index.db","b-Data.db"]}"#);
+        assert_eq!(
+            parse_index(&body).unwrap(),
+            (
+                "/d/ks/tbl".to_string(),
+                vec!["a-Index.db".to_string(), "b-Data.db".to_string()]
+            )
+        );
+        assert!(parse_index("{}").is_err());
+        assert!(
+            is_index_anchor(Path::new("/d/ks-tbl-ka-7-Data.db"))
+                && !is_index_anchor(Path::new("/d/x-Index.db"))
+        );
+    }
+
+    #[test]
+    fn stat_metadata() {
+        let s = stat_json(0, 0, 33188, Some("root"), Some("root"));
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["mode"], 33188);
+        assert_eq!(v["user"], "root");
+        assert_eq!(
+            stat_json(5, 6, 1, None, None),
+            r#"{"gid":6,"mode":1,"uid":5}"#
+        );
+    }
+}

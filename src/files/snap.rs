@@ -1,0 +1,446 @@
+//! `tablesnap`: watch directories and upload every new immutable file.
+//!
+//! Events go into a bounded, de-duplicated queue served by `--threads`
+//! workers. After the files of a directory are uploaded (and the directory
+//! has been quiet for a moment) one `-listdir.json` index is written for
+//! the batch, listing only files that are in S3, so a thousand-file flush
+//! writes a handful of indexes, each after the files it names. SIGTERM or
+//! SIGINT stops intake, lets the uploads in flight finish and writes the
+//! indexes they owe.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, Semaphore};
+
+use super::keys::{index_json, is_index_anchor, Filter, KeyNaming};
+use super::upload::{Outcome, Uploader};
+use crate::app::Context;
+use crate::cli::TablesnapArgs;
+use crate::cloud::s3::{PutOptions, S3};
+use crate::host::watch::{self, Change, Listen, Watcher};
+
+/// A directory's index waits until no upload has landed in it for this
+/// long, so one flush of many files writes one index.
+const INDEX_QUIET: Duration = Duration::from_millis(1000);
+/// Queue length before the watcher waits (a full kernel queue then
+/// overflows, which triggers a rescan: nothing is lost).
+const QUEUE_CAPACITY: usize = 10_000;
+/// How often a long `-B` scan reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// A file's news for the indexer.
+struct Landed {
+    path: PathBuf,
+    /// Uploaded now (not just found present): an index is owed.
+    uploaded: bool,
+}
+
+/// The queue's producing end: bounded, and a path waiting in it is not
+/// queued twice. Workers hold only the receiver and a clone of `waiting`,
+/// so dropping this closes the queue.
+struct Queue {
+    tx: mpsc::Sender<PathBuf>,
+    waiting: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+impl Queue {
+    async fn push(&self, path: PathBuf) {
+        let fresh = self
+            .waiting
+            .lock()
+            .expect("queue lock")
+            .insert(path.clone());
+        if fresh && self.tx.send(path).await.is_err() {
+            tracing::debug!("queue closed");
+        }
+    }
+}
+
+/// Counters for progress lines.
+#[derive(Default)]
+struct Stats {
+    checked: AtomicU64,
+    uploaded: AtomicU64,
+    failed: AtomicU64,
+}
+
+fn default_name() -> String {
+    // Python's socket.getfqdn(), as 1.2.1 used: `hostname -f` where it
+    // resolves, else the plain host name.
+    if let Ok(out) = std::process::Command::new("hostname").arg("-f").output() {
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !name.is_empty() {
+            return name;
+        }
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub async fn run(_ctx: &Context, args: &TablesnapArgs) -> Result<ExitCode> {
+    let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
+    if args.threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let mut roots = Vec::new();
+    for p in &args.paths {
+        let abs = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+        if !abs.is_dir() {
+            bail!("{} is not a directory", p.display());
+        }
+        roots.push(abs);
+    }
+    let mut listen = Listen::default();
+    if args.listen_events.is_empty() {
+        listen.moved_to = true;
+        listen.close_write = true;
+    }
+    for e in &args.listen_events {
+        match e.as_str() {
+            "IN_MOVED_TO" => listen.moved_to = true,
+            "IN_CLOSE_WRITE" => listen.close_write = true,
+            _ => listen.create = true,
+        }
+    }
+    let mib = 1u64 << 20;
+    let max_single = args.max_upload_size.saturating_mul(mib).min(5 << 30);
+    let opts = PutOptions {
+        storage_class: args.storage_class.clone().or_else(|| {
+            args.reduced_redundancy
+                .then(|| "REDUCED_REDUNDANCY".to_string())
+        }),
+        sse: args
+            .sse
+            .clone()
+            .or_else(|| args.with_sse.then(|| "AES256".to_string())),
+        sse_kms_key_id: args.sse_kms_key_id.clone(),
+    };
+    if opts.sse_kms_key_id.is_some() && opts.sse.as_deref() != Some("aws:kms") {
+        bail!("--sse-kms-key-id needs --sse aws:kms");
+    }
+
+    let s3 = s3_client(args).await?;
+    s3.check_bucket()
+        .await
+        .with_context(|| format!("bucket {}", args.bucket))?;
+    let naming = KeyNaming {
+        prefix: args.prefix.clone(),
+        name: args.name.clone().unwrap_or_else(default_name),
+        separator: args.keyname_separator.clone(),
+    };
+    let uploader = Arc::new(Uploader {
+        s3: s3.clone(),
+        naming: naming.clone(),
+        opts: opts.clone(),
+        max_single,
+        chunk: args.multipart_chunk_size.saturating_mul(mib),
+        parts: Arc::new(Semaphore::new(args.threads)),
+    });
+
+    // Watches first, then the scan: nothing falls between them (a file
+    // seen twice is checked twice, which costs a HEAD).
+    let mut watcher = Watcher::new(&roots, listen, args.recursive, args.auto_add)
+        .context("setting up inotify watches")?;
+    tracing::info!(
+        "watching {} for {} as {}{}{}",
+        roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.bucket,
+        naming.prefix,
+        naming.name,
+        naming.separator
+    );
+
+    let (tx, rx) = mpsc::channel::<PathBuf>(QUEUE_CAPACITY);
+    let queue = Arc::new(Queue {
+        tx,
+        waiting: Arc::default(),
+    });
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(Stats::default());
+    let (landed_tx, landed_rx) = mpsc::unbounded_channel::<Landed>();
+
+    let indexer = (!args.without_index).then(|| {
+        tokio::spawn(indexer(
+            landed_rx,
+            s3.clone(),
+            naming.clone(),
+            filter.clone(),
+            opts.clone(),
+        ))
+    });
+    let mut workers = Vec::new();
+    for _ in 0..args.threads {
+        let (rx, waiting, up, stop, stats, landed) = (
+            rx.clone(),
+            queue.waiting.clone(),
+            uploader.clone(),
+            stopping.clone(),
+            stats.clone(),
+            landed_tx.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = rx.lock().await.recv().await;
+                let Some(path) = next else { break };
+                waiting.lock().expect("queue lock").remove(&path);
+                if stop.load(Ordering::Relaxed) {
+                    continue;
+                }
+                stats.checked.fetch_add(1, Ordering::Relaxed);
+                match up.upload(&path).await {
+                    Ok(Outcome::Uploaded { key, size }) => {
+                        stats.uploaded.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("uploaded {key} ({size} bytes)");
+                        let _ = landed.send(Landed {
+                            path,
+                            uploaded: true,
+                        });
+                    }
+                    Ok(Outcome::Present) => {
+                        tracing::debug!("{} is already in S3", path.display());
+                        let _ = landed.send(Landed {
+                            path,
+                            uploaded: false,
+                        });
+                    }
+                    Ok(Outcome::Vanished) => {
+                        tracing::debug!("{} vanished before upload", path.display())
+                    }
+                    Ok(Outcome::Skipped(why)) => {
+                        tracing::debug!("skipping {}: {why}", path.display())
+                    }
+                    Err(e) => {
+                        stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!("failed to upload {}: {e}", path.display());
+                    }
+                }
+            }
+        }));
+    }
+    drop(landed_tx);
+
+    let enqueue_scan = |dir: PathBuf, recursive: bool| {
+        let (queue, filter) = (queue.clone(), filter.clone());
+        async move {
+            let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
+                .await
+                .unwrap_or_default();
+            for f in files.into_iter().filter(|f| filter.accepts(f)) {
+                queue.push(f).await;
+            }
+        }
+    };
+    if args.backup {
+        for r in &roots {
+            enqueue_scan(r.clone(), args.recursive).await;
+        }
+    }
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    let mut last_reported = (0, 0);
+    let stop_reason = loop {
+        tokio::select! {
+            change = watcher.next() => match change {
+                Some(Ok(Change::File(path))) => {
+                    if filter.accepts(&path) {
+                        queue.push(path).await;
+                    } else {
+                        tracing::debug!("skipping {} by the include/exclude rule", path.display());
+                    }
+                }
+                Some(Ok(Change::Dir(dir))) => enqueue_scan(dir, true).await,
+                Some(Ok(Change::Overflow)) => {
+                    tracing::warn!("inotify queue overflowed: rescanning");
+                    for r in &roots {
+                        enqueue_scan(r.clone(), args.recursive).await;
+                    }
+                }
+                Some(Err(e)) => break format!("inotify failed: {e}"),
+                None => break "inotify stream ended".to_string(),
+            },
+            _ = term.recv() => break "SIGTERM".to_string(),
+            _ = int.recv() => break "SIGINT".to_string(),
+            _ = progress.tick() => {
+                let now = (stats.checked.load(Ordering::Relaxed), stats.uploaded.load(Ordering::Relaxed));
+                let waiting = queue.waiting.lock().expect("queue lock").len();
+                if now != last_reported && waiting > 0 {
+                    tracing::info!("{} files checked, {} uploaded, {waiting} waiting", now.0, now.1);
+                }
+                last_reported = now;
+            }
+        }
+    };
+    tracing::info!("{stop_reason}: finishing the uploads in flight");
+    stopping.store(true, Ordering::Relaxed);
+    drop(watcher);
+    // Close the queue: workers drain it (skipping what has not started).
+    drop(queue);
+    for w in workers {
+        let _ = w.await;
+    }
+    drop(uploader);
+    if let Some(ix) = indexer {
+        let _ = ix.await;
+    }
+    let failed = stats.failed.load(Ordering::Relaxed);
+    tracing::info!(
+        "stopped: {} uploaded, {failed} failed",
+        stats.uploaded.load(Ordering::Relaxed)
+    );
+    let clean = stop_reason == "SIGTERM" || stop_reason == "SIGINT";
+    Ok(if clean && failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn s3_client(args: &TablesnapArgs) -> Result<S3> {
+    let region = match &args.aws_region {
+        Some(r) => r.clone(),
+        None => crate::cloud::region_from_environment()
+            .await
+            .unwrap_or_else(|| "us-east-1".into()),
+    };
+    let mut config = crate::cloud::sdk_config(&region, args.retries.saturating_add(1)).await;
+    if let (Some(k), Some(s)) = (&args.aws_key, &args.aws_secret) {
+        tracing::warn!("keys given with -k/-s show in `ps` to every user; prefer an instance role or AWS_* environment variables");
+        let creds = aws_sdk_s3::config::Credentials::new(
+            k,
+            s,
+            args.aws_token.clone(),
+            None,
+            "command line",
+        );
+        config = config
+            .into_builder()
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+            .build();
+    }
+    Ok(S3::new(
+        &config,
+        &args.bucket,
+        args.endpoint_url.as_deref(),
+        args.s3_force_path_style,
+    ))
+}
+
+/// Writes each directory's index once its uploads have settled.
+async fn indexer(
+    mut landed: mpsc::UnboundedReceiver<Landed>,
+    s3: S3,
+    naming: KeyNaming,
+    filter: Filter,
+    opts: PutOptions,
+) {
+    struct Dir {
+        /// Names known to be in S3.
+        known: HashSet<String>,
+        /// The newest data file uploaded since the last index: the index
+        /// is written beside it.
+        anchor: Option<PathBuf>,
+        changed: Instant,
+    }
+    let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut open = true;
+    while open || dirs.values().any(|d| d.anchor.is_some()) {
+        tokio::select! {
+            msg = landed.recv(), if open => match msg {
+                Some(Landed { path, uploaded }) => {
+                    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { continue };
+                    let d = dirs.entry(dir.to_path_buf()).or_insert_with(|| Dir { known: HashSet::new(), anchor: None, changed: Instant::now() });
+                    d.known.insert(name.to_string_lossy().into_owned());
+                    if uploaded {
+                        d.changed = Instant::now();
+                        if is_index_anchor(&path) {
+                            d.anchor = Some(path);
+                        }
+                    }
+                }
+                None => open = false,
+            },
+            _ = tick.tick() => {}
+        }
+        for (dir, d) in dirs.iter_mut() {
+            let due = d.anchor.is_some() && (!open || d.changed.elapsed() >= INDEX_QUIET);
+            if !due {
+                continue;
+            }
+            let Some(anchor) = d.anchor.take() else {
+                continue;
+            };
+            match write_index(&s3, &naming, &filter, &opts, dir, &anchor, &mut d.known).await {
+                Ok((key, n)) => tracing::info!("indexed {n} files of {} in {key}", dir.display()),
+                Err(e) => {
+                    tracing::error!("index of {}: {e}", dir.display());
+                    // Try again with the next batch or tick.
+                    d.anchor = Some(anchor);
+                    if !open {
+                        d.anchor = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// List the directory's files that are in S3 (checking the ones this run
+/// has not seen with a HEAD) and write the index beside `anchor`.
+async fn write_index(
+    s3: &S3,
+    naming: &KeyNaming,
+    filter: &Filter,
+    opts: &PutOptions,
+    dir: &Path,
+    anchor: &Path,
+    known: &mut HashSet<String>,
+) -> Result<(String, usize), String> {
+    let d = dir.to_path_buf();
+    let entries = tokio::task::spawn_blocking(move || watch::scan(&d, false))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for path in entries.iter().filter(|p| filter.accepts(p)) {
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if !known.contains(&name) {
+            let size = std::fs::metadata(path).map(|m| m.len()).ok();
+            match s3.head(&naming.key(path)).await {
+                Ok(Some(h)) if Some(h.size) == size => {
+                    known.insert(name.clone());
+                }
+                Ok(_) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        names.push(name);
+    }
+    let key = naming.index_key(anchor);
+    s3.put_bytes(
+        &key,
+        index_json(dir, &names).into_bytes(),
+        "application/json",
+        opts,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok((key, names.len()))
+}

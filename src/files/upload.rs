@@ -1,0 +1,147 @@
+//! One file to S3: stat, MD5 (streamed), HEAD (same size and md5 means it
+//! is there already), then a single streamed PUT or a multipart upload.
+//! Files that vanish on the way (compaction) are skipped, not errors.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use md5::{Digest, Md5};
+use tokio::sync::Semaphore;
+
+use super::keys::{stat_json, KeyNaming};
+use crate::cloud::s3::{part_size, PutOptions, S3};
+
+/// How a file ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Uploaded {
+        key: String,
+        size: u64,
+    },
+    /// S3 already holds it (same size and md5).
+    Present,
+    /// Gone before it could be read (compaction): nothing to do.
+    Vanished,
+    /// Not a regular file, or it changed while being read (it is not
+    /// finished; its close or rename will bring it back).
+    Skipped(String),
+}
+
+pub struct Uploader {
+    pub s3: S3,
+    pub naming: KeyNaming,
+    pub opts: PutOptions,
+    /// Larger files go up in parts.
+    pub max_single: u64,
+    pub chunk: u64,
+    /// Parts in flight across all files (memory stays bounded by it).
+    pub parts: Arc<Semaphore>,
+}
+
+/// MD5 (hex and base64) and size of a file, read once in 1 MiB chunks.
+fn md5_file(path: &Path) -> std::io::Result<(String, String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((
+        hex,
+        aws_smithy_types::base64::encode(digest.as_slice()),
+        size,
+    ))
+}
+
+fn names(uid: u32, gid: u32) -> (Option<String>, Option<String>) {
+    let user = nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let group = nix::unistd::Group::from_gid(gid.into())
+        .ok()
+        .flatten()
+        .map(|g| g.name);
+    (user, group)
+}
+
+impl Uploader {
+    pub async fn upload(&self, path: &Path) -> Result<Outcome, String> {
+        let meta = match tokio::fs::symlink_metadata(path).await {
+            Ok(m) if m.is_file() => m,
+            Ok(_) => return Ok(Outcome::Skipped("not a regular file".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let p = path.to_path_buf();
+        let (hex, b64, size) = match tokio::task::spawn_blocking(move || md5_file(&p)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
+            Ok(Err(e)) => return Err(format!("reading {}: {e}", path.display())),
+            Err(e) => return Err(e.to_string()),
+        };
+        if size != meta.len() {
+            return Ok(Outcome::Skipped("changed while being read".into()));
+        }
+        let key = self.naming.key(path);
+        if let Some(head) = self.s3.head(&key).await.map_err(|e| e.to_string())? {
+            if head.size == size && head.metadata.get("md5sum") == Some(&hex) {
+                return Ok(Outcome::Present);
+            }
+            tracing::warn!(
+                "{key} differs in S3 (size {} vs {size}); uploading the local file",
+                head.size
+            );
+        }
+        let (user, group) = names(meta.uid(), meta.gid());
+        let metadata = HashMap::from([
+            ("md5sum".to_string(), hex),
+            (
+                "stat".to_string(),
+                stat_json(
+                    meta.uid(),
+                    meta.gid(),
+                    meta.mode(),
+                    user.as_deref(),
+                    group.as_deref(),
+                ),
+            ),
+        ]);
+        tracing::debug!("uploading {} as {key}", path.display());
+        let result = if size <= self.max_single {
+            self.s3
+                .put_file(&key, path, &b64, &metadata, &self.opts)
+                .await
+        } else {
+            let part = part_size(size, self.chunk);
+            self.s3
+                .put_file_multipart(
+                    &key,
+                    path,
+                    size,
+                    part,
+                    &metadata,
+                    &self.opts,
+                    self.parts.clone(),
+                )
+                .await
+        };
+        match result {
+            Ok(()) => Ok(Outcome::Uploaded { key, size }),
+            // Deleted while uploading: the object was not completed.
+            Err(_) if !path.exists() => Ok(Outcome::Vanished),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
