@@ -110,7 +110,16 @@ pub async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp, Infal
         return Ok(control(&lab, &parts.method, parts.uri.path(), &body));
     }
     let params = moto::params(parts.uri.query(), &body);
-    let action = params.get("Action").cloned();
+    // EC2 names its action; S3 requests are named from their shape.
+    let is_s3 = !params.contains_key("Action");
+    let action = params.get("Action").cloned().or_else(|| {
+        s3_operation(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            &parts.headers,
+        )
+    });
 
     if let Some(action) = &action {
         let call = {
@@ -124,25 +133,41 @@ pub async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp, Infal
             eprintln!("lab: fault {:?} on {action} call {call}", fault.reply);
             match fault.reply {
                 Reply::Throttle => {
-                    return Ok(ec2_error(
+                    return Ok(fault_error(
+                        is_s3,
                         503,
-                        "RequestLimitExceeded",
+                        if is_s3 {
+                            "SlowDown"
+                        } else {
+                            "RequestLimitExceeded"
+                        },
                         "Request limit exceeded.",
                     ))
                 }
                 Reply::Internal => {
-                    return Ok(ec2_error(
+                    return Ok(fault_error(
+                        is_s3,
                         500,
                         "InternalError",
                         "An internal error has occurred.",
                     ))
                 }
                 Reply::Unavailable => {
-                    return Ok(ec2_error(503, "Unavailable", "The service is unavailable."))
+                    return Ok(fault_error(
+                        is_s3,
+                        503,
+                        "Unavailable",
+                        "The service is unavailable.",
+                    ))
                 }
                 Reply::Hang => {
                     tokio::time::sleep(fault.latency.unwrap_or(DEFAULT_HANG)).await;
-                    return Ok(ec2_error(503, "Unavailable", "The lab held this request."));
+                    return Ok(fault_error(
+                        is_s3,
+                        503,
+                        "Unavailable",
+                        "The lab held this request.",
+                    ));
                 }
                 Reply::Latency => tokio::time::sleep(fault.latency.unwrap_or_default()).await,
             }
@@ -454,6 +479,54 @@ fn control(lab: &Arc<Lab>, method: &Method, path: &str, body: &[u8]) -> Resp {
 fn text(status: StatusCode, body: String) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
+    r
+}
+
+/// The S3 operation a request is, by method, path and query (enough for
+/// fault rules: PutObject, UploadPart, HeadObject, GetObject, ...).
+fn s3_operation(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &hyper::HeaderMap,
+) -> Option<String> {
+    let q: BTreeMap<String, String> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    let has_key = path.trim_start_matches('/').contains('/');
+    let op = match *method {
+        Method::PUT if q.contains_key("partNumber") => "UploadPart",
+        Method::PUT if headers.contains_key("x-amz-copy-source") => "CopyObject",
+        Method::PUT if has_key => "PutObject",
+        Method::PUT => "CreateBucket",
+        Method::POST if q.contains_key("uploads") => "CreateMultipartUpload",
+        Method::POST if q.contains_key("uploadId") => "CompleteMultipartUpload",
+        Method::POST if q.contains_key("delete") => "DeleteObjects",
+        Method::DELETE if q.contains_key("uploadId") => "AbortMultipartUpload",
+        Method::DELETE => "DeleteObject",
+        Method::HEAD if has_key => "HeadObject",
+        Method::HEAD => "HeadBucket",
+        Method::GET if has_key => "GetObject",
+        Method::GET => "ListObjects",
+        _ => return None,
+    };
+    Some(op.to_string())
+}
+
+/// A fault's error reply, shaped for the service that was called.
+fn fault_error(is_s3: bool, status: u16, code: &str, message: &str) -> Resp {
+    if !is_s3 {
+        return ec2_error(status, code, message);
+    }
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>lab-fault</RequestId></Error>"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
     r
 }
 

@@ -148,7 +148,6 @@ fn missing_config_names_where_it_looked() {
 #[test]
 fn unfinished_commands_fail_instead_of_pretending() {
     for args in [
-        vec!["tablesnap", "bucket", "/var/lib/cassandra"],
         vec!["tableslurp", "bucket", "/var/lib/cassandra/ks", "/restore"],
         vec!["tablechop", "bucket", "/var/lib/cassandra/ks", "14"],
     ] {

@@ -8,3 +8,4 @@ mod mount;
 mod retention;
 mod snapshot;
 mod support;
+mod tablesnap;

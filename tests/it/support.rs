@@ -602,3 +602,96 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// Direct S3 access to the emulator, for the file commands' tests.
+pub struct S3 {
+    pub rt: tokio::runtime::Runtime,
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+}
+
+impl S3 {
+    /// A fresh bucket on `endpoint`.
+    pub fn new(endpoint: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new(REGION))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(conf);
+        let bucket = unique("bucket").to_lowercase();
+        rt.block_on(client.create_bucket().bucket(&bucket).send())
+            .unwrap();
+        Self { rt, client, bucket }
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let r = self
+            .rt
+            .block_on(self.client.list_objects_v2().bucket(&self.bucket).send())
+            .unwrap();
+        let mut k: Vec<String> = r
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect();
+        k.sort();
+        k
+    }
+
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let r = self
+            .rt
+            .block_on(
+                self.client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send(),
+            )
+            .unwrap();
+        self.rt
+            .block_on(r.body.collect())
+            .unwrap()
+            .into_bytes()
+            .to_vec()
+    }
+
+    pub fn metadata(&self, key: &str) -> std::collections::HashMap<String, String> {
+        let r = self
+            .rt
+            .block_on(
+                self.client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send(),
+            )
+            .unwrap();
+        r.metadata().cloned().unwrap_or_default()
+    }
+
+    /// Wait (bounded) until `pred` holds for the key list.
+    pub fn wait_keys(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let t = std::time::Instant::now();
+        loop {
+            let k = self.keys();
+            if pred(&k) {
+                return k;
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(20),
+                "timed out waiting for {what}; keys: {k:#?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
