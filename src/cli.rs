@@ -292,11 +292,11 @@ pub struct CheckBackupsArgs {
 /// tablesnap 1.2.1's flags, plus endpoint, storage class and KMS options.
 #[derive(Debug, Args)]
 pub struct TablesnapArgs {
-    /// S3 bucket.
+    /// S3 bucket (or `bucket` in the config's [tablesnap] section).
     #[arg(value_name = "BUCKET")]
-    pub bucket: String,
+    pub bucket: Option<String>,
     /// Directories to watch.
-    #[arg(value_name = "PATH", required = true)]
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Watch subdirectories too.
     #[arg(short = 'r', long)]
@@ -315,9 +315,10 @@ pub struct TablesnapArgs {
     pub without_index: bool,
     #[arg(long, default_value = ":", value_name = "SEP")]
     pub keyname_separator: String,
-    /// Files uploaded at once (and multipart parts in flight in all).
-    #[arg(short = 't', long, default_value_t = 4)]
-    pub threads: usize,
+    /// Files uploaded at once, and multipart parts in flight in all
+    /// (default 4).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
     /// Host name in the keys (default: this host's FQDN).
     #[arg(short = 'n', long)]
     pub name: Option<String>,
@@ -331,12 +332,13 @@ pub struct TablesnapArgs {
     /// IN_MOVED_TO and IN_CLOSE_WRITE; add IN_CREATE for hard links).
     #[arg(long, value_parser = ["IN_MOVED_TO", "IN_CLOSE_WRITE", "IN_CREATE"], value_name = "EVENT")]
     pub listen_events: Vec<String>,
-    /// Files larger than this many MB go up in parts.
-    #[arg(long, default_value_t = 5120, value_name = "MB")]
-    pub max_upload_size: u64,
-    /// Part size in MB (raised as needed to stay under 10,000 parts).
-    #[arg(long, default_value_t = 256, value_name = "MB")]
-    pub multipart_chunk_size: u64,
+    /// Files larger than this many MB go up in parts (default 5120).
+    #[arg(long, value_name = "MB")]
+    pub max_upload_size: Option<u64>,
+    /// Part size in MB, raised as needed to stay under 10,000 parts
+    /// (default 256).
+    #[arg(long, value_name = "MB")]
+    pub multipart_chunk_size: Option<u64>,
     /// Accepted for compatibility; keys on the command line show in `ps`:
     /// prefer the instance role or the environment.
     #[arg(short = 'k', long = "aws-key", hide = true)]
@@ -368,9 +370,10 @@ pub struct TablesnapArgs {
     pub sse: Option<String>,
     #[arg(long, value_name = "KEY_ID")]
     pub sse_kms_key_id: Option<String>,
-    /// Retries per request after the first attempt (with backoff).
-    #[arg(long, default_value_t = 4)]
-    pub retries: u32,
+    /// Retries per request after the first attempt, with backoff
+    /// (default 4).
+    #[arg(long)]
+    pub retries: Option<u32>,
     /// Accepted for compatibility: the MD5 is always compared when sizes match.
     #[arg(long, hide = true)]
     pub md5_on_start: bool,

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub use profile::{
-    Config, FileSystem, HookPoint, Hooks, Profile, Template, Volume, VolumeSource, VolumeType,
-    DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
+    Config, FileSystem, HookPoint, Hooks, Profile, Tablesnap, Template, Volume, VolumeSource,
+    VolumeType, DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
 };
 pub use userdata::Userdata;
 pub use validate::{check_device, kernel_device_name, line_col, Origin, Problem};

@@ -28,6 +28,36 @@ pub struct Config {
     /// Where block devices appear; `/dev` unless pointed elsewhere.
     pub device_root: PathBuf,
     pub profiles: BTreeMap<String, Profile>,
+    /// `[tablesnap]`, if present.
+    pub tablesnap: Option<Tablesnap>,
+}
+
+/// The daemon's settings from the file; flags given on the command line
+/// win over these.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tablesnap {
+    pub bucket: Option<String>,
+    pub paths: Vec<PathBuf>,
+    pub recursive: bool,
+    pub auto_add: bool,
+    pub backup: bool,
+    pub without_index: bool,
+    pub prefix: Option<String>,
+    pub name: Option<String>,
+    pub keyname_separator: Option<String>,
+    pub threads: Option<usize>,
+    pub exclude: Vec<String>,
+    pub include: Vec<String>,
+    pub listen_events: Vec<String>,
+    pub max_upload_size: Option<u64>,
+    pub multipart_chunk_size: Option<u64>,
+    pub aws_region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub s3_force_path_style: bool,
+    pub storage_class: Option<String>,
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub retries: Option<u32>,
 }
 
 /// One named profile (a "snapshotter" of the original).

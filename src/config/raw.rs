@@ -18,6 +18,36 @@ pub struct RawConfig {
     pub device_root: Option<Spanned<String>>,
     #[serde(default)]
     pub profiles: BTreeMap<Spanned<String>, Spanned<RawProfile>>,
+    /// Settings of the tablesnap daemon, as an alternative to its flags.
+    pub tablesnap: Option<Spanned<RawTablesnap>>,
+}
+
+/// `[tablesnap]`: the daemon's flags by their long names (snake_case).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTablesnap {
+    pub bucket: Option<Spanned<String>>,
+    pub paths: Option<Vec<Spanned<String>>>,
+    pub recursive: Option<bool>,
+    pub auto_add: Option<bool>,
+    pub backup: Option<bool>,
+    pub without_index: Option<bool>,
+    pub prefix: Option<String>,
+    pub name: Option<String>,
+    pub keyname_separator: Option<String>,
+    pub threads: Option<Spanned<i64>>,
+    pub exclude: Option<Vec<String>>,
+    pub include: Option<Vec<String>>,
+    pub listen_events: Option<Vec<Spanned<String>>>,
+    pub max_upload_size: Option<Spanned<i64>>,
+    pub multipart_chunk_size: Option<Spanned<i64>>,
+    pub aws_region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub s3_force_path_style: Option<bool>,
+    pub storage_class: Option<String>,
+    pub sse: Option<Spanned<String>>,
+    pub sse_kms_key_id: Option<String>,
+    pub retries: Option<Spanned<i64>>,
 }
 
 /// One `[profiles.NAME]` table.

@@ -355,3 +355,29 @@ fn shipped_examples_are_valid() {
         parse(&text, &f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
     }
 }
+
+#[test]
+fn tablesnap_section() {
+    let c = parse_ok(
+        "[tablesnap]\nbucket = \"b\"\npaths = [\"/var/lib/cassandra/data\"]\nrecursive = true\nthreads = 8\nlisten_events = [\"IN_CREATE\"]\n",
+    );
+    let t = c.tablesnap.unwrap();
+    assert_eq!(
+        (t.bucket.as_deref(), t.threads, t.recursive),
+        (Some("b"), Some(8), true)
+    );
+    assert!(c.profiles.is_empty());
+    let e = errors("[tablesnap]\npaths = [\"data\"]\nthreads = 0\nlisten_events = [\"IN_OPEN\"]\nsse = \"rot13\"\nexclude = [\"a\"]\ninclude = [\"b\"]\n");
+    let all = e.join("\n");
+    for want in [
+        "t.toml:2:10: [tablesnap]: path 'data' must be absolute",
+        "t.toml:3:11: [tablesnap]: threads must be at least 1, got 0",
+        "t.toml:4:18: [tablesnap]: unknown listen event 'IN_OPEN'",
+        "t.toml:5:7: [tablesnap]: sse 'rot13' is not AES256 or aws:kms",
+        "[tablesnap]: set exclude or include, not both",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in\n{all}");
+    }
+    let e = one_error("[tablesnap]\nbuckett = \"x\"\n");
+    assert!(e.starts_with("t.toml:2:1: unknown field `buckett`"), "{e}");
+}

@@ -9,10 +9,10 @@ use std::path::{Component, Path, PathBuf};
 use toml::Spanned;
 
 use super::profile::{
-    Config, FileSystem, HookPoint, Hooks, Profile, Template, Volume, VolumeSource, VolumeType,
-    DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
+    Config, FileSystem, HookPoint, Hooks, Profile, Tablesnap, Template, Volume, VolumeSource,
+    VolumeType, DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
 };
-use super::raw::{RawConfig, RawHook, RawProfile, RawVolume};
+use super::raw::{RawConfig, RawHook, RawProfile, RawTablesnap, RawVolume};
 
 /// One thing wrong, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,9 +122,12 @@ pub fn validate_config(raw: RawConfig, path: &Path) -> Result<Config, Vec<Proble
         Some(d) => PathBuf::from(d.get_ref()),
         None => PathBuf::from("/dev"),
     };
-    if raw.profiles.is_empty() {
+    if raw.profiles.is_empty() && raw.tablesnap.is_none() {
         p.add(None, "", "no profiles defined: add a [profiles.NAME] table");
     }
+    let tablesnap = raw
+        .tablesnap
+        .map(|t| validate_tablesnap(t.into_inner(), &mut p));
     let mut profiles = BTreeMap::new();
     for (name, profile) in raw.profiles {
         let ctx = format!("profile '{}'", name.get_ref());
@@ -145,12 +148,101 @@ pub fn validate_config(raw: RawConfig, path: &Path) -> Result<Config, Vec<Proble
             region,
             device_root,
             profiles,
+            tablesnap,
         });
     }
     // In file order, as an editor would walk them.
     p.list
         .sort_by_key(|x| x.span.as_ref().map_or(0, |s| s.start));
     Err(p.list)
+}
+
+fn validate_tablesnap(raw: RawTablesnap, p: &mut Problems) -> Tablesnap {
+    let ctx = "[tablesnap]";
+    let mut count = |v: Option<Spanned<i64>>, what: &str, min: i64| -> Option<u64> {
+        let v = v?;
+        if *v.get_ref() < min {
+            p.at(
+                &v,
+                ctx,
+                format!("{what} must be at least {min}, got {}", v.get_ref()),
+            );
+            return None;
+        }
+        u64::try_from(*v.get_ref()).ok()
+    };
+    let threads = count(raw.threads, "threads", 1).and_then(|n| usize::try_from(n).ok());
+    let max_upload_size = count(raw.max_upload_size, "max_upload_size", 1);
+    let multipart_chunk_size = count(raw.multipart_chunk_size, "multipart_chunk_size", 5);
+    let retries = count(raw.retries, "retries", 0).and_then(|n| u32::try_from(n).ok());
+    let mut paths = Vec::new();
+    for path in raw.paths.unwrap_or_default() {
+        if !Path::new(path.get_ref()).is_absolute() {
+            p.at(
+                &path,
+                ctx,
+                format!("path '{}' must be absolute", path.get_ref()),
+            );
+        }
+        paths.push(PathBuf::from(path.into_inner()));
+    }
+    let mut listen_events = Vec::new();
+    for e in raw.listen_events.unwrap_or_default() {
+        if !["IN_MOVED_TO", "IN_CLOSE_WRITE", "IN_CREATE"].contains(&e.get_ref().as_str()) {
+            p.at(
+                &e,
+                ctx,
+                format!(
+                    "unknown listen event '{}'; use IN_MOVED_TO, IN_CLOSE_WRITE or IN_CREATE",
+                    e.get_ref()
+                ),
+            );
+        }
+        listen_events.push(e.into_inner());
+    }
+    if let Some(sse) = &raw.sse {
+        if !["AES256", "aws:kms"].contains(&sse.get_ref().as_str()) {
+            p.at(
+                sse,
+                ctx,
+                format!("sse '{}' is not AES256 or aws:kms", sse.get_ref()),
+            );
+        }
+    }
+    let (exclude, include) = (
+        raw.exclude.unwrap_or_default(),
+        raw.include.unwrap_or_default(),
+    );
+    if !exclude.is_empty() && !include.is_empty() {
+        p.add(None, ctx, "set exclude or include, not both");
+    }
+    if let Some(b) = raw.bucket.as_ref().filter(|b| b.get_ref().is_empty()) {
+        p.at(b, ctx, "bucket is empty");
+    }
+    Tablesnap {
+        bucket: raw.bucket.map(Spanned::into_inner),
+        paths,
+        recursive: raw.recursive.unwrap_or(false),
+        auto_add: raw.auto_add.unwrap_or(false),
+        backup: raw.backup.unwrap_or(false),
+        without_index: raw.without_index.unwrap_or(false),
+        prefix: raw.prefix,
+        name: raw.name,
+        keyname_separator: raw.keyname_separator,
+        threads,
+        exclude,
+        include,
+        listen_events,
+        max_upload_size,
+        multipart_chunk_size,
+        aws_region: raw.aws_region,
+        endpoint_url: raw.endpoint_url,
+        s3_force_path_style: raw.s3_force_path_style.unwrap_or(false),
+        storage_class: raw.storage_class,
+        sse: raw.sse.map(Spanned::into_inner),
+        sse_kms_key_id: raw.sse_kms_key_id,
+        retries,
+    }
 }
 
 fn valid_name(s: &str) -> bool {

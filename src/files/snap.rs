@@ -24,6 +24,7 @@ use super::upload::{Outcome, Uploader};
 use crate::app::Context;
 use crate::cli::TablesnapArgs;
 use crate::cloud::s3::{PutOptions, S3};
+use crate::config::Tablesnap;
 use crate::host::watch::{self, Change, Listen, Watcher};
 
 /// A directory's index waits until no upload has landed in it for this
@@ -86,7 +87,113 @@ fn default_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-pub async fn run(_ctx: &Context, args: &TablesnapArgs) -> Result<ExitCode> {
+/// The daemon's settings: flags, over `[tablesnap]` of the config, over
+/// tablesnap 1.2.1's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub bucket: String,
+    pub paths: Vec<PathBuf>,
+    pub recursive: bool,
+    pub auto_add: bool,
+    pub backup: bool,
+    pub without_index: bool,
+    pub prefix: String,
+    pub name: Option<String>,
+    pub keyname_separator: String,
+    pub threads: usize,
+    pub exclude: Vec<String>,
+    pub include: Vec<String>,
+    pub listen_events: Vec<String>,
+    pub max_upload_size: u64,
+    pub multipart_chunk_size: u64,
+    pub aws_key: Option<String>,
+    pub aws_secret: Option<String>,
+    pub aws_token: Option<String>,
+    pub aws_region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub s3_force_path_style: bool,
+    pub storage_class: Option<String>,
+    pub reduced_redundancy: bool,
+    pub with_sse: bool,
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+    pub retries: u32,
+}
+
+/// Merge flags over the file's section. Pure.
+pub fn merge(cli: &TablesnapArgs, file: Option<&Tablesnap>) -> Result<Settings, String> {
+    let empty = Tablesnap::default();
+    let f = file.unwrap_or(&empty);
+    let pick = |a: &Vec<String>, b: &Vec<String>| if a.is_empty() { b.clone() } else { a.clone() };
+    let bucket = cli.bucket.clone().or_else(|| f.bucket.clone()).ok_or(
+        "no bucket: give BUCKET and PATH..., or set bucket and paths in the [tablesnap] section of the configuration",
+    )?;
+    let paths = if cli.paths.is_empty() {
+        f.paths.clone()
+    } else {
+        cli.paths.clone()
+    };
+    if paths.is_empty() {
+        return Err(format!(
+            "no directory to watch for bucket {bucket}: give PATH... or paths in [tablesnap]"
+        ));
+    }
+    Ok(Settings {
+        bucket,
+        paths,
+        recursive: cli.recursive || f.recursive,
+        auto_add: cli.auto_add || f.auto_add,
+        backup: cli.backup || f.backup,
+        without_index: cli.without_index || f.without_index,
+        prefix: if cli.prefix.is_empty() {
+            f.prefix.clone().unwrap_or_default()
+        } else {
+            cli.prefix.clone()
+        },
+        name: cli.name.clone().or_else(|| f.name.clone()),
+        keyname_separator: if cli.keyname_separator == ":" {
+            f.keyname_separator.clone().unwrap_or_else(|| ":".into())
+        } else {
+            cli.keyname_separator.clone()
+        },
+        threads: cli.threads.or(f.threads).unwrap_or(4),
+        exclude: pick(&cli.exclude, &f.exclude),
+        include: pick(&cli.include, &f.include),
+        listen_events: pick(&cli.listen_events, &f.listen_events),
+        max_upload_size: cli.max_upload_size.or(f.max_upload_size).unwrap_or(5120),
+        multipart_chunk_size: cli
+            .multipart_chunk_size
+            .or(f.multipart_chunk_size)
+            .unwrap_or(256),
+        aws_key: cli.aws_key.clone(),
+        aws_secret: cli.aws_secret.clone(),
+        aws_token: cli.aws_token.clone(),
+        aws_region: cli.aws_region.clone().or_else(|| f.aws_region.clone()),
+        endpoint_url: cli.endpoint_url.clone().or_else(|| f.endpoint_url.clone()),
+        s3_force_path_style: cli.s3_force_path_style || f.s3_force_path_style,
+        storage_class: cli
+            .storage_class
+            .clone()
+            .or_else(|| f.storage_class.clone()),
+        reduced_redundancy: cli.reduced_redundancy,
+        with_sse: cli.with_sse,
+        sse: cli.sse.clone().or_else(|| f.sse.clone()),
+        sse_kms_key_id: cli
+            .sse_kms_key_id
+            .clone()
+            .or_else(|| f.sse_kms_key_id.clone()),
+        retries: cli.retries.or(f.retries).unwrap_or(4),
+    })
+}
+
+pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
+    // The config file is optional here (flags suffice), but a broken one
+    // is an error, not silently ignored.
+    let file = match crate::config::locate(ctx.global.config.as_deref()) {
+        Ok(path) if path.exists() => ctx.config()?.tablesnap,
+        _ => None,
+    };
+    let args = &merge(cli, file.as_ref()).map_err(anyhow::Error::msg)?;
     let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
     if args.threads == 0 {
         bail!("--threads must be at least 1");
@@ -311,7 +418,7 @@ pub async fn run(_ctx: &Context, args: &TablesnapArgs) -> Result<ExitCode> {
     })
 }
 
-async fn s3_client(args: &TablesnapArgs) -> Result<S3> {
+async fn s3_client(args: &Settings) -> Result<S3> {
     let region = match &args.aws_region {
         Some(r) => r.clone(),
         None => crate::cloud::region_from_environment()
@@ -443,4 +550,69 @@ async fn write_index(
     .await
     .map_err(|e| e.to_string())?;
     Ok((key, names.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn cli(args: &[&str]) -> TablesnapArgs {
+        let mut all = vec!["snaptastic", "tablesnap"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all).unwrap().command {
+            Command::Tablesnap(a) => *a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let file = Tablesnap {
+            bucket: Some("from-file".into()),
+            paths: vec!["/data".into()],
+            recursive: true,
+            threads: Some(8),
+            exclude: vec!["\\.log$".into()],
+            keyname_separator: Some("#".into()),
+            ..Default::default()
+        };
+        let s = merge(&cli(&[]), Some(&file)).unwrap();
+        assert_eq!(
+            (s.bucket.as_str(), s.threads, s.recursive),
+            ("from-file", 8, true)
+        );
+        assert_eq!(
+            (s.keyname_separator.as_str(), s.max_upload_size, s.retries),
+            ("#", 5120, 4)
+        );
+        let s = merge(
+            &cli(&[
+                "b",
+                "/x",
+                "-t",
+                "2",
+                "-e",
+                "tmp",
+                "--keyname-separator",
+                "|",
+            ]),
+            Some(&file),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.bucket.as_str(), s.paths.clone(), s.threads),
+            ("b", vec![PathBuf::from("/x")], 2)
+        );
+        assert_eq!(
+            (s.exclude.clone(), s.keyname_separator.as_str()),
+            (vec!["tmp".to_string()], "|")
+        );
+        assert!(merge(&cli(&[]), None).unwrap_err().starts_with("no bucket"));
+        assert!(merge(&cli(&["b"]), None)
+            .unwrap_err()
+            .starts_with("no directory to watch"));
+    }
 }

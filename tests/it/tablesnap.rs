@@ -319,3 +319,32 @@ fn bad_arguments_fail_clearly() {
         .expect_code(2);
     assert!(d.stderr().contains("cannot be used with"), "{}", d.stderr());
 }
+
+#[test]
+fn settings_can_come_from_the_config_file() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = crate::support::write_config(
+        &cfg_dir,
+        &format!("[tablesnap]\nbucket = \"{}\"\npaths = [\"{}\"]\nname = \"host1\"\nwithout_index = true\n", s3.bucket, dir.path().display()),
+    );
+    let child = Run::new(&["tablesnap"])
+        .config(&cfg)
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .spawn();
+    let mut d = Daemon { child: Some(child) };
+    std::thread::sleep(Duration::from_millis(700));
+    std::fs::write(dir.path().join("c-Data.db"), b"c").unwrap();
+    s3.wait_keys("upload configured by file", |k| {
+        k.contains(&key(dir.path(), "c-Data.db"))
+    });
+    std::thread::sleep(Duration::from_millis(1300));
+    assert!(
+        !s3.keys().iter().any(|k| k.ends_with("-listdir.json")),
+        "without_index ignored"
+    );
+    assert_eq!(d.stop().0, 0);
+}
