@@ -23,17 +23,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Clean(args) => volumes::clean::run(&ctx, &args).await,
         Command::CheckBackups(args) => volumes::check::run(&ctx, &args).await,
         Command::Tablesnap(args) => crate::files::snap::run(&ctx, &args).await,
-        Command::Tableslurp(_) => not_yet("tableslurp"),
-        Command::Tablechop(_) => not_yet("tablechop"),
+        Command::Tableslurp(args) => crate::files::slurp::run(&ctx, &args).await,
+        Command::Tablechop(args) => crate::files::chop::run(&ctx, &args).await,
     }
-}
-
-/// Commands whose issue has not landed: say so and fail, never pretend.
-fn not_yet(command: &str) -> Result<ExitCode> {
-    bail!(
-        "{command} is not implemented yet in snaptastic {}",
-        env!("CARGO_PKG_VERSION")
-    )
 }
 
 /// What a command knows about the host it runs on.

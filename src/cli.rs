@@ -158,13 +158,13 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  snaptastic tableslurp my-bucket /var/lib/cassandra/data/ks/tbl /restore/tbl"
     )]
-    Tableslurp(PassThroughArgs),
+    Tableslurp(Box<TableslurpArgs>),
 
     /// Delete old tablesnap backups no kept index needs (tablechop).
     #[command(
         after_help = "Example:\n  snaptastic tablechop my-bucket /var/lib/cassandra/data/ks/tbl 14 --dry-run"
     )]
-    Tablechop(PassThroughArgs),
+    Tablechop(Box<TablechopArgs>),
 }
 
 /// The name of a profile in the configuration file.
@@ -379,12 +379,100 @@ pub struct TablesnapArgs {
     pub md5_on_start: bool,
 }
 
-/// The file commands take the original tools' flags; until they land they
-/// accept anything and say they are not implemented.
+/// Where the S3 objects are, for tableslurp and tablechop.
+#[derive(Debug, Args, Clone)]
+pub struct S3Args {
+    /// Host name used in the keys (default: this host's FQDN).
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Key prefix the backups were written with (tablesnap -p).
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[arg(long, default_value = ":", value_name = "SEP")]
+    pub keyname_separator: String,
+    /// AWS region (default: the SDK's chain, else us-east-1).
+    #[arg(long)]
+    pub aws_region: Option<String>,
+    /// S3-compatible endpoint; AWS_ENDPOINT_URL works too.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (automatic for IP and localhost endpoints).
+    #[arg(long)]
+    pub s3_force_path_style: bool,
+    /// Accepted for compatibility (keys show in `ps`).
+    #[arg(short = 'k', long = "aws-key", hide = true)]
+    pub aws_key: Option<String>,
+    #[arg(short = 's', long = "aws-secret", hide = true)]
+    pub aws_secret: Option<String>,
+    #[arg(long = "aws-token", hide = true)]
+    pub aws_token: Option<String>,
+}
+
+/// tableslurp's arguments.
 #[derive(Debug, Args)]
-pub struct PassThroughArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+pub struct TableslurpArgs {
+    #[arg(value_name = "BUCKET")]
+    pub bucket: String,
+    /// The directory as it was backed up (absolute path).
+    #[arg(value_name = "ORIGIN")]
+    pub origin: PathBuf,
+    /// Where to restore it.
+    #[arg(value_name = "TARGET")]
+    pub target: PathBuf,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Restore from this index (the data file name it was written beside).
+    #[arg(short = 'f', long, value_name = "FILE")]
+    pub file: Option<String>,
+    /// Restore the newest index not newer than this time (RFC 3339, e.g.
+    /// 2026-11-20T06:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = humantime::parse_rfc3339_weak)]
+    pub at: Option<std::time::SystemTime>,
+    /// Restore owner and group (by name, else by id) from the backup.
+    #[arg(short = 'p', long)]
+    pub preserve: bool,
+    #[arg(short = 'o', long)]
+    pub owner: Option<String>,
+    #[arg(short = 'g', long)]
+    pub group: Option<String>,
+    /// Files downloaded at once.
+    #[arg(short = 't', long, default_value_t = 4)]
+    pub threads: usize,
+    /// ORIGIN is a tree: restore every directory below it that has an index.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Download even files already present with the right MD5.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// tablechop's arguments.
+#[derive(Debug, Args)]
+pub struct TablechopArgs {
+    #[arg(value_name = "BUCKET")]
+    pub bucket: String,
+    /// The directory (tree) whose backups to prune.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// Keep indexes younger than this many days (and the newest of every
+    /// directory, whatever its age).
+    #[arg(value_name = "AGE_DAYS", allow_negative_numbers = true)]
+    pub age: f64,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Print the plan with reasons; delete nothing.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Objects younger than this are kept even if no index lists them yet
+    /// (uploads in flight).
+    #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+    /// Accepted for compatibility (every deletion is printed anyway).
+    #[arg(long = "list-deletes", hide = true)]
+    pub list_deletes: bool,
+    /// Accepted for compatibility.
+    #[arg(short = 'j', long = "jobs", hide = true)]
+    pub jobs: Option<usize>,
 }
 
 #[cfg(test)]

@@ -30,6 +30,23 @@ pub struct PutOptions {
     pub sse_kms_key_id: Option<String>,
 }
 
+/// One listed object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a GET brought: its metadata and the MD5 of what was written.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub metadata: HashMap<String, String>,
+    pub etag: Option<String>,
+    pub md5_hex: String,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// What HEAD says about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
@@ -111,6 +128,151 @@ impl S3 {
             .await
             .map(drop)
             .map_err(|e| s3_error("HeadBucket", e))
+    }
+
+    /// Objects under `prefix` (all pages); with a delimiter, also the
+    /// "directories" one level down.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+    ) -> Result<(Vec<ObjectInfo>, Vec<String>), CloudError> {
+        let (mut objects, mut dirs) = (Vec::new(), Vec::new());
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_delimiter(delimiter.map(str::to_string))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| s3_error("ListObjectsV2", e))?;
+            for o in r.contents() {
+                let Some(key) = o.key() else { continue };
+                objects.push(ObjectInfo {
+                    key: key.to_string(),
+                    size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                });
+            }
+            dirs.extend(
+                r.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_string)),
+            );
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok((objects, dirs)),
+            }
+        }
+    }
+
+    /// A small object into memory (indexes).
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, CloudError> {
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error("GetObject", e))?;
+        r.body
+            .collect()
+            .await
+            .map(|b| b.into_bytes().to_vec())
+            .map_err(|e| CloudError::Transport {
+                op: "GetObject",
+                message: e.to_string(),
+            })
+    }
+
+    /// Stream an object into `file`, hashing it on the way. `Ok(None)`
+    /// if there is no such object.
+    pub async fn get_to_file(&self, key: &str, file: &Path) -> Result<Option<Fetched>, CloudError> {
+        use md5::Digest;
+        use tokio::io::AsyncWriteExt;
+        let r = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                if let aws_sdk_s3::error::SdkError::ServiceError(se) = &e {
+                    if se.err().is_no_such_key() || se.raw().status().as_u16() == 404 {
+                        return Ok(None);
+                    }
+                }
+                return Err(s3_error("GetObject", e));
+            }
+        };
+        let io = |e: std::io::Error| CloudError::Transport {
+            op: "GetObject",
+            message: format!("writing {}: {e}", file.display()),
+        };
+        let mut out = tokio::fs::File::create(file).await.map_err(io)?;
+        let mut hash = md5::Md5::new();
+        let mut body = r.body;
+        while let Some(chunk) = body.try_next().await.map_err(|e| CloudError::Transport {
+            op: "GetObject",
+            message: e.to_string(),
+        })? {
+            hash.update(&chunk);
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.sync_all().await.map_err(io)?;
+        Ok(Some(Fetched {
+            metadata: r.metadata.unwrap_or_default(),
+            etag: r.e_tag.map(|e| e.trim_matches('"').to_string()),
+            md5_hex: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            last_modified: r
+                .last_modified
+                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+        }))
+    }
+
+    /// Delete keys, 1,000 per request; returns the ones that failed.
+    pub async fn delete(&self, keys: &[String]) -> Result<Vec<(String, String)>, CloudError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let mut failed = Vec::new();
+        for chunk in keys.chunks(1000) {
+            let ids: Vec<ObjectIdentifier> = chunk
+                .iter()
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            let delete = Delete::builder()
+                .set_objects(Some(ids))
+                .quiet(true)
+                .build()
+                .map_err(|e| CloudError::Transport {
+                    op: "DeleteObjects",
+                    message: e.to_string(),
+                })?;
+            let r = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| s3_error("DeleteObjects", e))?;
+            failed.extend(r.errors().iter().map(|e| {
+                (
+                    e.key().unwrap_or_default().to_string(),
+                    e.message().unwrap_or_default().to_string(),
+                )
+            }));
+        }
+        Ok(failed)
     }
 
     /// HEAD; `None` if there is no such object.

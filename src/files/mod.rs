@@ -1,6 +1,91 @@
 //! The file commands (tablesnap's job): `keys.rs` is the S3 layout (pure),
-//! `upload.rs` one file, `snap.rs` the watching daemon.
+//! `upload.rs` one file, `snap.rs` the watching daemon, `slurp.rs` the
+//! restore, `chop.rs` the retention (its plan pure).
 
+pub mod chop;
 pub mod keys;
+pub mod slurp;
 pub mod snap;
 pub mod upload;
+
+use crate::cli::S3Args;
+use crate::cloud::s3::S3;
+
+/// The host name in keys when none is given: Python's socket.getfqdn(),
+/// as tablesnap 1.2.1 used, via `hostname -f` where it resolves, else the
+/// plain host name.
+pub fn default_name() -> String {
+    if let Ok(out) = std::process::Command::new("hostname").arg("-f").output() {
+        let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !name.is_empty() {
+            return name;
+        }
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// How to reach the bucket.
+pub struct Connection<'a> {
+    pub bucket: &'a str,
+    pub region: Option<&'a str>,
+    pub endpoint: Option<&'a str>,
+    pub force_path_style: bool,
+    pub key: Option<&'a str>,
+    pub secret: Option<&'a str>,
+    pub token: Option<&'a str>,
+    pub attempts: u32,
+}
+
+impl<'a> Connection<'a> {
+    pub fn from_args(bucket: &'a str, a: &'a S3Args) -> Self {
+        Connection {
+            bucket,
+            region: a.aws_region.as_deref(),
+            endpoint: a.endpoint_url.as_deref(),
+            force_path_style: a.s3_force_path_style,
+            key: a.aws_key.as_deref(),
+            secret: a.aws_secret.as_deref(),
+            token: a.aws_token.as_deref(),
+            attempts: crate::cloud::MAX_ATTEMPTS,
+        }
+    }
+}
+
+/// An S3 client: the SDK's credential chain (or, warned about, keys from
+/// the command line), region from the flag, the environment or us-east-1.
+pub async fn connect(c: Connection<'_>) -> S3 {
+    let region = match c.region {
+        Some(r) => r.to_string(),
+        None => crate::cloud::region_from_environment()
+            .await
+            .unwrap_or_else(|| "us-east-1".into()),
+    };
+    let mut config = crate::cloud::sdk_config(&region, c.attempts).await;
+    if let (Some(k), Some(s)) = (c.key, c.secret) {
+        tracing::warn!("keys given with -k/-s show in `ps` to every user; prefer an instance role or AWS_* environment variables");
+        let creds = aws_sdk_s3::config::Credentials::new(
+            k,
+            s,
+            c.token.map(str::to_string),
+            None,
+            "command line",
+        );
+        config = config
+            .into_builder()
+            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+            .build();
+    }
+    S3::new(&config, c.bucket, c.endpoint, c.force_path_style)
+}
+
+/// The key naming of tableslurp/tablechop arguments.
+pub fn naming(a: &S3Args) -> keys::KeyNaming {
+    keys::KeyNaming {
+        prefix: a.prefix.clone(),
+        name: a.name.clone().unwrap_or_else(default_name),
+        separator: a.keyname_separator.clone(),
+    }
+}

@@ -72,21 +72,6 @@ struct Stats {
     failed: AtomicU64,
 }
 
-fn default_name() -> String {
-    // Python's socket.getfqdn(), as 1.2.1 used: `hostname -f` where it
-    // resolves, else the plain host name.
-    if let Ok(out) = std::process::Command::new("hostname").arg("-f").output() {
-        let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.status.success() && !name.is_empty() {
-            return name;
-        }
-    }
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 /// The daemon's settings: flags, over `[tablesnap]` of the config, over
 /// tablesnap 1.2.1's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,7 +226,7 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
         .with_context(|| format!("bucket {}", args.bucket))?;
     let naming = KeyNaming {
         prefix: args.prefix.clone(),
-        name: args.name.clone().unwrap_or_else(default_name),
+        name: args.name.clone().unwrap_or_else(super::default_name),
         separator: args.keyname_separator.clone(),
     };
     let uploader = Arc::new(Uploader {
@@ -419,33 +404,17 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
 }
 
 async fn s3_client(args: &Settings) -> Result<S3> {
-    let region = match &args.aws_region {
-        Some(r) => r.clone(),
-        None => crate::cloud::region_from_environment()
-            .await
-            .unwrap_or_else(|| "us-east-1".into()),
-    };
-    let mut config = crate::cloud::sdk_config(&region, args.retries.saturating_add(1)).await;
-    if let (Some(k), Some(s)) = (&args.aws_key, &args.aws_secret) {
-        tracing::warn!("keys given with -k/-s show in `ps` to every user; prefer an instance role or AWS_* environment variables");
-        let creds = aws_sdk_s3::config::Credentials::new(
-            k,
-            s,
-            args.aws_token.clone(),
-            None,
-            "command line",
-        );
-        config = config
-            .into_builder()
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
-            .build();
-    }
-    Ok(S3::new(
-        &config,
-        &args.bucket,
-        args.endpoint_url.as_deref(),
-        args.s3_force_path_style,
-    ))
+    Ok(super::connect(super::Connection {
+        bucket: &args.bucket,
+        region: args.aws_region.as_deref(),
+        endpoint: args.endpoint_url.as_deref(),
+        force_path_style: args.s3_force_path_style,
+        key: args.aws_key.as_deref(),
+        secret: args.aws_secret.as_deref(),
+        token: args.aws_token.as_deref(),
+        attempts: args.retries.saturating_add(1),
+    })
+    .await)
 }
 
 /// Writes each directory's index once its uploads have settled.

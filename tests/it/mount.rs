@@ -332,7 +332,7 @@ fn error_snapshot_falls_back_and_pending_is_waited_for() {
         .as_str()
         .unwrap()
         .to_string();
-    s.lab.control("rules", "snapshot_pending = \"3s\"\n");
+    s.lab.control("rules", "snapshot_pending = \"8s\"\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let pending = s.legacy_snapshot(&vol, &s.mp(0));
     s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])

@@ -348,3 +348,269 @@ fn settings_can_come_from_the_config_file() {
     );
     assert_eq!(d.stop().0, 0);
 }
+
+fn slurp(
+    moto: &str,
+    bucket: &str,
+    origin: &Path,
+    target: &Path,
+    extra: &[&str],
+) -> crate::support::Done {
+    let mut args = vec![
+        "tableslurp",
+        bucket,
+        origin.to_str().unwrap(),
+        target.to_str().unwrap(),
+        "-n",
+        "host1",
+    ];
+    args.extend_from_slice(extra);
+    Run::new(&args)
+        .env("AWS_ENDPOINT_URL", moto)
+        .env("AWS_REGION", "us-east-1")
+        .run()
+}
+
+#[test]
+fn tableslurp_round_trip_detects_tampering_and_resumes() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let root = tempfile::tempdir().unwrap();
+    let src = root.path().join("ks/tbl");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut d = Daemon::start(&moto, &s3.bucket, root.path(), &["-r"]);
+    let mut files = Vec::new();
+    for i in 0..20 {
+        let name = format!("ks-tbl-ka-{i}-Index.db");
+        let data: Vec<u8> = (0..4096u32)
+            .map(|b| (b.wrapping_mul(i + 7) >> 3) as u8)
+            .collect();
+        std::fs::write(src.join(&name), &data).unwrap();
+        files.push((name, data));
+    }
+    std::fs::write(src.join("ks-tbl-ka-1-Data.db"), b"data").unwrap();
+    std::fs::set_permissions(
+        src.join("ks-tbl-ka-1-Data.db"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    files.push(("ks-tbl-ka-1-Data.db".into(), b"data".to_vec()));
+    let index = format!("{}-listdir.json", key(&src, "ks-tbl-ka-1-Data.db"));
+    s3.wait_keys("the index", |k| k.contains(&index));
+    assert_eq!(d.stop().0, 0);
+
+    // Destroy and restore: byte-identical, with the mode.
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("tbl");
+    let r = slurp(&moto, &s3.bucket, &src, &target, &["-p"]).expect_code(0);
+    assert!(
+        r.stdout()
+            .contains("21 restored, 0 already there, 0 failed"),
+        "{}",
+        r.stdout()
+    );
+    for (name, data) in &files {
+        assert_eq!(&std::fs::read(target.join(name)).unwrap(), data, "{name}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(target.join("ks-tbl-ka-1-Data.db"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    // Tamper with one object (same metadata), delete another: both fail.
+    let tampered = key(&src, "ks-tbl-ka-3-Index.db");
+    let meta = s3.metadata(&tampered);
+    s3.rt
+        .block_on(
+            s3.client
+                .put_object()
+                .bucket(&s3.bucket)
+                .key(&tampered)
+                .set_metadata(Some(meta))
+                .body(b"evil".to_vec().into())
+                .send(),
+        )
+        .unwrap();
+    s3.rt
+        .block_on(
+            s3.client
+                .delete_object()
+                .bucket(&s3.bucket)
+                .key(key(&src, "ks-tbl-ka-4-Index.db"))
+                .send(),
+        )
+        .unwrap();
+    let fresh = out.path().join("again");
+    let r = slurp(&moto, &s3.bucket, &src, &fresh, &[]).expect_code(1);
+    let o = r.stdout();
+    assert!(o.contains("ks-tbl-ka-3-Index.db: MD5 mismatch"), "{o}");
+    assert!(o.contains("ks-tbl-ka-4-Index.db: missing from S3"), "{o}");
+    assert!(o.contains("19 restored, 0 already there, 2 failed"), "{o}");
+    assert!(
+        !fresh.join("ks-tbl-ka-3-Index.db").exists(),
+        "a bad download was left in place"
+    );
+
+    // Repair S3 and run again: it resumes, fetching only what is missing.
+    for n in [3, 4] {
+        let name = format!("ks-tbl-ka-{n}-Index.db");
+        let (_, data) = files.iter().find(|(f, _)| *f == name).unwrap();
+        let md5 = md5_hex(data);
+        s3.rt
+            .block_on(
+                s3.client
+                    .put_object()
+                    .bucket(&s3.bucket)
+                    .key(key(&src, &name))
+                    .metadata("md5sum", md5)
+                    .body(data.clone().into())
+                    .send(),
+            )
+            .unwrap();
+    }
+    let r = slurp(&moto, &s3.bucket, &src, &fresh, &[]).expect_code(0);
+    assert!(
+        r.stdout()
+            .contains("2 restored, 19 already there, 0 failed"),
+        "{}",
+        r.stdout()
+    );
+}
+
+#[test]
+fn tableslurp_restores_tablesnap_1_2_1_objects() {
+    // Golden fixture: keys, metadata and index exactly as tablesnap 1.2.1
+    // writes them (stat key order of Python 2, unsorted index, a
+    // subdirectory name in the listing).
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let origin = Path::new("/var/lib/cassandra/data/ks/tbl");
+    let put = |name: &str, body: &[u8], meta: &[(&str, String)]| {
+        let mut req = s3
+            .client
+            .put_object()
+            .bucket(&s3.bucket)
+            .key(format!("host1:{}/{name}", origin.display()))
+            .body(body.to_vec().into());
+        for (k, v) in meta {
+            req = req.metadata(*k, v);
+        }
+        s3.rt.block_on(req.send()).unwrap();
+    };
+    let stat =
+        r#"{"user": "root", "gid": 0, "group": "root", "uid": 0, "mode": 33188}"#.to_string();
+    put(
+        "ks-tbl-ka-7-Data.db",
+        b"seven",
+        &[("md5sum", md5_hex(b"seven")), ("stat", stat.clone())],
+    );
+    put(
+        "ks-tbl-ka-7-Index.db",
+        b"index",
+        &[("md5sum", md5_hex(b"index")), ("stat", stat)],
+    );
+    put(
+        "ks-tbl-ka-7-Data.db-listdir.json",
+        br#"{"/var/lib/cassandra/data/ks/tbl": ["ks-tbl-ka-7-Index.db", "ks-tbl-ka-7-Data.db"]}"#,
+        &[],
+    );
+    let out = tempfile::tempdir().unwrap();
+    slurp(&moto, &s3.bucket, origin, out.path(), &[]).expect_code(0);
+    assert_eq!(
+        std::fs::read(out.path().join("ks-tbl-ka-7-Data.db")).unwrap(),
+        b"seven"
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("ks-tbl-ka-7-Index.db")).unwrap(),
+        b"index"
+    );
+}
+
+#[test]
+fn tablechop_keeps_cold_tables_and_in_flight_objects() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("ks/A"), root.path().join("ks/B"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let mut d = Daemon::start(&moto, &s3.bucket, root.path(), &["-r"]);
+    std::fs::write(a.join("a1-Data.db"), b"a1").unwrap();
+    std::fs::write(b.join("b1-Data.db"), b"b1").unwrap();
+    s3.wait_keys("first indexes", |k| {
+        k.iter().filter(|k| k.ends_with("-listdir.json")).count() == 2
+    });
+    std::thread::sleep(Duration::from_millis(1100));
+    // B compacts: b1 goes, b2 comes; its new index lists only b2.
+    std::fs::remove_file(b.join("b1-Data.db")).unwrap();
+    std::fs::write(b.join("b2-Data.db"), b"b2").unwrap();
+    s3.wait_keys("second index of B", |k| {
+        k.contains(&format!("{}-listdir.json", key(&b, "b2-Data.db")))
+    });
+    assert_eq!(d.stop().0, 0);
+
+    let chop = |extra: &[&str]| {
+        let mut args = vec![
+            "tablechop",
+            &s3.bucket,
+            root.path().to_str().unwrap(),
+            "0",
+            "-n",
+            "host1",
+        ];
+        args.extend_from_slice(extra);
+        Run::new(&args)
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_REGION", "us-east-1")
+            .run()
+    };
+    // Dry run: b1 is still in the grace period; only B's old index would go.
+    let out = chop(&["--dry-run"]).expect_code(0).stdout();
+    assert!(out.contains("1 of 6 objects to delete (dry run"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "keep    {}: younger than the grace period",
+            key(&b, "b1-Data.db")
+        )),
+        "{out}"
+    );
+    // No grace: the old index of B and b1 go; cold table A stays whole.
+    let out = chop(&["--dry-run", "--grace", "0s"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        out.contains(&format!(
+            "delete  {}: listed by no kept index",
+            key(&b, "b1-Data.db")
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "delete  {}-listdir.json: old index",
+            key(&b, "b1-Data.db")
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "keep    {}: listed by a kept index",
+            key(&a, "a1-Data.db")
+        )),
+        "{out}"
+    );
+    assert_eq!(s3.keys().len(), 6, "dry run deleted something");
+    let out = chop(&["--grace", "0s"]).expect_code(0).stdout();
+    assert!(out.contains("deleted 2 of 6 objects"), "{out}");
+    let keys = s3.keys();
+    assert!(
+        keys.contains(&key(&a, "a1-Data.db")) && keys.contains(&key(&b, "b2-Data.db")),
+        "{keys:#?}"
+    );
+    assert!(!keys.contains(&key(&b, "b1-Data.db")));
+}

@@ -1,0 +1,325 @@
+//! `tablechop`: delete old indexes and the files no kept index lists.
+//!
+//! Unlike tablechop 1.2.1 (whose open bug deleted the files of tables that
+//! had not changed for AGE days), the newest index of every directory is
+//! always kept, a file listed by any kept index is never deleted, and
+//! objects younger than a grace period survive even if no index lists
+//! them yet (uploads in flight). The plan is pure; ages are in UTC.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+
+use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
+use crate::app::Context;
+use crate::cli::TablechopArgs;
+use crate::cloud::s3::ObjectInfo;
+
+/// Keep or delete one object, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub key: String,
+    pub delete: bool,
+    pub reason: String,
+}
+
+/// Which indexes to keep: per directory the newest, plus every index
+/// younger than `age`. Returns the kept index keys.
+pub fn kept_indexes(objects: &[ObjectInfo], age: Duration, now: DateTime<Utc>) -> BTreeSet<String> {
+    let mut newest: BTreeMap<String, &ObjectInfo> = BTreeMap::new();
+    let mut kept = BTreeSet::new();
+    for o in objects.iter().filter(|o| o.key.ends_with(INDEX_SUFFIX)) {
+        let dir = index_dir(&o.key);
+        let replace = newest
+            .get(&dir)
+            .is_none_or(|n| (o.last_modified, &o.key) > (n.last_modified, &n.key));
+        if replace {
+            newest.insert(dir, o);
+        }
+        if o.last_modified.is_some_and(|t| younger(t, age, now)) {
+            kept.insert(o.key.clone());
+        }
+    }
+    kept.extend(newest.values().map(|o| o.key.clone()));
+    kept
+}
+
+/// The directory part of an index key (everything before the last '/').
+fn index_dir(key: &str) -> String {
+    key.rsplit_once('/')
+        .map_or(String::new(), |(d, _)| d.to_string())
+}
+
+fn younger(t: DateTime<Utc>, limit: Duration, now: DateTime<Utc>) -> bool {
+    now.signed_duration_since(t)
+        .to_std()
+        .map_or(true, |a| a < limit)
+}
+
+/// Decide for every object. `listed` holds the data keys the kept indexes
+/// name (see `listed_keys`).
+pub fn plan(
+    objects: &[ObjectInfo],
+    kept: &BTreeSet<String>,
+    listed: &BTreeSet<String>,
+    grace: Duration,
+    now: DateTime<Utc>,
+) -> Vec<Decision> {
+    objects
+        .iter()
+        .map(|o| {
+            let (delete, reason) = if o.key.ends_with(INDEX_SUFFIX) {
+                if kept.contains(&o.key) {
+                    (
+                        false,
+                        "index kept (newest of its directory, or younger than the age)".to_string(),
+                    )
+                } else {
+                    (true, "old index".to_string())
+                }
+            } else if listed.contains(&o.key) {
+                (false, "listed by a kept index".to_string())
+            } else if o.last_modified.is_none_or(|t| younger(t, grace, now)) {
+                (
+                    false,
+                    "younger than the grace period (may not be indexed yet)".to_string(),
+                )
+            } else {
+                (true, "listed by no kept index".to_string())
+            };
+            Decision {
+                key: o.key.clone(),
+                delete,
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// The data keys an index lists.
+pub fn listed_keys(naming: &KeyNaming, index_body: &str) -> Result<Vec<String>, String> {
+    let (dir, names) = parse_index(index_body)?;
+    Ok(names
+        .iter()
+        .map(|n| naming.key(&Path::new(&dir).join(n)))
+        .collect())
+}
+
+pub async fn run(_ctx: &Context, args: &TablechopArgs) -> Result<ExitCode> {
+    let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
+    let naming = super::naming(&args.s3);
+    let path = std::path::absolute(&args.path)?;
+    // The directory with a trailing '/': `/ks1` must not match `/ks10`.
+    let prefix = naming.dir_prefix(&path);
+    let (objects, _) = s3
+        .list(&prefix, None)
+        .await
+        .with_context(|| format!("listing s3://{}/{prefix}", args.bucket))?;
+    let now = Utc::now();
+    let age = Duration::from_secs_f64((args.age.max(0.0)) * 86_400.0);
+    let kept = kept_indexes(&objects, age, now);
+    let mut listed = BTreeSet::new();
+    for key in &kept {
+        let body = s3
+            .get_bytes(key)
+            .await
+            .with_context(|| format!("reading index {key}"))?;
+        let keys = listed_keys(&naming, &String::from_utf8_lossy(&body))
+            .map_err(|e| anyhow::anyhow!("index {key}: {e}"))?;
+        listed.extend(keys);
+    }
+    let decisions = plan(&objects, &kept, &listed, args.grace, now);
+    let doomed: Vec<String> = decisions
+        .iter()
+        .filter(|d| d.delete)
+        .map(|d| d.key.clone())
+        .collect();
+    for d in &decisions {
+        println!(
+            "{}  {}: {}",
+            if d.delete { "delete" } else { "keep  " },
+            d.key,
+            d.reason
+        );
+    }
+    if args.dry_run {
+        println!(
+            "{} of {} objects to delete (dry run: nothing deleted)",
+            doomed.len(),
+            decisions.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed = s3.delete(&doomed).await.context("deleting")?;
+    for (k, why) in &failed {
+        println!("FAILED  {k}: {why}");
+    }
+    println!(
+        "deleted {} of {} objects",
+        doomed.len() - failed.len(),
+        decisions.len()
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn at(days_ago: i64) -> Option<DateTime<Utc>> {
+        Some(
+            Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+                - chrono::Duration::days(days_ago),
+        )
+    }
+
+    fn obj(key: &str, days_ago: i64) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size: 1,
+            last_modified: at(days_ago),
+        }
+    }
+
+    fn naming() -> KeyNaming {
+        KeyNaming {
+            prefix: String::new(),
+            name: "h".into(),
+            separator: ":".into(),
+        }
+    }
+
+    /// Run the whole plan with index bodies given per index key.
+    fn decide(objects: &[ObjectInfo], bodies: &[(&str, &str)], age_days: u64) -> Vec<String> {
+        let now = at(0).unwrap();
+        let kept = kept_indexes(objects, Duration::from_secs(age_days * 86_400), now);
+        let mut listed = BTreeSet::new();
+        for k in &kept {
+            let body = bodies
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, b)| *b)
+                .unwrap_or("{\"/x\": []}");
+            listed.extend(listed_keys(&naming(), body).unwrap());
+        }
+        plan(objects, &kept, &listed, Duration::from_secs(86_400), now)
+            .into_iter()
+            .map(|d| format!("{} {}", if d.delete { "delete" } else { "keep" }, d.key))
+            .collect()
+    }
+
+    #[test]
+    fn a_cold_table_keeps_its_files() {
+        // Table A changed 30 days ago and never since; B changes daily.
+        let objects = vec![
+            obj("h:/d/A/a1-Data.db", 30),
+            obj("h:/d/A/a1-Data.db-listdir.json", 30),
+            obj("h:/d/B/b1-Data.db", 20),
+            obj("h:/d/B/b1-Data.db-listdir.json", 20),
+            obj("h:/d/B/b2-Data.db", 2),
+            obj("h:/d/B/b2-Data.db-listdir.json", 2),
+        ];
+        let bodies = [
+            (
+                "h:/d/A/a1-Data.db-listdir.json",
+                r#"{"/d/A": ["a1-Data.db"]}"#,
+            ),
+            (
+                "h:/d/B/b1-Data.db-listdir.json",
+                r#"{"/d/B": ["b1-Data.db"]}"#,
+            ),
+            (
+                "h:/d/B/b2-Data.db-listdir.json",
+                r#"{"/d/B": ["b2-Data.db"]}"#,
+            ),
+        ];
+        assert_eq!(
+            decide(&objects, &bodies, 7),
+            [
+                "keep h:/d/A/a1-Data.db",
+                "keep h:/d/A/a1-Data.db-listdir.json",
+                "delete h:/d/B/b1-Data.db",
+                "delete h:/d/B/b1-Data.db-listdir.json",
+                "keep h:/d/B/b2-Data.db",
+                "keep h:/d/B/b2-Data.db-listdir.json",
+            ]
+        );
+    }
+
+    #[test]
+    fn table() {
+        type Case = (
+            &'static str,
+            Vec<ObjectInfo>,
+            Vec<(&'static str, &'static str)>,
+            u64,
+            Vec<&'static str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "a file still listed by a kept index survives however old",
+                vec![
+                    obj("h:/d/t/old-Data.db", 90),
+                    obj("h:/d/t/new-Data.db", 1),
+                    obj("h:/d/t/new-Data.db-listdir.json", 1),
+                ],
+                vec![(
+                    "h:/d/t/new-Data.db-listdir.json",
+                    r#"{"/d/t": ["old-Data.db", "new-Data.db"]}"#,
+                )],
+                7,
+                vec![
+                    "keep h:/d/t/old-Data.db",
+                    "keep h:/d/t/new-Data.db",
+                    "keep h:/d/t/new-Data.db-listdir.json",
+                ],
+            ),
+            (
+                "an in-flight upload (young, unindexed) survives; an old orphan goes",
+                vec![
+                    obj("h:/d/t/x-Data.db-listdir.json", 1),
+                    obj("h:/d/t/inflight-Data.db", 0),
+                    obj("h:/d/t/orphan-Data.db", 5),
+                ],
+                vec![],
+                7,
+                vec![
+                    "keep h:/d/t/x-Data.db-listdir.json",
+                    "keep h:/d/t/inflight-Data.db",
+                    "delete h:/d/t/orphan-Data.db",
+                ],
+            ),
+            (
+                "age 0 (or negative) still keeps the newest index of each directory",
+                vec![
+                    obj("h:/d/t/a-Data.db", 3),
+                    obj("h:/d/t/a-Data.db-listdir.json", 3),
+                    obj("h:/d/t/b-Data.db-listdir.json", 2),
+                ],
+                vec![(
+                    "h:/d/t/b-Data.db-listdir.json",
+                    r#"{"/d/t": ["a-Data.db"]}"#,
+                )],
+                0,
+                vec![
+                    "keep h:/d/t/a-Data.db",
+                    "delete h:/d/t/a-Data.db-listdir.json",
+                    "keep h:/d/t/b-Data.db-listdir.json",
+                ],
+            ),
+        ];
+        for (name, objects, bodies, age, want) in cases {
+            assert_eq!(decide(&objects, &bodies, age), want, "{name}");
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! `tableslurp`: restore a directory from its newest (or chosen) index.
+//!
+//! It lists only the directory's own prefix (not the whole bucket as
+//! tableslurp 1.2.1 did), downloads the listed files in parallel into a
+//! temporary name, and renames each into place only when its MD5 matches
+//! the `md5sum` metadata. A missing or altered object is an error naming
+//! the file, and the exit code is 1. Files already present with the right
+//! MD5 are skipped, so a failed restore resumes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context as _, Result};
+use chrono::{DateTime, Utc};
+use md5::{Digest, Md5};
+
+use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
+use crate::app::Context;
+use crate::cli::TableslurpArgs;
+use crate::cloud::s3::{ObjectInfo, S3};
+
+/// The index to restore from: the newest not newer than `at`.
+pub fn choose_index(objects: &[ObjectInfo], at: Option<DateTime<Utc>>) -> Option<&ObjectInfo> {
+    objects
+        .iter()
+        .filter(|o| o.key.ends_with(INDEX_SUFFIX))
+        .filter(|o| at.is_none_or(|at| o.last_modified.is_some_and(|t| t <= at)))
+        .max_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)))
+}
+
+fn md5_of(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Owner and group to give restored files.
+#[derive(Debug, Clone, Default)]
+struct Ownership {
+    preserve: bool,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+struct Job {
+    s3: S3,
+    naming: KeyNaming,
+    owner: Ownership,
+    force: bool,
+}
+
+pub async fn run(_ctx: &Context, args: &TableslurpArgs) -> Result<ExitCode> {
+    let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
+    let naming = super::naming(&args.s3);
+    if !args.origin.is_absolute() {
+        bail!(
+            "ORIGIN must be the absolute path the files were backed up from, got {}",
+            args.origin.display()
+        );
+    }
+    let owner = Ownership {
+        preserve: args.preserve,
+        uid: match &args.owner {
+            Some(o) => Some(lookup_user(o)?),
+            None => None,
+        },
+        gid: match &args.group {
+            Some(g) => Some(lookup_group(g)?),
+            None => None,
+        },
+    };
+    let at = args.at.map(DateTime::<Utc>::from);
+    let job = Arc::new(Job {
+        s3,
+        naming,
+        owner,
+        force: args.force,
+    });
+
+    // (origin directory, target directory) pairs.
+    let mut dirs = vec![(args.origin.clone(), args.target.clone())];
+    if args.recursive {
+        dirs = tree(&job, &args.origin, &args.target).await?;
+        if dirs.is_empty() {
+            bail!(
+                "no index found under {} in s3://{}",
+                args.origin.display(),
+                args.bucket
+            );
+        }
+    }
+    let mut failed = 0usize;
+    for (origin, target) in dirs {
+        failed += restore_dir(
+            &job,
+            &args.bucket,
+            &origin,
+            &target,
+            args.file.as_deref(),
+            at,
+            args.threads,
+        )
+        .await?;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Every directory below `origin` (itself included) that holds an index.
+async fn tree(job: &Job, origin: &Path, target: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let mut out = Vec::new();
+    let mut todo = vec![origin.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let prefix = job.naming.dir_prefix(&dir);
+        let (objects, subdirs) = job.s3.list(&prefix, Some("/")).await?;
+        if objects.iter().any(|o| o.key.ends_with(INDEX_SUFFIX)) {
+            let rel = dir.strip_prefix(origin).unwrap_or(Path::new(""));
+            out.push((dir.clone(), target.join(rel)));
+        }
+        for sub in subdirs {
+            let name = sub
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            todo.push(dir.join(name));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Restore one directory; returns how many files failed.
+async fn restore_dir(
+    job: &Arc<Job>,
+    bucket: &str,
+    origin: &Path,
+    target: &Path,
+    file: Option<&str>,
+    at: Option<DateTime<Utc>>,
+    threads: usize,
+) -> Result<usize> {
+    let prefix = job.naming.dir_prefix(origin);
+    let index_key = match file {
+        Some(f) => format!("{prefix}{f}{INDEX_SUFFIX}"),
+        None => {
+            // Only this directory's prefix, one level: not the bucket.
+            let (objects, _) = job
+                .s3
+                .list(&prefix, Some("/"))
+                .await
+                .context("listing the backup")?;
+            choose_index(&objects, at)
+                .map(|o| o.key.clone())
+                .with_context(|| {
+                    format!(
+                        "no index for {} in s3://{bucket}/{prefix}",
+                        origin.display()
+                    )
+                })?
+        }
+    };
+    let body = job
+        .s3
+        .get_bytes(&index_key)
+        .await
+        .with_context(|| format!("reading index {index_key}"))?;
+    let (dir, names) = parse_index(&String::from_utf8_lossy(&body))
+        .map_err(|e| anyhow::anyhow!("{index_key}: {e}"))?;
+    if Path::new(&dir) != origin {
+        bail!("index {index_key} is for {dir}, not {}", origin.display());
+    }
+    tracing::info!(
+        "restoring {} files of {} from {index_key} into {}",
+        names.len(),
+        origin.display(),
+        target.display()
+    );
+    std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(threads.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in names {
+        let (job, origin, target, permit) = (
+            job.clone(),
+            origin.to_path_buf(),
+            target.to_path_buf(),
+            permits.clone(),
+        );
+        tasks.spawn(async move {
+            let _p = permit.acquire_owned().await;
+            let r = fetch_one(&job, &origin, &target, &name).await;
+            (name, r)
+        });
+    }
+    let (mut restored, mut present, mut failed) = (0, 0, 0);
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((_, Ok(true))) => restored += 1,
+            Ok((_, Ok(false))) => present += 1,
+            Ok((name, Err(e))) => {
+                failed += 1;
+                println!("FAILED   {}: {e}", target.join(name).display());
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAILED   {}: {e}", target.display());
+            }
+        }
+    }
+    println!(
+        "{}: {restored} restored, {present} already there, {failed} failed",
+        target.display()
+    );
+    Ok(failed)
+}
+
+/// One file; `Ok(false)` if it was already there with the right MD5.
+async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Result<bool, String> {
+    if name.contains('/') || name == ".." || name == "." {
+        return Err(format!("refusing the index entry '{name}'"));
+    }
+    let key = job.naming.key(&origin.join(name));
+    let dest = target.join(name);
+    let head = job.s3.head(&key).await.map_err(|e| e.to_string())?;
+    let Some(head) = head else {
+        return Err(format!("missing from S3 ({key})"));
+    };
+    let expected = head.metadata.get("md5sum").cloned();
+    if !job.force && dest.exists() {
+        if let (Some(want), Ok(have)) = (&expected, md5_of(&dest)) {
+            if &have == want {
+                return Ok(false);
+            }
+        }
+    }
+    let tmp = target.join(format!(".{name}.tableslurp"));
+    let fetched = job
+        .s3
+        .get_to_file(&key, &tmp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(fetched) = fetched else {
+        return Err(format!("missing from S3 ({key})"));
+    };
+    // The md5sum metadata, else a single-part ETag (multipart ETags are
+    // not MD5s).
+    let want = fetched
+        .metadata
+        .get("md5sum")
+        .cloned()
+        .or_else(|| fetched.etag.clone().filter(|e| !e.contains('-')));
+    match want {
+        Some(w) if w != fetched.md5_hex => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!(
+                "MD5 mismatch: S3 says {w}, the download is {} ({key})",
+                fetched.md5_hex
+            ));
+        }
+        None => tracing::warn!("{name}: no checksum to verify against"),
+        _ => {}
+    }
+    apply_stat(
+        &tmp,
+        fetched.metadata.get("stat").map(String::as_str),
+        &job.owner,
+        fetched.last_modified,
+    )?;
+    std::fs::rename(&tmp, &dest).map_err(|e| format!("renaming into place: {e}"))?;
+    Ok(true)
+}
+
+/// Mode from the `stat` metadata; owner and group per the options;
+/// mtime from the object's time (the metadata has none).
+fn apply_stat(
+    path: &Path,
+    stat: Option<&str>,
+    owner: &Ownership,
+    mtime: Option<DateTime<Utc>>,
+) -> Result<(), String> {
+    let stat: Option<serde_json::Value> = stat.and_then(|s| serde_json::from_str(s).ok());
+    if let Some(mode) = stat.as_ref().and_then(|s| s["mode"].as_u64()) {
+        std::fs::set_permissions(
+            path,
+            std::fs::Permissions::from_mode((mode & 0o7777) as u32),
+        )
+        .map_err(|e| format!("chmod: {e}"))?;
+    }
+    let (mut uid, mut gid) = (owner.uid, owner.gid);
+    if owner.preserve {
+        if let Some(s) = &stat {
+            let by_name_u = s["user"].as_str().and_then(|u| lookup_user(u).ok());
+            let by_name_g = s["group"].as_str().and_then(|g| lookup_group(g).ok());
+            uid = uid
+                .or(by_name_u)
+                .or(s["uid"].as_u64().and_then(|n| u32::try_from(n).ok()));
+            gid = gid
+                .or(by_name_g)
+                .or(s["gid"].as_u64().and_then(|n| u32::try_from(n).ok()));
+        }
+    }
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::chown(path, uid, gid).map_err(|e| format!("chown: {e}"))?;
+    }
+    if let Some(t) = mtime {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(path)
+            .map_err(|e| e.to_string())?;
+        let _ = f.set_modified(SystemTime::from(t));
+    }
+    Ok(())
+}
+
+fn lookup_user(name: &str) -> Result<u32> {
+    nix::unistd::User::from_name(name)
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+        .with_context(|| format!("no user {name} on this host"))
+}
+
+fn lookup_group(name: &str) -> Result<u32> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+        .with_context(|| format!("no group {name} on this host"))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn obj(key: &str, hour: u32) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size: 1,
+            last_modified: Some(Utc.with_ymd_and_hms(2026, 11, 23, hour, 0, 0).unwrap()),
+        }
+    }
+
+    #[test]
+    fn newest_index_not_after_the_time() {
+        let objects = vec![
+            obj("h:/d/a-Data.db", 9),
+            obj("h:/d/a-Data.db-listdir.json", 1),
+            obj("h:/d/b-Data.db-listdir.json", 5),
+            obj("h:/d/c-Data.db-listdir.json", 8),
+        ];
+        assert_eq!(
+            choose_index(&objects, None).unwrap().key,
+            "h:/d/c-Data.db-listdir.json"
+        );
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 6, 0, 0).unwrap();
+        assert_eq!(
+            choose_index(&objects, Some(at)).unwrap().key,
+            "h:/d/b-Data.db-listdir.json"
+        );
+        let early = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap();
+        assert!(choose_index(&objects, Some(early)).is_none());
+    }
+}
