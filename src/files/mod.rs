@@ -27,6 +27,33 @@ pub fn default_name() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// MD5 (hex and base64) and size of a file, read once in 1 MiB chunks:
+/// the `md5sum` metadata and Content-MD5 on upload, the check on restore.
+pub fn md5_file(path: &std::path::Path) -> std::io::Result<(String, String, u64)> {
+    use std::io::Read;
+
+    use md5::{Digest, Md5};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((
+        hex,
+        aws_smithy_types::base64::encode(digest.as_slice()),
+        size,
+    ))
+}
+
 /// How to reach the bucket.
 pub struct Connection<'a> {
     pub bucket: &'a str,

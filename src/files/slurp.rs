@@ -15,7 +15,6 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
-use md5::{Digest, Md5};
 
 use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
 use crate::app::Context;
@@ -29,21 +28,6 @@ pub fn choose_index(objects: &[ObjectInfo], at: Option<DateTime<Utc>>) -> Option
         .filter(|o| o.key.ends_with(INDEX_SUFFIX))
         .filter(|o| at.is_none_or(|at| o.last_modified.is_some_and(|t| t <= at)))
         .max_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)))
-}
-
-fn md5_of(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Owner and group to give restored files.
@@ -243,7 +227,7 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
     };
     let expected = head.metadata.get("md5sum").cloned();
     if !job.force && dest.exists() {
-        if let (Some(want), Ok(have)) = (&expected, md5_of(&dest)) {
+        if let (Some(want), Ok((have, _, _))) = (&expected, super::md5_file(&dest)) {
             if &have == want {
                 return Ok(false);
             }

@@ -3,15 +3,14 @@
 //! Files that vanish on the way (compaction) are skipped, not errors.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use md5::{Digest, Md5};
 use tokio::sync::Semaphore;
 
 use super::keys::{stat_json, KeyNaming};
+use super::md5_file;
 use crate::cloud::s3::{part_size, PutOptions, S3};
 
 /// How a file ended.
@@ -39,29 +38,6 @@ pub struct Uploader {
     pub chunk: u64,
     /// Parts in flight across all files (memory stays bounded by it).
     pub parts: Arc<Semaphore>,
-}
-
-/// MD5 (hex and base64) and size of a file, read once in 1 MiB chunks.
-fn md5_file(path: &Path) -> std::io::Result<(String, String, u64)> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-    let digest = h.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((
-        hex,
-        aws_smithy_types::base64::encode(digest.as_slice()),
-        size,
-    ))
 }
 
 fn names(uid: u32, gid: u32) -> (Option<String>, Option<String>) {
