@@ -221,13 +221,15 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
     }
     let key = job.naming.key(&origin.join(name));
     let dest = target.join(name);
-    let head = job.s3.head(&key).await.map_err(|e| e.to_string())?;
-    let Some(head) = head else {
-        return Err(format!("missing from S3 ({key})"));
-    };
-    let expected = head.metadata.get("md5sum").cloned();
+    // Resuming: a file already there is compared with S3's md5sum (one
+    // HEAD); a missing one is fetched straight away (the GET brings the
+    // metadata, so a fresh restore costs one request per file).
     if !job.force && dest.exists() {
-        if let (Some(want), Ok((have, _, _))) = (&expected, super::md5_file(&dest)) {
+        let head = job.s3.head(&key).await.map_err(|e| e.to_string())?;
+        let Some(head) = head else {
+            return Err(format!("missing from S3 ({key})"));
+        };
+        if let (Some(want), Ok((have, _, _))) = (head.metadata.get("md5sum"), super::md5_file(&dest)) {
             if &have == want {
                 return Ok(false);
             }
