@@ -44,7 +44,7 @@ PY
     local want=$((count + 1))
     for _ in $(seq 1 1200); do
         local have
-        have=$(aws s3 ls "s3://bench/bench:$src/" | wc -l)
+        have=$( (aws s3 ls "s3://bench/bench:$src/" || true) | wc -l)
         [ "$have" -ge "$want" ] && break
         sleep 0.5
     done
@@ -58,7 +58,7 @@ PY
     "$bin" --loglevel=WARNING tableslurp bench "$src" "$work/ours/$label" -n bench -t 8 >/dev/null
     t1=$(now_ms); ours=$((t1 - t0))
     t0=$(now_ms)
-    aws s3 cp --recursive --quiet "s3://bench/bench:$src/" "$work/theirs/$label/"
+    aws s3 cp --recursive --only-show-errors "s3://bench/bench:$src/" "$work/theirs/$label/"
     t1=$(now_ms); theirs=$((t1 - t0))
     diff -rq "$src" "$work/ours/$label" >/dev/null || { echo "bench: restored files differ" >&2; exit 1; }
     python3 - "$label" "$bytes" "$ours" "$theirs" <<'PY'
