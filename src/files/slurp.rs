@@ -229,7 +229,9 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
         let Some(head) = head else {
             return Err(format!("missing from S3 ({key})"));
         };
-        if let (Some(want), Ok((have, _, _))) = (head.metadata.get("md5sum"), super::md5_file(&dest)) {
+        if let (Some(want), Ok((have, _, _))) =
+            (head.metadata.get("md5sum"), super::md5_file(&dest))
+        {
             if &have == want {
                 return Ok(false);
             }
