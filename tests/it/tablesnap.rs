@@ -614,3 +614,35 @@ fn tablechop_keeps_cold_tables_and_in_flight_objects() {
     );
     assert!(!keys.contains(&key(&b, "b1-Data.db")));
 }
+
+#[test]
+fn tableslurp_recursive_restores_a_tree() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = (root.path().join("ks/A"), root.path().join("ks/B"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let mut d = Daemon::start(&moto, &s3.bucket, root.path(), &["-r"]);
+    std::fs::write(a.join("a1-Data.db"), b"a1").unwrap();
+    std::fs::write(b.join("b1-Data.db"), b"b1").unwrap();
+    std::fs::write(b.join("b1-Index.db"), b"i1").unwrap();
+    s3.wait_keys("both indexes", |k| {
+        k.iter().filter(|k| k.ends_with("-listdir.json")).count() == 2
+    });
+    assert_eq!(d.stop().0, 0);
+    let out = tempfile::tempdir().unwrap();
+    slurp(&moto, &s3.bucket, root.path(), out.path(), &["-r"]).expect_code(0);
+    assert_eq!(
+        std::fs::read(out.path().join("ks/A/a1-Data.db")).unwrap(),
+        b"a1"
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("ks/B/b1-Index.db")).unwrap(),
+        b"i1"
+    );
+    // A directory without any backup is an error, not an empty success.
+    let empty = tempfile::tempdir().unwrap();
+    let r = slurp(&moto, &s3.bucket, empty.path(), out.path(), &[]).expect_code(1);
+    assert!(r.stderr().contains("no index for"), "{}", r.stderr());
+}
