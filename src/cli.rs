@@ -444,6 +444,10 @@ pub struct TableslurpArgs {
     /// Download even files already present with the right MD5.
     #[arg(long)]
     pub force: bool,
+    /// Restore objects that carry nothing to verify them by (no md5sum
+    /// metadata and a multipart ETag) instead of failing.
+    #[arg(long)]
+    pub allow_unverified: bool,
 }
 
 /// tablechop's arguments.

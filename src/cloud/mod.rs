@@ -31,6 +31,8 @@ pub const PROBE_ATTEMPTS: u32 = 2;
 pub const FROZEN_ATTEMPTS: u32 = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A transfer that receives nothing for this long is stuck.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// An EC2 call that failed, named by operation, with the service's code.
 #[derive(Debug, Error)]
@@ -167,15 +169,26 @@ pub struct Attachment {
 /// (environment, profiles, SSO-less process credentials, instance role),
 /// `AWS_ENDPOINT_URL` honoured, bounded timeouts and retries.
 pub async fn sdk_config(region: &str, max_attempts: u32) -> SdkConfig {
+    sdk_config_with(region, max_attempts, Some(ATTEMPT_TIMEOUT)).await
+}
+
+/// For S3 transfers: no limit on a whole attempt (a 5 GiB PUT or a 256 MiB
+/// part takes as long as the link needs), only on connecting and on a
+/// stalled read.
+pub async fn sdk_config_for_transfers(region: &str, max_attempts: u32) -> SdkConfig {
+    sdk_config_with(region, max_attempts, None).await
+}
+
+async fn sdk_config_with(region: &str, max_attempts: u32, attempt: Option<Duration>) -> SdkConfig {
+    let mut timeouts = TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT);
+    timeouts = match attempt {
+        Some(t) => timeouts.operation_attempt_timeout(t),
+        None => timeouts.read_timeout(STALL_TIMEOUT),
+    };
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_string()))
         .retry_config(RetryConfig::standard().with_max_attempts(max_attempts))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .build(),
-        )
+        .timeout_config(timeouts.build())
         .load()
         .await
 }

@@ -395,7 +395,7 @@ impl S3 {
         let result = self
             .upload_parts(key, path, size, part_size, &upload_id, permits)
             .await;
-        match result {
+        let done = match result {
             Ok(parts) => self
                 .client
                 .complete_multipart_upload()
@@ -411,11 +411,13 @@ impl S3 {
                 .await
                 .map(drop)
                 .map_err(|e| s3_error("CompleteMultipartUpload", e)),
-            Err(e) => {
-                self.abort(key, &upload_id).await;
-                Err(e)
-            }
+            Err(e) => Err(e),
+        };
+        if done.is_err() {
+            // No invisible parts left to bill, no half object to see.
+            self.abort(key, &upload_id).await;
         }
+        done
     }
 
     async fn upload_parts(

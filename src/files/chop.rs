@@ -69,6 +69,11 @@ pub fn plan(
     grace: Duration,
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
+    let indexed_dirs: BTreeSet<String> = objects
+        .iter()
+        .filter(|o| o.key.ends_with(INDEX_SUFFIX))
+        .map(|o| index_dir(&o.key))
+        .collect();
     objects
         .iter()
         .map(|o| {
@@ -83,6 +88,10 @@ pub fn plan(
                 }
             } else if listed.contains(&o.key) {
                 (false, "listed by a kept index".to_string())
+            } else if !indexed_dirs.contains(&index_dir(&o.key)) {
+                // No index governs this directory (--without-index, no
+                // sstables, commitlog archives): nothing says it is unused.
+                (false, "its directory has no index".to_string())
             } else if o.last_modified.is_none_or(|t| younger(t, grace, now)) {
                 (
                     false,
@@ -120,7 +129,7 @@ pub async fn run(_ctx: &Context, args: &TablechopArgs) -> Result<ExitCode> {
         .await
         .with_context(|| format!("listing s3://{}/{prefix}", args.bucket))?;
     let now = Utc::now();
-    let age = Duration::from_secs_f64((args.age.max(0.0)) * 86_400.0);
+    let age = Duration::try_from_secs_f64(args.age.max(0.0) * 86_400.0).unwrap_or(Duration::MAX);
     let kept = kept_indexes(&objects, age, now);
     let mut listed = BTreeSet::new();
     for key in &kept {
@@ -133,11 +142,14 @@ pub async fn run(_ctx: &Context, args: &TablechopArgs) -> Result<ExitCode> {
         listed.extend(keys);
     }
     let decisions = plan(&objects, &kept, &listed, args.grace, now);
-    let doomed: Vec<String> = decisions
+    // Indexes go first: a failure half way leaves unlisted files (the next
+    // run deletes them), never an index naming files that are gone.
+    let mut doomed: Vec<String> = decisions
         .iter()
         .filter(|d| d.delete)
         .map(|d| d.key.clone())
         .collect();
+    doomed.sort_by_key(|k| !k.ends_with(INDEX_SUFFIX));
     for d in &decisions {
         println!(
             "{}  {}: {}",
@@ -265,7 +277,7 @@ mod tests {
             u64,
             Vec<&'static str>,
         );
-        let cases: Vec<Case> = vec![
+        let mut cases: Vec<Case> = vec![
             (
                 "a file still listed by a kept index survives however old",
                 vec![
@@ -318,6 +330,19 @@ mod tests {
                 ],
             ),
         ];
+        cases.push((
+            "a directory no index governs keeps everything",
+            vec![
+                obj("h:/d/commitlogs/CommitLog-1.log", 90),
+                obj("h:/d/t/x-Data.db-listdir.json", 1),
+            ],
+            vec![],
+            7,
+            vec![
+                "keep h:/d/commitlogs/CommitLog-1.log",
+                "keep h:/d/t/x-Data.db-listdir.json",
+            ],
+        ));
         for (name, objects, bodies, age, want) in cases {
             assert_eq!(decide(&objects, &bodies, age), want, "{name}");
         }

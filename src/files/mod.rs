@@ -90,7 +90,7 @@ pub async fn connect(c: Connection<'_>) -> S3 {
             .await
             .unwrap_or_else(|| "us-east-1".into()),
     };
-    let mut config = crate::cloud::sdk_config(&region, c.attempts).await;
+    let mut config = crate::cloud::sdk_config_for_transfers(&region, c.attempts).await;
     if let (Some(k), Some(s)) = (c.key, c.secret) {
         tracing::warn!("keys given with -k/-s show in `ps` to every user; prefer an instance role or AWS_* environment variables");
         let creds = aws_sdk_s3::config::Credentials::new(

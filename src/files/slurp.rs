@@ -43,12 +43,19 @@ struct Job {
     naming: KeyNaming,
     owner: Ownership,
     force: bool,
+    allow_unverified: bool,
 }
 
 pub async fn run(_ctx: &Context, args: &TableslurpArgs) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
     let naming = super::naming(&args.s3);
-    if !args.origin.is_absolute() {
+    let odd = |c: std::path::Component<'_>| {
+        matches!(
+            c,
+            std::path::Component::ParentDir | std::path::Component::CurDir
+        )
+    };
+    if !args.origin.is_absolute() || args.origin.components().any(odd) {
         bail!(
             "ORIGIN must be the absolute path the files were backed up from, got {}",
             args.origin.display()
@@ -71,6 +78,7 @@ pub async fn run(_ctx: &Context, args: &TableslurpArgs) -> Result<ExitCode> {
         naming,
         owner,
         force: args.force,
+        allow_unverified: args.allow_unverified,
     });
 
     // (origin directory, target directory) pairs.
@@ -122,6 +130,11 @@ async fn tree(job: &Job, origin: &Path, target: &Path) -> Result<Vec<(PathBuf, P
                 .rsplit('/')
                 .next()
                 .unwrap_or_default();
+            // A key can hold anything: never let one lead outside TARGET.
+            if name.is_empty() || name == "." || name == ".." {
+                tracing::warn!("skipping the odd key prefix {sub}");
+                continue;
+            }
             todo.push(dir.join(name));
         }
     }
@@ -261,7 +274,13 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
                 fetched.md5_hex
             ));
         }
-        None => tracing::warn!("{name}: no checksum to verify against"),
+        None if !job.allow_unverified => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!(
+                "no md5sum metadata and a multipart ETag: cannot verify it (--allow-unverified restores it anyway) ({key})"
+            ));
+        }
+        None => tracing::warn!("{name}: restored unverified (--allow-unverified)"),
         _ => {}
     }
     apply_stat(

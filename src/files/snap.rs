@@ -36,22 +36,17 @@ const QUEUE_CAPACITY: usize = 10_000;
 /// How often a long `-B` scan reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// A file's news for the indexer.
-struct Landed {
-    path: PathBuf,
-    /// Uploaded now (not just found present): an index is owed.
-    uploaded: bool,
-}
-
 /// The queue's producing end: bounded, and a path waiting in it is not
 /// queued twice. Workers hold only the receiver and a clone of `waiting`,
-/// so dropping this closes the queue.
+/// so dropping every `Queue` closes it.
+#[derive(Clone)]
 struct Queue {
     tx: mpsc::Sender<PathBuf>,
     waiting: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Queue {
+    /// Wait for room (scans).
     async fn push(&self, path: PathBuf) {
         let fresh = self
             .waiting
@@ -62,6 +57,29 @@ impl Queue {
             tracing::debug!("queue closed");
         }
     }
+
+    /// Without waiting (the event loop); `false` if the queue is full.
+    fn try_push(&self, path: PathBuf) -> bool {
+        let fresh = self
+            .waiting
+            .lock()
+            .expect("queue lock")
+            .insert(path.clone());
+        if !fresh {
+            return true;
+        }
+        match self.tx.try_send(path) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p)) => {
+                self.waiting.lock().expect("queue lock").remove(&p);
+                false
+            }
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.tx.capacity() > QUEUE_CAPACITY / 2
+    }
 }
 
 /// Counters for progress lines.
@@ -70,6 +88,8 @@ struct Stats {
     checked: AtomicU64,
     uploaded: AtomicU64,
     failed: AtomicU64,
+    /// Queued when the daemon stopped.
+    dropped: AtomicU64,
 }
 
 /// The daemon's settings: flags, over `[tablesnap]` of the config, over
@@ -185,7 +205,7 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
     }
     let mut roots = Vec::new();
     for p in &args.paths {
-        let abs = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+        let abs = normalize(&std::path::absolute(p).with_context(|| format!("{}", p.display()))?);
         if !abs.is_dir() {
             bail!("{} is not a directory", p.display());
         }
@@ -255,15 +275,21 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
         naming.separator
     );
 
+    // Signals first: a SIGTERM during the -B scan must stop it cleanly too.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+
     let (tx, rx) = mpsc::channel::<PathBuf>(QUEUE_CAPACITY);
-    let queue = Arc::new(Queue {
+    let queue = Queue {
         tx,
         waiting: Arc::default(),
-    });
+    };
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let stopping = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(Stats::default());
-    let (landed_tx, landed_rx) = mpsc::unbounded_channel::<Landed>();
+    let (landed_tx, landed_rx) = mpsc::unbounded_channel::<PathBuf>();
+    // Failed files come back to the main loop, which retries them later.
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
 
     let indexer = (!args.without_index).then(|| {
         tokio::spawn(indexer(
@@ -276,13 +302,14 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
     });
     let mut workers = Vec::new();
     for _ in 0..args.threads {
-        let (rx, waiting, up, stop, stats, landed) = (
+        let (rx, waiting, up, stop, stats, landed, retry) = (
             rx.clone(),
             queue.waiting.clone(),
             uploader.clone(),
             stopping.clone(),
             stats.clone(),
             landed_tx.clone(),
+            retry_tx.clone(),
         );
         workers.push(tokio::spawn(async move {
             loop {
@@ -290,6 +317,7 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
                 let Some(path) = next else { break };
                 waiting.lock().expect("queue lock").remove(&path);
                 if stop.load(Ordering::Relaxed) {
+                    stats.dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 stats.checked.fetch_add(1, Ordering::Relaxed);
@@ -297,17 +325,11 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
                     Ok(Outcome::Uploaded { key, size }) => {
                         stats.uploaded.fetch_add(1, Ordering::Relaxed);
                         tracing::info!("uploaded {key} ({size} bytes)");
-                        let _ = landed.send(Landed {
-                            path,
-                            uploaded: true,
-                        });
+                        let _ = landed.send(path);
                     }
                     Ok(Outcome::Present) => {
                         tracing::debug!("{} is already in S3", path.display());
-                        let _ = landed.send(Landed {
-                            path,
-                            uploaded: false,
-                        });
+                        let _ = landed.send(path);
                     }
                     Ok(Outcome::Vanished) => {
                         tracing::debug!("{} vanished before upload", path.display())
@@ -317,58 +339,90 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
                     }
                     Err(e) => {
                         stats.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!("failed to upload {}: {e}", path.display());
+                        tracing::error!("failed to upload {}: {e}; will retry", path.display());
+                        let _ = retry.send(path);
                     }
                 }
             }
         }));
     }
     drop(landed_tx);
+    drop(retry_tx);
 
-    let enqueue_scan = |dir: PathBuf, recursive: bool| {
-        let (queue, filter) = (queue.clone(), filter.clone());
-        async move {
-            let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
-                .await
-                .unwrap_or_default();
-            for f in files.into_iter().filter(|f| filter.accepts(f)) {
-                queue.push(f).await;
-            }
-        }
-    };
+    // Scans run as tasks so the loop keeps reading inotify and signals;
+    // they are aborted at shutdown.
+    let mut scans: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let spawn_scan =
+        |dir: PathBuf, recursive: bool, scans: &mut Vec<tokio::task::JoinHandle<()>>| {
+            let (queue, filter) = (queue.clone(), filter.clone());
+            scans.retain(|h| !h.is_finished());
+            scans.push(tokio::spawn(async move {
+                let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
+                    .await
+                    .unwrap_or_default();
+                for f in files.into_iter().filter(|f| filter.accepts(f)) {
+                    queue.push(f).await;
+                }
+            }));
+        };
     if args.backup {
         for r in &roots {
-            enqueue_scan(r.clone(), args.recursive).await;
+            spawn_scan(r.clone(), args.recursive, &mut scans);
         }
     }
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
     let mut last_reported = (0, 0);
+    // (when, path) of failed files to try again.
+    let mut retries: Vec<(Instant, PathBuf, u32)> = Vec::new();
+    let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
+    let mut rescan_due = false;
     let stop_reason = loop {
         tokio::select! {
             change = watcher.next() => match change {
                 Some(Ok(Change::File(path))) => {
-                    if filter.accepts(&path) {
-                        queue.push(path).await;
-                    } else {
+                    if !filter.accepts(&path) {
                         tracing::debug!("skipping {} by the include/exclude rule", path.display());
+                    } else if !queue.try_push(path) {
+                        // Full: a rescan later picks up whatever was dropped.
+                        rescan_due = true;
                     }
                 }
-                Some(Ok(Change::Dir(dir))) => enqueue_scan(dir, true).await,
+                Some(Ok(Change::Dir(dir))) => spawn_scan(dir, true, &mut scans),
                 Some(Ok(Change::Overflow)) => {
                     tracing::warn!("inotify queue overflowed: rescanning");
-                    for r in &roots {
-                        enqueue_scan(r.clone(), args.recursive).await;
-                    }
+                    rescan_due = true;
                 }
                 Some(Err(e)) => break format!("inotify failed: {e}"),
                 None => break "inotify stream ended".to_string(),
             },
+            Some(path) = retry_rx.recv() => {
+                let n = attempts.entry(path.clone()).or_insert(0);
+                *n += 1;
+                // 30 s, 1 min, 2 min, ... capped at 10 min: S3 outages pass.
+                let wait = Duration::from_secs(30 * (1u64 << (*n - 1).min(5))).min(Duration::from_secs(600));
+                retries.push((Instant::now() + wait, path, *n));
+            }
             _ = term.recv() => break "SIGTERM".to_string(),
             _ = int.recv() => break "SIGINT".to_string(),
             _ = progress.tick() => {
+                let due: Vec<PathBuf> = {
+                    let now = Instant::now();
+                    let (ready, later): (Vec<_>, Vec<_>) = retries.drain(..).partition(|(t, _, _)| *t <= now);
+                    retries = later;
+                    ready.into_iter().map(|(_, p, _)| p).collect()
+                };
+                for p in due {
+                    if !queue.try_push(p) {
+                        rescan_due = true;
+                    }
+                }
+                if rescan_due && queue.has_room() {
+                    rescan_due = false;
+                    for r in &roots {
+                        spawn_scan(r.clone(), args.recursive, &mut scans);
+                    }
+                }
                 let now = (stats.checked.load(Ordering::Relaxed), stats.uploaded.load(Ordering::Relaxed));
                 let waiting = queue.waiting.lock().expect("queue lock").len();
                 if now != last_reported && waiting > 0 {
@@ -381,26 +435,60 @@ pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
     tracing::info!("{stop_reason}: finishing the uploads in flight");
     stopping.store(true, Ordering::Relaxed);
     drop(watcher);
+    for s in &scans {
+        s.abort();
+    }
+    for s in scans {
+        let _ = s.await;
+    }
     // Close the queue: workers drain it (skipping what has not started).
     drop(queue);
     for w in workers {
         let _ = w.await;
     }
     drop(uploader);
+    let mut unindexed = 0;
     if let Some(ix) = indexer {
-        let _ = ix.await;
+        unindexed = ix.await.unwrap_or(0);
     }
-    let failed = stats.failed.load(Ordering::Relaxed);
+    let dropped = stats.dropped.load(Ordering::Relaxed) + retries.len() as u64;
+    if dropped > 0 {
+        tracing::warn!(
+            "{dropped} file(s) were waiting and not uploaded; start with -B to upload them"
+        );
+    }
+    if unindexed > 0 {
+        tracing::warn!(
+            "{unindexed} director(ies) could not be indexed; start with -B to index them"
+        );
+    }
     tracing::info!(
-        "stopped: {} uploaded, {failed} failed",
-        stats.uploaded.load(Ordering::Relaxed)
+        "stopped: {} uploaded, {} failed attempts",
+        stats.uploaded.load(Ordering::Relaxed),
+        stats.failed.load(Ordering::Relaxed)
     );
     let clean = stop_reason == "SIGTERM" || stop_reason == "SIGINT";
-    Ok(if clean && failed == 0 {
+    Ok(if clean && dropped == 0 && unindexed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Resolve `.` and `..` lexically, as 1.2.1's os.path.abspath did (no
+/// symlink resolution: keys keep the path the operator gave).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 async fn s3_client(args: &Settings) -> Result<S3> {
@@ -417,99 +505,125 @@ async fn s3_client(args: &Settings) -> Result<S3> {
     .await)
 }
 
-/// Writes each directory's index once its uploads have settled.
+/// Writes each directory's index once the files landing in it (uploaded,
+/// or found present by a scan) have settled. Returns how many directories
+/// still owed an index it could not write.
 async fn indexer(
-    mut landed: mpsc::UnboundedReceiver<Landed>,
+    mut landed: mpsc::UnboundedReceiver<PathBuf>,
     s3: S3,
     naming: KeyNaming,
     filter: Filter,
     opts: PutOptions,
-) {
+) -> usize {
     struct Dir {
-        /// Names known to be in S3.
-        known: HashSet<String>,
-        /// The newest data file uploaded since the last index: the index
-        /// is written beside it.
-        anchor: Option<PathBuf>,
+        /// Names known to be in S3 (with their size then).
+        known: HashMap<String, u64>,
+        dirty: bool,
         changed: Instant,
     }
     let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut open = true;
-    while open || dirs.values().any(|d| d.anchor.is_some()) {
+    loop {
         tokio::select! {
             msg = landed.recv(), if open => match msg {
-                Some(Landed { path, uploaded }) => {
+                Some(path) => {
                     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { continue };
-                    let d = dirs.entry(dir.to_path_buf()).or_insert_with(|| Dir { known: HashSet::new(), anchor: None, changed: Instant::now() });
-                    d.known.insert(name.to_string_lossy().into_owned());
-                    if uploaded {
-                        d.changed = Instant::now();
-                        if is_index_anchor(&path) {
-                            d.anchor = Some(path);
-                        }
-                    }
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    let d = dirs
+                        .entry(dir.to_path_buf())
+                        .or_insert_with(|| Dir { known: HashMap::new(), dirty: false, changed: Instant::now() });
+                    d.known.insert(name.to_string_lossy().into_owned(), size);
+                    d.dirty = true;
+                    d.changed = Instant::now();
                 }
                 None => open = false,
             },
             _ = tick.tick() => {}
         }
         for (dir, d) in dirs.iter_mut() {
-            let due = d.anchor.is_some() && (!open || d.changed.elapsed() >= INDEX_QUIET);
-            if !due {
+            if !d.dirty || (open && d.changed.elapsed() < INDEX_QUIET) {
                 continue;
             }
-            let Some(anchor) = d.anchor.take() else {
-                continue;
-            };
-            match write_index(&s3, &naming, &filter, &opts, dir, &anchor, &mut d.known).await {
-                Ok((key, n)) => tracing::info!("indexed {n} files of {} in {key}", dir.display()),
+            match write_index(&s3, &naming, &filter, &opts, dir, &mut d.known).await {
+                Ok(Some((key, n))) => {
+                    tracing::info!("indexed {n} files of {} in {key}", dir.display());
+                    d.dirty = false;
+                }
+                // No data file to write an index beside (1.2.1 indexed
+                // only sstables): nothing owed.
+                Ok(None) => d.dirty = false,
                 Err(e) => {
-                    tracing::error!("index of {}: {e}", dir.display());
-                    // Try again with the next batch or tick.
-                    d.anchor = Some(anchor);
+                    tracing::error!("index of {}: {e}; will retry", dir.display());
+                    // Back off: wait another quiet period.
+                    d.changed = Instant::now();
                     if !open {
-                        d.anchor = None;
+                        continue;
                     }
                 }
             }
         }
+        if !open {
+            // Shutting down: one attempt each, then report what is owed.
+            return dirs.values().filter(|d| d.dirty).count();
+        }
     }
 }
 
-/// List the directory's files that are in S3 (checking the ones this run
-/// has not seen with a HEAD) and write the index beside `anchor`.
+/// List the directory's files that are in S3 (checking those this run has
+/// not seen with a HEAD) and write the index beside its newest data file.
+/// `Ok(None)` when the directory has no data file to anchor an index.
 async fn write_index(
     s3: &S3,
     naming: &KeyNaming,
     filter: &Filter,
     opts: &PutOptions,
     dir: &Path,
-    anchor: &Path,
-    known: &mut HashSet<String>,
-) -> Result<(String, usize), String> {
+    known: &mut HashMap<String, u64>,
+) -> Result<Option<(String, usize)>, String> {
     let d = dir.to_path_buf();
-    let entries = tokio::task::spawn_blocking(move || watch::scan(&d, false))
-        .await
-        .map_err(|e| e.to_string())?;
+    // A directory that cannot be read must not produce an empty index.
+    let entries = tokio::task::spawn_blocking(move || {
+        std::fs::read_dir(&d).map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("reading {}: {e}", dir.display()))?;
     let mut names = Vec::new();
+    let mut anchor: Option<(std::time::SystemTime, PathBuf)> = None;
     for path in entries.iter().filter(|p| filter.accepts(p)) {
         let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
             continue;
         };
-        if !known.contains(&name) {
-            let size = std::fs::metadata(path).map(|m| m.len()).ok();
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        if known.get(&name) != Some(&meta.len()) {
             match s3.head(&naming.key(path)).await {
-                Ok(Some(h)) if Some(h.size) == size => {
-                    known.insert(name.clone());
+                Ok(Some(h)) if h.size == meta.len() => {
+                    known.insert(name.clone(), h.size);
                 }
                 Ok(_) => continue,
                 Err(e) => return Err(e.to_string()),
             }
         }
+        if is_index_anchor(path) {
+            let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            if anchor.as_ref().is_none_or(|(t, p)| (mtime, path) > (*t, p)) {
+                anchor = Some((mtime, path.clone()));
+            }
+        }
         names.push(name);
     }
-    let key = naming.index_key(anchor);
+    let Some((_, anchor)) = anchor else {
+        return Ok(None);
+    };
+    let key = naming.index_key(&anchor);
     s3.put_bytes(
         &key,
         index_json(dir, &names).into_bytes(),
@@ -518,7 +632,7 @@ async fn write_index(
     )
     .await
     .map_err(|e| e.to_string())?;
-    Ok((key, names.len()))
+    Ok(Some((key, names.len())))
 }
 
 #[cfg(test)]
@@ -535,6 +649,12 @@ mod tests {
             Command::Tablesnap(a) => *a,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn paths_are_normalised_lexically() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(normalize(Path::new("/../x")), PathBuf::from("/x"));
     }
 
     #[test]
