@@ -646,3 +646,30 @@ fn tableslurp_recursive_restores_a_tree() {
     let r = slurp(&moto, &s3.bucket, empty.path(), out.path(), &[]).expect_code(1);
     assert!(r.stderr().contains("no index for"), "{}", r.stderr());
 }
+
+#[test]
+fn a_component_landing_after_its_data_file_is_indexed_too() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let mut d = Daemon::start(&moto, &s3.bucket, p, &[]);
+    std::fs::write(p.join("t-ka-1-Data.db"), b"d").unwrap();
+    let index = format!("{}-listdir.json", key(p, "t-ka-1-Data.db"));
+    s3.wait_keys("first index", |k| k.contains(&index));
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(p.join("t-ka-1-Summary.db"), b"s").unwrap();
+    let t = std::time::Instant::now();
+    loop {
+        let body: serde_json::Value = serde_json::from_slice(&s3.get(&index)).unwrap();
+        if body[p.to_str().unwrap()] == serde_json::json!(["t-ka-1-Data.db", "t-ka-1-Summary.db"]) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the late component never reached the index: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(d.stop().0, 0);
+}
