@@ -673,3 +673,29 @@ fn a_component_landing_after_its_data_file_is_indexed_too() {
     }
     assert_eq!(d.stop().0, 0);
 }
+
+#[test]
+fn storage_class_and_encryption_reach_s3() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(
+        &moto,
+        &s3.bucket,
+        dir.path(),
+        &["--storage-class", "STANDARD_IA", "--sse", "AES256"],
+    );
+    std::fs::write(dir.path().join("e-Data.db"), b"encrypted").unwrap();
+    let k = key(dir.path(), "e-Data.db");
+    s3.wait_keys("the upload", |keys| keys.contains(&k));
+    let h = s3
+        .rt
+        .block_on(s3.client.head_object().bucket(&s3.bucket).key(&k).send())
+        .unwrap();
+    assert_eq!(h.storage_class().map(|c| c.as_str()), Some("STANDARD_IA"));
+    assert_eq!(
+        h.server_side_encryption().map(|e| e.as_str()),
+        Some("AES256")
+    );
+    assert_eq!(d.stop().0, 0);
+}
