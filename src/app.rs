@@ -145,3 +145,26 @@ pub fn confirm(question: &str) -> Result<bool> {
     stdin.lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "yeay"))
 }
+
+/// Run tasks concurrently and return their results in the order given. A
+/// task that panicked yields `Err` with the panic, and the others still
+/// run to the end. Dropping the returned future aborts them all.
+pub async fn join_in_order<T, F>(futures: impl IntoIterator<Item = F>) -> Vec<Result<T, String>>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut index = std::collections::HashMap::new();
+    for (i, f) in futures.into_iter().enumerate() {
+        index.insert(set.spawn(f).id(), i);
+    }
+    let mut out: Vec<Option<Result<T, String>>> = (0..index.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next_with_id().await {
+        match joined {
+            Ok((id, r)) => out[index[&id]] = Some(Ok(r)),
+            Err(e) => out[index[&e.id()]] = Some(Err(format!("internal error: {e}"))),
+        }
+    }
+    out.into_iter().flatten().collect()
+}

@@ -200,25 +200,28 @@ async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &Host) {
         None => None,
     };
     // The probes are independent round trips: run them concurrently.
-    let mut set = tokio::task::JoinSet::new();
-    for (i, action) in DryRunAction::ALL.into_iter().enumerate() {
+    let probes = DryRunAction::ALL.map(|action| {
         let (ec2, instance, zone, volume) = (
             ec2.clone(),
             instance.to_string(),
             zone.to_string(),
             volume.clone(),
         );
-        set.spawn(async move {
-            let outcome = ec2
-                .dry_run(action, &instance, &zone, volume.as_deref())
-                .await;
-            (i, action, outcome)
-        });
-    }
-    let mut outcomes = set.join_all().await;
-    outcomes.sort_by_key(|(i, _, _)| *i);
-    for (_, action, outcome) in outcomes {
+        async move {
+            ec2.dry_run(action, &instance, &zone, volume.as_deref())
+                .await
+        }
+    });
+    let outcomes = crate::app::join_in_order(probes).await;
+    for (action, outcome) in DryRunAction::ALL.into_iter().zip(outcomes) {
         let check = format!("ec2:{}", action.name());
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                report.line(Status::Fail, &check, e, None);
+                continue;
+            }
+        };
         match outcome {
             DryRunOutcome::Allowed => report.line(Status::Ok, &check, "allowed", None),
             DryRunOutcome::Denied(msg) => report.line(

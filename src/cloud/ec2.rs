@@ -3,52 +3,21 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::operation::RequestId;
 use aws_sdk_ec2::types::{
     EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
     ResourceType, Tag, TagSpecification, VolumeType,
 };
 use aws_sdk_ec2::Client;
-use aws_smithy_types::error::display::DisplayErrorContext;
-use chrono::{DateTime, Utc};
 
-use super::{Attachment, CloudError, NewVolume, SnapshotInfo, SnapshotState, VolumeInfo};
+use super::{
+    cloud_error, to_chrono, Attachment, CloudError, NewVolume, SnapshotInfo, SnapshotState,
+    VolumeInfo,
+};
 
 /// An EC2 client for one region.
 #[derive(Clone)]
 pub struct Ec2 {
     client: Client,
-}
-
-/// Turn an SDK error into ours: the service's code and message when it
-/// answered, the whole cause chain when it did not.
-fn cloud_error<E>(
-    op: &'static str,
-    err: SdkError<E, aws_sdk_ec2::config::http::HttpResponse>,
-) -> CloudError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match &err {
-        SdkError::ServiceError(_) => CloudError::Service {
-            op,
-            code: err.code().unwrap_or("Unknown").to_string(),
-            message: err
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| DisplayErrorContext(&err).to_string()),
-            request_id: err.request_id().map(str::to_string),
-        },
-        _ => CloudError::Transport {
-            op,
-            message: DisplayErrorContext(&err).to_string(),
-        },
-    }
-}
-
-fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {

@@ -12,6 +12,11 @@ use aws_config::meta::region::ProvideRegion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::request_id::RequestId;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use thiserror::Error;
@@ -73,6 +78,39 @@ impl CloudError {
             CloudError::Transport { .. } => None,
         }
     }
+}
+
+/// Turn an SDK error (EC2's or S3's: they share the type) into ours: the
+/// service's code and message when it answered, the whole cause chain when
+/// it did not.
+pub(crate) fn cloud_error<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(_) => CloudError::Service {
+            op,
+            code: err.code().unwrap_or("Unknown").to_string(),
+            message: err
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| DisplayErrorContext(&err).to_string()),
+            request_id: err.request_id().map(str::to_string),
+        },
+        _ => CloudError::Transport {
+            op,
+            message: DisplayErrorContext(&err).to_string(),
+        },
+    }
+}
+
+/// Whether the service answered 404 (no such key, bucket, ...).
+pub(crate) fn is_not_found<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    matches!(err, SdkError::ServiceError(se) if se.raw().status().as_u16() == 404)
+}
+
+pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
 }
 
 /// Snapshot states as EC2 reports them.

@@ -14,7 +14,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 
-use super::CloudError;
+use super::{cloud_error, is_not_found, to_chrono, CloudError};
 
 /// S3 refuses more parts than this.
 pub const MAX_PARTS: u64 = 10_000;
@@ -58,28 +58,6 @@ pub struct ObjectHead {
 pub struct S3 {
     client: Client,
     bucket: String,
-}
-
-fn s3_error<E>(
-    op: &'static str,
-    err: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> CloudError
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    use aws_sdk_s3::error::ProvideErrorMetadata;
-    match &err {
-        aws_sdk_s3::error::SdkError::ServiceError(_) => CloudError::Service {
-            op,
-            code: err.code().unwrap_or("Unknown").to_string(),
-            message: err.message().unwrap_or_default().to_string(),
-            request_id: None,
-        },
-        _ => CloudError::Transport {
-            op,
-            message: aws_smithy_types::error::display::DisplayErrorContext(&err).to_string(),
-        },
-    }
 }
 
 /// Whether an endpoint needs path-style addressing (IP addresses and
@@ -127,7 +105,7 @@ impl S3 {
             .send()
             .await
             .map(drop)
-            .map_err(|e| s3_error("HeadBucket", e))
+            .map_err(|e| cloud_error("HeadBucket", e))
     }
 
     /// Objects under `prefix` (all pages); with a delimiter, also the
@@ -149,15 +127,13 @@ impl S3 {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| s3_error("ListObjectsV2", e))?;
+                .map_err(|e| cloud_error("ListObjectsV2", e))?;
             for o in r.contents() {
                 let Some(key) = o.key() else { continue };
                 objects.push(ObjectInfo {
                     key: key.to_string(),
                     size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-                    last_modified: o
-                        .last_modified()
-                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+                    last_modified: o.last_modified().and_then(to_chrono),
                 });
             }
             dirs.extend(
@@ -181,7 +157,7 @@ impl S3 {
             .key(key)
             .send()
             .await
-            .map_err(|e| s3_error("GetObject", e))?;
+            .map_err(|e| cloud_error("GetObject", e))?;
         r.body
             .collect()
             .await
@@ -207,12 +183,10 @@ impl S3 {
         {
             Ok(r) => r,
             Err(e) => {
-                if let aws_sdk_s3::error::SdkError::ServiceError(se) = &e {
-                    if se.err().is_no_such_key() || se.raw().status().as_u16() == 404 {
-                        return Ok(None);
-                    }
+                if is_not_found(&e) {
+                    return Ok(None);
                 }
-                return Err(s3_error("GetObject", e));
+                return Err(cloud_error("GetObject", e));
             }
         };
         let io = |e: std::io::Error| CloudError::Transport {
@@ -234,9 +208,7 @@ impl S3 {
             metadata: r.metadata.unwrap_or_default(),
             etag: r.e_tag.map(|e| e.trim_matches('"').to_string()),
             md5_hex: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
-            last_modified: r
-                .last_modified
-                .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
+            last_modified: r.last_modified.as_ref().and_then(to_chrono),
         }))
     }
 
@@ -264,7 +236,7 @@ impl S3 {
                 .delete(delete)
                 .send()
                 .await
-                .map_err(|e| s3_error("DeleteObjects", e))?;
+                .map_err(|e| cloud_error("DeleteObjects", e))?;
             failed.extend(r.errors().iter().map(|e| {
                 (
                     e.key().unwrap_or_default().to_string(),
@@ -293,12 +265,10 @@ impl S3 {
                 metadata: r.metadata().cloned().unwrap_or_default(),
             })),
             Err(e) => {
-                if let aws_sdk_s3::error::SdkError::ServiceError(se) = &e {
-                    if se.err().is_not_found() || se.raw().status().as_u16() == 404 {
-                        return Ok(None);
-                    }
+                if is_not_found(&e) {
+                    return Ok(None);
                 }
-                Err(s3_error("HeadObject", e))
+                Err(cloud_error("HeadObject", e))
             }
         }
     }
@@ -322,7 +292,7 @@ impl S3 {
             .send()
             .await
             .map(drop)
-            .map_err(|e| s3_error("PutObject", e))
+            .map_err(|e| cloud_error("PutObject", e))
     }
 
     /// One PUT streamed from the file, with Content-MD5 so S3 checks it.
@@ -352,7 +322,7 @@ impl S3 {
             .send()
             .await
             .map(drop)
-            .map_err(|e| s3_error("PutObject", e))
+            .map_err(|e| cloud_error("PutObject", e))
     }
 
     /// Multipart upload of a file: parts stream from the file at their
@@ -389,7 +359,7 @@ impl S3 {
         let upload = create
             .send()
             .await
-            .map_err(|e| s3_error("CreateMultipartUpload", e))?;
+            .map_err(|e| cloud_error("CreateMultipartUpload", e))?;
         let upload_id = upload.upload_id().unwrap_or_default().to_string();
 
         let result = self
@@ -410,7 +380,7 @@ impl S3 {
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| s3_error("CompleteMultipartUpload", e)),
+                .map_err(|e| cloud_error("CompleteMultipartUpload", e)),
             Err(e) => Err(e),
         };
         if done.is_err() {
@@ -473,7 +443,7 @@ impl S3 {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| s3_error("UploadPart", e))?;
+                    .map_err(|e| cloud_error("UploadPart", e))?;
                 Ok::<_, CloudError>(
                     CompletedPart::builder()
                         .part_number(part_number)
@@ -512,7 +482,7 @@ impl S3 {
         {
             tracing::warn!(
                 "could not abort the multipart upload of {key}: {}",
-                s3_error("AbortMultipartUpload", e)
+                cloud_error("AbortMultipartUpload", e)
             );
         }
     }

@@ -8,9 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// A `/dev/...` name under the device root (the lab's, or `/dev` itself).
+pub fn node(root: &Path, device: &str) -> PathBuf {
+    root.join(device.strip_prefix("/dev/").unwrap_or(device))
+}
+
 /// Where to look, in order, for `volume_id` attached as `device`.
 pub fn candidates(root: &Path, device: &str, kernel_name: &str, volume_id: &str) -> Vec<PathBuf> {
-    let under_root = |d: &str| root.join(d.strip_prefix("/dev/").unwrap_or(d));
+    let under_root = |d: &str| node(root, d);
     let mut out = vec![
         root.join("disk/by-id").join(format!(
             "nvme-Amazon_Elastic_Block_Store_{}",

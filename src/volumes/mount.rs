@@ -131,28 +131,22 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
         device_root: config.device_root.clone(),
         wait_pending: args.wait_pending,
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut index = std::collections::HashMap::new();
-    for (i, plan) in plans.iter().cloned().enumerate() {
-        let shared = shared.clone();
-        let task = tasks.spawn(async move { (i, restore_one(&shared, plan).await) });
-        index.insert(task.id(), i);
-    }
     // Every volume is waited for, even if another's task panicked.
-    let mut outcomes: Vec<(usize, Outcome)> = Vec::new();
-    while let Some(joined) = tasks.join_next_with_id().await {
-        outcomes.push(match joined {
-            Ok((_, r)) => r,
-            Err(e) => (
-                index[&e.id()],
-                Outcome::Failed {
-                    error: format!("internal error: {e}"),
-                    cleanup: "state unknown: check list-volumes".into(),
-                },
-            ),
-        });
-    }
-    outcomes.sort_by_key(|(i, _)| *i);
+    let tasks = plans.iter().cloned().map(|plan| {
+        let shared = shared.clone();
+        async move { restore_one(&shared, plan).await }
+    });
+    let outcomes: Vec<(usize, Outcome)> = crate::app::join_in_order(tasks)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|error| Outcome::Failed {
+                error,
+                cleanup: "state unknown: check list-volumes".into(),
+            })
+        })
+        .enumerate()
+        .collect();
 
     let failed = outcomes
         .iter()
@@ -200,7 +194,7 @@ fn preflight(plans: &[VolumePlan], root: &Path, allow_non_empty: bool) -> Vec<St
         if creating {
             let kernel = kernel_device_name(&v.device, v.device_name_offset);
             for name in [&kernel, &v.device] {
-                let node = root.join(name.strip_prefix("/dev/").unwrap_or(name));
+                let node = devices::node(root, name);
                 if node.exists() {
                     problems.push(at(format!(
                         "device {} already exists on this host: another volume or disk uses that name",

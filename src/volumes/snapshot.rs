@@ -156,7 +156,7 @@ pub async fn run(ctx: &Context, args: &MakeSnapshotsArgs) -> Result<ExitCode> {
 
 /// How the frozen window ended.
 enum Ended {
-    Done(Vec<(usize, Result<String, crate::cloud::CloudError>)>),
+    Done(Vec<Result<Result<String, crate::cloud::CloudError>, String>>),
     TimedOut,
     Signal(&'static str),
 }
@@ -245,18 +245,18 @@ async fn snapshot_all(
 
     // The frozen window: only the calls that start the snapshots.
     let started = Instant::now();
-    let mut calls = tokio::task::JoinSet::new();
-    for (i, t) in targets.iter().enumerate() {
+    let calls = targets.iter().map(|t| {
         let (ec2, vol, desc, tags) = (
             frozen_ec2.clone(),
             t.volume_id.clone(),
             t.description.clone(),
             t.tags.clone(),
         );
-        calls.spawn(async move { (i, ec2.create_snapshot(&vol, &desc, &tags).await) });
-    }
+        async move { ec2.create_snapshot(&vol, &desc, &tags).await }
+    });
+    let calls = crate::app::join_in_order(calls);
     let ended = tokio::select! {
-        r = tokio::time::timeout(deadline, calls.join_all()) => match r {
+        r = tokio::time::timeout(deadline, calls) => match r {
             Ok(results) => Ended::Done(results),
             Err(_) => Ended::TimedOut,
         },
@@ -284,10 +284,7 @@ async fn snapshot_all(
     drop(frozen);
 
     let results = match ended {
-        Ended::Done(mut r) if !watchdog_fired => {
-            r.sort_by_key(|(i, _)| *i);
-            r
-        }
+        Ended::Done(r) if !watchdog_fired => r,
         other => {
             // The watchdog thawed first, the calls timed out, or a signal
             // came: whatever EC2 accepted may not be consistent.
@@ -320,8 +317,13 @@ async fn snapshot_all(
 
     let mut failed = usize::from(thaw_failed);
     let mut started_ok = Vec::new();
-    for (i, r) in results {
-        let t = &targets[i];
+    for (t, r) in targets.iter().zip(results) {
+        let r = r
+            .map_err(|message| crate::cloud::CloudError::Transport {
+                op: "CreateSnapshot",
+                message,
+            })
+            .and_then(|r| r);
         let window = thawed
             .windows
             .iter()

@@ -55,29 +55,23 @@ pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode>
         lazy: args.lazy,
         delete: args.delete,
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut index = std::collections::HashMap::new();
-    for (i, v) in volumes.iter().cloned().enumerate() {
-        let shared = shared.clone();
-        let task = tasks.spawn(async move { (i, unmount_one(&shared, &v).await) });
-        index.insert(task.id(), i);
-    }
     // Every volume is waited for, even if another's task panicked.
-    let mut results: Vec<(usize, Result<String, String>)> = Vec::new();
-    while let Some(joined) = tasks.join_next_with_id().await {
-        results.push(match joined {
-            Ok((_, r)) => r,
-            Err(e) => (index[&e.id()], Err(format!("internal error: {e}"))),
-        });
-    }
-    results.sort_by_key(|(i, _)| *i);
+    let tasks = volumes.iter().cloned().map(|v| {
+        let shared = shared.clone();
+        async move { unmount_one(&shared, &v).await }
+    });
+    let results: Vec<Result<String, String>> = crate::app::join_in_order(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.and_then(|inner| inner))
+        .collect();
     let profile = &shared.profile;
     let mut failed = 0;
     if let Err(e) = hooks::run(profile, HookPoint::PostUnmounts, &HookEnv::default()).await {
         tracing::error!("{e}");
         failed += 1;
     }
-    for (v, (_, r)) in volumes.iter().zip(results) {
+    for (v, r) in volumes.iter().zip(results) {
         match r {
             Ok(done) => println!("done     {}: {done}", v.mount_point),
             Err(e) => {
