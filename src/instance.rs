@@ -54,6 +54,7 @@ pub enum MetadataError {
 
 /// What the metadata service says about this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Identity {
     pub instance_id: String,
     pub availability_zone: String,

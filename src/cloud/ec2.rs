@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{
     EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
     ResourceType, Tag, TagSpecification, VolumeType,
@@ -134,9 +133,9 @@ const PROBE_VOLUME: &str = "vol-0ffffffffffffffff";
 const PROBE_SNAPSHOT: &str = "snap-0ffffffffffffffff";
 
 impl Ec2 {
-    pub fn new(config: &SdkConfig) -> Self {
+    pub fn new(config: &super::AwsConfig) -> Self {
         Self {
-            client: Client::new(config),
+            client: Client::new(config.sdk()),
         }
     }
 

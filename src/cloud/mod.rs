@@ -203,18 +203,78 @@ pub struct Attachment {
     pub state: String,
 }
 
-/// The SDK configuration for a region: the standard credential chain
-/// (environment, profiles, SSO-less process credentials, instance role),
-/// `AWS_ENDPOINT_URL` honoured, bounded timeouts and retries.
-pub async fn sdk_config(region: &str, max_attempts: u32) -> SdkConfig {
-    sdk_config_with(region, max_attempts, Some(ATTEMPT_TIMEOUT)).await
+/// The SDK's configuration for one region, opaque outside `cloud/`: the
+/// standard credential chain (environment, profiles, process credentials,
+/// instance role), `AWS_ENDPOINT_URL` honoured, bounded timeouts and
+/// retries.
+#[derive(Clone)]
+pub struct AwsConfig(SdkConfig);
+
+/// Keys given on the command line (tablesnap's `-k/-s`), used instead of
+/// the credential chain.
+pub struct StaticKeys<'a> {
+    pub key: &'a str,
+    pub secret: &'a str,
+    pub token: Option<&'a str>,
 }
 
-/// For S3 transfers: no limit on a whole attempt (a 5 GiB PUT or a 256 MiB
-/// part takes as long as the link needs), only on connecting and on a
-/// stalled read.
-pub async fn sdk_config_for_transfers(region: &str, max_attempts: u32) -> SdkConfig {
-    sdk_config_with(region, max_attempts, None).await
+impl AwsConfig {
+    /// For API calls: each attempt bounded in time.
+    pub async fn load(region: &str, max_attempts: u32) -> Self {
+        Self(sdk_config_with(region, max_attempts, Some(ATTEMPT_TIMEOUT)).await)
+    }
+
+    /// For S3 transfers: no limit on a whole attempt (a 5 GiB PUT or a 256
+    /// MiB part takes as long as the link needs), only on connecting and
+    /// on a stalled read.
+    pub async fn load_for_transfers(region: &str, max_attempts: u32) -> Self {
+        Self(sdk_config_with(region, max_attempts, None).await)
+    }
+
+    /// The same, with fixed keys instead of the credential chain.
+    pub fn with_keys(self, keys: StaticKeys<'_>) -> Self {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            keys.key,
+            keys.secret,
+            keys.token.map(str::to_string),
+            None,
+            "command line",
+        );
+        Self(
+            self.0
+                .into_builder()
+                .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+                .build(),
+        )
+    }
+
+    /// Check that credentials can be had, without printing them.
+    pub async fn check_credentials(&self) -> Result<String, CredentialsError> {
+        use aws_sdk_ec2::config::ProvideCredentials;
+        let provider = self
+            .0
+            .credentials_provider()
+            .ok_or(CredentialsError::NoProvider)?;
+        match provider.provide_credentials().await {
+            Ok(_) => Ok("credentials found".to_string()),
+            Err(e) => Err(CredentialsError::Unavailable(
+                DisplayErrorContext(&e).to_string(),
+            )),
+        }
+    }
+
+    pub(crate) fn sdk(&self) -> &SdkConfig {
+        &self.0
+    }
+}
+
+/// Why no credentials could be had.
+#[derive(Debug, Error)]
+pub enum CredentialsError {
+    #[error("no credential provider configured")]
+    NoProvider,
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 async fn sdk_config_with(region: &str, max_attempts: u32, attempt: Option<Duration>) -> SdkConfig {
@@ -241,17 +301,4 @@ pub async fn region_from_environment() -> Option<String> {
     }
     let profile = aws_config::profile::ProfileFileRegionProvider::builder().build();
     profile.region().await.map(|r| r.to_string())
-}
-
-/// Check that credentials can be had; returns where they came from.
-pub async fn check_credentials(config: &SdkConfig) -> Result<String, String> {
-    use aws_sdk_ec2::config::ProvideCredentials;
-    let provider = config
-        .credentials_provider()
-        .ok_or_else(|| "no credential provider configured".to_string())?;
-    match provider.provide_credentials().await {
-        // The provider name says where they came from; never print the keys.
-        Ok(_) => Ok("credentials found".to_string()),
-        Err(e) => Err(aws_smithy_types::error::display::DisplayErrorContext(&e).to_string()),
-    }
 }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
@@ -60,6 +59,11 @@ pub struct S3 {
     bucket: String,
 }
 
+/// Standard base64, as S3 wants Content-MD5.
+pub fn base64(bytes: &[u8]) -> String {
+    aws_smithy_types::base64::encode(bytes)
+}
+
 /// Whether an endpoint needs path-style addressing (IP addresses and
 /// localhost cannot carry the bucket as a subdomain).
 pub fn needs_path_style(endpoint: &str) -> bool {
@@ -77,11 +81,12 @@ impl S3 {
     /// A client for `bucket`; `endpoint` overrides the SDK's (which already
     /// honours `AWS_ENDPOINT_URL`).
     pub fn new(
-        config: &SdkConfig,
+        config: &super::AwsConfig,
         bucket: &str,
         endpoint: Option<&str>,
         force_path_style: bool,
     ) -> Self {
+        let config = config.sdk();
         let mut b = aws_sdk_s3::config::Builder::from(config);
         let endpoint = endpoint
             .map(str::to_string)

@@ -118,6 +118,22 @@ fn parse_error(origin: &Origin<'_>, e: &toml::de::Error) -> ConfigError {
 }
 
 impl Config {
+    /// No file: no profiles, no `[tablesnap]`, the region from the
+    /// environment or the instance, devices under `/dev` (or
+    /// `$SNAPTASTIC_DEVICE_ROOT`). For programs that bring their own
+    /// snapshotters.
+    pub fn empty() -> Config {
+        Config {
+            path: PathBuf::from("(no configuration file)"),
+            region: None,
+            device_root: std::env::var_os(DEVICE_ROOT_ENV)
+                .filter(|r| !r.is_empty())
+                .map_or_else(|| PathBuf::from("/dev"), PathBuf::from),
+            profiles: Default::default(),
+            tablesnap: None,
+        }
+    }
+
     /// A profile by name; an unknown name lists the defined ones.
     pub fn profile(&self, name: &str) -> Result<&Profile, ConfigError> {
         self.profiles
@@ -138,26 +154,18 @@ impl Profile {
             VolumeSource::Listed(v) => Ok(v.clone()),
             VolumeSource::FromUserdata(key) => {
                 let text = userdata.volumes_as_toml(key, &self.name)?;
-                let origin = Origin::Userdata { key };
-                let list: raw::RawVolumeList = toml::from_str(&text).map_err(|e| {
-                    ConfigError::Userdata(format!(
-                        "userdata '{key}' (volumes of profile '{}'): {}",
-                        self.name,
-                        e.message().trim()
-                    ))
-                })?;
-                let mut problems = validate::Problems::default();
-                let ctx = format!("profile '{}'", self.name);
-                match validate::validate_volumes(list.volumes, &ctx, &mut problems) {
-                    Some(v) if !v.is_empty() => Ok(v),
-                    Some(_) => Err(ConfigError::Userdata(format!(
+                let list = volumes_from_toml(
+                    &text,
+                    &Origin::Userdata { key },
+                    &format!("profile '{}'", self.name),
+                )?;
+                if list.is_empty() {
+                    return Err(ConfigError::Userdata(format!(
                         "userdata '{key}' lists no volumes for profile '{}'",
                         self.name
-                    ))),
-                    None => Err(ConfigError::Invalid(
-                        problems.list.iter().map(|p| origin.render(p)).collect(),
-                    )),
+                    )));
                 }
+                Ok(list)
             }
         }
     }
@@ -183,6 +191,64 @@ impl Profile {
                 missing[0]
             )))
         }
+    }
+}
+
+/// Volumes from a TOML text `volumes = [{...}, ...]`, validated as the
+/// configuration file's are; `ctx` says whose they are in messages.
+fn volumes_from_toml(
+    text: &str,
+    origin: &Origin<'_>,
+    ctx: &str,
+) -> Result<Vec<Volume>, ConfigError> {
+    let list: raw::RawVolumeList = toml::from_str(text).map_err(|e| {
+        ConfigError::Userdata(format!(
+            "{} (volumes of {ctx}): {}",
+            origin.place(None),
+            e.message().trim()
+        ))
+    })?;
+    let mut problems = validate::Problems::default();
+    validate::validate_volumes(list.volumes, ctx, &mut problems).ok_or_else(|| {
+        ConfigError::Invalid(problems.list.iter().map(|p| origin.render(p)).collect())
+    })
+}
+
+impl Volume {
+    /// A volume with the defaults of a configuration file's bare
+    /// `device` + `mount_point` + `size` (xfs, gp3, `defaults` mount
+    /// options), checked as the file's volumes are: a device name EC2
+    /// accepts, an absolute mount point, a size the type allows.
+    pub fn new(device: &str, mount_point: &str, size_gib: u32) -> Result<Volume, ConfigError> {
+        let mut t = toml::Table::new();
+        t.insert("device".into(), device.into());
+        t.insert("mount_point".into(), mount_point.into());
+        t.insert("size".into(), i64::from(size_gib).into());
+        Self::from_table(t)
+    }
+
+    /// A volume from the keys of a configuration file's volume table
+    /// (`device`, `mount_point`, `size`, `file_system`, `volume_type`,
+    /// `iops`, ...), validated the same way; for volumes listed elsewhere,
+    /// such as a provisioning file.
+    pub fn from_toml(text: &str) -> Result<Volume, ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            place: "volume".into(),
+            message: e.message().trim().replace('\n', " "),
+        })?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Volume, ConfigError> {
+        let mut doc = toml::Table::new();
+        doc.insert(
+            "volumes".into(),
+            toml::Value::Array(vec![toml::Value::Table(table)]),
+        );
+        let text = toml::to_string(&doc).map_err(|e| ConfigError::Userdata(e.to_string()))?;
+        let mut list = volumes_from_toml(&text, &Origin::Code, "volume")?;
+        list.pop()
+            .ok_or_else(|| ConfigError::Userdata("no volume".into()))
     }
 }
 

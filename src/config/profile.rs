@@ -85,6 +85,7 @@ pub enum VolumeSource {
 
 /// One EBS data volume as the profile wants it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Volume {
     /// EC2 device name used for AttachVolume, e.g. `/dev/sdf`.
     pub device: String,
@@ -275,6 +276,12 @@ impl HookPoint {
 
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|h| h.as_str() == s)
+    }
+}
+
+impl fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

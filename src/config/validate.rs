@@ -34,6 +34,8 @@ pub enum Origin<'a> {
     Userdata {
         key: &'a str,
     },
+    /// A volume built in a program (`Volume::new`): no place to point at.
+    Code,
 }
 
 impl Origin<'_> {
@@ -48,6 +50,7 @@ impl Origin<'_> {
                 None => path.display().to_string(),
             },
             Origin::Userdata { key } => format!("userdata '{key}'"),
+            Origin::Code => "Volume::new".to_string(),
         }
     }
 

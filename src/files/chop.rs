@@ -15,7 +15,6 @@ use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
-use crate::app::Context;
 use crate::cli::TablechopArgs;
 use crate::cloud::s3::ObjectInfo;
 
@@ -118,7 +117,7 @@ pub fn listed_keys(naming: &KeyNaming, index_body: &str) -> Result<Vec<String>, 
         .collect())
 }
 
-pub async fn run(_ctx: &Context, args: &TablechopArgs) -> Result<ExitCode> {
+pub async fn run(args: &TablechopArgs) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
     let naming = super::naming(&args.s3);
     let path = std::path::absolute(&args.path)?;

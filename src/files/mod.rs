@@ -9,7 +9,8 @@ pub mod snap;
 pub mod upload;
 
 use crate::cli::S3Args;
-use crate::cloud::s3::S3;
+use crate::cloud::s3::{base64, S3};
+use crate::cloud::{AwsConfig, StaticKeys};
 
 /// The host name in keys when none is given: Python's socket.getfqdn(),
 /// as tablesnap 1.2.1 used, via `hostname -f` where it resolves, else the
@@ -21,10 +22,7 @@ pub fn default_name() -> String {
             return name;
         }
     }
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+    crate::host::users::hostname().unwrap_or_else(|| "localhost".into())
 }
 
 /// MD5 (hex and base64) and size of a file, read once in 1 MiB chunks:
@@ -47,11 +45,7 @@ pub fn md5_file(path: &std::path::Path) -> std::io::Result<(String, String, u64)
     }
     let digest = h.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((
-        hex,
-        aws_smithy_types::base64::encode(digest.as_slice()),
-        size,
-    ))
+    Ok((hex, base64(digest.as_slice()), size))
 }
 
 /// How to reach the bucket.
@@ -90,20 +84,14 @@ pub async fn connect(c: Connection<'_>) -> S3 {
             .await
             .unwrap_or_else(|| "us-east-1".into()),
     };
-    let mut config = crate::cloud::sdk_config_for_transfers(&region, c.attempts).await;
-    if let (Some(k), Some(s)) = (c.key, c.secret) {
+    let mut config = AwsConfig::load_for_transfers(&region, c.attempts).await;
+    if let (Some(key), Some(secret)) = (c.key, c.secret) {
         tracing::warn!("keys given with -k/-s show in `ps` to every user; prefer an instance role or AWS_* environment variables");
-        let creds = aws_sdk_s3::config::Credentials::new(
-            k,
-            s,
-            c.token.map(str::to_string),
-            None,
-            "command line",
-        );
-        config = config
-            .into_builder()
-            .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
-            .build();
+        config = config.with_keys(StaticKeys {
+            key,
+            secret,
+            token: c.token,
+        });
     }
     S3::new(&config, c.bucket, c.endpoint, c.force_path_style)
 }

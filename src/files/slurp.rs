@@ -17,7 +17,6 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
-use crate::app::Context;
 use crate::cli::TableslurpArgs;
 use crate::cloud::s3::{ObjectInfo, S3};
 
@@ -46,7 +45,7 @@ struct Job {
     allow_unverified: bool,
 }
 
-pub async fn run(_ctx: &Context, args: &TableslurpArgs) -> Result<ExitCode> {
+pub async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
     let naming = super::naming(&args.s3);
     let odd = |c: std::path::Component<'_>| {
@@ -336,19 +335,11 @@ fn apply_stat(
 }
 
 fn lookup_user(name: &str) -> Result<u32> {
-    nix::unistd::User::from_name(name)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw())
-        .with_context(|| format!("no user {name} on this host"))
+    crate::host::users::uid_of(name).with_context(|| format!("no user {name} on this host"))
 }
 
 fn lookup_group(name: &str) -> Result<u32> {
-    nix::unistd::Group::from_name(name)
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw())
-        .with_context(|| format!("no group {name} on this host"))
+    crate::host::users::gid_of(name).with_context(|| format!("no group {name} on this host"))
 }
 
 #[cfg(test)]

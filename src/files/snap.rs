@@ -21,7 +21,6 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::keys::{index_json, is_index_anchor, Filter, KeyNaming};
 use super::upload::{Outcome, Uploader};
-use crate::app::Context;
 use crate::cli::TablesnapArgs;
 use crate::cloud::s3::{PutOptions, S3};
 use crate::config::Tablesnap;
@@ -191,14 +190,10 @@ pub fn merge(cli: &TablesnapArgs, file: Option<&Tablesnap>) -> Result<Settings, 
     })
 }
 
-pub async fn run(ctx: &Context, cli: &TablesnapArgs) -> Result<ExitCode> {
-    // The config file is optional here (flags suffice), but a broken one
-    // is an error, not silently ignored.
-    let file = match crate::config::locate(ctx.global.config.as_deref()) {
-        Ok(path) if path.exists() => ctx.config()?.tablesnap,
-        _ => None,
-    };
-    let args = &merge(cli, file.as_ref()).map_err(anyhow::Error::msg)?;
+/// Run the daemon with the command line's flags over the configuration
+/// file's `[tablesnap]` section.
+pub async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result<ExitCode> {
+    let args = &merge(cli, file).map_err(anyhow::Error::msg)?;
     let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
     if args.threads == 0 {
         bail!("--threads must be at least 1");

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::keys::{stat_json, KeyNaming};
 use super::md5_file;
 use crate::cloud::s3::{part_size, PutOptions, S3};
+use crate::host::users;
 
 /// How a file ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,15 +42,7 @@ pub struct Uploader {
 }
 
 fn names(uid: u32, gid: u32) -> (Option<String>, Option<String>) {
-    let user = nix::unistd::User::from_uid(uid.into())
-        .ok()
-        .flatten()
-        .map(|u| u.name);
-    let group = nix::unistd::Group::from_gid(gid.into())
-        .ok()
-        .flatten()
-        .map(|g| g.name);
-    (user, group)
+    (users::user_name(uid), users::group_name(gid))
 }
 
 impl Uploader {

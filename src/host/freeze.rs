@@ -65,7 +65,7 @@ pub struct Thawed {
     /// How long each filesystem was frozen.
     pub windows: Vec<(PathBuf, Duration)>,
     /// Filesystems that could not be thawed (each needs `fsfreeze -u`).
-    pub failures: Vec<(PathBuf, Errno)>,
+    pub failures: Vec<(PathBuf, std::io::Error)>,
 }
 
 /// A set of frozen filesystems. Thaws everything on drop.
@@ -78,7 +78,7 @@ pub struct FreezeSet {
 #[derive(Debug)]
 pub struct FreezeError {
     pub mount_point: PathBuf,
-    pub errno: Errno,
+    errno: Errno,
 }
 
 impl std::fmt::Display for FreezeError {
@@ -217,7 +217,13 @@ impl FreezeSet {
                 failures: g
                     .frozen
                     .iter()
-                    .filter_map(|f| Some((f.mount_point.clone(), f.thaw_error?)))
+                    .filter_map(|f| {
+                        let e = f.thaw_error?;
+                        Some((
+                            f.mount_point.clone(),
+                            std::io::Error::from_raw_os_error(e as i32),
+                        ))
+                    })
                     .collect(),
             }
         };
@@ -239,9 +245,8 @@ impl Drop for FreezeSet {
         for (mp, e) in self.thaw().failures {
             // Nothing more can be done from here; say it loudly.
             eprintln!(
-                "error: could not thaw {}: {}; run: fsfreeze -u {}",
+                "error: could not thaw {}: {e}; run: fsfreeze -u {}",
                 mp.display(),
-                e.desc(),
                 mp.display()
             );
         }

@@ -6,4 +6,5 @@ pub mod freeze;
 pub mod fs;
 pub mod mount;
 pub mod mountinfo;
+pub mod users;
 pub mod watch;

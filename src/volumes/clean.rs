@@ -9,23 +9,41 @@ use anyhow::{Context as _, Result};
 
 use super::plan::TAG_PROFILE;
 use super::retention::{plan_snapshot_cleanup, plan_volume_cleanup, SnapshotRules, Verdict};
-use crate::app::Context;
-use crate::cli::{CleanArgs, CleanTarget};
+use crate::context::VolumeContext;
 
-pub async fn run(ctx: &Context, args: &CleanArgs) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let profile = config.profile(&args.profile.name)?.clone();
-    let host = ctx.host(false).await?;
-    let filters = profile.filter_values(&host.userdata)?;
-    let ec2 = ctx.ec2(Some(&config), &host).await?;
+/// What to clean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Snapshots,
+    Volumes,
+}
+
+/// How to clean.
+#[derive(Debug, Clone)]
+pub struct CleanOptions {
+    pub what: Target,
+    /// Keep at least this many newest snapshots of each mount point.
+    pub keep_last: Option<u32>,
+    /// Delete snapshots older than this, not only expired ones.
+    pub older_than: Option<std::time::Duration>,
+    pub dry_run: bool,
+    /// Do not ask.
+    pub yes: bool,
+    /// clean volumes: also volumes that held data (detached, or left by a
+    /// terminated instance).
+    pub include_detached: bool,
+}
+
+pub async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<ExitCode> {
+    let (ec2, filters) = (&ctx.ec2, &ctx.filters);
     let now = chrono::Utc::now();
 
     // (id, what, verdict) rows, whichever kind is cleaned.
     let rows: Vec<(String, String, Verdict)> = match args.what {
-        CleanTarget::Snapshots => {
+        Target::Snapshots => {
             let (snapshots, in_images) = tokio::try_join!(
                 async {
-                    ec2.snapshots_tagged(&filters)
+                    ec2.snapshots_tagged(filters)
                         .await
                         .context("looking up snapshots")
                 },
@@ -47,10 +65,10 @@ pub async fn run(ctx: &Context, args: &CleanArgs) -> Result<ExitCode> {
                 })
                 .collect()
         }
-        CleanTarget::Volumes => {
+        Target::Volumes => {
             // Ours: made by this tool for this profile, and for these hosts.
             let mut tags = filters.clone();
-            tags.push((TAG_PROFILE.to_string(), profile.name.clone()));
+            tags.push((TAG_PROFILE.to_string(), ctx.snapshotter.name().to_string()));
             let volumes = ec2
                 .volumes_tagged(&tags)
                 .await
@@ -92,15 +110,15 @@ pub async fn run(ctx: &Context, args: &CleanArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.yes && !crate::app::confirm("Are you sure you want to clean?")? {
+    if !args.yes && !crate::prompt::confirm("Are you sure you want to clean?")? {
         println!("not cleaning");
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = 0;
     for id in &doomed {
         let result = match args.what {
-            CleanTarget::Snapshots => ec2.delete_snapshot(id).await,
-            CleanTarget::Volumes => ec2.delete_volume(id).await,
+            Target::Snapshots => ec2.delete_snapshot(id).await,
+            Target::Volumes => ec2.delete_volume(id).await,
         };
         match result {
             Ok(()) => println!("deleted {id}"),

@@ -1,57 +1,50 @@
-//! Running a profile's hooks: each command an argv, no shell, with what it
-//! is about in the environment. A failing hook is an error naming the hook
-//! and the command; the caller decides what that stops.
+//! Calling a snapshotter's hook from the async commands: on a blocking
+//! thread (a hook may run a command for minutes), with a failure turned
+//! into one error that names the hook point.
 
-use crate::config::{HookPoint, Profile};
+use std::sync::Arc;
 
-/// What a per-volume hook is about.
-#[derive(Debug, Default, Clone)]
-pub struct HookEnv {
-    pub mount_point: Option<String>,
-    pub device: Option<String>,
-    pub block_device: Option<String>,
-    pub volume_id: Option<String>,
-    pub snapshot_id: Option<String>,
+use thiserror::Error;
+
+use crate::config::HookPoint;
+use crate::snapshotter::{HookCtx, Snapshotter};
+
+/// A hook that failed (or could not be run); the caller decides what that
+/// stops.
+#[derive(Debug, Error)]
+pub enum HookError {
+    #[error("{}", named(*.point, .message))]
+    Failed { point: HookPoint, message: String },
+    #[error("hook {point} did not finish: {message}")]
+    Panicked { point: HookPoint, message: String },
 }
 
-/// Run every command of the profile's `point`, in order; stop at the
-/// first failure.
-pub async fn run(profile: &Profile, point: HookPoint, env: &HookEnv) -> Result<(), String> {
-    for argv in profile.hooks.commands(point) {
-        let Some((prog, args)) = argv.split_first() else {
-            continue;
-        };
-        tracing::info!(hook = point.as_str(), command = %argv.join(" "), "running hook");
-        let mut cmd = tokio::process::Command::new(prog);
-        cmd.args(args)
-            .env("SNAPTASTIC_PROFILE", &profile.name)
-            .env("SNAPTASTIC_HOOK", point.as_str())
-            .stdin(std::process::Stdio::null());
-        for (k, v) in [
-            ("SNAPTASTIC_MOUNT_POINT", &env.mount_point),
-            ("SNAPTASTIC_DEVICE", &env.device),
-            ("SNAPTASTIC_BLOCK_DEVICE", &env.block_device),
-            ("SNAPTASTIC_VOLUME_ID", &env.volume_id),
-            ("SNAPTASTIC_SNAPSHOT_ID", &env.snapshot_id),
-        ] {
-            if let Some(v) = v {
-                cmd.env(k, v);
-            }
-        }
-        let status = cmd.status().await.map_err(|e| {
-            format!(
-                "hook {} ({}): cannot run {prog}: {e}",
-                point.as_str(),
-                argv.join(" ")
-            )
-        })?;
-        if !status.success() {
-            return Err(format!(
-                "hook {} ({}) failed with {status}",
-                point.as_str(),
-                argv.join(" ")
-            ));
-        }
+/// The message as the snapshotter gave it if it names the hook already
+/// (the TOML profile's do), else prefixed with the hook point.
+fn named(point: HookPoint, message: &str) -> String {
+    if message.starts_with("hook ") {
+        message.to_string()
+    } else {
+        format!("hook {point}: {message}")
     }
-    Ok(())
+}
+
+/// Run the snapshotter's hook at `point`.
+pub async fn run(
+    snapshotter: &Arc<dyn Snapshotter>,
+    point: HookPoint,
+    ctx: &HookCtx,
+) -> Result<(), HookError> {
+    let (s, c) = (snapshotter.clone(), ctx.clone());
+    match tokio::task::spawn_blocking(move || s.hook(point, &c)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(HookError::Failed {
+            point,
+            message: e.to_string(),
+        }),
+        Err(e) => Err(HookError::Panicked {
+            point,
+            message: e.to_string(),
+        }),
+    }
 }

@@ -8,10 +8,9 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::plan::{choose_snapshot, RestoreSource};
-use crate::app::Context;
-use crate::cli::ListVolumesArgs;
 use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, FileSystem, Volume, VolumeType};
+use crate::context::VolumeContext;
 use crate::host::mountinfo::{self, MountEntry};
 
 /// One row of the listing (also the `--json` shape).
@@ -38,18 +37,20 @@ pub struct VolumeStatus {
     pub skipped_snapshots: Vec<String>,
 }
 
-pub async fn run(ctx: &Context, args: &ListVolumesArgs) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let profile = config.profile(&args.profile.name)?;
-    let host = ctx.host(false).await?;
-    let volumes = profile.resolve_volumes(&host.userdata)?;
-    let filters = profile.filter_values(&host.userdata)?;
-    let ec2 = ctx.ec2(Some(&config), &host).await?;
+/// How to show the listing.
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    /// A JSON array instead of a table.
+    pub json: bool,
+}
 
+pub async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitCode> {
+    let (ec2, host, volumes, filters) = (&ctx.ec2, &ctx.host, &ctx.volumes, &ctx.filters);
+    let name = ctx.snapshotter.name();
     let snapshots = async {
-        ec2.snapshots_tagged(&filters)
+        ec2.snapshots_tagged(filters)
             .await
-            .with_context(|| format!("looking up snapshots of profile '{}'", profile.name))
+            .with_context(|| format!("looking up snapshots of profile '{name}'"))
     };
     let attached = async {
         match &host.identity {
@@ -66,7 +67,7 @@ pub async fn run(ctx: &Context, args: &ListVolumesArgs) -> Result<ExitCode> {
     let instance_id = host.identity.as_ref().map(|i| i.instance_id.as_str());
 
     let rows = statuses(
-        &volumes,
+        volumes,
         &mounts,
         instance_id,
         attached.as_deref(),

@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::hooks::{self, HookEnv};
+use super::hooks;
 use super::plan::{
     plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, STATE_MOUNTED,
     STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
 };
 use super::tags::resource_tags;
-use crate::app::Context;
-use crate::cli::MountSnapshotsArgs;
 use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
-use crate::config::{kernel_device_name, FileSystem, HookPoint, Profile};
+use crate::config::{kernel_device_name, FileSystem, HookPoint};
+use crate::context::VolumeContext;
 use crate::host::{devices, fs, mount, mountinfo};
 use crate::instance::Identity;
+use crate::snapshotter::{HookCtx, Snapshotter};
 
 /// A new volume is usually available in seconds; gp3 from a large snapshot
 /// can take a minute or two.
@@ -32,11 +32,26 @@ const ATTACH_DEADLINE: Duration = Duration::from_secs(120);
 /// udev creates the device node shortly after the attachment.
 const DEVICE_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Leave volumes already mounted at their mount point alone.
+    pub ignore_mounted: bool,
+    /// Print the plan and change nothing.
+    pub dry_run: bool,
+    /// How long to wait for a newer pending snapshot.
+    pub wait_pending: Duration,
+    /// Mount over a mount point directory that is not empty.
+    pub allow_non_empty: bool,
+}
+
 /// Everything the per-volume tasks share.
 struct Shared {
     ec2: Ec2,
     identity: Identity,
-    profile: Profile,
+    snapshotter: Arc<dyn Snapshotter>,
+    /// `Snapshotter::retention`, asked once.
+    retention: Duration,
     filters: Vec<(String, String)>,
     device_root: PathBuf,
     wait_pending: Duration,
@@ -58,26 +73,19 @@ enum Outcome {
     },
 }
 
-pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let profile = config.profile(&args.profile.name)?.clone();
-    let host = ctx.host(true).await?;
-    let identity = host
-        .identity
-        .clone()
-        .context("mount-snapshots needs the instance's identity")?;
-    let volumes = profile.resolve_volumes(&host.userdata)?;
-    let filters = profile.filter_values(&host.userdata)?;
-    let ec2 = ctx.ec2(Some(&config), &host).await?;
+pub async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<ExitCode> {
+    let identity = ctx.identity()?.clone();
+    let (ec2, volumes, filters) = (&ctx.ec2, &ctx.volumes, &ctx.filters);
+    let name = ctx.snapshotter.name().to_string();
 
     // One call of each kind for the whole profile.
     let ours_tags = vec![
-        (TAG_PROFILE.to_string(), profile.name.clone()),
+        (TAG_PROFILE.to_string(), name.clone()),
         ("instance_id".to_string(), identity.instance_id.clone()),
     ];
     let (snapshots, attached, ours) = tokio::try_join!(
         async {
-            ec2.snapshots_tagged(&filters)
+            ec2.snapshots_tagged(filters)
                 .await
                 .context("looking up snapshots")
         },
@@ -100,11 +108,11 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
         ours: &ours,
         snapshots: &snapshots,
     };
-    let plans = match plan_mount(&volumes, &seen, args.ignore_mounted) {
+    let plans = match plan_mount(volumes, &seen, args.ignore_mounted) {
         Ok(p) => p,
         Err(problems) => bail!("nothing was changed:\n{}", problems.join("\n")),
     };
-    let problems = preflight(&plans, &config.device_root, args.allow_non_empty);
+    let problems = preflight(&plans, &ctx.device_root, args.allow_non_empty);
     if !problems.is_empty() {
         bail!("nothing was changed:\n{}", problems.join("\n"));
     }
@@ -118,17 +126,18 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    tracing::info!(profile = %profile.name, volumes = plans.len(), "mounting volumes");
-    hooks::run(&profile, HookPoint::PreMounts, &HookEnv::default())
+    tracing::info!(profile = %name, volumes = plans.len(), "mounting volumes");
+    hooks::run(&ctx.snapshotter, HookPoint::PreMounts, &HookCtx::run(&name))
         .await
         .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
 
     let shared = Arc::new(Shared {
-        ec2,
+        ec2: ec2.clone(),
         identity,
-        profile,
-        filters,
-        device_root: config.device_root.clone(),
+        snapshotter: ctx.snapshotter.clone(),
+        retention: ctx.snapshotter.retention(),
+        filters: filters.clone(),
+        device_root: ctx.device_root.clone(),
         wait_pending: args.wait_pending,
     });
     // Every volume is waited for, even if another's task panicked.
@@ -136,12 +145,12 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
         let shared = shared.clone();
         async move { restore_one(&shared, plan).await }
     });
-    let outcomes: Vec<(usize, Outcome)> = crate::app::join_in_order(tasks)
+    let outcomes: Vec<(usize, Outcome)> = crate::tasks::join_in_order(tasks)
         .await
         .into_iter()
         .map(|r| {
-            r.unwrap_or_else(|error| Outcome::Failed {
-                error,
+            r.unwrap_or_else(|e| Outcome::Failed {
+                error: e.to_string(),
                 cleanup: "state unknown: check list-volumes".into(),
             })
         })
@@ -153,20 +162,19 @@ pub async fn run(ctx: &Context, args: &MountSnapshotsArgs) -> Result<ExitCode> {
         .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
         .count();
     if failed == 0 {
-        if let Err(e) =
-            hooks::run(&shared.profile, HookPoint::PostMounts, &HookEnv::default()).await
+        if let Err(e) = hooks::run(
+            &shared.snapshotter,
+            HookPoint::PostMounts,
+            &HookCtx::run(&name),
+        )
+        .await
         {
             tracing::error!("{e}");
             print_summary(&plans, &outcomes);
             return Ok(ExitCode::FAILURE);
         }
-    } else if !shared
-        .profile
-        .hooks
-        .commands(HookPoint::PostMounts)
-        .is_empty()
-    {
-        tracing::warn!("post_mounts hook not run: {failed} volume(s) failed");
+    } else {
+        tracing::info!("post_mounts hook not run: {failed} volume(s) failed");
     }
     print_summary(&plans, &outcomes);
     Ok(if failed == 0 {
@@ -317,11 +325,7 @@ struct Created {
 
 async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
     let v = &plan.volume;
-    let mut env = HookEnv {
-        mount_point: Some(v.mount_point.clone()),
-        device: Some(v.device.clone()),
-        ..Default::default()
-    };
+    let mut env = HookCtx::volume(s.snapshotter.name(), &v.mount_point, &v.device);
     if let MountAction::Skip { mounted_from } = &plan.action {
         tracing::info!(
             "{}: already mounted from {mounted_from}; leaving it alone",
@@ -331,18 +335,18 @@ async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
             mounted_from: mounted_from.clone(),
         };
     }
-    if let Err(e) = hooks::run(&s.profile, HookPoint::PreMount, &env).await {
+    if let Err(e) = hooks::run(&s.snapshotter, HookPoint::PreMount, &env).await {
         return Outcome::Failed {
-            error: e,
+            error: e.to_string(),
             cleanup: "nothing was changed".into(),
         };
     }
     let mut created: Option<Created> = None;
     match restore_steps(s, &plan, &mut created, &mut env).await {
         Ok((volume_id, block_device, from)) => {
-            if let Err(e) = hooks::run(&s.profile, HookPoint::PostMount, &env).await {
+            if let Err(e) = hooks::run(&s.snapshotter, HookPoint::PostMount, &env).await {
                 return Outcome::Failed {
-                    error: e,
+                    error: e.to_string(),
                     cleanup: format!("{volume_id} stays mounted"),
                 };
             }
@@ -368,7 +372,7 @@ async fn restore_steps(
     s: &Shared,
     plan: &VolumePlan,
     created: &mut Option<Created>,
-    env: &mut HookEnv,
+    env: &mut HookCtx,
 ) -> Result<(String, PathBuf, String), String> {
     let v = &plan.volume;
     let me = &s.identity.instance_id;
@@ -397,10 +401,10 @@ async fn restore_steps(
                 &v.mount_point,
                 &s.filters,
                 chrono::Utc::now(),
-                s.profile.retention,
+                s.retention,
             );
             tags.extend([
-                (TAG_PROFILE.to_string(), s.profile.name.clone()),
+                (TAG_PROFILE.to_string(), s.snapshotter.name().to_string()),
                 (TAG_SOURCE.to_string(), source_label.clone()),
                 (TAG_DEVICE.to_string(), v.device.clone()),
                 (TAG_STATE.to_string(), STATE_RESTORING.to_string()),
@@ -662,7 +666,7 @@ async fn rollback(s: &Shared, plan: &VolumePlan, c: Created) -> String {
             tracing::error!(
                 "{mp}: could not roll back {}: {e}; it stays tagged {TAG_PROFILE}={} instance_id={me} mount_point={mp} and the next mount-snapshots adopts it",
                 c.id,
-                s.profile.name
+                s.snapshotter.name()
             );
             format!(
                 "left {} for the next run to adopt (rollback failed: {e})",

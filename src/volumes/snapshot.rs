@@ -7,145 +7,110 @@
 //! deadline passes, or on SIGINT/SIGTERM/SIGHUP, or on any error or panic,
 //! with a watchdog thread as the last resort.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::hooks::{self, HookEnv};
-use super::list::attached_for;
+use super::hooks;
 use super::plan::TAG_PROFILE;
+use super::snapshot_plan::{plan_snapshots, HostView, Labels, Seen, Target};
+use super::tags::resource_tags;
+use crate::cloud::{poll_until, Backoff, CloudError, Ec2, SnapshotState};
+use crate::config::{kernel_device_name, HookPoint, Volume};
+use crate::context::VolumeContext;
+use crate::host::freeze::{self, FreezeSet, Thawed};
+use crate::host::{devices, mountinfo};
+use crate::snapshotter::{HookCtx, Snapshotter};
 
 /// Tag on the snapshots of one make-snapshots run (see
 /// `mark_crash_consistent`).
 const TAG_RUN: &str = "snaptastic:run";
-use super::tags::resource_tags;
-use crate::app::Context;
-use crate::cli::MakeSnapshotsArgs;
-use crate::cloud::{poll_until, Backoff, SnapshotState};
-use crate::config::{kernel_device_name, HookPoint, Userdata};
-use crate::host::freeze::{self, FreezeSet};
-use crate::host::{devices, mountinfo};
-
-/// EC2 caps descriptions at 255 characters.
-const MAX_DESCRIPTION: usize = 255;
 /// A snapshot of a large, busy volume can take hours; `--wait` gives up
 /// after a day.
 const COMPLETION_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
-/// One volume to snapshot, all resolved before anything is frozen.
-struct Target {
-    mount_point: String,
-    device: String,
-    volume_id: String,
-    description: String,
-    tags: Vec<(String, String)>,
+/// How to snapshot.
+#[derive(Debug, Clone)]
+pub struct MakeOptions {
+    /// Wait until the snapshots are completed.
+    pub wait: bool,
+    /// Hard limit on how long filesystems stay frozen.
+    pub freeze_timeout: Duration,
+    /// Snapshot a filesystem that cannot be frozen (tagged
+    /// consistency=crash) instead of failing.
+    pub allow_unfrozen: bool,
 }
 
-pub async fn run(ctx: &Context, args: &MakeSnapshotsArgs) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let profile = config.profile(&args.profile.name)?.clone();
-    let host = ctx.host(true).await?;
-    let me = host
-        .identity
-        .clone()
-        .context("make-snapshots needs the instance's identity")?
-        .instance_id;
-    let volumes = profile.resolve_volumes(&host.userdata)?;
-    let filters = profile.filter_values(&host.userdata)?;
-    let ec2 = ctx.ec2(Some(&config), &host).await?;
-    let attached = ec2
+/// The host as the snapshot planner sees it.
+struct ThisHost<'a> {
+    device_root: &'a Path,
+}
+
+impl HostView for ThisHost<'_> {
+    fn device_number(&self, v: &Volume, volume_id: &str) -> Option<String> {
+        let kernel = kernel_device_name(&v.device, v.device_name_offset);
+        devices::find(self.device_root, &v.device, &kernel, volume_id)
+            .and_then(|p| devices::dev_number(&p))
+    }
+
+    fn refuse_reason(&self, mount_point: &str) -> Option<String> {
+        freeze::refuse_reason(Path::new(mount_point))
+    }
+}
+
+pub async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitCode> {
+    let me = ctx.identity()?.instance_id.clone();
+    let snapshotter = &ctx.snapshotter;
+    let attached = ctx
+        .ec2
         .volumes_attached_to(&me)
         .await
         .context("looking up attached volumes")?;
     let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
     let now = chrono::Utc::now();
+    let retention = snapshotter.retention();
 
     // Resolve and check everything first; refuse before freezing anything.
-    let mut targets = Vec::new();
-    let mut problems = Vec::new();
-    for v in &volumes {
-        let at = |m: String| format!("{} ({}): {m}", v.mount_point, v.device);
-        let Some(ebs) = attached_for(v, &me, &attached) else {
-            problems.push(at(format!(
-                "no EBS volume is attached to {me} for it; run mount-snapshots first"
-            )));
-            continue;
-        };
-        if let Some(reason) = freeze::refuse_reason(std::path::Path::new(&v.mount_point)) {
-            problems.push(at(format!("refusing to freeze it: {reason}")));
-            continue;
-        }
-        let Some(mounted) = mountinfo::find(&mounts, &v.mount_point) else {
-            problems.push(at("not mounted; nothing to snapshot".into()));
-            continue;
-        };
-        // The mounted filesystem must be on that volume's block device.
-        let kernel = kernel_device_name(&v.device, v.device_name_offset);
-        match devices::find(&config.device_root, &v.device, &kernel, &ebs.id)
-            .map(|p| devices::dev_number(&p))
-        {
-            Some(Some(dev)) if dev == mounted.dev => {}
-            Some(Some(dev)) => {
-                problems.push(at(format!(
-                    "mounted from {} ({}), but {} is device {dev}; refusing to snapshot the wrong volume",
-                    mounted.source, mounted.dev, ebs.id
-                )));
-                continue;
-            }
-            _ => {
-                problems.push(at(format!(
-                    "the block device of {} is not found on this host",
-                    ebs.id
-                )));
-                continue;
-            }
-        }
-        let description = describe(
-            &profile.description,
-            &host.userdata,
-            &v.mount_point,
-            &v.device,
-            &me,
-        )
-        .map_err(|k| {
-            at(format!(
-                "description needs '{k}', which userdata does not have"
-            ))
-        });
-        let description = match description {
-            Ok(d) => d,
-            Err(e) => {
-                problems.push(e);
-                continue;
-            }
-        };
-        let mut tags = resource_tags(&me, &v.mount_point, &filters, now, profile.retention);
-        tags.push((TAG_PROFILE.to_string(), profile.name.clone()));
-        targets.push(Target {
-            mount_point: v.mount_point.clone(),
-            device: v.device.clone(),
-            volume_id: ebs.id.clone(),
-            description,
-            tags,
-        });
-    }
-    if !problems.is_empty() {
-        bail!("nothing was frozen:\n{}", problems.join("\n"));
-    }
+    let describe = |v: &Volume| -> Result<String, String> {
+        snapshotter
+            .description(v, &ctx.host)
+            .map_err(|e| e.to_string())
+    };
+    let tags = |v: &Volume| {
+        let mut tags = resource_tags(&me, &v.mount_point, &ctx.filters, now, retention);
+        tags.push((TAG_PROFILE.to_string(), snapshotter.name().to_string()));
+        tags
+    };
+    let seen = Seen {
+        instance_id: &me,
+        attached: &attached,
+        mounts: &mounts,
+    };
+    let host = ThisHost {
+        device_root: &ctx.device_root,
+    };
+    let labels = Labels {
+        describe: &describe,
+        tags: &tags,
+    };
+    let targets = match plan_snapshots(&ctx.volumes, &seen, &host, &labels) {
+        Ok(t) => t,
+        Err(problems) => bail!("nothing was frozen:\n{}", problems.join("\n")),
+    };
 
-    hooks::run(&profile, HookPoint::PreSnapshots, &HookEnv::default())
+    let name = snapshotter.name().to_string();
+    hooks::run(snapshotter, HookPoint::PreSnapshots, &HookCtx::run(&name))
         .await
         .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
     // The calls made while frozen retry less (every retry lengthens the freeze).
-    let frozen_ec2 = ctx
-        .ec2_with_attempts(Some(&config), &host, crate::cloud::FROZEN_ATTEMPTS)
-        .await?;
-    let result = snapshot_all(args, &profile, targets, frozen_ec2, ec2).await;
+    let frozen_ec2 = ctx.ec2_with_attempts(crate::cloud::FROZEN_ATTEMPTS).await;
+    let result = snapshot_all(args, snapshotter, targets, frozen_ec2, ctx.ec2.clone()).await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
-    if let Err(e) = hooks::run(&profile, HookPoint::PostSnapshots, &HookEnv::default()).await {
+    if let Err(e) = hooks::run(snapshotter, HookPoint::PostSnapshots, &HookCtx::run(&name)).await {
         if let Err(first) = &result {
             tracing::error!("{first:#}");
         }
@@ -154,9 +119,12 @@ pub async fn run(ctx: &Context, args: &MakeSnapshotsArgs) -> Result<ExitCode> {
     result
 }
 
+/// One CreateSnapshot call: the task may have died, the call may have failed.
+type CallResult = Result<Result<String, CloudError>, crate::tasks::TaskFailed>;
+
 /// How the frozen window ended.
 enum Ended {
-    Done(Vec<Result<Result<String, crate::cloud::CloudError>, String>>),
+    Done(Vec<CallResult>),
     TimedOut,
     Signal(&'static str),
 }
@@ -188,28 +156,24 @@ impl Signals {
 }
 
 async fn snapshot_all(
-    args: &MakeSnapshotsArgs,
-    profile: &crate::config::Profile,
+    args: &MakeOptions,
+    snapshotter: &Arc<dyn Snapshotter>,
     mut targets: Vec<Target>,
-    frozen_ec2: crate::cloud::Ec2,
-    ec2: crate::cloud::Ec2,
+    frozen_ec2: Ec2,
+    ec2: Ec2,
 ) -> Result<ExitCode> {
+    let name = snapshotter.name();
     for t in &targets {
-        let env = hook_env(t, None);
-        hooks::run(profile, HookPoint::PreSnapshot, &env)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
+        hooks::run(
+            snapshotter,
+            HookPoint::PreSnapshot,
+            &hook_ctx(name, t, None),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
     }
     let mut signals = Signals::new()?;
-    // Credentials, DNS and connections are set up now, one connection per
-    // volume, not by the first call inside the freeze.
-    let warm = targets.iter().map(|t| {
-        let (ec2, id) = (frozen_ec2.clone(), t.volume_id.clone());
-        tokio::spawn(async move { ec2.volume(&id).await })
-    });
-    for w in warm.collect::<Vec<_>>() {
-        w.await?.context("checking the volumes before freezing")?;
-    }
+    warm_up(&frozen_ec2, &targets).await?;
     // A tag unique to this run finds what it started, whatever happens.
     let run_id = format!(
         "{}-{}",
@@ -217,69 +181,17 @@ async fn snapshot_all(
         chrono::Utc::now().timestamp_millis()
     );
 
-    tokio::task::spawn_blocking(freeze::sync_all).await?;
-    let mount_points: Vec<PathBuf> = targets
-        .iter()
-        .map(|t| PathBuf::from(&t.mount_point))
-        .collect();
-    let deadline = args.freeze_timeout;
-    let frozen =
-        tokio::task::spawn_blocking(move || FreezeSet::freeze(&mount_points, deadline)).await?;
-    let (mut frozen, consistency) = match frozen {
-        Ok(set) => (Some(set), "frozen"),
-        Err(e) if args.allow_unfrozen => {
-            tracing::warn!(
-                "{e}; snapshotting without a freeze (--allow-unfrozen): tagged consistency=crash"
-            );
-            (None, "crash")
-        }
-        Err(e) => bail!(
-            "{e}; no snapshot was taken (pass --allow-unfrozen to take crash-consistent ones)"
-        ),
-    };
+    let (mut frozen, consistency) = freeze_targets(&targets, args).await?;
     for t in &mut targets {
         t.tags
             .push(("consistency".to_string(), consistency.to_string()));
         t.tags.push((TAG_RUN.to_string(), run_id.clone()));
     }
 
-    // The frozen window: only the calls that start the snapshots.
-    let started = Instant::now();
-    let calls = targets.iter().map(|t| {
-        let (ec2, vol, desc, tags) = (
-            frozen_ec2.clone(),
-            t.volume_id.clone(),
-            t.description.clone(),
-            t.tags.clone(),
-        );
-        async move { ec2.create_snapshot(&vol, &desc, &tags).await }
-    });
-    let calls = crate::app::join_in_order(calls);
-    let ended = tokio::select! {
-        r = tokio::time::timeout(deadline, calls) => match r {
-            Ok(results) => Ended::Done(results),
-            Err(_) => Ended::TimedOut,
-        },
-        sig = signals.recv() => Ended::Signal(sig),
-    };
-    let calls_took = started.elapsed();
+    let (ended, calls_took) =
+        frozen_window(&frozen_ec2, &targets, args.freeze_timeout, &mut signals).await;
     let watchdog_fired = frozen.as_ref().is_some_and(FreezeSet::watchdog_fired);
-    let thawed = match frozen.as_mut() {
-        Some(set) => tokio::task::block_in_place(|| set.thaw()),
-        None => Default::default(),
-    };
-    for (mp, w) in &thawed.windows {
-        tracing::info!("{}: frozen for {} ms", mp.display(), w.as_millis());
-    }
-    let thaw_failed = !thawed.failures.is_empty();
-    for (mp, e) in &thawed.failures {
-        tracing::error!(
-            "could not thaw {}: {}; run: fsfreeze -u {}",
-            mp.display(),
-            e.desc(),
-            mp.display()
-        );
-    }
+    let thawed = thaw(&mut frozen);
     // Dropping the set retries any failed thaw once more.
     drop(frozen);
 
@@ -292,7 +204,7 @@ async fn snapshot_all(
                 Ended::Signal(sig) => format!("{sig} while frozen"),
                 _ => format!(
                     "the snapshot calls did not return within {} (after {} ms)",
-                    humantime::format_duration(deadline),
+                    humantime::format_duration(args.freeze_timeout),
                     calls_took.as_millis()
                 ),
             };
@@ -315,13 +227,123 @@ async fn snapshot_all(
         }
     };
 
-    let mut failed = usize::from(thaw_failed);
+    let (mut failed, started_ok) = report_started(snapshotter, &targets, results, &thawed).await;
+    failed += usize::from(!thawed.failures.is_empty());
+    if args.wait {
+        failed += wait_all(&ec2, &started_ok, &mut signals).await?;
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Credentials, DNS and connections are set up now, one connection per
+/// volume, not by the first call inside the freeze.
+async fn warm_up(frozen_ec2: &Ec2, targets: &[Target]) -> Result<()> {
+    let warm = targets.iter().map(|t| {
+        let (ec2, id) = (frozen_ec2.clone(), t.volume_id.clone());
+        tokio::spawn(async move { ec2.volume(&id).await })
+    });
+    for w in warm.collect::<Vec<_>>() {
+        w.await?.context("checking the volumes before freezing")?;
+    }
+    Ok(())
+}
+
+/// Sync, then freeze every target at once. `None` (and consistency
+/// `crash`) when a filesystem cannot be frozen and `--allow-unfrozen`
+/// says to go on.
+async fn freeze_targets(
+    targets: &[Target],
+    args: &MakeOptions,
+) -> Result<(Option<FreezeSet>, &'static str)> {
+    tokio::task::spawn_blocking(freeze::sync_all).await?;
+    let mount_points: Vec<PathBuf> = targets
+        .iter()
+        .map(|t| PathBuf::from(&t.mount_point))
+        .collect();
+    let deadline = args.freeze_timeout;
+    let frozen =
+        tokio::task::spawn_blocking(move || FreezeSet::freeze(&mount_points, deadline)).await?;
+    match frozen {
+        Ok(set) => Ok((Some(set), "frozen")),
+        Err(e) if args.allow_unfrozen => {
+            tracing::warn!(
+                "{e}; snapshotting without a freeze (--allow-unfrozen): tagged consistency=crash"
+            );
+            Ok((None, "crash"))
+        }
+        Err(e) => bail!(
+            "{e}; no snapshot was taken (pass --allow-unfrozen to take crash-consistent ones)"
+        ),
+    }
+}
+
+/// The frozen window: only the calls that start the snapshots, bounded by
+/// the deadline and cut short by a signal.
+async fn frozen_window(
+    frozen_ec2: &Ec2,
+    targets: &[Target],
+    deadline: Duration,
+    signals: &mut Signals,
+) -> (Ended, Duration) {
+    let started = Instant::now();
+    let calls = targets.iter().map(|t| {
+        let (ec2, vol, desc, tags) = (
+            frozen_ec2.clone(),
+            t.volume_id.clone(),
+            t.description.clone(),
+            t.tags.clone(),
+        );
+        async move { ec2.create_snapshot(&vol, &desc, &tags).await }
+    });
+    let calls = crate::tasks::join_in_order(calls);
+    let ended = tokio::select! {
+        r = tokio::time::timeout(deadline, calls) => match r {
+            Ok(results) => Ended::Done(results),
+            Err(_) => Ended::TimedOut,
+        },
+        sig = signals.recv() => Ended::Signal(sig),
+    };
+    (ended, started.elapsed())
+}
+
+/// Thaw (if anything was frozen) and log each window and failure.
+fn thaw(frozen: &mut Option<FreezeSet>) -> Thawed {
+    let thawed = match frozen.as_mut() {
+        Some(set) => tokio::task::block_in_place(|| set.thaw()),
+        None => Default::default(),
+    };
+    for (mp, w) in &thawed.windows {
+        tracing::info!("{}: frozen for {} ms", mp.display(), w.as_millis());
+    }
+    for (mp, e) in &thawed.failures {
+        tracing::error!(
+            "could not thaw {}: {e}; run: fsfreeze -u {}",
+            mp.display(),
+            mp.display()
+        );
+    }
+    thawed
+}
+
+/// One line per target, `post_snapshot` for each started snapshot;
+/// returns the failures and the started `(mount point, snapshot)` pairs.
+async fn report_started(
+    snapshotter: &Arc<dyn Snapshotter>,
+    targets: &[Target],
+    results: Vec<CallResult>,
+    thawed: &Thawed,
+) -> (usize, Vec<(String, String)>) {
+    let mut failed = 0;
     let mut started_ok = Vec::new();
     for (t, r) in targets.iter().zip(results) {
         let r = r
-            .map_err(|message| crate::cloud::CloudError::Transport {
+            .map_err(|e| CloudError::Transport {
                 op: "CreateSnapshot",
-                message,
+                message: e.to_string(),
             })
             .and_then(|r| r);
         let window = thawed
@@ -336,8 +358,8 @@ async fn snapshot_all(
                     "started  {}: {snap} of {} ({window})",
                     t.mount_point, t.volume_id
                 );
-                let env = hook_env(t, Some(&snap));
-                if let Err(e) = hooks::run(profile, HookPoint::PostSnapshot, &env).await {
+                let ctx = hook_ctx(snapshotter.name(), t, Some(&snap));
+                if let Err(e) = hooks::run(snapshotter, HookPoint::PostSnapshot, &ctx).await {
                     tracing::error!("{e}");
                     failed += 1;
                 }
@@ -349,31 +371,31 @@ async fn snapshot_all(
             }
         }
     }
-    if args.wait {
-        for (mp, snap) in &started_ok {
-            let outcome = tokio::select! {
-                r = wait_completed(&ec2, mp, snap) => r,
-                sig = signals.recv() => bail!("{sig} while waiting: the snapshots go on in EC2 ({})", started_ok.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ")),
-            };
-            match outcome {
-                Ok(()) => println!("complete {mp}: {snap}"),
-                Err(e) => {
-                    failed += 1;
-                    println!("FAILED   {mp}: {snap}: {e}");
-                }
+    (failed, started_ok)
+}
+
+/// `--wait`: every started snapshot to completion; returns the failures.
+async fn wait_all(ec2: &Ec2, started: &[(String, String)], signals: &mut Signals) -> Result<usize> {
+    let mut failed = 0;
+    for (mp, snap) in started {
+        let outcome = tokio::select! {
+            r = wait_completed(ec2, mp, snap) => r,
+            sig = signals.recv() => bail!("{sig} while waiting: the snapshots go on in EC2 ({})", started.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ")),
+        };
+        match outcome {
+            Ok(()) => println!("complete {mp}: {snap}"),
+            Err(e) => {
+                failed += 1;
+                println!("FAILED   {mp}: {snap}: {e}");
             }
         }
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(failed)
 }
 
 /// Tag the snapshots this run started as crash-consistent (they may have
 /// been taken after a thaw); returns their ids.
-async fn mark_crash_consistent(ec2: &crate::cloud::Ec2, run_id: &str) -> Vec<String> {
+async fn mark_crash_consistent(ec2: &Ec2, run_id: &str) -> Vec<String> {
     let found = match ec2
         .snapshots_tagged(&[(TAG_RUN.to_string(), run_id.to_string())])
         .await
@@ -395,35 +417,13 @@ async fn mark_crash_consistent(ec2: &crate::cloud::Ec2, run_id: &str) -> Vec<Str
     found.into_iter().map(|s| s.id).collect()
 }
 
-fn hook_env(t: &Target, snapshot: Option<&str>) -> HookEnv {
-    HookEnv {
-        mount_point: Some(t.mount_point.clone()),
-        device: Some(t.device.clone()),
-        volume_id: Some(t.volume_id.clone()),
-        snapshot_id: snapshot.map(str::to_string),
-        ..Default::default()
-    }
+fn hook_ctx(profile: &str, t: &Target, snapshot: Option<&str>) -> HookCtx {
+    HookCtx::volume(profile, &t.mount_point, &t.device)
+        .with_volume_id(&t.volume_id)
+        .with_snapshot_id(snapshot)
 }
 
-/// The snapshot description, from the profile's template; `Err(key)` names
-/// a placeholder nothing fills.
-fn describe(
-    template: &crate::config::Template,
-    userdata: &Userdata,
-    mount_point: &str,
-    device: &str,
-    instance_id: &str,
-) -> Result<String, String> {
-    let text = template.render(|k| match k {
-        "mount_point" => Some(mount_point.to_string()),
-        "device" => Some(device.to_string()),
-        "instance_id" => Some(instance_id.to_string()),
-        other => userdata.get_str(other),
-    })?;
-    Ok(text.chars().take(MAX_DESCRIPTION).collect())
-}
-
-async fn wait_completed(ec2: &crate::cloud::Ec2, mp: &str, snap: &str) -> Result<(), String> {
+async fn wait_completed(ec2: &Ec2, mp: &str, snap: &str) -> Result<(), String> {
     tracing::info!("{mp}: waiting for {snap} to complete");
     let waited = poll_until(COMPLETION_DEADLINE, Backoff::SNAPSHOT, || async {
         Ok(match ec2.snapshot(snap).await? {
@@ -440,33 +440,4 @@ async fn wait_completed(ec2: &crate::cloud::Ec2, mp: &str, snap: &str) -> Result
     .await
     .map_err(|e| e.to_string())?;
     waited
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Template;
-
-    #[test]
-    fn descriptions_fill_placeholders_and_fit_ec2() {
-        let t = Template::parse(crate::config::DEFAULT_DESCRIPTION).unwrap();
-        let ud = Userdata::parse(r#"{"cluster": "my_cluster"}"#, "x").unwrap();
-        assert_eq!(
-            describe(&t, &ud, "/var/lib/pg/_q", "/dev/sdf", "i-1").unwrap(),
-            "my_cluster snapshot of /var/lib/pg/_q"
-        );
-        assert_eq!(
-            describe(&t, &Userdata::default(), "/a", "/dev/sdf", "i-1").unwrap_err(),
-            "cluster"
-        );
-        let long = Template::parse("{mount_point}").unwrap();
-        let mp = format!("/{}", "x".repeat(300));
-        assert_eq!(
-            describe(&long, &ud, &mp, "/dev/sdf", "i")
-                .unwrap()
-                .chars()
-                .count(),
-            255
-        );
-    }
 }

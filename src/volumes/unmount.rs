@@ -9,49 +9,50 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
-use super::hooks::{self, HookEnv};
+use super::hooks;
 use super::list::attached_for;
 use super::plan::{STATE_DETACHED, TAG_STATE};
-use crate::app::Context;
-use crate::cli::UnmountSnapshotsArgs;
 use crate::cloud::{poll_until, Backoff, Ec2, VolumeInfo};
 use crate::config::kernel_device_name;
-use crate::config::{HookPoint, Profile, Volume};
+use crate::config::{HookPoint, Volume};
+use crate::context::VolumeContext;
 use crate::host::{devices, mount, mountinfo};
+use crate::snapshotter::{HookCtx, Snapshotter};
 
 /// Detaching completes in seconds; a busy host may take longer.
 const DETACH_DEADLINE: Duration = Duration::from_secs(120);
 
-pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let profile = config.profile(&args.profile.name)?.clone();
-    if !args.yes && !crate::app::confirm("Are you sure you want to unmount?")? {
-        println!("not unmounting");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let host = ctx.host(true).await?;
-    let me = host
-        .identity
-        .as_ref()
-        .context("unmount-snapshots needs the instance's identity")?
-        .instance_id
-        .clone();
-    let volumes = profile.resolve_volumes(&host.userdata)?;
-    let ec2 = ctx.ec2(Some(&config), &host).await?;
+/// How to unmount (the question was asked before).
+#[derive(Debug, Clone)]
+pub struct UnmountOptions {
+    /// Delete the volumes after detaching them.
+    pub delete: bool,
+    /// Lazily unmount a busy filesystem (umount -l).
+    pub lazy: bool,
+}
+
+pub async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<ExitCode> {
+    let me = ctx.identity()?.instance_id.clone();
+    let (ec2, volumes) = (ctx.ec2.clone(), &ctx.volumes);
+    let name = ctx.snapshotter.name().to_string();
     let attached = ec2
         .volumes_attached_to(&me)
         .await
         .context("looking up attached volumes")?;
 
-    hooks::run(&profile, HookPoint::PreUnmounts, &HookEnv::default())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
+    hooks::run(
+        &ctx.snapshotter,
+        HookPoint::PreUnmounts,
+        &HookCtx::run(&name),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     let shared = Arc::new(Shared {
         ec2,
         me,
-        profile,
+        snapshotter: ctx.snapshotter.clone(),
         attached,
-        device_root: config.device_root.clone(),
+        device_root: ctx.device_root.clone(),
         lazy: args.lazy,
         delete: args.delete,
     });
@@ -60,14 +61,19 @@ pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode>
         let shared = shared.clone();
         async move { unmount_one(&shared, &v).await }
     });
-    let results: Vec<Result<String, String>> = crate::app::join_in_order(tasks)
+    let results: Vec<Result<String, String>> = crate::tasks::join_in_order(tasks)
         .await
         .into_iter()
-        .map(|r| r.and_then(|inner| inner))
+        .map(|r| r.map_err(|e| e.to_string()).and_then(|inner| inner))
         .collect();
-    let profile = &shared.profile;
     let mut failed = 0;
-    if let Err(e) = hooks::run(profile, HookPoint::PostUnmounts, &HookEnv::default()).await {
+    if let Err(e) = hooks::run(
+        &shared.snapshotter,
+        HookPoint::PostUnmounts,
+        &HookCtx::run(&name),
+    )
+    .await
+    {
         tracing::error!("{e}");
         failed += 1;
     }
@@ -91,7 +97,7 @@ pub async fn run(ctx: &Context, args: &UnmountSnapshotsArgs) -> Result<ExitCode>
 struct Shared {
     ec2: Ec2,
     me: String,
-    profile: Profile,
+    snapshotter: Arc<dyn Snapshotter>,
     attached: Vec<VolumeInfo>,
     device_root: PathBuf,
     lazy: bool,
@@ -99,15 +105,13 @@ struct Shared {
 }
 
 async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
-    let (ec2, me, profile) = (&s.ec2, s.me.as_str(), &s.profile);
+    let (ec2, me) = (&s.ec2, s.me.as_str());
     let ebs = attached_for(v, me, &s.attached);
-    let env = HookEnv {
-        mount_point: Some(v.mount_point.clone()),
-        device: Some(v.device.clone()),
-        volume_id: ebs.map(|e| e.id.clone()),
-        ..Default::default()
-    };
-    hooks::run(profile, HookPoint::PreUnmount, &env).await?;
+    let mut env = HookCtx::volume(s.snapshotter.name(), &v.mount_point, &v.device);
+    env.volume_id = ebs.map(|e| e.id.clone());
+    hooks::run(&s.snapshotter, HookPoint::PreUnmount, &env)
+        .await
+        .map_err(|e| e.to_string())?;
     let mounts = mountinfo::read().map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
     let mut did = Vec::new();
     if mountinfo::find(&mounts, &v.mount_point).is_some() {
@@ -176,6 +180,8 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
             }
         }
     }
-    hooks::run(profile, HookPoint::PostUnmount, &env).await?;
+    hooks::run(&s.snapshotter, HookPoint::PostUnmount, &env)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(did.join(", "))
 }

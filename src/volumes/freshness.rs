@@ -8,10 +8,23 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 
 use super::retention::{freshness, prometheus};
-use crate::app::Context;
-use crate::cli::CheckBackupsArgs;
+use crate::context::{Context, Needs};
+use crate::snapshotter::HostFacts;
 
-pub async fn run(ctx: &Context, args: &CheckBackupsArgs) -> Result<ExitCode> {
+/// Whose backups to check, and how fresh they must be.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Maximum age of the newest completed snapshot.
+    pub age: std::time::Duration,
+    /// A snapshotter (profile) by name ...
+    pub name: Option<String>,
+    /// ... or filter tags given directly (`--role`, ...).
+    pub tags: Vec<(String, String)>,
+    /// Write the ages as a Prometheus textfile metric.
+    pub prometheus: Option<std::path::PathBuf>,
+}
+
+pub async fn run(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
     let result = check(ctx, args).await;
     if let (Err(_), Some(path)) = (&result, &args.prometheus) {
         // A stale file would keep reporting old, fresh-looking ages: with
@@ -21,52 +34,26 @@ pub async fn run(ctx: &Context, args: &CheckBackupsArgs) -> Result<ExitCode> {
     result
 }
 
-async fn check(ctx: &Context, args: &CheckBackupsArgs) -> Result<ExitCode> {
-    let flags: Vec<(String, String)> = [
-        ("role", &args.role),
-        ("cluster", &args.cluster),
-        ("environment", &args.environment),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
-    .collect();
-    // With tag flags the configuration is optional (region from the
-    // environment); with a profile it is needed.
-    let config = ctx.config();
-    // Tag flags need no metadata or userdata (cron off the host works too).
-    let host = if args.name.is_some() {
-        ctx.host(false).await?
-    } else {
-        crate::app::Host {
-            identity: None,
-            userdata: Default::default(),
-        }
-    };
-    let ec2 = ctx.ec2(config.as_ref().ok(), &host).await?;
-    let (label, filters, mount_points) = match (&args.name, flags.is_empty()) {
+async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
+    let (label, filters, mount_points, ec2) = match (&args.name, args.tags.is_empty()) {
         (Some(name), true) => {
-            let config = config.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-            let profile = config.profile(name)?;
-            let mps = profile
-                .resolve_volumes(&host.userdata)?
-                .into_iter()
-                .map(|v| v.mount_point)
-                .collect();
-            (
-                name.clone(),
-                profile.filter_values(&host.userdata)?,
-                Some(mps),
-            )
+            let v = ctx.volumes(name, Needs::Userdata, true).await?;
+            let mps = v.volumes.iter().map(|v| v.mount_point.clone()).collect();
+            (name.clone(), v.filters, Some(mps), v.ec2)
         }
-        (None, false) => (
-            flags
+        (None, false) => {
+            // Tag flags need no metadata or userdata (cron off the host
+            // works too), and the configuration only for its region.
+            let config = ctx.config();
+            let ec2 = ctx.ec2(config.as_ref().ok(), &HostFacts::default()).await?;
+            let label = args
+                .tags
                 .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
-                .join(","),
-            flags,
-            None,
-        ),
+                .join(",");
+            (label, args.tags.clone(), None, ec2)
+        }
         (Some(_), false) => {
             bail!("give either a profile NAME or --role/--cluster/--environment, not both")
         }

@@ -8,9 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::app::{Context, Host};
-use crate::cloud::{self, DryRunAction, DryRunOutcome, Ec2};
-use crate::config::Config;
+use crate::cloud::{self, AwsConfig, DryRunAction, DryRunOutcome, Ec2};
+use crate::context::{Context, Needs};
+use crate::registry::Registry;
+use crate::snapshotter::HostFacts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -76,7 +77,7 @@ pub async fn run(ctx: &Context) -> Result<ExitCode> {
         }
     };
 
-    let host = match ctx.host(false).await {
+    let host = match ctx.host(Needs::Userdata).await {
         Ok(h) => {
             match &h.identity {
                 Some(id) => report.line(
@@ -109,13 +110,13 @@ pub async fn run(ctx: &Context) -> Result<ExitCode> {
     };
 
     if let (Some(config), Some(host)) = (&config, &host) {
-        check_profiles(&mut report, config, host);
+        match ctx.registry(Some(config)) {
+            Ok(registry) => check_profiles(&mut report, &registry, host),
+            Err(e) => report.line(Status::Fail, "snapshotters", format!("{e:#}"), None),
+        }
     }
 
-    let empty = Host {
-        identity: None,
-        userdata: Default::default(),
-    };
+    let empty = HostFacts::default();
     let host_ref = host.as_ref().unwrap_or(&empty);
     match ctx.region(config.as_ref(), host_ref).await {
         Ok((region, source)) => {
@@ -125,11 +126,11 @@ pub async fn run(ctx: &Context) -> Result<ExitCode> {
                 format!("{region} (from {source})"),
                 None,
             );
-            let sdk = cloud::sdk_config(&region, cloud::PROBE_ATTEMPTS).await;
-            match cloud::check_credentials(&sdk).await {
+            let aws = AwsConfig::load(&region, cloud::PROBE_ATTEMPTS).await;
+            match aws.check_credentials().await {
                 Ok(what) => {
                     report.line(Status::Ok, "credentials", what, None);
-                    check_permissions(&mut report, &Ec2::new(&sdk), host_ref).await;
+                    check_permissions(&mut report, &Ec2::new(&aws), host_ref).await;
                 }
                 Err(e) => report.line(
                     Status::Fail,
@@ -156,12 +157,12 @@ pub async fn run(ctx: &Context) -> Result<ExitCode> {
     }
 }
 
-/// Every profile can resolve its volumes and filter tags from userdata.
-fn check_profiles(report: &mut Report, config: &Config, host: &Host) {
-    for (name, profile) in &config.profiles {
-        let check = format!("profile {name}");
-        let volumes = profile.resolve_volumes(&host.userdata);
-        let filters = profile.filter_values(&host.userdata);
+/// Every snapshotter (profile) can resolve its volumes and filter tags.
+fn check_profiles(report: &mut Report, registry: &Registry, host: &HostFacts) {
+    for s in registry.iter() {
+        let check = format!("profile {}", s.name());
+        let volumes = s.volumes(host);
+        let filters = s.filter_tags(host);
         match (volumes, filters) {
             (Ok(v), Ok(f)) => {
                 let f: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -182,7 +183,7 @@ fn check_profiles(report: &mut Report, config: &Config, host: &Host) {
     }
 }
 
-async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &Host) {
+async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &HostFacts) {
     let (instance, zone) = match &host.identity {
         Some(id) => (id.instance_id.as_str(), id.availability_zone.as_str()),
         // Off EC2: placeholders still tell allowed from denied.
@@ -212,13 +213,13 @@ async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &Host) {
                 .await
         }
     });
-    let outcomes = crate::app::join_in_order(probes).await;
+    let outcomes = crate::tasks::join_in_order(probes).await;
     for (action, outcome) in DryRunAction::ALL.into_iter().zip(outcomes) {
         let check = format!("ec2:{}", action.name());
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
-                report.line(Status::Fail, &check, e, None);
+                report.line(Status::Fail, &check, e.to_string(), None);
                 continue;
             }
         };

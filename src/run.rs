@@ -1,0 +1,166 @@
+//! The entry point: argv[0] dispatch (`tablesnap`, `tableslurp`,
+//! `tablechop` symlinks), parse, resolve, run one command, and map the
+//! outcome to an exit code: 0 ok, 1 error, 2 usage. Only this file knows
+//! every command; no command imports it.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Parser;
+
+use crate::cli::{self, Cli, Command};
+use crate::context::{Context, Globals, Needs};
+use crate::snapshotter::Snapshotter;
+use crate::volumes::{clean, freshness, list, mount, snapshot, unmount};
+use crate::{files, logging, selftest};
+
+/// Names under which the binary acts as one of its subcommands.
+const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
+
+/// Run the command line of this process, with the configuration's profiles
+/// and `extra` (a program's own snapshotters) as the known snapshotters.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     snaptastic::main(Vec::new())
+/// }
+/// ```
+pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let called_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("snaptastic")
+        .to_string();
+    if MULTI_CALL.contains(&called_as.as_str()) {
+        args.insert(1, OsString::from(&called_as));
+    }
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors
+            // to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    logging::init(cli.global.loglevel);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ctx = Context {
+        globals: Globals {
+            userdata: cli.global.userdata.clone(),
+            config: cli.global.config.clone(),
+        },
+        extra: extra.into_iter().map(Arc::from).collect(),
+    };
+    match runtime.block_on(dispatch(&ctx, cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolve what the command needs, then run it; `Err` exits 1.
+async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Test => selftest::run(ctx).await,
+        Command::ListVolumes(a) => {
+            let v = ctx.volumes(&a.profile.name, Needs::Userdata, true).await?;
+            list::run(&v, &list::ListOptions { json: a.json }).await
+        }
+        Command::MountSnapshots(a) => {
+            let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;
+            let opts = mount::MountOptions {
+                ignore_mounted: a.ignore_mounted,
+                dry_run: a.dry_run,
+                wait_pending: a.wait_pending,
+                allow_non_empty: a.allow_non_empty,
+            };
+            mount::run(&v, &opts).await
+        }
+        Command::MakeSnapshots(a) => {
+            let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;
+            let opts = snapshot::MakeOptions {
+                wait: a.wait,
+                freeze_timeout: a.freeze_timeout,
+                allow_unfrozen: a.allow_unfrozen,
+            };
+            snapshot::run(&v, &opts).await
+        }
+        Command::UnmountSnapshots(a) => {
+            // Ask before anything is looked up (as 0.2.12 did).
+            let config = ctx.config()?;
+            ctx.registry(Some(&config))?.get(&a.profile.name)?;
+            if !a.yes && !crate::prompt::confirm("Are you sure you want to unmount?")? {
+                println!("not unmounting");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;
+            let opts = unmount::UnmountOptions {
+                delete: a.delete,
+                lazy: a.lazy,
+            };
+            unmount::run(&v, &opts).await
+        }
+        Command::Clean(a) => {
+            let v = ctx.volumes(&a.profile.name, Needs::Userdata, false).await?;
+            let opts = clean::CleanOptions {
+                what: match a.what {
+                    cli::CleanTarget::Snapshots => clean::Target::Snapshots,
+                    cli::CleanTarget::Volumes => clean::Target::Volumes,
+                },
+                keep_last: a.keep_last,
+                older_than: a.older_than,
+                dry_run: a.dry_run,
+                yes: a.yes,
+                include_detached: a.include_detached,
+            };
+            clean::run(&v, &opts).await
+        }
+        Command::CheckBackups(a) => {
+            let tags = [
+                ("role", &a.role),
+                ("cluster", &a.cluster),
+                ("environment", &a.environment),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+            .collect();
+            let opts = freshness::CheckOptions {
+                age: a.age,
+                name: a.name,
+                tags,
+                prometheus: a.prometheus,
+            };
+            freshness::run(ctx, &opts).await
+        }
+        Command::Tablesnap(a) => {
+            // The config file is optional here (flags suffice), but a
+            // broken one is an error, not silently ignored.
+            let file = match crate::config::locate(ctx.globals.config.as_deref()) {
+                Ok(path) if path.exists() => ctx.config()?.tablesnap,
+                _ => None,
+            };
+            files::snap::run(file.as_ref(), &a).await
+        }
+        Command::Tableslurp(a) => files::slurp::run(&a).await,
+        Command::Tablechop(a) => files::chop::run(&a).await,
+    }
+}

@@ -1,0 +1,31 @@
+//! Running tasks side by side and collecting their results in order.
+
+use thiserror::Error;
+
+/// A task that did not finish: it panicked or was cancelled.
+#[derive(Debug, Error)]
+#[error("internal error: {0}")]
+pub struct TaskFailed(String);
+
+/// Run tasks concurrently and return their results in the order given. A
+/// task that panicked yields `Err` with the panic, and the others still
+/// run to the end. Dropping the returned future aborts them all.
+pub async fn join_in_order<T, F>(futures: impl IntoIterator<Item = F>) -> Vec<Result<T, TaskFailed>>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    let mut index = std::collections::HashMap::new();
+    for (i, f) in futures.into_iter().enumerate() {
+        index.insert(set.spawn(f).id(), i);
+    }
+    let mut out: Vec<Option<Result<T, TaskFailed>>> = (0..index.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next_with_id().await {
+        match joined {
+            Ok((id, r)) => out[index[&id]] = Some(Ok(r)),
+            Err(e) => out[index[&e.id()]] = Some(Err(TaskFailed(e.to_string()))),
+        }
+    }
+    out.into_iter().flatten().collect()
+}
