@@ -33,7 +33,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         Configuration is read from --config, $SNAPTASTIC_CONFIG, /etc/snaptastic/snaptastic.toml\n\
         or /etc/snaptastic.toml (the first that is given or exists)."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
 
@@ -43,7 +43,7 @@ pub struct Cli {
 
 /// Flags every command accepts.
 #[derive(Debug, Args, Clone)]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Userdata as a JSON object; replaces the instance's userdata entirely
     /// (for porting old hosts, or running off EC2).
     #[arg(short = 'u', long, global = true, value_name = "JSON")]
@@ -70,7 +70,7 @@ pub struct GlobalArgs {
 
 /// The log levels of the original tool (Python's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Debug,
     Info,
     Warning,
@@ -92,7 +92,7 @@ fn parse_log_level(s: &str) -> Result<LogLevel, String> {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Check the configuration, instance metadata, credentials and the IAM
     /// permissions of every EC2 action the tool uses (with DryRun).
     ///
@@ -169,14 +169,14 @@ pub enum Command {
 
 /// The name of a profile in the configuration file.
 #[derive(Debug, Args, Clone)]
-pub struct ProfileArg {
+pub(crate) struct ProfileArg {
     /// Profile name, as in `[profiles.NAME]` of the configuration.
     #[arg(value_name = "NAME")]
     pub name: String,
 }
 
 #[derive(Debug, Args)]
-pub struct ListVolumesArgs {
+pub(crate) struct ListVolumesArgs {
     #[command(flatten)]
     pub profile: ProfileArg,
     /// Print a JSON array instead of a table (for scripts).
@@ -185,7 +185,7 @@ pub struct ListVolumesArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MountSnapshotsArgs {
+pub(crate) struct MountSnapshotsArgs {
     #[command(flatten)]
     pub profile: ProfileArg,
     /// Leave volumes already mounted at their mount point alone.
@@ -205,7 +205,7 @@ pub struct MountSnapshotsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MakeSnapshotsArgs {
+pub(crate) struct MakeSnapshotsArgs {
     #[command(flatten)]
     pub profile: ProfileArg,
     /// Wait until the snapshots are completed, with progress.
@@ -223,7 +223,7 @@ pub struct MakeSnapshotsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct UnmountSnapshotsArgs {
+pub(crate) struct UnmountSnapshotsArgs {
     #[command(flatten)]
     pub profile: ProfileArg,
     /// Do not ask for confirmation (for cron and scripts).
@@ -238,7 +238,7 @@ pub struct UnmountSnapshotsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct CleanArgs {
+pub(crate) struct CleanArgs {
     /// What to clean.
     #[arg(value_enum)]
     pub what: CleanTarget,
@@ -264,13 +264,13 @@ pub struct CleanArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum CleanTarget {
+pub(crate) enum CleanTarget {
     Snapshots,
     Volumes,
 }
 
 #[derive(Debug, Args)]
-pub struct CheckBackupsArgs {
+pub(crate) struct CheckBackupsArgs {
     /// Maximum age of the newest completed snapshot, e.g. 26h, 2d, 1w.
     #[arg(value_name = "AGE", value_parser = humantime::parse_duration)]
     pub age: std::time::Duration,
@@ -291,7 +291,7 @@ pub struct CheckBackupsArgs {
 
 /// tablesnap 1.2.1's flags, plus endpoint, storage class and KMS options.
 #[derive(Debug, Args)]
-pub struct TablesnapArgs {
+pub(crate) struct TablesnapArgs {
     /// S3 bucket (or `bucket` in the config's [tablesnap] section).
     #[arg(value_name = "BUCKET")]
     pub bucket: Option<String>,
@@ -381,7 +381,7 @@ pub struct TablesnapArgs {
 
 /// Where the S3 objects are, for tableslurp and tablechop.
 #[derive(Debug, Args, Clone)]
-pub struct S3Args {
+pub(crate) struct S3Args {
     /// Host name used in the keys (default: this host's FQDN).
     #[arg(short = 'n', long)]
     pub name: Option<String>,
@@ -410,7 +410,7 @@ pub struct S3Args {
 
 /// tableslurp's arguments.
 #[derive(Debug, Args)]
-pub struct TableslurpArgs {
+pub(crate) struct TableslurpArgs {
     #[arg(value_name = "BUCKET")]
     pub bucket: String,
     /// The directory as it was backed up (absolute path).
@@ -452,7 +452,7 @@ pub struct TableslurpArgs {
 
 /// tablechop's arguments.
 #[derive(Debug, Args)]
-pub struct TablechopArgs {
+pub(crate) struct TablechopArgs {
     #[arg(value_name = "BUCKET")]
     pub bucket: String,
     /// The directory (tree) whose backups to prune.

@@ -16,7 +16,7 @@ use crate::snapshotter::{HostFacts, Snapshotter};
 
 /// The global settings of a run, as plain data.
 #[derive(Debug, Clone, Default)]
-pub struct Globals {
+pub(crate) struct Globals {
     /// `--userdata`: replaces the instance's userdata entirely.
     pub userdata: Option<String>,
     /// `--config`.
@@ -25,14 +25,14 @@ pub struct Globals {
 
 /// What every command starts from: the global settings and the
 /// snapshotters the program brought.
-pub struct Context {
+pub(crate) struct Context {
     pub globals: Globals,
     pub extra: Vec<Arc<dyn Snapshotter>>,
 }
 
 /// What a volume command needs of the host and its metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Needs {
+pub(crate) enum Needs {
     /// The instance's identity is required (mount, make, unmount).
     Instance,
     /// Metadata may be missing if `--userdata` stands in (list, clean,
@@ -43,7 +43,7 @@ pub enum Needs {
 impl Context {
     /// The configuration file. A program with its own snapshotters runs
     /// without one (default settings); otherwise a missing file is an error.
-    pub fn config(&self) -> Result<Config, ConfigError> {
+    pub(crate) fn config(&self) -> Result<Config, ConfigError> {
         match config::load(self.globals.config.as_deref()) {
             Err(ConfigError::NotFound { .. }) if !self.extra.is_empty() => Ok(Config::empty()),
             other => other,
@@ -51,12 +51,12 @@ impl Context {
     }
 
     /// The snapshotters known by name.
-    pub fn registry(&self, config: Option<&Config>) -> Result<Registry> {
+    pub(crate) fn registry(&self, config: Option<&Config>) -> Result<Registry> {
         Ok(Registry::new(config, &self.extra)?)
     }
 
     /// `--userdata`, parsed; a malformed value fails before anything else.
-    pub fn userdata_override(&self) -> Result<Option<Userdata>> {
+    pub(crate) fn userdata_override(&self) -> Result<Option<Userdata>> {
         self.globals
             .userdata
             .as_deref()
@@ -68,7 +68,7 @@ impl Context {
     /// Identity and userdata from instance metadata (`--userdata` replaces
     /// the userdata). With `Needs::Userdata` a command may go on without
     /// metadata if `--userdata` was given.
-    pub async fn host(&self, needs: Needs) -> Result<HostFacts> {
+    pub(crate) async fn host(&self, needs: Needs) -> Result<HostFacts> {
         let given = self.userdata_override()?;
         let metadata = async {
             let mut md = Metadata::from_env()?;
@@ -100,7 +100,7 @@ impl Context {
 
     /// The region: the config file's, else the SDK's environment chain,
     /// else the instance's; with where it came from.
-    pub async fn region(
+    pub(crate) async fn region(
         &self,
         config: Option<&Config>,
         host: &HostFacts,
@@ -118,7 +118,7 @@ impl Context {
     }
 
     /// An EC2 client for the region.
-    pub async fn ec2(&self, config: Option<&Config>, host: &HostFacts) -> Result<Ec2> {
+    pub(crate) async fn ec2(&self, config: Option<&Config>, host: &HostFacts) -> Result<Ec2> {
         let (region, _) = self.region(config, host).await?;
         Ok(Ec2::new(
             &AwsConfig::load(&region, cloud::MAX_ATTEMPTS).await,
@@ -128,7 +128,7 @@ impl Context {
     /// Everything a volume command works with, for the snapshotter `name`.
     /// `with_volumes == false` skips resolving the volume list (clean
     /// needs only the filter tags, and may run off the host).
-    pub async fn volumes(
+    pub(crate) async fn volumes(
         &self,
         name: &str,
         needs: Needs,
@@ -168,7 +168,7 @@ impl Context {
 }
 
 /// A volume command's resolved world.
-pub struct VolumeContext {
+pub(crate) struct VolumeContext {
     pub snapshotter: Arc<dyn Snapshotter>,
     pub host: HostFacts,
     /// What `Snapshotter::volumes` returned (empty when not asked for).
@@ -184,7 +184,7 @@ pub struct VolumeContext {
 impl VolumeContext {
     /// The instance's identity; `Context::volumes` with `Needs::Instance`
     /// made sure it is there.
-    pub fn identity(&self) -> Result<&Identity> {
+    pub(crate) fn identity(&self) -> Result<&Identity> {
         self.host
             .identity
             .as_ref()
@@ -193,7 +193,7 @@ impl VolumeContext {
 
     /// Another EC2 client for the same region that tries each call at most
     /// `attempts` times (inside a freeze every retry lengthens it).
-    pub async fn ec2_with_attempts(&self, attempts: u32) -> Ec2 {
+    pub(crate) async fn ec2_with_attempts(&self, attempts: u32) -> Ec2 {
         Ec2::new(&AwsConfig::load(&self.region, attempts).await)
     }
 }

@@ -16,9 +16,9 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 /// The SDK's variable for the metadata endpoint (e.g. `http://127.0.0.1:1338`).
-pub const ENDPOINT_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
+pub(crate) const ENDPOINT_ENV: &str = "AWS_EC2_METADATA_SERVICE_ENDPOINT";
 /// The SDK's switch to disable metadata lookups.
-pub const DISABLED_ENV: &str = "AWS_EC2_METADATA_DISABLED";
+pub(crate) const DISABLED_ENV: &str = "AWS_EC2_METADATA_DISABLED";
 const DEFAULT_ENDPOINT: &str = "http://169.254.169.254";
 /// Token lifetime asked for; a run never takes longer.
 const TOKEN_TTL_SECONDS: u32 = 21_600;
@@ -28,10 +28,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_REPLY: u64 = 1 << 20;
 
 /// The hint every "no metadata" error carries.
-pub const OFF_EC2_HINT: &str = "not on EC2 or metadata unreachable; pass --userdata and set region";
+pub(crate) const OFF_EC2_HINT: &str =
+    "not on EC2 or metadata unreachable; pass --userdata and set region";
 
 #[derive(Debug, Error)]
-pub enum MetadataError {
+pub(crate) enum MetadataError {
     #[error("instance metadata at {endpoint}: {reason} ({OFF_EC2_HINT})")]
     Unreachable { endpoint: String, reason: String },
     #[error("instance metadata at {endpoint}: {path} answered HTTP {status}")]
@@ -63,7 +64,7 @@ pub struct Identity {
 
 /// A metadata client bound to one endpoint, holding the v2 token once it
 /// has one (or knowing it must use v1).
-pub struct Metadata {
+pub(crate) struct Metadata {
     endpoint: String,
     /// `host:port` to connect to.
     addr: String,
@@ -74,7 +75,7 @@ pub struct Metadata {
 impl Metadata {
     /// The endpoint from `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else the
     /// link-local default.
-    pub fn from_env() -> Result<Self, MetadataError> {
+    pub(crate) fn from_env() -> Result<Self, MetadataError> {
         if std::env::var(DISABLED_ENV).is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
             return Err(MetadataError::Disabled);
         }
@@ -85,7 +86,7 @@ impl Metadata {
         Self::new(&endpoint)
     }
 
-    pub fn new(endpoint: &str) -> Result<Self, MetadataError> {
+    pub(crate) fn new(endpoint: &str) -> Result<Self, MetadataError> {
         let bad = || MetadataError::BadEndpoint(endpoint.to_string());
         let rest = endpoint.strip_prefix("http://").ok_or_else(bad)?;
         let host = rest.split('/').next().unwrap_or_default();
@@ -109,7 +110,7 @@ impl Metadata {
 
     /// Instance id, AZ and region (from `placement/region`, or derived from
     /// the AZ on older metadata versions).
-    pub async fn identity(&mut self) -> Result<Identity, MetadataError> {
+    pub(crate) async fn identity(&mut self) -> Result<Identity, MetadataError> {
         let instance_id = self.required("meta-data/instance-id").await?;
         let availability_zone = self
             .required("meta-data/placement/availability-zone")
@@ -130,7 +131,7 @@ impl Metadata {
     }
 
     /// The userdata text; empty when the instance has none (404).
-    pub async fn userdata(&mut self) -> Result<String, MetadataError> {
+    pub(crate) async fn userdata(&mut self) -> Result<String, MetadataError> {
         Ok(self.get("user-data").await?.unwrap_or_default())
     }
 
@@ -325,7 +326,7 @@ fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
 /// The region of an availability zone: `eu-west-1b` -> `eu-west-1`,
 /// `us-gov-west-1a` -> `us-gov-west-1`, local zone `us-west-2-lax-1a` ->
 /// `us-west-2`.
-pub fn region_of_zone(az: &str) -> Option<String> {
+pub(crate) fn region_of_zone(az: &str) -> Option<String> {
     let parts: Vec<&str> = az.split('-').collect();
     let idx = parts
         .iter()

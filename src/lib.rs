@@ -42,7 +42,7 @@
 
 mod cli;
 mod cloud;
-pub mod config;
+mod config;
 mod context;
 mod files;
 mod host;
@@ -57,7 +57,7 @@ mod tasks;
 mod toml_snapshotter;
 mod volumes;
 
-pub use config::{FileSystem, HookPoint, Userdata, Volume, VolumeType};
+pub use config::{ConfigError, FileSystem, HookPoint, Userdata, Volume, VolumeType};
 pub use instance::Identity;
 pub use run::main;
 pub use snapshotter::{HookCtx, HostFacts, Snapshotter, SnapshotterError};

@@ -9,7 +9,7 @@ use tracing_subscriber::prelude::*;
 
 use crate::cli::LogLevel;
 
-pub fn init(level: LogLevel) {
+pub(crate) fn init(level: LogLevel) {
     let ours = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 
 /// Ask as the original did; `y`, `yes` and `yeay` proceed. Without a
 /// terminal it fails with the flag to pass instead.
-pub fn confirm(question: &str) -> Result<bool> {
+pub(crate) fn confirm(question: &str) -> Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {

@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::snapshotter::Snapshotter;
 
 #[derive(Debug, Error)]
-pub enum RegistryError {
+pub(crate) enum RegistryError {
     #[error("two snapshotters are named '{name}' ({first} and {second}); rename one")]
     Duplicate {
         name: String,
@@ -36,15 +36,12 @@ fn unknown(
     builtin: &[String],
 ) -> String {
     let mut out = match config {
-        Some(path) => format!(
-            "no profile '{name}' in {}; defined profiles: {}",
-            path.display(),
-            if profiles.is_empty() {
-                "none".to_string()
-            } else {
-                profiles.join(", ")
-            }
-        ),
+        Some(path) => ConfigError::UnknownProfile {
+            name: name.to_string(),
+            path: path.clone(),
+            defined: profiles.to_vec(),
+        }
+        .to_string(),
         None => format!("no snapshotter '{name}' (no configuration file was read)"),
     };
     if !builtin.is_empty() {
@@ -74,7 +71,7 @@ impl Origin {
 
 /// Snapshotters by name.
 #[derive(Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     by_name: BTreeMap<String, (Origin, Arc<dyn Snapshotter>)>,
     config: Option<PathBuf>,
 }
@@ -82,7 +79,7 @@ pub struct Registry {
 impl Registry {
     /// The configuration's profiles (if a file was read) and the
     /// program's own snapshotters; a name used twice is an error.
-    pub fn new(
+    pub(crate) fn new(
         config: Option<&Config>,
         extra: &[Arc<dyn Snapshotter>],
     ) -> Result<Self, RegistryError> {
@@ -117,7 +114,7 @@ impl Registry {
     }
 
     /// The snapshotter called `name`.
-    pub fn get(&self, name: &str) -> Result<Arc<dyn Snapshotter>, RegistryError> {
+    pub(crate) fn get(&self, name: &str) -> Result<Arc<dyn Snapshotter>, RegistryError> {
         match self.by_name.get(name) {
             Some((_, s)) => Ok(s.clone()),
             None => Err(RegistryError::Unknown {
@@ -138,7 +135,7 @@ impl Registry {
     }
 
     /// Every snapshotter, by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Snapshotter>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<dyn Snapshotter>> {
         self.by_name.values().map(|(_, s)| s)
     }
 }

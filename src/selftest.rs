@@ -47,7 +47,7 @@ impl Report {
     }
 }
 
-pub async fn run(ctx: &Context) -> Result<ExitCode> {
+pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
     let mut report = Report::default();
 
     let config = match ctx.config() {

@@ -5,12 +5,14 @@ use thiserror::Error;
 /// A task that did not finish: it panicked or was cancelled.
 #[derive(Debug, Error)]
 #[error("internal error: {0}")]
-pub struct TaskFailed(String);
+pub(crate) struct TaskFailed(String);
 
 /// Run tasks concurrently and return their results in the order given. A
 /// task that panicked yields `Err` with the panic, and the others still
 /// run to the end. Dropping the returned future aborts them all.
-pub async fn join_in_order<T, F>(futures: impl IntoIterator<Item = F>) -> Vec<Result<T, TaskFailed>>
+pub(crate) async fn join_in_order<T, F>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<Result<T, TaskFailed>>
 where
     T: Send + 'static,
     F: std::future::Future<Output = T> + Send + 'static,

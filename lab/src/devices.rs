@@ -14,7 +14,7 @@ use serde::Serialize;
 /// How attached volumes show up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Xen instances: `/dev/sdf` appears as `xvdf`.
     Xen,
     /// Nitro instances: `nvme1n1`, `nvme2n1`, ... plus
@@ -24,14 +24,14 @@ pub enum Mode {
 
 /// One attached volume.
 #[derive(Debug, Clone, Serialize)]
-pub struct Plug {
+pub(crate) struct Plug {
     pub loop_device: String,
     /// The kernel name under the device root (`xvdf`, `nvme1n1`).
     pub name: String,
     pub links: Vec<PathBuf>,
 }
 
-pub struct Devices {
+pub(crate) struct Devices {
     pub root: PathBuf,
     images: PathBuf,
     mode: Mode,
@@ -40,7 +40,7 @@ pub struct Devices {
 }
 
 impl Devices {
-    pub fn new(root: PathBuf, images: PathBuf, mode: Mode) -> Result<Self> {
+    pub(crate) fn new(root: PathBuf, images: PathBuf, mode: Mode) -> Result<Self> {
         fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
         Ok(Self {
@@ -52,12 +52,12 @@ impl Devices {
         })
     }
 
-    pub fn image(&self, id: &str) -> PathBuf {
+    pub(crate) fn image(&self, id: &str) -> PathBuf {
         self.images.join(format!("{id}.img"))
     }
 
     /// A sparse image of at least `size_gib` for a volume.
-    pub fn ensure_image(&self, id: &str, size_gib: u64) -> Result<PathBuf> {
+    pub(crate) fn ensure_image(&self, id: &str, size_gib: u64) -> Result<PathBuf> {
         let path = self.image(id);
         let want = size_gib << 30;
         let f = fs::OpenOptions::new()
@@ -72,13 +72,13 @@ impl Devices {
         Ok(path)
     }
 
-    pub fn remove_image(&self, id: &str) {
+    pub(crate) fn remove_image(&self, id: &str) {
         let _ = fs::remove_file(self.image(id));
     }
 
     /// Attach: a loop device over the volume's image, linked under the
     /// device root. `device` is the name AttachVolume was given.
-    pub fn plug(&mut self, volume_id: &str, device: &str) -> Result<Plug> {
+    pub(crate) fn plug(&mut self, volume_id: &str, device: &str) -> Result<Plug> {
         if let Some(p) = self.plugged.get(volume_id) {
             return Ok(p.clone());
         }
@@ -130,7 +130,7 @@ impl Devices {
 
     /// Detach: the links go at once; the loop device is released (the
     /// kernel frees it when the last user closes it).
-    pub fn unplug(&mut self, volume_id: &str) -> Result<()> {
+    pub(crate) fn unplug(&mut self, volume_id: &str) -> Result<()> {
         let Some(plug) = self.plugged.remove(volume_id) else {
             return Ok(());
         };
@@ -144,7 +144,7 @@ impl Devices {
 
     /// Everything the lab made: thaw and unmount filesystems on its loop
     /// devices, release them, delete the images.
-    pub fn cleanup(&mut self) -> Vec<String> {
+    pub(crate) fn cleanup(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         let ids: Vec<String> = self.plugged.keys().cloned().collect();
         for id in ids {
@@ -184,7 +184,7 @@ impl Devices {
 /// filesystem can, else a sparse copy); `false` if there is no source.
 /// Called without the devices lock, so concurrent snapshots copy in
 /// parallel as EC2 would take them.
-pub fn copy_image(src: &Path, dst: &Path) -> Result<bool> {
+pub(crate) fn copy_image(src: &Path, dst: &Path) -> Result<bool> {
     if !src.exists() {
         return Ok(false);
     }

@@ -14,7 +14,7 @@ use crate::proxy::Lab;
 
 const TOKEN: &str = "lab-imds-token";
 
-pub async fn handle(
+pub(crate) async fn handle(
     lab: Arc<Lab>,
     v2_only: bool,
     req: Request<Incoming>,

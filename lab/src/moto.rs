@@ -13,21 +13,21 @@ use hyper_util::rt::TokioExecutor;
 use crate::xml;
 
 #[derive(Clone)]
-pub struct Moto {
+pub(crate) struct Moto {
     pub url: String,
     region: String,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 /// A reply read whole (EC2 replies are small).
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
 impl Moto {
-    pub fn new(url: &str, region: &str) -> Self {
+    pub(crate) fn new(url: &str, region: &str) -> Self {
         Self {
             url: url.trim_end_matches('/').to_string(),
             region: region.to_string(),
@@ -36,7 +36,7 @@ impl Moto {
     }
 
     /// Send a request on to moto unchanged (but for the host).
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         method: Method,
         path_and_query: &str,
@@ -60,7 +60,7 @@ impl Moto {
     }
 
     /// An EC2 query call of the lab's own.
-    pub async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> Result<String> {
+    pub(crate) async fn ec2(&self, action: &str, params: &[(&str, &str)]) -> Result<String> {
         let body = {
             let mut form = form_urlencoded::Serializer::new(String::new());
             form.append_pair("Action", action)
@@ -90,7 +90,7 @@ impl Moto {
     }
 
     /// Create the lab's instance: (instance id, availability zone).
-    pub async fn run_instance(&self, zone: &str) -> Result<String> {
+    pub(crate) async fn run_instance(&self, zone: &str) -> Result<String> {
         let xml_text = self
             .ec2(
                 "RunInstances",
@@ -108,7 +108,7 @@ impl Moto {
     }
 
     /// A volume's size in GiB.
-    pub async fn volume_size(&self, volume_id: &str) -> Result<u64> {
+    pub(crate) async fn volume_size(&self, volume_id: &str) -> Result<u64> {
         let text = self
             .ec2("DescribeVolumes", &[("VolumeId.1", volume_id)])
             .await?;
@@ -133,7 +133,7 @@ async fn read(resp: Response<hyper::body::Incoming>) -> Result<Reply> {
 }
 
 /// Query parameters of an EC2 request (form body or URL query).
-pub fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect();

@@ -22,7 +22,7 @@ use crate::xml;
 /// than any client should wait.
 const DEFAULT_HANG: Duration = Duration::from_secs(600);
 
-pub struct Lab {
+pub(crate) struct Lab {
     pub moto: Moto,
     pub instance_id: String,
     pub zone: String,
@@ -57,7 +57,7 @@ struct State<'a> {
 type Resp = Response<Full<Bytes>>;
 
 impl Lab {
-    pub fn new(
+    pub(crate) fn new(
         moto: Moto,
         instance_id: String,
         zone: String,
@@ -100,7 +100,7 @@ impl Lab {
     }
 }
 
-pub async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),

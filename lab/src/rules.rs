@@ -33,7 +33,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rules {
+pub(crate) struct Rules {
     #[serde(default)]
     pub faults: Vec<Fault>,
     #[serde(default, with = "opt_duration")]
@@ -50,7 +50,7 @@ pub struct Rules {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Fault {
+pub(crate) struct Fault {
     /// An EC2 action name, or `*` for every action.
     pub action: String,
     /// Which calls of the action (1-based count since the lab started or
@@ -70,7 +70,7 @@ pub struct Fault {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Reply {
+pub(crate) enum Reply {
     #[serde(rename = "throttle")]
     Throttle,
     #[serde(rename = "500")]
@@ -85,7 +85,7 @@ pub enum Reply {
 
 impl Rules {
     /// Parse rules as TOML, or JSON when the text starts with `{`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let rules: Rules = if text.trim_start().starts_with('{') {
             serde_json::from_str(text).map_err(|e| e.to_string())?
         } else {
@@ -106,7 +106,7 @@ impl Rules {
 
     /// The fault for the `call`-th call of `action` with these parameters.
     /// `roll` is a uniform number in [0, 1) for probabilistic faults.
-    pub fn fault_for(
+    pub(crate) fn fault_for(
         &self,
         action: &str,
         call: u32,
@@ -127,7 +127,9 @@ mod opt_duration {
 
     use serde::{Deserialize, Deserializer};
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         let s: Option<String> = Option::deserialize(d)?;
         s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
             .transpose()

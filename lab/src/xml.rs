@@ -6,7 +6,7 @@ use std::ops::Range;
 
 /// A leaf element: its path from the root and where its text is.
 #[derive(Debug, Clone)]
-pub struct Leaf {
+pub(crate) struct Leaf {
     pub path: Vec<String>,
     /// Start offsets of each ancestor element (same length as `path`), so
     /// leaves can be grouped by the item they belong to.
@@ -15,7 +15,7 @@ pub struct Leaf {
 }
 
 /// Every leaf element, in document order.
-pub fn leaves(xml: &str) -> Vec<Leaf> {
+pub(crate) fn leaves(xml: &str) -> Vec<Leaf> {
     let mut out = Vec::new();
     let mut stack: Vec<(String, usize)> = Vec::new();
     let mut last_open_end: Option<usize> = None;
@@ -57,7 +57,7 @@ pub fn leaves(xml: &str) -> Vec<Leaf> {
 }
 
 /// Unescape the five XML entities.
-pub fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
@@ -66,14 +66,14 @@ pub fn unescape(s: &str) -> String {
 }
 
 /// The text of the first leaf whose path ends with `suffix`.
-pub fn first(xml: &str, suffix: &[&str]) -> Option<String> {
+pub(crate) fn first(xml: &str, suffix: &[&str]) -> Option<String> {
     leaves(xml)
         .into_iter()
         .find(|l| ends_with(&l.path, suffix))
         .map(|l| unescape(&xml[l.text]))
 }
 
-pub fn ends_with(path: &[String], suffix: &[&str]) -> bool {
+pub(crate) fn ends_with(path: &[String], suffix: &[&str]) -> bool {
     path.len() >= suffix.len()
         && path[path.len() - suffix.len()..]
             .iter()
@@ -85,7 +85,7 @@ pub fn ends_with(path: &[String], suffix: &[&str]) -> bool {
 /// may return a replacement. Items are the elements at `item_path`'s end
 /// (e.g. `["volumeSet", "item"]`); the key is the text of the item's direct
 /// child `key` (e.g. `volumeId`).
-pub fn rewrite(
+pub(crate) fn rewrite(
     xml: &str,
     item_path: &[&str],
     key: &str,

@@ -15,7 +15,7 @@ use super::{
 
 /// An EC2 client for one region.
 #[derive(Clone)]
-pub struct Ec2 {
+pub(crate) struct Ec2 {
     client: Client,
 }
 
@@ -76,7 +76,7 @@ fn volume_info(v: &aws_sdk_ec2::types::Volume) -> Option<VolumeInfo> {
 
 /// EC2 actions the tool uses, each probed with `DryRun` by `snaptastic test`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DryRunAction {
+pub(crate) enum DryRunAction {
     DescribeSnapshots,
     DescribeVolumes,
     CreateVolume,
@@ -89,7 +89,7 @@ pub enum DryRunAction {
 }
 
 impl DryRunAction {
-    pub const ALL: [DryRunAction; 9] = [
+    pub(crate) const ALL: [DryRunAction; 9] = [
         Self::DescribeSnapshots,
         Self::DescribeVolumes,
         Self::CreateVolume,
@@ -101,7 +101,7 @@ impl DryRunAction {
         Self::DeleteSnapshot,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::DescribeSnapshots => "DescribeSnapshots",
             Self::DescribeVolumes => "DescribeVolumes",
@@ -118,7 +118,7 @@ impl DryRunAction {
 
 /// What a DryRun call said about a permission.
 #[derive(Debug)]
-pub enum DryRunOutcome {
+pub(crate) enum DryRunOutcome {
     /// `DryRunOperation`: the caller may do it (or the call simply
     /// succeeded, for services that ignore DryRun).
     Allowed,
@@ -133,7 +133,7 @@ const PROBE_VOLUME: &str = "vol-0ffffffffffffffff";
 const PROBE_SNAPSHOT: &str = "snap-0ffffffffffffffff";
 
 impl Ec2 {
-    pub fn new(config: &super::AwsConfig) -> Self {
+    pub(crate) fn new(config: &super::AwsConfig) -> Self {
         Self {
             client: Client::new(config.sdk()),
         }
@@ -141,7 +141,7 @@ impl Ec2 {
 
     /// This account's snapshots carrying every `(key, value)` tag, all pages.
     /// One call (per page) serves every volume of a profile.
-    pub async fn snapshots_tagged(
+    pub(crate) async fn snapshots_tagged(
         &self,
         tags: &[(String, String)],
     ) -> Result<Vec<SnapshotInfo>, CloudError> {
@@ -166,7 +166,7 @@ impl Ec2 {
     }
 
     /// Volumes attached (or attaching, or detaching) to an instance.
-    pub async fn volumes_attached_to(
+    pub(crate) async fn volumes_attached_to(
         &self,
         instance_id: &str,
     ) -> Result<Vec<VolumeInfo>, CloudError> {
@@ -175,7 +175,7 @@ impl Ec2 {
     }
 
     /// Volumes carrying every `(key, value)` tag.
-    pub async fn volumes_tagged(
+    pub(crate) async fn volumes_tagged(
         &self,
         tags: &[(String, String)],
     ) -> Result<Vec<VolumeInfo>, CloudError> {
@@ -188,7 +188,7 @@ impl Ec2 {
 
     /// One volume; `None` if EC2 does not know it (yet: right after
     /// CreateVolume it may briefly say NotFound).
-    pub async fn volume(&self, id: &str) -> Result<Option<VolumeInfo>, CloudError> {
+    pub(crate) async fn volume(&self, id: &str) -> Result<Option<VolumeInfo>, CloudError> {
         match self.describe_volumes(vec![], &[id.to_string()]).await {
             Ok(mut v) => Ok(v.pop()),
             Err(e) if e.code() == Some("InvalidVolume.NotFound") => Ok(None),
@@ -222,7 +222,7 @@ impl Ec2 {
     }
 
     /// One snapshot's current state; `None` if it is gone.
-    pub async fn snapshot(&self, id: &str) -> Result<Option<SnapshotInfo>, CloudError> {
+    pub(crate) async fn snapshot(&self, id: &str) -> Result<Option<SnapshotInfo>, CloudError> {
         let resp = self
             .client
             .describe_snapshots()
@@ -238,7 +238,7 @@ impl Ec2 {
     }
 
     /// CreateVolume with every tag at creation.
-    pub async fn create_volume(&self, spec: &NewVolume) -> Result<String, CloudError> {
+    pub(crate) async fn create_volume(&self, spec: &NewVolume) -> Result<String, CloudError> {
         let mut tags = TagSpecification::builder().resource_type(ResourceType::Volume);
         for (k, v) in &spec.tags {
             tags = tags.tags(Tag::builder().key(k).value(v).build());
@@ -269,7 +269,7 @@ impl Ec2 {
 
     /// CreateSnapshot with its tags at creation. This is the only call made
     /// while filesystems are frozen.
-    pub async fn create_snapshot(
+    pub(crate) async fn create_snapshot(
         &self,
         volume_id: &str,
         description: &str,
@@ -296,7 +296,7 @@ impl Ec2 {
             })
     }
 
-    pub async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), CloudError> {
+    pub(crate) async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), CloudError> {
         self.client
             .delete_snapshot()
             .snapshot_id(snapshot_id)
@@ -308,7 +308,7 @@ impl Ec2 {
 
     /// Snapshots that this account's AMIs are made of (deleting one would
     /// break the image).
-    pub async fn snapshots_in_images(
+    pub(crate) async fn snapshots_in_images(
         &self,
     ) -> Result<std::collections::BTreeSet<String>, CloudError> {
         let mut out = std::collections::BTreeSet::new();
@@ -335,7 +335,7 @@ impl Ec2 {
         }
     }
 
-    pub async fn attach_volume(
+    pub(crate) async fn attach_volume(
         &self,
         volume_id: &str,
         instance_id: &str,
@@ -353,7 +353,7 @@ impl Ec2 {
     }
 
     /// DetachVolume, naming the instance (EC2 accepts it; moto needs it).
-    pub async fn detach_volume(
+    pub(crate) async fn detach_volume(
         &self,
         volume_id: &str,
         instance_id: &str,
@@ -368,7 +368,7 @@ impl Ec2 {
             .map_err(|e| cloud_error("DetachVolume", e))
     }
 
-    pub async fn delete_volume(&self, volume_id: &str) -> Result<(), CloudError> {
+    pub(crate) async fn delete_volume(&self, volume_id: &str) -> Result<(), CloudError> {
         self.client
             .delete_volume()
             .volume_id(volume_id)
@@ -379,7 +379,7 @@ impl Ec2 {
     }
 
     /// All tags in one call.
-    pub async fn create_tags(
+    pub(crate) async fn create_tags(
         &self,
         resource: &str,
         tags: &[(String, String)],
@@ -395,7 +395,7 @@ impl Ec2 {
     }
 
     /// Set DeleteOnTermination for the volume at `device` of an instance.
-    pub async fn set_delete_on_termination(
+    pub(crate) async fn set_delete_on_termination(
         &self,
         instance_id: &str,
         device: &str,
@@ -422,7 +422,7 @@ impl Ec2 {
     /// Probe one permission with `DryRun=true`. `volume_id` is a volume of
     /// this host when one is known, else a placeholder; `instance_id` and
     /// `zone` are the host's when known.
-    pub async fn dry_run(
+    pub(crate) async fn dry_run(
         &self,
         action: DryRunAction,
         instance_id: &str,

@@ -2,7 +2,7 @@
 //! callers see `SnapshotInfo`, `VolumeInfo` and `CloudError`.
 
 mod ec2;
-pub mod s3;
+pub(crate) mod s3;
 mod wait;
 
 use std::collections::BTreeMap;
@@ -21,19 +21,19 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
-pub use ec2::{DryRunAction, DryRunOutcome, Ec2};
-pub use wait::{poll_until, Backoff, WaitError};
+pub(crate) use ec2::{DryRunAction, DryRunOutcome, Ec2};
+pub(crate) use wait::{poll_until, Backoff, WaitError};
 
 /// EC2 retries throttling and 5xx inside the SDK (exponential backoff with
 /// jitter); 5 attempts spans a few seconds, enough for a burst of
 /// `RequestLimitExceeded` without hiding a real outage.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
 /// Probes (`snaptastic test`) should report an unreachable endpoint
 /// quickly rather than ride out a long outage.
-pub const PROBE_ATTEMPTS: u32 = 2;
+pub(crate) const PROBE_ATTEMPTS: u32 = 2;
 /// While filesystems are frozen every retry lengthens the freeze: one
 /// retry for a passing 5xx or throttle, then fail (and thaw) clearly.
-pub const FROZEN_ATTEMPTS: u32 = 2;
+pub(crate) const FROZEN_ATTEMPTS: u32 = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transfer that receives nothing for this long is stuck.
@@ -41,7 +41,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// An EC2 call that failed, named by operation, with the service's code.
 #[derive(Debug, Error)]
-pub enum CloudError {
+pub(crate) enum CloudError {
     #[error("{op} failed: {code}: {message}{}", request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
     Service {
         op: &'static str,
@@ -55,7 +55,7 @@ pub enum CloudError {
 
 impl CloudError {
     /// Throttling or a server-side failure: worth another try later.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             CloudError::Transport { .. } => true,
             CloudError::Service { code, .. } => matches!(
@@ -72,7 +72,7 @@ impl CloudError {
     }
 
     /// The service's error code, if the service answered.
-    pub fn code(&self) -> Option<&str> {
+    pub(crate) fn code(&self) -> Option<&str> {
         match self {
             CloudError::Service { code, .. } => Some(code),
             CloudError::Transport { .. } => None,
@@ -116,7 +116,7 @@ pub(crate) fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>>
 /// Snapshot states as EC2 reports them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SnapshotState {
+pub(crate) enum SnapshotState {
     Pending,
     Completed,
     Error,
@@ -125,7 +125,7 @@ pub enum SnapshotState {
 }
 
 impl SnapshotState {
-    pub fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "pending" => Self::Pending,
             "completed" => Self::Completed,
@@ -134,7 +134,7 @@ impl SnapshotState {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Pending => "pending",
             Self::Completed => "completed",
@@ -146,7 +146,7 @@ impl SnapshotState {
 
 /// What the tool needs to know about a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SnapshotInfo {
+pub(crate) struct SnapshotInfo {
     pub id: String,
     pub volume_id: Option<String>,
     pub state: SnapshotState,
@@ -159,14 +159,14 @@ pub struct SnapshotInfo {
 }
 
 impl SnapshotInfo {
-    pub fn tag(&self, key: &str) -> Option<&str> {
+    pub(crate) fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
     }
 }
 
 /// What the tool needs to know about a volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VolumeInfo {
+pub(crate) struct VolumeInfo {
     pub id: String,
     pub state: String,
     pub size_gib: Option<u32>,
@@ -179,7 +179,7 @@ pub struct VolumeInfo {
 
 /// What CreateVolume is asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewVolume {
+pub(crate) struct NewVolume {
     pub availability_zone: String,
     pub size_gib: u32,
     /// gp3, io1, ... as EC2 names them.
@@ -197,7 +197,7 @@ pub struct NewVolume {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Attachment {
+pub(crate) struct Attachment {
     pub instance_id: String,
     pub device: String,
     pub state: String,
@@ -208,11 +208,11 @@ pub struct Attachment {
 /// instance role), `AWS_ENDPOINT_URL` honoured, bounded timeouts and
 /// retries.
 #[derive(Clone)]
-pub struct AwsConfig(SdkConfig);
+pub(crate) struct AwsConfig(SdkConfig);
 
 /// Keys given on the command line (tablesnap's `-k/-s`), used instead of
 /// the credential chain.
-pub struct StaticKeys<'a> {
+pub(crate) struct StaticKeys<'a> {
     pub key: &'a str,
     pub secret: &'a str,
     pub token: Option<&'a str>,
@@ -220,19 +220,19 @@ pub struct StaticKeys<'a> {
 
 impl AwsConfig {
     /// For API calls: each attempt bounded in time.
-    pub async fn load(region: &str, max_attempts: u32) -> Self {
+    pub(crate) async fn load(region: &str, max_attempts: u32) -> Self {
         Self(sdk_config_with(region, max_attempts, Some(ATTEMPT_TIMEOUT)).await)
     }
 
     /// For S3 transfers: no limit on a whole attempt (a 5 GiB PUT or a 256
     /// MiB part takes as long as the link needs), only on connecting and
     /// on a stalled read.
-    pub async fn load_for_transfers(region: &str, max_attempts: u32) -> Self {
+    pub(crate) async fn load_for_transfers(region: &str, max_attempts: u32) -> Self {
         Self(sdk_config_with(region, max_attempts, None).await)
     }
 
     /// The same, with fixed keys instead of the credential chain.
-    pub fn with_keys(self, keys: StaticKeys<'_>) -> Self {
+    pub(crate) fn with_keys(self, keys: StaticKeys<'_>) -> Self {
         let creds = aws_sdk_s3::config::Credentials::new(
             keys.key,
             keys.secret,
@@ -249,7 +249,7 @@ impl AwsConfig {
     }
 
     /// Check that credentials can be had, without printing them.
-    pub async fn check_credentials(&self) -> Result<String, CredentialsError> {
+    pub(crate) async fn check_credentials(&self) -> Result<String, CredentialsError> {
         use aws_sdk_ec2::config::ProvideCredentials;
         let provider = self
             .0
@@ -270,7 +270,7 @@ impl AwsConfig {
 
 /// Why no credentials could be had.
 #[derive(Debug, Error)]
-pub enum CredentialsError {
+pub(crate) enum CredentialsError {
     #[error("no credential provider configured")]
     NoProvider,
     #[error("{0}")]
@@ -294,7 +294,7 @@ async fn sdk_config_with(region: &str, max_attempts: u32, attempt: Option<Durati
 /// The region from the environment (`AWS_REGION`, `AWS_DEFAULT_REGION`) or
 /// the shared config profile, without asking instance metadata (which the
 /// tool reads itself, with its own timeouts).
-pub async fn region_from_environment() -> Option<String> {
+pub(crate) async fn region_from_environment() -> Option<String> {
     let env = aws_config::environment::region::EnvironmentVariableRegionProvider::new();
     if let Some(r) = env.region().await {
         return Some(r.to_string());

@@ -16,13 +16,13 @@ use tokio::sync::Semaphore;
 use super::{cloud_error, is_not_found, to_chrono, CloudError};
 
 /// S3 refuses more parts than this.
-pub const MAX_PARTS: u64 = 10_000;
+pub(crate) const MAX_PARTS: u64 = 10_000;
 /// And parts smaller than this (but the last).
-pub const MIN_PART: u64 = 5 << 20;
+pub(crate) const MIN_PART: u64 = 5 << 20;
 
 /// How objects are stored.
 #[derive(Debug, Clone, Default)]
-pub struct PutOptions {
+pub(crate) struct PutOptions {
     pub storage_class: Option<String>,
     /// `AES256` or `aws:kms`.
     pub sse: Option<String>,
@@ -31,7 +31,7 @@ pub struct PutOptions {
 
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
+pub(crate) struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
@@ -39,7 +39,7 @@ pub struct ObjectInfo {
 
 /// What a GET brought: its metadata and the MD5 of what was written.
 #[derive(Debug, Clone)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub metadata: HashMap<String, String>,
     pub etag: Option<String>,
     pub md5_hex: String,
@@ -48,25 +48,25 @@ pub struct Fetched {
 
 /// What HEAD says about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectHead {
+pub(crate) struct ObjectHead {
     pub size: u64,
     pub metadata: HashMap<String, String>,
 }
 
 #[derive(Clone)]
-pub struct S3 {
+pub(crate) struct S3 {
     client: Client,
     bucket: String,
 }
 
 /// Standard base64, as S3 wants Content-MD5.
-pub fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     aws_smithy_types::base64::encode(bytes)
 }
 
 /// Whether an endpoint needs path-style addressing (IP addresses and
 /// localhost cannot carry the bucket as a subdomain).
-pub fn needs_path_style(endpoint: &str) -> bool {
+pub(crate) fn needs_path_style(endpoint: &str) -> bool {
     let host = endpoint
         .split("://")
         .nth(1)
@@ -80,7 +80,7 @@ pub fn needs_path_style(endpoint: &str) -> bool {
 impl S3 {
     /// A client for `bucket`; `endpoint` overrides the SDK's (which already
     /// honours `AWS_ENDPOINT_URL`).
-    pub fn new(
+    pub(crate) fn new(
         config: &super::AwsConfig,
         bucket: &str,
         endpoint: Option<&str>,
@@ -103,7 +103,7 @@ impl S3 {
     }
 
     /// Fail fast on a missing bucket or bad credentials.
-    pub async fn check_bucket(&self) -> Result<(), CloudError> {
+    pub(crate) async fn check_bucket(&self) -> Result<(), CloudError> {
         self.client
             .head_bucket()
             .bucket(&self.bucket)
@@ -115,7 +115,7 @@ impl S3 {
 
     /// Objects under `prefix` (all pages); with a delimiter, also the
     /// "directories" one level down.
-    pub async fn list(
+    pub(crate) async fn list(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
@@ -154,7 +154,7 @@ impl S3 {
     }
 
     /// A small object into memory (indexes).
-    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, CloudError> {
+    pub(crate) async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, CloudError> {
         let r = self
             .client
             .get_object()
@@ -175,7 +175,11 @@ impl S3 {
 
     /// Stream an object into `file`, hashing it on the way. `Ok(None)`
     /// if there is no such object.
-    pub async fn get_to_file(&self, key: &str, file: &Path) -> Result<Option<Fetched>, CloudError> {
+    pub(crate) async fn get_to_file(
+        &self,
+        key: &str,
+        file: &Path,
+    ) -> Result<Option<Fetched>, CloudError> {
         use md5::Digest;
         use tokio::io::AsyncWriteExt;
         let r = match self
@@ -218,7 +222,10 @@ impl S3 {
     }
 
     /// Delete keys, 1,000 per request; returns the ones that failed.
-    pub async fn delete(&self, keys: &[String]) -> Result<Vec<(String, String)>, CloudError> {
+    pub(crate) async fn delete(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<(String, String)>, CloudError> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let mut failed = Vec::new();
         for chunk in keys.chunks(1000) {
@@ -253,7 +260,7 @@ impl S3 {
     }
 
     /// HEAD; `None` if there is no such object.
-    pub async fn head(&self, key: &str) -> Result<Option<ObjectHead>, CloudError> {
+    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectHead>, CloudError> {
         match self
             .client
             .head_object()
@@ -279,7 +286,7 @@ impl S3 {
     }
 
     /// A small object from memory (indexes).
-    pub async fn put_bytes(
+    pub(crate) async fn put_bytes(
         &self,
         key: &str,
         body: Vec<u8>,
@@ -301,7 +308,7 @@ impl S3 {
     }
 
     /// One PUT streamed from the file, with Content-MD5 so S3 checks it.
-    pub async fn put_file(
+    pub(crate) async fn put_file(
         &self,
         key: &str,
         path: &Path,
@@ -336,7 +343,7 @@ impl S3 {
     // The upload's pieces come from the caller; a struct would only move
     // the same names one level down.
     #[allow(clippy::too_many_arguments)]
-    pub async fn put_file_multipart(
+    pub(crate) async fn put_file_multipart(
         &self,
         key: &str,
         path: &Path,
@@ -475,7 +482,7 @@ impl S3 {
     }
 
     /// Abort a multipart upload (best effort, logged).
-    pub async fn abort(&self, key: &str, upload_id: &str) {
+    pub(crate) async fn abort(&self, key: &str, upload_id: &str) {
         if let Err(e) = self
             .client
             .abort_multipart_upload()
@@ -511,7 +518,7 @@ fn apply_put(
 
 /// The part size for a file: at least `chunk`, at least S3's minimum, and
 /// large enough to stay within 10,000 parts (rounded up to a MiB).
-pub fn part_size(size: u64, chunk: u64) -> u64 {
+pub(crate) fn part_size(size: u64, chunk: u64) -> u64 {
     let needed = size.div_ceil(MAX_PARTS);
     let mib = 1 << 20;
     chunk.max(MIN_PART).max(needed.div_ceil(mib) * mib)

@@ -9,19 +9,19 @@ use super::CloudError;
 
 /// Backoff bounds for one kind of wait.
 #[derive(Debug, Clone, Copy)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub first: Duration,
     pub max: Duration,
 }
 
 impl Backoff {
     /// Volume and attachment states change in seconds.
-    pub const VOLUME: Backoff = Backoff {
+    pub(crate) const VOLUME: Backoff = Backoff {
         first: Duration::from_millis(250),
         max: Duration::from_secs(5),
     };
     /// Snapshots take minutes to complete.
-    pub const SNAPSHOT: Backoff = Backoff {
+    pub(crate) const SNAPSHOT: Backoff = Backoff {
         first: Duration::from_secs(1),
         max: Duration::from_secs(15),
     };
@@ -29,7 +29,7 @@ impl Backoff {
 
 /// What a wait ended with.
 #[derive(Debug)]
-pub enum WaitError {
+pub(crate) enum WaitError {
     /// The deadline passed; holds the last thing seen, for the message.
     TimedOut(String),
     /// A permanent error from EC2.
@@ -39,7 +39,7 @@ pub enum WaitError {
 /// Call `check` until it returns `Ok(Some(t))`. `Ok(None)` means "not yet"
 /// (with a description of what was seen); transient errors count as "not
 /// yet"; other errors end the wait.
-pub async fn poll_until<T, F, Fut>(
+pub(crate) async fn poll_until<T, F, Fut>(
     deadline: Duration,
     backoff: Backoff,
     mut check: F,

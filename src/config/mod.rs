@@ -22,20 +22,23 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-pub use profile::{
-    Config, FileSystem, HookPoint, Hooks, Profile, Tablesnap, Template, Volume, VolumeSource,
-    VolumeType, DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
-};
+#[cfg(test)]
+pub(crate) use profile::Template;
+#[cfg(test)]
+pub(crate) use profile::DEFAULT_DESCRIPTION;
+pub(crate) use profile::{Config, Profile, Tablesnap, VolumeSource, DEFAULT_RETENTION};
+pub use profile::{FileSystem, HookPoint, Volume, VolumeType};
 pub use userdata::Userdata;
-pub use validate::{check_device, kernel_device_name, line_col, Origin, Problem};
+pub(crate) use validate::{kernel_device_name, Origin};
 
 /// Environment variable naming the configuration file.
-pub const CONFIG_ENV: &str = "SNAPTASTIC_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "SNAPTASTIC_CONFIG";
 /// Environment variable overriding `device_root`.
-pub const DEVICE_ROOT_ENV: &str = "SNAPTASTIC_DEVICE_ROOT";
+pub(crate) const DEVICE_ROOT_ENV: &str = "SNAPTASTIC_DEVICE_ROOT";
 /// Where the configuration is looked for when neither `--config` nor
 /// `$SNAPTASTIC_CONFIG` names it.
-pub const DEFAULT_PATHS: [&str; 2] = ["/etc/snaptastic/snaptastic.toml", "/etc/snaptastic.toml"];
+pub(crate) const DEFAULT_PATHS: [&str; 2] =
+    ["/etc/snaptastic/snaptastic.toml", "/etc/snaptastic.toml"];
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -71,7 +74,7 @@ pub enum ConfigError {
 /// Which file to read: `--config`, then `$SNAPTASTIC_CONFIG`, then the
 /// first of `DEFAULT_PATHS` that exists. An explicitly named file must
 /// exist (a typo should not silently fall back to another file).
-pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
+pub(crate) fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
     if let Some(p) = explicit {
         return Ok(p.to_path_buf());
     }
@@ -88,7 +91,7 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
 }
 
 /// Find, read and validate the configuration.
-pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+pub(crate) fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
     let path = locate(explicit)?;
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
@@ -102,7 +105,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
 }
 
 /// Parse and validate configuration text; `path` is only used in messages.
-pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let origin = Origin::File { path, text };
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| parse_error(&origin, &e))?;
     validate::validate_config(raw, path).map_err(|problems| {
@@ -122,7 +125,7 @@ impl Config {
     /// environment or the instance, devices under `/dev` (or
     /// `$SNAPTASTIC_DEVICE_ROOT`). For programs that bring their own
     /// snapshotters.
-    pub fn empty() -> Config {
+    pub(crate) fn empty() -> Config {
         Config {
             path: PathBuf::from("(no configuration file)"),
             region: None,
@@ -134,8 +137,10 @@ impl Config {
         }
     }
 
-    /// A profile by name; an unknown name lists the defined ones.
-    pub fn profile(&self, name: &str) -> Result<&Profile, ConfigError> {
+    /// A profile by name; an unknown name lists the defined ones. (At run
+    /// time the registry answers names; tests reach profiles this way.)
+    #[cfg(test)]
+    pub(crate) fn profile(&self, name: &str) -> Result<&Profile, ConfigError> {
         self.profiles
             .get(name)
             .ok_or_else(|| ConfigError::UnknownProfile {
@@ -149,7 +154,7 @@ impl Config {
 impl Profile {
     /// The profile's volumes, reading and validating them from userdata
     /// when the profile says so.
-    pub fn resolve_volumes(&self, userdata: &Userdata) -> Result<Vec<Volume>, ConfigError> {
+    pub(crate) fn resolve_volumes(&self, userdata: &Userdata) -> Result<Vec<Volume>, ConfigError> {
         match &self.volumes {
             VolumeSource::Listed(v) => Ok(v.clone()),
             VolumeSource::FromUserdata(key) => {
@@ -172,7 +177,10 @@ impl Profile {
 
     /// `(tag key, value)` pairs that select this host's snapshots, values
     /// taken from userdata.
-    pub fn filter_values(&self, userdata: &Userdata) -> Result<Vec<(String, String)>, ConfigError> {
+    pub(crate) fn filter_values(
+        &self,
+        userdata: &Userdata,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
         let mut missing = Vec::new();
         let mut out = Vec::new();
         for key in &self.filter_tags {

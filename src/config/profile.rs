@@ -10,17 +10,17 @@ use serde::Serialize;
 
 /// Default keys whose userdata values select a profile's snapshots, as in
 /// snaptastic 0.2.12's `get_filter_tags`.
-pub const DEFAULT_FILTER_TAGS: [&str; 3] = ["role", "cluster", "environment"];
+pub(super) const DEFAULT_FILTER_TAGS: [&str; 3] = ["role", "cluster", "environment"];
 
 /// The description snaptastic 0.2.12 gave its snapshots.
-pub const DEFAULT_DESCRIPTION: &str = "{cluster} snapshot of {mount_point}";
+pub(crate) const DEFAULT_DESCRIPTION: &str = "{cluster} snapshot of {mount_point}";
 
 /// The original's `SNAPSHOT_EXPIRY_DAYS`: the `expires` tag is now + 7 days.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The loaded configuration file.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub(crate) struct Config {
     /// The file it was read from (for messages).
     pub path: PathBuf,
     /// Region override; `None` means the SDK chain, then the instance's AZ.
@@ -35,7 +35,7 @@ pub struct Config {
 /// The daemon's settings from the file; flags given on the command line
 /// win over these.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tablesnap {
+pub(crate) struct Tablesnap {
     pub bucket: Option<String>,
     pub paths: Vec<PathBuf>,
     pub recursive: bool,
@@ -62,7 +62,7 @@ pub struct Tablesnap {
 
 /// One named profile (a "snapshotter" of the original).
 #[derive(Debug, Clone)]
-pub struct Profile {
+pub(crate) struct Profile {
     pub name: String,
     pub volumes: VolumeSource,
     /// Tag keys whose values come from userdata and select snapshots.
@@ -75,7 +75,7 @@ pub struct Profile {
 
 /// Where a profile's volumes are listed.
 #[derive(Debug, Clone)]
-pub enum VolumeSource {
+pub(crate) enum VolumeSource {
     /// In the configuration file.
     Listed(Vec<Volume>),
     /// In the instance userdata under this key (a list of volume tables),
@@ -287,10 +287,10 @@ impl fmt::Display for HookPoint {
 
 /// Commands to run at each hook point, each an argv run without a shell.
 #[derive(Debug, Clone, Default)]
-pub struct Hooks(pub BTreeMap<HookPoint, Vec<Vec<String>>>);
+pub(crate) struct Hooks(pub BTreeMap<HookPoint, Vec<Vec<String>>>);
 
 impl Hooks {
-    pub fn commands(&self, point: HookPoint) -> &[Vec<String>] {
+    pub(crate) fn commands(&self, point: HookPoint) -> &[Vec<String>] {
         self.0.get(&point).map(Vec::as_slice).unwrap_or(&[])
     }
 }
@@ -298,19 +298,19 @@ impl Hooks {
 /// A description template: literal text with `{key}` placeholders filled
 /// from userdata, `mount_point`, `device` and `instance_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     pub parts: Vec<TemplatePart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TemplatePart {
+pub(crate) enum TemplatePart {
     Text(String),
     Key(String),
 }
 
 impl Template {
     /// Parse `{key}` placeholders; `{{` and `}}` are literal braces.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut chars = s.chars().peekable();
@@ -359,7 +359,7 @@ impl Template {
     }
 
     /// Fill the placeholders; a missing key is an error naming it.
-    pub fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    pub(crate) fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {

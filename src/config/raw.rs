@@ -10,7 +10,7 @@ use toml::Spanned;
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     /// AWS region; default: the SDK's chain (AWS_REGION, profile), then the
     /// region of the instance's availability zone.
     pub region: Option<Spanned<String>>,
@@ -25,7 +25,7 @@ pub struct RawConfig {
 /// `[tablesnap]`: the daemon's flags by their long names (snake_case).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTablesnap {
+pub(super) struct RawTablesnap {
     pub bucket: Option<Spanned<String>>,
     pub paths: Option<Vec<Spanned<String>>>,
     pub recursive: Option<bool>,
@@ -53,7 +53,7 @@ pub struct RawTablesnap {
 /// One `[profiles.NAME]` table.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawProfile {
+pub(super) struct RawProfile {
     pub volumes: Option<Vec<Spanned<RawVolume>>>,
     pub volumes_from_userdata: Option<Spanned<String>>,
     pub filter_tags: Option<Spanned<Vec<Spanned<String>>>>,
@@ -66,7 +66,7 @@ pub struct RawProfile {
 /// One volume, from the file or from userdata.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawVolume {
+pub(super) struct RawVolume {
     pub device: Option<Spanned<String>>,
     pub mount_point: Option<Spanned<String>>,
     pub size: Option<Spanned<i64>>,
@@ -85,7 +85,7 @@ pub struct RawVolume {
 /// (`[["chmod", ...], ["chown", ...]]`).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum RawHook {
+pub(super) enum RawHook {
     // Spans do not survive serde's untagged buffering, so the hook as a
     // whole carries the span.
     One(Vec<String>),
@@ -95,6 +95,6 @@ pub enum RawHook {
 /// Userdata volumes are JSON; they are turned into a TOML document so the
 /// same `RawVolume` (with its spans and unknown-field checks) reads them.
 #[derive(Debug, Deserialize)]
-pub struct RawVolumeList {
+pub(super) struct RawVolumeList {
     pub volumes: Vec<Spanned<RawVolume>>,
 }

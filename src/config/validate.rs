@@ -16,7 +16,7 @@ use super::raw::{RawConfig, RawHook, RawProfile, RawTablesnap, RawVolume};
 
 /// One thing wrong, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     pub span: Option<Range<usize>>,
     /// "profile 'solr', volume 1 (/mnt/solr)" or empty for file-level keys.
     pub context: String,
@@ -24,7 +24,7 @@ pub struct Problem {
 }
 
 /// Where the validated text came from, to turn byte spans into places.
-pub enum Origin<'a> {
+pub(crate) enum Origin<'a> {
     File {
         path: &'a Path,
         text: &'a str,
@@ -40,7 +40,7 @@ pub enum Origin<'a> {
 
 impl Origin<'_> {
     /// `path:line:col` (1-based) for a byte offset.
-    pub fn place(&self, span: Option<&Range<usize>>) -> String {
+    pub(crate) fn place(&self, span: Option<&Range<usize>>) -> String {
         match self {
             Origin::File { path, text } => match span {
                 Some(span) => {
@@ -54,7 +54,7 @@ impl Origin<'_> {
         }
     }
 
-    pub fn render(&self, p: &Problem) -> String {
+    pub(crate) fn render(&self, p: &Problem) -> String {
         let place = self.place(p.span.as_ref());
         if p.context.is_empty() {
             format!("{place}: {}", p.message)
@@ -65,7 +65,7 @@ impl Origin<'_> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
@@ -94,7 +94,7 @@ impl Problems {
 }
 
 /// Validate a whole file. `Err` holds every problem found.
-pub fn validate_config(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
+pub(super) fn validate_config(raw: RawConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
     let region = raw.region.as_ref().and_then(|r| {
         let ok = !r.get_ref().is_empty()
@@ -696,7 +696,7 @@ fn validate_volume(
 /// EC2 device names: `/dev/sd[a-z]`, `/dev/xvd[a-z]` with an optional
 /// second letter and an optional partition number (old paravirtual AMIs
 /// used `/dev/sdf1`).
-pub fn check_device(d: &str) -> Result<(), String> {
+pub(super) fn check_device(d: &str) -> Result<(), String> {
     let bad = || format!("device '{d}' is not an EC2 device name like /dev/sdf or /dev/xvdg");
     let rest = d.strip_prefix("/dev/").ok_or_else(bad)?;
     let rest = rest
@@ -721,7 +721,7 @@ pub fn check_device(d: &str) -> Result<(), String> {
 
 /// The letter of a device name moved by `offset` (the CentOS 6 shift),
 /// leaving any partition digits alone (0.2.12 shifted the digit instead).
-pub fn shift_letter(device: &str, offset: u8) -> Option<String> {
+pub(super) fn shift_letter(device: &str, offset: u8) -> Option<String> {
     let digits_at = device.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     let (name, digits) = device.split_at(digits_at);
     let last = name.chars().last()?;
@@ -733,7 +733,7 @@ pub fn shift_letter(device: &str, offset: u8) -> Option<String> {
 }
 
 /// The name the Xen kernel gives the device (`sd` -> `xvd`, plus offset).
-pub fn kernel_device_name(device: &str, offset: u8) -> String {
+pub(crate) fn kernel_device_name(device: &str, offset: u8) -> String {
     let name = match device.strip_prefix("/dev/sd") {
         Some(rest) => format!("/dev/xvd{rest}"),
         None => device.to_string(),

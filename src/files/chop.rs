@@ -20,7 +20,7 @@ use crate::cloud::s3::ObjectInfo;
 
 /// Keep or delete one object, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub key: String,
     pub delete: bool,
     pub reason: String,
@@ -28,7 +28,11 @@ pub struct Decision {
 
 /// Which indexes to keep: per directory the newest, plus every index
 /// younger than `age`. Returns the kept index keys.
-pub fn kept_indexes(objects: &[ObjectInfo], age: Duration, now: DateTime<Utc>) -> BTreeSet<String> {
+pub(crate) fn kept_indexes(
+    objects: &[ObjectInfo],
+    age: Duration,
+    now: DateTime<Utc>,
+) -> BTreeSet<String> {
     let mut newest: BTreeMap<String, &ObjectInfo> = BTreeMap::new();
     let mut kept = BTreeSet::new();
     for o in objects.iter().filter(|o| o.key.ends_with(INDEX_SUFFIX)) {
@@ -61,7 +65,7 @@ fn younger(t: DateTime<Utc>, limit: Duration, now: DateTime<Utc>) -> bool {
 
 /// Decide for every object. `listed` holds the data keys the kept indexes
 /// name (see `listed_keys`).
-pub fn plan(
+pub(crate) fn plan(
     objects: &[ObjectInfo],
     kept: &BTreeSet<String>,
     listed: &BTreeSet<String>,
@@ -109,7 +113,7 @@ pub fn plan(
 }
 
 /// The data keys an index lists.
-pub fn listed_keys(naming: &KeyNaming, index_body: &str) -> Result<Vec<String>, String> {
+pub(crate) fn listed_keys(naming: &KeyNaming, index_body: &str) -> Result<Vec<String>, String> {
     let (dir, names) = parse_index(index_body)?;
     Ok(names
         .iter()
@@ -117,7 +121,7 @@ pub fn listed_keys(naming: &KeyNaming, index_body: &str) -> Result<Vec<String>, 
         .collect())
 }
 
-pub async fn run(args: &TablechopArgs) -> Result<ExitCode> {
+pub(crate) async fn run(args: &TablechopArgs) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
     let naming = super::naming(&args.s3);
     let path = std::path::absolute(&args.path)?;

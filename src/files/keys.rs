@@ -9,14 +9,14 @@ use regex::Regex;
 
 /// `<prefix><name><separator><absolute path>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyNaming {
+pub(crate) struct KeyNaming {
     pub prefix: String,
     pub name: String,
     pub separator: String,
 }
 
 impl KeyNaming {
-    pub fn key(&self, absolute: &Path) -> String {
+    pub(crate) fn key(&self, absolute: &Path) -> String {
         format!(
             "{}{}{}{}",
             self.prefix,
@@ -27,12 +27,12 @@ impl KeyNaming {
     }
 
     /// The index key written beside a data file's key.
-    pub fn index_key(&self, data_file: &Path) -> String {
+    pub(crate) fn index_key(&self, data_file: &Path) -> String {
         format!("{}{INDEX_SUFFIX}", self.key(data_file))
     }
 
     /// The key prefix of everything under a directory.
-    pub fn dir_prefix(&self, dir: &Path) -> String {
+    pub(crate) fn dir_prefix(&self, dir: &Path) -> String {
         let mut k = self.key(dir);
         if !k.ends_with('/') {
             k.push('/');
@@ -41,13 +41,13 @@ impl KeyNaming {
     }
 }
 
-pub const INDEX_SUFFIX: &str = "-listdir.json";
+pub(crate) const INDEX_SUFFIX: &str = "-listdir.json";
 
 /// Which files are backed up. One rule, applied to the full path
 /// everywhere (1.2.1 used the full path for uploads but the bare name for
 /// the index, so the two disagreed).
 #[derive(Debug, Clone)]
-pub enum Filter {
+pub(crate) enum Filter {
     /// 1.2.1's default: skip paths containing `-tmp` (Cassandra temp files).
     Default,
     /// Skip paths matching any of these.
@@ -57,7 +57,7 @@ pub enum Filter {
 }
 
 impl Filter {
-    pub fn new(exclude: &[String], include: &[String]) -> Result<Self, String> {
+    pub(crate) fn new(exclude: &[String], include: &[String]) -> Result<Self, String> {
         let compile = |pats: &[String]| -> Result<Vec<Regex>, String> {
             pats.iter()
                 .map(|p| Regex::new(p).map_err(|e| format!("bad pattern '{p}': {e}")))
@@ -71,7 +71,7 @@ impl Filter {
         }
     }
 
-    pub fn accepts(&self, path: &Path) -> bool {
+    pub(crate) fn accepts(&self, path: &Path) -> bool {
         let s = path.to_string_lossy();
         match self {
             Filter::Default => !s.contains("-tmp"),
@@ -83,13 +83,13 @@ impl Filter {
 
 /// Whether a file gets an index written beside it (1.2.1: names with
 /// `Data.db`, one per sstable).
-pub fn is_index_anchor(path: &Path) -> bool {
+pub(crate) fn is_index_anchor(path: &Path) -> bool {
     path.file_name()
         .is_some_and(|n| n.to_string_lossy().contains("Data.db"))
 }
 
 /// The index body: `{"<dir>": ["name", ...]}`, names sorted.
-pub fn index_json(dir: &Path, names: &[String]) -> String {
+pub(crate) fn index_json(dir: &Path, names: &[String]) -> String {
     let mut names = names.to_vec();
     names.sort();
     let mut m = BTreeMap::new();
@@ -98,7 +98,7 @@ pub fn index_json(dir: &Path, names: &[String]) -> String {
 }
 
 /// Read an index body: the directory and its names.
-pub fn parse_index(text: &str) -> Result<(String, Vec<String>), String> {
+pub(crate) fn parse_index(text: &str) -> Result<(String, Vec<String>), String> {
     let m: BTreeMap<String, Vec<String>> =
         serde_json::from_str(text).map_err(|e| format!("not a listdir index: {e}"))?;
     let mut it = m.into_iter();
@@ -110,7 +110,13 @@ pub fn parse_index(text: &str) -> Result<(String, Vec<String>), String> {
 
 /// The `stat` metadata: `{"uid", "gid", "mode", "user", "group"}`, mode
 /// as decimal st_mode, names where they resolve.
-pub fn stat_json(uid: u32, gid: u32, mode: u32, user: Option<&str>, group: Option<&str>) -> String {
+pub(crate) fn stat_json(
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> String {
     let mut m = serde_json::Map::new();
     m.insert("uid".into(), uid.into());
     m.insert("gid".into(), gid.into());

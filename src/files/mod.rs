@@ -2,11 +2,11 @@
 //! `upload.rs` one file, `snap.rs` the watching daemon, `slurp.rs` the
 //! restore, `chop.rs` the retention (its plan pure).
 
-pub mod chop;
-pub mod keys;
-pub mod slurp;
-pub mod snap;
-pub mod upload;
+pub(crate) mod chop;
+pub(crate) mod keys;
+pub(crate) mod slurp;
+pub(crate) mod snap;
+pub(crate) mod upload;
 
 use crate::cli::S3Args;
 use crate::cloud::s3::{base64, S3};
@@ -15,7 +15,7 @@ use crate::cloud::{AwsConfig, StaticKeys};
 /// The host name in keys when none is given: Python's socket.getfqdn(),
 /// as tablesnap 1.2.1 used, via `hostname -f` where it resolves, else the
 /// plain host name.
-pub fn default_name() -> String {
+pub(crate) fn default_name() -> String {
     if let Ok(out) = std::process::Command::new("hostname").arg("-f").output() {
         let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() && !name.is_empty() {
@@ -27,7 +27,7 @@ pub fn default_name() -> String {
 
 /// MD5 (hex and base64) and size of a file, read once in 1 MiB chunks:
 /// the `md5sum` metadata and Content-MD5 on upload, the check on restore.
-pub fn md5_file(path: &std::path::Path) -> std::io::Result<(String, String, u64)> {
+pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(String, String, u64)> {
     use std::io::Read;
 
     use md5::{Digest, Md5};
@@ -49,7 +49,7 @@ pub fn md5_file(path: &std::path::Path) -> std::io::Result<(String, String, u64)
 }
 
 /// How to reach the bucket.
-pub struct Connection<'a> {
+pub(crate) struct Connection<'a> {
     pub bucket: &'a str,
     pub region: Option<&'a str>,
     pub endpoint: Option<&'a str>,
@@ -61,7 +61,7 @@ pub struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    pub fn from_args(bucket: &'a str, a: &'a S3Args) -> Self {
+    pub(crate) fn from_args(bucket: &'a str, a: &'a S3Args) -> Self {
         Connection {
             bucket,
             region: a.aws_region.as_deref(),
@@ -77,7 +77,7 @@ impl<'a> Connection<'a> {
 
 /// An S3 client: the SDK's credential chain (or, warned about, keys from
 /// the command line), region from the flag, the environment or us-east-1.
-pub async fn connect(c: Connection<'_>) -> S3 {
+pub(crate) async fn connect(c: Connection<'_>) -> S3 {
     let region = match c.region {
         Some(r) => r.to_string(),
         None => crate::cloud::region_from_environment()
@@ -97,7 +97,7 @@ pub async fn connect(c: Connection<'_>) -> S3 {
 }
 
 /// The key naming of tableslurp/tablechop arguments.
-pub fn naming(a: &S3Args) -> keys::KeyNaming {
+pub(crate) fn naming(a: &S3Args) -> keys::KeyNaming {
     keys::KeyNaming {
         prefix: a.prefix.clone(),
         name: a.name.clone().unwrap_or_else(default_name),

@@ -21,7 +21,10 @@ use crate::cli::TableslurpArgs;
 use crate::cloud::s3::{ObjectInfo, S3};
 
 /// The index to restore from: the newest not newer than `at`.
-pub fn choose_index(objects: &[ObjectInfo], at: Option<DateTime<Utc>>) -> Option<&ObjectInfo> {
+pub(crate) fn choose_index(
+    objects: &[ObjectInfo],
+    at: Option<DateTime<Utc>>,
+) -> Option<&ObjectInfo> {
     objects
         .iter()
         .filter(|o| o.key.ends_with(INDEX_SUFFIX))
@@ -45,7 +48,7 @@ struct Job {
     allow_unverified: bool,
 }
 
-pub async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
+pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
     let naming = super::naming(&args.s3);
     let odd = |c: std::path::Component<'_>| {

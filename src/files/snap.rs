@@ -94,7 +94,7 @@ struct Stats {
 /// The daemon's settings: flags, over `[tablesnap]` of the config, over
 /// tablesnap 1.2.1's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub bucket: String,
     pub paths: Vec<PathBuf>,
     pub recursive: bool,
@@ -125,7 +125,7 @@ pub struct Settings {
 }
 
 /// Merge flags over the file's section. Pure.
-pub fn merge(cli: &TablesnapArgs, file: Option<&Tablesnap>) -> Result<Settings, String> {
+pub(crate) fn merge(cli: &TablesnapArgs, file: Option<&Tablesnap>) -> Result<Settings, String> {
     let empty = Tablesnap::default();
     let f = file.unwrap_or(&empty);
     let pick = |a: &Vec<String>, b: &Vec<String>| if a.is_empty() { b.clone() } else { a.clone() };
@@ -192,7 +192,7 @@ pub fn merge(cli: &TablesnapArgs, file: Option<&Tablesnap>) -> Result<Settings, 
 
 /// Run the daemon with the command line's flags over the configuration
 /// file's `[tablesnap]` section.
-pub async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result<ExitCode> {
+pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result<ExitCode> {
     let args = &merge(cli, file).map_err(anyhow::Error::msg)?;
     let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
     if args.threads == 0 {

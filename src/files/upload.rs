@@ -16,7 +16,7 @@ use crate::host::users;
 
 /// How a file ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Uploaded {
         key: String,
         size: u64,
@@ -30,7 +30,7 @@ pub enum Outcome {
     Skipped(String),
 }
 
-pub struct Uploader {
+pub(crate) struct Uploader {
     pub s3: S3,
     pub naming: KeyNaming,
     pub opts: PutOptions,
@@ -46,7 +46,7 @@ fn names(uid: u32, gid: u32) -> (Option<String>, Option<String>) {
 }
 
 impl Uploader {
-    pub async fn upload(&self, path: &Path) -> Result<Outcome, String> {
+    pub(crate) async fn upload(&self, path: &Path) -> Result<Outcome, String> {
         let meta = match tokio::fs::symlink_metadata(path).await {
             Ok(m) if m.is_file() => m,
             Ok(_) => return Ok(Outcome::Skipped("not a regular file".into())),

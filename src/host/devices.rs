@@ -9,12 +9,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A `/dev/...` name under the device root (the lab's, or `/dev` itself).
-pub fn node(root: &Path, device: &str) -> PathBuf {
+pub(crate) fn node(root: &Path, device: &str) -> PathBuf {
     root.join(device.strip_prefix("/dev/").unwrap_or(device))
 }
 
 /// Where to look, in order, for `volume_id` attached as `device`.
-pub fn candidates(root: &Path, device: &str, kernel_name: &str, volume_id: &str) -> Vec<PathBuf> {
+pub(crate) fn candidates(
+    root: &Path,
+    device: &str,
+    kernel_name: &str,
+    volume_id: &str,
+) -> Vec<PathBuf> {
     let under_root = |d: &str| node(root, d);
     let mut out = vec![
         root.join("disk/by-id").join(format!(
@@ -51,7 +56,12 @@ fn nvme_by_serial(root: &Path, volume_id: &str) -> Option<PathBuf> {
 }
 
 /// The device node of the volume if it is present now.
-pub fn find(root: &Path, device: &str, kernel_name: &str, volume_id: &str) -> Option<PathBuf> {
+pub(crate) fn find(
+    root: &Path,
+    device: &str,
+    kernel_name: &str,
+    volume_id: &str,
+) -> Option<PathBuf> {
     candidates(root, device, kernel_name, volume_id)
         .into_iter()
         .find(|p| p.exists())
@@ -59,7 +69,7 @@ pub fn find(root: &Path, device: &str, kernel_name: &str, volume_id: &str) -> Op
 }
 
 /// Wait (polling, as udev may take a moment) for the device to appear.
-pub async fn wait_for(
+pub(crate) async fn wait_for(
     root: &Path,
     device: &str,
     kernel_name: &str,
@@ -89,7 +99,7 @@ pub async fn wait_for(
 /// Whether a block device is in use (mounted, also lazily unmounted with
 /// open files, or claimed by another holder): an exclusive open fails with
 /// EBUSY then. Detaching a volume in use corrupts it.
-pub fn in_use(device: &Path) -> bool {
+pub(crate) fn in_use(device: &Path) -> bool {
     use std::os::unix::fs::OpenOptionsExt;
     match std::fs::OpenOptions::new()
         .read(true)
@@ -103,7 +113,7 @@ pub fn in_use(device: &Path) -> bool {
 
 /// The `major:minor` of a block device (following links), as
 /// /proc/self/mountinfo writes it.
-pub fn dev_number(path: &Path) -> Option<String> {
+pub(crate) fn dev_number(path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let rdev = std::fs::metadata(path).ok()?.rdev();
     Some(format!(

@@ -61,7 +61,7 @@ struct Inner {
 
 /// What thawing found.
 #[derive(Debug, Default)]
-pub struct Thawed {
+pub(crate) struct Thawed {
     /// How long each filesystem was frozen.
     pub windows: Vec<(PathBuf, Duration)>,
     /// Filesystems that could not be thawed (each needs `fsfreeze -u`).
@@ -69,14 +69,14 @@ pub struct Thawed {
 }
 
 /// A set of frozen filesystems. Thaws everything on drop.
-pub struct FreezeSet {
+pub(crate) struct FreezeSet {
     inner: Arc<(Mutex<Inner>, Condvar)>,
     watchdog: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Why a filesystem could not be frozen.
 #[derive(Debug)]
-pub struct FreezeError {
+pub(crate) struct FreezeError {
     pub mount_point: PathBuf,
     errno: Errno,
 }
@@ -111,7 +111,10 @@ impl FreezeSet {
     /// first: `deadline` after this call began, everything is thawed, even
     /// if a freeze or the caller hangs. If one freeze fails or does not
     /// return by the deadline, the others are thawed before this returns.
-    pub fn freeze(mount_points: &[PathBuf], deadline: Duration) -> Result<FreezeSet, FreezeError> {
+    pub(crate) fn freeze(
+        mount_points: &[PathBuf],
+        deadline: Duration,
+    ) -> Result<FreezeSet, FreezeError> {
         // Open every directory before freezing any: opening is a path
         // lookup, which could block on an already frozen filesystem.
         let mut dirs = Vec::new();
@@ -203,7 +206,7 @@ impl FreezeSet {
 
     /// Thaw everything still frozen. Safe to call more than once: what
     /// could not be thawed is tried again.
-    pub fn thaw(&mut self) -> Thawed {
+    pub(crate) fn thaw(&mut self) -> Thawed {
         let thawed = {
             let mut g = lock(&self.inner.0);
             thaw_all(&mut g);
@@ -235,7 +238,7 @@ impl FreezeSet {
     }
 
     /// Whether the watchdog had to thaw (the deadline passed first).
-    pub fn watchdog_fired(&self) -> bool {
+    pub(crate) fn watchdog_fired(&self) -> bool {
         lock(&self.inner.0).watchdog_fired
     }
 }
@@ -300,7 +303,7 @@ fn watchdog(inner: &(Mutex<Inner>, Condvar), deadline: Duration) {
 /// Why a mount point must not be frozen, if it must not: the root
 /// filesystem, or the one holding our working directory or the files our
 /// output goes to (a frozen log file would hang the tool itself).
-pub fn refuse_reason(mount_point: &Path) -> Option<String> {
+pub(crate) fn refuse_reason(mount_point: &Path) -> Option<String> {
     let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| m.dev());
     let target = dev(mount_point)?;
     if dev(Path::new("/")) == Some(target) {
@@ -329,6 +332,6 @@ pub fn refuse_reason(mount_point: &Path) -> Option<String> {
 
 /// Flush dirty data of every filesystem before freezing, so the freeze
 /// itself has little left to write.
-pub fn sync_all() {
+pub(crate) fn sync_all() {
     nix::unistd::sync();
 }

@@ -9,7 +9,7 @@ use crate::config::FileSystem;
 
 /// What is on a device (per `blkid -p`): a filesystem type, `partition
 /// table (dos)` style text for a partitioned disk, or `None` when blank.
-pub fn probe(device: &Path) -> Result<Option<String>, String> {
+pub(crate) fn probe(device: &Path) -> Result<Option<String>, String> {
     let out = Command::new("blkid")
         .args(["-p", "-o", "export"])
         .arg(device)
@@ -41,7 +41,7 @@ pub fn probe(device: &Path) -> Result<Option<String>, String> {
 }
 
 /// The program that formats a filesystem type.
-pub fn mkfs_program(fs: FileSystem) -> &'static str {
+pub(crate) fn mkfs_program(fs: FileSystem) -> &'static str {
     match fs {
         FileSystem::Ext4 => "mkfs.ext4",
         FileSystem::Xfs => "mkfs.xfs",
@@ -49,7 +49,7 @@ pub fn mkfs_program(fs: FileSystem) -> &'static str {
 }
 
 /// Whether a program is on PATH (or the sbin directories root uses).
-pub fn have_program(name: &str) -> bool {
+pub(crate) fn have_program(name: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain(["/sbin", "/usr/sbin"].map(Into::into))
@@ -57,7 +57,7 @@ pub fn have_program(name: &str) -> bool {
 }
 
 /// Format a blank device. Refuses if it holds any filesystem signature.
-pub fn mkfs(device: &Path, fs: FileSystem) -> Result<(), String> {
+pub(crate) fn mkfs(device: &Path, fs: FileSystem) -> Result<(), String> {
     if let Some(found) = probe(device)? {
         return Err(format!(
             "refusing to format {}: it already holds a {found} filesystem",

@@ -1,10 +1,10 @@
 //! The Linux side: block devices, filesystems, mounts. `nix` types stay
 //! here; callers get paths, strings and our own error types.
 
-pub mod devices;
-pub mod freeze;
-pub mod fs;
-pub mod mount;
-pub mod mountinfo;
-pub mod users;
-pub mod watch;
+pub(crate) mod devices;
+pub(crate) mod freeze;
+pub(crate) mod fs;
+pub(crate) mod mount;
+pub(crate) mod mountinfo;
+pub(crate) mod users;
+pub(crate) mod watch;

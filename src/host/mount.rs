@@ -34,12 +34,12 @@ fn parse_options(options: &str) -> (MsFlags, String) {
 }
 
 /// Whether a directory has entries (a missing directory counts as empty).
-pub fn is_non_empty_dir(path: &Path) -> bool {
+pub(crate) fn is_non_empty_dir(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
 }
 
 /// Mount `device` at `mount_point`, creating the directory.
-pub fn mount_device(
+pub(crate) fn mount_device(
     device: &Path,
     mount_point: &Path,
     fs: FileSystem,
@@ -62,7 +62,7 @@ pub fn mount_device(
 
 /// Why an unmount failed.
 #[derive(Debug)]
-pub enum UnmountError {
+pub(crate) enum UnmountError {
     /// Processes hold files or directories under the mount point.
     Busy {
         holders: Vec<String>,
@@ -86,7 +86,7 @@ impl std::fmt::Display for UnmountError {
 }
 
 /// Unmount; `lazy` detaches it from the tree even while busy (umount -l).
-pub fn unmount(mount_point: &Path, lazy: bool) -> Result<(), UnmountError> {
+pub(crate) fn unmount(mount_point: &Path, lazy: bool) -> Result<(), UnmountError> {
     let flags = if lazy {
         MntFlags::MNT_DETACH
     } else {
@@ -106,7 +106,7 @@ pub fn unmount(mount_point: &Path, lazy: bool) -> Result<(), UnmountError> {
 }
 
 /// Processes with a cwd, root or open file under `dir`: "name (pid N)".
-pub fn holders(dir: &Path) -> Vec<String> {
+pub(crate) fn holders(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return out;

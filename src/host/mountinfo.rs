@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// One mounted filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
+pub(crate) struct MountEntry {
     pub mount_point: String,
     pub fs_type: String,
     /// The mounted device (e.g. `/dev/xvdf`), or a pseudo name (`tmpfs`).
@@ -15,7 +15,7 @@ pub struct MountEntry {
 }
 
 /// Parse mountinfo text (see proc(5)). Malformed lines are skipped.
-pub fn parse(text: &str) -> Vec<MountEntry> {
+pub(crate) fn parse(text: &str) -> Vec<MountEntry> {
     text.lines().filter_map(parse_line).collect()
 }
 
@@ -57,13 +57,13 @@ fn unescape(s: &str) -> String {
 }
 
 /// The current mounts of this process's namespace.
-pub fn read() -> std::io::Result<Vec<MountEntry>> {
+pub(crate) fn read() -> std::io::Result<Vec<MountEntry>> {
     Ok(parse(&std::fs::read_to_string("/proc/self/mountinfo")?))
 }
 
 /// The filesystem mounted exactly at `mount_point` (the last one mounted
 /// there wins, as it is the one visible).
-pub fn find<'a>(mounts: &'a [MountEntry], mount_point: &str) -> Option<&'a MountEntry> {
+pub(crate) fn find<'a>(mounts: &'a [MountEntry], mount_point: &str) -> Option<&'a MountEntry> {
     let want = Path::new(mount_point);
     mounts
         .iter()

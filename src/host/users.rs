@@ -2,7 +2,7 @@
 //! what tablesnap records in its `stat` metadata and tableslurp restores.
 
 /// The name of user `uid`, if the system knows it.
-pub fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     nix::unistd::User::from_uid(uid.into())
         .ok()
         .flatten()
@@ -10,7 +10,7 @@ pub fn user_name(uid: u32) -> Option<String> {
 }
 
 /// The name of group `gid`, if the system knows it.
-pub fn group_name(gid: u32) -> Option<String> {
+pub(crate) fn group_name(gid: u32) -> Option<String> {
     nix::unistd::Group::from_gid(gid.into())
         .ok()
         .flatten()
@@ -18,7 +18,7 @@ pub fn group_name(gid: u32) -> Option<String> {
 }
 
 /// The id of user `name`.
-pub fn uid_of(name: &str) -> Option<u32> {
+pub(crate) fn uid_of(name: &str) -> Option<u32> {
     nix::unistd::User::from_name(name)
         .ok()
         .flatten()
@@ -26,7 +26,7 @@ pub fn uid_of(name: &str) -> Option<u32> {
 }
 
 /// The id of group `name`.
-pub fn gid_of(name: &str) -> Option<u32> {
+pub(crate) fn gid_of(name: &str) -> Option<u32> {
     nix::unistd::Group::from_name(name)
         .ok()
         .flatten()
@@ -34,7 +34,7 @@ pub fn gid_of(name: &str) -> Option<u32> {
 }
 
 /// The kernel's host name.
-pub fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

@@ -12,7 +12,7 @@ use inotify::{EventMask, EventStream, Inotify, WatchDescriptor, WatchMask, Watch
 
 /// Which file events count (tablesnap's `--listen-events`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Listen {
+pub(crate) struct Listen {
     pub moved_to: bool,
     pub close_write: bool,
     pub create: bool,
@@ -20,7 +20,7 @@ pub struct Listen {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// A file to consider uploading.
     File(PathBuf),
     /// A directory appeared (and is now watched): its current contents
@@ -30,7 +30,7 @@ pub enum Change {
     Overflow,
 }
 
-pub struct Watcher {
+pub(crate) struct Watcher {
     stream: EventStream<Vec<u8>>,
     watches: Watches,
     dirs: HashMap<WatchDescriptor, PathBuf>,
@@ -41,7 +41,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// Watch `roots` (and, with `recursive`, every directory below them).
-    pub fn new(
+    pub(crate) fn new(
         roots: &[PathBuf],
         listen: Listen,
         recursive: bool,
@@ -96,7 +96,7 @@ impl Watcher {
     }
 
     /// The next batch of changes; `None` when the stream ends.
-    pub async fn next(&mut self) -> Option<io::Result<Change>> {
+    pub(crate) async fn next(&mut self) -> Option<io::Result<Change>> {
         loop {
             let event = match self.stream.next().await? {
                 Ok(e) => e,
@@ -141,7 +141,7 @@ impl Watcher {
 }
 
 /// Regular files directly in `dir`, or below it when `recursive`.
-pub fn scan(dir: &Path, recursive: bool) -> Vec<PathBuf> {
+pub(crate) fn scan(dir: &Path, recursive: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;

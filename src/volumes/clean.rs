@@ -13,14 +13,14 @@ use crate::context::VolumeContext;
 
 /// What to clean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     Snapshots,
     Volumes,
 }
 
 /// How to clean.
 #[derive(Debug, Clone)]
-pub struct CleanOptions {
+pub(crate) struct CleanOptions {
     pub what: Target,
     /// Keep at least this many newest snapshots of each mount point.
     pub keep_last: Option<u32>,
@@ -34,7 +34,7 @@ pub struct CleanOptions {
     pub include_detached: bool,
 }
 
-pub async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<ExitCode> {
+pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<ExitCode> {
     let (ec2, filters) = (&ctx.ec2, &ctx.filters);
     let now = chrono::Utc::now();
 

@@ -13,7 +13,7 @@ use crate::snapshotter::HostFacts;
 
 /// Whose backups to check, and how fresh they must be.
 #[derive(Debug, Clone)]
-pub struct CheckOptions {
+pub(crate) struct CheckOptions {
     /// Maximum age of the newest completed snapshot.
     pub age: std::time::Duration,
     /// A snapshotter (profile) by name ...
@@ -24,7 +24,7 @@ pub struct CheckOptions {
     pub prometheus: Option<std::path::PathBuf>,
 }
 
-pub async fn run(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
+pub(crate) async fn run(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
     let result = check(ctx, args).await;
     if let (Err(_), Some(path)) = (&result, &args.prometheus) {
         // A stale file would keep reporting old, fresh-looking ages: with

@@ -12,7 +12,7 @@ use crate::snapshotter::{HookCtx, Snapshotter};
 /// A hook that failed (or could not be run); the caller decides what that
 /// stops.
 #[derive(Debug, Error)]
-pub enum HookError {
+pub(crate) enum HookError {
     #[error("{}", named(*.point, .message))]
     Failed { point: HookPoint, message: String },
     #[error("hook {point} did not finish: {message}")]
@@ -30,7 +30,7 @@ fn named(point: HookPoint, message: &str) -> String {
 }
 
 /// Run the snapshotter's hook at `point`.
-pub async fn run(
+pub(crate) async fn run(
     snapshotter: &Arc<dyn Snapshotter>,
     point: HookPoint,
     ctx: &HookCtx,

@@ -15,7 +15,7 @@ use crate::host::mountinfo::{self, MountEntry};
 
 /// One row of the listing (also the `--json` shape).
 #[derive(Debug, Clone, Serialize)]
-pub struct VolumeStatus {
+pub(crate) struct VolumeStatus {
     pub device: String,
     pub mount_point: String,
     pub size_gib: u32,
@@ -39,12 +39,12 @@ pub struct VolumeStatus {
 
 /// How to show the listing.
 #[derive(Debug, Clone)]
-pub struct ListOptions {
+pub(crate) struct ListOptions {
     /// A JSON array instead of a table.
     pub json: bool,
 }
 
-pub async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitCode> {
+pub(crate) async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitCode> {
     let (ec2, host, volumes, filters) = (&ctx.ec2, &ctx.host, &ctx.volumes, &ctx.filters);
     let name = ctx.snapshotter.name();
     let snapshots = async {
@@ -82,7 +82,7 @@ pub async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitCode> {
 }
 
 /// Combine what was observed into rows. Pure.
-pub fn statuses(
+pub(crate) fn statuses(
     volumes: &[Volume],
     mounts: &[MountEntry],
     instance_id: Option<&str>,
@@ -119,7 +119,7 @@ pub fn statuses(
 
 /// The volume attached to `instance_id` for `v`: at its device name (EC2's
 /// or the kernel's), else one tagged with its mount point and instance.
-pub fn attached_for<'a>(
+pub(crate) fn attached_for<'a>(
     v: &Volume,
     instance_id: &str,
     list: &'a [VolumeInfo],
@@ -163,7 +163,7 @@ fn restore_text(r: &RestoreSource) -> String {
 }
 
 /// The human listing: an aligned table.
-pub fn render_table(rows: &[VolumeStatus]) -> String {
+pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
     let header = [
         "MOUNT POINT",
         "DEVICE",

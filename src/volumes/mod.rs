@@ -1,14 +1,14 @@
 //! The volume commands. `plan.rs` and `snapshot_plan.rs` decide (pure);
 //! one file per verb does.
 
-pub mod clean;
-pub mod freshness;
-pub mod hooks;
-pub mod list;
-pub mod mount;
-pub mod plan;
-pub mod retention;
-pub mod snapshot;
-pub mod snapshot_plan;
-pub mod tags;
-pub mod unmount;
+pub(crate) mod clean;
+pub(crate) mod freshness;
+pub(crate) mod hooks;
+pub(crate) mod list;
+pub(crate) mod mount;
+pub(crate) mod plan;
+pub(crate) mod retention;
+pub(crate) mod snapshot;
+pub(crate) mod snapshot_plan;
+pub(crate) mod tags;
+pub(crate) mod unmount;

@@ -34,7 +34,7 @@ const DEVICE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// How to restore.
 #[derive(Debug, Clone)]
-pub struct MountOptions {
+pub(crate) struct MountOptions {
     /// Leave volumes already mounted at their mount point alone.
     pub ignore_mounted: bool,
     /// Print the plan and change nothing.
@@ -73,7 +73,7 @@ enum Outcome {
     },
 }
 
-pub async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<ExitCode> {
+pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<ExitCode> {
     let identity = ctx.identity()?.clone();
     let (ec2, volumes, filters) = (&ctx.ec2, &ctx.volumes, &ctx.filters);
     let name = ctx.snapshotter.name().to_string();

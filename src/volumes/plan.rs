@@ -10,23 +10,23 @@ use crate::host::mountinfo::{self, MountEntry};
 /// Tag keys of our own, beside snaptastic 0.2.12's, on volumes we create:
 /// enough for a later run to recognise and adopt a volume a crashed run
 /// left behind.
-pub const TAG_PROFILE: &str = "snaptastic:profile";
-pub const TAG_SOURCE: &str = "snaptastic:source";
-pub const TAG_DEVICE: &str = "snaptastic:device";
-pub const TAG_STATE: &str = "snaptastic:state";
+pub(crate) const TAG_PROFILE: &str = "snaptastic:profile";
+pub(crate) const TAG_SOURCE: &str = "snaptastic:source";
+pub(crate) const TAG_DEVICE: &str = "snaptastic:device";
+pub(crate) const TAG_STATE: &str = "snaptastic:state";
 /// `snaptastic:source` of a volume created empty.
-pub const SOURCE_EMPTY: &str = "empty";
+pub(crate) const SOURCE_EMPTY: &str = "empty";
 /// `snaptastic:state`: created, not yet mounted (a crash here leaves a
 /// volume the next run adopts).
-pub const STATE_RESTORING: &str = "restoring";
-pub const STATE_MOUNTED: &str = "mounted";
+pub(crate) const STATE_RESTORING: &str = "restoring";
+pub(crate) const STATE_MOUNTED: &str = "mounted";
 /// Detached on purpose by unmount-snapshots.
-pub const STATE_DETACHED: &str = "detached";
+pub(crate) const STATE_DETACHED: &str = "detached";
 
 /// Where `mount-snapshots` would take a volume's data from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RestoreSource {
+pub(crate) enum RestoreSource {
     /// The newest completed snapshot of the mount point.
     Snapshot { snapshot: SnapshotInfo },
     /// A newer snapshot is still pending: wait for it, and fall back to
@@ -42,7 +42,7 @@ pub enum RestoreSource {
 /// The choice for one volume, with the snapshots passed over for being in
 /// `error` (to warn about).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choice {
+pub(crate) struct Choice {
     pub source: RestoreSource,
     pub skipped: Vec<SnapshotInfo>,
 }
@@ -51,7 +51,7 @@ pub struct Choice {
 /// one mount point: exact `mount_point` tag match as in 0.2.12, newest
 /// start time first, completed preferred, `error` skipped, never falling
 /// back past a pending snapshot without saying so.
-pub fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> Choice {
+pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> Choice {
     let mut candidates: Vec<&SnapshotInfo> = snapshots
         .iter()
         .filter(|s| s.tag("mount_point") == Some(mount_point))
@@ -96,7 +96,7 @@ pub fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> Choice 
 
 /// What mount-snapshots will do for one volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MountAction {
+pub(crate) enum MountAction {
     /// Already mounted at its mount point and `--ignore-mounted` given.
     Skip { mounted_from: String },
     /// Use a volume of ours that a previous run left attached or available.
@@ -106,7 +106,7 @@ pub enum MountAction {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumePlan {
+pub(crate) struct VolumePlan {
     pub volume: Volume,
     pub action: MountAction,
     /// Things to warn about (snapshots in error passed over).
@@ -115,7 +115,7 @@ pub struct VolumePlan {
 
 impl VolumePlan {
     /// Whether the volume may need a filesystem made.
-    pub fn may_format(&self) -> bool {
+    pub(crate) fn may_format(&self) -> bool {
         match &self.action {
             MountAction::Skip { .. } => false,
             MountAction::Adopt { volume, .. } => {
@@ -127,7 +127,7 @@ impl VolumePlan {
 }
 
 /// What mount-snapshots found before deciding.
-pub struct Observed<'a> {
+pub(crate) struct Observed<'a> {
     pub instance_id: &'a str,
     pub mounts: &'a [MountEntry],
     /// Volumes attached to this instance.
@@ -140,7 +140,7 @@ pub struct Observed<'a> {
 
 /// Decide for every volume, or report every reason not to start at all
 /// (bad input is refused before anything is created).
-pub fn plan_mount(
+pub(crate) fn plan_mount(
     volumes: &[Volume],
     seen: &Observed<'_>,
     ignore_mounted: bool,

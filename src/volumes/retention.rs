@@ -13,14 +13,14 @@ use crate::cloud::{SnapshotInfo, SnapshotState, VolumeInfo};
 
 /// Keep or delete, with the reason (printed by `--dry-run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Keep(String),
     Delete(String),
 }
 
 /// What `clean snapshots` was asked for beyond the `expires` tags.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SnapshotRules {
+pub(crate) struct SnapshotRules {
     /// Keep this many newest completed snapshots per mount point.
     pub keep_last: Option<u32>,
     /// Delete snapshots older than this, expired or not.
@@ -29,7 +29,7 @@ pub struct SnapshotRules {
 
 /// Decide for every snapshot of a profile. `in_images` are snapshots AMIs
 /// are made of.
-pub fn plan_snapshot_cleanup(
+pub(crate) fn plan_snapshot_cleanup(
     snapshots: &[SnapshotInfo],
     in_images: &BTreeSet<String>,
     rules: SnapshotRules,
@@ -132,7 +132,7 @@ fn verdict(
 }
 
 /// A crashed mount-snapshots may still be working on a volume this young.
-pub const RESTORING_GRACE: Duration = Duration::from_secs(3600);
+pub(crate) const RESTORING_GRACE: Duration = Duration::from_secs(3600);
 
 /// Decide for every volume tagged for a profile: only unattached ones go.
 /// By default only a crashed mount-snapshots' leftovers (state
@@ -140,7 +140,7 @@ pub const RESTORING_GRACE: Duration = Duration::from_secs(3600);
 /// created in the last hour (a run may still be attaching it). Volumes
 /// that were in use (`detached`, `mounted`) may hold data newer than any
 /// snapshot: they go only with `include_detached`.
-pub fn plan_volume_cleanup(
+pub(crate) fn plan_volume_cleanup(
     volumes: &[VolumeInfo],
     include_detached: bool,
     now: DateTime<Utc>,
@@ -179,7 +179,7 @@ pub fn plan_volume_cleanup(
 
 /// One mount point's freshness.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Freshness {
+pub(crate) struct Freshness {
     pub mount_point: String,
     /// The newest completed snapshot, with its age.
     pub newest: Option<(String, Duration)>,
@@ -188,7 +188,7 @@ pub struct Freshness {
 
 /// For each mount point, whether its newest completed snapshot is younger
 /// than `max_age` (any start time, not one calendar day as 0.2.12 did).
-pub fn freshness(
+pub(crate) fn freshness(
     snapshots: &[SnapshotInfo],
     mount_points: &[String],
     max_age: Duration,
@@ -221,7 +221,7 @@ pub fn freshness(
 }
 
 /// The Prometheus textfile-collector rendering of freshness.
-pub fn prometheus(profile: &str, rows: &[Freshness]) -> String {
+pub(crate) fn prometheus(profile: &str, rows: &[Freshness]) -> String {
     let mut out = String::from(
         "# HELP snaptastic_newest_backup_age_seconds Age of the newest completed EBS snapshot of a mount point.\n\
          # TYPE snaptastic_newest_backup_age_seconds gauge\n",

@@ -35,7 +35,7 @@ const COMPLETION_DEADLINE: Duration = Duration::from_secs(24 * 3600);
 
 /// How to snapshot.
 #[derive(Debug, Clone)]
-pub struct MakeOptions {
+pub(crate) struct MakeOptions {
     /// Wait until the snapshots are completed.
     pub wait: bool,
     /// Hard limit on how long filesystems stay frozen.
@@ -62,7 +62,7 @@ impl HostView for ThisHost<'_> {
     }
 }
 
-pub async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitCode> {
+pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitCode> {
     let me = ctx.identity()?.instance_id.clone();
     let snapshotter = &ctx.snapshotter;
     let attached = ctx

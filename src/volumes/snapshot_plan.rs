@@ -12,11 +12,11 @@ use crate::host::mountinfo::{self, MountEntry};
 use super::list::attached_for;
 
 /// EC2 caps descriptions at 255 characters.
-pub const MAX_DESCRIPTION: usize = 255;
+pub(crate) const MAX_DESCRIPTION: usize = 255;
 
 /// One volume to snapshot, all resolved before anything is frozen.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub mount_point: String,
     pub device: String,
     pub volume_id: String,
@@ -25,7 +25,7 @@ pub struct Target {
 }
 
 /// What the planner asks of the host.
-pub trait HostView {
+pub(crate) trait HostView {
     /// `major:minor` of the block device of EBS volume `volume_id`
     /// attached as `v.device`, if it is on this host.
     fn device_number(&self, v: &Volume, volume_id: &str) -> Option<String>;
@@ -35,21 +35,21 @@ pub trait HostView {
 }
 
 /// What EC2 and the kernel said.
-pub struct Seen<'a> {
+pub(crate) struct Seen<'a> {
     pub instance_id: &'a str,
     pub attached: &'a [VolumeInfo],
     pub mounts: &'a [MountEntry],
 }
 
 /// Per volume: its description (or the problem with it) and its tags.
-pub struct Labels<'a> {
+pub(crate) struct Labels<'a> {
     pub describe: &'a dyn Fn(&Volume) -> Result<String, String>,
     pub tags: &'a dyn Fn(&Volume) -> Vec<(String, String)>,
 }
 
 /// Every volume's target, or every problem found (one line each, naming
 /// the mount point and device): nothing is frozen unless all are fine.
-pub fn plan_snapshots(
+pub(crate) fn plan_snapshots(
     volumes: &[Volume],
     seen: &Seen<'_>,
     host: &dyn HostView,

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
 /// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS.ffffff`, the fraction
 /// left out when it is zero. 0.2.12 wrote local time; we write UTC (the
 /// README says so), which reads the same to anything that parses it.
-pub fn python_timestamp(t: DateTime<Utc>) -> String {
+pub(crate) fn python_timestamp(t: DateTime<Utc>) -> String {
     if t.nanosecond() / 1000 == 0 {
         t.format("%Y-%m-%d %H:%M:%S").to_string()
     } else {
@@ -19,7 +19,7 @@ pub fn python_timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// Read a timestamp written by either tool (with or without fraction).
-pub fn parse_python_timestamp(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_python_timestamp(s: &str) -> Option<DateTime<Utc>> {
     ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())
@@ -29,7 +29,7 @@ pub fn parse_python_timestamp(s: &str) -> Option<DateTime<Utc>> {
 /// The tag set for a new volume or snapshot, in 0.2.12's order of
 /// precedence: `instance_id` and `mount_point`, overridden by filter tags,
 /// overridden by the expiration tags.
-pub fn resource_tags(
+pub(crate) fn resource_tags(
     instance_id: &str,
     mount_point: &str,
     filter_values: &[(String, String)],

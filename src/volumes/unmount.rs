@@ -24,14 +24,14 @@ const DETACH_DEADLINE: Duration = Duration::from_secs(120);
 
 /// How to unmount (the question was asked before).
 #[derive(Debug, Clone)]
-pub struct UnmountOptions {
+pub(crate) struct UnmountOptions {
     /// Delete the volumes after detaching them.
     pub delete: bool,
     /// Lazily unmount a busy filesystem (umount -l).
     pub lazy: bool,
 }
 
-pub async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<ExitCode> {
+pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<ExitCode> {
     let me = ctx.identity()?.instance_id.clone();
     let (ec2, volumes) = (ctx.ec2.clone(), &ctx.volumes);
     let name = ctx.snapshotter.name().to_string();

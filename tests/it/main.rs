@@ -4,6 +4,7 @@
 mod cli;
 mod emulator;
 mod lab;
+mod layout;
 mod mount;
 mod retention;
 mod snapshot;

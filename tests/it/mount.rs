@@ -9,7 +9,7 @@ use crate::support::{lab_prerequisites, unique, Lab, LabOpts};
 
 /// A lab with userdata for a fresh role, and a config with `volumes`
 /// (device, file system) mounted under the lab's directory.
-pub struct Setup {
+pub(crate) struct Setup {
     pub lab: Lab,
     role: String,
     pub cfg: PathBuf,
@@ -17,7 +17,7 @@ pub struct Setup {
 }
 
 impl Setup {
-    pub fn new(
+    pub(crate) fn new(
         moto: &str,
         nvme: bool,
         rules: Option<&str>,
@@ -53,17 +53,17 @@ impl Setup {
     }
 
     /// Add keys to the profile (before its volume tables).
-    pub fn add_to_profile(&self, keys: &str) {
+    pub(crate) fn add_to_profile(&self, keys: &str) {
         let text = std::fs::read_to_string(&self.cfg).unwrap();
         let text = text.replacen("[profiles.db]\n", &format!("[profiles.db]\n{keys}\n"), 1);
         std::fs::write(&self.cfg, text).unwrap();
     }
 
-    pub fn mp(&self, i: usize) -> PathBuf {
+    pub(crate) fn mp(&self, i: usize) -> PathBuf {
         self.lab.dir.join(format!("mnt/v{i}"))
     }
 
-    pub fn snaptastic(&self, args: &[&str]) -> crate::support::Done {
+    pub(crate) fn snaptastic(&self, args: &[&str]) -> crate::support::Done {
         self.lab.run(args).config(&self.cfg).run()
     }
 
@@ -120,12 +120,12 @@ impl Setup {
         )
     }
 
-    pub fn calls(&self, action: &str) -> u64 {
+    pub(crate) fn calls(&self, action: &str) -> u64 {
         self.lab.state()["calls"][action].as_u64().unwrap_or(0)
     }
 }
 
-pub fn mounted_at(mp: &Path) -> Option<String> {
+pub(crate) fn mounted_at(mp: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     info.lines().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();

@@ -13,12 +13,12 @@ use std::thread;
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 
 /// Where `scripts/test.sh` tells tests the emulator listens.
-pub const MOTO_ENV: &str = "SNAPTASTIC_TEST_MOTO_URL";
-pub const REGION: &str = "us-east-1";
+pub(crate) const MOTO_ENV: &str = "SNAPTASTIC_TEST_MOTO_URL";
+pub(crate) const REGION: &str = "us-east-1";
 
 /// The emulator's URL, or `None` (after printing why) when it is not
 /// running. In CI (`CI` set) a missing emulator fails the test instead.
-pub fn moto() -> Option<String> {
+pub(crate) fn moto() -> Option<String> {
     match std::env::var(MOTO_ENV) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => {
@@ -33,7 +33,7 @@ pub fn moto() -> Option<String> {
 
 /// A name unique to this test run, for tags that keep tests apart on the
 /// shared emulator.
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -49,12 +49,12 @@ pub fn unique(prefix: &str) -> String {
 /// A run of the real binary with a hermetic environment: no AWS profile
 /// files from the machine, dummy credentials, metadata pointed at a closed
 /// port unless the test sets it.
-pub struct Run {
+pub(crate) struct Run {
     cmd: Command,
 }
 
 impl Run {
-    pub fn new(args: &[&str]) -> Self {
+    pub(crate) fn new(args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_snaptastic"));
         cmd.args(args);
         for (k, _) in std::env::vars_os() {
@@ -75,24 +75,24 @@ impl Run {
         Self { cmd }
     }
 
-    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+    pub(crate) fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.env(k, v);
         self
     }
 
-    pub fn config(self, path: &Path) -> Self {
+    pub(crate) fn config(self, path: &Path) -> Self {
         self.env("SNAPTASTIC_CONFIG", path)
     }
 
     /// Point at the emulator and a metadata server.
-    pub fn aws(self, moto: &str, imds: &Imds) -> Self {
+    pub(crate) fn aws(self, moto: &str, imds: &Imds) -> Self {
         self.env("AWS_ENDPOINT_URL", moto)
             .env("AWS_REGION", REGION)
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())
     }
 
     /// Start without waiting (stdout and stderr piped).
-    pub fn spawn(mut self) -> std::process::Child {
+    pub(crate) fn spawn(mut self) -> std::process::Child {
         self.cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -100,26 +100,26 @@ impl Run {
             .expect("start snaptastic")
     }
 
-    pub fn run(mut self) -> Done {
+    pub(crate) fn run(mut self) -> Done {
         let out = self.cmd.output().expect("run snaptastic");
         Done(out)
     }
 }
 
-pub struct Done(pub Output);
+pub(crate) struct Done(pub Output);
 
 impl Done {
-    pub fn code(&self) -> i32 {
+    pub(crate) fn code(&self) -> i32 {
         self.0.status.code().unwrap_or(-1)
     }
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         String::from_utf8_lossy(&self.0.stdout).into_owned()
     }
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     #[track_caller]
-    pub fn expect_code(self, code: i32) -> Self {
+    pub(crate) fn expect_code(self, code: i32) -> Self {
         assert_eq!(
             self.code(),
             code,
@@ -130,7 +130,7 @@ impl Done {
         self
     }
     /// The lines of stderr that are not log lines.
-    pub fn error_lines(&self) -> Vec<String> {
+    pub(crate) fn error_lines(&self) -> Vec<String> {
         self.stderr()
             .lines()
             .filter(|l| l.starts_with("error:"))
@@ -140,7 +140,7 @@ impl Done {
 }
 
 /// A config file in a temp dir.
-pub fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+pub(crate) fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     let p = dir.path().join("snaptastic.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -148,7 +148,7 @@ pub fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
 
 /// Instance metadata as EC2 serves it: IMDSv2 tokens with a TTL header
 /// (or, in v1-only mode, a refused token call), identity and userdata.
-pub struct Imds {
+pub(crate) struct Imds {
     port: u16,
     stop: Arc<AtomicBool>,
     /// Paths requested, with whether they carried a token.
@@ -156,7 +156,7 @@ pub struct Imds {
 }
 
 #[derive(Clone)]
-pub struct ImdsData {
+pub(crate) struct ImdsData {
     pub instance_id: String,
     pub zone: String,
     pub userdata: Option<String>,
@@ -165,7 +165,7 @@ pub struct ImdsData {
 }
 
 impl Imds {
-    pub fn start(data: ImdsData) -> Self {
+    pub(crate) fn start(data: ImdsData) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -188,7 +188,7 @@ impl Imds {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 }
@@ -271,17 +271,17 @@ fn serve(conn: TcpStream, data: &ImdsData, log: &Mutex<Vec<(String, bool)>>) {
 }
 
 /// Direct EC2 access to seed and inspect the emulator.
-pub struct Ec2 {
+pub(crate) struct Ec2 {
     pub rt: tokio::runtime::Runtime,
     pub client: aws_sdk_ec2::Client,
 }
 
 impl Ec2 {
-    pub fn new(moto: &str) -> Self {
+    pub(crate) fn new(moto: &str) -> Self {
         Self::with_attempts(moto, 3)
     }
 
-    pub fn with_attempts(endpoint: &str, attempts: u32) -> Self {
+    pub(crate) fn with_attempts(endpoint: &str, attempts: u32) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -304,7 +304,7 @@ impl Ec2 {
     }
 
     /// A running instance: (instance id, availability zone).
-    pub fn instance(&self) -> (String, String) {
+    pub(crate) fn instance(&self) -> (String, String) {
         let zone = format!("{REGION}a");
         let resp = self
             .rt
@@ -325,7 +325,7 @@ impl Ec2 {
         (resp.instances()[0].instance_id().unwrap().to_string(), zone)
     }
 
-    pub fn volume(&self, zone: &str, size: i32, tags: &[(&str, &str)]) -> String {
+    pub(crate) fn volume(&self, zone: &str, size: i32, tags: &[(&str, &str)]) -> String {
         let mut req = self
             .client
             .create_volume()
@@ -342,7 +342,7 @@ impl Ec2 {
             .to_string()
     }
 
-    pub fn attach(&self, volume: &str, instance: &str, device: &str) {
+    pub(crate) fn attach(&self, volume: &str, instance: &str, device: &str) {
         self.rt
             .block_on(
                 self.client
@@ -357,7 +357,7 @@ impl Ec2 {
 
     /// A snapshot tagged the way snaptastic 0.2.12 tagged them: created
     /// bare, then one CreateTags call per tag.
-    pub fn legacy_snapshot(
+    pub(crate) fn legacy_snapshot(
         &self,
         volume: &str,
         description: &str,
@@ -400,7 +400,7 @@ fn spec(kind: ResourceType, tags: &[(&str, &str)]) -> TagSpecification {
 }
 
 /// Whether this process may use loop devices and mount(2).
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
@@ -409,7 +409,7 @@ pub fn is_root() -> bool {
 
 /// The lab and the emulator, or `None` (after printing why) when either is
 /// missing. In CI a missing piece fails the test instead.
-pub fn lab_prerequisites() -> Option<String> {
+pub(crate) fn lab_prerequisites() -> Option<String> {
     let moto = moto()?;
     if !is_root() {
         if std::env::var_os("CI").is_some() {
@@ -423,7 +423,7 @@ pub fn lab_prerequisites() -> Option<String> {
 
 /// The lab binary: `$SNAPTASTIC_LAB_BIN`, else beside the test binary's
 /// directory (cargo puts workspace binaries in target/<profile>/).
-pub fn lab_bin() -> PathBuf {
+pub(crate) fn lab_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SNAPTASTIC_LAB_BIN") {
         return PathBuf::from(p);
     }
@@ -444,7 +444,7 @@ pub fn lab_bin() -> PathBuf {
 
 /// Options for a lab run.
 #[derive(Default, Clone)]
-pub struct LabOpts {
+pub(crate) struct LabOpts {
     pub nvme: bool,
     pub userdata: Option<String>,
     pub rules: Option<String>,
@@ -453,7 +453,7 @@ pub struct LabOpts {
 
 /// A running lab; stopping it (on drop, also while a test panics) unmounts
 /// and releases everything it made.
-pub struct Lab {
+pub(crate) struct Lab {
     child: Option<std::process::Child>,
     _tmp: Option<tempfile::TempDir>,
     pub dir: PathBuf,
@@ -461,7 +461,7 @@ pub struct Lab {
 }
 
 impl Lab {
-    pub fn start(moto: &str, opts: LabOpts) -> Lab {
+    pub(crate) fn start(moto: &str, opts: LabOpts) -> Lab {
         let (tmp, dir) = match &opts.dir {
             Some(d) => (None, d.clone()),
             None => {
@@ -512,26 +512,26 @@ impl Lab {
         }
     }
 
-    pub fn var(&self, k: &str) -> &str {
+    pub(crate) fn var(&self, k: &str) -> &str {
         &self.env[k]
     }
 
-    pub fn instance(&self) -> &str {
+    pub(crate) fn instance(&self) -> &str {
         self.var("SNAPTASTIC_LAB_INSTANCE")
     }
 
-    pub fn device_root(&self) -> PathBuf {
+    pub(crate) fn device_root(&self) -> PathBuf {
         PathBuf::from(self.var("SNAPTASTIC_DEVICE_ROOT"))
     }
 
     /// An EC2 client through the lab's proxy (SDK retries off, so faults
     /// show as they are).
-    pub fn ec2(&self) -> Ec2 {
+    pub(crate) fn ec2(&self) -> Ec2 {
         Ec2::with_attempts(self.var("AWS_ENDPOINT_URL"), 1)
     }
 
     /// snaptastic with the lab's environment.
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let mut r = Run::new(args);
         for (k, v) in &self.env {
             r = r.env(k, v);
@@ -540,7 +540,7 @@ impl Lab {
     }
 
     /// PUT to the control endpoint; returns the reply body.
-    pub fn control(&self, path: &str, body: &str) -> String {
+    pub(crate) fn control(&self, path: &str, body: &str) -> String {
         let out = Command::new("curl")
             .args(["-sS", "-X", "PUT", "--data-binary", body])
             .arg(format!("{}/{path}", self.var("SNAPTASTIC_LAB_CONTROL")))
@@ -549,7 +549,7 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    pub fn state(&self) -> serde_json::Value {
+    pub(crate) fn state(&self) -> serde_json::Value {
         let out = Command::new("curl")
             .args(["-sS"])
             .arg(format!("{}/state", self.var("SNAPTASTIC_LAB_CONTROL")))
@@ -559,7 +559,7 @@ impl Lab {
     }
 
     /// Stop the lab and wait for its cleanup.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("lab already stopped");
         let _ = terminate(child.id());
         child.wait().unwrap()
@@ -581,7 +581,7 @@ impl Drop for Lab {
 }
 
 /// Loop devices whose backing file is under `dir`, and mounts under it.
-pub fn leftovers(dir: &Path) -> Vec<String> {
+pub(crate) fn leftovers(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let list = Command::new("losetup")
         .args(["--list", "--noheadings", "--output", "NAME,BACK-FILE"])
@@ -604,7 +604,7 @@ pub fn leftovers(dir: &Path) -> Vec<String> {
 }
 
 /// Direct S3 access to the emulator, for the file commands' tests.
-pub struct S3 {
+pub(crate) struct S3 {
     pub rt: tokio::runtime::Runtime,
     pub client: aws_sdk_s3::Client,
     pub bucket: String,
@@ -612,7 +612,7 @@ pub struct S3 {
 
 impl S3 {
     /// A fresh bucket on `endpoint`.
-    pub fn new(endpoint: &str) -> Self {
+    pub(crate) fn new(endpoint: &str) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -633,7 +633,7 @@ impl S3 {
         Self { rt, client, bucket }
     }
 
-    pub fn keys(&self) -> Vec<String> {
+    pub(crate) fn keys(&self) -> Vec<String> {
         let r = self
             .rt
             .block_on(self.client.list_objects_v2().bucket(&self.bucket).send())
@@ -647,7 +647,7 @@ impl S3 {
         k
     }
 
-    pub fn get(&self, key: &str) -> Vec<u8> {
+    pub(crate) fn get(&self, key: &str) -> Vec<u8> {
         let r = self
             .rt
             .block_on(
@@ -665,7 +665,7 @@ impl S3 {
             .to_vec()
     }
 
-    pub fn metadata(&self, key: &str) -> std::collections::HashMap<String, String> {
+    pub(crate) fn metadata(&self, key: &str) -> std::collections::HashMap<String, String> {
         let r = self
             .rt
             .block_on(
@@ -680,7 +680,7 @@ impl S3 {
     }
 
     /// Wait (bounded) until `pred` holds for the key list.
-    pub fn wait_keys(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
+    pub(crate) fn wait_keys(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
         let t = std::time::Instant::now();
         loop {
             let k = self.keys();
