@@ -235,6 +235,13 @@ impl Volume {
         Self::from_table(t)
     }
 
+    /// The same volume with another file system (made on a new, empty
+    /// volume; a restored one keeps the snapshot's).
+    pub fn with_file_system(mut self, file_system: FileSystem) -> Volume {
+        self.file_system = file_system;
+        self
+    }
+
     /// A volume from the keys of a configuration file's volume table
     /// (`device`, `mount_point`, `size`, `file_system`, `volume_type`,
     /// `iops`, ...), validated the same way; for volumes listed elsewhere,

@@ -147,16 +147,19 @@ fn round_trip(nvme: bool) {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn xen_devices_round_trip_data_through_a_snapshot() {
     round_trip(false);
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn nvme_devices_round_trip_data_through_a_snapshot() {
     round_trip(true);
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn faults_hit_exactly_the_configured_calls() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -219,6 +222,7 @@ fn faults_hit_exactly_the_configured_calls() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn life_cycles_moto_skips() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -276,6 +280,7 @@ fn life_cycles_moto_skips() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn serves_instance_metadata_for_its_instance() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -321,6 +326,7 @@ fn serves_instance_metadata_for_its_instance() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn refuses_the_real_dev() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -366,6 +372,7 @@ fn panicking_child() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn nothing_is_left_behind_when_a_test_panics() {
     let Some(_moto) = lab_prerequisites() else {
         return;
@@ -399,6 +406,7 @@ fn nothing_is_left_behind_when_a_test_panics() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn snaptastic_sees_the_lab_as_an_ec2_host() {
     let Some(moto) = lab_prerequisites() else {
         return;

@@ -8,5 +8,6 @@ mod layout;
 mod mount;
 mod retention;
 mod snapshot;
+mod snapshotters;
 mod support;
 mod tablesnap;

@@ -253,16 +253,19 @@ fn first_boot_and_round_trip(nvme: bool) {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn first_boot_then_round_trip_on_xen() {
     first_boot_and_round_trip(false);
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn first_boot_then_round_trip_on_nvme() {
     first_boot_and_round_trip(true);
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn dry_run_changes_nothing() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -281,6 +284,7 @@ fn dry_run_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn error_snapshot_falls_back_and_pending_is_waited_for() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -353,6 +357,7 @@ fn error_snapshot_falls_back_and_pending_is_waited_for() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn throttled_create_volume_is_retried() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -366,6 +371,7 @@ fn throttled_create_volume_is_retried() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn failed_attach_of_one_volume_leaves_the_others_and_a_rerun_completes() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -414,6 +420,7 @@ fn failed_attach_of_one_volume_leaves_the_others_and_a_rerun_completes() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_volume_left_behind_is_adopted_not_duplicated() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -438,6 +445,7 @@ fn a_volume_left_behind_is_adopted_not_duplicated() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn bad_input_creates_nothing() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -521,6 +529,7 @@ fn bad_input_creates_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn busy_unmount_refuses_and_does_not_detach() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -582,6 +591,7 @@ fn busy_unmount_refuses_and_does_not_detach() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_pending_snapshot_without_fallback_is_never_replaced_by_an_empty_volume() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -610,6 +620,7 @@ fn a_pending_snapshot_without_fallback_is_never_replaced_by_an_empty_volume() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn hooks_run_in_order_and_a_failing_pre_hook_changes_nothing() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -673,6 +684,7 @@ fn hooks_run_in_order_and_a_failing_pre_hook_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn delete_on_termination_is_set_on_the_instance() {
     let Some(moto) = lab_prerequisites() else {
         return;

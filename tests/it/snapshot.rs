@@ -168,16 +168,19 @@ fn snapshot_under_load(fs: &str) {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn ext4_snapshot_under_a_writer_is_clean() {
     snapshot_under_load("ext4");
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn xfs_snapshot_under_a_writer_is_clean() {
     snapshot_under_load("xfs");
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_hanging_snapshot_call_is_cut_off_and_the_filesystem_thawed() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -206,6 +209,7 @@ fn a_hanging_snapshot_call_is_cut_off_and_the_filesystem_thawed() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_failing_snapshot_call_thaws_and_fails() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -227,6 +231,7 @@ fn a_failing_snapshot_call_thaws_and_fails() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn sigterm_while_frozen_thaws() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -267,6 +272,7 @@ fn sigterm_while_frozen_thaws() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn refuses_before_freezing_anything() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -309,6 +315,7 @@ fn refuses_before_freezing_anything() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_filesystem_that_cannot_be_frozen_gets_no_snapshot_unless_allowed() {
     let Some(moto) = lab_prerequisites() else {
         return;

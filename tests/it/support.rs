@@ -55,7 +55,12 @@ pub(crate) struct Run {
 
 impl Run {
     pub(crate) fn new(args: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_snaptastic"));
+        Self::program(Path::new(env!("CARGO_BIN_EXE_snaptastic")), args)
+    }
+
+    /// Another binary built on the library (an example's).
+    pub(crate) fn program(program: &Path, args: &[&str]) -> Self {
+        let mut cmd = Command::new(program);
         cmd.args(args);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().to_string();
@@ -77,6 +82,11 @@ impl Run {
 
     pub(crate) fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
         self.cmd.env(k, v);
+        self
+    }
+
+    pub(crate) fn env_remove(mut self, k: &str) -> Self {
+        self.cmd.env_remove(k);
         self
     }
 
@@ -442,6 +452,25 @@ pub(crate) fn lab_bin() -> PathBuf {
     p
 }
 
+/// An example binary (`cargo build --examples`, which scripts/test.sh
+/// runs), beside the test binary's directory.
+pub(crate) fn example_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        p.exists(),
+        "{} missing: build it with cargo build --examples (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
 /// Options for a lab run.
 #[derive(Default, Clone)]
 pub(crate) struct LabOpts {
@@ -532,7 +561,12 @@ impl Lab {
 
     /// snaptastic with the lab's environment.
     pub(crate) fn run(&self, args: &[&str]) -> Run {
-        let mut r = Run::new(args);
+        self.run_program(Path::new(env!("CARGO_BIN_EXE_snaptastic")), args)
+    }
+
+    /// Another binary built on the library, with the lab's environment.
+    pub(crate) fn run_program(&self, program: &Path, args: &[&str]) -> Run {
+        let mut r = Run::program(program, args);
         for (k, v) in &self.env {
             r = r.env(k, v);
         }

@@ -266,6 +266,7 @@ fn files_that_vanish_before_upload_do_not_stop_the_daemon() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_put_that_fails_twice_then_succeeds_arrives_intact() {
     let Some(moto) = lab_prerequisites() else {
         return;
