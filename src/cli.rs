@@ -1,5 +1,5 @@
 //! The command tree and global flags, as clap types. No I/O and no logic
-//! lives here: `main.rs` parses, `app.rs` dispatches.
+//! lives here: `run.rs` parses and dispatches.
 //!
 //! Flag names follow snaptastic 0.2.12 (`-u/--userdata`, `-l/--loglevel`,
 //! `-i/--ignore-mounted`, `-d/--dry-run`) so existing cron lines and boot
@@ -78,16 +78,19 @@ pub(crate) enum LogLevel {
     Critical,
 }
 
-fn parse_log_level(s: &str) -> Result<LogLevel, String> {
+/// A log level name that is none of Python's.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log level '{0}': use DEBUG, INFO, WARNING, ERROR or CRITICAL")]
+pub(crate) struct UnknownLogLevel(String);
+
+fn parse_log_level(s: &str) -> Result<LogLevel, UnknownLogLevel> {
     match s.to_ascii_uppercase().as_str() {
         "DEBUG" => Ok(LogLevel::Debug),
         "INFO" => Ok(LogLevel::Info),
         "WARNING" | "WARN" => Ok(LogLevel::Warning),
         "ERROR" => Ok(LogLevel::Error),
         "CRITICAL" | "FATAL" => Ok(LogLevel::Critical),
-        _ => Err(format!(
-            "unknown log level '{s}': use DEBUG, INFO, WARNING, ERROR or CRITICAL"
-        )),
+        _ => Err(UnknownLogLevel(s.to_string())),
     }
 }
 

@@ -243,7 +243,7 @@ impl Metadata {
                 .read_to_end(&mut raw)
                 .await
                 .map_err(|e| RequestError::Io(e.to_string()))?;
-            parse_reply(&raw).map_err(RequestError::Io)
+            parse_reply(&raw).map_err(|e| RequestError::Io(e.to_string()))
         };
         timeout(REQUEST_TIMEOUT, work)
             .await
@@ -276,13 +276,24 @@ struct Reply {
 }
 
 /// Parse a whole HTTP/1.1 reply read until the server closed.
-fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
+/// Why a metadata reply could not be read.
+#[derive(Debug, Error)]
+enum ReplyError {
+    #[error("reply ended early")]
+    Early,
+    #[error("not an HTTP reply: {0}")]
+    NotHttp(httparse::Error),
+    #[error("{0}")]
+    Body(&'static str),
+}
+
+fn parse_reply(raw: &[u8]) -> Result<Reply, ReplyError> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let body_at = match resp.parse(raw) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Err("reply ended early".into()),
-        Err(e) => return Err(format!("not an HTTP reply: {e}")),
+        Ok(httparse::Status::Partial) => return Err(ReplyError::Early),
+        Err(e) => return Err(ReplyError::NotHttp(e)),
     };
     let status = resp.code.unwrap_or(0);
     let header = |name: &str| {
@@ -296,7 +307,7 @@ fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
         dechunk(rest)?
     } else if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
         rest.get(..len)
-            .ok_or("reply body shorter than Content-Length")?
+            .ok_or(ReplyError::Body("reply body shorter than Content-Length"))?
             .to_vec()
     } else {
         rest.to_vec()
@@ -304,22 +315,27 @@ fn parse_reply(raw: &[u8]) -> Result<Reply, String> {
     Ok(Reply { status, body })
 }
 
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, ReplyError> {
     let mut out = Vec::new();
     loop {
         let line_end = data
             .windows(2)
             .position(|w| w == b"\r\n")
-            .ok_or("bad chunked body")?;
+            .ok_or(ReplyError::Body("bad chunked body"))?;
         let size_text = String::from_utf8_lossy(&data[..line_end]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
+            .map_err(|_| ReplyError::Body("bad chunk size"))?;
         data = &data[line_end + 2..];
         if size == 0 {
             return Ok(out);
         }
-        out.extend_from_slice(data.get(..size).ok_or("chunk shorter than its size")?);
-        data = data.get(size + 2..).ok_or("chunk not terminated")?;
+        out.extend_from_slice(
+            data.get(..size)
+                .ok_or(ReplyError::Body("chunk shorter than its size"))?,
+        );
+        data = data
+            .get(size + 2..)
+            .ok_or(ReplyError::Body("chunk not terminated"))?;
     }
 }
 

@@ -7,6 +7,12 @@ use thiserror::Error;
 #[error("internal error: {0}")]
 pub(crate) struct TaskFailed(String);
 
+impl From<tokio::task::JoinError> for TaskFailed {
+    fn from(e: tokio::task::JoinError) -> Self {
+        TaskFailed(e.to_string())
+    }
+}
+
 /// Run tasks concurrently and return their results in the order given. A
 /// task that panicked yields `Err` with the panic, and the others still
 /// run to the end. Dropping the returned future aborts them all.
@@ -26,7 +32,10 @@ where
     while let Some(joined) = set.join_next_with_id().await {
         match joined {
             Ok((id, r)) => out[index[&id]] = Some(Ok(r)),
-            Err(e) => out[index[&e.id()]] = Some(Err(TaskFailed(e.to_string()))),
+            Err(e) => {
+                let i = index[&e.id()];
+                out[i] = Some(Err(e.into()));
+            }
         }
     }
     out.into_iter().flatten().collect()

@@ -31,7 +31,11 @@ impl Snapshotter for Profile {
                 other => host.userdata.get_str(other),
             })
             .map_err(|key| {
-                format!("description needs '{key}', which userdata does not have").into()
+                format!(
+                    "description needs '{}', which userdata does not have",
+                    key.0
+                )
+                .into()
             })
     }
 

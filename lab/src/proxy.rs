@@ -211,7 +211,9 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
 }
 
-/// Side effects of a successful call, and rewritten replies.
+/// Side effects of a successful call, and rewritten replies: moto does
+/// the bookkeeping, the lab keeps images and device nodes in step and
+/// plays the life cycles moto skips.
 async fn after(
     lab: &Arc<Lab>,
     action: &str,
@@ -221,216 +223,272 @@ async fn after(
     let reply = String::from_utf8_lossy(body).into_owned();
     let now = Instant::now();
     match action {
-        "CreateVolume" => {
-            let Some(vol) = xml::first(&reply, &["CreateVolumeResponse", "volumeId"]) else {
-                return Ok(None);
-            };
-            lab.volumes.lock().expect("volumes lock").insert(
-                vol.clone(),
-                Life {
-                    at: now,
-                    attached_at: None,
-                    error: false,
-                },
-            );
-            let size: u64 = params.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0);
-            let lab2 = lab.clone();
-            let snap = params.get("SnapshotId").cloned();
-            blocking(move || {
-                let image = |id: &str| lab2.devices.lock().expect("devices lock").image(id);
-                if let Some(snap) = snap {
-                    if !crate::devices::copy_image(&image(&snap), &image(&vol))? {
-                        eprintln!("lab: {snap} has no image (not made through the lab); {vol} starts empty");
-                    }
-                }
-                if size > 0 {
-                    lab2.devices.lock().expect("devices lock").ensure_image(&vol, size)?;
-                }
-                Ok(())
-            })
-            .await?;
-            Ok(None)
-        }
-        "AttachVolume" => {
-            let (Some(vol), Some(instance), Some(device)) = (
-                params.get("VolumeId"),
-                params.get("InstanceId"),
-                params.get("Device"),
-            ) else {
-                return Ok(None);
-            };
-            if instance != &lab.instance_id {
-                return Ok(None);
-            }
-            if let Some(l) = lab.volumes.lock().expect("volumes lock").get_mut(vol) {
-                l.attached_at = Some(now);
-            }
-            let has_image = lab
-                .devices
-                .lock()
-                .expect("devices lock")
-                .image(vol)
-                .exists();
-            if !has_image {
-                let size = lab.moto.volume_size(vol).await?;
-                let (lab2, v) = (lab.clone(), vol.clone());
-                blocking(move || {
-                    lab2.devices
-                        .lock()
-                        .expect("devices lock")
-                        .ensure_image(&v, size)
-                        .map(drop)
-                })
-                .await?;
-            }
-            // The device appears a moment after the call returns, as on EC2.
-            let delay = lab.rules().device_delay.unwrap_or_default();
-            let (lab2, vol, device) = (lab.clone(), vol.clone(), device.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let result = blocking(move || {
-                    lab2.devices
-                        .lock()
-                        .expect("devices lock")
-                        .plug(&vol, &device)
-                        .map(drop)
-                })
-                .await;
-                if let Err(e) = result {
-                    eprintln!("lab: hot-plug failed: {e:#}");
-                }
-            });
-            Ok(None)
-        }
-        "DetachVolume" => {
-            let Some(vol) = params.get("VolumeId").cloned() else {
-                return Ok(None);
-            };
-            if let Some(l) = lab.volumes.lock().expect("volumes lock").get_mut(&vol) {
-                l.attached_at = None;
-            }
-            let lab2 = lab.clone();
-            blocking(move || lab2.devices.lock().expect("devices lock").unplug(&vol)).await?;
-            Ok(None)
-        }
+        "CreateVolume" => create_volume(lab, params, &reply, now).await.map(|()| None),
+        "AttachVolume" => attach_volume(lab, params, now).await.map(|()| None),
+        "DetachVolume" => detach_volume(lab, params).await.map(|()| None),
         "DeleteVolume" => {
-            if let Some(vol) = params.get("VolumeId") {
-                lab.devices.lock().expect("devices lock").remove_image(vol);
-            }
+            remove_image(lab, params.get("VolumeId"));
             Ok(None)
         }
         "CreateSnapshot" | "CreateSnapshots" => {
-            // (snapshot, volume) pairs from the reply.
-            let pairs: Vec<(String, String)> = if action == "CreateSnapshot" {
-                match (
-                    xml::first(&reply, &["CreateSnapshotResponse", "snapshotId"]),
-                    params.get("VolumeId"),
-                ) {
-                    (Some(s), Some(v)) => vec![(s, v.clone())],
-                    _ => vec![],
-                }
+            let pairs = if action == "CreateSnapshot" {
+                created_snapshot(params, &reply)
             } else {
-                let leaves = xml::leaves(&reply);
-                let mut items: BTreeMap<usize, (Option<String>, Option<String>)> = BTreeMap::new();
-                for l in leaves {
-                    let n = l.path.len();
-                    if n >= 2 && l.path[n - 2] == "item" {
-                        let e = items.entry(l.starts[n - 2]).or_default();
-                        match l.path[n - 1].as_str() {
-                            "snapshotId" => e.0 = Some(reply[l.text.clone()].to_string()),
-                            "volumeId" => e.1 = Some(reply[l.text.clone()].to_string()),
-                            _ => {}
-                        }
-                    }
-                }
-                items
-                    .into_values()
-                    .filter_map(|(s, v)| Some((s?, v?)))
-                    .collect()
+                created_snapshots(&reply)
             };
-            let error_calls = lab.rules().snapshot_error_calls;
-            for (snap, vol) in pairs {
-                // The copy is made before the reply returns: point in time.
-                let (lab2, s2, v2) = (lab.clone(), snap.clone(), vol.clone());
-                blocking(move || {
-                    let image = |id: &str| lab2.devices.lock().expect("devices lock").image(id);
-                    crate::devices::copy_image(&image(&v2), &image(&s2)).map(drop)
-                })
-                .await?;
-                // The n-th snapshot made through the lab ends in error if asked.
-                let mut map = lab.snapshots.lock().expect("snapshots lock");
-                let n = map.len() as u32 + 1;
-                map.insert(
-                    snap,
-                    Life {
-                        at: now,
-                        attached_at: None,
-                        error: error_calls.contains(&n),
-                    },
-                );
-            }
-            Ok(None)
+            record_snapshots(lab, pairs, now).await.map(|()| None)
         }
         "DeleteSnapshot" => {
-            if let Some(s) = params.get("SnapshotId") {
-                lab.devices.lock().expect("devices lock").remove_image(s);
-            }
+            remove_image(lab, params.get("SnapshotId"));
             Ok(None)
         }
-        "DescribeVolumes" => {
-            let rules = lab.rules();
-            let vols = lab.volumes.lock().expect("volumes lock").clone();
-            let out = xml::rewrite(
-                &reply,
-                &["volumeSet", "item"],
-                "volumeId",
-                |id, rel, text| {
-                    let life = vols.get(id)?;
-                    let rel: Vec<&str> = rel.iter().map(String::as_str).collect();
-                    match rel.as_slice() {
-                        ["status"] if text == "available" => {
-                            let wait = rules.volume_available_after?;
-                            (life.at.elapsed() < wait).then(|| "creating".to_string())
-                        }
-                        ["attachmentSet", "item", "status"] if text == "attached" => {
-                            let wait = rules.volume_attached_after?;
-                            (life.attached_at?.elapsed() < wait).then(|| "attaching".to_string())
-                        }
-                        _ => None,
-                    }
-                },
-            );
-            Ok(Some(out))
-        }
-        "DescribeSnapshots" => {
-            let rules = lab.rules();
-            let snaps = lab.snapshots.lock().expect("snapshots lock").clone();
-            let out = xml::rewrite(
-                &reply,
-                &["snapshotSet", "item"],
-                "snapshotId",
-                |id, rel, _| {
-                    let life = snaps.get(id)?;
-                    let pending = rules
-                        .snapshot_pending
-                        .is_some_and(|p| life.at.elapsed() < p);
-                    match rel
-                        .iter()
-                        .map(String::as_str)
-                        .collect::<Vec<_>>()
-                        .as_slice()
-                    {
-                        ["status"] if pending => Some("pending".into()),
-                        ["status"] if life.error => Some("error".into()),
-                        ["progress"] if pending => Some("42%".into()),
-                        _ => None,
-                    }
-                },
-            );
-            Ok(Some(out))
-        }
+        "DescribeVolumes" => Ok(Some(describe_volumes(lab, &reply))),
+        "DescribeSnapshots" => Ok(Some(describe_snapshots(lab, &reply))),
         _ => Ok(None),
     }
+}
+
+/// A new volume: start its life cycle and give it an image, a copy of its
+/// snapshot's when it has one, so what the snapshot held comes back.
+async fn create_volume(
+    lab: &Arc<Lab>,
+    params: &BTreeMap<String, String>,
+    reply: &str,
+    now: Instant,
+) -> anyhow::Result<()> {
+    let Some(vol) = xml::first(reply, &["CreateVolumeResponse", "volumeId"]) else {
+        return Ok(());
+    };
+    lab.volumes.lock().expect("volumes lock").insert(
+        vol.clone(),
+        Life {
+            at: now,
+            attached_at: None,
+            error: false,
+        },
+    );
+    let size: u64 = params.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let lab2 = lab.clone();
+    let snap = params.get("SnapshotId").cloned();
+    blocking(move || {
+        let image = |id: &str| lab2.devices.lock().expect("devices lock").image(id);
+        if let Some(snap) = snap {
+            if !crate::devices::copy_image(&image(&snap), &image(&vol))? {
+                eprintln!(
+                    "lab: {snap} has no image (not made through the lab); {vol} starts empty"
+                );
+            }
+        }
+        if size > 0 {
+            lab2.devices
+                .lock()
+                .expect("devices lock")
+                .ensure_image(&vol, size)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// An attach to this instance: start the attachment's life cycle, make
+/// sure the volume has an image to plug, then hot-plug it.
+async fn attach_volume(
+    lab: &Arc<Lab>,
+    params: &BTreeMap<String, String>,
+    now: Instant,
+) -> anyhow::Result<()> {
+    let (Some(vol), Some(instance), Some(device)) = (
+        params.get("VolumeId"),
+        params.get("InstanceId"),
+        params.get("Device"),
+    ) else {
+        return Ok(());
+    };
+    if instance != &lab.instance_id {
+        return Ok(());
+    }
+    if let Some(l) = lab.volumes.lock().expect("volumes lock").get_mut(vol) {
+        l.attached_at = Some(now);
+    }
+    let has_image = lab
+        .devices
+        .lock()
+        .expect("devices lock")
+        .image(vol)
+        .exists();
+    if !has_image {
+        let size = lab.moto.volume_size(vol).await?;
+        let (lab2, v) = (lab.clone(), vol.clone());
+        blocking(move || {
+            lab2.devices
+                .lock()
+                .expect("devices lock")
+                .ensure_image(&v, size)
+                .map(drop)
+        })
+        .await?;
+    }
+    plug_later(lab, vol.clone(), device.clone());
+    Ok(())
+}
+
+/// The device appears a moment after the call returns, as on EC2; a
+/// failure can only be logged, the reply is long gone.
+fn plug_later(lab: &Arc<Lab>, vol: String, device: String) {
+    let delay = lab.rules().device_delay.unwrap_or_default();
+    let lab2 = lab.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let result = blocking(move || {
+            lab2.devices
+                .lock()
+                .expect("devices lock")
+                .plug(&vol, &device)
+                .map(drop)
+        })
+        .await;
+        if let Err(e) = result {
+            eprintln!("lab: hot-plug failed: {e:#}");
+        }
+    });
+}
+
+/// A detach: end the attachment's life cycle and pull the device node.
+async fn detach_volume(lab: &Arc<Lab>, params: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let Some(vol) = params.get("VolumeId").cloned() else {
+        return Ok(());
+    };
+    if let Some(l) = lab.volumes.lock().expect("volumes lock").get_mut(&vol) {
+        l.attached_at = None;
+    }
+    let lab2 = lab.clone();
+    blocking(move || lab2.devices.lock().expect("devices lock").unplug(&vol)).await
+}
+
+/// A deleted volume or snapshot takes its image with it.
+fn remove_image(lab: &Lab, id: Option<&String>) {
+    if let Some(id) = id {
+        lab.devices.lock().expect("devices lock").remove_image(id);
+    }
+}
+
+/// The (snapshot, volume) pair a CreateSnapshot made: the volume is only
+/// in the request.
+fn created_snapshot(params: &BTreeMap<String, String>, reply: &str) -> Vec<(String, String)> {
+    match (
+        xml::first(reply, &["CreateSnapshotResponse", "snapshotId"]),
+        params.get("VolumeId"),
+    ) {
+        (Some(s), Some(v)) => vec![(s, v.clone())],
+        _ => vec![],
+    }
+}
+
+/// The (snapshot, volume) pairs a CreateSnapshots made, one per reply
+/// `item` (keyed by where the item starts, so leaves pair up).
+fn created_snapshots(reply: &str) -> Vec<(String, String)> {
+    let mut items: BTreeMap<usize, (Option<String>, Option<String>)> = BTreeMap::new();
+    for l in xml::leaves(reply) {
+        let n = l.path.len();
+        if n >= 2 && l.path[n - 2] == "item" {
+            let e = items.entry(l.starts[n - 2]).or_default();
+            match l.path[n - 1].as_str() {
+                "snapshotId" => e.0 = Some(reply[l.text.clone()].to_string()),
+                "volumeId" => e.1 = Some(reply[l.text.clone()].to_string()),
+                _ => {}
+            }
+        }
+    }
+    items
+        .into_values()
+        .filter_map(|(s, v)| Some((s?, v?)))
+        .collect()
+}
+
+/// New snapshots: copy each volume's image and start each life cycle.
+async fn record_snapshots(
+    lab: &Arc<Lab>,
+    pairs: Vec<(String, String)>,
+    now: Instant,
+) -> anyhow::Result<()> {
+    let error_calls = lab.rules().snapshot_error_calls;
+    for (snap, vol) in pairs {
+        // The copy is made before the reply returns: point in time.
+        let (lab2, s2, v2) = (lab.clone(), snap.clone(), vol.clone());
+        blocking(move || {
+            let image = |id: &str| lab2.devices.lock().expect("devices lock").image(id);
+            crate::devices::copy_image(&image(&v2), &image(&s2)).map(drop)
+        })
+        .await?;
+        // The n-th snapshot made through the lab ends in error if asked.
+        let mut map = lab.snapshots.lock().expect("snapshots lock");
+        let n = map.len() as u32 + 1;
+        map.insert(
+            snap,
+            Life {
+                at: now,
+                attached_at: None,
+                error: error_calls.contains(&n),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// DescribeVolumes as EC2 would answer: moto's volumes are available and
+/// attached at once, the lab's stay creating/attaching for a while.
+fn describe_volumes(lab: &Lab, reply: &str) -> String {
+    let rules = lab.rules();
+    let vols = lab.volumes.lock().expect("volumes lock").clone();
+    xml::rewrite(
+        reply,
+        &["volumeSet", "item"],
+        "volumeId",
+        |id, rel, text| {
+            let life = vols.get(id)?;
+            let rel: Vec<&str> = rel.iter().map(String::as_str).collect();
+            match rel.as_slice() {
+                ["status"] if text == "available" => {
+                    let wait = rules.volume_available_after?;
+                    (life.at.elapsed() < wait).then(|| "creating".to_string())
+                }
+                ["attachmentSet", "item", "status"] if text == "attached" => {
+                    let wait = rules.volume_attached_after?;
+                    (life.attached_at?.elapsed() < wait).then(|| "attaching".to_string())
+                }
+                _ => None,
+            }
+        },
+    )
+}
+
+/// DescribeSnapshots as EC2 would answer: moto's snapshots complete at
+/// once, the lab's stay pending for a while or end in error if asked.
+fn describe_snapshots(lab: &Lab, reply: &str) -> String {
+    let rules = lab.rules();
+    let snaps = lab.snapshots.lock().expect("snapshots lock").clone();
+    xml::rewrite(
+        reply,
+        &["snapshotSet", "item"],
+        "snapshotId",
+        |id, rel, _| {
+            let life = snaps.get(id)?;
+            let pending = rules
+                .snapshot_pending
+                .is_some_and(|p| life.at.elapsed() < p);
+            match rel
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
+                ["status"] if pending => Some("pending".into()),
+                ["status"] if life.error => Some("error".into()),
+                ["progress"] if pending => Some("42%".into()),
+                _ => None,
+            }
+        },
+    )
 }
 
 async fn blocking(f: impl FnOnce() -> anyhow::Result<()> + Send + 'static) -> anyhow::Result<()> {

@@ -27,6 +27,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -83,21 +84,60 @@ pub(crate) enum Reply {
     Latency,
 }
 
+/// Why a rules text was refused.
+#[derive(Debug)]
+pub(crate) enum RuleError {
+    /// Not valid JSON rules (the text starts with `{`).
+    Json(serde_json::Error),
+    /// Not valid TOML rules.
+    Toml(toml::de::Error),
+    /// A fault's probability outside 0..1.
+    Probability { action: String, probability: f64 },
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleError::Json(e) => fmt::Display::fmt(e, f),
+            RuleError::Toml(e) => fmt::Display::fmt(e, f),
+            RuleError::Probability {
+                action,
+                probability,
+            } => write!(
+                f,
+                "fault on {action}: probability {probability} is not in 0..1"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RuleError {
+    /// The parser's message is this error's own (as if transparent), so
+    /// the chain continues below it rather than repeating it.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RuleError::Json(e) => e.source(),
+            RuleError::Toml(e) => e.source(),
+            RuleError::Probability { .. } => None,
+        }
+    }
+}
+
 impl Rules {
     /// Parse rules as TOML, or JSON when the text starts with `{`.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, RuleError> {
         let rules: Rules = if text.trim_start().starts_with('{') {
-            serde_json::from_str(text).map_err(|e| e.to_string())?
+            serde_json::from_str(text).map_err(RuleError::Json)?
         } else {
-            toml::from_str(text).map_err(|e| e.to_string())?
+            toml::from_str(text).map_err(RuleError::Toml)?
         };
         for f in &rules.faults {
             if let Some(p) = f.probability {
                 if !(0.0..=1.0).contains(&p) {
-                    return Err(format!(
-                        "fault on {}: probability {p} is not in 0..1",
-                        f.action
-                    ));
+                    return Err(RuleError::Probability {
+                        action: f.action.clone(),
+                        probability: p,
+                    });
                 }
             }
         }

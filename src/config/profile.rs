@@ -308,9 +308,27 @@ pub(crate) enum TemplatePart {
     Key(String),
 }
 
+/// Why a description template does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TemplateError {
+    #[error("placeholder names may hold letters, digits, '_' and '-', found '{0}'")]
+    BadCharacter(char),
+    #[error("a '{{' is never closed")]
+    Unclosed,
+    #[error("empty placeholder '{{}}'")]
+    Empty,
+    #[error("a '}}' has no '{{' (write '}}}}' for a literal brace)")]
+    StrayClose,
+}
+
+/// A placeholder nothing fills: the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("nothing fills the placeholder '{0}'")]
+pub(crate) struct MissingKey(pub(crate) String);
+
 impl Template {
     /// Parse `{key}` placeholders; `{{` and `}}` are literal braces.
-    pub(crate) fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut text = String::new();
         let mut chars = s.chars().peekable();
@@ -332,23 +350,19 @@ impl Template {
                             Some(k) if k.is_ascii_alphanumeric() || k == '_' || k == '-' => {
                                 key.push(k)
                             }
-                            Some(k) => {
-                                return Err(format!(
-                                    "placeholder names may hold letters, digits, '_' and '-', found '{k}'"
-                                ))
-                            }
-                            None => return Err("a '{' is never closed".into()),
+                            Some(k) => return Err(TemplateError::BadCharacter(k)),
+                            None => return Err(TemplateError::Unclosed),
                         }
                     }
                     if key.is_empty() {
-                        return Err("empty placeholder '{}'".into());
+                        return Err(TemplateError::Empty);
                     }
                     if !text.is_empty() {
                         parts.push(TemplatePart::Text(std::mem::take(&mut text)));
                     }
                     parts.push(TemplatePart::Key(key));
                 }
-                '}' => return Err("a '}' has no '{' (write '}}' for a literal brace)".into()),
+                '}' => return Err(TemplateError::StrayClose),
                 c => text.push(c),
             }
         }
@@ -359,14 +373,17 @@ impl Template {
     }
 
     /// Fill the placeholders; a missing key is an error naming it.
-    pub(crate) fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    pub(crate) fn render(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<String, MissingKey> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 TemplatePart::Text(t) => out.push_str(t),
                 TemplatePart::Key(k) => match lookup(k) {
                     Some(v) => out.push_str(&v),
-                    None => return Err(k.clone()),
+                    None => return Err(MissingKey(k.clone())),
                 },
             }
         }
@@ -390,17 +407,27 @@ mod tests {
             .unwrap();
         // Unlike 0.2.12 the path keeps its underscores.
         assert_eq!(s, "my_cluster snapshot of /var/lib/pg/_q");
-        assert_eq!(t.render(|_| None).unwrap_err(), "cluster");
+        assert_eq!(t.render(|_| None).unwrap_err().0, "cluster");
     }
 
     #[test]
     fn template_errors() {
         assert!(Template::parse("{cluster")
             .unwrap_err()
+            .to_string()
             .contains("never closed"));
-        assert!(Template::parse("a}b").unwrap_err().contains("no '{'"));
-        assert!(Template::parse("{}").unwrap_err().contains("empty"));
-        assert!(Template::parse("{a b}").unwrap_err().contains("found ' '"));
+        assert!(Template::parse("a}b")
+            .unwrap_err()
+            .to_string()
+            .contains("no '{'"));
+        assert!(Template::parse("{}")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(Template::parse("{a b}")
+            .unwrap_err()
+            .to_string()
+            .contains("found ' '"));
         let lit = Template::parse("{{x}}").unwrap();
         assert_eq!(lit.render(|_| None).unwrap(), "{x}");
     }

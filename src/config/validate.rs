@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -254,6 +255,7 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
+/// One profile; `None` if anything in it is wrong (all of it reported).
 fn validate_profile(
     name: &str,
     raw: Spanned<RawProfile>,
@@ -264,7 +266,37 @@ fn validate_profile(
     let raw = raw.into_inner();
     let before = p.list.len();
 
-    let volumes = match (raw.volumes, raw.volumes_from_userdata) {
+    let volumes = validate_volume_source(raw.volumes, raw.volumes_from_userdata, span, ctx, p);
+    let filter_tags = validate_filter_tags(raw.filter_tags, ctx, p);
+    let description = validate_description(raw.description, ctx, p);
+    let retention = validate_retention(raw.snapshot_retention, ctx, p);
+    let hooks = validate_hooks(raw.hooks, ctx, p);
+
+    if p.list.len() != before {
+        return None;
+    }
+    Some(Profile {
+        name: name.to_string(),
+        volumes: volumes?,
+        filter_tags,
+        description: description?,
+        retention: retention?,
+        hooks,
+    })
+}
+
+/// Where the profile's volumes come from: exactly one of `volumes` (checked
+/// volume by volume) or `volumes_from_userdata` (a key, read at run time).
+/// `span` is the profile's table, for the problems that have no key to
+/// point at.
+fn validate_volume_source(
+    volumes: Option<Vec<Spanned<RawVolume>>>,
+    from_userdata: Option<Spanned<String>>,
+    span: Range<usize>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<VolumeSource> {
+    match (volumes, from_userdata) {
         (Some(_), Some(key)) => {
             p.at(
                 &key,
@@ -293,87 +325,95 @@ fn validate_profile(
             }
             validate_volumes(list, ctx, p).map(VolumeSource::Listed)
         }
-    };
-
-    let filter_tags = match raw.filter_tags {
-        None => DEFAULT_FILTER_TAGS.iter().map(|s| s.to_string()).collect(),
-        Some(tags) => {
-            if tags.get_ref().is_empty() {
-                p.at(
-                    &tags,
-                    ctx,
-                    "filter_tags is empty: snapshots of every host would match",
-                );
-            }
-            let mut seen = BTreeSet::new();
-            for t in tags.get_ref() {
-                if !valid_tag_key(t.get_ref()) {
-                    p.at(
-                        t,
-                        ctx,
-                        format!("filter tag '{}' is not a valid tag key", t.get_ref()),
-                    );
-                } else if !seen.insert(t.get_ref().clone()) {
-                    p.at(
-                        t,
-                        ctx,
-                        format!("filter tag '{}' is listed twice", t.get_ref()),
-                    );
-                }
-            }
-            tags.into_inner()
-                .into_iter()
-                .map(Spanned::into_inner)
-                .collect()
-        }
-    };
-
-    let description = match raw.description {
-        None => Template::parse(DEFAULT_DESCRIPTION).ok(),
-        Some(d) => match Template::parse(d.get_ref()) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                p.at(&d, ctx, format!("description: {e}"));
-                None
-            }
-        },
-    };
-
-    let retention = match raw.snapshot_retention {
-        None => Some(DEFAULT_RETENTION),
-        Some(r) => match humantime::parse_duration(r.get_ref()) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                p.at(&r, ctx, "snapshot_retention must be longer than zero");
-                None
-            }
-            Err(e) => {
-                p.at(
-                    &r,
-                    ctx,
-                    format!(
-                        "snapshot_retention '{}': {e} (e.g. \"7d\", \"36h\")",
-                        r.get_ref()
-                    ),
-                );
-                None
-            }
-        },
-    };
-
-    let hooks = validate_hooks(raw.hooks, ctx, p);
-
-    if p.list.len() != before {
-        return None;
     }
-    Some(Profile {
-        name: name.to_string(),
-        volumes: volumes?,
-        filter_tags,
-        description: description?,
-        retention: retention?,
-        hooks,
-    })
+}
+
+/// The tag keys that find this host's snapshots: not empty (that would
+/// match every host's), each a valid tag key and none twice. Unset means
+/// the defaults.
+fn validate_filter_tags(
+    tags: Option<Spanned<Vec<Spanned<String>>>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Vec<String> {
+    let Some(tags) = tags else {
+        return DEFAULT_FILTER_TAGS.iter().map(|s| s.to_string()).collect();
+    };
+    if tags.get_ref().is_empty() {
+        p.at(
+            &tags,
+            ctx,
+            "filter_tags is empty: snapshots of every host would match",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for t in tags.get_ref() {
+        if !valid_tag_key(t.get_ref()) {
+            p.at(
+                t,
+                ctx,
+                format!("filter tag '{}' is not a valid tag key", t.get_ref()),
+            );
+        } else if !seen.insert(t.get_ref().clone()) {
+            p.at(
+                t,
+                ctx,
+                format!("filter tag '{}' is listed twice", t.get_ref()),
+            );
+        }
+    }
+    tags.into_inner()
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect()
+}
+
+/// The snapshot description template parses; unset means the default one.
+fn validate_description(
+    description: Option<Spanned<String>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<Template> {
+    let Some(d) = description else {
+        return Template::parse(DEFAULT_DESCRIPTION).ok();
+    };
+    match Template::parse(d.get_ref()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            p.at(&d, ctx, format!("description: {e}"));
+            None
+        }
+    }
+}
+
+/// `snapshot_retention` is a humantime duration longer than zero; unset
+/// means the default.
+fn validate_retention(
+    retention: Option<Spanned<String>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<Duration> {
+    let Some(r) = retention else {
+        return Some(DEFAULT_RETENTION);
+    };
+    match humantime::parse_duration(r.get_ref()) {
+        Ok(d) if !d.is_zero() => Some(d),
+        Ok(_) => {
+            p.at(&r, ctx, "snapshot_retention must be longer than zero");
+            None
+        }
+        Err(e) => {
+            p.at(
+                &r,
+                ctx,
+                format!(
+                    "snapshot_retention '{}': {e} (e.g. \"7d\", \"36h\")",
+                    r.get_ref()
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn valid_tag_key(k: &str) -> bool {
@@ -484,6 +524,8 @@ pub(super) fn validate_volumes(
     (p.list.len() == before).then_some(out)
 }
 
+/// One volume, field by field; `span` is the volume's table, for the
+/// problems that have no key to point at. `None` if anything is wrong.
 fn validate_volume(
     raw: RawVolume,
     span: Range<usize>,
@@ -492,187 +534,18 @@ fn validate_volume(
 ) -> Option<Volume> {
     let before = p.list.len();
 
-    let device = match &raw.device {
-        None => {
-            p.add(
-                Some(span.clone()),
-                ctx,
-                "device is missing (e.g. device = \"/dev/sdf\")",
-            );
-            String::new()
-        }
-        Some(d) => {
-            if let Err(e) = check_device(d.get_ref()) {
-                p.at(d, ctx, e);
-            }
-            d.get_ref().clone()
-        }
-    };
-
-    let mount_point = match &raw.mount_point {
-        None => {
-            p.add(Some(span.clone()), ctx, "mount_point is missing");
-            String::new()
-        }
-        Some(m) => {
-            if let Err(e) = check_mount_point(m.get_ref()) {
-                p.at(m, ctx, e);
-            }
-            m.get_ref().clone()
-        }
-    };
-
-    let file_system = match &raw.file_system {
-        None => FileSystem::Xfs,
-        Some(f) => FileSystem::parse(f.get_ref()).unwrap_or_else(|| {
-            p.at(
-                f,
-                ctx,
-                format!(
-                    "unknown file_system '{}'; supported: {}",
-                    f.get_ref(),
-                    FileSystem::NAMES
-                ),
-            );
-            FileSystem::Xfs
-        }),
-    };
-
-    // As in 0.2.12, `iops` alone means a provisioned-IOPS volume (io1);
-    // otherwise the modern default gp3 replaces the original's magnetic
-    // `standard`.
-    let volume_type = match &raw.volume_type {
-        None if raw.iops.is_some() => VolumeType::Io1,
-        None => VolumeType::Gp3,
-        Some(t) => VolumeType::parse(t.get_ref()).unwrap_or_else(|| {
-            p.at(
-                t,
-                ctx,
-                format!(
-                    "unknown volume_type '{}'; supported: {}",
-                    t.get_ref(),
-                    VolumeType::NAMES
-                ),
-            );
-            VolumeType::Gp3
-        }),
-    };
-    let type_known = p.list.len() == before
-        || raw
-            .volume_type
-            .as_ref()
-            .is_none_or(|t| VolumeType::parse(t.get_ref()).is_some());
-
-    // The original's default size.
-    let size_gib = match &raw.size {
-        None => 5,
-        Some(s) => {
-            let (lo, hi) = volume_type.size_range();
-            let v = *s.get_ref();
-            if type_known && (v < i64::from(lo) || v > i64::from(hi)) {
-                p.at(
-                    s,
-                    ctx,
-                    format!("size must be {lo} to {hi} GiB for {volume_type}, got {v}"),
-                );
-            }
-            u32::try_from(v).unwrap_or(0)
-        }
-    };
-
-    let iops = raw.iops.as_ref().and_then(|i| {
-        let v = *i.get_ref();
-        match volume_type.iops_range() {
-            _ if !type_known => None,
-            None => {
-                p.at(
-                    i,
-                    ctx,
-                    format!("iops cannot be set for {volume_type} volumes"),
-                );
-                None
-            }
-            Some((lo, hi)) if v < i64::from(lo) || v > i64::from(hi) => {
-                p.at(
-                    i,
-                    ctx,
-                    format!("iops must be {lo} to {hi} for {volume_type}, got {v}"),
-                );
-                None
-            }
-            Some(_) => u32::try_from(v).ok(),
-        }
-    });
-
-    let throughput = raw.throughput.as_ref().and_then(|t| {
-        let v = *t.get_ref();
-        if !type_known {
-            None
-        } else if volume_type != VolumeType::Gp3 {
-            p.at(
-                t,
-                ctx,
-                format!("throughput can only be set for gp3, not {volume_type}"),
-            );
-            None
-        } else if !(125..=1000).contains(&v) {
-            p.at(
-                t,
-                ctx,
-                format!("throughput must be 125 to 1000 MiB/s, got {v}"),
-            );
-            None
-        } else {
-            u32::try_from(v).ok()
-        }
-    });
-
-    let encrypted = raw.encrypted.as_ref().is_some_and(|e| *e.get_ref());
-    let kms_key_id = raw.kms_key_id.as_ref().map(|k| {
-        if !encrypted {
-            p.at(k, ctx, "kms_key_id needs encrypted = true");
-        }
-        if k.get_ref().trim().is_empty() {
-            p.at(k, ctx, "kms_key_id is empty");
-        }
-        k.get_ref().clone()
-    });
-
-    let device_name_offset = match &raw.device_name_offset {
-        None => 0,
-        Some(o) => match u8::try_from(*o.get_ref()) {
-            Ok(v) if v <= 20 => {
-                if !device.is_empty()
-                    && check_device(&device).is_ok()
-                    && shift_letter(&device, v).is_none()
-                {
-                    p.at(
-                        o,
-                        ctx,
-                        format!("device_name_offset {v} shifts {device} past 'z'"),
-                    );
-                }
-                v
-            }
-            _ => {
-                p.at(
-                    o,
-                    ctx,
-                    format!("device_name_offset must be 0 to 20, got {}", o.get_ref()),
-                );
-                0
-            }
-        },
-    };
-
-    let mount_options = match &raw.mount_options {
-        None => "defaults".to_string(),
-        Some(m) if m.get_ref().trim().is_empty() || m.get_ref().contains(char::is_whitespace) => {
-            p.at(m, ctx, "mount_options is a comma-separated list without spaces, e.g. \"noatime,nodiratime\"");
-            String::new()
-        }
-        Some(m) => m.get_ref().clone(),
-    };
+    let device = validate_device(raw.device.as_ref(), &span, ctx, p);
+    let mount_point = validate_mount_point(raw.mount_point.as_ref(), &span, ctx, p);
+    let file_system = validate_file_system(raw.file_system.as_ref(), ctx, p);
+    let known_type = validate_volume_type(&raw, ctx, p);
+    let volume_type = known_type.unwrap_or(VolumeType::Gp3);
+    let size_gib = validate_size(raw.size.as_ref(), known_type, ctx, p);
+    let iops = validate_iops(raw.iops.as_ref(), known_type, ctx, p);
+    let throughput = validate_throughput(raw.throughput.as_ref(), known_type, ctx, p);
+    let (encrypted, kms_key_id) = validate_encryption(&raw, ctx, p);
+    let device_name_offset =
+        validate_device_name_offset(raw.device_name_offset.as_ref(), &device, ctx, p);
+    let mount_options = validate_mount_options(raw.mount_options.as_ref(), ctx, p);
 
     if p.list.len() != before {
         return None;
@@ -691,6 +564,247 @@ fn validate_volume(
         delete_on_termination: raw.delete_on_termination.is_some_and(|d| d.into_inner()),
         device_name_offset,
     })
+}
+
+/// `device` is present and an EC2 device name. Empty if missing.
+fn validate_device(
+    device: Option<&Spanned<String>>,
+    span: &Range<usize>,
+    ctx: &str,
+    p: &mut Problems,
+) -> String {
+    let Some(d) = device else {
+        p.add(
+            Some(span.clone()),
+            ctx,
+            "device is missing (e.g. device = \"/dev/sdf\")",
+        );
+        return String::new();
+    };
+    if let Err(e) = check_device(d.get_ref()) {
+        p.at(d, ctx, e);
+    }
+    d.get_ref().clone()
+}
+
+/// `mount_point` is present and a plain absolute path other than `/`.
+/// Empty if missing.
+fn validate_mount_point(
+    mount_point: Option<&Spanned<String>>,
+    span: &Range<usize>,
+    ctx: &str,
+    p: &mut Problems,
+) -> String {
+    let Some(m) = mount_point else {
+        p.add(Some(span.clone()), ctx, "mount_point is missing");
+        return String::new();
+    };
+    if let Err(e) = check_mount_point(m.get_ref()) {
+        p.at(m, ctx, e);
+    }
+    m.get_ref().clone()
+}
+
+/// `file_system` is one we can make and mount; unset means xfs.
+fn validate_file_system(
+    file_system: Option<&Spanned<String>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> FileSystem {
+    let Some(f) = file_system else {
+        return FileSystem::Xfs;
+    };
+    FileSystem::parse(f.get_ref()).unwrap_or_else(|| {
+        p.at(
+            f,
+            ctx,
+            format!(
+                "unknown file_system '{}'; supported: {}",
+                f.get_ref(),
+                FileSystem::NAMES
+            ),
+        );
+        FileSystem::Xfs
+    })
+}
+
+/// `volume_type` is a known EBS type. `None` if it is not (and reported):
+/// the size, iops and throughput checks depend on the type, so they are
+/// skipped rather than judged against a guess.
+fn validate_volume_type(raw: &RawVolume, ctx: &str, p: &mut Problems) -> Option<VolumeType> {
+    // As in 0.2.12, `iops` alone means a provisioned-IOPS volume (io1);
+    // otherwise the modern default gp3 replaces the original's magnetic
+    // `standard`.
+    match &raw.volume_type {
+        None if raw.iops.is_some() => Some(VolumeType::Io1),
+        None => Some(VolumeType::Gp3),
+        Some(t) => {
+            let parsed = VolumeType::parse(t.get_ref());
+            if parsed.is_none() {
+                p.at(
+                    t,
+                    ctx,
+                    format!(
+                        "unknown volume_type '{}'; supported: {}",
+                        t.get_ref(),
+                        VolumeType::NAMES
+                    ),
+                );
+            }
+            parsed
+        }
+    }
+}
+
+/// `size` (GiB) is in the range of the volume type, when the type is known.
+fn validate_size(
+    size: Option<&Spanned<i64>>,
+    volume_type: Option<VolumeType>,
+    ctx: &str,
+    p: &mut Problems,
+) -> u32 {
+    // The original's default size.
+    let Some(s) = size else { return 5 };
+    let v = *s.get_ref();
+    if let Some(volume_type) = volume_type {
+        let (lo, hi) = volume_type.size_range();
+        if v < i64::from(lo) || v > i64::from(hi) {
+            p.at(
+                s,
+                ctx,
+                format!("size must be {lo} to {hi} GiB for {volume_type}, got {v}"),
+            );
+        }
+    }
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// `iops` is allowed for the volume type and in its range, when the type
+/// is known.
+fn validate_iops(
+    iops: Option<&Spanned<i64>>,
+    volume_type: Option<VolumeType>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<u32> {
+    let i = iops?;
+    let volume_type = volume_type?;
+    let v = *i.get_ref();
+    match volume_type.iops_range() {
+        None => {
+            p.at(
+                i,
+                ctx,
+                format!("iops cannot be set for {volume_type} volumes"),
+            );
+            None
+        }
+        Some((lo, hi)) if v < i64::from(lo) || v > i64::from(hi) => {
+            p.at(
+                i,
+                ctx,
+                format!("iops must be {lo} to {hi} for {volume_type}, got {v}"),
+            );
+            None
+        }
+        Some(_) => u32::try_from(v).ok(),
+    }
+}
+
+/// `throughput` (MiB/s) is set only for gp3 and in its range, when the
+/// type is known.
+fn validate_throughput(
+    throughput: Option<&Spanned<i64>>,
+    volume_type: Option<VolumeType>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<u32> {
+    let t = throughput?;
+    let volume_type = volume_type?;
+    let v = *t.get_ref();
+    if volume_type != VolumeType::Gp3 {
+        p.at(
+            t,
+            ctx,
+            format!("throughput can only be set for gp3, not {volume_type}"),
+        );
+        None
+    } else if !(125..=1000).contains(&v) {
+        p.at(
+            t,
+            ctx,
+            format!("throughput must be 125 to 1000 MiB/s, got {v}"),
+        );
+        None
+    } else {
+        u32::try_from(v).ok()
+    }
+}
+
+/// `encrypted` and `kms_key_id`: a key only on an encrypted volume, and
+/// not blank.
+fn validate_encryption(raw: &RawVolume, ctx: &str, p: &mut Problems) -> (bool, Option<String>) {
+    let encrypted = raw.encrypted.as_ref().is_some_and(|e| *e.get_ref());
+    let kms_key_id = raw.kms_key_id.as_ref().map(|k| {
+        if !encrypted {
+            p.at(k, ctx, "kms_key_id needs encrypted = true");
+        }
+        if k.get_ref().trim().is_empty() {
+            p.at(k, ctx, "kms_key_id is empty");
+        }
+        k.get_ref().clone()
+    });
+    (encrypted, kms_key_id)
+}
+
+/// `device_name_offset` is 0 to 20 and does not shift a valid `device`
+/// past `z`.
+fn validate_device_name_offset(
+    offset: Option<&Spanned<i64>>,
+    device: &str,
+    ctx: &str,
+    p: &mut Problems,
+) -> u8 {
+    let Some(o) = offset else { return 0 };
+    match u8::try_from(*o.get_ref()) {
+        Ok(v) if v <= 20 => {
+            if !device.is_empty()
+                && check_device(device).is_ok()
+                && shift_letter(device, v).is_none()
+            {
+                p.at(
+                    o,
+                    ctx,
+                    format!("device_name_offset {v} shifts {device} past 'z'"),
+                );
+            }
+            v
+        }
+        _ => {
+            p.at(
+                o,
+                ctx,
+                format!("device_name_offset must be 0 to 20, got {}", o.get_ref()),
+            );
+            0
+        }
+    }
+}
+
+/// `mount_options` is one comma-separated word; unset means `defaults`.
+fn validate_mount_options(
+    mount_options: Option<&Spanned<String>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> String {
+    match mount_options {
+        None => "defaults".to_string(),
+        Some(m) if m.get_ref().trim().is_empty() || m.get_ref().contains(char::is_whitespace) => {
+            p.at(m, ctx, "mount_options is a comma-separated list without spaces, e.g. \"noatime,nodiratime\"");
+            String::new()
+        }
+        Some(m) => m.get_ref().clone(),
+    }
 }
 
 /// EC2 device names: `/dev/sd[a-z]`, `/dev/xvd[a-z]` with an optional

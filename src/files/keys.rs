@@ -56,18 +56,37 @@ pub(crate) enum Filter {
     Include(Vec<Regex>),
 }
 
+/// Why the `--exclude`/`--include` patterns make no [`Filter`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FilterError {
+    /// A pattern that is not a regular expression.
+    #[error("bad pattern '{pattern}': {source}")]
+    BadPattern {
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error("--exclude and --include cannot be used together")]
+    Both,
+}
+
 impl Filter {
-    pub(crate) fn new(exclude: &[String], include: &[String]) -> Result<Self, String> {
-        let compile = |pats: &[String]| -> Result<Vec<Regex>, String> {
+    pub(crate) fn new(exclude: &[String], include: &[String]) -> Result<Self, FilterError> {
+        let compile = |pats: &[String]| -> Result<Vec<Regex>, FilterError> {
             pats.iter()
-                .map(|p| Regex::new(p).map_err(|e| format!("bad pattern '{p}': {e}")))
+                .map(|p| {
+                    Regex::new(p).map_err(|source| FilterError::BadPattern {
+                        pattern: p.clone(),
+                        source,
+                    })
+                })
                 .collect()
         };
         match (exclude.is_empty(), include.is_empty()) {
             (true, true) => Ok(Filter::Default),
             (false, true) => Ok(Filter::Exclude(compile(exclude)?)),
             (true, false) => Ok(Filter::Include(compile(include)?)),
-            (false, false) => Err("--exclude and --include cannot be used together".into()),
+            (false, false) => Err(FilterError::Both),
         }
     }
 
@@ -179,6 +198,7 @@ mod tests {
         assert!(Filter::new(&["a".into()], &["b".into()]).is_err());
         assert!(Filter::new(&["(".into()], &[])
             .unwrap_err()
+            .to_string()
             .starts_with("bad pattern '('"));
     }
 

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
 use crate::cli::TableslurpArgs;
 use crate::cloud::s3::{ObjectInfo, S3};
+use crate::cloud::CloudError;
 
 /// The index to restore from: the newest not newer than `at`.
 pub(crate) fn choose_index(
@@ -229,10 +230,45 @@ async fn restore_dir(
     Ok(failed)
 }
 
+/// Why one file of the index was not restored.
+#[derive(Debug, thiserror::Error)]
+enum RestoreError {
+    /// An index entry that is not a plain file name.
+    #[error("refusing the index entry '{0}'")]
+    BadEntry(String),
+    /// The HEAD or the GET.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error("missing from S3 ({key})")]
+    Missing { key: String },
+    #[error("MD5 mismatch: S3 says {want}, the download is {got} ({key})")]
+    Md5Mismatch {
+        want: String,
+        got: String,
+        key: String,
+    },
+    #[error("no md5sum metadata and a multipart ETag: cannot verify it (--allow-unverified restores it anyway) ({key})")]
+    Unverifiable { key: String },
+    #[error("chmod: {0}")]
+    Chmod(#[source] std::io::Error),
+    #[error("chown: {0}")]
+    Chown(#[source] std::io::Error),
+    /// Opening the file to set its mtime.
+    #[error(transparent)]
+    Mtime(std::io::Error),
+    #[error("renaming into place: {0}")]
+    Rename(#[source] std::io::Error),
+}
+
 /// One file; `Ok(false)` if it was already there with the right MD5.
-async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Result<bool, String> {
+async fn fetch_one(
+    job: &Job,
+    origin: &Path,
+    target: &Path,
+    name: &str,
+) -> Result<bool, RestoreError> {
     if name.contains('/') || name == ".." || name == "." {
-        return Err(format!("refusing the index entry '{name}'"));
+        return Err(RestoreError::BadEntry(name.to_string()));
     }
     let key = job.naming.key(&origin.join(name));
     let dest = target.join(name);
@@ -240,9 +276,8 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
     // HEAD); a missing one is fetched straight away (the GET brings the
     // metadata, so a fresh restore costs one request per file).
     if !job.force && dest.exists() {
-        let head = job.s3.head(&key).await.map_err(|e| e.to_string())?;
-        let Some(head) = head else {
-            return Err(format!("missing from S3 ({key})"));
+        let Some(head) = job.s3.head(&key).await? else {
+            return Err(RestoreError::Missing { key });
         };
         if let (Some(want), Ok((have, _, _))) =
             (head.metadata.get("md5sum"), super::md5_file(&dest))
@@ -253,13 +288,8 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
         }
     }
     let tmp = target.join(format!(".{name}.tableslurp"));
-    let fetched = job
-        .s3
-        .get_to_file(&key, &tmp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let Some(fetched) = fetched else {
-        return Err(format!("missing from S3 ({key})"));
+    let Some(fetched) = job.s3.get_to_file(&key, &tmp).await? else {
+        return Err(RestoreError::Missing { key });
     };
     // The md5sum metadata, else a single-part ETag (multipart ETags are
     // not MD5s).
@@ -271,16 +301,15 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
     match want {
         Some(w) if w != fetched.md5_hex => {
             let _ = std::fs::remove_file(&tmp);
-            return Err(format!(
-                "MD5 mismatch: S3 says {w}, the download is {} ({key})",
-                fetched.md5_hex
-            ));
+            return Err(RestoreError::Md5Mismatch {
+                want: w,
+                got: fetched.md5_hex,
+                key,
+            });
         }
         None if !job.allow_unverified => {
             let _ = std::fs::remove_file(&tmp);
-            return Err(format!(
-                "no md5sum metadata and a multipart ETag: cannot verify it (--allow-unverified restores it anyway) ({key})"
-            ));
+            return Err(RestoreError::Unverifiable { key });
         }
         None => tracing::warn!("{name}: restored unverified (--allow-unverified)"),
         _ => {}
@@ -291,7 +320,7 @@ async fn fetch_one(job: &Job, origin: &Path, target: &Path, name: &str) -> Resul
         &job.owner,
         fetched.last_modified,
     )?;
-    std::fs::rename(&tmp, &dest).map_err(|e| format!("renaming into place: {e}"))?;
+    std::fs::rename(&tmp, &dest).map_err(RestoreError::Rename)?;
     Ok(true)
 }
 
@@ -302,14 +331,14 @@ fn apply_stat(
     stat: Option<&str>,
     owner: &Ownership,
     mtime: Option<DateTime<Utc>>,
-) -> Result<(), String> {
+) -> Result<(), RestoreError> {
     let stat: Option<serde_json::Value> = stat.and_then(|s| serde_json::from_str(s).ok());
     if let Some(mode) = stat.as_ref().and_then(|s| s["mode"].as_u64()) {
         std::fs::set_permissions(
             path,
             std::fs::Permissions::from_mode((mode & 0o7777) as u32),
         )
-        .map_err(|e| format!("chmod: {e}"))?;
+        .map_err(RestoreError::Chmod)?;
     }
     let (mut uid, mut gid) = (owner.uid, owner.gid);
     if owner.preserve {
@@ -325,13 +354,13 @@ fn apply_stat(
         }
     }
     if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::chown(path, uid, gid).map_err(|e| format!("chown: {e}"))?;
+        std::os::unix::fs::chown(path, uid, gid).map_err(RestoreError::Chown)?;
     }
     if let Some(t) = mtime {
         let f = std::fs::File::options()
             .write(true)
             .open(path)
-            .map_err(|e| e.to_string())?;
+            .map_err(RestoreError::Mtime)?;
         let _ = f.set_modified(SystemTime::from(t));
     }
     Ok(())

@@ -124,23 +124,35 @@ pub(crate) struct Settings {
     pub retries: u32,
 }
 
+/// Why the flags and the `[tablesnap]` section make no [`Settings`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SettingsError {
+    #[error("no bucket: give BUCKET and PATH..., or set bucket and paths in the [tablesnap] section of the configuration")]
+    NoBucket,
+    #[error("no directory to watch for bucket {bucket}: give PATH... or paths in [tablesnap]")]
+    NoPaths { bucket: String },
+}
+
 /// Merge flags over the file's section. Pure.
-pub(crate) fn merge(cli: &TablesnapArgs, file: Option<&Tablesnap>) -> Result<Settings, String> {
+pub(crate) fn merge(
+    cli: &TablesnapArgs,
+    file: Option<&Tablesnap>,
+) -> Result<Settings, SettingsError> {
     let empty = Tablesnap::default();
     let f = file.unwrap_or(&empty);
     let pick = |a: &Vec<String>, b: &Vec<String>| if a.is_empty() { b.clone() } else { a.clone() };
-    let bucket = cli.bucket.clone().or_else(|| f.bucket.clone()).ok_or(
-        "no bucket: give BUCKET and PATH..., or set bucket and paths in the [tablesnap] section of the configuration",
-    )?;
+    let bucket = cli
+        .bucket
+        .clone()
+        .or_else(|| f.bucket.clone())
+        .ok_or(SettingsError::NoBucket)?;
     let paths = if cli.paths.is_empty() {
         f.paths.clone()
     } else {
         cli.paths.clone()
     };
     if paths.is_empty() {
-        return Err(format!(
-            "no directory to watch for bucket {bucket}: give PATH... or paths in [tablesnap]"
-        ));
+        return Err(SettingsError::NoPaths { bucket });
     }
     Ok(Settings {
         bucket,
@@ -193,8 +205,116 @@ pub(crate) fn merge(cli: &TablesnapArgs, file: Option<&Tablesnap>) -> Result<Set
 /// Run the daemon with the command line's flags over the configuration
 /// file's `[tablesnap]` section.
 pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result<ExitCode> {
-    let args = &merge(cli, file).map_err(anyhow::Error::msg)?;
+    let args = &merge(cli, file)?;
+    // As a message, not a chain: the pattern error already says the regex
+    // error, which `{:#}` would repeat.
     let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
+    let (roots, listen, opts) = check(args)?;
+
+    let s3 = s3_client(args).await?;
+    s3.check_bucket()
+        .await
+        .with_context(|| format!("bucket {}", args.bucket))?;
+    let naming = KeyNaming {
+        prefix: args.prefix.clone(),
+        name: args.name.clone().unwrap_or_else(super::default_name),
+        separator: args.keyname_separator.clone(),
+    };
+    let mib = 1u64 << 20;
+    let uploader = Arc::new(Uploader {
+        s3: s3.clone(),
+        naming: naming.clone(),
+        opts: opts.clone(),
+        max_single: args.max_upload_size.saturating_mul(mib).min(5 << 30),
+        chunk: args.multipart_chunk_size.saturating_mul(mib),
+        parts: Arc::new(Semaphore::new(args.threads)),
+    });
+
+    // Watches first, then the scan: nothing falls between them (a file
+    // seen twice is checked twice, which costs a HEAD).
+    let mut watcher = Watcher::new(&roots, listen, args.recursive, args.auto_add)
+        .context("setting up inotify watches")?;
+    tracing::info!(
+        "watching {} for {} as {}{}{}",
+        roots
+            .iter()
+            .map(|r| r.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.bucket,
+        naming.prefix,
+        naming.name,
+        naming.separator
+    );
+
+    // Signals first: a SIGTERM during the -B scan must stop it cleanly too.
+    let mut signals = Signals {
+        term: signal(SignalKind::terminate())?,
+        int: signal(SignalKind::interrupt())?,
+    };
+
+    let (tx, rx) = mpsc::channel::<PathBuf>(QUEUE_CAPACITY);
+    let queue = Queue {
+        tx,
+        waiting: Arc::default(),
+    };
+    let (landed_tx, landed_rx) = mpsc::unbounded_channel::<PathBuf>();
+    // Failed files come back to the main loop, which retries them later.
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let indexer = (!args.without_index).then(|| {
+        tokio::spawn(indexer(
+            landed_rx,
+            s3.clone(),
+            naming.clone(),
+            filter.clone(),
+            opts.clone(),
+        ))
+    });
+    let pool = Pool {
+        rx: Arc::new(tokio::sync::Mutex::new(rx)),
+        waiting: queue.waiting.clone(),
+        uploader,
+        stopping: Arc::new(AtomicBool::new(false)),
+        stats: Arc::new(Stats::default()),
+        landed: landed_tx,
+        retry: retry_tx,
+    };
+    let workers: Vec<_> = (0..args.threads)
+        .map(|_| tokio::spawn(pool.clone().work()))
+        .collect();
+
+    let mut daemon = Daemon {
+        queue,
+        filter,
+        roots,
+        recursive: args.recursive,
+        stats: pool.stats.clone(),
+        scans: Vec::new(),
+        retries: Vec::new(),
+        attempts: HashMap::new(),
+        rescan_due: false,
+        last_reported: (0, 0),
+    };
+    if args.backup {
+        daemon.rescan();
+    }
+    let stop_reason = daemon
+        .serve(&mut watcher, &mut retry_rx, &mut signals)
+        .await;
+    drop(watcher);
+    tracing::info!("{stop_reason}: finishing the uploads in flight");
+    let clean = stop_reason == "SIGTERM" || stop_reason == "SIGINT";
+    let owed = shut_down(daemon, pool, workers, indexer).await;
+    Ok(if clean && owed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Check the settings that need no network: the threads, the directories
+/// (made absolute), the events to listen for and the PUT options.
+fn check(args: &Settings) -> Result<(Vec<PathBuf>, Listen, PutOptions)> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
@@ -218,8 +338,6 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
             _ => listen.create = true,
         }
     }
-    let mib = 1u64 << 20;
-    let max_single = args.max_upload_size.saturating_mul(mib).min(5 << 30);
     let opts = PutOptions {
         storage_class: args.storage_class.clone().or_else(|| {
             args.reduced_redundancy
@@ -234,202 +352,211 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     if opts.sse_kms_key_id.is_some() && opts.sse.as_deref() != Some("aws:kms") {
         bail!("--sse-kms-key-id needs --sse aws:kms");
     }
+    Ok((roots, listen, opts))
+}
 
-    let s3 = s3_client(args).await?;
-    s3.check_bucket()
-        .await
-        .with_context(|| format!("bucket {}", args.bucket))?;
-    let naming = KeyNaming {
-        prefix: args.prefix.clone(),
-        name: args.name.clone().unwrap_or_else(super::default_name),
-        separator: args.keyname_separator.clone(),
-    };
-    let uploader = Arc::new(Uploader {
-        s3: s3.clone(),
-        naming: naming.clone(),
-        opts: opts.clone(),
-        max_single,
-        chunk: args.multipart_chunk_size.saturating_mul(mib),
-        parts: Arc::new(Semaphore::new(args.threads)),
-    });
+/// The signals that stop the daemon.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
 
-    // Watches first, then the scan: nothing falls between them (a file
-    // seen twice is checked twice, which costs a HEAD).
-    let mut watcher = Watcher::new(&roots, listen, args.recursive, args.auto_add)
-        .context("setting up inotify watches")?;
-    tracing::info!(
-        "watching {} for {} as {}{}{}",
-        roots
-            .iter()
-            .map(|r| r.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        args.bucket,
-        naming.prefix,
-        naming.name,
-        naming.separator
-    );
+/// What every upload worker shares.
+#[derive(Clone)]
+struct Pool {
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<PathBuf>>>,
+    waiting: Arc<Mutex<HashSet<PathBuf>>>,
+    uploader: Arc<Uploader>,
+    /// Set at shutdown: what is still queued is counted, not uploaded.
+    stopping: Arc<AtomicBool>,
+    stats: Arc<Stats>,
+    /// Files now in S3, for the indexer.
+    landed: mpsc::UnboundedSender<PathBuf>,
+    /// Files that failed, for a later retry.
+    retry: mpsc::UnboundedSender<PathBuf>,
+}
 
-    // Signals first: a SIGTERM during the -B scan must stop it cleanly too.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+impl Pool {
+    /// One worker: upload queued files until the queue closes.
+    async fn work(self) {
+        loop {
+            let next = self.rx.lock().await.recv().await;
+            let Some(path) = next else { break };
+            self.waiting.lock().expect("queue lock").remove(&path);
+            if self.stopping.load(Ordering::Relaxed) {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            self.stats.checked.fetch_add(1, Ordering::Relaxed);
+            match self.uploader.upload(&path).await {
+                Ok(Outcome::Uploaded { key, size }) => {
+                    self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("uploaded {key} ({size} bytes)");
+                    let _ = self.landed.send(path);
+                }
+                Ok(Outcome::Present) => {
+                    tracing::debug!("{} is already in S3", path.display());
+                    let _ = self.landed.send(path);
+                }
+                Ok(Outcome::Vanished) => {
+                    tracing::debug!("{} vanished before upload", path.display())
+                }
+                Ok(Outcome::Skipped(why)) => {
+                    tracing::debug!("skipping {}: {why}", path.display())
+                }
+                Err(e) => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("failed to upload {}: {e}; will retry", path.display());
+                    let _ = self.retry.send(path);
+                }
+            }
+        }
+    }
+}
 
-    let (tx, rx) = mpsc::channel::<PathBuf>(QUEUE_CAPACITY);
-    let queue = Queue {
-        tx,
-        waiting: Arc::default(),
-    };
-    let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let stopping = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(Stats::default());
-    let (landed_tx, landed_rx) = mpsc::unbounded_channel::<PathBuf>();
-    // Failed files come back to the main loop, which retries them later.
-    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
+/// The event loop's state: what to queue, what to retry when, whether a
+/// rescan is owed.
+struct Daemon {
+    queue: Queue,
+    filter: Filter,
+    roots: Vec<PathBuf>,
+    recursive: bool,
+    stats: Arc<Stats>,
+    /// Scans run as tasks so the loop keeps reading inotify and signals;
+    /// they are aborted at shutdown.
+    scans: Vec<tokio::task::JoinHandle<()>>,
+    /// (when, path, attempt) of failed files to try again.
+    retries: Vec<(Instant, PathBuf, u32)>,
+    attempts: HashMap<PathBuf, u32>,
+    /// The queue was full or inotify overflowed: scan everything again
+    /// when there is room.
+    rescan_due: bool,
+    last_reported: (u64, u64),
+}
 
-    let indexer = (!args.without_index).then(|| {
-        tokio::spawn(indexer(
-            landed_rx,
-            s3.clone(),
-            naming.clone(),
-            filter.clone(),
-            opts.clone(),
-        ))
-    });
-    let mut workers = Vec::new();
-    for _ in 0..args.threads {
-        let (rx, waiting, up, stop, stats, landed, retry) = (
-            rx.clone(),
-            queue.waiting.clone(),
-            uploader.clone(),
-            stopping.clone(),
-            stats.clone(),
-            landed_tx.clone(),
-            retry_tx.clone(),
+impl Daemon {
+    /// Serve events until a signal or an inotify failure; returns why it
+    /// stopped.
+    async fn serve(
+        &mut self,
+        watcher: &mut Watcher,
+        retry_rx: &mut mpsc::UnboundedReceiver<PathBuf>,
+        signals: &mut Signals,
+    ) -> String {
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        loop {
+            tokio::select! {
+                change = watcher.next() => match change {
+                    Some(Ok(change)) => self.on_change(change),
+                    Some(Err(e)) => return format!("inotify failed: {e}"),
+                    None => return "inotify stream ended".to_string(),
+                },
+                Some(path) = retry_rx.recv() => self.on_failed(path),
+                _ = signals.term.recv() => return "SIGTERM".to_string(),
+                _ = signals.int.recv() => return "SIGINT".to_string(),
+                _ = progress.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn on_change(&mut self, change: Change) {
+        match change {
+            Change::File(path) => {
+                if !self.filter.accepts(&path) {
+                    tracing::debug!("skipping {} by the include/exclude rule", path.display());
+                } else if !self.queue.try_push(path) {
+                    // Full: a rescan later picks up whatever was dropped.
+                    self.rescan_due = true;
+                }
+            }
+            Change::Dir(dir) => self.scan(dir, true),
+            Change::Overflow => {
+                tracing::warn!("inotify queue overflowed: rescanning");
+                self.rescan_due = true;
+            }
+        }
+    }
+
+    /// A failed file is tried again after 30 s, 1 min, 2 min, ... capped
+    /// at 10 min: S3 outages pass.
+    fn on_failed(&mut self, path: PathBuf) {
+        let n = self.attempts.entry(path.clone()).or_insert(0);
+        *n += 1;
+        let wait =
+            Duration::from_secs(30 * (1u64 << (*n - 1).min(5))).min(Duration::from_secs(600));
+        self.retries.push((Instant::now() + wait, path, *n));
+    }
+
+    /// Every few seconds: queue the retries that are due, rescan if owed
+    /// and there is room, report progress.
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let (ready, later): (Vec<_>, Vec<_>) =
+            self.retries.drain(..).partition(|(t, _, _)| *t <= now);
+        self.retries = later;
+        for (_, p, _) in ready {
+            if !self.queue.try_push(p) {
+                self.rescan_due = true;
+            }
+        }
+        if self.rescan_due && self.queue.has_room() {
+            self.rescan_due = false;
+            self.rescan();
+        }
+        let counts = (
+            self.stats.checked.load(Ordering::Relaxed),
+            self.stats.uploaded.load(Ordering::Relaxed),
         );
-        workers.push(tokio::spawn(async move {
-            loop {
-                let next = rx.lock().await.recv().await;
-                let Some(path) = next else { break };
-                waiting.lock().expect("queue lock").remove(&path);
-                if stop.load(Ordering::Relaxed) {
-                    stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                stats.checked.fetch_add(1, Ordering::Relaxed);
-                match up.upload(&path).await {
-                    Ok(Outcome::Uploaded { key, size }) => {
-                        stats.uploaded.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!("uploaded {key} ({size} bytes)");
-                        let _ = landed.send(path);
-                    }
-                    Ok(Outcome::Present) => {
-                        tracing::debug!("{} is already in S3", path.display());
-                        let _ = landed.send(path);
-                    }
-                    Ok(Outcome::Vanished) => {
-                        tracing::debug!("{} vanished before upload", path.display())
-                    }
-                    Ok(Outcome::Skipped(why)) => {
-                        tracing::debug!("skipping {}: {why}", path.display())
-                    }
-                    Err(e) => {
-                        stats.failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!("failed to upload {}: {e}; will retry", path.display());
-                        let _ = retry.send(path);
-                    }
-                }
+        let waiting = self.queue.waiting.lock().expect("queue lock").len();
+        if counts != self.last_reported && waiting > 0 {
+            tracing::info!(
+                "{} files checked, {} uploaded, {waiting} waiting",
+                counts.0,
+                counts.1
+            );
+        }
+        self.last_reported = counts;
+    }
+
+    /// Scan every watched root.
+    fn rescan(&mut self) {
+        for r in self.roots.clone() {
+            self.scan(r, self.recursive);
+        }
+    }
+
+    /// Queue the files of `dir` that pass the filter, in a task.
+    fn scan(&mut self, dir: PathBuf, recursive: bool) {
+        let (queue, filter) = (self.queue.clone(), self.filter.clone());
+        self.scans.retain(|h| !h.is_finished());
+        self.scans.push(tokio::spawn(async move {
+            let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
+                .await
+                .unwrap_or_default();
+            for f in files.into_iter().filter(|f| filter.accepts(f)) {
+                queue.push(f).await;
             }
         }));
     }
-    drop(landed_tx);
-    drop(retry_tx);
+}
 
-    // Scans run as tasks so the loop keeps reading inotify and signals;
-    // they are aborted at shutdown.
-    let mut scans: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    let spawn_scan =
-        |dir: PathBuf, recursive: bool, scans: &mut Vec<tokio::task::JoinHandle<()>>| {
-            let (queue, filter) = (queue.clone(), filter.clone());
-            scans.retain(|h| !h.is_finished());
-            scans.push(tokio::spawn(async move {
-                let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
-                    .await
-                    .unwrap_or_default();
-                for f in files.into_iter().filter(|f| filter.accepts(f)) {
-                    queue.push(f).await;
-                }
-            }));
-        };
-    if args.backup {
-        for r in &roots {
-            spawn_scan(r.clone(), args.recursive, &mut scans);
-        }
-    }
-
-    let mut progress = tokio::time::interval(PROGRESS_EVERY);
-    let mut last_reported = (0, 0);
-    // (when, path) of failed files to try again.
-    let mut retries: Vec<(Instant, PathBuf, u32)> = Vec::new();
-    let mut attempts: HashMap<PathBuf, u32> = HashMap::new();
-    let mut rescan_due = false;
-    let stop_reason = loop {
-        tokio::select! {
-            change = watcher.next() => match change {
-                Some(Ok(Change::File(path))) => {
-                    if !filter.accepts(&path) {
-                        tracing::debug!("skipping {} by the include/exclude rule", path.display());
-                    } else if !queue.try_push(path) {
-                        // Full: a rescan later picks up whatever was dropped.
-                        rescan_due = true;
-                    }
-                }
-                Some(Ok(Change::Dir(dir))) => spawn_scan(dir, true, &mut scans),
-                Some(Ok(Change::Overflow)) => {
-                    tracing::warn!("inotify queue overflowed: rescanning");
-                    rescan_due = true;
-                }
-                Some(Err(e)) => break format!("inotify failed: {e}"),
-                None => break "inotify stream ended".to_string(),
-            },
-            Some(path) = retry_rx.recv() => {
-                let n = attempts.entry(path.clone()).or_insert(0);
-                *n += 1;
-                // 30 s, 1 min, 2 min, ... capped at 10 min: S3 outages pass.
-                let wait = Duration::from_secs(30 * (1u64 << (*n - 1).min(5))).min(Duration::from_secs(600));
-                retries.push((Instant::now() + wait, path, *n));
-            }
-            _ = term.recv() => break "SIGTERM".to_string(),
-            _ = int.recv() => break "SIGINT".to_string(),
-            _ = progress.tick() => {
-                let due: Vec<PathBuf> = {
-                    let now = Instant::now();
-                    let (ready, later): (Vec<_>, Vec<_>) = retries.drain(..).partition(|(t, _, _)| *t <= now);
-                    retries = later;
-                    ready.into_iter().map(|(_, p, _)| p).collect()
-                };
-                for p in due {
-                    if !queue.try_push(p) {
-                        rescan_due = true;
-                    }
-                }
-                if rescan_due && queue.has_room() {
-                    rescan_due = false;
-                    for r in &roots {
-                        spawn_scan(r.clone(), args.recursive, &mut scans);
-                    }
-                }
-                let now = (stats.checked.load(Ordering::Relaxed), stats.uploaded.load(Ordering::Relaxed));
-                let waiting = queue.waiting.lock().expect("queue lock").len();
-                if now != last_reported && waiting > 0 {
-                    tracing::info!("{} files checked, {} uploaded, {waiting} waiting", now.0, now.1);
-                }
-                last_reported = now;
-            }
-        }
-    };
-    tracing::info!("{stop_reason}: finishing the uploads in flight");
-    stopping.store(true, Ordering::Relaxed);
-    drop(watcher);
+/// Stop intake, let the uploads in flight finish and the indexes they owe
+/// be written; returns how many files and directories are left owed (each
+/// said in a warning).
+async fn shut_down(
+    daemon: Daemon,
+    pool: Pool,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    indexer: Option<tokio::task::JoinHandle<usize>>,
+) -> u64 {
+    pool.stopping.store(true, Ordering::Relaxed);
+    let Daemon {
+        queue,
+        scans,
+        retries,
+        stats,
+        ..
+    } = daemon;
     for s in &scans {
         s.abort();
     }
@@ -438,10 +565,10 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     }
     // Close the queue: workers drain it (skipping what has not started).
     drop(queue);
+    drop(pool);
     for w in workers {
         let _ = w.await;
     }
-    drop(uploader);
     let mut unindexed = 0;
     if let Some(ix) = indexer {
         unindexed = ix.await.unwrap_or(0);
@@ -462,12 +589,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         stats.uploaded.load(Ordering::Relaxed),
         stats.failed.load(Ordering::Relaxed)
     );
-    let clean = stop_reason == "SIGTERM" || stop_reason == "SIGINT";
-    Ok(if clean && dropped == 0 && unindexed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    dropped + unindexed as u64
 }
 
 /// Resolve `.` and `..` lexically, as 1.2.1's os.path.abspath did (no
@@ -694,9 +816,13 @@ mod tests {
             (s.exclude.clone(), s.keyname_separator.as_str()),
             (vec!["tmp".to_string()], "|")
         );
-        assert!(merge(&cli(&[]), None).unwrap_err().starts_with("no bucket"));
+        assert!(merge(&cli(&[]), None)
+            .unwrap_err()
+            .to_string()
+            .starts_with("no bucket"));
         assert!(merge(&cli(&["b"]), None)
             .unwrap_err()
+            .to_string()
             .starts_with("no directory to watch"));
     }
 }

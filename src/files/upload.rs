@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 use super::keys::{stat_json, KeyNaming};
 use super::md5_file;
 use crate::cloud::s3::{part_size, PutOptions, S3};
+use crate::cloud::CloudError;
 use crate::host::users;
 
 /// How a file ended.
@@ -30,6 +31,31 @@ pub(crate) enum Outcome {
     Skipped(String),
 }
 
+/// Why a file did not get to S3 (the daemon retries it later).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UploadError {
+    /// `stat` failed for a reason other than the file being gone.
+    #[error("{}: {source}", .path.display())]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the file for its MD5 failed.
+    #[error("reading {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The blocking MD5 task panicked or was cancelled.
+    #[error(transparent)]
+    Task(#[from] tokio::task::JoinError),
+    /// The HEAD or the upload.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+}
+
 pub(crate) struct Uploader {
     pub s3: S3,
     pub naming: KeyNaming,
@@ -46,25 +72,34 @@ fn names(uid: u32, gid: u32) -> (Option<String>, Option<String>) {
 }
 
 impl Uploader {
-    pub(crate) async fn upload(&self, path: &Path) -> Result<Outcome, String> {
+    pub(crate) async fn upload(&self, path: &Path) -> Result<Outcome, UploadError> {
         let meta = match tokio::fs::symlink_metadata(path).await {
             Ok(m) if m.is_file() => m,
             Ok(_) => return Ok(Outcome::Skipped("not a regular file".into())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(source) => {
+                return Err(UploadError::Stat {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         let p = path.to_path_buf();
-        let (hex, b64, size) = match tokio::task::spawn_blocking(move || md5_file(&p)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
-            Ok(Err(e)) => return Err(format!("reading {}: {e}", path.display())),
-            Err(e) => return Err(e.to_string()),
+        let (hex, b64, size) = match tokio::task::spawn_blocking(move || md5_file(&p)).await? {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
+            Err(source) => {
+                return Err(UploadError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
         };
         if size != meta.len() {
             return Ok(Outcome::Skipped("changed while being read".into()));
         }
         let key = self.naming.key(path);
-        if let Some(head) = self.s3.head(&key).await.map_err(|e| e.to_string())? {
+        if let Some(head) = self.s3.head(&key).await? {
             if head.size == size && head.metadata.get("md5sum") == Some(&hex) {
                 return Ok(Outcome::Present);
             }
@@ -110,7 +145,7 @@ impl Uploader {
             Ok(()) => Ok(Outcome::Uploaded { key, size }),
             // Deleted while uploading: the object was not completed.
             Err(_) if !path.exists() => Ok(Outcome::Vanished),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 }

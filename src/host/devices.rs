@@ -5,6 +5,7 @@
 //! serial is the volume id, visible as udev's
 //! `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…` link or in sysfs.
 
+use super::HostError;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ pub(crate) async fn wait_for(
     kernel_name: &str,
     volume_id: &str,
     deadline: Duration,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, HostError> {
     let end = Instant::now() + deadline;
     loop {
         if let Some(p) = find(root, device, kernel_name, volume_id) {
@@ -86,11 +87,11 @@ pub(crate) async fn wait_for(
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect();
-            return Err(format!(
-                "the block device of {volume_id} did not appear within {}s (looked at {})",
-                deadline.as_secs(),
-                looked.join(", ")
-            ));
+            return Err(HostError::NoDevice {
+                volume_id: volume_id.to_string(),
+                waited_secs: deadline.as_secs(),
+                looked,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -5,16 +5,22 @@
 use std::path::Path;
 use std::process::Command;
 
+use super::HostError;
+
 use crate::config::FileSystem;
 
 /// What is on a device (per `blkid -p`): a filesystem type, `partition
 /// table (dos)` style text for a partitioned disk, or `None` when blank.
-pub(crate) fn probe(device: &Path) -> Result<Option<String>, String> {
+pub(crate) fn probe(device: &Path) -> Result<Option<String>, HostError> {
     let out = Command::new("blkid")
         .args(["-p", "-o", "export"])
         .arg(device)
         .output()
-        .map_err(|e| format!("running blkid: {e} (install util-linux)"))?;
+        .map_err(|source| HostError::Spawn {
+            program: "blkid",
+            hint: " (install util-linux)",
+            source,
+        })?;
     match out.status.code() {
         Some(0) => {
             let text = String::from_utf8_lossy(&out.stdout);
@@ -32,11 +38,10 @@ pub(crate) fn probe(device: &Path) -> Result<Option<String>, String> {
         }
         // blkid exits 2 when it finds nothing.
         Some(2) => Ok(None),
-        _ => Err(format!(
-            "blkid -p {} failed: {}",
-            device.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        _ => Err(HostError::Command {
+            command: format!("blkid -p {}", device.display()),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
     }
 }
 
@@ -57,12 +62,12 @@ pub(crate) fn have_program(name: &str) -> bool {
 }
 
 /// Format a blank device. Refuses if it holds any filesystem signature.
-pub(crate) fn mkfs(device: &Path, fs: FileSystem) -> Result<(), String> {
+pub(crate) fn mkfs(device: &Path, fs: FileSystem) -> Result<(), HostError> {
     if let Some(found) = probe(device)? {
-        return Err(format!(
-            "refusing to format {}: it already holds a {found} filesystem",
-            device.display()
-        ));
+        return Err(HostError::NotBlank {
+            device: device.to_path_buf(),
+            found,
+        });
     }
     let prog = mkfs_program(fs);
     let mut cmd = Command::new(prog);
@@ -74,13 +79,16 @@ pub(crate) fn mkfs(device: &Path, fs: FileSystem) -> Result<(), String> {
     let out = cmd
         .arg(device)
         .output()
-        .map_err(|e| format!("running {prog}: {e}"))?;
+        .map_err(|source| HostError::Spawn {
+            program: prog,
+            hint: "",
+            source,
+        })?;
     if !out.status.success() {
-        return Err(format!(
-            "{prog} {} failed: {}",
-            device.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(HostError::Command {
+            command: format!("{prog} {}", device.display()),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(())
 }

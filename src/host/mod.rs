@@ -2,9 +2,12 @@
 //! here; callers get paths, strings and our own error types.
 
 pub(crate) mod devices;
+mod error;
 pub(crate) mod freeze;
 pub(crate) mod fs;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
 pub(crate) mod users;
 pub(crate) mod watch;
+
+pub(crate) use error::HostError;

@@ -3,6 +3,7 @@
 //! holds it, and the options string is split into flags and data the way
 //! mount(8) does.
 
+use super::HostError;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -44,19 +45,19 @@ pub(crate) fn mount_device(
     mount_point: &Path,
     fs: FileSystem,
     options: &str,
-) -> Result<(), String> {
-    std::fs::create_dir_all(mount_point)
-        .map_err(|e| format!("creating mount point {}: {e}", mount_point.display()))?;
+) -> Result<(), HostError> {
+    std::fs::create_dir_all(mount_point).map_err(|source| HostError::MountPoint {
+        path: mount_point.to_path_buf(),
+        source,
+    })?;
     let (flags, data) = parse_options(options);
     let data = (!data.is_empty()).then_some(data.as_str());
-    mount(Some(device), mount_point, Some(fs.as_str()), flags, data).map_err(|e| {
-        format!(
-            "mount -t {} -o {options} {} {}: {}",
-            fs,
-            device.display(),
-            mount_point.display(),
-            e.desc()
-        )
+    mount(Some(device), mount_point, Some(fs.as_str()), flags, data).map_err(|e| HostError::Mount {
+        fs: fs.as_str(),
+        options: options.to_string(),
+        device: device.to_path_buf(),
+        mount_point: mount_point.to_path_buf(),
+        reason: e.desc(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! one file per verb does.
 
 pub(crate) mod clean;
+mod error;
 pub(crate) mod freshness;
 pub(crate) mod hooks;
 pub(crate) mod list;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 
+use super::error::VolumeError;
 use super::hooks;
 use super::plan::{
     plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, STATE_MOUNTED,
@@ -20,7 +21,7 @@ use super::tags::resource_tags;
 use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
 use crate::config::{kernel_device_name, FileSystem, HookPoint};
 use crate::context::VolumeContext;
-use crate::host::{devices, fs, mount, mountinfo};
+use crate::host::{devices, fs, mount, mountinfo, HostError};
 use crate::instance::Identity;
 use crate::snapshotter::{HookCtx, Snapshotter};
 
@@ -362,7 +363,10 @@ async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
                 Some(c) => rollback(s, &plan, c).await,
                 None => "nothing created by this run".into(),
             };
-            Outcome::Failed { error, cleanup }
+            Outcome::Failed {
+                error: error.to_string(),
+                cleanup,
+            }
         }
     }
 }
@@ -373,7 +377,7 @@ async fn restore_steps(
     plan: &VolumePlan,
     created: &mut Option<Created>,
     env: &mut HookCtx,
-) -> Result<(String, PathBuf, String), String> {
+) -> Result<(String, PathBuf, String), VolumeError> {
     let v = &plan.volume;
     let me = &s.identity.instance_id;
     let (volume_id, attached, source) = match &plan.action {
@@ -433,11 +437,7 @@ async fn restore_steps(
                 v.volume_type,
                 s.identity.availability_zone
             );
-            let id = s
-                .ec2
-                .create_volume(&spec)
-                .await
-                .map_err(|e| e.to_string())?;
+            let id = s.ec2.create_volume(&spec).await?;
             *created = Some(Created {
                 id: id.clone(),
                 attached: false,
@@ -448,16 +448,13 @@ async fn restore_steps(
     env.volume_id = Some(volume_id.clone());
 
     if !attached {
-        wait_volume(s, &volume_id, "available", AVAILABLE_DEADLINE).await?;
+        wait_available(s, &volume_id, AVAILABLE_DEADLINE).await?;
         tracing::info!(
             "{}: attaching {volume_id} to {me} as {}",
             v.mount_point,
             v.device
         );
-        s.ec2
-            .attach_volume(&volume_id, me, &v.device)
-            .await
-            .map_err(|e| e.to_string())?;
+        s.ec2.attach_volume(&volume_id, me, &v.device).await?;
         if let Some(c) = created.as_mut() {
             c.attached = true;
         }
@@ -514,11 +511,9 @@ async fn prepare_filesystem(
     block: &Path,
     source: &str,
     mount_point: &str,
-) -> Result<(FileSystem, String), String> {
+) -> Result<(FileSystem, String), VolumeError> {
     let b = block.to_path_buf();
-    let found = tokio::task::spawn_blocking(move || fs::probe(&b))
-        .await
-        .map_err(|e| e.to_string())??;
+    let found = blocking(move || fs::probe(&b)).await?;
     match found {
         None if source == SOURCE_EMPTY => {
             tracing::info!("{mount_point}: formatting {} as {wanted}", block.display());
@@ -526,10 +521,10 @@ async fn prepare_filesystem(
             blocking(move || fs::mkfs(&b, wanted)).await?;
             Ok((wanted, format!("new empty {wanted} volume")))
         }
-        None => Err(format!(
-            "{} (from {source}) holds no filesystem; refusing to format a restored volume",
-            block.display()
-        )),
+        None => Err(VolumeError::RestoredBlank {
+            device: block.to_path_buf(),
+            from: source.to_string(),
+        }),
         Some(t) => match FileSystem::parse(&t) {
             Some(fs_type) => {
                 if fs_type != wanted {
@@ -542,10 +537,10 @@ async fn prepare_filesystem(
                 };
                 Ok((fs_type, from))
             }
-            None => Err(format!(
-                "{} holds {t}; snaptastic mounts only ext4 and xfs",
-                block.display()
-            )),
+            None => Err(VolumeError::UnsupportedFilesystem {
+                device: block.to_path_buf(),
+                found: t,
+            }),
         },
     }
 }
@@ -556,7 +551,7 @@ async fn resolve_source(
     s: &Shared,
     mount_point: &str,
     source: &RestoreSource,
-) -> Result<Option<SnapshotInfo>, String> {
+) -> Result<Option<SnapshotInfo>, VolumeError> {
     match source {
         RestoreSource::Empty => Ok(None),
         RestoreSource::Snapshot { snapshot } => Ok(Some(snapshot.clone())),
@@ -591,7 +586,10 @@ async fn resolve_source(
                 Ok(Some(done)) => Ok(Some(done)),
                 // It failed or vanished: it never held usable data.
                 Ok(None) => {
-                    tracing::warn!("{mount_point}: snapshot {} is not usable; falling back to {fb}", pending.id);
+                    tracing::warn!(
+                        "{mount_point}: snapshot {} is not usable; falling back to {fb}",
+                        pending.id
+                    );
                     Ok(fallback.clone())
                 }
                 Err(WaitError::TimedOut(_)) if fallback.is_some() => {
@@ -603,31 +601,36 @@ async fn resolve_source(
                     Ok(fallback.clone())
                 }
                 // Never start empty over data that is still being saved.
-                Err(e) => Err(format!(
-                    "snapshot {} is not completed ({e}) and there is no older one; not creating an empty volume in its place: re-run later or raise --wait-pending",
-                    pending.id
-                )),
+                Err(e) => Err(VolumeError::PendingWithoutFallback {
+                    snapshot: pending.id.clone(),
+                    reason: e.to_string(),
+                }),
             }
         }
     }
 }
 
-async fn wait_volume(s: &Shared, id: &str, want: &str, deadline: Duration) -> Result<(), String> {
+/// Wait for a volume to be `available`.
+async fn wait_available(s: &Shared, id: &str, deadline: Duration) -> Result<(), VolumeError> {
     let waited = poll_until(deadline, Backoff::VOLUME, || async {
         Ok(match s.ec2.volume(id).await? {
-            Some(v) if v.state == want => Ok(Ok(())),
+            Some(v) if v.state == "available" => Ok(Ok(())),
             // A volume in error never recovers: stop waiting.
-            Some(v) if v.state == "error" => Ok(Err(format!("{id} is in state error"))),
+            Some(v) if v.state == "error" => Ok(Err(VolumeError::InError(id.to_string()))),
             Some(v) => Err(v.state),
             None => Err("not visible yet".to_string()),
         })
     })
     .await
-    .map_err(|e| format!("waiting for {id} to be {want}: {e}"))?;
+    .map_err(|source| VolumeError::Wait {
+        id: id.to_string(),
+        what: "be available",
+        source: Box::new(source),
+    })?;
     waited
 }
 
-async fn wait_attached(s: &Shared, id: &str) -> Result<(), String> {
+async fn wait_attached(s: &Shared, id: &str) -> Result<(), VolumeError> {
     let me = &s.identity.instance_id;
     poll_until(ATTACH_DEADLINE, Backoff::VOLUME, || async {
         Ok(match s.ec2.volume(id).await? {
@@ -640,7 +643,11 @@ async fn wait_attached(s: &Shared, id: &str) -> Result<(), String> {
         })
     })
     .await
-    .map_err(|e| format!("waiting for {id} to attach: {e}"))
+    .map_err(|source| VolumeError::Wait {
+        id: id.to_string(),
+        what: "attach",
+        source: Box::new(source),
+    })
 }
 
 /// Undo a volume this run created and never mounted: detach if attached,
@@ -651,14 +658,11 @@ async fn rollback(s: &Shared, plan: &VolumePlan, c: Created) -> String {
     let undo = async {
         if c.attached {
             tracing::info!("{mp}: rolling back: detaching {}", c.id);
-            s.ec2
-                .detach_volume(&c.id, me)
-                .await
-                .map_err(|e| e.to_string())?;
-            wait_volume(s, &c.id, "available", ATTACH_DEADLINE).await?;
+            s.ec2.detach_volume(&c.id, me).await?;
+            wait_available(s, &c.id, ATTACH_DEADLINE).await?;
         }
         tracing::info!("{mp}: rolling back: deleting {}", c.id);
-        s.ec2.delete_volume(&c.id).await.map_err(|e| e.to_string())
+        Ok::<_, VolumeError>(s.ec2.delete_volume(&c.id).await?)
     };
     match undo.await {
         Ok(()) => format!("rolled back ({} deleted)", c.id),
@@ -676,10 +680,11 @@ async fn rollback(s: &Shared, plan: &VolumePlan, c: Created) -> String {
     }
 }
 
+/// Host work (mkfs, mount, blkid) off the async threads.
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(f)
+    f: impl FnOnce() -> Result<T, HostError> + Send + 'static,
+) -> Result<T, VolumeError> {
+    Ok(tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| VolumeError::Task(e.into()))??)
 }

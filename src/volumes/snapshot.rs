@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 
+use super::error::VolumeError;
 use super::hooks;
 use super::plan::TAG_PROFILE;
 use super::snapshot_plan::{plan_snapshots, HostView, Labels, Seen, Target};
@@ -423,21 +424,27 @@ fn hook_ctx(profile: &str, t: &Target, snapshot: Option<&str>) -> HookCtx {
         .with_snapshot_id(snapshot)
 }
 
-async fn wait_completed(ec2: &Ec2, mp: &str, snap: &str) -> Result<(), String> {
+async fn wait_completed(ec2: &Ec2, mp: &str, snap: &str) -> Result<(), VolumeError> {
     tracing::info!("{mp}: waiting for {snap} to complete");
     let waited = poll_until(COMPLETION_DEADLINE, Backoff::SNAPSHOT, || async {
         Ok(match ec2.snapshot(snap).await? {
             Some(s) if s.state == SnapshotState::Completed => Ok(Ok(())),
-            Some(s) if s.state == SnapshotState::Error => Ok(Err("ended in error".to_string())),
+            Some(s) if s.state == SnapshotState::Error => {
+                Ok(Err(VolumeError::InError(snap.to_string())))
+            }
             Some(s) => {
                 let progress = s.progress.clone().unwrap_or_default();
                 tracing::info!("{mp}: {snap} is {} {progress}", s.state.as_str());
                 Err(format!("{} {progress}", s.state.as_str()))
             }
-            None => Ok(Err("disappeared".to_string())),
+            None => Ok(Err(VolumeError::Vanished(snap.to_string()))),
         })
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|source| VolumeError::Wait {
+        id: snap.to_string(),
+        what: "complete",
+        source: Box::new(source),
+    })?;
     waited
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 
+use super::error::VolumeError;
 use super::hooks;
 use super::list::attached_for;
 use super::plan::{STATE_DETACHED, TAG_STATE};
@@ -61,10 +62,10 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
         let shared = shared.clone();
         async move { unmount_one(&shared, &v).await }
     });
-    let results: Vec<Result<String, String>> = crate::tasks::join_in_order(tasks)
+    let results: Vec<Result<String, VolumeError>> = crate::tasks::join_in_order(tasks)
         .await
         .into_iter()
-        .map(|r| r.map_err(|e| e.to_string()).and_then(|inner| inner))
+        .map(|r| r.map_err(VolumeError::from).and_then(|inner| inner))
         .collect();
     let mut failed = 0;
     if let Err(e) = hooks::run(
@@ -104,15 +105,13 @@ struct Shared {
     delete: bool,
 }
 
-async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
+async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
     let (ec2, me) = (&s.ec2, s.me.as_str());
     let ebs = attached_for(v, me, &s.attached);
     let mut env = HookCtx::volume(s.snapshotter.name(), &v.mount_point, &v.device);
     env.volume_id = ebs.map(|e| e.id.clone());
-    hooks::run(&s.snapshotter, HookPoint::PreUnmount, &env)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mounts = mountinfo::read().map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+    hooks::run(&s.snapshotter, HookPoint::PreUnmount, &env).await?;
+    let mounts = mountinfo::read().map_err(VolumeError::Mountinfo)?;
     let mut did = Vec::new();
     if mountinfo::find(&mounts, &v.mount_point).is_some() {
         let (mp, lazy) = (PathBuf::from(&v.mount_point), s.lazy);
@@ -123,8 +122,8 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
         );
         tokio::task::spawn_blocking(move || mount::unmount(&mp, lazy))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("unmount failed: {e}; not detaching"))?;
+            .map_err(|e| VolumeError::Unmount(e.to_string()))?
+            .map_err(|e| VolumeError::Unmount(e.to_string()))?;
         did.push("unmounted".to_string());
     } else {
         did.push("was not mounted".to_string());
@@ -138,19 +137,19 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
             let kernel = kernel_device_name(&v.device, v.device_name_offset);
             if let Some(dev) = devices::find(&s.device_root, &v.device, &kernel, &vol.id) {
                 if devices::in_use(&dev) {
-                    return Err(format!(
-                        "{} ({}) is still in use ({}); not detaching {}: run unmount-snapshots again when it is free",
-                        dev.display(),
-                        vol.id,
-                        if s.lazy { "lazily unmounted with files open" } else { "mounted elsewhere or held open" },
-                        vol.id
-                    ));
+                    return Err(VolumeError::InUse {
+                        device: dev,
+                        volume: vol.id.clone(),
+                        why: if s.lazy {
+                            "lazily unmounted with files open"
+                        } else {
+                            "mounted elsewhere or held open"
+                        },
+                    });
                 }
             }
             tracing::info!("{}: detaching {}", v.mount_point, vol.id);
-            ec2.detach_volume(&vol.id, me)
-                .await
-                .map_err(|e| e.to_string())?;
+            ec2.detach_volume(&vol.id, me).await?;
             poll_until(DETACH_DEADLINE, Backoff::VOLUME, || async {
                 Ok(match ec2.volume(&vol.id).await? {
                     Some(x) if x.attachments.iter().any(|a| a.instance_id == me) => {
@@ -160,7 +159,11 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
                 })
             })
             .await
-            .map_err(|e| format!("waiting for {} to detach: {e}", vol.id))?;
+            .map_err(|source| VolumeError::Wait {
+                id: vol.id.clone(),
+                what: "detach",
+                source: Box::new(source),
+            })?;
             did.push(format!("detached {}", vol.id));
             // Not a crash leftover: mount-snapshots restores from the newest
             // snapshot rather than adopting it (see plan.rs).
@@ -173,15 +176,11 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, String> {
                 );
             }
             if s.delete {
-                ec2.delete_volume(&vol.id)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                ec2.delete_volume(&vol.id).await?;
                 did.push(format!("deleted {}", vol.id));
             }
         }
     }
-    hooks::run(&s.snapshotter, HookPoint::PostUnmount, &env)
-        .await
-        .map_err(|e| e.to_string())?;
+    hooks::run(&s.snapshotter, HookPoint::PostUnmount, &env).await?;
     Ok(did.join(", "))
 }

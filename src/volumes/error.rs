@@ -1,0 +1,64 @@
+//! Why one volume's step failed, for the per-volume report of mount- and
+//! unmount-snapshots and make-snapshots --wait.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::hooks::HookError;
+use crate::cloud::{CloudError, WaitError};
+use crate::host::HostError;
+use crate::tasks::TaskFailed;
+
+#[derive(Debug, Error)]
+pub(crate) enum VolumeError {
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+
+    #[error(transparent)]
+    Host(#[from] HostError),
+
+    #[error(transparent)]
+    Hook(#[from] HookError),
+
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+
+    /// A wait for EC2 (volume available, attached, detached; snapshot
+    /// completed) that timed out or failed.
+    #[error("waiting for {id} to {what}: {source}")]
+    Wait {
+        id: String,
+        what: &'static str,
+        #[source]
+        source: Box<WaitError>,
+    },
+
+    #[error("{0} is in state error")]
+    InError(String),
+
+    #[error("{0} disappeared")]
+    Vanished(String),
+
+    #[error("{} (from {from}) holds no filesystem; refusing to format a restored volume", .device.display())]
+    RestoredBlank { device: PathBuf, from: String },
+
+    #[error("{} holds {found}; snaptastic mounts only ext4 and xfs", .device.display())]
+    UnsupportedFilesystem { device: PathBuf, found: String },
+
+    #[error("snapshot {snapshot} is not completed ({reason}) and there is no older one; not creating an empty volume in its place: re-run later or raise --wait-pending")]
+    PendingWithoutFallback { snapshot: String, reason: String },
+
+    #[error("reading /proc/self/mountinfo: {0}")]
+    Mountinfo(#[source] std::io::Error),
+
+    #[error("unmount failed: {0}; not detaching")]
+    Unmount(String),
+
+    #[error("{} ({volume}) is still in use ({why}); not detaching {volume}: run unmount-snapshots again when it is free", .device.display())]
+    InUse {
+        device: PathBuf,
+        volume: String,
+        why: &'static str,
+    },
+}
