@@ -94,6 +94,32 @@ fn parse_log_level(s: &str) -> Result<LogLevel, UnknownLogLevel> {
     }
 }
 
+/// A freeze bound an operator would mean: long enough for one API round
+/// trip under load, short enough that a database waits seconds, not
+/// minutes.
+const FREEZE_TIMEOUT_RANGE: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(100),
+    std::time::Duration::from_secs(60),
+);
+
+/// A `--freeze-timeout` outside the sane range.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FreezeTimeoutError {
+    #[error(transparent)]
+    Parse(#[from] humantime::DurationError),
+    #[error("{0} is outside 100ms..60s: filesystems must stay frozen long enough for one API call and no longer than a database can wait")]
+    OutOfRange(String),
+}
+
+fn parse_freeze_timeout(s: &str) -> Result<std::time::Duration, FreezeTimeoutError> {
+    let d = humantime::parse_duration(s)?;
+    let (lo, hi) = FREEZE_TIMEOUT_RANGE;
+    if d < lo || d > hi {
+        return Err(FreezeTimeoutError::OutOfRange(s.to_string()));
+    }
+    Ok(d)
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Check the configuration, instance metadata, credentials and the IAM
@@ -125,6 +151,13 @@ pub(crate) enum Command {
     /// their snapshots, then thaw.
     #[command(after_help = "Example:\n  sudo snaptastic make-snapshots solr --loglevel=WARNING")]
     MakeSnapshots(MakeSnapshotsArgs),
+
+    /// Thaw the profile's filesystems if they are frozen (after a run that
+    /// was killed while frozen, or a stuck watchdog); safe to run anytime.
+    #[command(
+        after_help = "Example:\n  sudo snaptastic thaw solr\n\nThe same by hand, per mount point: fsfreeze -u MOUNTPOINT"
+    )]
+    Thaw(ProfileArg),
 
     /// Unmount and detach every volume of a profile (asks first).
     #[command(
@@ -214,10 +247,11 @@ pub(crate) struct MakeSnapshotsArgs {
     /// Wait until the snapshots are completed, with progress.
     #[arg(long)]
     pub wait: bool,
-    /// Hard limit on how long filesystems stay frozen: a watchdog thaws
-    /// them then even if the snapshot calls have not returned (and the run
-    /// fails).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    /// Hard limit on how long filesystems stay frozen once frozen (and,
+    /// separately, on how long freezing them may take): a watchdog process
+    /// thaws them then even if the snapshot calls have not returned, or
+    /// this process was killed (and the run fails). 100ms to 60s.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_freeze_timeout)]
     pub freeze_timeout: std::time::Duration,
     /// If a filesystem cannot be frozen, snapshot it anyway and tag the
     /// snapshot consistency=crash (default: take no snapshot, exit 1).
@@ -512,6 +546,27 @@ mod tests {
             Cli::try_parse_from(["snaptastic", "-l", "DEBUG", "--userdata={}", "test"]).unwrap();
         assert_eq!(b.global.loglevel, LogLevel::Debug);
         assert_eq!(b.global.userdata.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn freeze_timeout_is_bounded() {
+        for bad in ["0s", "50ms", "61s", "1h"] {
+            let err =
+                Cli::try_parse_from(["snaptastic", "make-snapshots", "x", "--freeze-timeout", bad])
+                    .unwrap_err()
+                    .to_string();
+            assert!(err.contains("is outside 100ms..60s"), "{bad}: {err}");
+        }
+        for good in ["100ms", "5s", "60s"] {
+            Cli::try_parse_from([
+                "snaptastic",
+                "make-snapshots",
+                "x",
+                "--freeze-timeout",
+                good,
+            ])
+            .unwrap();
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use clap::Parser;
 use crate::cli::{self, Cli, Command};
 use crate::context::{Context, Globals, Needs};
 use crate::snapshotter::Snapshotter;
-use crate::volumes::{clean, freshness, list, mount, snapshot, unmount};
+use crate::volumes::{clean, freshness, list, mount, snapshot, thaw, unmount};
 use crate::{files, logging, selftest};
 
 /// Names under which the binary acts as one of its subcommands.
@@ -30,6 +30,13 @@ const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
 /// ```
 pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
+    // The thaw watchdog make-snapshots starts: no runtime, no logging.
+    if args
+        .get(1)
+        .is_some_and(|a| a == crate::host::watchdog::MODE)
+    {
+        return crate::host::watchdog::serve(&args[2..]);
+    }
     let called_as = args
         .first()
         .and_then(|a| Path::new(a).file_name())
@@ -151,6 +158,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             };
             freshness::run(ctx, &opts).await
         }
+        Command::Thaw(a) => thaw::run(ctx, &a.name).await,
         Command::Tablesnap(a) => {
             // The config file is optional here (flags suffice), but a
             // broken one is an error, not silently ignored.

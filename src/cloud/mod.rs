@@ -31,9 +31,6 @@ pub(crate) const MAX_ATTEMPTS: u32 = 5;
 /// Probes (`snaptastic test`) should report an unreachable endpoint
 /// quickly rather than ride out a long outage.
 pub(crate) const PROBE_ATTEMPTS: u32 = 2;
-/// While filesystems are frozen every retry lengthens the freeze: one
-/// retry for a passing 5xx or throttle, then fail (and thaw) clearly.
-pub(crate) const FROZEN_ATTEMPTS: u32 = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transfer that receives nothing for this long is stuck.

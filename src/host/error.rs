@@ -36,6 +36,15 @@ pub(crate) enum HostError {
         reason: &'static str,
     },
 
+    #[error("cannot start the thaw watchdog: {0}; nothing was frozen")]
+    Watchdog(String),
+
+    #[error("syncfs {}: {reason}", .mount_point.display())]
+    Sync {
+        mount_point: PathBuf,
+        reason: String,
+    },
+
     #[error("the block device of {volume_id} did not appear within {}s (looked at {})", .waited_secs, .looked.join(", "))]
     NoDevice {
         volume_id: String,

@@ -1,18 +1,25 @@
-//! Freezing filesystems (FIFREEZE/FITHAW on the mount point), with a thaw
-//! that always happens: when the set is dropped (errors, panics), when the
-//! caller thaws, or when a watchdog thread's deadline passes, whichever is
-//! first. The watchdog touches the frozen filesystems only through the
-//! descriptors opened before freezing, and only to thaw them: a frozen
-//! filesystem blocks any path lookup or write on it.
+//! Freezing filesystems (FIFREEZE/FITHAW on the mount point). This
+//! process thaws when the caller says, when the set is dropped (errors,
+//! panics), and undoes any freeze that returns after it gave up; the
+//! watchdog process (`watchdog.rs`) thaws at the deadline, on signals and
+//! when this process dies. Both touch the frozen filesystems only through
+//! descriptors opened before freezing: a frozen filesystem blocks any path
+//! lookup or write on it.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+
+use super::watchdog::Notifier;
+use super::HostError;
+
+/// How often a run waiting for an outstanding FIFREEZE says so.
+const OUTSTANDING_EVERY: Duration = Duration::from_secs(3);
 
 // FIFREEZE = _IOWR('X', 119, int), FITHAW = _IOWR('X', 120, int)
 // (linux/fs.h). The int argument is ignored by the kernel.
@@ -29,7 +36,7 @@ fn freeze_fd(f: &File) -> Result<(), Errno> {
     unsafe { fifreeze(f.as_raw_fd(), &mut arg) }.map(drop)
 }
 
-fn thaw_fd(f: &File) -> Result<(), Errno> {
+pub(super) fn thaw_fd(f: &File) -> Result<(), Errno> {
     let mut arg: libc_int = 0;
     // SAFETY: as for `freeze_fd`: a live descriptor and a valid int.
     unsafe { fithaw(f.as_raw_fd(), &mut arg) }.map(drop)
@@ -46,16 +53,14 @@ struct Frozen {
     thaw_error: Option<Errno>,
 }
 
-/// The state the caller, the freezing threads and the watchdog share.
+/// The state the caller and the freezing threads share.
 struct Inner {
     frozen: Vec<Frozen>,
-    /// The watchdog fired (the caller's calls took too long).
-    watchdog_fired: bool,
     /// Give up: a freeze that returns from now on is undone at once by the
-    /// thread that made it (a freeze that hung past the deadline, or one
+    /// thread that made it (a freeze that outlived the deadline, or one
     /// racing a failure of another).
     abandoned: bool,
-    /// The caller is done: the watchdog may exit.
+    /// The caller has thawed: the same.
     done: bool,
 }
 
@@ -63,22 +68,31 @@ struct Inner {
 #[derive(Debug, Default)]
 pub(crate) struct Thawed {
     /// How long each filesystem was frozen.
-    pub windows: Vec<(PathBuf, Duration)>,
+    pub(crate) windows: Vec<(PathBuf, Duration)>,
     /// Filesystems that could not be thawed (each needs `fsfreeze -u`).
-    pub failures: Vec<(PathBuf, std::io::Error)>,
+    pub(crate) failures: Vec<(PathBuf, std::io::Error)>,
 }
 
-/// A set of frozen filesystems. Thaws everything on drop.
+/// A set of frozen filesystems. Thaws everything on drop. Every freezing
+/// thread is kept: the set is not gone until each FIFREEZE has returned
+/// (and, if it returned late, been undone).
 pub(crate) struct FreezeSet {
-    inner: Arc<(Mutex<Inner>, Condvar)>,
-    watchdog: Option<std::thread::JoinHandle<()>>,
+    inner: Arc<Mutex<Inner>>,
+    threads: Vec<(PathBuf, std::thread::JoinHandle<()>)>,
 }
 
 /// Why a filesystem could not be frozen.
 #[derive(Debug)]
 pub(crate) struct FreezeError {
-    pub mount_point: PathBuf,
+    pub(crate) mount_point: PathBuf,
     errno: Errno,
+}
+
+impl FreezeError {
+    /// Frozen already, by someone else or by an earlier run that died.
+    pub(crate) fn already_frozen(&self) -> bool {
+        self.errno == Errno::EBUSY
+    }
 }
 
 impl std::fmt::Display for FreezeError {
@@ -104,53 +118,104 @@ fn lock(inner: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     inner.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn open_all(mount_points: &[PathBuf]) -> Result<Vec<(PathBuf, File)>, FreezeError> {
+    mount_points
+        .iter()
+        .map(|mp| {
+            File::open(mp)
+                .map(|dir| (mp.clone(), dir))
+                .map_err(|e| FreezeError {
+                    mount_point: mp.clone(),
+                    errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+                })
+        })
+        .collect()
+}
+
+/// Flush each target filesystem (syncfs, one thread each) before the
+/// freeze, so FIFREEZE has little left to write and the window stays
+/// short; nothing else on the host is waited for (a global sync can hang
+/// on an unrelated dead NFS mount). Nothing is frozen yet, so a slow
+/// device only delays the run: `bound` says how long that may be.
+pub(crate) fn sync_targets(mount_points: &[PathBuf], bound: Duration) -> Result<(), HostError> {
+    let dirs = open_all(mount_points).map_err(|e| HostError::Sync {
+        mount_point: e.mount_point.clone(),
+        reason: e.errno.desc().to_string(),
+    })?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (mp, dir) in dirs {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((mp, nix::unistd::syncfs(&dir)));
+        });
+    }
+    drop(tx);
+    let end = Instant::now() + bound;
+    let mut pending: Vec<PathBuf> = mount_points.to_vec();
+    while !pending.is_empty() {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok((mp, result)) => {
+                pending.retain(|p| p != &mp);
+                if let Err(e) = result {
+                    return Err(HostError::Sync {
+                        mount_point: mp,
+                        reason: e.desc().to_string(),
+                    });
+                }
+            }
+            Err(_) => {
+                return Err(HostError::Sync {
+                    mount_point: pending[0].clone(),
+                    reason: format!(
+                        "did not return within {}s (a slow or stuck device)",
+                        bound.as_secs()
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 impl FreezeSet {
     /// Freeze every mount point at once (one thread each: every FIFREEZE
     /// commits its filesystem's journal, and one after another the first
-    /// would stay frozen while the others flush). The watchdog starts
-    /// first: `deadline` after this call began, everything is thawed, even
-    /// if a freeze or the caller hangs. If one freeze fails or does not
-    /// return by the deadline, the others are thawed before this returns.
+    /// would stay frozen while the others flush). If one fails or does
+    /// not return by `deadline`, the others are thawed and this returns
+    /// only after every FIFREEZE has returned and been undone (a freeze
+    /// cannot be cancelled; the watchdog process keeps the filesystems
+    /// thawed meanwhile).
+    ///
+    /// A freeze that fails is reported to the watchdog at once (`watchdog`)
+    /// so it never thaws what someone else froze.
     pub(crate) fn freeze(
         mount_points: &[PathBuf],
         deadline: Duration,
+        watchdog: &Notifier,
     ) -> Result<FreezeSet, FreezeError> {
         // Open every directory before freezing any: opening is a path
         // lookup, which could block on an already frozen filesystem.
-        let mut dirs = Vec::new();
-        for mp in mount_points {
-            let dir = File::open(mp).map_err(|e| FreezeError {
-                mount_point: mp.clone(),
-                errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-            })?;
-            dirs.push((mp.clone(), dir));
-        }
+        let dirs = open_all(mount_points)?;
         let started = Instant::now();
-        let inner = Arc::new((
-            Mutex::new(Inner {
+        let mut set = FreezeSet {
+            inner: Arc::new(Mutex::new(Inner {
                 frozen: Vec::new(),
-                watchdog_fired: false,
                 abandoned: false,
                 done: false,
-            }),
-            Condvar::new(),
-        ));
-        let watchdog_inner = inner.clone();
-        let mut set = FreezeSet {
-            inner,
-            watchdog: Some(std::thread::spawn(move || {
-                watchdog(&watchdog_inner, deadline)
             })),
+            threads: Vec::new(),
         };
-
         let (tx, rx) = std::sync::mpsc::channel();
-        let count = dirs.len();
-        for (mount_point, dir) in dirs {
-            let (inner, tx) = (set.inner.clone(), tx.clone());
-            std::thread::spawn(move || {
+        for (i, (mount_point, dir)) in dirs.into_iter().enumerate() {
+            let (inner, tx, mp) = (set.inner.clone(), tx.clone(), mount_point.clone());
+            let watchdog = watchdog.clone();
+            let handle = std::thread::spawn(move || {
                 let result = freeze_fd(&dir);
+                if result.is_err() {
+                    watchdog.not_ours(i);
+                }
                 if result.is_ok() {
-                    let mut g = lock(&inner.0);
+                    let mut g = lock(&inner);
                     if g.abandoned || g.done {
                         // Too late: nobody will thaw this one but us.
                         let _ = thaw_fd(&dir);
@@ -166,6 +231,7 @@ impl FreezeSet {
                 }
                 let _ = tx.send((mount_point, result));
             });
+            set.threads.push((mp, handle));
         }
         drop(tx);
         let mut pending: Vec<PathBuf> = mount_points.to_vec();
@@ -180,6 +246,7 @@ impl FreezeSet {
                             mount_point: mp,
                             errno,
                         });
+                        break;
                     }
                 }
                 Err(_) => {
@@ -191,55 +258,64 @@ impl FreezeSet {
                 }
             }
         }
-        debug_assert!(failed.is_some() || count == set.frozen_count());
         if let Some(e) = failed {
-            lock(&set.inner.0).abandoned = true;
+            lock(&set.inner).abandoned = true;
             set.thaw();
+            set.await_outstanding();
             return Err(e);
         }
         Ok(set)
     }
 
-    fn frozen_count(&self) -> usize {
-        lock(&self.inner.0).frozen.len()
+    /// Join every freezing thread, saying every few seconds which
+    /// FIFREEZE is still inside the kernel.
+    fn await_outstanding(&mut self) {
+        let mut said = Instant::now();
+        while self.threads.iter().any(|(_, h)| !h.is_finished()) {
+            if said.elapsed() >= OUTSTANDING_EVERY {
+                let waiting: Vec<String> = self
+                    .threads
+                    .iter()
+                    .filter(|(_, h)| !h.is_finished())
+                    .map(|(mp, _)| mp.display().to_string())
+                    .collect();
+                tracing::warn!(
+                    "waiting for the freeze of {} to return, to undo it (the watchdog keeps it thawed meanwhile)",
+                    waiting.join(", ")
+                );
+                said = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (_, h) in self.threads.drain(..) {
+            let _ = h.join();
+        }
     }
 
     /// Thaw everything still frozen. Safe to call more than once: what
     /// could not be thawed is tried again.
     pub(crate) fn thaw(&mut self) -> Thawed {
-        let thawed = {
-            let mut g = lock(&self.inner.0);
-            thaw_all(&mut g);
-            g.done = true;
-            Thawed {
-                windows: g
-                    .frozen
-                    .iter()
-                    .filter_map(|f| Some((f.mount_point.clone(), f.window?)))
-                    .collect(),
-                failures: g
-                    .frozen
-                    .iter()
-                    .filter_map(|f| {
-                        let e = f.thaw_error?;
-                        Some((
-                            f.mount_point.clone(),
-                            std::io::Error::from_raw_os_error(e as i32),
-                        ))
-                    })
-                    .collect(),
-            }
-        };
-        self.inner.1.notify_all();
-        if let Some(w) = self.watchdog.take() {
-            let _ = w.join();
+        let mut g = lock(&self.inner);
+        thaw_all(&mut g);
+        g.done = true;
+        Thawed {
+            windows: g
+                .frozen
+                .iter()
+                .filter_map(|f| Some((f.mount_point.clone(), f.window?)))
+                .collect(),
+            failures: g
+                .frozen
+                .iter()
+                .filter_map(|f| {
+                    let e = f.thaw_error?;
+                    Some((
+                        f.mount_point.clone(),
+                        std::io::Error::from_raw_os_error(e as i32),
+                    ))
+                })
+                .collect(),
         }
-        thawed
-    }
-
-    /// Whether the watchdog had to thaw (the deadline passed first).
-    pub(crate) fn watchdog_fired(&self) -> bool {
-        lock(&self.inner.0).watchdog_fired
     }
 }
 
@@ -253,6 +329,7 @@ impl Drop for FreezeSet {
                 mp.display()
             );
         }
+        self.await_outstanding();
     }
 }
 
@@ -279,24 +356,14 @@ fn thaw_all(g: &mut Inner) {
     }
 }
 
-fn watchdog(inner: &(Mutex<Inner>, Condvar), deadline: Duration) {
-    let (lock_, cvar) = inner;
-    let end = Instant::now() + deadline;
-    let mut g = lock(lock_);
-    while !g.done {
-        let now = Instant::now();
-        if now >= end {
-            g.abandoned = true;
-            if g.frozen.iter().any(|f| f.window.is_none()) {
-                g.watchdog_fired = true;
-                thaw_all(&mut g);
-            }
-            return;
-        }
-        g = cvar
-            .wait_timeout(g, end - now)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
+/// Thaw whatever is frozen at `mount_point` (`snaptastic thaw`): `true`
+/// if it was frozen, `false` if it was not.
+pub(crate) fn thaw_mount_point(mount_point: &Path) -> Result<bool, std::io::Error> {
+    let dir = File::open(mount_point)?;
+    match thaw_fd(&dir) {
+        Ok(()) => Ok(true),
+        Err(Errno::EINVAL) => Ok(false),
+        Err(e) => Err(std::io::Error::from_raw_os_error(e as i32)),
     }
 }
 
@@ -328,10 +395,4 @@ pub(crate) fn refuse_reason(mount_point: &Path) -> Option<String> {
         }
     }
     None
-}
-
-/// Flush dirty data of every filesystem before freezing, so the freeze
-/// itself has little left to write.
-pub(crate) fn sync_all() {
-    nix::unistd::sync();
 }

@@ -7,7 +7,9 @@ pub(crate) mod freeze;
 pub(crate) mod fs;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
+pub(crate) mod signals;
 pub(crate) mod users;
 pub(crate) mod watch;
+pub(crate) mod watchdog;
 
 pub(crate) use error::HostError;

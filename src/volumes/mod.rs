@@ -12,4 +12,6 @@ pub(crate) mod retention;
 pub(crate) mod snapshot;
 pub(crate) mod snapshot_plan;
 pub(crate) mod tags;
+pub(crate) mod thaw;
 pub(crate) mod unmount;
+pub(crate) mod window;

@@ -10,26 +10,28 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use tokio::signal::unix::{signal, SignalKind};
 
 use super::error::VolumeError;
 use super::hooks;
 use super::plan::TAG_PROFILE;
 use super::snapshot_plan::{plan_snapshots, HostView, Labels, Seen, Target};
 use super::tags::resource_tags;
-use crate::cloud::{poll_until, Backoff, CloudError, Ec2, SnapshotState};
+use super::window::{run_window, CallResult, Ended, Signals, WindowOptions};
+use crate::cloud::{poll_until, Backoff, Ec2, SnapshotState};
 use crate::config::{kernel_device_name, HookPoint, Volume};
 use crate::context::VolumeContext;
-use crate::host::freeze::{self, FreezeSet, Thawed};
+use crate::host::freeze::{self, Thawed};
 use crate::host::{devices, mountinfo};
 use crate::snapshotter::{HookCtx, Snapshotter};
 
 /// Tag on the snapshots of one make-snapshots run (see
 /// `mark_crash_consistent`).
 const TAG_RUN: &str = "snaptastic:run";
+/// A snapshot EC2 accepted can be listed a moment later.
+const LISTED_LATE: Duration = Duration::from_secs(2);
 /// A snapshot of a large, busy volume can take hours; `--wait` gives up
 /// after a day.
 const COMPLETION_DEADLINE: Duration = Duration::from_secs(24 * 3600);
@@ -107,8 +109,9 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitC
     hooks::run(snapshotter, HookPoint::PreSnapshots, &HookCtx::run(&name))
         .await
         .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
-    // The calls made while frozen retry less (every retry lengthens the freeze).
-    let frozen_ec2 = ctx.ec2_with_attempts(crate::cloud::FROZEN_ATTEMPTS).await;
+    // The calls made while frozen are retried by the window itself, after
+    // tens of milliseconds, never by the SDK's second-long backoff.
+    let frozen_ec2 = ctx.ec2_with_attempts(1).await;
     let result = snapshot_all(args, snapshotter, targets, frozen_ec2, ctx.ec2.clone()).await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
     if let Err(e) = hooks::run(snapshotter, HookPoint::PostSnapshots, &HookCtx::run(&name)).await {
@@ -118,42 +121,6 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitC
         bail!("{e}");
     }
     result
-}
-
-/// One CreateSnapshot call: the task may have died, the call may have failed.
-type CallResult = Result<Result<String, CloudError>, crate::tasks::TaskFailed>;
-
-/// How the frozen window ended.
-enum Ended {
-    Done(Vec<CallResult>),
-    TimedOut,
-    Signal(&'static str),
-}
-
-/// Signals caught from before the freeze to the end of the run, so none
-/// kills the process while a filesystem is frozen.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Self> {
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.int.recv() => "SIGINT",
-            _ = self.hup.recv() => "SIGHUP",
-        }
-    }
 }
 
 async fn snapshot_all(
@@ -181,23 +148,45 @@ async fn snapshot_all(
         std::process::id(),
         chrono::Utc::now().timestamp_millis()
     );
-
-    let (mut frozen, consistency) = freeze_targets(&targets, args).await?;
     for t in &mut targets {
-        t.tags
-            .push(("consistency".to_string(), consistency.to_string()));
         t.tags.push((TAG_RUN.to_string(), run_id.clone()));
     }
 
-    let (ended, calls_took) =
-        frozen_window(&frozen_ec2, &targets, args.freeze_timeout, &mut signals).await;
-    let watchdog_fired = frozen.as_ref().is_some_and(FreezeSet::watchdog_fired);
-    let thawed = thaw(&mut frozen);
-    // Dropping the set retries any failed thaw once more.
-    drop(frozen);
+    let opts = WindowOptions {
+        deadline: args.freeze_timeout,
+        allow_unfrozen: args.allow_unfrozen,
+        name,
+    };
+    // The consistency tag says what the window will be; a window that is
+    // cut short re-tags what it started as crash.
+    let consistency = if args.allow_unfrozen {
+        None
+    } else {
+        Some("frozen")
+    };
+    if let Some(c) = consistency {
+        for t in &mut targets {
+            t.tags.push(("consistency".to_string(), c.to_string()));
+        }
+    }
+    let w = run_window(&frozen_ec2, &targets, &opts, &mut signals).await?;
+    if !w.frozen || consistency.is_none() {
+        // --allow-unfrozen: tagged by what happened.
+        let c = if w.frozen { "frozen" } else { "crash" };
+        if let Ended::Done(results) = &w.ended {
+            for id in results.iter().flatten() {
+                let _ = ec2
+                    .create_tags(id, &[("consistency".to_string(), c.to_string())])
+                    .await;
+            }
+        }
+    }
+    for mp in &w.watchdog.late {
+        tracing::warn!("{mp}: a freeze that returned late was undone by the watchdog");
+    }
 
-    let results = match ended {
-        Ended::Done(r) if !watchdog_fired => r,
+    let results = match w.ended {
+        Ended::Done(r) if w.watchdog.fired.is_none() => r,
         other => {
             // The watchdog thawed first, the calls timed out, or a signal
             // came: whatever EC2 accepted may not be consistent.
@@ -206,16 +195,19 @@ async fn snapshot_all(
                 _ => format!(
                     "the snapshot calls did not return within {} (after {} ms)",
                     humantime::format_duration(args.freeze_timeout),
-                    calls_took.as_millis()
+                    w.calls_took.as_millis()
                 ),
             };
-            let stray = mark_crash_consistent(&ec2, &run_id).await;
+            let mut stray = w.late.clone();
+            if let Ended::Done(r) = &other {
+                stray.extend(r.iter().flatten().cloned());
+            }
+            let stray = mark_crash_consistent(&ec2, &run_id, stray).await;
             bail!(
                 "{why}; filesystems were thawed{}; {}",
-                if watchdog_fired {
-                    " by the watchdog"
-                } else {
-                    ""
+                match &w.watchdog.fired {
+                    Some(how) => format!(" by the watchdog ({how})"),
+                    None => String::new(),
                 },
                 match stray.as_slice() {
                     [] => "no snapshot was taken".to_string(),
@@ -228,10 +220,10 @@ async fn snapshot_all(
         }
     };
 
-    let (mut failed, started_ok) = report_started(snapshotter, &targets, results, &thawed).await;
-    failed += usize::from(!thawed.failures.is_empty());
+    let (mut failed, started_ok) = report_started(snapshotter, &targets, results, &w.thawed).await;
+    failed += usize::from(!w.thawed.failures.is_empty());
     if args.wait {
-        failed += wait_all(&ec2, &started_ok, &mut signals).await?;
+        failed += wait_all(&ec2, &started_ok).await;
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -253,83 +245,6 @@ async fn warm_up(frozen_ec2: &Ec2, targets: &[Target]) -> Result<()> {
     Ok(())
 }
 
-/// Sync, then freeze every target at once. `None` (and consistency
-/// `crash`) when a filesystem cannot be frozen and `--allow-unfrozen`
-/// says to go on.
-async fn freeze_targets(
-    targets: &[Target],
-    args: &MakeOptions,
-) -> Result<(Option<FreezeSet>, &'static str)> {
-    tokio::task::spawn_blocking(freeze::sync_all).await?;
-    let mount_points: Vec<PathBuf> = targets
-        .iter()
-        .map(|t| PathBuf::from(&t.mount_point))
-        .collect();
-    let deadline = args.freeze_timeout;
-    let frozen =
-        tokio::task::spawn_blocking(move || FreezeSet::freeze(&mount_points, deadline)).await?;
-    match frozen {
-        Ok(set) => Ok((Some(set), "frozen")),
-        Err(e) if args.allow_unfrozen => {
-            tracing::warn!(
-                "{e}; snapshotting without a freeze (--allow-unfrozen): tagged consistency=crash"
-            );
-            Ok((None, "crash"))
-        }
-        Err(e) => bail!(
-            "{e}; no snapshot was taken (pass --allow-unfrozen to take crash-consistent ones)"
-        ),
-    }
-}
-
-/// The frozen window: only the calls that start the snapshots, bounded by
-/// the deadline and cut short by a signal.
-async fn frozen_window(
-    frozen_ec2: &Ec2,
-    targets: &[Target],
-    deadline: Duration,
-    signals: &mut Signals,
-) -> (Ended, Duration) {
-    let started = Instant::now();
-    let calls = targets.iter().map(|t| {
-        let (ec2, vol, desc, tags) = (
-            frozen_ec2.clone(),
-            t.volume_id.clone(),
-            t.description.clone(),
-            t.tags.clone(),
-        );
-        async move { ec2.create_snapshot(&vol, &desc, &tags).await }
-    });
-    let calls = crate::tasks::join_in_order(calls);
-    let ended = tokio::select! {
-        r = tokio::time::timeout(deadline, calls) => match r {
-            Ok(results) => Ended::Done(results),
-            Err(_) => Ended::TimedOut,
-        },
-        sig = signals.recv() => Ended::Signal(sig),
-    };
-    (ended, started.elapsed())
-}
-
-/// Thaw (if anything was frozen) and log each window and failure.
-fn thaw(frozen: &mut Option<FreezeSet>) -> Thawed {
-    let thawed = match frozen.as_mut() {
-        Some(set) => tokio::task::block_in_place(|| set.thaw()),
-        None => Default::default(),
-    };
-    for (mp, w) in &thawed.windows {
-        tracing::info!("{}: frozen for {} ms", mp.display(), w.as_millis());
-    }
-    for (mp, e) in &thawed.failures {
-        tracing::error!(
-            "could not thaw {}: {e}; run: fsfreeze -u {}",
-            mp.display(),
-            mp.display()
-        );
-    }
-    thawed
-}
-
 /// One line per target, `post_snapshot` for each started snapshot;
 /// returns the failures and the started `(mount point, snapshot)` pairs.
 async fn report_started(
@@ -341,12 +256,6 @@ async fn report_started(
     let mut failed = 0;
     let mut started_ok = Vec::new();
     for (t, r) in targets.iter().zip(results) {
-        let r = r
-            .map_err(|e| CloudError::Transport {
-                op: "CreateSnapshot",
-                message: e.to_string(),
-            })
-            .and_then(|r| r);
         let window = thawed
             .windows
             .iter()
@@ -376,14 +285,12 @@ async fn report_started(
 }
 
 /// `--wait`: every started snapshot to completion; returns the failures.
-async fn wait_all(ec2: &Ec2, started: &[(String, String)], signals: &mut Signals) -> Result<usize> {
+/// (Signals have their default action again: stopping here leaves the
+/// snapshots going on in EC2.)
+async fn wait_all(ec2: &Ec2, started: &[(String, String)]) -> usize {
     let mut failed = 0;
     for (mp, snap) in started {
-        let outcome = tokio::select! {
-            r = wait_completed(ec2, mp, snap) => r,
-            sig = signals.recv() => bail!("{sig} while waiting: the snapshots go on in EC2 ({})", started.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>().join(", ")),
-        };
-        match outcome {
+        match wait_completed(ec2, mp, snap).await {
             Ok(()) => println!("complete {mp}: {snap}"),
             Err(e) => {
                 failed += 1;
@@ -391,31 +298,38 @@ async fn wait_all(ec2: &Ec2, started: &[(String, String)], signals: &mut Signals
             }
         }
     }
-    Ok(failed)
+    failed
 }
 
 /// Tag the snapshots this run started as crash-consistent (they may have
-/// been taken after a thaw); returns their ids.
-async fn mark_crash_consistent(ec2: &Ec2, run_id: &str) -> Vec<String> {
-    let found = match ec2
-        .snapshots_tagged(&[(TAG_RUN.to_string(), run_id.to_string())])
-        .await
-    {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(
-                "could not look for snapshots this run started (tag {TAG_RUN}={run_id}): {e}"
-            );
-            return Vec::new();
+/// been taken after a thaw): those `known` from late replies and those a
+/// lookup by the run's tag finds (twice, a moment apart: a new snapshot
+/// can be listed late). Returns their ids.
+async fn mark_crash_consistent(ec2: &Ec2, run_id: &str, known: Vec<String>) -> Vec<String> {
+    let mut ids = known;
+    for round in 0..2 {
+        if round > 0 {
+            tokio::time::sleep(LISTED_LATE).await;
         }
-    };
-    let crash = [("consistency".to_string(), "crash".to_string())];
-    for s in &found {
-        if let Err(e) = ec2.create_tags(&s.id, &crash).await {
-            tracing::error!("could not tag {} consistency=crash: {e}", s.id);
+        match ec2
+            .snapshots_tagged(&[(TAG_RUN.to_string(), run_id.to_string())])
+            .await
+        {
+            Ok(found) => ids.extend(found.into_iter().map(|s| s.id)),
+            Err(e) => tracing::error!(
+                "could not look for snapshots this run started (tag {TAG_RUN}={run_id}): {e}"
+            ),
         }
     }
-    found.into_iter().map(|s| s.id).collect()
+    ids.sort();
+    ids.dedup();
+    let crash = [("consistency".to_string(), "crash".to_string())];
+    for id in &ids {
+        if let Err(e) = ec2.create_tags(id, &crash).await {
+            tracing::error!("could not tag {id} consistency=crash: {e}");
+        }
+    }
+    ids
 }
 
 fn hook_ctx(profile: &str, t: &Target, snapshot: Option<&str>) -> HookCtx {
