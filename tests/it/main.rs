@@ -3,6 +3,7 @@
 
 mod cli;
 mod emulator;
+mod freeze_safety;
 mod lab;
 mod layout;
 mod mount;
