@@ -121,6 +121,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         )
     });
 
+    let mut reply_after = None;
     if let Some(action) = &action {
         let call = {
             let mut calls = lab.calls.lock().expect("calls lock");
@@ -170,6 +171,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
                     ));
                 }
                 Reply::Latency => tokio::time::sleep(fault.latency.unwrap_or_default()).await,
+                Reply::Late => reply_after = fault.latency,
             }
         }
     }
@@ -199,6 +201,9 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
                 }
             }
         }
+    }
+    if let Some(wait) = reply_after {
+        tokio::time::sleep(wait).await;
     }
     let mut resp = Response::builder().status(reply.status);
     for (k, v) in &reply.headers {

@@ -12,7 +12,7 @@
 //! [[faults]]
 //! action = "CreateVolume"
 //! calls = [1, 2]                 # which calls of that action (1-based); empty = all
-//! reply = "throttle"             # throttle | 500 | 503 | hang | latency
+//! reply = "throttle"             # throttle | 500 | 503 | hang | latency | late
 //!
 //! [[faults]]
 //! action = "AttachVolume"
@@ -64,8 +64,9 @@ pub(crate) struct Fault {
     #[serde(default)]
     pub params: BTreeMap<String, String>,
     pub reply: Reply,
-    /// For `latency` (added before forwarding) and `hang` (how long to
-    /// hold the request; default 10 minutes).
+    /// For `latency` (added before forwarding), `late` (added after the
+    /// call was carried out) and `hang` (how long to hold the request;
+    /// default 10 minutes).
     #[serde(default, with = "opt_duration")]
     pub latency: Option<Duration>,
 }
@@ -82,6 +83,11 @@ pub(crate) enum Reply {
     Hang,
     #[serde(rename = "latency")]
     Latency,
+    /// Carry the call out at once (moto and the lab's side effects), then
+    /// hold the reply for `latency`: as EC2 does when a client gives up on
+    /// a slow reply, the snapshot (or volume) exists anyway.
+    #[serde(rename = "late")]
+    Late,
 }
 
 /// Why a rules text was refused.

@@ -316,3 +316,98 @@ fn sigkill_of_main_and_watchdog_is_the_documented_limit_and_thaw_recovers() {
     );
     f.check_thawed("thaw after KILL of both", None);
 }
+
+/// The tags of every snapshot of the volume mounted at the setup's first
+/// mount point, by id.
+fn snapshots_with_tags(
+    s: &Setup,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let ec2 = s.lab.ec2();
+    let mp = s.mp(0).display().to_string();
+    let r = ec2
+        .rt
+        .block_on(
+            ec2.client
+                .describe_snapshots()
+                .filters(
+                    aws_sdk_ec2::types::Filter::builder()
+                        .name("tag:mount_point")
+                        .values(mp)
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    r.snapshots()
+        .iter()
+        .map(|snap| {
+            (
+                snap.snapshot_id().unwrap().to_string(),
+                snap.tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_snapshot_ec2_accepts_after_the_deadline_is_tagged_crash() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "xfs", 1)]);
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    // EC2 carries the call out, but its reply comes after our deadline.
+    s.lab.control(
+        "rules",
+        "[[faults]]\naction = \"CreateSnapshot\"\nreply = \"late\"\nlatency = \"2s\"\n",
+    );
+    let d = s
+        .snaptastic(&["make-snapshots", "db", "--freeze-timeout", "500ms"])
+        .expect_code(1);
+    assert!(
+        d.stderr().contains("did not return within 500ms")
+            && d.stderr().contains("tagged consistency=crash: snap-"),
+        "{}",
+        d.stderr()
+    );
+    let snaps = snapshots_with_tags(&s);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    for (id, tags) in &snaps {
+        assert_eq!(
+            tags.get("consistency").map(String::as_str),
+            Some("crash"),
+            "{id}: {tags:?}"
+        );
+    }
+    assert!(writable_within(&s.mp(0), Duration::from_secs(2)));
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_throttled_reply_inside_the_window_is_retried_there() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    s.lab.control(
+        "rules",
+        "[[faults]]\naction = \"CreateSnapshot\"\ncalls = [1]\nreply = \"throttle\"\n",
+    );
+    let d = s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    assert_eq!(s.calls("CreateSnapshot"), 2, "one retry: {}", d.stderr());
+    let snaps = snapshots_with_tags(&s);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let tags = snaps.values().next().unwrap();
+    assert_eq!(tags["consistency"], "frozen", "{tags:?}");
+    // The window (benchmarked in scripts/bench.sh) is printed per volume.
+    assert!(
+        d.stdout().contains("frozen ") && d.stdout().contains(" ms)"),
+        "{}",
+        d.stdout()
+    );
+}
