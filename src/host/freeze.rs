@@ -270,9 +270,9 @@ impl FreezeSet {
     /// Join every freezing thread, saying every few seconds which
     /// FIFREEZE is still inside the kernel.
     fn await_outstanding(&mut self) {
-        let mut said = Instant::now();
+        let mut said: Option<Instant> = None;
         while self.threads.iter().any(|(_, h)| !h.is_finished()) {
-            if said.elapsed() >= OUTSTANDING_EVERY {
+            if said.is_none_or(|t| t.elapsed() >= OUTSTANDING_EVERY) {
                 let waiting: Vec<String> = self
                     .threads
                     .iter()
@@ -283,7 +283,7 @@ impl FreezeSet {
                     "waiting for the freeze of {} to return, to undo it (the watchdog keeps it thawed meanwhile)",
                     waiting.join(", ")
                 );
-                said = Instant::now();
+                said = Some(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -8,6 +8,7 @@ mod lab;
 mod layout;
 mod mount;
 mod retention;
+mod slow_freeze;
 mod snapshot;
 mod snapshotters;
 mod support;
