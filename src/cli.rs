@@ -257,6 +257,11 @@ pub(crate) struct MakeSnapshotsArgs {
     /// snapshot consistency=crash (default: take no snapshot, exit 1).
     #[arg(long)]
     pub allow_unfrozen: bool,
+    /// Start one CreateSnapshot per volume (concurrently) instead of one
+    /// CreateSnapshots for the whole set. The set is one request and one
+    /// point in time for every volume; it shares one description.
+    #[arg(long)]
+    pub per_volume: bool,
 }
 
 #[derive(Debug, Args)]

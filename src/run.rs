@@ -108,6 +108,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 wait: a.wait,
                 freeze_timeout: a.freeze_timeout,
                 allow_unfrozen: a.allow_unfrozen,
+                per_volume: a.per_volume,
             };
             snapshot::run(&v, &opts).await
         }

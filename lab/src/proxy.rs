@@ -235,14 +235,11 @@ async fn after(
             remove_image(lab, params.get("VolumeId"));
             Ok(None)
         }
-        "CreateSnapshot" | "CreateSnapshots" => {
-            let pairs = if action == "CreateSnapshot" {
-                created_snapshot(params, &reply)
-            } else {
-                created_snapshots(&reply)
-            };
+        "CreateSnapshot" => {
+            let pairs = created_snapshot(params, &reply);
             record_snapshots(lab, pairs, now).await.map(|()| None)
         }
+        "CreateSnapshots" => create_snapshot_set(lab, params, &reply, now).await,
         "DeleteSnapshot" => {
             remove_image(lab, params.get("SnapshotId"));
             Ok(None)
@@ -408,6 +405,78 @@ fn created_snapshots(reply: &str) -> Vec<(String, String)> {
         .into_values()
         .filter_map(|(s, v)| Some((s?, v?)))
         .collect()
+}
+
+/// CreateSnapshots as EC2 does it where moto does not: volumes named in
+/// `ExcludeDataVolumeIds.N` get no snapshot (moto snapshots them anyway:
+/// those are deleted again and left out of the reply).
+async fn create_snapshot_set(
+    lab: &Arc<Lab>,
+    params: &BTreeMap<String, String>,
+    reply: &str,
+    now: Instant,
+) -> anyhow::Result<Option<String>> {
+    let excluded: Vec<&String> = params
+        .iter()
+        .filter(|(k, _)| k.starts_with("InstanceSpecification.ExcludeDataVolumeId"))
+        .map(|(_, v)| v)
+        .collect();
+    let (mut keep, mut drop) = (Vec::new(), Vec::new());
+    for (snap, vol) in created_snapshots(reply) {
+        if excluded.contains(&&vol) {
+            drop.push(snap);
+        } else {
+            keep.push((snap, vol));
+        }
+    }
+    for snap in &drop {
+        lab.moto
+            .ec2("DeleteSnapshot", &[("SnapshotId", snap)])
+            .await?;
+    }
+    record_snapshots(lab, keep, now).await?;
+    Ok((!drop.is_empty()).then(|| without_items(reply, "snapshotSet", &drop)))
+}
+
+/// The reply without the top-level `item`s of `set` that name any of
+/// `ids` (nested items, such as tags, stay with their parent).
+fn without_items(reply: &str, set: &str, ids: &[String]) -> String {
+    let (open, close) = (format!("<{set}>"), format!("</{set}>"));
+    let (Some(a), Some(b)) = (reply.find(&open), reply.find(&close)) else {
+        return reply.to_string();
+    };
+    let inner = &reply[a + open.len()..b];
+    let mut items = Vec::new();
+    let (mut depth, mut start, mut i) = (0usize, 0usize, 0usize);
+    while i < inner.len() {
+        if inner[i..].starts_with("<item>") {
+            if depth == 0 {
+                start = i;
+            }
+            depth += 1;
+            i += "<item>".len();
+        } else if inner[i..].starts_with("</item>") {
+            depth = depth.saturating_sub(1);
+            i += "</item>".len();
+            if depth == 0 {
+                items.push(&inner[start..i]);
+            }
+        } else {
+            i += inner[i..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    let kept: String = items
+        .into_iter()
+        .filter(|item| {
+            !ids.iter()
+                .any(|id| item.contains(&format!("<snapshotId>{id}</snapshotId>")))
+        })
+        .collect();
+    format!(
+        "{}{open}{kept}{close}{}",
+        &reply[..a],
+        &reply[b + close.len()..]
+    )
 }
 
 /// New snapshots: copy each volume's image and start each life cycle.

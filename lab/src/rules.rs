@@ -52,7 +52,8 @@ pub(crate) struct Rules {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Fault {
-    /// An EC2 action name, or `*` for every action.
+    /// An EC2 action name, `*` for every action, or a prefix ending in
+    /// `*` (`CreateSnapshot*`: CreateSnapshot and CreateSnapshots).
     pub action: String,
     /// Which calls of the action (1-based count since the lab started or
     /// the rules were last set); empty means every call.
@@ -160,7 +161,11 @@ impl Rules {
         roll: f64,
     ) -> Option<&Fault> {
         self.faults.iter().find(|f| {
-            (f.action == action || f.action == "*")
+            (f.action == action
+                || f.action == "*"
+                || f.action
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| action.starts_with(prefix)))
                 && (f.calls.is_empty() || f.calls.contains(&call))
                 && f.params.iter().all(|(k, v)| params.get(k) == Some(v))
                 && f.probability.is_none_or(|p| roll < p)

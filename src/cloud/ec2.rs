@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::types::{
     EbsInstanceBlockDeviceSpecification, Filter, InstanceBlockDeviceMappingSpecification,
-    ResourceType, Tag, TagSpecification, VolumeType,
+    InstanceSpecification, ResourceType, Tag, TagSpecification, VolumeType,
 };
 use aws_sdk_ec2::Client;
 
@@ -86,10 +86,12 @@ pub(crate) enum DryRunAction {
     DetachVolume,
     DeleteVolume,
     DeleteSnapshot,
+    CreateSnapshots,
+    DescribeInstances,
 }
 
 impl DryRunAction {
-    pub(crate) const ALL: [DryRunAction; 9] = [
+    pub(crate) const ALL: [DryRunAction; 11] = [
         Self::DescribeSnapshots,
         Self::DescribeVolumes,
         Self::CreateVolume,
@@ -99,6 +101,8 @@ impl DryRunAction {
         Self::DetachVolume,
         Self::DeleteVolume,
         Self::DeleteSnapshot,
+        Self::CreateSnapshots,
+        Self::DescribeInstances,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -112,6 +116,8 @@ impl DryRunAction {
             Self::DetachVolume => "DetachVolume",
             Self::DeleteVolume => "DeleteVolume",
             Self::DeleteSnapshot => "DeleteSnapshot",
+            Self::CreateSnapshots => "CreateSnapshots",
+            Self::DescribeInstances => "DescribeInstances",
         }
     }
 }
@@ -294,6 +300,62 @@ impl Ec2 {
                 op: "CreateSnapshot",
                 message: "the reply has no snapshot id".into(),
             })
+    }
+
+    /// CreateSnapshots: one snapshot of each data volume attached to
+    /// `instance_id` except `exclude` (and the boot volume), all at one
+    /// point in time, with `tags` at creation on each. Returns
+    /// `(snapshot id, volume id)` pairs.
+    pub(crate) async fn create_snapshot_set(
+        &self,
+        instance_id: &str,
+        exclude: &[String],
+        description: &str,
+        tags: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, CloudError> {
+        let mut spec = TagSpecification::builder().resource_type(ResourceType::Snapshot);
+        for (k, v) in tags {
+            spec = spec.tags(Tag::builder().key(k).value(v).build());
+        }
+        let instance = InstanceSpecification::builder()
+            .instance_id(instance_id)
+            .exclude_boot_volume(true)
+            .set_exclude_data_volume_ids((!exclude.is_empty()).then(|| exclude.to_vec()))
+            .build();
+        let resp = self
+            .client
+            .create_snapshots()
+            .instance_specification(instance)
+            .description(description)
+            .tag_specifications(spec.build())
+            .send()
+            .await
+            .map_err(|e| cloud_error("CreateSnapshots", e))?;
+        Ok(resp
+            .snapshots()
+            .iter()
+            .filter_map(|s| Some((s.snapshot_id()?.to_string(), s.volume_id()?.to_string())))
+            .collect())
+    }
+
+    /// The instance's root device name (`/dev/xvda`), whose volume
+    /// CreateSnapshots leaves out by itself.
+    pub(crate) async fn root_device_name(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<String>, CloudError> {
+        let resp = self
+            .client
+            .describe_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeInstances", e))?;
+        Ok(resp
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find_map(|i| i.root_device_name().map(str::to_string)))
     }
 
     pub(crate) async fn delete_snapshot(&self, snapshot_id: &str) -> Result<(), CloudError> {
@@ -484,6 +546,27 @@ impl Ec2 {
             DryRunAction::CreateSnapshot => c
                 .create_snapshot()
                 .volume_id(volume)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::CreateSnapshots => c
+                .create_snapshots()
+                .instance_specification(
+                    InstanceSpecification::builder()
+                        .instance_id(instance_id)
+                        .exclude_boot_volume(true)
+                        .build(),
+                )
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::DescribeInstances => c
+                .describe_instances()
+                .instance_ids(instance_id)
                 .dry_run(true)
                 .send()
                 .await

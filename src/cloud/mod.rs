@@ -37,7 +37,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// An EC2 call that failed, named by operation, with the service's code.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub(crate) enum CloudError {
     #[error("{op} failed: {code}: {message}{}", request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
     Service {

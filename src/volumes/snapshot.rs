@@ -17,9 +17,9 @@ use anyhow::{bail, Context as _, Result};
 use super::error::VolumeError;
 use super::hooks;
 use super::plan::TAG_PROFILE;
-use super::snapshot_plan::{plan_snapshots, HostView, Labels, Seen, Target};
+use super::snapshot_plan::{plan_set, plan_snapshots, HostView, Labels, Seen, Target};
 use super::tags::resource_tags;
-use super::window::{run_window, CallResult, Ended, Signals, WindowOptions};
+use super::window::{run_window, CallResult, Ended, Mode, Signals, WindowOptions};
 use crate::cloud::{poll_until, Backoff, Ec2, SnapshotState};
 use crate::config::{kernel_device_name, HookPoint, Volume};
 use crate::context::VolumeContext;
@@ -46,6 +46,9 @@ pub(crate) struct MakeOptions {
     /// Snapshot a filesystem that cannot be frozen (tagged
     /// consistency=crash) instead of failing.
     pub allow_unfrozen: bool,
+    /// One CreateSnapshot per volume instead of one CreateSnapshots for
+    /// the set.
+    pub per_volume: bool,
 }
 
 /// The host as the snapshot planner sees it.
@@ -112,7 +115,16 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitC
     // The calls made while frozen are retried by the window itself, after
     // tens of milliseconds, never by the SDK's second-long backoff.
     let frozen_ec2 = ctx.ec2_with_attempts(1).await;
-    let result = snapshot_all(args, snapshotter, targets, frozen_ec2, ctx.ec2.clone()).await;
+    let mode = snapshot_mode(ctx, args, &me, &attached, &targets).await;
+    let result = snapshot_all(
+        args,
+        mode,
+        snapshotter,
+        targets,
+        frozen_ec2,
+        ctx.ec2.clone(),
+    )
+    .await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
     if let Err(e) = hooks::run(snapshotter, HookPoint::PostSnapshots, &HookCtx::run(&name)).await {
         if let Err(first) = &result {
@@ -123,8 +135,43 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitC
     result
 }
 
+/// One CreateSnapshots for the set unless `--per-volume` or the set
+/// cannot be made in one request (then each volume its own call).
+async fn snapshot_mode(
+    ctx: &VolumeContext,
+    args: &MakeOptions,
+    me: &str,
+    attached: &[crate::cloud::VolumeInfo],
+    targets: &[Target],
+) -> Mode {
+    if args.per_volume {
+        return Mode::PerVolume;
+    }
+    let root = match ctx.ec2.root_device_name(me).await {
+        Ok(Some(r)) => r,
+        Ok(None) => String::new(),
+        Err(e) => {
+            tracing::warn!("{e}; starting one snapshot per volume");
+            return Mode::PerVolume;
+        }
+    };
+    match plan_set(targets, attached, me, &root) {
+        Ok(set) => Mode::Set {
+            instance_id: me.to_string(),
+            exclude: set.exclude,
+            description: set.description,
+            tags: set.tags,
+        },
+        Err(why) => {
+            tracing::info!("{why}: one snapshot per volume");
+            Mode::PerVolume
+        }
+    }
+}
+
 async fn snapshot_all(
     args: &MakeOptions,
+    mut mode: Mode,
     snapshotter: &Arc<dyn Snapshotter>,
     mut targets: Vec<Target>,
     frozen_ec2: Ec2,
@@ -151,11 +198,15 @@ async fn snapshot_all(
     for t in &mut targets {
         t.tags.push((TAG_RUN.to_string(), run_id.clone()));
     }
+    if let Mode::Set { tags, .. } = &mut mode {
+        tags.push((TAG_RUN.to_string(), run_id.clone()));
+    }
 
     let opts = WindowOptions {
         deadline: args.freeze_timeout,
         allow_unfrozen: args.allow_unfrozen,
         name,
+        mode: Mode::PerVolume,
     };
     // The consistency tag says what the window will be; a window that is
     // cut short re-tags what it started as crash.
@@ -168,8 +219,20 @@ async fn snapshot_all(
         for t in &mut targets {
             t.tags.push(("consistency".to_string(), c.to_string()));
         }
+        if let Mode::Set { tags, .. } = &mut mode {
+            tags.push(("consistency".to_string(), c.to_string()));
+        }
     }
+    let set_mode = matches!(mode, Mode::Set { .. });
+    let opts = WindowOptions { mode, ..opts };
     let w = run_window(&frozen_ec2, &targets, &opts, &mut signals).await?;
+    for id in &w.strays {
+        // A volume attached after the set was planned: not ours to keep.
+        tracing::warn!("{id} is a snapshot of a volume that is not in the profile; deleting it");
+        if let Err(e) = ec2.delete_snapshot(id).await {
+            tracing::error!("could not delete {id}: {e}");
+        }
+    }
     if !w.frozen || consistency.is_none() {
         // --allow-unfrozen: tagged by what happened.
         let c = if w.frozen { "frozen" } else { "crash" };
@@ -202,7 +265,7 @@ async fn snapshot_all(
             if let Ended::Done(r) = &other {
                 stray.extend(r.iter().flatten().cloned());
             }
-            let stray = mark_crash_consistent(&ec2, &run_id, stray).await;
+            let stray = mark_crash_consistent(&ec2, &run_id, stray, &targets).await;
             bail!(
                 "{why}; filesystems were thawed{}; {}",
                 match &w.watchdog.fired {
@@ -220,6 +283,19 @@ async fn snapshot_all(
         }
     };
 
+    let mut results = results;
+    if set_mode {
+        // Each snapshot of the set gets its own mount point now that
+        // nothing is frozen (a restore finds it by this tag).
+        for (t, r) in targets.iter().zip(results.iter_mut()) {
+            if let Ok(id) = r {
+                let tag = [("mount_point".to_string(), t.mount_point.clone())];
+                if let Err(e) = ec2.create_tags(id, &tag).await {
+                    *r = Err(e);
+                }
+            }
+        }
+    }
     let (mut failed, started_ok) = report_started(snapshotter, &targets, results, &w.thawed).await;
     failed += usize::from(!w.thawed.failures.is_empty());
     if args.wait {
@@ -304,9 +380,16 @@ async fn wait_all(ec2: &Ec2, started: &[(String, String)]) -> usize {
 /// Tag the snapshots this run started as crash-consistent (they may have
 /// been taken after a thaw): those `known` from late replies and those a
 /// lookup by the run's tag finds (twice, a moment apart: a new snapshot
-/// can be listed late). Returns their ids.
-async fn mark_crash_consistent(ec2: &Ec2, run_id: &str, known: Vec<String>) -> Vec<String> {
-    let mut ids = known;
+/// can be listed late). A set's snapshots also get their `mount_point`,
+/// as a completed run's do. Returns their ids.
+async fn mark_crash_consistent(
+    ec2: &Ec2,
+    run_id: &str,
+    known: Vec<String>,
+    targets: &[Target],
+) -> Vec<String> {
+    let mut tags: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        known.into_iter().map(|id| (id, Vec::new())).collect();
     for round in 0..2 {
         if round > 0 {
             tokio::time::sleep(LISTED_LATE).await;
@@ -315,21 +398,29 @@ async fn mark_crash_consistent(ec2: &Ec2, run_id: &str, known: Vec<String>) -> V
             .snapshots_tagged(&[(TAG_RUN.to_string(), run_id.to_string())])
             .await
         {
-            Ok(found) => ids.extend(found.into_iter().map(|s| s.id)),
+            Ok(found) => {
+                for s in found {
+                    let mp = targets
+                        .iter()
+                        .find(|t| Some(&t.volume_id) == s.volume_id.as_ref())
+                        .filter(|_| s.tag("mount_point").is_none())
+                        .map(|t| ("mount_point".to_string(), t.mount_point.clone()));
+                    tags.entry(s.id).or_default().extend(mp);
+                }
+            }
             Err(e) => tracing::error!(
                 "could not look for snapshots this run started (tag {TAG_RUN}={run_id}): {e}"
             ),
         }
     }
-    ids.sort();
-    ids.dedup();
-    let crash = [("consistency".to_string(), "crash".to_string())];
-    for id in &ids {
-        if let Err(e) = ec2.create_tags(id, &crash).await {
+    for (id, extra) in &mut tags {
+        extra.dedup();
+        extra.push(("consistency".to_string(), "crash".to_string()));
+        if let Err(e) = ec2.create_tags(id, extra).await {
             tracing::error!("could not tag {id} consistency=crash: {e}");
         }
     }
-    ids
+    tags.into_keys().collect()
 }
 
 fn hook_ctx(profile: &str, t: &Target, snapshot: Option<&str>) -> HookCtx {

@@ -105,6 +105,74 @@ fn plan_one(
     })
 }
 
+/// EC2 takes at most this many volume ids to leave out of a set.
+pub(crate) const MAX_EXCLUDED: usize = 40;
+
+/// One CreateSnapshots for every target: the instance's other data
+/// volumes to leave out, the set's description, and the tags every
+/// snapshot of the set shares (all but `mount_point`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SetPlan {
+    pub(crate) exclude: Vec<String>,
+    pub(crate) description: String,
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+/// The set for `targets`, or why one request cannot make it (then each
+/// volume gets its own CreateSnapshot). `root_device` is the instance's
+/// root device name: its volume is left out by `ExcludeBootVolume` and
+/// must not be named again.
+pub(crate) fn plan_set(
+    targets: &[Target],
+    attached: &[VolumeInfo],
+    instance_id: &str,
+    root_device: &str,
+) -> Result<SetPlan, String> {
+    let ours = |v: &VolumeInfo| targets.iter().any(|t| t.volume_id == v.id);
+    let is_root = |v: &VolumeInfo| {
+        v.attachments
+            .iter()
+            .any(|a| a.instance_id == instance_id && a.device == root_device)
+    };
+    let exclude: Vec<String> = attached
+        .iter()
+        .filter(|v| v.attachments.iter().any(|a| a.instance_id == instance_id))
+        .filter(|v| !ours(v) && !is_root(v))
+        .map(|v| v.id.clone())
+        .collect();
+    if exclude.len() > MAX_EXCLUDED {
+        return Err(format!(
+            "{} other data volumes are attached, more than the {MAX_EXCLUDED} a set can leave out",
+            exclude.len()
+        ));
+    }
+    if targets
+        .iter()
+        .any(|t| attached.iter().any(|v| v.id == t.volume_id && is_root(v)))
+    {
+        return Err("a target is the root volume".into());
+    }
+    let first = targets.first().ok_or("no volumes")?;
+    let description = if targets.iter().all(|t| t.description == first.description) {
+        first.description.clone()
+    } else {
+        let mps: Vec<&str> = targets.iter().map(|t| t.mount_point.as_str()).collect();
+        let text = format!("snapshot set of {}", mps.join(", "));
+        text.chars().take(MAX_DESCRIPTION).collect()
+    };
+    let tags = first
+        .tags
+        .iter()
+        .filter(|(k, _)| k != "mount_point")
+        .cloned()
+        .collect();
+    Ok(SetPlan {
+        exclude,
+        description,
+        tags,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -234,6 +302,67 @@ mod tests {
         assert!(problems[2].contains("refusing to snapshot the wrong volume"));
         assert!(problems[3].ends_with("the block device of vol-d is not found on this host"));
         assert!(problems[4].ends_with("description needs 'cluster'"));
+    }
+
+    fn target(vol: &str, mp: &str, desc: &str) -> Target {
+        Target {
+            mount_point: mp.into(),
+            device: "/dev/sdf".into(),
+            volume_id: vol.into(),
+            description: desc.into(),
+            tags: vec![
+                ("instance_id".into(), "i-1".into()),
+                ("mount_point".into(), mp.into()),
+                ("role".into(), "db".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_set_leaves_out_the_other_data_volumes_but_not_by_the_root() {
+        let targets = [target("vol-a", "/a", "d"), target("vol-b", "/b", "d")];
+        let attached = [
+            attached("vol-root", "/dev/xvda"),
+            attached("vol-a", "/dev/sdf"),
+            attached("vol-b", "/dev/sdg"),
+            attached("vol-other", "/dev/sdh"),
+        ];
+        let p = plan_set(&targets, &attached, "i-1", "/dev/xvda").unwrap();
+        assert_eq!(p.exclude, vec!["vol-other".to_string()]);
+        assert_eq!(p.description, "d");
+        assert_eq!(
+            p.tags,
+            vec![
+                ("instance_id".to_string(), "i-1".to_string()),
+                ("role".to_string(), "db".to_string())
+            ]
+        );
+        // Different descriptions: one for the set naming every mount point.
+        let targets = [
+            target("vol-a", "/a", "x of /a"),
+            target("vol-b", "/b", "x of /b"),
+        ];
+        let p = plan_set(&targets, &attached, "i-1", "/dev/xvda").unwrap();
+        assert_eq!(p.description, "snapshot set of /a, /b");
+    }
+
+    #[test]
+    fn a_set_that_cannot_be_made_in_one_request_says_why() {
+        let targets = [target("vol-a", "/a", "d")];
+        let mut attached: Vec<VolumeInfo> = (0..41)
+            .map(|i| attached(&format!("vol-{i}"), "/dev/sdz"))
+            .collect();
+        attached.push(self::attached("vol-a", "/dev/sdf"));
+        let e = plan_set(&targets, &attached, "i-1", "/dev/xvda").unwrap_err();
+        assert!(e.contains("more than the 40"), "{e}");
+        let e = plan_set(
+            &targets,
+            &[self::attached("vol-a", "/dev/xvda")],
+            "i-1",
+            "/dev/xvda",
+        )
+        .unwrap_err();
+        assert!(e.contains("root volume"), "{e}");
     }
 
     #[test]

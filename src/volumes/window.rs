@@ -56,6 +56,8 @@ pub(crate) struct Window {
     pub(crate) watchdog: WatchdogReport,
     /// Snapshots that calls still running at the deadline created.
     pub(crate) late: Vec<String>,
+    /// Snapshots a set made of volumes that are not targets.
+    pub(crate) strays: Vec<String>,
 }
 
 /// Signals caught from before the freeze to the end of the window, so
@@ -90,6 +92,7 @@ pub(crate) struct WindowOptions<'a> {
     pub(crate) allow_unfrozen: bool,
     /// The snapshotter's name, for the `snaptastic thaw NAME` hint.
     pub(crate) name: &'a str,
+    pub(crate) mode: Mode,
 }
 
 /// Sync, freeze, call, thaw. `Err` means nothing was snapshotted and
@@ -116,10 +119,14 @@ pub(crate) async fn run_window(
     let mut set = freeze_all(mount_points, opts, &watchdog).await?;
     watchdog.frozen();
     let started = Instant::now();
-    let mut calls = start_calls(ec2, targets, started + opts.deadline);
+    let mut calls = start_calls(ec2, targets, &opts.mode, started + opts.deadline);
+    let mut strays = Vec::new();
     let ended = tokio::select! {
         r = tokio::time::timeout(opts.deadline, collect(&mut calls, targets.len())) => match r {
-            Ok(results) => Ended::Done(results),
+            Ok((results, s)) => {
+                strays = s;
+                Ended::Done(results)
+            }
             Err(_) => Ended::TimedOut,
         },
         sig = signals.recv() => Ended::Signal(sig),
@@ -158,6 +165,7 @@ pub(crate) async fn run_window(
         thawed,
         watchdog,
         late,
+        strays,
     })
 }
 
@@ -196,37 +204,145 @@ fn refusal(e: &FreezeError, name: &str) -> String {
     out
 }
 
-/// Start every CreateSnapshot at once, each retrying a throttled reply
+/// How the snapshots are started.
+#[derive(Debug, Clone)]
+pub(crate) enum Mode {
+    /// One CreateSnapshot per target, all at once.
+    PerVolume,
+    /// One CreateSnapshots for the whole set: one request, one point in
+    /// time. `exclude` names the instance's other data volumes; `tags`
+    /// are the set's common tags (each snapshot gets its `mount_point`
+    /// once everything is thawed).
+    Set {
+        instance_id: String,
+        exclude: Vec<String>,
+        description: String,
+        tags: Vec<(String, String)>,
+    },
+}
+
+/// What one call task reports: per target index its result, and `None`
+/// for a snapshot of a volume that is not a target (a volume attached
+/// after the set was planned), to be deleted.
+type Reported = Vec<(Option<usize>, CallResult)>;
+
+/// Start the snapshots at once, each call retrying a throttled reply
 /// briefly until `until`.
-fn start_calls(ec2: &Ec2, targets: &[Target], until: Instant) -> JoinSet<(usize, CallResult)> {
+fn start_calls(ec2: &Ec2, targets: &[Target], mode: &Mode, until: Instant) -> JoinSet<Reported> {
     let mut set = JoinSet::new();
-    for (i, t) in targets.iter().enumerate() {
-        let (ec2, vol, desc, tags) = (
-            ec2.clone(),
-            t.volume_id.clone(),
-            t.description.clone(),
-            t.tags.clone(),
-        );
-        set.spawn(async move {
-            let mut attempt = 0u64;
-            loop {
-                let r = ec2.create_snapshot(&vol, &desc, &tags).await;
-                match r {
-                    Err(e) if retry_while_frozen(&e) => {
-                        attempt += 1;
-                        let pause = Duration::from_millis(jittered(FROZEN_RETRY, attempt));
-                        if Instant::now() + pause >= until {
-                            return (i, Err(e));
-                        }
-                        tracing::debug!("{vol}: {e}; retrying in {} ms", pause.as_millis());
-                        tokio::time::sleep(pause).await;
-                    }
-                    other => return (i, other),
-                }
+    match mode {
+        Mode::PerVolume => {
+            for (i, t) in targets.iter().enumerate() {
+                let (ec2, t) = (ec2.clone(), t.clone());
+                set.spawn(async move { vec![(Some(i), one_call(&ec2, &t, until).await)] });
             }
-        });
+        }
+        Mode::Set {
+            instance_id,
+            exclude,
+            description,
+            tags,
+        } => {
+            let (ec2, targets, instance_id, exclude, description, tags) = (
+                ec2.clone(),
+                targets.to_vec(),
+                instance_id.clone(),
+                exclude.clone(),
+                description.clone(),
+                tags.clone(),
+            );
+            set.spawn(async move {
+                let call = || ec2.create_snapshot_set(&instance_id, &exclude, &description, &tags);
+                match retrying(call, until).await {
+                    Ok(pairs) => by_target(&targets, pairs),
+                    Err(e) if set_unusable(&e) => {
+                        tracing::warn!("{e}; starting one snapshot per volume instead");
+                        let calls = targets.iter().map(|t| one_call(&ec2, t, until));
+                        futures_util::future::join_all(calls)
+                            .await
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, r)| (Some(i), r))
+                            .collect()
+                    }
+                    Err(e) => (0..targets.len())
+                        .map(|i| (Some(i), Err(e.clone())))
+                        .collect(),
+                }
+            });
+        }
     }
     set
+}
+
+/// One CreateSnapshot, with its tags at creation.
+async fn one_call(ec2: &Ec2, t: &Target, until: Instant) -> CallResult {
+    retrying(
+        || ec2.create_snapshot(&t.volume_id, &t.description, &t.tags),
+        until,
+    )
+    .await
+}
+
+/// Call, and again after a few tens of milliseconds while the reply says
+/// the call was not carried out and `until` allows.
+async fn retrying<T, F, Fut>(mut call: F, until: Instant) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CloudError>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match call().await {
+            Err(e) if retry_while_frozen(&e) => {
+                attempt += 1;
+                let pause = Duration::from_millis(jittered(FROZEN_RETRY, attempt));
+                if Instant::now() + pause >= until {
+                    return Err(e);
+                }
+                tracing::debug!("{e}; retrying in {} ms", pause.as_millis());
+                tokio::time::sleep(pause).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The set's snapshots matched to the targets by volume id.
+fn by_target(targets: &[Target], pairs: Vec<(String, String)>) -> Reported {
+    let mut out: Reported = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let snap = pairs.iter().find(|(_, v)| v == &t.volume_id);
+            let r = snap.map(|(s, _)| s.clone()).ok_or(CloudError::Transport {
+                op: "CreateSnapshots",
+                message: format!("the set has no snapshot of {}", t.volume_id),
+            });
+            (Some(i), r)
+        })
+        .collect();
+    for (snap, vol) in pairs {
+        if !targets.iter().any(|t| t.volume_id == vol) {
+            out.push((None, Ok(snap)));
+        }
+    }
+    out
+}
+
+/// CreateSnapshots refused in a way that says it created nothing and
+/// will not work here (a policy without it, an endpoint without it).
+fn set_unusable(e: &CloudError) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            "UnauthorizedOperation"
+                | "InvalidAction"
+                | "UnsupportedOperation"
+                | "InvalidParameterValue"
+                | "InvalidParameterCombination"
+        )
+    )
 }
 
 /// A reply that says the call was not carried out and may go through in a
@@ -254,16 +370,26 @@ fn jittered((lo, hi): (u64, u64), attempt: u64) -> u64 {
     lo + (nanos / 1000 + attempt * 7) % (hi - lo + 1)
 }
 
-/// Every call's result, in target order.
-async fn collect(calls: &mut JoinSet<(usize, CallResult)>, n: usize) -> Vec<CallResult> {
+/// Every call's result, in target order, and stray snapshots.
+async fn collect(calls: &mut JoinSet<Reported>, n: usize) -> (Vec<CallResult>, Vec<String>) {
     let mut out: Vec<Option<CallResult>> = (0..n).map(|_| None).collect();
+    let mut strays = Vec::new();
     while let Some(joined) = calls.join_next().await {
         match joined {
-            Ok((i, r)) => out[i] = Some(r),
+            Ok(reported) => {
+                for (i, r) in reported {
+                    match (i, r) {
+                        (Some(i), r) => out[i] = Some(r),
+                        (None, Ok(id)) => strays.push(id),
+                        (None, Err(_)) => {}
+                    }
+                }
+            }
             Err(e) => tracing::error!("a snapshot call did not finish: {e}"),
         }
     }
-    out.into_iter()
+    let results = out
+        .into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
                 Err(CloudError::Transport {
@@ -272,18 +398,19 @@ async fn collect(calls: &mut JoinSet<(usize, CallResult)>, n: usize) -> Vec<Call
                 })
             })
         })
-        .collect()
+        .collect();
+    (results, strays)
 }
 
 /// After a cut-off window (everything thawed): wait a while for the calls
 /// still running, and return the snapshots they created after all.
-async fn settle(calls: &mut JoinSet<(usize, CallResult)>) -> Vec<String> {
+async fn settle(calls: &mut JoinSet<Reported>) -> Vec<String> {
     let mut late = Vec::new();
     let end = tokio::time::Instant::now() + SETTLE;
     while !calls.is_empty() {
         match tokio::time::timeout_at(end, calls.join_next()).await {
-            Ok(Some(Ok((_, Ok(id))))) => late.push(id),
-            Ok(Some(_)) => {}
+            Ok(Some(Ok(reported))) => late.extend(reported.into_iter().filter_map(|(_, r)| r.ok())),
+            Ok(Some(Err(_))) => {}
             Ok(None) => break,
             Err(_) => {
                 tracing::warn!(

@@ -145,7 +145,7 @@ fn frozen_run(moto: &str) -> Frozen {
     let writers = mps.iter().map(|mp| Writer::start(mp)).collect();
     s.lab.control(
         "rules",
-        "[[faults]]\naction = \"CreateSnapshot\"\nreply = \"hang\"\nlatency = \"60s\"\n",
+        "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"hang\"\nlatency = \"60s\"\n",
     );
     let child = s
         .lab
@@ -153,7 +153,7 @@ fn frozen_run(moto: &str) -> Frozen {
         .config(&s.cfg)
         .spawn();
     let t = Instant::now();
-    while s.calls("CreateSnapshot") < 2 {
+    while s.snapshot_calls() == 0 {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "make-snapshots never called CreateSnapshot"
@@ -363,7 +363,7 @@ fn a_snapshot_ec2_accepts_after_the_deadline_is_tagged_crash() {
     // EC2 carries the call out, but its reply comes after our deadline.
     s.lab.control(
         "rules",
-        "[[faults]]\naction = \"CreateSnapshot\"\nreply = \"late\"\nlatency = \"2s\"\n",
+        "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"late\"\nlatency = \"2s\"\n",
     );
     let d = s
         .snaptastic(&["make-snapshots", "db", "--freeze-timeout", "500ms"])
@@ -392,22 +392,30 @@ fn a_throttled_reply_inside_the_window_is_retried_there() {
     let Some(moto) = lab_prerequisites() else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
-    s.lab.control(
-        "rules",
-        "[[faults]]\naction = \"CreateSnapshot\"\ncalls = [1]\nreply = \"throttle\"\n",
-    );
-    let d = s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
-    assert_eq!(s.calls("CreateSnapshot"), 2, "one retry: {}", d.stderr());
-    let snaps = snapshots_with_tags(&s);
-    assert_eq!(snaps.len(), 1, "{snaps:?}");
-    let tags = snaps.values().next().unwrap();
-    assert_eq!(tags["consistency"], "frozen", "{tags:?}");
-    // The window (benchmarked in scripts/bench.sh) is printed per volume.
-    assert!(
-        d.stdout().contains("frozen ") && d.stdout().contains(" ms)"),
-        "{}",
-        d.stdout()
-    );
+    // Both ways of starting snapshots: one set, one call per volume.
+    for (mode, call) in [
+        (None, "CreateSnapshots"),
+        (Some("--per-volume"), "CreateSnapshot"),
+    ] {
+        let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+        s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+        s.lab.control(
+            "rules",
+            "[[faults]]\naction = \"CreateSnapshot*\"\ncalls = [1]\nreply = \"throttle\"\n",
+        );
+        let mut args = vec!["make-snapshots", "db"];
+        args.extend(mode);
+        let d = s.snaptastic(&args).expect_code(0);
+        assert_eq!(s.calls(call), 2, "{mode:?}: one retry: {}", d.stderr());
+        let snaps = snapshots_with_tags(&s);
+        assert_eq!(snaps.len(), 1, "{mode:?}: {snaps:?}");
+        let tags = snaps.values().next().unwrap();
+        assert_eq!(tags["consistency"], "frozen", "{mode:?}: {tags:?}");
+        // The window (benchmarked in scripts/bench.sh) is printed per volume.
+        assert!(
+            d.stdout().contains("frozen ") && d.stdout().contains(" ms)"),
+            "{}",
+            d.stdout()
+        );
+    }
 }

@@ -10,6 +10,7 @@ mod mount;
 mod retention;
 mod slow_freeze;
 mod snapshot;
+mod snapshot_set;
 mod snapshotters;
 mod support;
 mod tablesnap;

@@ -123,6 +123,12 @@ impl Setup {
     pub(crate) fn calls(&self, action: &str) -> u64 {
         self.lab.state()["calls"][action].as_u64().unwrap_or(0)
     }
+
+    /// Calls that start snapshots: CreateSnapshot (per volume) and
+    /// CreateSnapshots (a set).
+    pub(crate) fn snapshot_calls(&self) -> u64 {
+        self.calls("CreateSnapshot") + self.calls("CreateSnapshots")
+    }
 }
 
 pub(crate) fn mounted_at(mp: &Path) -> Option<String> {

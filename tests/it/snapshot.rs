@@ -189,7 +189,7 @@ fn a_hanging_snapshot_call_is_cut_off_and_the_filesystem_thawed() {
     s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     s.lab.control(
         "rules",
-        "[[faults]]\naction = \"CreateSnapshot\"\nreply = \"hang\"\nlatency = \"60s\"\n",
+        "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"hang\"\nlatency = \"60s\"\n",
     );
     let d = s
         .snaptastic(&["make-snapshots", "db", "--freeze-timeout", "1s"])
@@ -218,9 +218,11 @@ fn a_failing_snapshot_call_thaws_and_fails() {
     s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     s.lab.control(
         "rules",
-        "[[faults]]\naction = \"CreateSnapshot\"\nreply = \"500\"\n",
+        "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"500\"\n",
     );
-    let d = s.snaptastic(&["make-snapshots", "db"]).expect_code(1);
+    let d = s
+        .snaptastic(&["make-snapshots", "db", "--per-volume"])
+        .expect_code(1);
     assert!(
         d.stdout().contains("FAILED")
             && d.stdout().contains("CreateSnapshot failed: InternalError"),
@@ -240,7 +242,7 @@ fn sigterm_while_frozen_thaws() {
     s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     s.lab.control(
         "rules",
-        "[[faults]]\naction = \"CreateSnapshot\"\nreply = \"hang\"\nlatency = \"60s\"\n",
+        "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"hang\"\nlatency = \"60s\"\n",
     );
     let child = s
         .lab
@@ -249,7 +251,7 @@ fn sigterm_while_frozen_thaws() {
         .spawn();
     // Frozen once the call reached the lab.
     let t = Instant::now();
-    while s.calls("CreateSnapshot") == 0 {
+    while s.snapshot_calls() == 0 {
         assert!(
             t.elapsed() < Duration::from_secs(20),
             "make-snapshots never called CreateSnapshot"
@@ -292,7 +294,7 @@ fn refuses_before_freezing_anything() {
             && e.contains("run mount-snapshots first"),
         "{e}"
     );
-    assert_eq!(s.calls("CreateSnapshot"), 0);
+    assert_eq!(s.snapshot_calls(), 0);
 
     // Attached, but the mount point is a plain directory on the root
     // filesystem: freezing it would freeze /.
@@ -310,7 +312,7 @@ fn refuses_before_freezing_anything() {
         "{}",
         d.stderr()
     );
-    assert_eq!(s.calls("CreateSnapshot"), 0);
+    assert_eq!(s.snapshot_calls(), 0);
     assert!(writable(&s.mp(0)));
 }
 
@@ -354,7 +356,7 @@ fn a_filesystem_that_cannot_be_frozen_gets_no_snapshot_unless_allowed() {
         "{}",
         crash.stdout()
     );
-    assert_eq!(s.calls("CreateSnapshot"), 1);
+    assert_eq!(s.snapshot_calls(), 1);
     let snap = crash
         .stdout()
         .split_whitespace()
