@@ -5,6 +5,7 @@ pub(crate) mod devices;
 mod error;
 pub(crate) mod freeze;
 pub(crate) mod fs;
+mod ioctl;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
 pub(crate) mod signals;

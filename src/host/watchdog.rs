@@ -43,7 +43,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
 
-use super::freeze::thaw_fd;
+use super::ioctl::thaw_fd;
 use super::HostError;
 
 /// The argv[1] that runs this binary as the watchdog.
