@@ -82,7 +82,7 @@ python3 -c "print('  8 volumes / 1 volume: %.2fx the time' % (${mount_ms[8]} / $
 
 echo "== make-snapshots of 8 volumes, 50 ms added to CreateSnapshot"
 start_lab snap '[[faults]]
-action = "CreateSnapshot"
+action = "CreateSnapshot*"
 reply = "latency"
 latency = "50ms"'
 config "$work/snap.toml" 8 split

@@ -122,6 +122,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
     });
 
     let mut reply_after = None;
+    let (arrived, mut reply_at) = (tokio::time::Instant::now(), None);
     if let Some(action) = &action {
         let call = {
             let mut calls = lab.calls.lock().expect("calls lock");
@@ -172,6 +173,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
                 }
                 Reply::Latency => tokio::time::sleep(fault.latency.unwrap_or_default()).await,
                 Reply::Late => reply_after = fault.latency,
+                Reply::RoundTrip => reply_at = fault.latency.map(|l| arrived + l),
             }
         }
     }
@@ -204,6 +206,9 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
     }
     if let Some(wait) = reply_after {
         tokio::time::sleep(wait).await;
+    }
+    if let Some(at) = reply_at {
+        tokio::time::sleep_until(at).await;
     }
     let mut resp = Response::builder().status(reply.status);
     for (k, v) in &reply.headers {

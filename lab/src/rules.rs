@@ -12,7 +12,7 @@
 //! [[faults]]
 //! action = "CreateVolume"
 //! calls = [1, 2]                 # which calls of that action (1-based); empty = all
-//! reply = "throttle"             # throttle | 500 | 503 | hang | latency | late
+//! reply = "throttle"             # throttle | 500 | 503 | hang | latency | late | rtt
 //!
 //! [[faults]]
 //! action = "AttachVolume"
@@ -89,6 +89,11 @@ pub(crate) enum Reply {
     /// a slow reply, the snapshot (or volume) exists anyway.
     #[serde(rename = "late")]
     Late,
+    /// A round trip: the call is carried out when it arrives and the reply
+    /// leaves no sooner than `latency` after the request came in, so the
+    /// lab's own work (image copies) overlaps the wait, as EC2's does.
+    #[serde(rename = "rtt")]
+    RoundTrip,
 }
 
 /// Why a rules text was refused.

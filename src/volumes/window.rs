@@ -116,9 +116,11 @@ pub(crate) async fn run_window(
         tokio::task::spawn_blocking(move || Watchdog::start(&mps, deadline, deadline)).await??;
     tracing::debug!("watchdog process {} is ready", watchdog.pid());
 
+    let freezing = Instant::now();
     let mut set = freeze_all(mount_points, opts, &watchdog).await?;
     watchdog.frozen();
     let started = Instant::now();
+    let freeze_took = started - freezing;
     let mut calls = start_calls(ec2, targets, &opts.mode, started + opts.deadline);
     let mut strays = Vec::new();
     let ended = tokio::select! {
@@ -132,10 +134,17 @@ pub(crate) async fn run_window(
         sig = signals.recv() => Ended::Signal(sig),
     };
     let calls_took = started.elapsed();
+    let thawing = Instant::now();
     let thawed = match set.as_mut() {
         Some(s) => tokio::task::block_in_place(|| s.thaw()),
         None => Thawed::default(),
     };
+    tracing::info!(
+        "freezing took {} ms, starting the snapshots {} ms, thawing {} ms",
+        freeze_took.as_millis(),
+        calls_took.as_millis(),
+        thawing.elapsed().as_millis()
+    );
     for (mp, w) in &thawed.windows {
         tracing::info!("{}: frozen for {} ms", mp.display(), w.as_millis());
     }
