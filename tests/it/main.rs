@@ -1,12 +1,15 @@
 //! Integration tests: the real binary, against the moto emulator where AWS
 //! is involved (run them through `scripts/test.sh`, which starts it).
 
+mod clean_scope;
 mod cli;
 mod emulator;
 mod freeze_safety;
 mod lab;
 mod layout;
 mod mount;
+mod porting;
+mod restore_order;
 mod retention;
 mod slow_freeze;
 mod snapshot;
