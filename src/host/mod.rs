@@ -8,6 +8,7 @@ pub(crate) mod fs;
 mod ioctl;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
+pub(crate) mod privileges;
 pub(crate) mod signals;
 pub(crate) mod users;
 pub(crate) mod watch;

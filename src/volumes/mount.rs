@@ -21,7 +21,7 @@ use super::tags::resource_tags;
 use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
 use crate::config::{kernel_device_name, FileSystem, HookPoint};
 use crate::context::VolumeContext;
-use crate::host::{devices, fs, mount, mountinfo, HostError};
+use crate::host::{devices, fs, mount, mountinfo, privileges, HostError};
 use crate::instance::Identity;
 use crate::snapshotter::{HookCtx, Snapshotter};
 
@@ -113,7 +113,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         Ok(p) => p,
         Err(problems) => bail!("nothing was changed:\n{}", problems.join("\n")),
     };
-    let problems = preflight(&plans, &ctx.device_root, args.allow_non_empty);
+    let problems = preflight(&plans, &ctx.device_root, args);
     if !problems.is_empty() {
         bail!("nothing was changed:\n{}", problems.join("\n"));
     }
@@ -187,8 +187,19 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
 
 /// Host-side checks before anything is created: the device name is free,
 /// mkfs exists where a filesystem may be made, the mount point is empty.
-fn preflight(plans: &[VolumePlan], root: &Path, allow_non_empty: bool) -> Vec<String> {
+fn preflight(plans: &[VolumePlan], root: &Path, args: &MountOptions) -> Vec<String> {
     let mut problems = Vec::new();
+    let changes_host = plans
+        .iter()
+        .any(|p| !matches!(p.action, MountAction::Skip { .. }));
+    // A dry run shows the plan to anyone.
+    if changes_host && !args.dry_run && !privileges::can_administer() {
+        problems.push(format!(
+            "mount-snapshots needs root or CAP_SYS_ADMIN to attach, format and mount volumes (running as uid {}): run it with sudo",
+            privileges::euid()
+        ));
+        return problems;
+    }
     for p in plans {
         let v = &p.volume;
         let at = |msg: String| format!("{} ({}): {msg}", v.mount_point, v.device);
@@ -223,9 +234,13 @@ fn preflight(plans: &[VolumePlan], root: &Path, allow_non_empty: bool) -> Vec<St
                 fs::mkfs_program(v.file_system)
             )));
         }
+        let mp = Path::new(&v.mount_point);
+        if !matches!(p.action, MountAction::Skip { .. }) && mp.exists() && !mp.is_dir() {
+            problems.push(at("the mount point exists and is not a directory".into()));
+        }
         if !matches!(p.action, MountAction::Skip { .. })
-            && !allow_non_empty
-            && mount::is_non_empty_dir(Path::new(&v.mount_point))
+            && !args.allow_non_empty
+            && mount::is_non_empty_dir(mp)
         {
             problems.push(at(
                 "the mount point is a non-empty directory; its files would be hidden (pass --allow-non-empty if you mean it)".into(),

@@ -1,1 +1,67 @@
-//! (being written)
+//! Restores that must not go wrong on the host side: nested mount points
+//! come up parent first and go down child first; a run without the
+//! privilege to mount creates nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::mount::Setup;
+use crate::support::lab_prerequisites;
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn without_root_nothing_is_created() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    // The unprivileged user must be able to read the configuration.
+    for p in [s.cfg.parent().unwrap(), s.cfg.as_path()] {
+        let mode = if p.is_dir() { 0o755 } else { 0o644 };
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let bin = env!("CARGO_BIN_EXE_snaptastic");
+    let d = s
+        .lab
+        .run_program(
+            Path::new("/usr/bin/setpriv"),
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                bin,
+                "mount-snapshots",
+                "db",
+            ],
+        )
+        .config(&s.cfg)
+        .run()
+        .expect_code(1);
+    assert!(
+        d.stderr()
+            .contains("mount-snapshots needs root or CAP_SYS_ADMIN to attach, format and mount volumes (running as uid 65534): run it with sudo"),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(s.calls("CreateVolume"), 0, "{}", d.stderr());
+    assert_eq!(s.calls("AttachVolume"), 0, "{}", d.stderr());
+    // The plan is still there for anyone to see.
+    s.lab
+        .run_program(
+            Path::new("/usr/bin/setpriv"),
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                bin,
+                "mount-snapshots",
+                "db",
+                "--dry-run",
+            ],
+        )
+        .config(&s.cfg)
+        .run()
+        .expect_code(0);
+}
