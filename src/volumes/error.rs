@@ -49,6 +49,9 @@ pub(crate) enum VolumeError {
     #[error("snapshot {snapshot} is not completed ({reason}) and there is no older one; not creating an empty volume in its place: re-run later or raise --wait-pending")]
     PendingWithoutFallback { snapshot: String, reason: String },
 
+    #[error("the mount point it lies in, {0}, was not mounted; not mounting inside it")]
+    ParentNotMounted(String),
+
     #[error("reading /proc/self/mountinfo: {0}")]
     Mountinfo(#[source] std::io::Error),
 

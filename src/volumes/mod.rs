@@ -7,6 +7,7 @@ pub(crate) mod freshness;
 pub(crate) mod hooks;
 pub(crate) mod list;
 pub(crate) mod mount;
+pub(crate) mod nesting;
 pub(crate) mod plan;
 pub(crate) mod retention;
 pub(crate) mod snapshot;

@@ -13,6 +13,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::error::VolumeError;
 use super::hooks;
+use super::nesting;
 use super::plan::{
     plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, STATE_MOUNTED,
     STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
@@ -142,9 +143,10 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         wait_pending: args.wait_pending,
     });
     // Every volume is waited for, even if another's task panicked.
-    let tasks = plans.iter().cloned().map(|plan| {
+    let gates = Gate::for_plans(&plans);
+    let tasks = plans.iter().cloned().zip(gates).map(|(plan, gate)| {
         let shared = shared.clone();
-        async move { restore_one(&shared, plan).await }
+        async move { restore_one(&shared, plan, gate).await }
     });
     let outcomes: Vec<(usize, Outcome)> = crate::tasks::join_in_order(tasks)
         .await
@@ -332,6 +334,63 @@ fn print_summary(plans: &[VolumePlan], outcomes: &[(usize, Outcome)]) {
     }
 }
 
+/// Orders the mounts of nested mount points while everything else about
+/// the volumes runs concurrently: a volume whose mount point lies inside
+/// another of the profile's waits, just before its mount(2), until that
+/// one is mounted (and fails if that one will not be).
+struct Gate {
+    parent: Option<(String, tokio::sync::watch::Receiver<Option<bool>>)>,
+    done: tokio::sync::watch::Sender<Option<bool>>,
+}
+
+impl Gate {
+    fn for_plans(plans: &[VolumePlan]) -> Vec<Gate> {
+        let mps: Vec<&str> = plans
+            .iter()
+            .map(|p| p.volume.mount_point.as_str())
+            .collect();
+        let channels: Vec<_> = plans
+            .iter()
+            .map(|_| tokio::sync::watch::channel(None))
+            .collect();
+        nesting::parents(&mps)
+            .into_iter()
+            .zip(&channels)
+            .map(|(parent, (tx, _))| Gate {
+                parent: parent.map(|i| (mps[i].to_string(), channels[i].1.clone())),
+                done: tx.clone(),
+            })
+            .collect()
+    }
+
+    /// This mount point is mounted (or was already).
+    fn mounted(&self) {
+        self.done.send_replace(Some(true));
+    }
+
+    /// This mount point will not be mounted (unless it already is).
+    fn failed(&self) {
+        self.done.send_if_modified(|v| {
+            let unset = v.is_none();
+            if unset {
+                *v = Some(false);
+            }
+            unset
+        });
+    }
+
+    async fn parent_mounted(&self) -> Result<(), VolumeError> {
+        let Some((mp, rx)) = &self.parent else {
+            return Ok(());
+        };
+        let mut rx = rx.clone();
+        match rx.wait_for(Option::is_some).await.map(|v| *v) {
+            Ok(Some(true)) => Ok(()),
+            _ => Err(VolumeError::ParentNotMounted(mp.clone())),
+        }
+    }
+}
+
 /// A volume this run created, until it is mounted: on failure it is rolled
 /// back (it holds no data of its own yet).
 struct Created {
@@ -339,10 +398,18 @@ struct Created {
     attached: bool,
 }
 
-async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
+async fn restore_one(s: &Shared, plan: VolumePlan, gate: Gate) -> Outcome {
+    let outcome = restore_gated(s, plan, &gate).await;
+    // A child waiting on this mount point learns it will not be mounted.
+    gate.failed();
+    outcome
+}
+
+async fn restore_gated(s: &Shared, plan: VolumePlan, gate: &Gate) -> Outcome {
     let v = &plan.volume;
     let mut env = HookCtx::volume(s.snapshotter.name(), &v.mount_point, &v.device);
     if let MountAction::Skip { mounted_from } = &plan.action {
+        gate.mounted();
         tracing::info!(
             "{}: already mounted from {mounted_from}; leaving it alone",
             v.mount_point
@@ -358,7 +425,7 @@ async fn restore_one(s: &Shared, plan: VolumePlan) -> Outcome {
         };
     }
     let mut created: Option<Created> = None;
-    match restore_steps(s, &plan, &mut created, &mut env).await {
+    match restore_steps(s, &plan, &mut created, &mut env, gate).await {
         Ok((volume_id, block_device, from)) => {
             if let Err(e) = hooks::run(&s.snapshotter, HookPoint::PostMount, &env).await {
                 return Outcome::Failed {
@@ -392,6 +459,7 @@ async fn restore_steps(
     plan: &VolumePlan,
     created: &mut Option<Created>,
     env: &mut HookCtx,
+    gate: &Gate,
 ) -> Result<(String, PathBuf, String), VolumeError> {
     let v = &plan.volume;
     let me = &s.identity.instance_id;
@@ -505,7 +573,10 @@ async fn restore_steps(
         v.mount_point,
         block.display()
     );
+    // Nested mount points: the parent first, or it would cover this one.
+    gate.parent_mounted().await?;
     blocking(move || mount::mount_device(&b, &mp, fs_type, &opts)).await?;
+    gate.mounted();
     // From here the volume holds the host's data: never roll it back.
     *created = None;
     let state = vec![(TAG_STATE.to_string(), STATE_MOUNTED.to_string())];

@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result};
 use super::error::VolumeError;
 use super::hooks;
 use super::list::attached_for;
+use super::nesting;
 use super::plan::{STATE_DETACHED, TAG_STATE};
 use crate::cloud::{poll_until, Backoff, Ec2, VolumeInfo};
 use crate::config::kernel_device_name;
@@ -57,16 +58,26 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
         lazy: args.lazy,
         delete: args.delete,
     });
-    // Every volume is waited for, even if another's task panicked.
-    let tasks = volumes.iter().cloned().map(|v| {
-        let shared = shared.clone();
-        async move { unmount_one(&shared, &v).await }
-    });
-    let results: Vec<Result<String, VolumeError>> = crate::tasks::join_in_order(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.map_err(VolumeError::from).and_then(|inner| inner))
-        .collect();
+    // Nested mount points go down child first (a parent cannot be
+    // unmounted with a child mounted inside it): the deepest level first,
+    // the volumes of one level concurrently. Every volume is waited for,
+    // even if another's task panicked.
+    let mps: Vec<&str> = volumes.iter().map(|v| v.mount_point.as_str()).collect();
+    let depths = nesting::depths(&mps);
+    let mut results: Vec<Option<Result<String, VolumeError>>> =
+        volumes.iter().map(|_| None).collect();
+    for level in (0..=depths.iter().copied().max().unwrap_or(0)).rev() {
+        let at_level: Vec<usize> = (0..volumes.len()).filter(|i| depths[*i] == level).collect();
+        let tasks = at_level.iter().map(|&i| {
+            let (shared, v) = (shared.clone(), volumes[i].clone());
+            async move { unmount_one(&shared, &v).await }
+        });
+        let done = crate::tasks::join_in_order(tasks).await;
+        for (i, r) in at_level.into_iter().zip(done) {
+            results[i] = Some(r.map_err(VolumeError::from).and_then(|inner| inner));
+        }
+    }
+    let results: Vec<Result<String, VolumeError>> = results.into_iter().flatten().collect();
     let mut failed = 0;
     if let Err(e) = hooks::run(
         &shared.snapshotter,

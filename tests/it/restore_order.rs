@@ -65,3 +65,53 @@ fn without_root_nothing_is_created() {
         .run()
         .expect_code(0);
 }
+
+/// The device number of the filesystem `p` is on.
+fn dev_of(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).unwrap().dev()
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn nested_mount_points_come_up_parent_first_twenty_times() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    // The parent's attachment is the slow one: mounted as soon as ready,
+    // the child would come first and then be covered by its parent.
+    let rules = "[[faults]]\naction = \"AttachVolume\"\nparams = { Device = \"/dev/sdf\" }\nreply = \"latency\"\nlatency = \"400ms\"\n";
+    let s = Setup::new(
+        &moto,
+        false,
+        Some(rules),
+        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "xfs", 1)],
+    );
+    let text = std::fs::read_to_string(&s.cfg)
+        .unwrap()
+        .replace("mnt/v0", "mnt/pg")
+        .replace("mnt/v1", "mnt/pg/wal");
+    std::fs::write(&s.cfg, text).unwrap();
+    let (pg, wal) = (s.lab.dir.join("mnt/pg"), s.lab.dir.join("mnt/pg/wal"));
+    for round in 0..20 {
+        s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+        assert_ne!(
+            dev_of(&wal),
+            dev_of(&pg),
+            "round {round}: the WAL volume is hidden under its parent"
+        );
+        assert_ne!(
+            dev_of(&pg),
+            dev_of(&s.lab.dir),
+            "round {round}: pg is not mounted"
+        );
+        std::fs::write(wal.join("segment"), b"wal").unwrap();
+        std::fs::write(pg.join("base"), b"data").unwrap();
+        assert_eq!(dev_of(&wal.join("segment")), dev_of(&wal));
+        // Down child first: both unmount, both detach.
+        let d = s
+            .snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+            .expect_code(0);
+        assert_eq!(d.stdout().matches("deleted").count(), 2, "{}", d.stdout());
+    }
+}
