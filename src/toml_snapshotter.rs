@@ -22,6 +22,8 @@ impl Snapshotter for Profile {
         Ok(self.filter_values(&host.userdata)?)
     }
 
+    /// The template filled in, then finished in the profile's
+    /// `description_style` (0.2.12's turns every `_` into `-`).
     fn description(&self, volume: &Volume, host: &HostFacts) -> Result<String, SnapshotterError> {
         self.description
             .render(|k| match k {
@@ -37,6 +39,7 @@ impl Snapshotter for Profile {
                 )
                 .into()
             })
+            .map(|d| self.description_style.apply(d))
     }
 
     fn retention(&self) -> Duration {
@@ -123,6 +126,35 @@ mod tests {
             Userdata::default(),
         );
         assert_eq!(p.description(&v, &host).unwrap(), "/dev/sdf of i-1");
+    }
+
+    #[test]
+    fn description_style_0_2_12_replaces_every_underscore() {
+        let config = crate::config::parse(
+            "[profiles.p]\ndescription_style = \"0.2.12\"\n[[profiles.p.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"/var/lib/pg/_user_queue\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let p = config.profile("p").unwrap();
+        let crate::config::VolumeSource::Listed(v) = &p.volumes else {
+            panic!()
+        };
+        let host = HostFacts::new(
+            None,
+            Userdata::parse(r#"{"cluster": "my_cluster"}"#, "x").unwrap(),
+        );
+        // The reference's own example.
+        assert_eq!(
+            p.description(&v[0], &host).unwrap(),
+            "my-cluster snapshot of /var/lib/pg/-user-queue"
+        );
+        // The default style keeps them.
+        assert_eq!(
+            profile(DEFAULT_DESCRIPTION)
+                .description(&v[0], &host)
+                .unwrap(),
+            "my_cluster snapshot of /var/lib/pg/_user_queue"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! file_system = "ext4"
 //! ```
 
+pub(crate) mod mount_point;
 mod profile;
 mod raw;
 mod userdata;

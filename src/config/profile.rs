@@ -68,9 +68,44 @@ pub(crate) struct Profile {
     /// Tag keys whose values come from userdata and select snapshots.
     pub filter_tags: Vec<String>,
     pub description: Template,
+    /// How the rendered description is finished.
+    pub description_style: DescriptionStyle,
     /// How long after creation a snapshot expires (`expires` tag).
     pub retention: Duration,
     pub hooks: Hooks,
+}
+
+/// `description_style`: what is done to a rendered description.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum DescriptionStyle {
+    /// As rendered: a path keeps its underscores.
+    #[default]
+    Plain,
+    /// As snaptastic 0.2.12: every `_` becomes `-`, userdata values and
+    /// the mount point included (`my_cluster snapshot of /srv/_q` gives
+    /// `my-cluster snapshot of /srv/-q`), for fleets whose tooling matches
+    /// the old descriptions.
+    V0212,
+}
+
+impl DescriptionStyle {
+    pub(crate) const NAMES: &'static str = "\"plain\" or \"0.2.12\"";
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "plain" => Some(Self::Plain),
+            "0.2.12" => Some(Self::V0212),
+            _ => None,
+        }
+    }
+
+    /// Finish a rendered description in this style.
+    pub(crate) fn apply(self, rendered: String) -> String {
+        match self {
+            Self::Plain => rendered,
+            Self::V0212 => rendered.replace('_', "-"),
+        }
+    }
 }
 
 /// Where a profile's volumes are listed.
@@ -90,7 +125,9 @@ pub struct Volume {
     /// EC2 device name used for AttachVolume, e.g. `/dev/sdf`.
     pub device: String,
     /// Where it is mounted; also the `mount_point` tag that matches
-    /// snapshots (compared exactly, as the original did).
+    /// snapshots. Kept in lexical normal form (`/mnt/a/` is `/mnt/a`) and
+    /// compared with tags after normalising them too, where 0.2.12
+    /// compared the strings as typed.
     pub mount_point: String,
     /// Size in GiB (at least the snapshot's when restoring).
     pub size_gib: u32,

@@ -58,6 +58,9 @@ pub(super) struct RawProfile {
     pub volumes_from_userdata: Option<Spanned<String>>,
     pub filter_tags: Option<Spanned<Vec<Spanned<String>>>>,
     pub description: Option<Spanned<String>>,
+    /// `"plain"` (default) or `"0.2.12"`: every `_` of the rendered
+    /// description becomes `-`, as 0.2.12 did.
+    pub description_style: Option<Spanned<String>>,
     pub snapshot_retention: Option<Spanned<String>>,
     #[serde(default)]
     pub hooks: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawHook>>>>,
@@ -73,6 +76,13 @@ pub(super) struct RawVolume {
     pub file_system: Option<Spanned<String>>,
     pub mount_options: Option<Spanned<String>>,
     pub volume_type: Option<Spanned<String>>,
+    /// A number only. 0.2.12 wrote `iops: false` for "none", and its
+    /// userdata volumes are read that way (`userdata.rs` drops a `false`
+    /// before this type sees it); but in this file `iops = false` stays an
+    /// error: the file is written for this tool by hand, where `false` is
+    /// ambiguous ("no provisioned IOPS", or "the type's baseline" for gp3)
+    /// and leaving the key out says "none" plainly. A file is also fixed in
+    /// a minute, unlike userdata baked into launch templates.
     pub iops: Option<Spanned<i64>>,
     pub throughput: Option<Spanned<i64>>,
     pub encrypted: Option<Spanned<bool>>,

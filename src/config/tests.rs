@@ -152,7 +152,11 @@ fn bad_device_and_mount_point() {
     for (mp, want) in [
         ("data", "must be an absolute path"),
         ("/", "cannot be '/'"),
-        ("/mnt/../etc", "must not contain '.' or '..'"),
+        (
+            "/mnt/../etc",
+            "mount_point '/mnt/../etc' must not contain '..'",
+        ),
+        ("//./", "mount_point cannot be '/'"),
     ] {
         let e = one_error(&format!(
             "[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"{mp}\"\n"
@@ -380,4 +384,187 @@ fn tablesnap_section() {
     }
     let e = one_error("[tablesnap]\nbuckett = \"x\"\n");
     assert!(e.starts_with("t.toml:2:1: unknown field `buckett`"), "{e}");
+}
+
+/// The volumes of one profile `u` reading `volumes` from this userdata.
+fn userdata_volumes(json: &str) -> Result<Vec<Volume>, String> {
+    let c = parse_ok("[profiles.u]\nvolumes_from_userdata = \"volumes\"\n");
+    let ud = Userdata::parse(json, "--userdata").unwrap();
+    c.profile("u")
+        .unwrap()
+        .resolve_volumes(&ud)
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn userdata_volumes_as_0_2_12_operators_wrote_them() {
+    // Every EBSVolume keyword, 0.2.12's defaults written out.
+    let v = userdata_volumes(
+        r#"{"volumes": [
+            {"device": "/dev/sdf", "mount_point": "/mnt/a", "size": 5, "delete_on_termination": true,
+             "file_system": "xfs", "mount_options": "defaults", "check_support": true, "iops": false,
+             "device_name_offset": 0},
+            {"device": "/dev/sdg", "mount_point": "/mnt/b/", "iops": null, "check_support": false,
+             "file_system": "EXT4", "mount_options": "noatime"},
+            {"device": "/dev/sdh", "mount_point": "/mnt/c", "size": 200, "iops": 1600,
+             "file_system": "FILESYSTEMS.XFS", "device_name_offset": 4},
+            {"device": "/dev/sdi", "mount_point": "/mnt/d", "iops": 0, "check_support": "yes"}
+        ]}"#,
+    )
+    .unwrap();
+    let got: Vec<_> = v
+        .iter()
+        .map(|v| {
+            (
+                v.mount_point.as_str(),
+                v.size_gib,
+                v.file_system,
+                v.volume_type,
+                v.iops,
+                v.mount_options.as_str(),
+                v.delete_on_termination,
+                v.device_name_offset,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "/mnt/a",
+                5,
+                FileSystem::Xfs,
+                VolumeType::Gp3,
+                None,
+                "defaults",
+                true,
+                0
+            ),
+            (
+                "/mnt/b",
+                5,
+                FileSystem::Ext4,
+                VolumeType::Gp3,
+                None,
+                "noatime",
+                false,
+                0
+            ),
+            (
+                "/mnt/c",
+                200,
+                FileSystem::Xfs,
+                VolumeType::Io1,
+                Some(1600),
+                "defaults",
+                false,
+                4
+            ),
+            (
+                "/mnt/d",
+                5,
+                FileSystem::Xfs,
+                VolumeType::Gp3,
+                None,
+                "defaults",
+                false,
+                0
+            ),
+        ]
+    );
+}
+
+#[test]
+fn userdata_volumes_still_refuse_what_0_2_12_could_not_mean() {
+    let one = |fields: &str| {
+        userdata_volumes(&format!(
+            r#"{{"volumes": [{{"device": "/dev/sdf", "mount_point": "/mnt/a", {fields}}}]}}"#
+        ))
+        .unwrap_err()
+    };
+    assert_eq!(
+        one(r#""iops": true"#),
+        "userdata 'volumes' item 1 field 'iops': true is not a number of IOPS; write a number like 3000, or false for none"
+    );
+    assert_eq!(
+        one(r#""file_system": "jfs""#),
+        "userdata 'volumes': profile 'u', volume 1 (/mnt/a): unknown file_system 'jfs'; supported: ext4, xfs"
+    );
+    let e = one(r#""check_suport": true"#);
+    assert!(
+        e.starts_with("userdata 'volumes' (volumes of profile 'u'): unknown field `check_suport`, expected one of `device`, `mount_point`"),
+        "{e}"
+    );
+    let e = one(r#""iops": "none""#);
+    assert!(
+        e.contains("invalid type: string \"none\", expected i64"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_file_stays_strict_about_iops() {
+    let e = one_error(&format!("{BASIC}iops = false\n"));
+    assert!(
+        e.starts_with("t.toml:6:8: invalid type: boolean `false`, expected i64"),
+        "{e}"
+    );
+    let e = one_error(&format!("{BASIC}check_support = true\n"));
+    assert!(
+        e.starts_with("t.toml:6:1: unknown field `check_support`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn mount_points_are_kept_in_normal_form() {
+    let c = parse_ok(
+        "[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"/mnt/x/\"\n[[profiles.a.volumes]]\ndevice = \"/dev/sdg\"\nmount_point = \"//srv/./y//\"\n",
+    );
+    let VolumeSource::Listed(v) = &c.profiles["a"].volumes else {
+        panic!()
+    };
+    assert_eq!(
+        v.iter().map(|v| v.mount_point.as_str()).collect::<Vec<_>>(),
+        ["/mnt/x", "/srv/y"]
+    );
+    // One mount point however it is typed: a clash.
+    let e = one_error(
+        "[profiles.a]\n[[profiles.a.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"/mnt/x\"\n[[profiles.a.volumes]]\ndevice = \"/dev/sdg\"\nmount_point = \"/mnt/x/\"\n",
+    );
+    assert_eq!(
+        e,
+        "t.toml:7:15: profile 'a', volume 2 (/mnt/x/): mount point /mnt/x/ is also used by volume 1"
+    );
+    let v = userdata_volumes(r#"{"volumes": [{"device": "/dev/sdf", "mount_point": "/mnt/x//"}]}"#)
+        .unwrap();
+    assert_eq!(v[0].mount_point, "/mnt/x");
+    assert_eq!(
+        Volume::new("/dev/sdf", "/mnt/x/", 5).unwrap().mount_point,
+        "/mnt/x"
+    );
+}
+
+#[test]
+fn description_style() {
+    assert_eq!(
+        parse_ok(BASIC).profiles["solr"].description_style,
+        profile::DescriptionStyle::Plain
+    );
+    let c = parse_ok(&BASIC.replace(
+        "[profiles.solr]\n",
+        "[profiles.solr]\ndescription_style = \"0.2.12\"\n",
+    ));
+    assert_eq!(
+        c.profiles["solr"].description_style,
+        profile::DescriptionStyle::V0212
+    );
+    let e = one_error(&BASIC.replace(
+        "[profiles.solr]\n",
+        "[profiles.solr]\ndescription_style = \"0.2\"\n",
+    ));
+    assert_eq!(
+        e,
+        "t.toml:3:21: profile 'solr': unknown description_style '0.2'; use \"plain\" or \"0.2.12\""
+    );
 }

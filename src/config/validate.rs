@@ -4,14 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use toml::Spanned;
 
+use super::mount_point;
 use super::profile::{
-    Config, FileSystem, HookPoint, Hooks, Profile, Tablesnap, Template, Volume, VolumeSource,
-    VolumeType, DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
+    Config, DescriptionStyle, FileSystem, HookPoint, Hooks, Profile, Tablesnap, Template, Volume,
+    VolumeSource, VolumeType, DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
 };
 use super::raw::{RawConfig, RawHook, RawProfile, RawTablesnap, RawVolume};
 
@@ -269,6 +270,7 @@ fn validate_profile(
     let volumes = validate_volume_source(raw.volumes, raw.volumes_from_userdata, span, ctx, p);
     let filter_tags = validate_filter_tags(raw.filter_tags, ctx, p);
     let description = validate_description(raw.description, ctx, p);
+    let description_style = validate_description_style(raw.description_style, ctx, p);
     let retention = validate_retention(raw.snapshot_retention, ctx, p);
     let hooks = validate_hooks(raw.hooks, ctx, p);
 
@@ -280,6 +282,7 @@ fn validate_profile(
         volumes: volumes?,
         filter_tags,
         description: description?,
+        description_style: description_style?,
         retention: retention?,
         hooks,
     })
@@ -384,6 +387,30 @@ fn validate_description(
             None
         }
     }
+}
+
+/// `description_style` is one of the known styles; unset means plain.
+fn validate_description_style(
+    style: Option<Spanned<String>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<DescriptionStyle> {
+    let Some(s) = style else {
+        return Some(DescriptionStyle::Plain);
+    };
+    let parsed = DescriptionStyle::parse(s.get_ref());
+    if parsed.is_none() {
+        p.at(
+            &s,
+            ctx,
+            format!(
+                "unknown description_style '{}'; use {}",
+                s.get_ref(),
+                DescriptionStyle::NAMES
+            ),
+        );
+    }
+    parsed
 }
 
 /// `snapshot_retention` is a humantime duration longer than zero; unset
@@ -508,7 +535,8 @@ pub(super) fn validate_volumes(
             }
         }
         if let Some(m) = &r.mount_point {
-            if let Some(other) = mounts.insert(m.get_ref().clone(), n) {
+            // `/mnt/a` and `/mnt/a/` are one mount point (and one tag).
+            if let Some(other) = mounts.insert(mount_point::normalize(m.get_ref()), n) {
                 p.at(
                     m,
                     &vctx,
@@ -587,8 +615,10 @@ fn validate_device(
     d.get_ref().clone()
 }
 
-/// `mount_point` is present and a plain absolute path other than `/`.
-/// Empty if missing.
+/// `mount_point` is present and a plain absolute path other than `/`,
+/// kept in its lexical normal form (`/mnt/a/` is `/mnt/a`), so the
+/// `mount_point` tags written and compared never depend on how it was
+/// typed. Empty if missing.
 fn validate_mount_point(
     mount_point: Option<&Spanned<String>>,
     span: &Range<usize>,
@@ -599,10 +629,10 @@ fn validate_mount_point(
         p.add(Some(span.clone()), ctx, "mount_point is missing");
         return String::new();
     };
-    if let Err(e) = check_mount_point(m.get_ref()) {
+    if let Err(e) = mount_point::check(m.get_ref()) {
         p.at(m, ctx, e);
     }
-    m.get_ref().clone()
+    mount_point::normalize(m.get_ref())
 }
 
 /// `file_system` is one we can make and mount; unset means xfs.
@@ -853,28 +883,6 @@ pub(crate) fn kernel_device_name(device: &str, offset: u8) -> String {
         None => device.to_string(),
     };
     shift_letter(&name, offset).unwrap_or(name)
-}
-
-fn check_mount_point(m: &str) -> Result<(), String> {
-    let path = Path::new(m);
-    if !path.is_absolute() {
-        return Err(format!("mount_point '{m}' must be an absolute path"));
-    }
-    if path.components().all(|c| c == Component::RootDir) {
-        return Err("mount_point cannot be '/'".into());
-    }
-    if path
-        .components()
-        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-        || m.contains("/./")
-        || m.ends_with("/.")
-    {
-        return Err(format!("mount_point '{m}' must not contain '.' or '..'"));
-    }
-    if m.contains('\0') || m.contains('\n') {
-        return Err("mount_point contains a control character".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

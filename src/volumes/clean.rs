@@ -1,14 +1,16 @@
 //! `clean snapshots|volumes NAME`: delete this profile's expired snapshots
 //! or leftover volumes, never anything account-wide (0.2.12 deleted every
-//! unattached volume in the region), never the snapshot a restore would
-//! use. The decisions are in `retention.rs`; this file lists and deletes.
+//! unattached volume in the region), never another profile's or AWS
+//! DLM's / AWS Backup's snapshots that share the filter tags, never the
+//! snapshot a restore would use. The decisions are in `retention.rs`;
+//! this file lists and deletes.
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
 use super::plan::TAG_PROFILE;
-use super::retention::{plan_snapshot_cleanup, plan_volume_cleanup, SnapshotRules, Verdict};
+use super::retention::{plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules, Verdict};
 use crate::context::VolumeContext;
 
 /// What to clean.
@@ -53,7 +55,9 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
                 keep_last: args.keep_last,
                 older_than: args.older_than,
             };
-            plan_snapshot_cleanup(&snapshots, &in_images, rules, now)
+            // The filter tags also find others' snapshots: only ours go.
+            let owner = Owner::new(ctx.snapshotter.name(), filters);
+            plan_snapshot_cleanup(&snapshots, &owner, &in_images, rules, now)
                 .into_iter()
                 .map(|(s, v)| {
                     let when = s

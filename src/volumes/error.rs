@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::hooks::HookError;
+use super::plan::{STATE_ATTACHED, TAG_STATE};
 use crate::cloud::{CloudError, WaitError};
 use crate::host::HostError;
 use crate::tasks::TaskFailed;
@@ -48,6 +49,15 @@ pub(crate) enum VolumeError {
 
     #[error("snapshot {snapshot} is not completed ({reason}) and there is no older one; not creating an empty volume in its place: re-run later or raise --wait-pending")]
     PendingWithoutFallback { snapshot: String, reason: String },
+
+    /// The `attached` state tag is what tells `clean volumes` that a
+    /// volume may hold data; without it the volume is not mounted.
+    #[error("could not tag {volume} {}={} ({source}); not mounting it, or clean volumes would take it for a crash leftover", TAG_STATE, STATE_ATTACHED)]
+    NotMarked {
+        volume: String,
+        #[source]
+        source: Box<CloudError>,
+    },
 
     #[error("the mount point it lies in, {0}, was not mounted; not mounting inside it")]
     ParentNotMounted(String),

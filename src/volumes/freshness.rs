@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _, Result};
 
 use super::retention::{freshness, prometheus};
+use crate::config::mount_point;
 use crate::context::{Context, Needs};
 use crate::snapshotter::HostFacts;
 
@@ -66,7 +67,8 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         .await
         .context("looking up snapshots")?;
     // Without a profile, the mount points are those the snapshots and the
-    // in-use volumes with these tags name (as 0.2.12 found them).
+    // in-use volumes with these tags name (as 0.2.12 found them), each
+    // once: `/mnt/a/` and `/mnt/a` are one.
     let mount_points = match mount_points {
         Some(m) => m,
         None => {
@@ -76,13 +78,14 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
                 .context("looking up volumes")?;
             let mut mps: Vec<String> = snapshots
                 .iter()
-                .filter_map(|s| s.tag("mount_point").map(str::to_string))
+                .filter_map(|s| s.tag("mount_point"))
                 .chain(
                     volumes
                         .iter()
                         .filter(|v| v.state == "in-use")
-                        .filter_map(|v| v.tags.get("mount_point").cloned()),
+                        .filter_map(|v| v.tags.get("mount_point").map(String::as_str)),
                 )
+                .map(mount_point::normalize)
                 .collect();
             mps.sort();
             mps.dedup();
@@ -124,4 +127,42 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::super::retention::freshness;
+    use crate::cloud::{SnapshotInfo, SnapshotState};
+
+    #[test]
+    fn a_snapshot_tagged_with_a_trailing_slash_counts_for_the_mount_point() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let snap = |id: &str, mp: &str| SnapshotInfo {
+            id: id.into(),
+            volume_id: None,
+            state: SnapshotState::Completed,
+            start_time: Some(now - chrono::Duration::hours(1)),
+            size_gib: None,
+            progress: None,
+            description: String::new(),
+            tags: BTreeMap::from([("mount_point".to_string(), mp.to_string())]),
+        };
+        let rows = freshness(
+            &[snap("s1", "/mnt/a/"), snap("s2", "/mnt/B")],
+            &["/mnt/a".to_string(), "/mnt/b".to_string()],
+            Duration::from_secs(86400),
+            now,
+        );
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.mount_point.as_str(), r.fresh))
+                .collect::<Vec<_>>(),
+            [("/mnt/a", true), ("/mnt/b", false)]
+        );
+    }
 }

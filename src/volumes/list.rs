@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::plan::{choose_snapshot, RestoreSource};
 use crate::cloud::{SnapshotInfo, VolumeInfo};
-use crate::config::{kernel_device_name, FileSystem, Volume, VolumeType};
+use crate::config::{kernel_device_name, mount_point, FileSystem, Volume, VolumeType};
 use crate::context::VolumeContext;
 use crate::host::mountinfo::{self, MountEntry};
 
@@ -118,7 +118,8 @@ pub(crate) fn statuses(
 }
 
 /// The volume attached to `instance_id` for `v`: at its device name (EC2's
-/// or the kernel's), else one tagged with its mount point and instance.
+/// or the kernel's), else one tagged with its mount point (normalised, so
+/// a 0.2.12 tag `/mnt/a/` is `/mnt/a`) and instance.
 pub(crate) fn attached_for<'a>(
     v: &Volume,
     instance_id: &str,
@@ -135,7 +136,9 @@ pub(crate) fn attached_for<'a>(
         })
         .or_else(|| {
             list.iter().filter(on_me).find(|vol| {
-                vol.tags.get("mount_point") == Some(&v.mount_point)
+                vol.tags
+                    .get("mount_point")
+                    .is_some_and(|t| mount_point::same(t, &v.mount_point))
                     && vol.tags.get("instance_id").map(String::as_str) == Some(instance_id)
             })
         })
@@ -274,7 +277,7 @@ mod tests {
                 "vol-tagged",
                 "i-1",
                 "/dev/sdk",
-                &[("mount_point", "/c"), ("instance_id", "i-1")],
+                &[("mount_point", "/c/"), ("instance_id", "i-1")],
             ),
         ];
         assert_eq!(

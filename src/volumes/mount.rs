@@ -15,8 +15,8 @@ use super::error::VolumeError;
 use super::hooks;
 use super::nesting;
 use super::plan::{
-    plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, STATE_MOUNTED,
-    STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
+    plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, STATE_ATTACHED,
+    STATE_MOUNTED, STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
 };
 use super::tags::resource_tags;
 use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
@@ -396,6 +396,10 @@ impl Gate {
 struct Created {
     id: String,
     attached: bool,
+    /// Tagged `attached` (then the mount failed): the rollback puts
+    /// `restoring` back first, so that a volume it cannot delete is still
+    /// known for one that never held data.
+    marked: bool,
 }
 
 async fn restore_one(s: &Shared, plan: VolumePlan, gate: Gate) -> Outcome {
@@ -524,6 +528,7 @@ async fn restore_steps(
             *created = Some(Created {
                 id: id.clone(),
                 attached: false,
+                marked: false,
             });
             (id, false, source_label)
         }
@@ -575,6 +580,20 @@ async fn restore_steps(
     );
     // Nested mount points: the parent first, or it would cover this one.
     gate.parent_mounted().await?;
+    // Say `attached` before the volume can take any data, and do not mount
+    // it if that cannot be said: `restoring` means "never held data" to
+    // `clean volumes`, and the `mounted` tag below may fail to be written.
+    let state = vec![(TAG_STATE.to_string(), STATE_ATTACHED.to_string())];
+    s.ec2
+        .create_tags(&volume_id, &state)
+        .await
+        .map_err(|source| VolumeError::NotMarked {
+            volume: volume_id.clone(),
+            source: Box::new(source),
+        })?;
+    if let Some(c) = created.as_mut() {
+        c.marked = true;
+    }
     blocking(move || mount::mount_device(&b, &mp, fs_type, &opts)).await?;
     gate.mounted();
     // From here the volume holds the host's data: never roll it back.
@@ -582,7 +601,7 @@ async fn restore_steps(
     let state = vec![(TAG_STATE.to_string(), STATE_MOUNTED.to_string())];
     if let Err(e) = s.ec2.create_tags(&volume_id, &state).await {
         tracing::warn!(
-            "{}: could not tag {volume_id} as mounted: {e}",
+            "{}: could not tag {volume_id} as mounted: {e}; it stays tagged {STATE_ATTACHED}, which clean volumes leaves alone",
             v.mount_point
         );
     }
@@ -742,6 +761,17 @@ async fn rollback(s: &Shared, plan: &VolumePlan, c: Created) -> String {
     let me = &s.identity.instance_id;
     let mp = &plan.volume.mount_point;
     let undo = async {
+        if c.marked {
+            // The mount failed: it never held data. If the delete below
+            // fails too, the next run adopts it or `clean volumes` takes it.
+            let state = [(TAG_STATE.to_string(), STATE_RESTORING.to_string())];
+            if let Err(e) = s.ec2.create_tags(&c.id, &state).await {
+                tracing::warn!(
+                    "{mp}: could not tag {} back to {STATE_RESTORING}: {e}",
+                    c.id
+                );
+            }
+        }
         if c.attached {
             tracing::info!("{mp}: rolling back: detaching {}", c.id);
             s.ec2.detach_volume(&c.id, me).await?;

@@ -1,10 +1,14 @@
 //! Pure decisions about volumes: which snapshot a volume is restored from.
 //! No I/O here; commands feed in what they observed.
 
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
+use super::tags::parse_python_timestamp;
 use crate::cloud::{SnapshotInfo, SnapshotState, VolumeInfo};
-use crate::config::{kernel_device_name, Volume};
+use crate::config::{kernel_device_name, mount_point, Volume};
 use crate::host::mountinfo::{self, MountEntry};
 
 /// Tag keys of our own, beside snaptastic 0.2.12's, on volumes we create:
@@ -19,6 +23,11 @@ pub(crate) const SOURCE_EMPTY: &str = "empty";
 /// `snaptastic:state`: created, not yet mounted (a crash here leaves a
 /// volume the next run adopts).
 pub(crate) const STATE_RESTORING: &str = "restoring";
+/// `snaptastic:state`: attached and about to be mounted. Written before
+/// mount(2), and the volume is not mounted if it cannot be: whatever
+/// happens to the later `mounted` tag, a volume that may have held live
+/// data never still says `restoring` (which `clean volumes` deletes).
+pub(crate) const STATE_ATTACHED: &str = "attached";
 pub(crate) const STATE_MOUNTED: &str = "mounted";
 /// Detached on purpose by unmount-snapshots.
 pub(crate) const STATE_DETACHED: &str = "detached";
@@ -47,22 +56,42 @@ pub(crate) struct Choice {
     pub skipped: Vec<SnapshotInfo>,
 }
 
+/// The order in which snapshots of one mount point are considered, best
+/// first, so the choice never depends on the order EC2 listed them:
+///
+/// 1. the later `start_time` (0.2.12's only rule); none sorts last;
+/// 2. on equal start times (EC2 gives them to the second, and a set's
+///    snapshots share one), a `completed` one before any other state;
+/// 3. then the later `created` tag (written by either tool, a
+///    sub-second timestamp); a missing or unreadable one sorts last;
+/// 4. then the larger snapshot id (byte order): arbitrary, but stable.
+///
+/// `clean` ranks completed snapshots with the same order, so the one a
+/// restore would pick is the one it keeps.
+pub(crate) fn newest_first(a: &SnapshotInfo, b: &SnapshotInfo) -> Ordering {
+    let completed = |s: &SnapshotInfo| s.state == SnapshotState::Completed;
+    let created = |s: &SnapshotInfo| s.tag("created").and_then(parse_python_timestamp);
+    b.start_time
+        .cmp(&a.start_time)
+        .then_with(|| completed(b).cmp(&completed(a)))
+        .then_with(|| created(b).cmp(&created(a)))
+        .then_with(|| b.id.cmp(&a.id))
+}
+
 /// Choose among a profile's snapshots (already filtered by its tags) for
-/// one mount point: exact `mount_point` tag match as in 0.2.12, newest
-/// start time first, completed preferred, `error` skipped, never falling
-/// back past a pending snapshot without saying so.
-pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> Choice {
+/// one mount point: `mount_point` tag equal once both are normalised
+/// (0.2.12 compared the strings as typed), best first by `newest_first`,
+/// `error` skipped, never falling back past a pending snapshot without
+/// saying so.
+pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choice {
     let mut candidates: Vec<&SnapshotInfo> = snapshots
         .iter()
-        .filter(|s| s.tag("mount_point") == Some(mount_point))
+        .filter(|s| {
+            s.tag("mount_point")
+                .is_some_and(|t| mount_point::same(t, wanted))
+        })
         .collect();
-    // Newest first; a snapshot without a start time sorts last; ids break
-    // ties so the choice never depends on the order EC2 listed them.
-    candidates.sort_by(|a, b| {
-        b.start_time
-            .cmp(&a.start_time)
-            .then_with(|| b.id.cmp(&a.id))
-    });
+    candidates.sort_by(|a, b| newest_first(a, b));
 
     let mut skipped = Vec::new();
     let mut pending: Option<&SnapshotInfo> = None;
@@ -94,6 +123,38 @@ pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], mount_point: &str) -> 
     Choice { source, skipped }
 }
 
+/// When no snapshot is tagged with `mount_point`, the ones whose tag
+/// differs from it only by case or whitespace (`mount_point::nearly_same`),
+/// as one warning naming them: they are never used (on a case-sensitive
+/// file system they are another directory), but an empty volume where a
+/// hand-edited tag or a typo in the config was meant deserves a word.
+pub(crate) fn near_miss_warning(snapshots: &[SnapshotInfo], mp: &str) -> Option<String> {
+    let tagged = |s: &SnapshotInfo| s.tag("mount_point").map(str::to_string);
+    if snapshots
+        .iter()
+        .any(|s| tagged(s).is_some_and(|t| mount_point::same(&t, mp)))
+    {
+        return None;
+    }
+    let mut near: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for s in snapshots {
+        if let Some(t) = tagged(s).filter(|t| mount_point::nearly_same(t, mp)) {
+            near.entry(t).or_default().push(s.id.as_str());
+        }
+    }
+    if near.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = near
+        .iter()
+        .map(|(tag, ids)| format!("{tag:?} ({})", ids.join(", ")))
+        .collect();
+    Some(format!(
+        "no snapshot is tagged mount_point={mp:?}, but some have a near-identical mount_point tag (not used): {}; if they hold this volume's data, fix the tag or the mount point",
+        list.join(", ")
+    ))
+}
+
 /// What mount-snapshots will do for one volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum MountAction {
@@ -109,7 +170,8 @@ pub(crate) enum MountAction {
 pub(crate) struct VolumePlan {
     pub volume: Volume,
     pub action: MountAction,
-    /// Things to warn about (snapshots in error passed over).
+    /// Things to warn about (snapshots in error passed over, snapshots
+    /// with a near-identical `mount_point` tag when none matched).
     pub warnings: Vec<String>,
 }
 
@@ -185,7 +247,16 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
     });
     if let Some(vol) = at_device {
         // Ours (by this tool or 0.2.12) if it carries this mount point.
-        if vol.tags.get("mount_point") == Some(&v.mount_point) {
+        // Whatever its state: `restoring` (a crash before the mount) or
+        // `attached` (a crash around the mount, never confirmed mounted)
+        // is adopted here, still attached to this instance at this
+        // device, and mounted as it is: a filesystem is made only on a
+        // blank volume created empty, so data it may hold is kept.
+        if vol
+            .tags
+            .get("mount_point")
+            .is_some_and(|t| mount_point::same(t, &v.mount_point))
+        {
             return Ok(plan(MountAction::Adopt {
                 volume: vol.clone(),
                 attached: true,
@@ -204,14 +275,23 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
     let available_ours = |state: &str| {
         seen.ours.iter().find(|vol| {
             vol.state == "available"
-                && vol.tags.get("mount_point") == Some(&v.mount_point)
+                && vol
+                    .tags
+                    .get("mount_point")
+                    .is_some_and(|t| mount_point::same(t, &v.mount_point))
                 && vol.tags.get(TAG_STATE).map(String::as_str) == Some(state)
         })
     };
     let choice = choose_snapshot(seen.snapshots, &v.mount_point);
+    let near_miss = near_miss_warning(seen.snapshots, &v.mount_point);
     // A run that crashed between CreateVolume and mount left this one:
     // adopt it if it came from what this run would restore; a leftover
-    // from an older source is left for `clean volumes`.
+    // from an older source is left for `clean volumes`. Only `restoring`:
+    // a volume tagged `attached` that is no longer attached may have been
+    // mounted and written to, then detached; restoring it in place of
+    // what this run would restore is a choice between two copies of the
+    // data, not ours to make. It stays, and `clean volumes` leaves it to
+    // `--include-detached`.
     if let Some(vol) = available_ours(STATE_RESTORING) {
         let wanted: Vec<&str> = match &choice.source {
             RestoreSource::Snapshot { snapshot } => vec![snapshot.id.as_str()],
@@ -266,6 +346,7 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
                 "no snapshot of this mount point; re-attaching {} detached by an earlier unmount-snapshots",
                 vol.id
             ));
+            p.warnings.extend(near_miss);
             return Ok(p);
         }
     }
@@ -283,6 +364,7 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
             )
         })
         .collect();
+    p.warnings.extend(near_miss);
     Ok(p)
 }
 
@@ -336,14 +418,31 @@ mod tests {
                 "b",
             ),
             (
-                "exact mount point only",
+                "a trailing slash or a double one is the same mount point",
                 vec![
                     snap("a", "/data/", 5, Completed),
                     snap("b", "/data", 1, Completed),
                     snap("c", "/dat", 6, Completed),
+                    snap("d", "//data", 4, Completed),
                 ],
                 "/data",
+                "a",
+            ),
+            (
+                "the config's trailing slash too",
+                vec![snap("b", "/data", 1, Completed)],
+                "/data/",
                 "b",
+            ),
+            (
+                "case and whitespace are other mount points",
+                vec![
+                    snap("a", "/Data", 5, Completed),
+                    snap("b", "/data ", 4, Completed),
+                    snap("c", "/data", 1, Completed),
+                ],
+                "/data",
+                "c",
             ),
             (
                 "other mount points ignored",
@@ -413,6 +512,93 @@ mod tests {
         for (name, snaps, mp, want) in cases {
             assert_eq!(chosen(&choose_snapshot(&snaps, mp)), want, "{name}");
         }
+    }
+
+    #[test]
+    fn equal_start_times_are_decided_by_state_then_created_then_id() {
+        let with_created = |id: &str, state, created: Option<&str>| {
+            let mut s = snap(id, "/d", 3, state);
+            if let Some(c) = created {
+                s.tags.insert("created".into(), c.into());
+            }
+            s
+        };
+        let cases: Vec<(&str, Vec<SnapshotInfo>, &str)> = vec![
+            (
+                "completed before pending, whatever the ids",
+                vec![
+                    with_created("snap-a", Completed, None),
+                    with_created("snap-z", Pending, None),
+                ],
+                "snap-a",
+            ),
+            (
+                "then the later created tag",
+                vec![
+                    with_created("snap-z", Completed, Some("2026-11-01 03:00:00.100000")),
+                    with_created("snap-a", Completed, Some("2026-11-01 03:00:00.900000")),
+                ],
+                "snap-a",
+            ),
+            (
+                "a created tag beats none or an unreadable one",
+                vec![
+                    with_created("snap-z", Completed, None),
+                    with_created("snap-y", Completed, Some("yesterday")),
+                    with_created("snap-a", Completed, Some("2026-11-01 03:00:00")),
+                ],
+                "snap-a",
+            ),
+            (
+                "then the larger id",
+                vec![
+                    with_created("snap-a", Completed, Some("2026-11-01 03:00:00")),
+                    with_created("snap-b", Completed, Some("2026-11-01 03:00:00")),
+                ],
+                "snap-b",
+            ),
+            (
+                "a later start time still wins over all of it",
+                vec![
+                    with_created("snap-z", Completed, Some("2026-11-01 09:00:00")),
+                    {
+                        let mut s = with_created("snap-a", Pending, None);
+                        s.start_time = s.start_time.map(|t| t + chrono::Duration::seconds(1));
+                        s
+                    },
+                ],
+                "wait snap-a else snap-z",
+            ),
+        ];
+        for (name, snaps, want) in cases {
+            assert_eq!(chosen(&choose_snapshot(&snaps, "/d")), want, "{name}");
+            // Whatever order EC2 listed them in.
+            let reversed: Vec<_> = snaps.into_iter().rev().collect();
+            assert_eq!(
+                chosen(&choose_snapshot(&reversed, "/d")),
+                want,
+                "{name}, reversed"
+            );
+        }
+    }
+
+    #[test]
+    fn near_identical_tags_are_named_when_nothing_matches() {
+        let snaps = vec![
+            snap("s1", "/mnt/Data", 5, Completed),
+            snap("s2", "/mnt/data ", 4, Completed),
+            snap("s3", "/mnt/Data/", 3, Completed),
+            snap("s4", "/mnt/other", 3, Completed),
+        ];
+        assert_eq!(
+            near_miss_warning(&snaps, "/mnt/data").as_deref(),
+            Some("no snapshot is tagged mount_point=\"/mnt/data\", but some have a near-identical mount_point tag (not used): \"/mnt/Data\" (s1), \"/mnt/Data/\" (s3), \"/mnt/data \" (s2); if they hold this volume's data, fix the tag or the mount point")
+        );
+        // One that matches (a slash apart) silences it.
+        let mut with_match = snaps.clone();
+        with_match.push(snap("s5", "/mnt/data/", 1, Error));
+        assert_eq!(near_miss_warning(&with_match, "/mnt/data"), None);
+        assert_eq!(near_miss_warning(&snaps, "/mnt/else"), None);
     }
 
     #[test]
@@ -548,6 +734,14 @@ mod tests {
             leftover[0]
                 .tags
                 .insert(TAG_STATE.into(), STATE_RESTORING.into());
+            let mut attached_here = at_f.clone();
+            attached_here[0]
+                .tags
+                .insert(TAG_STATE.into(), STATE_ATTACHED.into());
+            let mut attached_gone = vec![ebs("vol-g", "available", None, "/data", "s1")];
+            attached_gone[0]
+                .tags
+                .insert(TAG_STATE.into(), STATE_ATTACHED.into());
             let mut detached = vec![ebs("vol-d", "available", None, "/data", "empty")];
             detached[0]
                 .tags
@@ -564,6 +758,9 @@ mod tests {
                 ("attached to another instance is not ours", seen(&[], &elsewhere, &[], &snaps), false, "create from s1"),
                 ("crashed run left it available", seen(&[], &[], &leftover, &snaps), false, "adopt vol-l attached=false"),
                 ("crash leftover from an older source is not adopted", seen(&[], &[], &leftover, &[]), false, "create empty"),
+                ("never confirmed mounted, still attached here", seen(&[], &attached_here, &[], &snaps), false, "adopt vol-a attached=true"),
+                ("never confirmed mounted, since detached", seen(&[], &[], &attached_gone, &snaps), false, "create from s1"),
+                ("never confirmed mounted, since detached, no snapshot", seen(&[], &[], &attached_gone, &[]), false, "create empty"),
                 ("detached on purpose, a snapshot exists", seen(&[], &[], &detached, &snaps), false, "create from s1"),
                 ("detached on purpose, no snapshot", seen(&[], &[], &detached, &[]), false, "adopt vol-d attached=false"),
                 ("size smaller than the snapshot", seen(&[], &[], &[], &big), false, "error: /data (/dev/sdf): size 5 GiB is smaller than snapshot s2 (50 GiB); set size = 50 or more"),
@@ -571,6 +768,36 @@ mod tests {
             for (name, seen, ignore, want) in cases {
                 assert_eq!(action(&plan_mount(&v, &seen, ignore)), want, "{name}");
             }
+        }
+
+        #[test]
+        fn near_identical_tags_warn_in_the_plan() {
+            let v = [vol("/dev/sdf", "/data", 5)];
+            let snaps = vec![snap("s1", "/Data", 3, Completed)];
+            let p = plan_mount(&v, &seen(&[], &[], &[], &snaps), false).unwrap();
+            assert_eq!(
+                p[0].action,
+                MountAction::Create {
+                    source: RestoreSource::Empty
+                }
+            );
+            assert_eq!(p[0].warnings.len(), 1, "{:?}", p[0].warnings);
+            assert!(
+                p[0].warnings[0]
+                    .contains("near-identical mount_point tag (not used): \"/Data\" (s1)"),
+                "{:?}",
+                p[0].warnings
+            );
+            // A volume tagged with the slashed form is still ours.
+            let at = vec![ebs(
+                "vol-a",
+                "in-use",
+                Some(("i-1", "/dev/sdf")),
+                "/data/",
+                "s1",
+            )];
+            let p = plan_mount(&v, &seen(&[], &at, &[], &snaps), false);
+            assert_eq!(action(&p), "adopt vol-a attached=true");
         }
 
         #[test]

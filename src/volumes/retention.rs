@@ -1,15 +1,21 @@
 //! Pure decisions for `clean` and `check-backups`: which snapshots and
 //! volumes may go, and which mount points lack a fresh backup. The rule
 //! that matters most: the snapshot a restore would pick is never deleted.
+//! The next: only what is ours goes. A snapshot is ours if made for this
+//! profile by this tool or by snaptastic 0.2.12 (see [`Owner`]); a volume,
+//! if mount-snapshots created it for this profile and it never held data
+//! (see [`plan_volume_cleanup`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::plan::{STATE_RESTORING, TAG_STATE};
+use super::plan::newest_first;
+use super::plan::{STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE};
 use super::tags::parse_python_timestamp;
 use crate::cloud::{SnapshotInfo, SnapshotState, VolumeInfo};
+use crate::config::mount_point;
 
 /// Keep or delete, with the reason (printed by `--dry-run`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,19 +33,135 @@ pub(crate) struct SnapshotRules {
     pub older_than: Option<Duration>,
 }
 
-/// Decide for every snapshot of a profile. `in_images` are snapshots AMIs
-/// are made of.
+/// Whose snapshots `clean snapshots` may delete. The profile's filter
+/// tags also match snapshots that are not ours: another profile's with
+/// the same filter tags, and ones AWS DLM or AWS Backup made of our
+/// volumes and tagged with a copy of the volume's tags (an `expires`
+/// long past included). So a snapshot goes only if it is provably ours.
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    /// The profile's name, as make-snapshots writes it in
+    /// `snaptastic:profile`.
+    pub profile: String,
+    /// The profile's filter tag keys (`role`, `cluster`, `environment`
+    /// by default): part of 0.2.12's tag set.
+    pub filter_keys: BTreeSet<String>,
+}
+
+impl Owner {
+    pub(crate) fn new(profile: &str, filters: &[(String, String)]) -> Self {
+        Owner {
+            profile: profile.to_string(),
+            filter_keys: filters.iter().map(|(k, _)| k.clone()).collect(),
+        }
+    }
+}
+
+/// The keys snaptastic 0.2.12 wrote on every snapshot besides the filter
+/// tags (and the `Name` boto copied from the volume, if it had one).
+const LEGACY_KEYS: [&str; 4] = ["instance_id", "mount_point", "expires", "created"];
+
+/// Keys mount-snapshots writes on volumes and make-snapshots never on a
+/// snapshot: a snapshot carrying one got the tags of a volume copied onto
+/// it by something else.
+const VOLUME_ONLY_KEYS: [&str; 3] = [TAG_SOURCE, TAG_DEVICE, TAG_STATE];
+
+/// How a snapshot was told to be ours (the start of its reasons), or why
+/// it is not (the reason it is kept).
+fn ownership(s: &SnapshotInfo, owner: &Owner) -> Result<String, String> {
+    // EC2 reserves the `aws:` prefix (in any case) for AWS's own tags:
+    // DLM, AWS Backup and the like mark what they make with them, and
+    // nobody else can. Such a snapshot is theirs to expire, whatever tags
+    // were copied onto it.
+    if let Some(k) = s
+        .tags
+        .keys()
+        .find(|k| k.to_ascii_lowercase().starts_with("aws:"))
+    {
+        let lower = k.to_ascii_lowercase();
+        let who = if lower.starts_with("aws:dlm:") {
+            "AWS DLM"
+        } else if lower.starts_with("aws:backup:") {
+            "AWS Backup"
+        } else {
+            "an AWS service"
+        };
+        return Err(format!("made by {who} ({k})"));
+    }
+    if let Some(p) = s.tag(TAG_PROFILE) {
+        if p != owner.profile {
+            return Err(format!("another profile's ({TAG_PROFILE}={p})"));
+        }
+        if let Some(k) = VOLUME_ONLY_KEYS.iter().find(|k| s.tags.contains_key(**k)) {
+            return Err(format!(
+                "carries a volume's tags ({k}): copied from a volume by another tool, not made by make-snapshots"
+            ));
+        }
+        return Ok(format!("ours ({TAG_PROFILE}={p})"));
+    }
+    // No profile tag: only snaptastic 0.2.12's exact tag set qualifies.
+    let want: BTreeSet<&str> = LEGACY_KEYS
+        .into_iter()
+        .chain(owner.filter_keys.iter().map(String::as_str))
+        .collect();
+    let have: BTreeSet<&str> = s
+        .tags
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "Name")
+        .collect();
+    if have != want {
+        let list = |keys: Vec<&&str>| {
+            keys.iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut differs = Vec::new();
+        let extra: Vec<&&str> = have.difference(&want).collect();
+        if !extra.is_empty() {
+            differs.push(format!("extra {}", list(extra)));
+        }
+        let missing: Vec<&&str> = want.difference(&have).collect();
+        if !missing.is_empty() {
+            differs.push(format!("missing {}", list(missing)));
+        }
+        return Err(format!(
+            "not ours: no {TAG_PROFILE} tag, and not 0.2.12's tag set ({})",
+            differs.join("; ")
+        ));
+    }
+    for key in ["expires", "created"] {
+        let value = s.tag(key).unwrap_or_default();
+        if parse_python_timestamp(value).is_none() {
+            return Err(format!(
+                "not ours: no {TAG_PROFILE} tag, and its {key} '{value}' is not 0.2.12's timestamp"
+            ));
+        }
+    }
+    Ok("0.2.12's tag set".into())
+}
+
+/// Decide for every snapshot matching a profile's filter tags. Only ours
+/// (see [`Owner`]) may go; `in_images` are snapshots AMIs are made of.
 pub(crate) fn plan_snapshot_cleanup(
     snapshots: &[SnapshotInfo],
+    owner: &Owner,
     in_images: &BTreeSet<String>,
     rules: SnapshotRules,
     now: DateTime<Utc>,
 ) -> Vec<(SnapshotInfo, Verdict)> {
-    // Completed snapshots per mount point, newest first.
+    let owned: Vec<Result<String, String>> =
+        snapshots.iter().map(|s| ownership(s, owner)).collect();
+    // Our completed snapshots per mount point, newest first. Ranked among
+    // ours only: a newer one of someone else's (kept anyway) must not
+    // leave our newest unprotected, since its owner may delete it.
     let mut by_mp: BTreeMap<&str, Vec<&SnapshotInfo>> = BTreeMap::new();
     for s in snapshots
         .iter()
-        .filter(|s| s.state == SnapshotState::Completed)
+        .zip(&owned)
+        .filter(|(s, o)| o.is_ok() && s.state == SnapshotState::Completed)
+        .map(|(s, _)| s)
     {
         if let Some(mp) = s.tag("mount_point") {
             by_mp.entry(mp).or_default().push(s);
@@ -47,11 +169,8 @@ pub(crate) fn plan_snapshot_cleanup(
     }
     let mut rank: BTreeMap<&str, usize> = BTreeMap::new();
     for list in by_mp.values_mut() {
-        list.sort_by(|a, b| {
-            b.start_time
-                .cmp(&a.start_time)
-                .then_with(|| b.id.cmp(&a.id))
-        });
+        // The order a restore chooses in: rank 0 is what it would use.
+        list.sort_by(|a, b| newest_first(a, b));
         for (i, s) in list.iter().enumerate() {
             rank.insert(s.id.as_str(), i);
         }
@@ -60,15 +179,22 @@ pub(crate) fn plan_snapshot_cleanup(
 
     let mut out: Vec<(SnapshotInfo, Verdict)> = snapshots
         .iter()
-        .map(|s| {
-            let verdict = verdict(
-                s,
-                rank.get(s.id.as_str()).copied(),
-                keep_last,
-                in_images,
-                rules,
-                now,
-            );
+        .zip(owned)
+        .map(|(s, owned)| {
+            let verdict = match owned {
+                Err(why) => Verdict::Keep(why),
+                Ok(how) => match verdict(
+                    s,
+                    rank.get(s.id.as_str()).copied(),
+                    keep_last,
+                    in_images,
+                    rules,
+                    now,
+                ) {
+                    Verdict::Keep(why) => Verdict::Keep(format!("{how}, {why}")),
+                    Verdict::Delete(why) => Verdict::Delete(format!("{how}, {why}")),
+                },
+            };
             (s.clone(), verdict)
         })
         .collect();
@@ -78,6 +204,7 @@ pub(crate) fn plan_snapshot_cleanup(
     out
 }
 
+/// The verdict on one of our snapshots.
 fn verdict(
     s: &SnapshotInfo,
     rank: Option<usize>,
@@ -137,9 +264,12 @@ pub(crate) const RESTORING_GRACE: Duration = Duration::from_secs(3600);
 /// Decide for every volume tagged for a profile: only unattached ones go.
 /// By default only a crashed mount-snapshots' leftovers (state
 /// `restoring`, which hold nothing but a snapshot's data), and not one
-/// created in the last hour (a run may still be attaching it). Volumes
-/// that were in use (`detached`, `mounted`) may hold data newer than any
-/// snapshot: they go only with `include_detached`.
+/// created in the last hour (a run may still be attaching it).
+/// mount-snapshots tags a volume `attached` before it mounts it, and does
+/// not mount it if that tag cannot be written, so a volume that was ever
+/// mounted carries `attached`, `mounted` or `detached`, even when the
+/// later tags failed: such volumes may hold data newer than any snapshot
+/// and go only with `include_detached`, as do volumes without the tag.
 pub(crate) fn plan_volume_cleanup(
     volumes: &[VolumeInfo],
     include_detached: bool,
@@ -165,7 +295,10 @@ pub(crate) fn plan_volume_cleanup(
             } else if state == Some(STATE_RESTORING) {
                 Verdict::Delete("left by a mount-snapshots run that never mounted it".into())
             } else if include_detached {
-                Verdict::Delete(format!("available, was {}", state.unwrap_or("in use")))
+                Verdict::Delete(format!(
+                    "available, was {} (--include-detached)",
+                    state.unwrap_or("in use")
+                ))
             } else {
                 Verdict::Keep(format!(
                     "was {}: may hold data newer than any snapshot (--include-detached deletes it)",
@@ -200,7 +333,9 @@ pub(crate) fn freshness(
             let newest = snapshots
                 .iter()
                 .filter(|s| {
-                    s.state == SnapshotState::Completed && s.tag("mount_point") == Some(mp.as_str())
+                    s.state == SnapshotState::Completed
+                        && s.tag("mount_point")
+                            .is_some_and(|t| mount_point::same(t, mp))
                 })
                 .filter_map(|s| Some((s, s.start_time?)))
                 .max_by_key(|(_, t)| *t)
@@ -250,6 +385,7 @@ fn escape_label(s: &str) -> String {
 mod tests {
     use chrono::TimeZone;
 
+    use super::super::plan::{STATE_ATTACHED, STATE_MOUNTED};
     use super::*;
 
     fn at(h: i64) -> DateTime<Utc> {
@@ -263,7 +399,8 @@ mod tests {
         state: SnapshotState,
         expires: Option<&str>,
     ) -> SnapshotInfo {
-        let mut tags = BTreeMap::new();
+        // Ours unless a test says otherwise (see `only_ours_go`).
+        let mut tags = BTreeMap::from([(TAG_PROFILE.to_string(), "db".to_string())]);
         if let Some(mp) = mp {
             tags.insert("mount_point".to_string(), mp.to_string());
         }
@@ -286,9 +423,19 @@ mod tests {
     const FUTURE: &str = "2027-01-01 00:00:00.123456";
     use SnapshotState::*;
 
-    fn verdicts(snaps: &[SnapshotInfo], rules: SnapshotRules, images: &[&str]) -> Vec<String> {
+    fn owner() -> Owner {
+        let filters: Vec<(String, String)> =
+            [("role", "r"), ("cluster", "c"), ("environment", "e")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        Owner::new("db", &filters)
+    }
+
+    /// Sorted "id keep|delete: reason" lines.
+    fn plan_lines(snaps: &[SnapshotInfo], rules: SnapshotRules, images: &[&str]) -> Vec<String> {
         let images = images.iter().map(|s| s.to_string()).collect();
-        let mut v: Vec<String> = plan_snapshot_cleanup(snaps, &images, rules, at(48))
+        let mut v: Vec<String> = plan_snapshot_cleanup(snaps, &owner(), &images, rules, at(48))
             .into_iter()
             .map(|(s, v)| match v {
                 Verdict::Keep(r) => format!("{} keep: {r}", s.id),
@@ -297,6 +444,178 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// The same for tests about our own snapshots, without the "ours (…), "
+    /// every reason starts with (`only_ours_go` checks it).
+    fn verdicts(snaps: &[SnapshotInfo], rules: SnapshotRules, images: &[&str]) -> Vec<String> {
+        plan_lines(snaps, rules, images)
+            .into_iter()
+            .map(|l| l.replacen("ours (snaptastic:profile=db), ", "", 1))
+            .collect()
+    }
+
+    /// A snapshot of /a with exactly these tags.
+    fn tagged(id: &str, hour: i64, tags: &[(&str, &str)]) -> SnapshotInfo {
+        let mut s = snap(id, None, hour, Completed, None);
+        s.tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s
+    }
+
+    /// The tags snaptastic 0.2.12 wrote on a snapshot of /a (§2.3), with
+    /// `expires` long past.
+    const LEGACY: [(&str, &str); 7] = [
+        ("instance_id", "i-old"),
+        ("mount_point", "/a"),
+        ("role", "r"),
+        ("cluster", "c"),
+        ("environment", "e"),
+        ("expires", "2013-09-02 14:22:02.361688"),
+        ("created", "2013-08-26 14:22:02.361688"),
+    ];
+
+    /// LEGACY with some keys added, replaced (same key) or removed (empty
+    /// value).
+    fn legacy_with(changes: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut tags: BTreeMap<&str, &str> = LEGACY.into_iter().collect();
+        for (k, v) in changes {
+            if v.is_empty() {
+                tags.remove(k);
+            } else {
+                tags.insert(k, v);
+            }
+        }
+        tags.into_iter().collect()
+    }
+
+    #[test]
+    fn only_ours_go() {
+        // The tags mount-snapshots puts on a volume (0.2.12's and ours):
+        // what DLM, AWS Backup or a script copies onto a snapshot of it.
+        let volume_tags = legacy_with(&[
+            ("snaptastic:profile", "db"),
+            ("snaptastic:source", "snap-0"),
+            ("snaptastic:device", "/dev/sdf"),
+            ("snaptastic:state", "mounted"),
+        ]);
+        let snaps = vec![
+            // Newest of all, but not ours: ours are ranked among ours.
+            tagged(
+                "dlm",
+                40,
+                &[
+                    volume_tags.as_slice(),
+                    &[
+                        ("aws:dlm:lifecycle-policy-id", "policy-0123"),
+                        ("aws:dlm:lifecycle-schedule-name", "daily"),
+                    ],
+                ]
+                .concat(),
+            ),
+            tagged(
+                "backup",
+                39,
+                &legacy_with(&[("aws:backup:source-resource", "arn:aws:ec2:…:volume/vol-1")]),
+            ),
+            tagged(
+                "aws-other",
+                38,
+                &legacy_with(&[("aws:ec2launchtemplate:id", "lt-1")]),
+            ),
+            tagged(
+                "pg",
+                37,
+                &legacy_with(&[("snaptastic:profile", "pg"), ("snaptastic:run", "x")]),
+            ),
+            tagged("copied", 36, &volume_tags),
+            tagged(
+                "ours-newest",
+                30,
+                &legacy_with(&[("snaptastic:profile", "db"), ("consistency", "frozen")]),
+            ),
+            tagged(
+                "ours-old",
+                3,
+                &legacy_with(&[("snaptastic:profile", "db"), ("snaptastic:run", "r1")]),
+            ),
+            tagged("legacy", 2, &LEGACY),
+            tagged("legacy-named", 1, &legacy_with(&[("Name", "solr data")])),
+            tagged("legacy-extra", 1, &legacy_with(&[("owner", "ops")])),
+            tagged("legacy-missing", 1, &legacy_with(&[("created", "")])),
+            tagged(
+                "legacy-iso",
+                1,
+                &legacy_with(&[("expires", "2013-09-02T14:22:02Z")]),
+            ),
+        ];
+        assert_eq!(
+            plan_lines(&snaps, SnapshotRules::default(), &[]),
+            [
+                "aws-other keep: made by an AWS service (aws:ec2launchtemplate:id)",
+                "backup keep: made by AWS Backup (aws:backup:source-resource)",
+                "copied keep: carries a volume's tags (snaptastic:source): copied from a volume by another tool, not made by make-snapshots",
+                "dlm keep: made by AWS DLM (aws:dlm:lifecycle-policy-id)",
+                "legacy delete: 0.2.12's tag set, expired 2013-09-02 14:22:02.361688",
+                "legacy-extra keep: not ours: no snaptastic:profile tag, and not 0.2.12's tag set (extra owner)",
+                "legacy-iso keep: not ours: no snaptastic:profile tag, and its expires '2013-09-02T14:22:02Z' is not 0.2.12's timestamp",
+                "legacy-missing keep: not ours: no snaptastic:profile tag, and not 0.2.12's tag set (missing created)",
+                "legacy-named delete: 0.2.12's tag set, expired 2013-09-02 14:22:02.361688",
+                "ours-newest keep: ours (snaptastic:profile=db), newest completed of /a: a restore would use it",
+                "ours-old delete: ours (snaptastic:profile=db), expired 2013-09-02 14:22:02.361688",
+                "pg keep: another profile's (snaptastic:profile=pg)",
+            ]
+        );
+
+        // --older-than and error states never reach what is not ours.
+        let mut failed = tagged("pg-error", 1, &legacy_with(&[("snaptastic:profile", "pg")]));
+        failed.state = Error;
+        let rules = SnapshotRules {
+            keep_last: None,
+            older_than: Some(Duration::from_secs(1)),
+        };
+        let lines = plan_lines(&[snaps.clone(), vec![failed]].concat(), rules, &[]);
+        let deleted: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.contains(" delete: "))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            deleted,
+            ["legacy", "legacy-named", "ours-old"],
+            "{lines:#?}"
+        );
+
+        // Other filter tag keys change 0.2.12's tag set accordingly.
+        let filters = vec![("team".to_string(), "t".to_string())];
+        let by_team = Owner::new("db", &filters);
+        let team = tagged(
+            "team",
+            1,
+            &[
+                ("instance_id", "i-old"),
+                ("mount_point", "/a"),
+                ("team", "t"),
+                ("expires", "2013-09-02 14:22:02"),
+                ("created", "2013-08-26 14:22:02"),
+            ],
+        );
+        let newest = tagged("newest", 2, &legacy_with(&[("snaptastic:profile", "db")]));
+        let plan = plan_snapshot_cleanup(
+            &[team, newest, tagged("legacy", 1, &LEGACY)],
+            &by_team,
+            &BTreeSet::new(),
+            SnapshotRules::default(),
+            at(48),
+        );
+        let deleted: Vec<&str> = plan
+            .iter()
+            .filter(|(_, v)| matches!(v, Verdict::Delete(_)))
+            .map(|(s, _)| s.id.as_str())
+            .collect();
+        assert_eq!(deleted, ["team"], "{plan:#?}");
     }
 
     #[test]
@@ -435,6 +754,10 @@ mod tests {
             vol("v2", "available", Some("detached"), recent),
             vol("v3", "available", Some(STATE_RESTORING), recent),
             vol("v4", "available", Some(STATE_RESTORING), OLD),
+            // Mounted once, its `mounted` tag never written: held data.
+            vol("v5", "available", Some(STATE_ATTACHED), OLD),
+            vol("v6", "available", Some(STATE_MOUNTED), OLD),
+            vol("v7", "available", None, OLD),
         ];
         let deleted = |include| -> Vec<bool> {
             plan_volume_cleanup(&vols, include, at(48))
@@ -442,8 +765,19 @@ mod tests {
                 .map(|(_, v)| matches!(v, Verdict::Delete(_)))
                 .collect()
         };
-        assert_eq!(deleted(false), [false, false, false, true]);
-        assert_eq!(deleted(true), [false, true, false, true]);
+        assert_eq!(
+            deleted(false),
+            [false, false, false, true, false, false, false]
+        );
+        assert_eq!(deleted(true), [false, true, false, true, true, true, true]);
+        let why: Vec<String> = plan_volume_cleanup(&vols[4..5], false, at(48))
+            .into_iter()
+            .map(|(_, v)| format!("{v:?}"))
+            .collect();
+        assert_eq!(
+            why,
+            ["Keep(\"was attached: may hold data newer than any snapshot (--include-detached deletes it)\")"]
+        );
     }
 
     #[test]

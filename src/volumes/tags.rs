@@ -5,25 +5,50 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Local, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 
 /// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS.ffffff`, the fraction
-/// left out when it is zero. 0.2.12 wrote local time; we write UTC (the
-/// README says so), which reads the same to anything that parses it.
+/// left out when it is zero, in the host's local time and without a zone,
+/// as 0.2.12 wrote `created` and `expires`. Both tools on a host then
+/// mean the same instant by the same text, and 0.2.12's own cleaner
+/// (which compares with its local `now`) expires our snapshots on time.
+/// The zone is the host's (`TZ`, else /etc/localtime); fleets that mix
+/// zones should run in UTC, as EC2 instances do by default.
 pub(crate) fn python_timestamp(t: DateTime<Utc>) -> String {
-    if t.nanosecond() / 1000 == 0 {
-        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    python_timestamp_in(t, &Local)
+}
+
+/// `python_timestamp` in a given zone.
+pub(crate) fn python_timestamp_in<Tz: TimeZone>(t: DateTime<Utc>, tz: &Tz) -> String {
+    let local = t.with_timezone(tz).naive_local();
+    if local.nanosecond() / 1000 == 0 {
+        local.format("%Y-%m-%d %H:%M:%S").to_string()
     } else {
-        t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+        local.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
     }
 }
 
-/// Read a timestamp written by either tool (with or without fraction).
+/// Read a timestamp written by either tool (with or without fraction), as
+/// the host's local time. A time that a DST change makes ambiguous reads
+/// as the earlier instant; one that it skips, as the instant an hour
+/// later (within a DST hour either way).
 pub(crate) fn parse_python_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S"]
+    parse_python_timestamp_in(s, &Local)
+}
+
+/// `parse_python_timestamp` in a given zone.
+pub(crate) fn parse_python_timestamp_in<Tz: TimeZone>(s: &str, tz: &Tz) -> Option<DateTime<Utc>> {
+    let naive = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S"]
         .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())
-        .map(|n| n.and_utc())
+        .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok())?;
+    let local = match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => t,
+        LocalResult::Ambiguous(early, _) => early,
+        LocalResult::None => tz
+            .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .earliest()?,
+    };
+    Some(local.with_timezone(&Utc))
 }
 
 /// The tag set for a new volume or snapshot, in 0.2.12's order of
@@ -76,6 +101,22 @@ mod tests {
             Some(Utc.with_ymd_and_hms(2013, 8, 26, 14, 22, 2).unwrap())
         );
         assert_eq!(parse_python_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn timestamps_are_local_time_without_a_zone() {
+        let ny = chrono::FixedOffset::west_opt(5 * 3600).unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 17, 0, 0).unwrap();
+        assert_eq!(python_timestamp_in(t, &ny), "2026-11-25 12:00:00");
+        assert_eq!(
+            parse_python_timestamp_in("2026-11-25 12:00:00", &ny),
+            Some(t)
+        );
+        // Read as UTC it would be five hours early: what mixing used to do.
+        assert_ne!(
+            parse_python_timestamp_in("2026-11-25 12:00:00", &Utc),
+            Some(t)
+        );
     }
 
     #[test]

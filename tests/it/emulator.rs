@@ -76,12 +76,13 @@ fn list_volumes_finds_legacy_snapshots_and_attachments() {
         "solr snapshot of /mnt/a",
         &legacy_tags(&w.instance, "/mnt/a", &w.role),
     );
-    // Not ours: another role, and a mount point that differs by a slash.
+    // Not ours: another role, and a mount point that differs by case (a
+    // trailing slash no longer does: see porting.rs).
     let other_role = unique("other");
     w.ec2
         .legacy_snapshot(&src, "x", &legacy_tags(&w.instance, "/mnt/a", &other_role));
     w.ec2
-        .legacy_snapshot(&src, "x", &legacy_tags(&w.instance, "/mnt/b/", &w.role));
+        .legacy_snapshot(&src, "x", &legacy_tags(&w.instance, "/mnt/B", &w.role));
     // The volume restored earlier is attached at /dev/sdf.
     let attached = w.ec2.volume(&w.zone, 5, &[("mount_point", "/mnt/a")]);
     w.ec2.attach(&attached, &w.instance, "/dev/sdf");

@@ -17,3 +17,4 @@ mod snapshot_set;
 mod snapshotters;
 mod support;
 mod tablesnap;
+mod timezones;

@@ -94,7 +94,7 @@ fn clean_snapshots_deletes_expired_but_never_the_newest() {
         .stdout();
     assert!(
         out.contains(&format!("delete  {old} /data"))
-            && out.contains(": expired 2013-09-02 14:22:02.361688"),
+            && out.contains(": 0.2.12's tag set, expired 2013-09-02 14:22:02.361688"),
         "{out}"
     );
     assert!(
