@@ -173,8 +173,14 @@ pub(crate) enum Command {
 
     /// Exit 0 if every mount point has a completed snapshot younger than
     /// AGE, else name the stale ones and exit 1 (for monitoring).
+    ///
+    /// By default the check is cluster-wide: a snapshot any host made with
+    /// the profile's filter tags counts (as 0.2.12 found snapshots), so one
+    /// host whose job broke is masked by its peers. --this-host counts only
+    /// this instance's own snapshots (of its attached volumes, or tagged
+    /// with its instance id): run it on every host.
     #[command(
-        after_help = "Examples:\n  snaptastic check-backups 26h solr\n  snaptastic check-backups 2d --environment prod --cluster main --role solr"
+        after_help = "Examples:\n  snaptastic check-backups 26h solr --this-host\n  snaptastic check-backups 26h solr\n  snaptastic check-backups 2d --environment prod --cluster main --role solr"
     )]
     CheckBackups(CheckBackupsArgs),
 
@@ -329,6 +335,10 @@ pub(crate) struct CheckBackupsArgs {
     /// textfile-collector metric.
     #[arg(long, value_name = "FILE")]
     pub prometheus: Option<PathBuf>,
+    /// Count only this instance's snapshots (of its attached volumes or
+    /// tagged with its instance id); default: any host's with the tags.
+    #[arg(long)]
+    pub this_host: bool,
 }
 
 /// tablesnap 1.2.1's flags, plus endpoint, storage class and KMS options.

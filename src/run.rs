@@ -156,6 +156,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 name: a.name,
                 tags,
                 prometheus: a.prometheus,
+                this_host: a.this_host,
             };
             freshness::run(ctx, &opts).await
         }

@@ -23,6 +23,8 @@ pub(crate) struct CheckOptions {
     pub tags: Vec<(String, String)>,
     /// Write the ages as a Prometheus textfile metric.
     pub prometheus: Option<std::path::PathBuf>,
+    /// Count only this instance's snapshots (default: the cluster's).
+    pub this_host: bool,
 }
 
 pub(crate) async fn run(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
@@ -33,6 +35,40 @@ pub(crate) async fn run(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> 
         let _ = std::fs::remove_file(path);
     }
     result
+}
+
+/// Per-host mode: only this instance's own snapshots count (those of the
+/// volumes attached to it, or tagged with its instance id), so a host
+/// whose snapshot job broke is not masked by its peers.
+async fn this_hosts(
+    ctx: &Context,
+    ec2: &crate::cloud::Ec2,
+    label: String,
+    snapshots: Vec<crate::cloud::SnapshotInfo>,
+) -> Result<(String, Vec<crate::cloud::SnapshotInfo>)> {
+    let host = ctx
+        .host(Needs::Instance)
+        .await
+        .context("--this-host needs this instance's identity")?;
+    let me = host
+        .instance_id()
+        .context("--this-host needs this instance's identity")?
+        .to_string();
+    let attached: Vec<String> = ec2
+        .volumes_attached_to(&me)
+        .await
+        .context("looking up attached volumes")?
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    let mine = snapshots
+        .into_iter()
+        .filter(|s| {
+            s.tag("instance_id") == Some(me.as_str())
+                || s.volume_id.as_ref().is_some_and(|v| attached.contains(v))
+        })
+        .collect();
+    Ok((format!("{label} on {me}"), mine))
 }
 
 async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
@@ -66,6 +102,11 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         .snapshots_tagged(&filters)
         .await
         .context("looking up snapshots")?;
+    let (label, snapshots) = if args.this_host {
+        this_hosts(ctx, &ec2, label, snapshots).await?
+    } else {
+        (label, snapshots)
+    };
     // Without a profile, the mount points are those the snapshots and the
     // in-use volumes with these tags name (as 0.2.12 found them), each
     // once: `/mnt/a/` and `/mnt/a` are one.

@@ -5,6 +5,7 @@ mod clean_scope;
 mod cli;
 mod emulator;
 mod freeze_safety;
+mod freshness;
 mod lab;
 mod layout;
 mod mount;
