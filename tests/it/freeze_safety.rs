@@ -317,39 +317,13 @@ fn sigkill_of_main_and_watchdog_is_the_documented_limit_and_thaw_recovers() {
     f.check_thawed("thaw after KILL of both", None);
 }
 
-/// The tags of every snapshot of the volume mounted at the setup's first
-/// mount point, by id.
+/// The tags of every snapshot of the setup's first mount point, by id.
 fn snapshots_with_tags(
     s: &Setup,
 ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
-    let ec2 = s.lab.ec2();
-    let mp = s.mp(0).display().to_string();
-    let r = ec2
-        .rt
-        .block_on(
-            ec2.client
-                .describe_snapshots()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("tag:mount_point")
-                        .values(mp)
-                        .build(),
-                )
-                .send(),
-        )
-        .unwrap();
-    r.snapshots()
-        .iter()
-        .map(|snap| {
-            (
-                snap.snapshot_id().unwrap().to_string(),
-                snap.tags()
-                    .iter()
-                    .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
-                    .collect(),
-            )
-        })
-        .collect()
+    s.lab
+        .ec2()
+        .snapshots_where("tag:mount_point", &s.mp(0).display().to_string())
 }
 
 #[test]

@@ -9,29 +9,10 @@ use crate::support::lab_prerequisites;
 
 /// Every snapshot of `volume`, with its tags.
 fn snapshots_of(s: &Setup, volume: &str) -> Vec<BTreeMap<String, String>> {
-    let ec2 = s.lab.ec2();
-    let r = ec2
-        .rt
-        .block_on(
-            ec2.client
-                .describe_snapshots()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("volume-id")
-                        .values(volume)
-                        .build(),
-                )
-                .send(),
-        )
-        .unwrap();
-    r.snapshots()
-        .iter()
-        .map(|snap| {
-            snap.tags()
-                .iter()
-                .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
-                .collect()
-        })
+    s.lab
+        .ec2()
+        .snapshots_where("volume-id", volume)
+        .into_values()
         .collect()
 }
 

@@ -33,16 +33,7 @@ fn fake_commands(dir: &Path, names: &[&str]) -> String {
 }
 
 fn snapshot_tags(lab: &Lab, id: &str) -> BTreeMap<String, String> {
-    let ec2 = lab.ec2();
-    let r = ec2
-        .rt
-        .block_on(ec2.client.describe_snapshots().snapshot_ids(id).send())
-        .unwrap();
-    r.snapshots()[0]
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
-        .collect()
+    lab.ec2().snapshot_tags(id)
 }
 
 /// The snapshot ids a make-snapshots run printed.

@@ -352,6 +352,47 @@ impl Ec2 {
             .to_string()
     }
 
+    /// Every snapshot matching one DescribeSnapshots filter (`volume-id`,
+    /// `tag:mount_point`, ...), with its tags, by id.
+    pub(crate) fn snapshots_where(
+        &self,
+        filter: &str,
+        value: &str,
+    ) -> BTreeMap<String, BTreeMap<String, String>> {
+        let r = self
+            .rt
+            .block_on(
+                self.client
+                    .describe_snapshots()
+                    .filters(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name(filter)
+                            .values(value)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .unwrap();
+        r.snapshots()
+            .iter()
+            .map(|snap| {
+                let tags = snap
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+                    .collect();
+                (snap.snapshot_id().unwrap().to_string(), tags)
+            })
+            .collect()
+    }
+
+    /// The tags of one snapshot.
+    pub(crate) fn snapshot_tags(&self, id: &str) -> BTreeMap<String, String> {
+        self.snapshots_where("snapshot-id", id)
+            .remove(id)
+            .unwrap_or_else(|| panic!("no snapshot {id}"))
+    }
+
     pub(crate) fn attach(&self, volume: &str, instance: &str, device: &str) {
         self.rt
             .block_on(

@@ -114,16 +114,7 @@ fn our_created_and_expires_are_local_time_and_read_back_the_same() {
         .find(|w| w.starts_with("snap-"))
         .unwrap()
         .to_string();
-    let ec2 = s.lab.ec2();
-    let r = ec2
-        .rt
-        .block_on(ec2.client.describe_snapshots().snapshot_ids(&id).send())
-        .unwrap();
-    let tags: BTreeMap<String, String> = r.snapshots()[0]
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
-        .collect();
+    let tags: BTreeMap<String, String> = s.lab.ec2().snapshot_tags(&id);
     // Read as New York time, `created` is now and `expires` a week on.
     let now = Utc::now().timestamp();
     let created = read_new_york(&tags["created"]);
