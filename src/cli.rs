@@ -244,6 +244,16 @@ pub(crate) struct MountSnapshotsArgs {
     /// files are hidden while the volume is mounted).
     #[arg(long)]
     pub allow_non_empty: bool,
+    /// When no snapshot set (make-snapshots run) covers every volume,
+    /// restore each volume from its own newest snapshot anyway: the
+    /// volumes then hold data from different points in time.
+    #[arg(long)]
+    pub allow_mixed: bool,
+    /// Restore from the snapshot even where unmount-snapshots left a
+    /// detached volume (newer data) in another availability zone, or
+    /// leave such a volume in this zone unused.
+    #[arg(long)]
+    pub from_snapshot: bool,
 }
 
 #[derive(Debug, Args)]

@@ -153,6 +153,10 @@ impl Context {
         if filters.is_empty() {
             bail!("snapshotter '{name}' gave no filter tags: its snapshots could not be told from any other's");
         }
+        let owners = snapshotter.snapshot_owners();
+        if owners.is_empty() {
+            bail!("snapshotter '{name}' gave no snapshot owners: say \"self\" for this account's");
+        }
         let (region, _) = self.region(Some(&config), &host).await?;
         let ec2 = Ec2::new(&AwsConfig::load(&region, cloud::MAX_ATTEMPTS).await);
         Ok(VolumeContext {
@@ -160,6 +164,7 @@ impl Context {
             host,
             volumes,
             filters,
+            owners,
             ec2,
             region,
             device_root: config.device_root.clone(),
@@ -175,6 +180,9 @@ pub(crate) struct VolumeContext {
     pub volumes: Vec<Volume>,
     /// What `Snapshotter::filter_tags` returned; never empty.
     pub filters: Vec<(String, String)>,
+    /// What `Snapshotter::snapshot_owners` returned (`self` and/or account
+    /// ids); never empty. Every tag-filtered snapshot lookup uses it.
+    pub owners: Vec<String>,
     pub ec2: Ec2,
     pub region: String,
     /// Where block devices appear (`/dev`, or the lab's folder).

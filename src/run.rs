@@ -99,6 +99,8 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 dry_run: a.dry_run,
                 wait_pending: a.wait_pending,
                 allow_non_empty: a.allow_non_empty,
+                allow_mixed: a.allow_mixed,
+                from_snapshot: a.from_snapshot,
             };
             mount::run(&v, &opts).await
         }

@@ -48,6 +48,16 @@ pub trait Snapshotter: Send + Sync {
         DEFAULT_RETENTION
     }
 
+    /// Whose snapshots the lookups ask EC2 for (DescribeSnapshots'
+    /// `OwnerIds`): `"self"` and/or 12-digit account ids. 0.2.12 asked
+    /// without an owner filter, so snapshots another account shared with
+    /// this one (DR copies) were found too; this asks for this account's
+    /// own unless told. Snapshots of other accounts are restored and
+    /// listed, never deleted by `clean`.
+    fn snapshot_owners(&self) -> Vec<String> {
+        vec!["self".into()]
+    }
+
     /// Runs at each of the 12 hook points (0.2.12's `pre_mounts`,
     /// `post_snapshot`, ...). An error at a `pre_*` point stops the
     /// command before it changes anything; see the README for what each

@@ -46,6 +46,10 @@ impl Snapshotter for Profile {
         self.retention
     }
 
+    fn snapshot_owners(&self) -> Vec<String> {
+        self.snapshot_owners.clone()
+    }
+
     /// Every command of the point, in order; the first failure stops.
     fn hook(&self, point: HookPoint, ctx: &HookCtx) -> Result<(), SnapshotterError> {
         for argv in self.hooks.commands(point) {

@@ -19,6 +19,10 @@ pub(crate) struct Moto {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// The root device of the lab's instance: moto gives every instance
+/// launched from its default image a root volume there.
+pub(crate) const ROOT_DEVICE: &str = "/dev/sda1";
+
 /// A reply read whole (EC2 replies are small).
 pub(crate) struct Reply {
     pub status: u16,
@@ -107,6 +111,57 @@ impl Moto {
             .context("RunInstances reply has no instanceId")
     }
 
+    /// The `(volume id, device)` of each volume attached to `instance`
+    /// (its root volume included), from DescribeVolumes, sorted by device.
+    pub(crate) async fn attachments(&self, instance: &str) -> Result<Vec<(String, String)>> {
+        let text = self
+            .ec2(
+                "DescribeVolumes",
+                &[
+                    ("Filter.1.Name", "attachment.instance-id"),
+                    ("Filter.1.Value.1", instance),
+                ],
+            )
+            .await?;
+        let mut out: Vec<(String, String)> = attachment_items(&text)
+            .into_iter()
+            .filter(|a| a.instance.as_deref() == Some(instance))
+            .filter_map(|a| Some((a.volume?, a.device?)))
+            .collect();
+        out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The instance a volume is attached to: `Ok(None)` if it is not
+    /// attached, an error if moto does not know the volume.
+    pub(crate) async fn attached_instance(&self, volume_id: &str) -> Result<Option<String>> {
+        let text = self
+            .ec2("DescribeVolumes", &[("VolumeId.1", volume_id)])
+            .await?;
+        Ok(attachment_items(&text)
+            .into_iter()
+            .filter(|a| a.volume.as_deref() == Some(volume_id))
+            .find_map(|a| a.instance))
+    }
+
+    /// An instance's `<blockDeviceMapping>` element as DescribeInstances
+    /// gives it (device, volume, status, deleteOnTermination per item):
+    /// EC2's DescribeInstanceAttribute has the same shape.
+    pub(crate) async fn block_device_mapping(&self, instance: &str) -> Result<String> {
+        let text = self
+            .ec2("DescribeInstances", &[("InstanceId.1", instance)])
+            .await?;
+        let (open, close) = ("<blockDeviceMapping>", "</blockDeviceMapping>");
+        if let (Some(a), Some(b)) = (text.find(open), text.find(close)) {
+            if a < b {
+                return Ok(text[a..b + close.len()].to_string());
+            }
+        }
+        // No element, or an empty one (`<blockDeviceMapping/>`).
+        Ok(format!("{open}{close}"))
+    }
+
     /// A volume's size in GiB.
     pub(crate) async fn volume_size(&self, volume_id: &str) -> Result<u64> {
         let text = self
@@ -130,6 +185,34 @@ async fn read(resp: Response<hyper::body::Incoming>) -> Result<Reply> {
         headers: parts.headers,
         body,
     })
+}
+
+/// One `attachmentSet` item of a DescribeVolumes reply.
+#[derive(Default)]
+struct AttachmentItem {
+    volume: Option<String>,
+    instance: Option<String>,
+    device: Option<String>,
+}
+
+/// Every `attachmentSet` item of a DescribeVolumes reply (leaves grouped
+/// by the item they are in).
+fn attachment_items(reply: &str) -> Vec<AttachmentItem> {
+    let mut items: BTreeMap<usize, AttachmentItem> = BTreeMap::new();
+    for l in xml::leaves(reply) {
+        let n = l.path.len();
+        if n >= 3 && l.path[n - 3] == "attachmentSet" && l.path[n - 2] == "item" {
+            let item = items.entry(l.starts[n - 2]).or_default();
+            let text = Some(xml::unescape(&reply[l.text.clone()]));
+            match l.path[n - 1].as_str() {
+                "volumeId" => item.volume = text,
+                "instanceId" => item.instance = text,
+                "device" => item.device = text,
+                _ => {}
+            }
+        }
+    }
+    items.into_values().collect()
 }
 
 /// Query parameters of an EC2 request (form body or URL query).

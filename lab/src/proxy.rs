@@ -101,7 +101,7 @@ impl Lab {
 }
 
 pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp, Infallible> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(text(StatusCode::BAD_REQUEST, format!("reading body: {e}"))),
@@ -109,7 +109,8 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
     if parts.uri.path().starts_with("/_lab/") {
         return Ok(control(&lab, &parts.method, parts.uri.path(), &body));
     }
-    let params = moto::params(parts.uri.query(), &body);
+    let mut params = moto::params(parts.uri.query(), &body);
+    let mut body = body;
     // EC2 names its action; S3 requests are named from their shape.
     let is_s3 = !params.contains_key("Action");
     let action = params.get("Action").cloned().or_else(|| {
@@ -175,6 +176,14 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
                 Reply::Late => reply_after = fault.latency,
                 Reply::RoundTrip => reply_at = fault.latency.map(|l| arrived + l),
             }
+        }
+    }
+
+    if action.as_deref() == Some("DetachVolume") && !params.contains_key("InstanceId") {
+        match fill_detach_instance(&lab, &mut params, &mut parts.uri, &mut body).await {
+            Ok(None) => {}
+            Ok(Some(refusal)) => return Ok(refusal),
+            Err(e) => return Ok(text(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
         }
     }
 
@@ -250,9 +259,85 @@ async fn after(
             Ok(None)
         }
         "DescribeVolumes" => Ok(Some(describe_volumes(lab, &reply))),
+        "DescribeInstanceAttribute"
+            if params.get("Attribute").map(String::as_str) == Some("blockDeviceMapping") =>
+        {
+            describe_block_device_mapping(lab, params, &reply).await
+        }
         "DescribeSnapshots" => Ok(Some(describe_snapshots(lab, &reply))),
         _ => Ok(None),
     }
+}
+
+/// DetachVolume without an InstanceId, which EC2 accepts (the volume has
+/// one attachment) and moto answers with HTTP 500: add the instance the
+/// volume is attached to, to the form body (or the query, where the
+/// parameters came from there). A volume attached nowhere gets EC2's
+/// `IncorrectState` (the returned reply); one moto does not know goes on
+/// unchanged, for moto's own error.
+async fn fill_detach_instance(
+    lab: &Lab,
+    params: &mut BTreeMap<String, String>,
+    uri: &mut hyper::Uri,
+    body: &mut Bytes,
+) -> anyhow::Result<Option<Resp>> {
+    let Some(vol) = params.get("VolumeId").cloned() else {
+        return Ok(None);
+    };
+    let instance = match lab.moto.attached_instance(&vol).await {
+        Ok(Some(i)) => i,
+        Ok(None) => {
+            return Ok(Some(ec2_error(
+                400,
+                "IncorrectState",
+                &format!("Volume '{vol}' is in the 'available' state."),
+            )))
+        }
+        Err(_) => return Ok(None),
+    };
+    let pair = form_urlencoded::Serializer::new(String::new())
+        .append_pair("InstanceId", &instance)
+        .finish();
+    if body.windows(7).any(|w| w == b"Action=") {
+        let mut b = body.to_vec();
+        if !b.is_empty() && !b.ends_with(b"&") {
+            b.push(b'&');
+        }
+        b.extend_from_slice(pair.as_bytes());
+        *body = Bytes::from(b);
+    } else {
+        let query = match uri.query() {
+            Some(q) if !q.is_empty() => format!("{q}&{pair}"),
+            _ => pair,
+        };
+        *uri = format!("{}?{query}", uri.path()).parse()?;
+    }
+    eprintln!("lab: DetachVolume of {vol} without InstanceId: {instance} filled in");
+    params.insert("InstanceId".into(), instance);
+    Ok(None)
+}
+
+/// DescribeInstanceAttribute(blockDeviceMapping) as EC2 answers it: moto
+/// leaves the mapping out; the lab puts in the one DescribeInstances
+/// gives (each attachment's device, volume, status and
+/// deleteOnTermination), after the `instanceId`.
+async fn describe_block_device_mapping(
+    lab: &Lab,
+    params: &BTreeMap<String, String>,
+    reply: &str,
+) -> anyhow::Result<Option<String>> {
+    if reply.contains("<blockDeviceMapping") {
+        return Ok(None);
+    }
+    let Some(instance) = params.get("InstanceId") else {
+        return Ok(None);
+    };
+    let mapping = lab.moto.block_device_mapping(instance).await?;
+    let close = "</instanceId>";
+    Ok(reply.find(close).map(|at| {
+        let at = at + close.len();
+        format!("{}{mapping}{}", &reply[..at], &reply[at..])
+    }))
 }
 
 /// A new volume: start its life cycle and give it an image, a copy of its

@@ -145,16 +145,38 @@ impl Ec2 {
         }
     }
 
-    /// This account's snapshots carrying every `(key, value)` tag, all pages.
-    /// One call (per page) serves every volume of a profile.
+    /// The snapshots of `owners` (`"self"` and/or account ids, as
+    /// DescribeSnapshots' `OwnerIds` takes them) carrying every
+    /// `(key, value)` tag, all pages. One call (per page) serves every
+    /// volume of a profile.
     pub(crate) async fn snapshots_tagged(
         &self,
         tags: &[(String, String)],
+        owners: &[String],
     ) -> Result<Vec<SnapshotInfo>, CloudError> {
+        Ok(self
+            .snapshots_tagged_with_owner(tags, owners)
+            .await?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    /// [`Ec2::snapshots_tagged`], each with the account that owns it
+    /// (`None` if EC2 did not say), for `clean`, which must tell this
+    /// account's snapshots from those shared with it.
+    pub(crate) async fn snapshots_tagged_with_owner(
+        &self,
+        tags: &[(String, String)],
+        owners: &[String],
+    ) -> Result<Vec<(SnapshotInfo, Option<String>)>, CloudError> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut req = self.client.describe_snapshots().owner_ids("self");
+            let mut req = self
+                .client
+                .describe_snapshots()
+                .set_owner_ids(Some(owners.to_vec()));
             for (k, v) in tags {
                 req = req.filters(filter(&format!("tag:{k}"), v));
             }
@@ -163,7 +185,11 @@ impl Ec2 {
                 .send()
                 .await
                 .map_err(|e| cloud_error("DescribeSnapshots", e))?;
-            out.extend(resp.snapshots().iter().filter_map(snapshot_info));
+            out.extend(
+                resp.snapshots()
+                    .iter()
+                    .filter_map(|s| Some((snapshot_info(s)?, s.owner_id().map(str::to_string)))),
+            );
             match resp.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => return Ok(out),

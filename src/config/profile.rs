@@ -18,6 +18,9 @@ pub(crate) const DEFAULT_DESCRIPTION: &str = "{cluster} snapshot of {mount_point
 /// The original's `SNAPSHOT_EXPIRY_DAYS`: the `expires` tag is now + 7 days.
 pub(crate) const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Whose snapshots are looked up unless `snapshot_owners` says otherwise.
+pub(crate) const DEFAULT_SNAPSHOT_OWNERS: [&str; 1] = ["self"];
+
 /// The loaded configuration file.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -72,6 +75,12 @@ pub(crate) struct Profile {
     pub description_style: DescriptionStyle,
     /// How long after creation a snapshot expires (`expires` tag).
     pub retention: Duration,
+    /// The owners snapshot lookups ask EC2 for (`self` and/or account
+    /// ids): 0.2.12 asked without an owner filter and so also found
+    /// snapshots other accounts shared with this one; only `self` by
+    /// default, so a stranger's share never becomes a restore source
+    /// unless the operator names that account.
+    pub snapshot_owners: Vec<String>,
     pub hooks: Hooks,
 }
 

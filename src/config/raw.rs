@@ -62,6 +62,9 @@ pub(super) struct RawProfile {
     /// description becomes `-`, as 0.2.12 did.
     pub description_style: Option<Spanned<String>>,
     pub snapshot_retention: Option<Spanned<String>>,
+    /// Whose snapshots the lookups ask EC2 for: `"self"` and/or 12-digit
+    /// account ids (snapshots shared from another account, e.g. DR copies).
+    pub snapshot_owners: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub hooks: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawHook>>>>,
 }

@@ -568,3 +568,40 @@ fn description_style() {
         "t.toml:3:21: profile 'solr': unknown description_style '0.2'; use \"plain\" or \"0.2.12\""
     );
 }
+
+#[test]
+fn snapshot_owners() {
+    assert_eq!(parse_ok(BASIC).profiles["solr"].snapshot_owners, ["self"]);
+    let with = |value: &str| {
+        BASIC.replace(
+            "[profiles.solr]\n",
+            &format!("[profiles.solr]\nsnapshot_owners = {value}\n"),
+        )
+    };
+    let c = parse_ok(&with(r#"["self", "123456789012"]"#));
+    assert_eq!(c.profiles["solr"].snapshot_owners, ["self", "123456789012"]);
+    for (value, want) in [
+        (
+            r#"["self", "amazon"]"#,
+            "t.toml:3:28: profile 'solr': snapshot owner 'amazon' is neither \"self\" nor a 12-digit account id",
+        ),
+        (
+            r#"["12345678901"]"#,
+            "t.toml:3:20: profile 'solr': snapshot owner '12345678901' is neither \"self\" nor a 12-digit account id",
+        ),
+        (
+            r#"["self", "self"]"#,
+            "t.toml:3:28: profile 'solr': snapshot owner 'self' is listed twice",
+        ),
+        (
+            "[]",
+            "t.toml:3:19: profile 'solr': snapshot_owners is empty: list \"self\" and/or 12-digit account ids",
+        ),
+    ] {
+        assert_eq!(one_error(&with(value)), want, "{value}");
+    }
+    assert!(
+        one_error(&with(r#""self""#)).starts_with("t.toml:3:"),
+        "a string instead of a list points at its place"
+    );
+}

@@ -13,6 +13,7 @@ use super::mount_point;
 use super::profile::{
     Config, DescriptionStyle, FileSystem, HookPoint, Hooks, Profile, Tablesnap, Template, Volume,
     VolumeSource, VolumeType, DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
+    DEFAULT_SNAPSHOT_OWNERS,
 };
 use super::raw::{RawConfig, RawHook, RawProfile, RawTablesnap, RawVolume};
 
@@ -272,6 +273,7 @@ fn validate_profile(
     let description = validate_description(raw.description, ctx, p);
     let description_style = validate_description_style(raw.description_style, ctx, p);
     let retention = validate_retention(raw.snapshot_retention, ctx, p);
+    let snapshot_owners = validate_snapshot_owners(raw.snapshot_owners, ctx, p);
     let hooks = validate_hooks(raw.hooks, ctx, p);
 
     if p.list.len() != before {
@@ -284,6 +286,7 @@ fn validate_profile(
         description: description?,
         description_style: description_style?,
         retention: retention?,
+        snapshot_owners,
         hooks,
     })
 }
@@ -411,6 +414,48 @@ fn validate_description_style(
         );
     }
     parsed
+}
+
+/// `snapshot_owners`: `"self"` or 12-digit account ids, at least one and
+/// none twice; unset means `["self"]`. Aliases such as `"amazon"` are
+/// refused: public snapshots are never a host's backups.
+fn validate_snapshot_owners(
+    owners: Option<Spanned<Vec<Spanned<String>>>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Vec<String> {
+    let Some(owners) = owners else {
+        return DEFAULT_SNAPSHOT_OWNERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    };
+    if owners.get_ref().is_empty() {
+        p.at(
+            &owners,
+            ctx,
+            "snapshot_owners is empty: list \"self\" and/or 12-digit account ids",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for o in owners.get_ref() {
+        let v = o.get_ref();
+        let account = v.len() == 12 && v.chars().all(|c| c.is_ascii_digit());
+        if v != "self" && !account {
+            p.at(
+                o,
+                ctx,
+                format!("snapshot owner '{v}' is neither \"self\" nor a 12-digit account id"),
+            );
+        } else if !seen.insert(v.clone()) {
+            p.at(o, ctx, format!("snapshot owner '{v}' is listed twice"));
+        }
+    }
+    owners
+        .into_inner()
+        .into_iter()
+        .map(Spanned::into_inner)
+        .collect()
 }
 
 /// `snapshot_retention` is a humantime duration longer than zero; unset

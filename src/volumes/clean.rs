@@ -2,15 +2,18 @@
 //! or leftover volumes, never anything account-wide (0.2.12 deleted every
 //! unattached volume in the region), never another profile's or AWS
 //! DLM's / AWS Backup's snapshots that share the filter tags, never the
-//! snapshot a restore would use. The decisions are in `retention.rs`;
-//! this file lists and deletes.
+//! snapshot a restore would use, never another account's (shared with
+//! this one and found through `snapshot_owners`). The decisions are in
+//! `retention.rs`; this file lists and deletes.
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
 use super::plan::TAG_PROFILE;
-use super::retention::{plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules, Verdict};
+use super::retention::{
+    foreign_snapshots, plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules, Verdict,
+};
 use crate::context::VolumeContext;
 
 /// What to clean.
@@ -43,20 +46,34 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
     // (id, what, verdict) rows, whichever kind is cleaned.
     let rows: Vec<(String, String, Verdict)> = match args.what {
         Target::Snapshots => {
-            let (snapshots, in_images) = tokio::try_join!(
+            // With other accounts in `snapshot_owners`, a second lookup
+            // of only this account's tells which found snapshots are ours.
+            let only_self = ctx.owners.iter().all(|o| o == "self");
+            let (found, mine, in_images) = tokio::try_join!(
                 async {
-                    ec2.snapshots_tagged(filters)
+                    ec2.snapshots_tagged_with_owner(filters, &ctx.owners)
                         .await
                         .context("looking up snapshots")
                 },
+                async {
+                    if only_self {
+                        return Ok(None);
+                    }
+                    ec2.snapshots_tagged(filters, &["self".to_string()])
+                        .await
+                        .map(|s| Some(s.into_iter().map(|s| s.id).collect()))
+                        .context("looking up this account's snapshots")
+                },
                 async { ec2.snapshots_in_images().await.context("looking up AMIs") },
             )?;
+            let foreign = foreign_snapshots(&found, mine.as_ref());
+            let snapshots: Vec<_> = found.into_iter().map(|(s, _)| s).collect();
             let rules = SnapshotRules {
                 keep_last: args.keep_last,
                 older_than: args.older_than,
             };
             // The filter tags also find others' snapshots: only ours go.
-            let owner = Owner::new(ctx.snapshotter.name(), filters);
+            let owner = Owner::new(ctx.snapshotter.name(), filters).with_foreign(foreign);
             plan_snapshot_cleanup(&snapshots, &owner, &in_images, rules, now)
                 .into_iter()
                 .map(|(s, v)| {

@@ -50,6 +50,16 @@ pub(crate) enum VolumeError {
     #[error("snapshot {snapshot} is not completed ({reason}) and there is no older one; not creating an empty volume in its place: re-run later or raise --wait-pending")]
     PendingWithoutFallback { snapshot: String, reason: String },
 
+    /// A pending snapshot of the set the profile is restored from did not
+    /// complete: the other volumes come from that set, so no other point
+    /// in time (nor an empty volume) is taken in its place.
+    #[error("snapshot {snapshot} of snapshot set snaptastic:run={run} is not usable ({reason}); not restoring this volume from another point in time than the others: re-run later (with --ignore-mounted), or raise --wait-pending")]
+    SetMemberUnusable {
+        snapshot: String,
+        run: String,
+        reason: String,
+    },
+
     /// The `attached` state tag is what tells `clean volumes` that a
     /// volume may hold data; without it the volume is not mounted.
     #[error("could not tag {volume} {}={} ({source}); not mounting it, or clean volumes would take it for a crash leftover", TAG_STATE, STATE_ATTACHED)]

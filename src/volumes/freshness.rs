@@ -72,9 +72,11 @@ async fn this_hosts(
 }
 
 async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
+    let mut owners = vec!["self".to_string()];
     let (label, filters, mount_points, ec2) = match (&args.name, args.tags.is_empty()) {
         (Some(name), true) => {
             let v = ctx.volumes(name, Needs::Userdata, true).await?;
+            owners.clone_from(&v.owners);
             let mps = v.volumes.iter().map(|v| v.mount_point.clone()).collect();
             (name.clone(), v.filters, Some(mps), v.ec2)
         }
@@ -99,7 +101,7 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         ),
     };
     let snapshots = ec2
-        .snapshots_tagged(&filters)
+        .snapshots_tagged(&filters, &owners)
         .await
         .context("looking up snapshots")?;
     let (label, snapshots) = if args.this_host {

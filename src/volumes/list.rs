@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
-use super::plan::{choose_snapshot, RestoreSource};
+use super::plan::{choose_points, RestoreSource};
 use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, mount_point, FileSystem, Volume, VolumeType};
 use crate::context::VolumeContext;
@@ -35,6 +35,14 @@ pub(crate) struct VolumeStatus {
     pub restore: RestoreSource,
     /// Newer snapshots passed over because they are in `error`.
     pub skipped_snapshots: Vec<String>,
+    /// The point in time mount-snapshots restores the profile from: the
+    /// snapshot set's `snaptastic:run` id, "0.2.12 (no set)" when no
+    /// snapshot carries one, or "mixed" when no set covers every volume
+    /// (mount-snapshots then needs `--allow-mixed`).
+    pub set: String,
+    /// Newer usable snapshots not used because they are not part of the
+    /// complete set.
+    pub outside_set: Vec<String>,
 }
 
 /// How to show the listing.
@@ -48,7 +56,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitC
     let (ec2, host, volumes, filters) = (&ctx.ec2, &ctx.host, &ctx.volumes, &ctx.filters);
     let name = ctx.snapshotter.name();
     let snapshots = async {
-        ec2.snapshots_tagged(filters)
+        ec2.snapshots_tagged(filters, &ctx.owners)
             .await
             .with_context(|| format!("looking up snapshots of profile '{name}'"))
     };
@@ -89,11 +97,14 @@ pub(crate) fn statuses(
     attached: Option<&[VolumeInfo]>,
     snapshots: &[SnapshotInfo],
 ) -> Vec<VolumeStatus> {
+    let mps: Vec<&str> = volumes.iter().map(|v| v.mount_point.as_str()).collect();
+    let points = choose_points(snapshots, &mps);
+    let set = points.point.label();
     volumes
         .iter()
-        .map(|v| {
+        .zip(points.choices)
+        .map(|(v, choice)| {
             let mount = mountinfo::find(mounts, &v.mount_point);
-            let choice = choose_snapshot(snapshots, &v.mount_point);
             let attached_volume = match (instance_id, attached) {
                 (Some(me), Some(list)) => attached_for(v, me, list).map(|a| a.id.clone()),
                 _ => None,
@@ -112,6 +123,8 @@ pub(crate) fn statuses(
                 attachment_known: attached.is_some(),
                 restore: choice.source,
                 skipped_snapshots: choice.skipped.into_iter().map(|s| s.id).collect(),
+                set: set.clone(),
+                outside_set: choice.outside_set.into_iter().map(|s| s.id).collect(),
             }
         })
         .collect()
@@ -154,12 +167,18 @@ fn restore_text(r: &RestoreSource) -> String {
     };
     match r {
         RestoreSource::Snapshot { snapshot } => snap(snapshot),
-        RestoreSource::WaitFor { pending, fallback } => format!(
+        RestoreSource::WaitFor {
+            pending,
+            fallback,
+            set,
+        } => format!(
             "{}; waits for it, else {}",
             snap(pending),
-            fallback
-                .as_ref()
-                .map_or("creates an empty volume".to_string(), |f| f.id.clone())
+            match (fallback, set) {
+                (Some(f), _) => f.id.clone(),
+                (None, Some(_)) => "fails".to_string(),
+                (None, None) => "creates an empty volume".to_string(),
+            }
         ),
         RestoreSource::Empty => "none: will create empty".into(),
     }
@@ -175,6 +194,7 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
         "FS",
         "MOUNTED",
         "ATTACHED",
+        "SET",
         "RESTORE FROM",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
@@ -202,6 +222,12 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
                 r.skipped_snapshots.join(", ")
             ));
         }
+        if !r.outside_set.is_empty() {
+            restore.push_str(&format!(
+                " [newer, not in a complete set: {}]",
+                r.outside_set.join(", ")
+            ));
+        }
         table.push(vec![
             r.mount_point.clone(),
             r.device.clone(),
@@ -210,6 +236,7 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
             r.file_system.to_string(),
             mounted,
             attached,
+            r.set.clone(),
             restore,
         ]);
     }
@@ -314,7 +341,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(
             lines[0].starts_with(
-                "MOUNT POINT  DEVICE    SIZE   TYPE  FS   MOUNTED          ATTACHED  RESTORE FROM"
+                "MOUNT POINT  DEVICE    SIZE   TYPE  FS   MOUNTED          ATTACHED  SET              RESTORE FROM"
             ),
             "{t}"
         );

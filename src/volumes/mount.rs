@@ -15,8 +15,9 @@ use super::error::VolumeError;
 use super::hooks;
 use super::nesting;
 use super::plan::{
-    plan_mount, MountAction, Observed, RestoreSource, VolumePlan, SOURCE_EMPTY, STATE_ATTACHED,
-    STATE_MOUNTED, STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
+    plan_mount, MountAction, Observed, PlanOptions, PointInTime, RestoreSource, VolumePlan,
+    SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED, STATE_RESTORING, TAG_DEVICE,
+    TAG_PROFILE, TAG_SOURCE, TAG_STATE,
 };
 use super::tags::resource_tags;
 use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
@@ -45,6 +46,12 @@ pub(crate) struct MountOptions {
     pub wait_pending: Duration,
     /// Mount over a mount point directory that is not empty.
     pub allow_non_empty: bool,
+    /// Without a complete snapshot set, restore each volume from its own
+    /// newest snapshot (points in time differ).
+    pub allow_mixed: bool,
+    /// Restore from snapshots even where a detached volume (newer data)
+    /// is in another AZ.
+    pub from_snapshot: bool,
 }
 
 /// Everything the per-volume tasks share.
@@ -80,14 +87,16 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
     let (ec2, volumes, filters) = (&ctx.ec2, &ctx.volumes, &ctx.filters);
     let name = ctx.snapshotter.name().to_string();
 
-    // One call of each kind for the whole profile.
-    let ours_tags = vec![
-        (TAG_PROFILE.to_string(), name.clone()),
-        ("instance_id".to_string(), identity.instance_id.clone()),
-    ];
+    // One call of each kind for the whole profile. Volumes of ours: the
+    // profile's name and filter tags (which every volume we create
+    // carries), any instance: a volume unmount-snapshots detached on
+    // another instance holds this profile's newest data too. The planner
+    // adopts crash leftovers only of this instance.
+    let mut ours_tags = vec![(TAG_PROFILE.to_string(), name.clone())];
+    ours_tags.extend(filters.iter().cloned());
     let (snapshots, attached, ours) = tokio::try_join!(
         async {
-            ec2.snapshots_tagged(filters)
+            ec2.snapshots_tagged(filters, &ctx.owners)
                 .await
                 .context("looking up snapshots")
         },
@@ -105,18 +114,52 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
     let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
     let seen = Observed {
         instance_id: &identity.instance_id,
+        availability_zone: &identity.availability_zone,
         mounts: &mounts,
         attached: &attached,
         ours: &ours,
         snapshots: &snapshots,
     };
-    let plans = match plan_mount(volumes, &seen, args.ignore_mounted) {
+    let opts = PlanOptions {
+        ignore_mounted: args.ignore_mounted,
+        allow_mixed: args.allow_mixed,
+        from_snapshot: args.from_snapshot,
+    };
+    let plan = match plan_mount(volumes, &seen, opts) {
         Ok(p) => p,
         Err(problems) => bail!("nothing was changed:\n{}", problems.join("\n")),
     };
+    let plans = plan.volumes;
     let problems = preflight(&plans, &ctx.device_root, args);
     if !problems.is_empty() {
         bail!("nothing was changed:\n{}", problems.join("\n"));
+    }
+    let restores = plans.iter().any(|p| {
+        matches!(
+            p.action,
+            MountAction::Create {
+                source: RestoreSource::Snapshot { .. } | RestoreSource::WaitFor { .. }
+            }
+        )
+    });
+    if restores {
+        match &plan.point {
+            PointInTime::Mixed { .. } => tracing::warn!("{} (--allow-mixed)", plan.point.explain()),
+            point => tracing::info!("{}", point.explain()),
+        }
+        // A mount point no snapshot has ever covered (new to the profile,
+        // or the first run failed on it) starts empty beside a restored set.
+        for p in &plans {
+            if let MountAction::Create {
+                source: RestoreSource::Empty,
+            } = &p.action
+            {
+                tracing::warn!(
+                    "{}: no snapshot of this mount point exists; it is created empty beside the volumes restored from a snapshot",
+                    p.volume.mount_point
+                );
+            }
+        }
     }
     for p in &plans {
         for w in &p.warnings {
@@ -124,7 +167,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         }
     }
     if args.dry_run {
-        print!("{}", render_plan(&plans, &identity));
+        print!("{}", render_plan(&plans, &plan.point, &identity));
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -252,10 +295,13 @@ fn preflight(plans: &[VolumePlan], root: &Path, args: &MountOptions) -> Vec<Stri
     problems
 }
 
-fn render_plan(plans: &[VolumePlan], identity: &Identity) -> String {
+fn render_plan(plans: &[VolumePlan], point: &PointInTime, identity: &Identity) -> String {
     let mut out = format!(
-        "plan for {} in {}:\n",
-        identity.instance_id, identity.availability_zone
+        "plan for {} in {}:\n  set: {} ({})\n",
+        identity.instance_id,
+        identity.availability_zone,
+        point.label(),
+        point.explain()
     );
     for p in plans {
         let v = &p.volume;
@@ -267,6 +313,13 @@ fn render_plan(plans: &[VolumePlan], identity: &Identity) -> String {
                 volume,
                 attached: true,
             } => format!("adopt {} (already attached), mount", volume.id),
+            MountAction::Adopt {
+                volume,
+                attached: false,
+            } if volume.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_DETACHED) => format!(
+                "re-attach {} detached by unmount-snapshots (newer than any snapshot): attach, mount",
+                volume.id
+            ),
             MountAction::Adopt {
                 volume,
                 attached: false,
@@ -288,16 +341,20 @@ fn render_plan(plans: &[VolumePlan], identity: &Identity) -> String {
                 snapshot.state.as_str()
             ),
             MountAction::Create {
-                source: RestoreSource::WaitFor { pending, fallback },
+                source:
+                    RestoreSource::WaitFor {
+                        pending,
+                        fallback,
+                        set,
+                    },
             } => format!(
                 "wait for pending {}, else {}",
                 pending.id,
-                fallback
-                    .as_ref()
-                    .map_or("create an empty volume".into(), |f| format!(
-                        "restore {}",
-                        f.id
-                    ))
+                match (fallback, set) {
+                    (Some(f), _) => format!("restore {}", f.id),
+                    (None, Some(_)) => "fail (no other point in time is taken)".into(),
+                    (None, None) => "create an empty volume".into(),
+                }
             ),
         };
         let mut ty = v.volume_type.to_string();
@@ -475,11 +532,20 @@ async fn restore_steps(
                 .get(TAG_SOURCE)
                 .cloned()
                 .unwrap_or_else(|| "an earlier run".into());
-            tracing::info!(
-                "{}: adopting {} left by an earlier run",
-                v.mount_point,
-                volume.id
-            );
+            if volume.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_DETACHED) {
+                tracing::info!(
+                    "{}: re-attaching {} detached by unmount-snapshots (newer than any snapshot)",
+                    v.mount_point,
+                    volume.id
+                );
+            } else {
+                tracing::info!(
+                    "{}: adopting {} left by an earlier run ({})",
+                    v.mount_point,
+                    volume.id,
+                    volume.state
+                );
+            }
             (volume.id.clone(), *attached, source)
         }
         MountAction::Create { source } => {
@@ -660,7 +726,11 @@ async fn resolve_source(
     match source {
         RestoreSource::Empty => Ok(None),
         RestoreSource::Snapshot { snapshot } => Ok(Some(snapshot.clone())),
-        RestoreSource::WaitFor { pending, fallback } => {
+        RestoreSource::WaitFor {
+            pending,
+            fallback,
+            set,
+        } => {
             tracing::info!(
                 "{mount_point}: newest snapshot {} is pending; waiting up to {}",
                 pending.id,
@@ -687,6 +757,23 @@ async fn resolve_source(
             let fb = fallback
                 .as_ref()
                 .map_or("an empty volume".to_string(), |f| f.id.clone());
+            // One volume of a set must not come from another point in
+            // time than the others, nor start empty.
+            if let (Some(run), None) = (set, fallback) {
+                return match waited {
+                    Ok(Some(done)) => Ok(Some(done)),
+                    Ok(None) => Err(VolumeError::SetMemberUnusable {
+                        snapshot: pending.id.clone(),
+                        run: run.clone(),
+                        reason: "it failed or vanished".into(),
+                    }),
+                    Err(e) => Err(VolumeError::SetMemberUnusable {
+                        snapshot: pending.id.clone(),
+                        run: run.clone(),
+                        reason: e.to_string(),
+                    }),
+                };
+            }
             match waited {
                 Ok(Some(done)) => Ok(Some(done)),
                 // It failed or vanished: it never held usable data.

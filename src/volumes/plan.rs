@@ -18,6 +18,9 @@ pub(crate) const TAG_PROFILE: &str = "snaptastic:profile";
 pub(crate) const TAG_SOURCE: &str = "snaptastic:source";
 pub(crate) const TAG_DEVICE: &str = "snaptastic:device";
 pub(crate) const TAG_STATE: &str = "snaptastic:state";
+/// On snapshots: the make-snapshots run that started them. Every snapshot
+/// of one run shares it (one point in time); 0.2.12's carry none.
+pub(crate) const TAG_RUN: &str = "snaptastic:run";
 /// `snaptastic:source` of a volume created empty.
 pub(crate) const SOURCE_EMPTY: &str = "empty";
 /// `snaptastic:state`: created, not yet mounted (a crash here leaves a
@@ -43,6 +46,12 @@ pub(crate) enum RestoreSource {
     WaitFor {
         pending: SnapshotInfo,
         fallback: Option<SnapshotInfo>,
+        /// The snapshot set (`snaptastic:run`) it belongs to, when the
+        /// profile is restored from one: then a pending snapshot that
+        /// fails or takes too long is never replaced by one from another
+        /// point in time, nor by an empty volume.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        set: Option<String>,
     },
     /// No usable snapshot: create an empty volume and format it.
     Empty,
@@ -54,6 +63,9 @@ pub(crate) enum RestoreSource {
 pub(crate) struct Choice {
     pub source: RestoreSource,
     pub skipped: Vec<SnapshotInfo>,
+    /// Usable snapshots newer than the chosen one, passed over because
+    /// they are not part of the complete set the profile is restored from.
+    pub outside_set: Vec<SnapshotInfo>,
 }
 
 /// The order in which snapshots of one mount point are considered, best
@@ -114,13 +126,204 @@ pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choic
         (Some(p), fallback) => RestoreSource::WaitFor {
             pending: p.clone(),
             fallback: fallback.cloned(),
+            set: None,
         },
         (None, Some(c)) => RestoreSource::Snapshot {
             snapshot: c.clone(),
         },
         (None, None) => RestoreSource::Empty,
     };
-    Choice { source, skipped }
+    Choice {
+        source,
+        skipped,
+        outside_set: Vec::new(),
+    }
+}
+
+/// Completed, or pending (worth waiting for).
+fn usable(s: &SnapshotInfo) -> bool {
+    matches!(s.state, SnapshotState::Completed | SnapshotState::Pending)
+}
+
+/// Which point in time a profile's volumes are restored from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PointInTime {
+    /// Every volume from the snapshots of one make-snapshots run: the
+    /// newest run with a usable snapshot of every mount point.
+    Set { run: String },
+    /// No usable snapshot carries a run tag (snaptastic 0.2.12's history,
+    /// or no snapshot at all): each volume from its own newest, as 0.2.12
+    /// did.
+    NoSets,
+    /// Run tags exist but no run covers every mount point (a partial or
+    /// failed run, or a volume added since): each volume's own newest
+    /// would mix points in time, so it takes `--allow-mixed`.
+    Mixed {
+        /// The newest run with any usable snapshot of the profile.
+        newest_run: String,
+        /// Per volume (index into the profile's volumes) that the newest
+        /// run lacks: what it has instead.
+        lacking: Vec<(usize, String)>,
+    },
+}
+
+impl PointInTime {
+    /// The `set` column of list-volumes.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            PointInTime::Set { run } => run.clone(),
+            PointInTime::NoSets => "0.2.12 (no set)".into(),
+            PointInTime::Mixed { .. } => "mixed".into(),
+        }
+    }
+
+    /// Why, in one line for the log.
+    pub(crate) fn explain(&self) -> String {
+        match self {
+            PointInTime::Set { run } => format!(
+                "restoring from snapshot set {TAG_RUN}={run}: the newest make-snapshots run with a usable snapshot of every mount point"
+            ),
+            PointInTime::NoSets => format!(
+                "no snapshot carries a {TAG_RUN} tag (snaptastic 0.2.12's history): each volume from its own newest snapshot"
+            ),
+            PointInTime::Mixed { newest_run, .. } => format!(
+                "no complete snapshot set (the newest, {TAG_RUN}={newest_run}, lacks some mount points): each volume from its own newest snapshot, points in time differ"
+            ),
+        }
+    }
+}
+
+/// The point in time and, per mount point (same order), the choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Points {
+    pub point: PointInTime,
+    pub choices: Vec<Choice>,
+}
+
+/// Choose for all of a profile's mount points at once, so that a
+/// multi-volume database never comes back from different moments: the
+/// newest complete set (`snaptastic:run` value with a usable snapshot of
+/// every mount point) is used for every volume, even when some mount point
+/// has a newer snapshot outside it (named in `Choice::outside_set`).
+/// Without a complete set: per volume (`choose_snapshot`), as
+/// `PointInTime::NoSets` when no usable snapshot carries a run tag, else
+/// `PointInTime::Mixed`, which the caller refuses without `--allow-mixed`.
+pub(crate) fn choose_points(snapshots: &[SnapshotInfo], mount_points: &[&str]) -> Points {
+    let per_mp: Vec<Vec<&SnapshotInfo>> = mount_points
+        .iter()
+        .map(|mp| {
+            snapshots
+                .iter()
+                .filter(|s| {
+                    s.tag("mount_point")
+                        .is_some_and(|t| mount_point::same(t, mp))
+                })
+                .collect()
+        })
+        .collect();
+    let mut tagged: Vec<&SnapshotInfo> = per_mp
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|s| usable(s) && s.tag(TAG_RUN).is_some())
+        .collect();
+    tagged.sort_by(|a, b| newest_first(a, b));
+    let covers = |run: &str, list: &[&SnapshotInfo]| {
+        list.iter()
+            .any(|s| usable(s) && s.tag(TAG_RUN) == Some(run))
+    };
+    // A mount point with no usable snapshot at all (a volume new to the
+    // profile) is created empty whatever set is chosen: it has no point in
+    // time to mix, and must not keep the others from their set.
+    let has_any = |list: &[&SnapshotInfo]| list.iter().any(|s| usable(s));
+    // Newest first, so the first complete one is the newest set.
+    let complete = tagged.iter().filter_map(|s| s.tag(TAG_RUN)).find(|run| {
+        per_mp
+            .iter()
+            .all(|list| !has_any(list) || covers(run, list))
+    });
+
+    if let Some(run) = complete {
+        let choices = per_mp
+            .iter()
+            .zip(mount_points)
+            .map(|(list, mp)| {
+                if !has_any(list) {
+                    let owned: Vec<SnapshotInfo> = list.iter().map(|s| (*s).clone()).collect();
+                    return choose_snapshot(&owned, mp);
+                }
+                let in_run: Vec<SnapshotInfo> = list
+                    .iter()
+                    .filter(|s| s.tag(TAG_RUN) == Some(run))
+                    .map(|s| (*s).clone())
+                    .collect();
+                let mut c = choose_snapshot(&in_run, mp);
+                let chosen = match &mut c.source {
+                    RestoreSource::WaitFor { pending, set, .. } => {
+                        *set = Some(run.to_string());
+                        pending.clone()
+                    }
+                    RestoreSource::Snapshot { snapshot } => snapshot.clone(),
+                    RestoreSource::Empty => unreachable!("a complete set covers every mount point"),
+                };
+                let mut newer: Vec<SnapshotInfo> = list
+                    .iter()
+                    .filter(|s| {
+                        usable(s)
+                            && s.tag(TAG_RUN) != Some(run)
+                            && newest_first(s, &chosen) == Ordering::Less
+                    })
+                    .map(|s| (*s).clone())
+                    .collect();
+                newer.sort_by(newest_first);
+                c.outside_set = newer;
+                c
+            })
+            .collect();
+        return Points {
+            point: PointInTime::Set {
+                run: run.to_string(),
+            },
+            choices,
+        };
+    }
+
+    let choices = per_mp
+        .iter()
+        .zip(mount_points)
+        .map(|(list, mp)| {
+            let owned: Vec<SnapshotInfo> = list.iter().map(|s| (*s).clone()).collect();
+            choose_snapshot(&owned, mp)
+        })
+        .collect();
+    let point = match tagged.first().and_then(|s| s.tag(TAG_RUN)) {
+        None => PointInTime::NoSets,
+        Some(newest) => {
+            let lacking = per_mp
+                .iter()
+                .enumerate()
+                .filter(|(_, list)| has_any(list) && !covers(newest, list))
+                .map(|(i, list)| {
+                    let in_run: Vec<String> = list
+                        .iter()
+                        .filter(|s| s.tag(TAG_RUN) == Some(newest))
+                        .map(|s| format!("{} in state {}", s.id, s.state.as_str()))
+                        .collect();
+                    let what = if in_run.is_empty() {
+                        "no snapshot in this set".to_string()
+                    } else {
+                        format!("only {}", in_run.join(", "))
+                    };
+                    (i, what)
+                })
+                .collect();
+            PointInTime::Mixed {
+                newest_run: newest.to_string(),
+                lacking,
+            }
+        }
+    };
+    Points { point, choices }
 }
 
 /// When no snapshot is tagged with `mount_point`, the ones whose tag
@@ -191,13 +394,38 @@ impl VolumePlan {
 /// What mount-snapshots found before deciding.
 pub(crate) struct Observed<'a> {
     pub instance_id: &'a str,
+    /// This instance's availability zone: a volume elsewhere cannot be
+    /// attached here.
+    pub availability_zone: &'a str,
     pub mounts: &'a [MountEntry],
     /// Volumes attached to this instance.
     pub attached: &'a [VolumeInfo],
-    /// Volumes tagged for this profile and instance, in any state.
+    /// Volumes tagged for this profile (its name and filter tags), of any
+    /// instance, in any state: crash leftovers of this instance, and
+    /// volumes unmount-snapshots detached anywhere.
     pub ours: &'a [VolumeInfo],
     /// This profile's snapshots (filtered by its tags).
     pub snapshots: &'a [SnapshotInfo],
+}
+
+/// The flags of mount-snapshots that change the plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PlanOptions {
+    /// Leave volumes already mounted at their mount point alone.
+    pub ignore_mounted: bool,
+    /// Without a complete snapshot set, restore each volume from its own
+    /// newest snapshot (points in time differ).
+    pub allow_mixed: bool,
+    /// Restore from snapshots even where unmount-snapshots left a
+    /// detached volume (newer data) that cannot be attached here.
+    pub from_snapshot: bool,
+}
+
+/// The whole plan: the point in time, then one plan per volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MountPlan {
+    pub point: PointInTime,
+    pub volumes: Vec<VolumePlan>,
 }
 
 /// Decide for every volume, or report every reason not to start at all
@@ -205,31 +433,132 @@ pub(crate) struct Observed<'a> {
 pub(crate) fn plan_mount(
     volumes: &[Volume],
     seen: &Observed<'_>,
-    ignore_mounted: bool,
-) -> Result<Vec<VolumePlan>, Vec<String>> {
+    opts: PlanOptions,
+) -> Result<MountPlan, Vec<String>> {
+    let mps: Vec<&str> = volumes.iter().map(|v| v.mount_point.as_str()).collect();
+    let points = choose_points(seen.snapshots, &mps);
     let mut plans = Vec::new();
     let mut problems = Vec::new();
-    for v in volumes {
-        match plan_one(v, seen, ignore_mounted) {
+    let at = |v: &Volume, e: &str| format!("{} ({}): {e}", v.mount_point, v.device);
+    for (v, choice) in volumes.iter().zip(points.choices) {
+        match plan_one(v, seen, opts, choice) {
             Ok(p) => plans.push(p),
-            Err(e) => problems.push(format!("{} ({}): {e}", v.mount_point, v.device)),
+            Err(e) => problems.push(at(v, &e)),
         }
     }
-    if problems.is_empty() {
-        Ok(plans)
-    } else {
-        Err(problems)
+    if !problems.is_empty() {
+        return Err(problems);
     }
+    let from_snapshots = |p: &&VolumePlan| {
+        matches!(
+            p.action,
+            MountAction::Create {
+                source: RestoreSource::Snapshot { .. } | RestoreSource::WaitFor { .. }
+            }
+        )
+    };
+    if let PointInTime::Mixed {
+        newest_run,
+        lacking,
+    } = &points.point
+    {
+        // Only a restore from snapshots mixes points in time; volumes
+        // adopted or left mounted do not need the flag.
+        if !opts.allow_mixed
+            && plans
+                .iter()
+                .any(|p| matches!(p.action, MountAction::Create { .. }))
+        {
+            return Err(lacking
+                .iter()
+                .map(|(i, what)| {
+                    at(
+                        &volumes[*i],
+                        &format!(
+                            "not in the newest snapshot set ({TAG_RUN}={newest_run}), which has {what}, and no older set is complete; not restoring volumes from different points in time: pass --allow-mixed to restore each volume from its own newest snapshot"
+                        ),
+                    )
+                })
+                .collect());
+        }
+    }
+    // A volume re-attached as unmount-snapshots left it beside others
+    // restored from snapshots: say that their points in time differ.
+    let readopted: Vec<String> = plans
+        .iter()
+        .filter_map(|p| match &p.action {
+            MountAction::Adopt { volume, .. } if is_detached(volume) => {
+                Some(p.volume.mount_point.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    if !readopted.is_empty() {
+        let restored: Vec<String> = plans
+            .iter()
+            .filter(from_snapshots)
+            .map(|p| p.volume.mount_point.clone())
+            .collect();
+        if !restored.is_empty() {
+            for p in plans
+                .iter_mut()
+                .filter(|p| readopted.contains(&p.volume.mount_point))
+            {
+                p.warnings.push(format!(
+                    "re-attached with its data as of its unmount, while {} come(s) from snapshots: their points in time differ",
+                    restored.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(MountPlan {
+        point: points.point,
+        volumes: plans,
+    })
 }
 
-fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<VolumePlan, String> {
+/// Tagged detached by unmount-snapshots (on purpose, holding live data).
+fn is_detached(vol: &VolumeInfo) -> bool {
+    vol.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_DETACHED)
+}
+
+/// Volumes of this mount point that unmount-snapshots detached (and that
+/// nobody attached since), newest first by their `created` tag, then id.
+fn detached_for<'a>(seen: &Observed<'a>, mp: &str) -> Vec<&'a VolumeInfo> {
+    let mut found: Vec<&VolumeInfo> = seen
+        .ours
+        .iter()
+        .filter(|vol| {
+            vol.state == "available"
+                && is_detached(vol)
+                && vol
+                    .tags
+                    .get("mount_point")
+                    .is_some_and(|t| mount_point::same(t, mp))
+        })
+        .collect();
+    let created = |v: &VolumeInfo| {
+        v.tags
+            .get("created")
+            .and_then(|c| parse_python_timestamp(c))
+    };
+    found.sort_by(|a, b| created(b).cmp(&created(a)).then_with(|| b.id.cmp(&a.id)));
+    found
+}
+
+fn plan_one(
+    v: &Volume,
+    seen: &Observed<'_>,
+    opts: PlanOptions,
+    choice: Choice,
+) -> Result<VolumePlan, String> {
     let plan = |action| VolumePlan {
         volume: v.clone(),
         action,
         warnings: Vec::new(),
     };
     if let Some(m) = mountinfo::find(seen.mounts, &v.mount_point) {
-        if ignore_mounted {
+        if opts.ignore_mounted {
             return Ok(plan(MountAction::Skip {
                 mounted_from: m.source.clone(),
             }));
@@ -272,46 +601,77 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
                 .unwrap_or_default()
         ));
     }
-    let available_ours = |state: &str| {
-        seen.ours.iter().find(|vol| {
-            vol.state == "available"
-                && vol
-                    .tags
-                    .get("mount_point")
-                    .is_some_and(|t| mount_point::same(t, &v.mount_point))
-                && vol.tags.get(TAG_STATE).map(String::as_str) == Some(state)
-        })
-    };
-    let choice = choose_snapshot(seen.snapshots, &v.mount_point);
     let near_miss = near_miss_warning(seen.snapshots, &v.mount_point);
-    // A run that crashed between CreateVolume and mount left this one:
-    // adopt it if it came from what this run would restore; a leftover
-    // from an older source is left for `clean volumes`. Only `restoring`:
-    // a volume tagged `attached` that is no longer attached may have been
-    // mounted and written to, then detached; restoring it in place of
-    // what this run would restore is a choice between two copies of the
-    // data, not ours to make. It stays, and `clean volumes` leaves it to
-    // `--include-detached`.
-    if let Some(vol) = available_ours(STATE_RESTORING) {
-        let wanted: Vec<&str> = match &choice.source {
-            RestoreSource::Snapshot { snapshot } => vec![snapshot.id.as_str()],
-            RestoreSource::WaitFor { pending, fallback } => {
-                let mut w = vec![pending.id.as_str()];
-                w.extend(fallback.iter().map(|f| f.id.as_str()));
-                w
-            }
-            RestoreSource::Empty => vec![SOURCE_EMPTY],
-        };
-        if vol
-            .tags
-            .get(TAG_SOURCE)
-            .is_some_and(|s| wanted.contains(&s.as_str()))
-        {
-            return Ok(plan(MountAction::Adopt {
-                volume: vol.clone(),
+
+    // unmount-snapshots (without --delete) detached a volume of this mount
+    // point: it holds the data as of that unmount, newer than any snapshot,
+    // so restoring a snapshot instead would silently go back in time.
+    // In this AZ it is re-attached; elsewhere it cannot be, and the run
+    // stops unless told (--from-snapshot) to restore the snapshot anyway.
+    if !opts.from_snapshot {
+        let detached = detached_for(seen, &v.mount_point);
+        let here =
+            |vol: &&&VolumeInfo| vol.availability_zone.as_deref() == Some(seen.availability_zone);
+        if let Some(vol) = detached.iter().find(here) {
+            let mut p = plan(MountAction::Adopt {
+                volume: (*vol).clone(),
                 attached: false,
-            }));
+            });
+            p.warnings.push(format!(
+                "re-attaching {} detached by an earlier unmount-snapshots: it holds newer data than any snapshot (--from-snapshot restores the snapshot instead)",
+                vol.id
+            ));
+            let others: Vec<String> = detached
+                .iter()
+                .filter(|o| o.id != vol.id)
+                .map(|o| describe_detached(o))
+                .collect();
+            if !others.is_empty() {
+                p.warnings.push(format!(
+                    "other detached volumes of this mount point left alone: {}",
+                    others.join(", ")
+                ));
+            }
+            return Ok(p);
         }
+        if let Some(vol) = detached.first() {
+            return Err(format!(
+                "{} (detached by unmount-snapshots, so newer than any snapshot) is in {}, not in this instance's {}: it cannot be attached here; move its data here (snapshot it, or run mount-snapshots on an instance in its AZ), or pass --from-snapshot to restore from the snapshot anyway",
+                describe_detached(vol),
+                vol.availability_zone.as_deref().unwrap_or("an unknown AZ"),
+                seen.availability_zone
+            ));
+        }
+    }
+
+    // A run that crashed (or was killed) between CreateVolume and mount
+    // left this one: adopt it if it came from what this run would restore,
+    // even while it is still `creating` (the adoption waits for it to be
+    // available; creating another would leave two). A leftover from an
+    // older source is left for `clean volumes`. Only `restoring`: a volume
+    // tagged `attached` that is no longer attached may have been mounted
+    // and written to, then detached; restoring it in place of what this
+    // run would restore is a choice between two copies of the data, not
+    // ours to make. It stays, and `clean volumes` leaves it to
+    // `--include-detached`.
+    let leftover = seen.ours.iter().find(|vol| {
+        matches!(vol.state.as_str(), "available" | "creating")
+            && vol.tags.get("instance_id").map(String::as_str) == Some(seen.instance_id)
+            && vol
+                .tags
+                .get("mount_point")
+                .is_some_and(|t| mount_point::same(t, &v.mount_point))
+            && vol.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_RESTORING)
+            && vol
+                .tags
+                .get(TAG_SOURCE)
+                .is_some_and(|s| source_ids(&choice.source).contains(&s.as_str()))
+    });
+    if let Some(vol) = leftover {
+        return Ok(plan(MountAction::Adopt {
+            volume: vol.clone(),
+            attached: false,
+        }));
     }
 
     let too_small = |s: &SnapshotInfo| -> Result<(), String> {
@@ -325,30 +685,15 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
     };
     match &choice.source {
         RestoreSource::Snapshot { snapshot } => too_small(snapshot)?,
-        RestoreSource::WaitFor { pending, fallback } => {
+        RestoreSource::WaitFor {
+            pending, fallback, ..
+        } => {
             too_small(pending)?;
             if let Some(f) = fallback {
                 too_small(f)?;
             }
         }
         RestoreSource::Empty => {}
-    }
-    // No snapshot at all, but unmount-snapshots detached a volume of ours
-    // for this mount point: it holds the only copy of the data, so use it
-    // rather than start empty.
-    if choice.source == RestoreSource::Empty {
-        if let Some(vol) = available_ours(STATE_DETACHED) {
-            let mut p = plan(MountAction::Adopt {
-                volume: vol.clone(),
-                attached: false,
-            });
-            p.warnings.push(format!(
-                "no snapshot of this mount point; re-attaching {} detached by an earlier unmount-snapshots",
-                vol.id
-            ));
-            p.warnings.extend(near_miss);
-            return Ok(p);
-        }
     }
     let mut p = plan(MountAction::Create {
         source: choice.source,
@@ -364,8 +709,57 @@ fn plan_one(v: &Volume, seen: &Observed<'_>, ignore_mounted: bool) -> Result<Vol
             )
         })
         .collect();
+    if !choice.outside_set.is_empty() {
+        let newer: Vec<String> = choice
+            .outside_set
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    s.id,
+                    s.tag(TAG_RUN)
+                        .map_or("no set: 0.2.12".to_string(), |r| format!("{TAG_RUN}={r}"))
+                )
+            })
+            .collect();
+        p.warnings.push(format!(
+            "newer snapshot(s) {} not used: not part of a snapshot set complete for every mount point",
+            newer.join(", ")
+        ));
+    }
     p.warnings.extend(near_miss);
     Ok(p)
+}
+
+/// What a restore from `source` tags its volume's `snaptastic:source` with.
+fn source_ids(source: &RestoreSource) -> Vec<&str> {
+    match source {
+        RestoreSource::Snapshot { snapshot } => vec![snapshot.id.as_str()],
+        RestoreSource::WaitFor {
+            pending, fallback, ..
+        } => {
+            let mut w = vec![pending.id.as_str()];
+            w.extend(fallback.iter().map(|f| f.id.as_str()));
+            w
+        }
+        RestoreSource::Empty => vec![SOURCE_EMPTY],
+    }
+}
+
+/// `vol-… (created …, from instance …)` for messages.
+fn describe_detached(vol: &VolumeInfo) -> String {
+    let mut extra = Vec::new();
+    if let Some(c) = vol.tags.get("created") {
+        extra.push(format!("created {c}"));
+    }
+    if let Some(i) = vol.tags.get("instance_id") {
+        extra.push(format!("last on {i}"));
+    }
+    if extra.is_empty() {
+        vol.id.clone()
+    } else {
+        format!("{} ({})", vol.id, extra.join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -394,12 +788,190 @@ mod tests {
     fn chosen(c: &Choice) -> String {
         match &c.source {
             RestoreSource::Snapshot { snapshot } => snapshot.id.clone(),
-            RestoreSource::WaitFor { pending, fallback } => format!(
-                "wait {} else {}",
+            RestoreSource::WaitFor {
+                pending,
+                fallback,
+                set,
+            } => format!(
+                "wait {} else {}{}",
                 pending.id,
-                fallback.as_ref().map_or("empty", |f| f.id.as_str())
+                fallback.as_ref().map_or("empty", |f| f.id.as_str()),
+                set.as_ref()
+                    .map_or(String::new(), |r| format!(" (set {r})"))
             ),
             RestoreSource::Empty => "empty".into(),
+        }
+    }
+
+    /// A snapshot of make-snapshots run `run` (or 0.2.12's, without).
+    fn in_run(
+        id: &str,
+        mp: &str,
+        hour: u32,
+        state: SnapshotState,
+        run: Option<&str>,
+    ) -> SnapshotInfo {
+        let mut s = snap(id, mp, hour, state);
+        if let Some(r) = run {
+            s.tags.insert(TAG_RUN.into(), r.into());
+        }
+        s
+    }
+
+    /// `label: choice, choice` with the newer ones passed over in brackets.
+    fn points(snaps: &[SnapshotInfo], mps: &[&str]) -> String {
+        let p = choose_points(snaps, mps);
+        let each: Vec<String> = p
+            .choices
+            .iter()
+            .map(|c| {
+                let mut t = chosen(c);
+                if !c.outside_set.is_empty() {
+                    let ids: Vec<&str> = c.outside_set.iter().map(|s| s.id.as_str()).collect();
+                    t.push_str(&format!(" [not {}]", ids.join(" ")));
+                }
+                t
+            })
+            .collect();
+        let label = match &p.point {
+            PointInTime::Mixed {
+                newest_run,
+                lacking,
+            } => format!(
+                "mixed (newest {newest_run} lacks {})",
+                lacking
+                    .iter()
+                    .map(|(i, w)| format!("{}: {w}", mps[*i]))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            other => other.label(),
+        };
+        format!("{label}: {}", each.join(", "))
+    }
+
+    #[test]
+    fn points_in_time_do_not_mix() {
+        let r = |id: &str, mp: &str, hour: u32, state, run: &str| {
+            in_run(id, mp, hour, state, Some(run))
+        };
+        let legacy = |id: &str, mp: &str, hour: u32, state| in_run(id, mp, hour, state, None);
+        let ab = ["/a", "/b"];
+        let cases: Vec<(&str, Vec<SnapshotInfo>, &str)> = vec![
+            (
+                "nothing at all: per volume, no set",
+                vec![],
+                "0.2.12 (no set): empty, empty",
+            ),
+            (
+                "pure 0.2.12 history: per volume as before",
+                vec![
+                    legacy("a1", "/a", 1, Completed),
+                    legacy("b1", "/b", 2, Completed),
+                ],
+                "0.2.12 (no set): a1, b1",
+            ),
+            (
+                "one complete set",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                ],
+                "r1: a1, b1",
+            ),
+            (
+                "the newest complete set wins over older ones",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    r("a2", "/a", 2, Completed, "r2"),
+                    r("b2", "/b", 2, Completed, "r2"),
+                ],
+                "r2: a2, b2",
+            ),
+            (
+                "a failed run (no snapshot of /b): the earlier complete set, newer /a named",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    r("a2", "/a", 2, Completed, "r2"),
+                ],
+                "r1: a1 [not a2], b1",
+            ),
+            (
+                "a run whose /b snapshot is in error is not complete",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    r("a2", "/a", 2, Completed, "r2"),
+                    r("b2", "/b", 2, Error, "r2"),
+                ],
+                "r1: a1 [not a2], b1",
+            ),
+            (
+                "a pending member is waited for, never falling back elsewhere",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    r("a2", "/a", 2, Completed, "r2"),
+                    r("b2", "/b", 2, Pending, "r2"),
+                ],
+                "r2: a2, wait b2 else empty (set r2)",
+            ),
+            (
+                "newer 0.2.12 snapshots outside the set are named, not used",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    legacy("a0", "/a", 3, Completed),
+                ],
+                "r1: a1 [not a0], b1",
+            ),
+            (
+                "older 0.2.12 snapshots beside a set are not named",
+                vec![
+                    legacy("a0", "/a", 0, Completed),
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                ],
+                "r1: a1, b1",
+            ),
+            (
+                "no complete set, run tags present: mixed, per volume",
+                vec![
+                    legacy("b0", "/b", 0, Completed),
+                    r("a2", "/a", 2, Completed, "r2"),
+                    r("b2", "/b", 2, Error, "r2"),
+                ],
+                "mixed (newest r2 lacks /b: only b2 in state error): a2, b0",
+            ),
+            (
+                "a volume added since the last run (no snapshot at all): the set, and empty",
+                vec![r("a1", "/a", 1, Completed, "r1")],
+                "r1: a1, empty",
+            ),
+            (
+                "a volume with snapshots, none in the newest run: mixed",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    legacy("b0", "/b", 0, Completed),
+                ],
+                "mixed (newest r1 lacks /b: no snapshot in this set): a1, b0",
+            ),
+            (
+                "run tags only on unusable snapshots: 0.2.12 history",
+                vec![
+                    legacy("a0", "/a", 0, Completed),
+                    legacy("b0", "/b", 0, Completed),
+                    r("a2", "/a", 2, Error, "r2"),
+                ],
+                "0.2.12 (no set): a0, b0",
+            ),
+        ];
+        for (name, snaps, want) in cases {
+            assert_eq!(points(&snaps, &ab), want, "{name}");
+            let reversed: Vec<_> = snaps.into_iter().rev().collect();
+            assert_eq!(points(&reversed, &ab), want, "{name}, reversed");
         }
     }
 
@@ -643,7 +1215,7 @@ mod tests {
                 size_gib: Some(5),
                 volume_type: None,
                 iops: None,
-                availability_zone: None,
+                availability_zone: Some("az-1".into()),
                 attachments: attached
                     .map(|(i, d)| Attachment {
                         instance_id: i.into(),
@@ -654,6 +1226,7 @@ mod tests {
                     .collect(),
                 tags: BTreeMap::from([
                     ("mount_point".to_string(), mp.to_string()),
+                    ("instance_id".to_string(), "i-1".to_string()),
                     (TAG_SOURCE.to_string(), source.to_string()),
                 ]),
             }
@@ -667,6 +1240,7 @@ mod tests {
         ) -> Observed<'a> {
             Observed {
                 instance_id: "i-1",
+                availability_zone: "az-1",
                 mounts,
                 attached,
                 ours,
@@ -674,9 +1248,16 @@ mod tests {
             }
         }
 
-        fn action(p: &Result<Vec<VolumePlan>, Vec<String>>) -> String {
+        fn ignoring(ignore_mounted: bool) -> PlanOptions {
+            PlanOptions {
+                ignore_mounted,
+                ..PlanOptions::default()
+            }
+        }
+
+        fn action(p: &Result<MountPlan, Vec<String>>) -> String {
             match p {
-                Ok(p) => match &p[0].action {
+                Ok(p) => match &p.volumes[0].action {
                     MountAction::Skip { mounted_from } => format!("skip {mounted_from}"),
                     MountAction::Adopt { volume, attached } => {
                         format!("adopt {} attached={attached}", volume.id)
@@ -761,12 +1342,16 @@ mod tests {
                 ("never confirmed mounted, still attached here", seen(&[], &attached_here, &[], &snaps), false, "adopt vol-a attached=true"),
                 ("never confirmed mounted, since detached", seen(&[], &[], &attached_gone, &snaps), false, "create from s1"),
                 ("never confirmed mounted, since detached, no snapshot", seen(&[], &[], &attached_gone, &[]), false, "create empty"),
-                ("detached on purpose, a snapshot exists", seen(&[], &[], &detached, &snaps), false, "create from s1"),
+                ("detached on purpose, a snapshot exists: newer data, re-attached", seen(&[], &[], &detached, &snaps), false, "adopt vol-d attached=false"),
                 ("detached on purpose, no snapshot", seen(&[], &[], &detached, &[]), false, "adopt vol-d attached=false"),
                 ("size smaller than the snapshot", seen(&[], &[], &[], &big), false, "error: /data (/dev/sdf): size 5 GiB is smaller than snapshot s2 (50 GiB); set size = 50 or more"),
             ];
             for (name, seen, ignore, want) in cases {
-                assert_eq!(action(&plan_mount(&v, &seen, ignore)), want, "{name}");
+                assert_eq!(
+                    action(&plan_mount(&v, &seen, ignoring(ignore))),
+                    want,
+                    "{name}"
+                );
             }
         }
 
@@ -774,7 +1359,9 @@ mod tests {
         fn near_identical_tags_warn_in_the_plan() {
             let v = [vol("/dev/sdf", "/data", 5)];
             let snaps = vec![snap("s1", "/Data", 3, Completed)];
-            let p = plan_mount(&v, &seen(&[], &[], &[], &snaps), false).unwrap();
+            let p = plan_mount(&v, &seen(&[], &[], &[], &snaps), ignoring(false))
+                .unwrap()
+                .volumes;
             assert_eq!(
                 p[0].action,
                 MountAction::Create {
@@ -796,7 +1383,7 @@ mod tests {
                 "/data/",
                 "s1",
             )];
-            let p = plan_mount(&v, &seen(&[], &at, &[], &snaps), false);
+            let p = plan_mount(&v, &seen(&[], &at, &[], &snaps), ignoring(false));
             assert_eq!(action(&p), "adopt vol-a attached=true");
         }
 
@@ -808,19 +1395,224 @@ mod tests {
             let e = plan_mount(
                 &[vol("/dev/sdf", "/a", 5), vol("/dev/sdg", "/b", 5)],
                 &seen(&mounted, &[], &[], &[]),
-                false,
+                ignoring(false),
             )
             .unwrap_err();
             assert_eq!(e.len(), 2);
+        }
+
+        fn detached_vol(id: &str, az: &str, created: &str, instance: &str) -> VolumeInfo {
+            let mut d = ebs(id, "available", None, "/a", "s1");
+            d.availability_zone = Some(az.into());
+            d.tags.insert(TAG_STATE.into(), STATE_DETACHED.into());
+            d.tags.insert("created".into(), created.into());
+            d.tags.insert("instance_id".into(), instance.into());
+            d
+        }
+
+        fn actions(p: &Result<MountPlan, Vec<String>>) -> Vec<String> {
+            match p {
+                Ok(p) => p
+                    .volumes
+                    .iter()
+                    .map(|v| {
+                        action(&Ok(MountPlan {
+                            point: p.point.clone(),
+                            volumes: vec![v.clone()],
+                        }))
+                    })
+                    .collect(),
+                Err(e) => e.iter().map(|l| format!("error: {l}")).collect(),
+            }
+        }
+
+        #[test]
+        fn a_failed_run_restores_the_earlier_complete_set_or_is_refused() {
+            let v = [vol("/dev/sdf", "/a", 5), vol("/dev/sdg", "/b", 5)];
+            let run = |id: &str, mp: &str, hour: u32, state, r: &str| {
+                in_run(id, mp, hour, state, Some(r))
+            };
+            // r2 failed on /b; r1 is complete.
+            let snaps = vec![
+                run("a1", "/a", 1, Completed, "r1"),
+                run("b1", "/b", 1, Completed, "r1"),
+                run("a2", "/a", 2, Completed, "r2"),
+            ];
+            let p = plan_mount(&v, &seen(&[], &[], &[], &snaps), ignoring(false));
+            assert_eq!(actions(&p), ["create from a1", "create from b1"]);
+            let p = p.unwrap();
+            assert_eq!(p.point, PointInTime::Set { run: "r1".into() });
+            assert!(
+                p.volumes[0].warnings.iter().any(|w| w.contains(
+                    "newer snapshot(s) a2 (snaptastic:run=r2) not used: not part of a snapshot set complete for every mount point"
+                )),
+                "{:?}",
+                p.volumes[0].warnings
+            );
+            assert!(
+                p.volumes[1].warnings.is_empty(),
+                "{:?}",
+                p.volumes[1].warnings
+            );
+
+            // No complete set (the only run lacks /b, which has 0.2.12's).
+            let mixed = vec![
+                in_run("b0", "/b", 0, Completed, None),
+                run("a2", "/a", 2, Completed, "r2"),
+                run("b2", "/b", 2, Error, "r2"),
+            ];
+            let p = plan_mount(&v, &seen(&[], &[], &[], &mixed), ignoring(false));
+            assert_eq!(
+                actions(&p),
+                ["error: /b (/dev/sdg): not in the newest snapshot set (snaptastic:run=r2), which has only b2 in state error, and no older set is complete; not restoring volumes from different points in time: pass --allow-mixed to restore each volume from its own newest snapshot"]
+            );
+            let allow = PlanOptions {
+                allow_mixed: true,
+                ..PlanOptions::default()
+            };
+            let p = plan_mount(&v, &seen(&[], &[], &[], &mixed), allow);
+            assert_eq!(actions(&p), ["create from a2", "create from b0"]);
+            assert_eq!(p.unwrap().point.label(), "mixed");
+
+            // Mixed history, but nothing is restored from snapshots (both
+            // mounted and left alone): no flag needed.
+            let mounted = mountinfo::parse(
+                "1 1 7:0 / /a rw - xfs /dev/xvdf rw\n1 1 7:1 / /b rw - xfs /dev/xvdg rw\n",
+            );
+            let p = plan_mount(&v, &seen(&mounted, &[], &[], &mixed), ignoring(true));
+            assert_eq!(actions(&p), ["skip /dev/xvdf", "skip /dev/xvdg"]);
+
+            // Pure 0.2.12 history: per volume, no flag.
+            let legacy = vec![
+                in_run("a0", "/a", 0, Completed, None),
+                in_run("b0", "/b", 3, Completed, None),
+            ];
+            let p = plan_mount(&v, &seen(&[], &[], &[], &legacy), ignoring(false));
+            assert_eq!(actions(&p), ["create from a0", "create from b0"]);
+            assert_eq!(p.unwrap().point, PointInTime::NoSets);
+        }
+
+        #[test]
+        fn a_detached_volume_is_never_silently_replaced_by_an_older_snapshot() {
+            let v = [vol("/dev/sdf", "/a", 5)];
+            let snaps = vec![snap("s1", "/a", 3, Completed)];
+            let older = detached_vol("vol-old", "az-1", "2026-11-01 01:00:00", "i-9");
+            let newer = detached_vol("vol-new", "az-1", "2026-11-02 01:00:00", "i-9");
+            let far = detached_vol("vol-far", "az-2", "2026-11-03 01:00:00", "i-8");
+            let mut other_mp = detached_vol("vol-b", "az-1", "2026-11-04 01:00:00", "i-1");
+            other_mp.tags.insert("mount_point".into(), "/b".into());
+            let mut attached_elsewhere = newer.clone();
+            attached_elsewhere.id = "vol-used".into();
+            attached_elsewhere.state = "in-use".into();
+            let from_snapshot = PlanOptions {
+                from_snapshot: true,
+                ..PlanOptions::default()
+            };
+            let cases: Vec<(&str, Vec<VolumeInfo>, PlanOptions, &str)> = vec![
+                ("detached on another instance, this AZ", vec![older.clone()], ignoring(false), "adopt vol-old attached=false"),
+                ("several here: the newest by created", vec![older.clone(), newer.clone()], ignoring(false), "adopt vol-new attached=false"),
+                ("one here beats a newer one elsewhere", vec![far.clone(), older.clone()], ignoring(false), "adopt vol-old attached=false"),
+                ("only in another AZ: stop", vec![far.clone()], ignoring(false), "error: /a (/dev/sdf): vol-far (created 2026-11-03 01:00:00, last on i-8) (detached by unmount-snapshots, so newer than any snapshot) is in az-2, not in this instance's az-1: it cannot be attached here; move its data here (snapshot it, or run mount-snapshots on an instance in its AZ), or pass --from-snapshot to restore from the snapshot anyway"),
+                ("another AZ with --from-snapshot", vec![far.clone()], from_snapshot, "create from s1"),
+                ("this AZ with --from-snapshot", vec![newer.clone()], from_snapshot, "create from s1"),
+                ("another mount point's is not ours", vec![other_mp], ignoring(false), "create from s1"),
+                ("in use again is not adopted", vec![attached_elsewhere], ignoring(false), "create from s1"),
+            ];
+            for (name, ours, opts, want) in cases {
+                let p = plan_mount(&v, &seen(&[], &[], &ours, &snaps), opts);
+                assert_eq!(action(&p), want, "{name}");
+            }
+            let p = plan_mount(
+                &v,
+                &seen(&[], &[], &[newer.clone(), older], &snaps),
+                ignoring(false),
+            )
+            .unwrap();
+            assert!(
+                p.volumes[0]
+                    .warnings
+                    .iter()
+                    .any(|w| w
+                        .contains("re-attaching vol-new detached by an earlier unmount-snapshots"))
+                    && p.volumes[0]
+                        .warnings
+                        .iter()
+                        .any(|w| w.contains("left alone: vol-old")),
+                "{:?}",
+                p.volumes[0].warnings
+            );
+
+            // Re-attached beside a volume restored from a snapshot: said.
+            let two = [vol("/dev/sdf", "/a", 5), vol("/dev/sdg", "/b", 5)];
+            let snaps = vec![
+                snap("s1", "/a", 3, Completed),
+                snap("sb", "/b", 3, Completed),
+            ];
+            let p = plan_mount(&two, &seen(&[], &[], &[newer], &snaps), ignoring(false)).unwrap();
+            assert!(
+                p.volumes[0]
+                    .warnings
+                    .iter()
+                    .any(|w| w.contains("while /b come(s) from snapshots")),
+                "{:?}",
+                p.volumes[0].warnings
+            );
+        }
+
+        #[test]
+        fn a_leftover_still_creating_is_adopted_not_duplicated() {
+            let v = [vol("/dev/sdf", "/data", 5)];
+            let snaps = vec![snap("s1", "/data", 3, Completed)];
+            let creating = |source: &str, instance: &str| {
+                let mut l = ebs("vol-c", "creating", None, "/data", source);
+                l.tags.insert(TAG_STATE.into(), STATE_RESTORING.into());
+                l.tags.insert("instance_id".into(), instance.into());
+                l
+            };
+            let cases: Vec<(&str, VolumeInfo, &str)> = vec![
+                (
+                    "ours, creating, same source",
+                    creating("s1", "i-1"),
+                    "adopt vol-c attached=false",
+                ),
+                ("another source", creating("s0", "i-1"), "create from s1"),
+                (
+                    "another instance's",
+                    creating("s1", "i-2"),
+                    "create from s1",
+                ),
+                (
+                    "in error",
+                    {
+                        let mut e = creating("s1", "i-1");
+                        e.state = "error".into();
+                        e
+                    },
+                    "create from s1",
+                ),
+            ];
+            for (name, left, want) in cases {
+                let ours = [left];
+                let p = plan_mount(&v, &seen(&[], &[], &ours, &snaps), ignoring(false));
+                assert_eq!(action(&p), want, "{name}");
+            }
+            // Empty volumes too (first boot killed during creation).
+            let ours = [creating(SOURCE_EMPTY, "i-1")];
+            let p = plan_mount(&v, &seen(&[], &[], &ours, &[]), ignoring(false));
+            assert_eq!(action(&p), "adopt vol-c attached=false");
         }
 
         #[test]
         fn formatting_only_for_empty_sources() {
             let v = [vol("/dev/sdf", "/data", 5)];
             let snaps = vec![snap("s1", "/data", 3, Completed)];
-            let p = plan_mount(&v, &seen(&[], &[], &[], &snaps), false).unwrap();
+            let p = plan_mount(&v, &seen(&[], &[], &[], &snaps), ignoring(false))
+                .unwrap()
+                .volumes;
             assert!(!p[0].may_format());
-            let p = plan_mount(&v, &seen(&[], &[], &[], &[]), false).unwrap();
+            let p = plan_mount(&v, &seen(&[], &[], &[], &[]), ignoring(false))
+                .unwrap()
+                .volumes;
             assert!(p[0].may_format());
             let at = vec![ebs(
                 "vol-a",
@@ -829,7 +1621,9 @@ mod tests {
                 "/data",
                 "snap-1",
             )];
-            let p = plan_mount(&v, &seen(&[], &at, &[], &[]), false).unwrap();
+            let p = plan_mount(&v, &seen(&[], &at, &[], &[]), ignoring(false))
+                .unwrap()
+                .volumes;
             assert!(!p[0].may_format());
         }
     }

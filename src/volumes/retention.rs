@@ -46,6 +46,11 @@ pub(crate) struct Owner {
     /// The profile's filter tag keys (`role`, `cluster`, `environment`
     /// by default): part of 0.2.12's tag set.
     pub filter_keys: BTreeSet<String>,
+    /// Snapshots found that another account owns (id -> that account),
+    /// found because `snapshot_owners` names it: shared with this
+    /// account (a DR copy, say), they are the other account's to expire,
+    /// and deleting them is not this account's to do, whatever their tags.
+    pub foreign: BTreeMap<String, String>,
 }
 
 impl Owner {
@@ -53,8 +58,39 @@ impl Owner {
         Owner {
             profile: profile.to_string(),
             filter_keys: filters.iter().map(|(k, _)| k.clone()).collect(),
+            foreign: BTreeMap::new(),
         }
     }
+
+    /// The same, with the snapshots other accounts own (see
+    /// [`foreign_snapshots`]).
+    pub(crate) fn with_foreign(mut self, foreign: BTreeMap<String, String>) -> Self {
+        self.foreign = foreign;
+        self
+    }
+}
+
+/// Which of the snapshots found (each with the owner EC2 named) belong to
+/// another account. `mine` is what the same lookup with only `self` found,
+/// or `None` when the lookup asked only for `self` (so all are ours). The
+/// account is told by `self`, not by comparing ids: the tool does not know
+/// its own account id (and `snapshot_owners` may name it). A snapshot made
+/// between the two lookups can only look foreign, and so be kept.
+pub(crate) fn foreign_snapshots(
+    found: &[(SnapshotInfo, Option<String>)],
+    mine: Option<&BTreeSet<String>>,
+) -> BTreeMap<String, String> {
+    let Some(mine) = mine else {
+        return BTreeMap::new();
+    };
+    found
+        .iter()
+        .filter(|(s, _)| !mine.contains(&s.id))
+        .map(|(s, owner)| {
+            let who = owner.clone().unwrap_or_else(|| "unknown".to_string());
+            (s.id.clone(), who)
+        })
+        .collect()
 }
 
 /// The keys snaptastic 0.2.12 wrote on every snapshot besides the filter
@@ -69,6 +105,13 @@ const VOLUME_ONLY_KEYS: [&str; 3] = [TAG_SOURCE, TAG_DEVICE, TAG_STATE];
 /// How a snapshot was told to be ours (the start of its reasons), or why
 /// it is not (the reason it is kept).
 fn ownership(s: &SnapshotInfo, owner: &Owner) -> Result<String, String> {
+    // Another account's snapshot, shared with this one: never ours to
+    // delete, not even with our own tags on it (a DR copy keeps them).
+    if let Some(account) = owner.foreign.get(&s.id) {
+        return Err(format!(
+            "owned by another account ({account}), shared with this one: never deleted here"
+        ));
+    }
     // EC2 reserves the `aws:` prefix (in any case) for AWS's own tags:
     // DLM, AWS Backup and the like mark what they make with them, and
     // nobody else can. Such a snapshot is theirs to expire, whatever tags
@@ -616,6 +659,67 @@ mod tests {
             .map(|(s, _)| s.id.as_str())
             .collect();
         assert_eq!(deleted, ["team"], "{plan:#?}");
+    }
+
+    #[test]
+    fn another_accounts_snapshots_are_never_deleted() {
+        // Shared from another account with our very tags (a DR copy),
+        // expired or failed: kept, with the reason. Ours are ranked among
+        // ours, so our newest stays protected although a newer copy exists.
+        let snaps = vec![
+            snap("ours-old", Some("/a"), 1, Completed, Some(OLD)),
+            snap("ours-new", Some("/a"), 2, Completed, Some(OLD)),
+            snap("dr-copy", Some("/a"), 3, Completed, Some(OLD)),
+            snap("dr-failed", Some("/a"), 4, Error, Some(OLD)),
+        ];
+        let found: Vec<(SnapshotInfo, Option<String>)> = snaps
+            .iter()
+            .map(|s| {
+                let who = if s.id.starts_with("dr-") {
+                    "210987654321"
+                } else {
+                    "123456789012"
+                };
+                (s.clone(), Some(who.to_string()))
+            })
+            .collect();
+        let mine: BTreeSet<String> = ["ours-old", "ours-new"].map(String::from).into();
+        let foreign = foreign_snapshots(&found, Some(&mine));
+        assert_eq!(
+            foreign,
+            BTreeMap::from([
+                ("dr-copy".to_string(), "210987654321".to_string()),
+                ("dr-failed".to_string(), "210987654321".to_string()),
+            ])
+        );
+        // Asked for `self` only: everything found is ours.
+        assert!(foreign_snapshots(&found, None).is_empty());
+
+        let owner = owner().with_foreign(foreign);
+        let rules = SnapshotRules {
+            keep_last: None,
+            older_than: Some(Duration::from_secs(3600)),
+        };
+        let mut lines: Vec<String> =
+            plan_snapshot_cleanup(&snaps, &owner, &BTreeSet::new(), rules, at(48))
+                .into_iter()
+                .map(|(s, v)| match v {
+                    Verdict::Keep(r) => format!("{} keep: {r}", s.id),
+                    Verdict::Delete(r) => format!("{} delete: {r}", s.id),
+                })
+                .collect();
+        lines.sort();
+        let shared =
+            "owned by another account (210987654321), shared with this one: never deleted here";
+        assert_eq!(
+            lines,
+            [
+                format!("dr-copy keep: {shared}"),
+                format!("dr-failed keep: {shared}"),
+                "ours-new keep: ours (snaptastic:profile=db), newest completed of /a: a restore would use it".to_string(),
+                "ours-old delete: ours (snaptastic:profile=db), older than 1h (1day 23h old)".to_string(),
+            ]
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use anyhow::{bail, Context as _, Result};
 
 use super::error::VolumeError;
 use super::hooks;
-use super::plan::TAG_PROFILE;
+use super::plan::{TAG_PROFILE, TAG_RUN};
 use super::snapshot_plan::{plan_set, plan_snapshots, HostView, Labels, Seen, Target};
 use super::tags::resource_tags;
 use super::window::{run_window, CallResult, Ended, Mode, Signals, WindowOptions};
@@ -27,9 +27,6 @@ use crate::host::freeze::{self, Thawed};
 use crate::host::{devices, mountinfo};
 use crate::snapshotter::{HookCtx, Snapshotter};
 
-/// Tag on the snapshots of one make-snapshots run (see
-/// `mark_crash_consistent`).
-const TAG_RUN: &str = "snaptastic:run";
 /// A snapshot EC2 accepted can be listed a moment later.
 const LISTED_LATE: Duration = Duration::from_secs(2);
 /// A snapshot of a large, busy volume can take hours; `--wait` gives up
@@ -394,8 +391,12 @@ async fn mark_crash_consistent(
         if round > 0 {
             tokio::time::sleep(LISTED_LATE).await;
         }
+        // This run's own snapshots: this account's, made moments ago.
         match ec2
-            .snapshots_tagged(&[(TAG_RUN.to_string(), run_id.to_string())])
+            .snapshots_tagged(
+                &[(TAG_RUN.to_string(), run_id.to_string())],
+                &["self".to_string()],
+            )
             .await
         {
             Ok(found) => {

@@ -370,3 +370,68 @@ fn test_command_fails_on_each_broken_part() {
     );
     assert!(out.contains("OK   ec2:DescribeSnapshots: allowed"), "{out}");
 }
+
+/// `snapshot_owners` naming an account as well as `self` (DR copies shared
+/// from another account): the lookups ask for both and still find this
+/// account's snapshots (moto's own account is 123456789012), and clean
+/// still deletes this account's expired ones: the account is told by the
+/// `self` lookup, not by the id.
+#[test]
+fn snapshot_owners_with_an_account_id_still_find_our_snapshots() {
+    let Some(moto) = moto() else { return };
+    let w = world(&moto);
+    let src = w.ec2.volume(&w.zone, 5, &[]);
+    let older = w.ec2.legacy_snapshot(
+        &src,
+        "solr snapshot of /mnt/a",
+        &legacy_tags(&w.instance, "/mnt/a", &w.role),
+    );
+    // moto's start times have one-second resolution.
+    std::thread::sleep(Duration::from_millis(1100));
+    let newest = w.ec2.legacy_snapshot(
+        &src,
+        "solr snapshot of /mnt/a",
+        &legacy_tags(&w.instance, "/mnt/a", &w.role),
+    );
+    let imds = Imds::start(ImdsData {
+        instance_id: w.instance.clone(),
+        zone: w.zone.clone(),
+        userdata: Some(userdata(&w.role)),
+        v1_only: false,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        &profile("solr").replace(
+            "[profiles.solr]\n",
+            "[profiles.solr]\nsnapshot_owners = [\"self\", \"123456789012\"]\n",
+        ),
+    );
+    let json = Run::new(&["list-volumes", "solr", "--json"])
+        .config(&cfg)
+        .aws(&moto, &imds)
+        .run()
+        .expect_code(0)
+        .stdout();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["restore"]["kind"], "snapshot", "{json}");
+    assert_eq!(v[0]["restore"]["snapshot"]["id"], newest.as_str(), "{json}");
+
+    let out = Run::new(&["clean", "snapshots", "solr", "--dry-run"])
+        .config(&cfg)
+        .aws(&moto, &imds)
+        .run()
+        .expect_code(0)
+        .stdout();
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("delete  {older} "))),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&format!("keep    {newest} "))),
+        "{out}"
+    );
+    assert!(!out.contains("another account"), "{out}");
+}

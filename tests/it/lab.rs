@@ -127,7 +127,8 @@ fn round_trip(nvme: bool) {
 
     // Detach unplugs.
     sh(&format!("umount {}", mnt2.display()));
-    // moto needs InstanceId on DetachVolume (without it: HTTP 500).
+    // With InstanceId, as snaptastic sends it (without, the lab fills it
+    // in: see detach_volume_without_instance_id_works_as_on_ec2).
     ec2.rt
         .block_on(
             c.detach_volume()
@@ -449,4 +450,232 @@ fn snaptastic_sees_the_lab_as_an_ec2_host() {
         .expect_code(0)
         .stdout();
     assert!(out.lines().nth(1).unwrap().contains(&vol), "{out}");
+}
+
+/// One metadata GET with curl: `(HTTP status, body)`; with a token when
+/// given one (IMDSv2), without (IMDSv1) otherwise.
+fn imds_get(imds: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("X-aws-ec2-metadata-token: {t}")]);
+    }
+    let out = cmd.arg(format!("{imds}{path}")).output().unwrap();
+    assert!(out.status.success(), "{path}: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap(), body.to_string())
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn metadata_directories_list_their_keys() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let lab = Lab::start(&moto, LabOpts::default());
+    let imds = lab.var("AWS_EC2_METADATA_SERVICE_ENDPOINT").to_string();
+    let token = sh(&format!(
+        "curl -sS -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' {imds}/latest/api/token"
+    ));
+    let ec2 = lab.ec2();
+    // Attached out of device order: ebsN follows the device names.
+    let g = ec2.volume("us-east-1a", 1, &[]);
+    ec2.attach(&g, lab.instance(), "/dev/sdg");
+    let f = ec2.volume("us-east-1a", 1, &[]);
+    ec2.attach(&f, lab.instance(), "/dev/sdf");
+
+    for token in [Some(token.as_str()), None] {
+        let get = |path: &str| imds_get(&imds, path, token);
+        let (code, top) = get("/latest/meta-data/");
+        assert_eq!(code, 200, "{top}");
+        let keys: Vec<&str> = top.lines().collect();
+        for want in [
+            "instance-id",
+            "instance-type",
+            "placement/",
+            "block-device-mapping/",
+        ] {
+            assert!(keys.contains(&want), "{want} not in {keys:?}");
+        }
+        assert_eq!(
+            get("/latest/meta-data/placement/"),
+            (200, "availability-zone\nregion".to_string())
+        );
+        // Without the slash too, as EC2 answers.
+        assert_eq!(
+            get("/latest/meta-data/placement"),
+            (200, "availability-zone\nregion".to_string())
+        );
+        assert_eq!(
+            get("/latest/meta-data/block-device-mapping/"),
+            (200, "ami\nebs1\nebs2\nroot".to_string())
+        );
+        assert_eq!(
+            get("/latest/meta-data/block-device-mapping/ebs1"),
+            (200, "sdf".to_string())
+        );
+        assert_eq!(
+            get("/latest/meta-data/block-device-mapping/ebs2"),
+            (200, "sdg".to_string())
+        );
+        assert_eq!(
+            get("/latest/meta-data/block-device-mapping/root"),
+            (200, "/dev/sda1".to_string())
+        );
+        assert_eq!(get("/latest/meta-data/block-device-mapping/ebs3").0, 404);
+        // The leaves a listing names answer (the walk boto made).
+        for key in keys {
+            if !key.ends_with('/') {
+                let (code, body) = get(&format!("/latest/meta-data/{key}"));
+                assert_eq!(code, 200, "{key}: {body}");
+            }
+        }
+    }
+    // A wrong token is still refused, listings included.
+    assert_eq!(imds_get(&imds, "/latest/meta-data/", Some("nope")).0, 401);
+
+    // A detached volume leaves the mapping.
+    ec2.rt
+        .block_on(
+            ec2.client
+                .detach_volume()
+                .volume_id(&f)
+                .instance_id(lab.instance())
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        imds_get(&imds, "/latest/meta-data/block-device-mapping/", None),
+        (200, "ami\nebs1\nroot".to_string())
+    );
+    assert_eq!(
+        imds_get(&imds, "/latest/meta-data/block-device-mapping/ebs1", None),
+        (200, "sdg".to_string())
+    );
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn describe_instance_attribute_lists_the_block_device_mapping() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let lab = Lab::start(&moto, LabOpts::default());
+    let ec2 = lab.ec2();
+    let c = &ec2.client;
+    let vol = ec2.volume("us-east-1a", 1, &[]);
+    ec2.attach(&vol, lab.instance(), "/dev/sdf");
+    let mapping = || {
+        let r = ec2
+            .rt
+            .block_on(
+                c.describe_instance_attribute()
+                    .instance_id(lab.instance())
+                    .attribute(aws_sdk_ec2::types::InstanceAttributeName::BlockDeviceMapping)
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(r.instance_id(), Some(lab.instance()));
+        let mut m: Vec<(String, String, String, bool)> = r
+            .block_device_mappings()
+            .iter()
+            .map(|b| {
+                let ebs = b.ebs().expect("an EBS mapping");
+                (
+                    b.device_name().unwrap().to_string(),
+                    ebs.volume_id().unwrap().to_string(),
+                    ebs.status().unwrap().as_str().to_string(),
+                    ebs.delete_on_termination().unwrap(),
+                )
+            })
+            .collect();
+        m.sort();
+        m
+    };
+    let m = mapping();
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert_eq!(m[0].0, "/dev/sda1", "the root volume: {m:?}");
+    assert_eq!((m[0].2.as_str(), m[0].3), ("attached", true), "{m:?}");
+    assert_eq!(
+        m[1],
+        (
+            "/dev/sdf".to_string(),
+            vol.clone(),
+            "attached".to_string(),
+            false
+        )
+    );
+
+    // DeleteOnTermination changed afterwards shows.
+    ec2.rt
+        .block_on(
+            c.modify_instance_attribute()
+                .instance_id(lab.instance())
+                .block_device_mappings(
+                    aws_sdk_ec2::types::InstanceBlockDeviceMappingSpecification::builder()
+                        .device_name("/dev/sdf")
+                        .ebs(
+                            aws_sdk_ec2::types::EbsInstanceBlockDeviceSpecification::builder()
+                                .delete_on_termination(true)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    assert!(mapping()[1].3, "{:?}", mapping());
+
+    // Other attributes pass through untouched.
+    let r = ec2
+        .rt
+        .block_on(
+            c.describe_instance_attribute()
+                .instance_id(lab.instance())
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceType)
+                .send(),
+        )
+        .unwrap();
+    assert!(r.block_device_mappings().is_empty());
+    assert!(r.instance_type().is_some());
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn detach_volume_without_instance_id_works_as_on_ec2() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let lab = Lab::start(&moto, LabOpts::default());
+    let ec2 = lab.ec2();
+    let c = &ec2.client;
+    let vol = ec2.volume("us-east-1a", 1, &[]);
+    ec2.attach(&vol, lab.instance(), "/dev/sdf");
+    let dev = lab.device_root().join("xvdf");
+    wait_for(&dev);
+
+    let detach = || {
+        ec2.rt
+            .block_on(c.detach_volume().volume_id(&vol).send())
+            .map_err(|e| {
+                aws_sdk_ec2::error::ProvideErrorMetadata::code(&e)
+                    .unwrap_or("none")
+                    .to_string()
+            })
+    };
+    let r = detach().unwrap();
+    assert_eq!(r.instance_id(), Some(lab.instance()));
+    assert_eq!(r.volume_id(), Some(vol.as_str()));
+    // The lab's own side effects saw the instance too: unplugged.
+    assert!(!dev.exists(), "{} still there after detach", dev.display());
+    assert!(lab.state()["plugged"].get(&vol).is_none());
+    let r = ec2
+        .rt
+        .block_on(c.describe_volumes().volume_ids(&vol).send())
+        .unwrap();
+    assert_eq!(r.volumes()[0].state().unwrap().as_str(), "available");
+
+    // A volume attached nowhere: EC2's error, not moto's HTTP 500.
+    assert_eq!(detach().unwrap_err(), "IncorrectState");
 }

@@ -11,6 +11,7 @@ mod layout;
 mod mount;
 mod porting;
 mod restore_order;
+mod restore_safety;
 mod retention;
 mod slow_freeze;
 mod snapshot;

@@ -67,8 +67,13 @@ fn a_0_2_12_expiry_in_local_time_is_read_as_local_time() {
     };
     // Written in New York: one expires in two hours (read as UTC, it
     // would have expired three hours ago), one expired two hours ago.
+    // moto's start times have one-second resolution: one snapshot a
+    // second, so the newest (never deleted) is the last one.
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(1100));
     let later = snap(&new_york(Duration::hours(2)));
+    pause();
     let past = snap(&new_york(Duration::hours(-2)));
+    pause();
     // The newest is never deleted; this one keeps the others in play.
     let newest = snap(&new_york(Duration::days(7)));
     let ud = format!(r#"{{"role": "{role}", "cluster": "c", "environment": "e"}}"#);

@@ -1,0 +1,268 @@
+//! mount-snapshots never brings a profile back from mixed or older points
+//! in time than it has: after a failed snapshot run the newest complete
+//! set is restored on every volume; a volume unmount-snapshots detached
+//! (newer than any snapshot) is re-attached; a volume a killed run left
+//! `creating` is adopted, not duplicated.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::Filter;
+
+use crate::mount::{mounted_at, mounted_volume, Setup};
+use crate::support::lab_prerequisites;
+
+fn write(s: &Setup, i: usize, text: &str) {
+    std::fs::write(s.mp(i).join("data"), text).unwrap();
+    assert!(std::process::Command::new("sync")
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn read(s: &Setup, i: usize) -> String {
+    std::fs::read_to_string(s.mp(i).join("data")).unwrap_or_default()
+}
+
+/// The volume attached for each of the profile's volumes, per list-volumes.
+fn listed(s: &Setup) -> serde_json::Value {
+    let out = s
+        .snaptastic(&["list-volumes", "db", "--json"])
+        .expect_code(0)
+        .stdout();
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Every tag of one volume.
+fn volume_tags(s: &Setup, id: &str) -> BTreeMap<String, String> {
+    let ec2 = s.lab.ec2();
+    let r = ec2
+        .rt
+        .block_on(ec2.client.describe_volumes().volume_ids(id).send())
+        .unwrap();
+    r.volumes()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+        .collect()
+}
+
+/// `snaptastic:run` of every snapshot of `volume`.
+fn runs_of(s: &Setup, volume: &str) -> Vec<String> {
+    let ec2 = s.lab.ec2();
+    let r = ec2
+        .rt
+        .block_on(
+            ec2.client
+                .describe_snapshots()
+                .filters(Filter::builder().name("volume-id").values(volume).build())
+                .send(),
+        )
+        .unwrap();
+    r.snapshots()
+        .iter()
+        .filter_map(|snap| {
+            snap.tags()
+                .iter()
+                .find(|t| t.key() == Some("snaptastic:run"))
+                .and_then(|t| t.value())
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_failed_snapshot_run_restores_one_consistent_set() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(
+        &moto,
+        false,
+        None,
+        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)],
+    );
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let v = listed(&s);
+    let vol_b = v[1]["attached_volume"].as_str().unwrap().to_string();
+    let fail_b = format!(
+        "[[faults]]\naction = \"CreateSnapshot\"\nparams = {{ VolumeId = \"{vol_b}\" }}\nreply = \"500\"\n"
+    );
+
+    // A first run that fails on the second volume: no complete set at all.
+    write(&s, 0, "zero-a");
+    write(&s, 1, "zero-b");
+    s.lab.control("rules", &fail_b);
+    s.snaptastic(&["make-snapshots", "db", "--per-volume"])
+        .expect_code(1);
+    s.lab.control("rules", "");
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    // /b has no snapshot at all (as for a volume new to the profile): it
+    // cannot mix points in time, so /a comes back from that run and /b
+    // starts empty, with a warning naming it.
+    let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    assert!(
+        d.stderr().contains(&format!(
+            "{}: no snapshot of this mount point exists; it is created empty",
+            s.mp(1).display()
+        )),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(read(&s, 0), "zero-a");
+    assert_eq!(read(&s, 1), "");
+
+    // A complete set, then a newer run that fails on /b.
+    write(&s, 0, "one-a");
+    write(&s, 1, "one-b");
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    let v = listed(&s);
+    let (vol_a, vol_b) = (
+        v[0]["attached_volume"].as_str().unwrap().to_string(),
+        v[1]["attached_volume"].as_str().unwrap().to_string(),
+    );
+    let complete_run = runs_of(&s, &vol_b);
+    assert_eq!(complete_run.len(), 1, "{complete_run:?}");
+    let complete_run = complete_run[0].clone();
+    std::thread::sleep(Duration::from_millis(1100));
+    write(&s, 0, "two-a");
+    write(&s, 1, "two-b");
+    s.lab.control(
+        "rules",
+        &format!(
+            "[[faults]]\naction = \"CreateSnapshot\"\nparams = {{ VolumeId = \"{vol_b}\" }}\nreply = \"500\"\n"
+        ),
+    );
+    s.snaptastic(&["make-snapshots", "db", "--per-volume"])
+        .expect_code(1);
+    s.lab.control("rules", "");
+    assert_eq!(
+        runs_of(&s, &vol_a).len(),
+        2,
+        "the failed run snapshotted /a"
+    );
+
+    // list-volumes shows the set both volumes come from.
+    let v = listed(&s);
+    assert_eq!(v[0]["set"], complete_run.as_str(), "{v}");
+    assert_eq!(v[1]["set"], complete_run.as_str(), "{v}");
+    assert_eq!(v[0]["outside_set"].as_array().unwrap().len(), 1, "{v}");
+
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let err = d.stderr();
+    assert!(
+        err.contains(&format!(
+            "restoring from snapshot set snaptastic:run={complete_run}"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("not part of a snapshot set complete for every mount point"),
+        "{err}"
+    );
+    assert_eq!(read(&s, 0), "one-a", "{}\n{err}", d.stdout());
+    assert_eq!(read(&s, 1), "one-b");
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn unmount_then_mount_returns_the_newer_data() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    let out = s
+        .snaptastic(&["mount-snapshots", "db"])
+        .expect_code(0)
+        .stdout();
+    let vol = mounted_volume(&out, &s.mp(0));
+    write(&s, 0, "snapshotted");
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    write(&s, 0, "newer");
+    s.snaptastic(&["unmount-snapshots", "db", "--yes"])
+        .expect_code(0);
+    assert_eq!(mounted_at(&s.mp(0)), None);
+
+    let creates = s.calls("CreateVolume");
+    let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    assert_eq!(mounted_volume(&d.stdout(), &s.mp(0)), vol, "{}", d.stderr());
+    assert!(
+        d.stderr().contains(&format!(
+            "re-attaching {vol} detached by an earlier unmount-snapshots"
+        )),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(read(&s, 0), "newer");
+    assert_eq!(s.calls("CreateVolume"), creates, "nothing restored");
+
+    // The same volume, detached, but in another AZ: stop, name it and
+    // the flag; nothing is created.
+    let mut tags = volume_tags(&s, &vol);
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    tags.insert("snaptastic:state".into(), "detached".into());
+    let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let far = s.lab.ec2().volume("us-east-1b", 1, &tags);
+    let creates = s.calls("CreateVolume");
+    let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(1);
+    assert!(
+        d.stderr().contains(&far)
+            && d.stderr().contains("is in us-east-1b")
+            && d.stderr().contains("--from-snapshot"),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(s.calls("CreateVolume"), creates);
+    assert_eq!(mounted_at(&s.mp(0)), None);
+    // Told to: the snapshot is restored.
+    s.snaptastic(&["mount-snapshots", "db", "--from-snapshot"])
+        .expect_code(0);
+    assert_eq!(read(&s, 0), "snapshotted");
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn kill_during_creating_then_rerun_leaves_one_volume() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(
+        &moto,
+        false,
+        Some("volume_available_after = \"5s\"\n"),
+        &[("/dev/sdf", "ext4", 1)],
+    );
+    let mut child = s.lab.run(&["mount-snapshots", "db"]).config(&s.cfg).spawn();
+    let start = Instant::now();
+    while s.calls("CreateVolume") == 0 || s.our_volumes().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "CreateVolume never came"
+        );
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("mount-snapshots ended before CreateVolume was seen: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let left = s.our_volumes();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].1, "creating", "{left:?}");
+
+    let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    assert_eq!(
+        mounted_volume(&d.stdout(), &s.mp(0)),
+        left[0].0,
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(s.calls("CreateVolume"), 1, "a second volume was created");
+    assert_eq!(s.our_volumes().len(), 1);
+    assert!(mounted_at(&s.mp(0)).is_some());
+}
