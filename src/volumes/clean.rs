@@ -10,11 +10,49 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use super::plan::TAG_PROFILE;
+use std::collections::BTreeSet;
+
+use super::plan::{choose_points, RestoreSource, TAG_PROFILE};
 use super::retention::{
     foreign_snapshots, plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules, Verdict,
 };
+use crate::cloud::SnapshotInfo;
+use crate::config::mount_point::normalize;
 use crate::context::VolumeContext;
+
+/// The snapshots mount-snapshots would restore now, chosen as it chooses
+/// (one point in time for the profile's mount points; from the same
+/// lookup): kept whatever their age. The mount points are the profile's
+/// when its volumes resolve here, else those the snapshots name.
+fn restore_uses(ctx: &VolumeContext, snapshots: &[SnapshotInfo]) -> BTreeSet<String> {
+    let mps: Vec<String> = match ctx.snapshotter.volumes(&ctx.host) {
+        Ok(volumes) => volumes.into_iter().map(|v| v.mount_point).collect(),
+        Err(_) => {
+            let set: BTreeSet<String> = snapshots
+                .iter()
+                .filter_map(|s| s.tag("mount_point").map(normalize))
+                .collect();
+            set.into_iter().collect()
+        }
+    };
+    let mps: Vec<&str> = mps.iter().map(String::as_str).collect();
+    let mut ids = BTreeSet::new();
+    for c in choose_points(snapshots, &mps).choices {
+        match c.source {
+            RestoreSource::Snapshot { snapshot } => {
+                ids.insert(snapshot.id);
+            }
+            RestoreSource::WaitFor {
+                pending, fallback, ..
+            } => {
+                ids.insert(pending.id);
+                ids.extend(fallback.map(|f| f.id));
+            }
+            RestoreSource::Empty => {}
+        }
+    }
+    ids
+}
 
 /// What to clean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +112,8 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
             };
             // The filter tags also find others' snapshots: only ours go.
             let owner = Owner::new(ctx.snapshotter.name(), filters).with_foreign(foreign);
-            plan_snapshot_cleanup(&snapshots, &owner, &in_images, rules, now)
+            let restore_uses = restore_uses(ctx, &snapshots);
+            plan_snapshot_cleanup(&snapshots, &owner, &in_images, &restore_uses, rules, now)
                 .into_iter()
                 .map(|(s, v)| {
                     let when = s

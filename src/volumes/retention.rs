@@ -187,10 +187,15 @@ fn ownership(s: &SnapshotInfo, owner: &Owner) -> Result<String, String> {
 
 /// Decide for every snapshot matching a profile's filter tags. Only ours
 /// (see [`Owner`]) may go; `in_images` are snapshots AMIs are made of.
+///
+/// `restore_uses` are the snapshots mount-snapshots would restore now
+/// (`plan::choose_points`: the newest complete set, which can be older
+/// than a mount point's newest snapshot): never deleted either.
 pub(crate) fn plan_snapshot_cleanup(
     snapshots: &[SnapshotInfo],
     owner: &Owner,
     in_images: &BTreeSet<String>,
+    restore_uses: &BTreeSet<String>,
     rules: SnapshotRules,
     now: DateTime<Utc>,
 ) -> Vec<(SnapshotInfo, Verdict)> {
@@ -235,6 +240,11 @@ pub(crate) fn plan_snapshot_cleanup(
                     now,
                 ) {
                     Verdict::Keep(why) => Verdict::Keep(format!("{how}, {why}")),
+                    // Older than a mount point's newest, yet what a restore
+                    // would use: the newest complete set.
+                    Verdict::Delete(_) if restore_uses.contains(&s.id) => {
+                        Verdict::Keep(format!("{how}, in the snapshot set a restore would use"))
+                    }
                     Verdict::Delete(why) => Verdict::Delete(format!("{how}, {why}")),
                 },
             };
@@ -478,13 +488,14 @@ mod tests {
     /// Sorted "id keep|delete: reason" lines.
     fn plan_lines(snaps: &[SnapshotInfo], rules: SnapshotRules, images: &[&str]) -> Vec<String> {
         let images = images.iter().map(|s| s.to_string()).collect();
-        let mut v: Vec<String> = plan_snapshot_cleanup(snaps, &owner(), &images, rules, at(48))
-            .into_iter()
-            .map(|(s, v)| match v {
-                Verdict::Keep(r) => format!("{} keep: {r}", s.id),
-                Verdict::Delete(r) => format!("{} delete: {r}", s.id),
-            })
-            .collect();
+        let mut v: Vec<String> =
+            plan_snapshot_cleanup(snaps, &owner(), &images, &BTreeSet::new(), rules, at(48))
+                .into_iter()
+                .map(|(s, v)| match v {
+                    Verdict::Keep(r) => format!("{} keep: {r}", s.id),
+                    Verdict::Delete(r) => format!("{} delete: {r}", s.id),
+                })
+                .collect();
         v.sort();
         v
     }
@@ -650,6 +661,7 @@ mod tests {
             &[team, newest, tagged("legacy", 1, &LEGACY)],
             &by_team,
             &BTreeSet::new(),
+            &BTreeSet::new(),
             SnapshotRules::default(),
             at(48),
         );
@@ -700,14 +712,20 @@ mod tests {
             keep_last: None,
             older_than: Some(Duration::from_secs(3600)),
         };
-        let mut lines: Vec<String> =
-            plan_snapshot_cleanup(&snaps, &owner, &BTreeSet::new(), rules, at(48))
-                .into_iter()
-                .map(|(s, v)| match v {
-                    Verdict::Keep(r) => format!("{} keep: {r}", s.id),
-                    Verdict::Delete(r) => format!("{} delete: {r}", s.id),
-                })
-                .collect();
+        let mut lines: Vec<String> = plan_snapshot_cleanup(
+            &snaps,
+            &owner,
+            &BTreeSet::new(),
+            &BTreeSet::new(),
+            rules,
+            at(48),
+        )
+        .into_iter()
+        .map(|(s, v)| match v {
+            Verdict::Keep(r) => format!("{} keep: {r}", s.id),
+            Verdict::Delete(r) => format!("{} delete: {r}", s.id),
+        })
+        .collect();
         lines.sort();
         let shared =
             "owned by another account (210987654321), shared with this one: never deleted here";

@@ -332,3 +332,51 @@ fn a_volume_that_cannot_be_tagged_attached_is_not_mounted() {
     assert_eq!(mounted_at(&s.mp(0)), None);
     assert_eq!(volumes(&s), [], "rolled back: it never held data");
 }
+
+#[test]
+fn the_complete_set_a_restore_uses_is_never_deleted() {
+    let Some(moto) = moto() else { return };
+    let ec2 = Ec2::new(&moto);
+    let role = unique("set");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        &dir,
+        "region = \"us-east-1\"\n[profiles.db]\n[[profiles.db.volumes]]\ndevice = \"/dev/sdf\"\nmount_point = \"/data\"\n[[profiles.db.volumes]]\ndevice = \"/dev/sdg\"\nmount_point = \"/logs\"\n",
+    );
+    let volume = ec2.volume("us-east-1a", 1, &[]);
+    let ours = |mp: &'static str, run: &'static str, expires: &'static str| {
+        let tags = vec![
+            ("instance_id", "i-old"),
+            ("mount_point", mp),
+            ("role", role.as_str()),
+            ("cluster", "c"),
+            ("environment", "e"),
+            ("expires", expires),
+            ("created", "2013-08-26 14:22:02.361688"),
+            ("snaptastic:profile", "db"),
+            ("snaptastic:run", run),
+        ];
+        ec2.legacy_snapshot(&volume, "d", &tags)
+    };
+    // Run r1 covered both mount points and has expired; the newer run r2
+    // failed on /logs. A restore uses r1 for both, so r1's /data snapshot,
+    // though expired and not the newest of /data, must stay.
+    let a1 = ours("/data", "r1", "2013-09-02 14:22:02");
+    let b1 = ours("/logs", "r1", "2013-09-02 14:22:02");
+    std::thread::sleep(Duration::from_millis(1100));
+    let a2 = ours("/data", "r2", "2099-01-01 00:00:00");
+    let ud = format!(r#"{{"role": "{role}", "cluster": "c", "environment": "e"}}"#);
+    let d = Run::new(&["clean", "snapshots", "db", "--dry-run", "-u", &ud])
+        .config(&cfg)
+        .env("AWS_ENDPOINT_URL", &moto)
+        .run()
+        .expect_code(0);
+    let out = d.stdout();
+    assert!(
+        line_for(&out, &a1).starts_with("keep")
+            && line_for(&out, &a1).contains("in the snapshot set a restore would use"),
+        "{out}"
+    );
+    assert!(line_for(&out, &b1).starts_with("keep"), "{out}");
+    assert!(line_for(&out, &a2).starts_with("keep"), "{out}");
+}
