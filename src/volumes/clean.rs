@@ -23,17 +23,18 @@ use crate::context::VolumeContext;
 /// The snapshots mount-snapshots would restore now, chosen as it chooses
 /// (one point in time for the profile's mount points; from the same
 /// lookup): kept whatever their age. The mount points are the profile's
-/// when its volumes resolve here, else those the snapshots name.
-fn restore_uses(ctx: &VolumeContext, snapshots: &[SnapshotInfo]) -> BTreeSet<String> {
-    let mps: Vec<String> = match ctx.snapshotter.volumes(&ctx.host) {
-        Ok(volumes) => volumes.into_iter().map(|v| v.mount_point).collect(),
-        Err(_) => {
-            let set: BTreeSet<String> = snapshots
-                .iter()
-                .filter_map(|s| s.tag("mount_point").map(normalize))
-                .collect();
-            set.into_iter().collect()
-        }
+/// (`profile_mps`) when its volumes resolve here, else those the
+/// snapshots name.
+fn restore_uses(
+    snapshots: &[SnapshotInfo],
+    profile_mps: Option<&BTreeSet<String>>,
+) -> BTreeSet<String> {
+    let mps: BTreeSet<String> = match profile_mps {
+        Some(mps) => mps.clone(),
+        None => snapshots
+            .iter()
+            .filter_map(|s| s.tag("mount_point").map(normalize))
+            .collect(),
     };
     let mps: Vec<&str> = mps.iter().map(String::as_str).collect();
     let mut ids = BTreeSet::new();
@@ -111,8 +112,18 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
                 older_than: args.older_than,
             };
             // The filter tags also find others' snapshots: only ours go.
-            let owner = Owner::new(ctx.snapshotter.name(), filters).with_foreign(foreign);
-            let restore_uses = restore_uses(ctx, &snapshots);
+            // The profile's mount points, when its volumes resolve here
+            // (off the host, userdata may lack a volume list).
+            let profile_mps: Option<BTreeSet<String>> = ctx
+                .snapshotter
+                .volumes(&ctx.host)
+                .ok()
+                .map(|v| v.into_iter().map(|v| v.mount_point).collect());
+            let mut owner = Owner::new(ctx.snapshotter.name(), filters).with_foreign(foreign);
+            if let Some(mps) = &profile_mps {
+                owner = owner.with_mount_points(mps.clone());
+            }
+            let restore_uses = restore_uses(&snapshots, profile_mps.as_ref());
             plan_snapshot_cleanup(&snapshots, &owner, &in_images, &restore_uses, rules, now)
                 .into_iter()
                 .map(|(s, v)| {

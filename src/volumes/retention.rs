@@ -51,6 +51,10 @@ pub(crate) struct Owner {
     /// account (a DR copy, say), they are the other account's to expire,
     /// and deleting them is not this account's to do, whatever their tags.
     pub foreign: BTreeMap<String, String>,
+    /// The profile's mount points, when known: a 0.2.12 snapshot (which
+    /// names no profile) of another mount point belongs to another
+    /// profile or host sharing the filter tags, not to this one.
+    pub mount_points: Option<BTreeSet<String>>,
 }
 
 impl Owner {
@@ -59,7 +63,14 @@ impl Owner {
             profile: profile.to_string(),
             filter_keys: filters.iter().map(|(k, _)| k.clone()).collect(),
             foreign: BTreeMap::new(),
+            mount_points: None,
         }
+    }
+
+    /// The same, knowing the profile's mount points.
+    pub(crate) fn with_mount_points(mut self, mount_points: BTreeSet<String>) -> Self {
+        self.mount_points = Some(mount_points);
+        self
     }
 
     /// The same, with the snapshots other accounts own (see
@@ -179,6 +190,14 @@ fn ownership(s: &SnapshotInfo, owner: &Owner) -> Result<String, String> {
         if parse_python_timestamp(value).is_none() {
             return Err(format!(
                 "not ours: no {TAG_PROFILE} tag, and its {key} '{value}' is not 0.2.12's timestamp"
+            ));
+        }
+    }
+    if let (Some(mps), Some(mp)) = (&owner.mount_points, s.tag("mount_point")) {
+        if !mps.contains(&crate::config::mount_point::normalize(mp)) {
+            return Err(format!(
+                "0.2.12's tag set, but {mp} is not a mount point of profile '{}'",
+                owner.profile
             ));
         }
     }

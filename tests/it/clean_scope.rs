@@ -365,6 +365,18 @@ fn the_complete_set_a_restore_uses_is_never_deleted() {
     let b1 = ours("/logs", "r1", "2013-09-02 14:22:02");
     std::thread::sleep(Duration::from_millis(1100));
     let a2 = ours("/data", "r2", "2099-01-01 00:00:00");
+    // 0.2.12's snapshot of a mount point this profile does not have (a
+    // host of another profile with the same filter tags): not ours.
+    let other_tags = vec![
+        ("instance_id", "i-old"),
+        ("mount_point", "/srv/other"),
+        ("role", role.as_str()),
+        ("cluster", "c"),
+        ("environment", "e"),
+        ("expires", "2013-09-02 14:22:02"),
+        ("created", "2013-08-26 14:22:02"),
+    ];
+    let other = ec2.legacy_snapshot(&volume, "d", &other_tags);
     let ud = format!(r#"{{"role": "{role}", "cluster": "c", "environment": "e"}}"#);
     let d = Run::new(&["clean", "snapshots", "db", "--dry-run", "-u", &ud])
         .config(&cfg)
@@ -379,4 +391,9 @@ fn the_complete_set_a_restore_uses_is_never_deleted() {
     );
     assert!(line_for(&out, &b1).starts_with("keep"), "{out}");
     assert!(line_for(&out, &a2).starts_with("keep"), "{out}");
+    assert!(
+        line_for(&out, &other).starts_with("keep")
+            && line_for(&out, &other).contains("/srv/other is not a mount point of profile 'db'"),
+        "{out}"
+    );
 }
