@@ -506,10 +506,17 @@ pub(crate) struct TableslurpArgs {
     /// Download even files already present with the right MD5.
     #[arg(long)]
     pub force: bool,
-    /// Restore objects that carry nothing to verify them by (no md5sum
-    /// metadata and a multipart ETag) instead of failing.
+    /// Restore objects without md5sum metadata instead of failing.
+    /// tablesnap (1.2.1 and ours) always writes it, so its absence means
+    /// the object was rewritten by another tool: its bytes are checked
+    /// only against its own ETag (when single-part), which proves the
+    /// download, not that the data is what was backed up.
     #[arg(long)]
     pub allow_unverified: bool,
+    /// A download that receives no bytes for this long is abandoned and
+    /// retried (a few times, then the file fails).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub stall_timeout: std::time::Duration,
 }
 
 /// tablechop's arguments.

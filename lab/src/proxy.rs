@@ -220,8 +220,14 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         tokio::time::sleep_until(at).await;
     }
     let mut resp = Response::builder().status(reply.status);
+    // The body is rebuilt (and maybe rewritten), so its length is hyper's
+    // to set, except for HEAD: that reply has no body and its
+    // Content-Length is the object's size, which clients (tablesnap -B)
+    // read to tell whether the object is already there.
+    let is_head = parts.method == hyper::Method::HEAD;
     for (k, v) in &reply.headers {
-        if k != hyper::header::CONTENT_LENGTH && k != hyper::header::TRANSFER_ENCODING {
+        let keep = k != hyper::header::CONTENT_LENGTH || is_head;
+        if keep && k != hyper::header::TRANSFER_ENCODING {
             resp = resp.header(k, v);
         }
     }
@@ -722,7 +728,8 @@ fn s3_operation(
     let q: BTreeMap<String, String> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect();
-    let has_key = path.trim_start_matches('/').contains('/');
+    // `/bucket/?list-type=2` (a path-style listing) names no key.
+    let has_key = path.trim_matches('/').contains('/');
     let op = match *method {
         Method::PUT if q.contains_key("partNumber") => "UploadPart",
         Method::PUT if headers.contains_key("x-amz-copy-source") => "CopyObject",

@@ -53,6 +53,14 @@ pub(crate) struct ObjectHead {
     pub metadata: HashMap<String, String>,
 }
 
+/// A multipart upload that was started and neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MultipartUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 #[derive(Clone)]
 pub(crate) struct S3 {
     client: Client,
@@ -155,6 +163,15 @@ impl S3 {
 
     /// A small object into memory (indexes).
     pub(crate) async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, CloudError> {
+        self.get_bytes_with_metadata(key).await.map(|(b, _)| b)
+    }
+
+    /// A small object and its user metadata (`x-amz-meta-*`): tableslurp
+    /// tells our indexes from tablesnap 1.2.1's by it.
+    pub(crate) async fn get_bytes_with_metadata(
+        &self,
+        key: &str,
+    ) -> Result<(Vec<u8>, HashMap<String, String>), CloudError> {
         let r = self
             .client
             .get_object()
@@ -163,10 +180,11 @@ impl S3 {
             .send()
             .await
             .map_err(|e| cloud_error("GetObject", e))?;
+        let metadata = r.metadata.unwrap_or_default();
         r.body
             .collect()
             .await
-            .map(|b| b.into_bytes().to_vec())
+            .map(|b| (b.into_bytes().to_vec(), metadata))
             .map_err(|e| CloudError::Transport {
                 op: "GetObject",
                 message: e.to_string(),
@@ -174,21 +192,32 @@ impl S3 {
     }
 
     /// Stream an object into `file`, hashing it on the way. `Ok(None)`
-    /// if there is no such object.
+    /// if there is no such object. Waiting longer than `stall` for the
+    /// reply or for the next bytes of the body is a (transient) transport
+    /// error: the SDK's read timeout does not cover the body, so a
+    /// stalled download would otherwise hang forever.
     pub(crate) async fn get_to_file(
         &self,
         key: &str,
         file: &Path,
+        stall: std::time::Duration,
     ) -> Result<Option<Fetched>, CloudError> {
         use md5::Digest;
         use tokio::io::AsyncWriteExt;
-        let r = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
+        let stalled = || CloudError::Transport {
+            op: "GetObject",
+            message: format!("no bytes for {}s (stalled)", stall.as_secs_f32()),
+        };
+        let r = match tokio::time::timeout(
+            stall,
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send(),
+        )
+        .await
+        .map_err(|_| stalled())?
         {
             Ok(r) => r,
             Err(e) => {
@@ -205,10 +234,14 @@ impl S3 {
         let mut out = tokio::fs::File::create(file).await.map_err(io)?;
         let mut hash = md5::Md5::new();
         let mut body = r.body;
-        while let Some(chunk) = body.try_next().await.map_err(|e| CloudError::Transport {
-            op: "GetObject",
-            message: e.to_string(),
-        })? {
+        while let Some(chunk) = tokio::time::timeout(stall, body.try_next())
+            .await
+            .map_err(|_| stalled())?
+            .map_err(|e| CloudError::Transport {
+                op: "GetObject",
+                message: e.to_string(),
+            })?
+        {
             hash.update(&chunk);
             out.write_all(&chunk).await.map_err(io)?;
         }
@@ -285,12 +318,13 @@ impl S3 {
         }
     }
 
-    /// A small object from memory (indexes).
+    /// A small object from memory (indexes), with user metadata.
     pub(crate) async fn put_bytes(
         &self,
         key: &str,
         body: Vec<u8>,
         content_type: &str,
+        metadata: &HashMap<String, String>,
         opts: &PutOptions,
     ) -> Result<(), CloudError> {
         let req = self
@@ -299,6 +333,7 @@ impl S3 {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .set_metadata(Some(metadata.clone()))
             .body(ByteStream::from(body));
         apply_put(req, opts)
             .send()
@@ -483,19 +518,65 @@ impl S3 {
 
     /// Abort a multipart upload (best effort, logged).
     pub(crate) async fn abort(&self, key: &str, upload_id: &str) {
-        if let Err(e) = self
-            .client
+        if let Err(e) = self.abort_multipart_upload(key, upload_id).await {
+            tracing::warn!("could not abort the multipart upload of {key}: {e}");
+        }
+    }
+
+    /// Abort a multipart upload: its parts are deleted (and no longer
+    /// billed).
+    pub(crate) async fn abort_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), CloudError> {
+        self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
             .send()
             .await
-        {
-            tracing::warn!(
-                "could not abort the multipart upload of {key}: {}",
-                cloud_error("AbortMultipartUpload", e)
-            );
+            .map(drop)
+            .map_err(|e| cloud_error("AbortMultipartUpload", e))
+    }
+
+    /// The unfinished multipart uploads of keys under `prefix` (all pages).
+    pub(crate) async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<MultipartUpload>, CloudError> {
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let r = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| cloud_error("ListMultipartUploads", e))?;
+            for u in r.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                    continue;
+                };
+                out.push(MultipartUpload {
+                    key: key.to_string(),
+                    upload_id: id.to_string(),
+                    initiated: u.initiated().and_then(to_chrono),
+                });
+            }
+            if r.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+            key_marker = r.next_key_marker().map(str::to_string);
+            id_marker = r.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(out);
+            }
         }
     }
 }

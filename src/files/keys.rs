@@ -43,6 +43,26 @@ impl KeyNaming {
 
 pub(crate) const INDEX_SUFFIX: &str = "-listdir.json";
 
+/// User metadata (`x-amz-meta-snaptastic-index: 1`) on every index our
+/// tablesnap writes. Our indexes list only files already in S3, so a
+/// listed name missing there is lost data; tablesnap 1.2.1's list the
+/// directory before uploading (subdirectories, files never uploaded), so
+/// there it is not. The mark lives in metadata, not in the JSON, because
+/// 1.2.1's tools read the body as `{dir: [names]}` and would take any
+/// extra member for another directory.
+pub(crate) const INDEX_MARK_KEY: &str = "snaptastic-index";
+pub(crate) const INDEX_MARK_VALUE: &str = "1";
+
+/// The metadata to PUT an index with.
+pub(crate) fn index_mark() -> std::collections::HashMap<String, String> {
+    [(INDEX_MARK_KEY.to_string(), INDEX_MARK_VALUE.to_string())].into()
+}
+
+/// Whether an index's metadata says our tablesnap wrote it.
+pub(crate) fn is_marked_index(metadata: &std::collections::HashMap<String, String>) -> bool {
+    metadata.get(INDEX_MARK_KEY).map(String::as_str) == Some(INDEX_MARK_VALUE)
+}
+
 /// Which files are backed up. One rule, applied to the full path
 /// everywhere (1.2.1 used the full path for uploads but the bare name for
 /// the index, so the two disagreed).

@@ -6,6 +6,7 @@ pub(crate) mod chop;
 pub(crate) mod keys;
 pub(crate) mod slurp;
 pub(crate) mod snap;
+pub(crate) mod stale;
 pub(crate) mod upload;
 
 use crate::cli::S3Args;

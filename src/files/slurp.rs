@@ -3,20 +3,25 @@
 //! It lists only the directory's own prefix (not the whole bucket as
 //! tableslurp 1.2.1 did), downloads the listed files in parallel into a
 //! temporary name, and renames each into place only when its MD5 matches
-//! the `md5sum` metadata. A missing or altered object is an error naming
-//! the file, and the exit code is 1. Files already present with the right
-//! MD5 are skipped, so a failed restore resumes.
+//! the `md5sum` metadata. A missing, altered or unverifiable object is an
+//! error naming the file, and the exit code is 1. Files already present
+//! with the right MD5 are skipped, so a failed restore resumes.
+//!
+//! The one exception: tablesnap 1.2.1 wrote its index before the data and
+//! listed every directory entry, so its indexes name subdirectories
+//! (`backups`, `snapshots`) and files never uploaded. For an index without
+//! our mark ([`is_marked_index`]) such names are reported as warnings.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
-use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
+use super::keys::{is_marked_index, parse_index, KeyNaming, INDEX_SUFFIX};
 use crate::cli::TableslurpArgs;
 use crate::cloud::s3::{ObjectInfo, S3};
 use crate::cloud::CloudError;
@@ -47,7 +52,13 @@ struct Job {
     owner: Ownership,
     force: bool,
     allow_unverified: bool,
+    /// No bytes for this long: the GET is abandoned and retried.
+    stall: Duration,
 }
+
+/// GETs of one file, counting those the SDK retries as one: its retries
+/// do not cover a body that fails or stalls midway.
+const GET_ATTEMPTS: u32 = crate::cloud::MAX_ATTEMPTS;
 
 pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
@@ -82,6 +93,7 @@ pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
         owner,
         force: args.force,
         allow_unverified: args.allow_unverified,
+        stall: args.stall_timeout,
     });
 
     // (origin directory, target directory) pairs.
@@ -175,11 +187,11 @@ async fn restore_dir(
                 })?
         }
     };
-    let body = job
-        .s3
-        .get_bytes(&index_key)
+    let (body, index_meta) = get_index(job, &index_key)
         .await
         .with_context(|| format!("reading index {index_key}"))?;
+    // Ours lists only what was in S3; 1.2.1's listed the directory first.
+    let ours = is_marked_index(&index_meta);
     let (dir, names) = parse_index(&String::from_utf8_lossy(&body))
         .map_err(|e| anyhow::anyhow!("{index_key}: {e}"))?;
     if Path::new(&dir) != origin {
@@ -208,11 +220,23 @@ async fn restore_dir(
             (name, r)
         });
     }
-    let (mut restored, mut present, mut failed) = (0, 0, 0);
+    let (mut restored, mut present, mut failed, mut unlisted) = (0, 0, 0, 0);
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok((_, Ok(true))) => restored += 1,
             Ok((_, Ok(false))) => present += 1,
+            Ok((name, Err(RestoreError::Missing { key }))) if !ours => {
+                unlisted += 1;
+                if is_directory_entry(job, &name, &key).await {
+                    tracing::warn!(
+                        "listed by tablesnap 1.2.1's index {index_key}: a directory entry: {name} (not restored)"
+                    );
+                } else {
+                    tracing::warn!(
+                        "listed by tablesnap 1.2.1's index but never uploaded: {name} ({key})"
+                    );
+                }
+            }
             Ok((name, Err(e))) => {
                 failed += 1;
                 println!("FAILED   {}: {e}", target.join(name).display());
@@ -223,11 +247,55 @@ async fn restore_dir(
             }
         }
     }
+    let not_uploaded = if unlisted > 0 {
+        format!(", {unlisted} listed by a tablesnap 1.2.1 index but not in S3")
+    } else {
+        String::new()
+    };
     println!(
-        "{}: {restored} restored, {present} already there, {failed} failed",
+        "{}: {restored} restored, {present} already there, {failed} failed{not_uploaded}",
         target.display()
     );
     Ok(failed)
+}
+
+/// An index and its metadata. Indexes are small, so the whole GET is
+/// bounded by the stall timeout, and retried like a data file's.
+async fn get_index(
+    job: &Job,
+    key: &str,
+) -> Result<(Vec<u8>, std::collections::HashMap<String, String>), CloudError> {
+    let mut attempt = 1;
+    loop {
+        let r = tokio::time::timeout(job.stall, job.s3.get_bytes_with_metadata(key))
+            .await
+            .unwrap_or_else(|_| {
+                Err(CloudError::Transport {
+                    op: "GetObject",
+                    message: format!("no reply for {}s (stalled)", job.stall.as_secs_f32()),
+                })
+            });
+        match r {
+            Err(e) if e.is_transient() && attempt < GET_ATTEMPTS => {
+                tracing::warn!("index {key}: {e}; retrying ({attempt}/{GET_ATTEMPTS})");
+                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Whether a name a 1.2.1 index listed but S3 lacks was a subdirectory:
+/// keys below it exist, or it is one Cassandra makes in a table directory.
+async fn is_directory_entry(job: &Job, name: &str, key: &str) -> bool {
+    if matches!(name, "backups" | "snapshots") {
+        return true;
+    }
+    match job.s3.list(&format!("{key}/"), Some("/")).await {
+        Ok((objects, dirs)) => !objects.is_empty() || !dirs.is_empty(),
+        Err(_) => false,
+    }
 }
 
 /// Why one file of the index was not restored.
@@ -247,7 +315,9 @@ enum RestoreError {
         got: String,
         key: String,
     },
-    #[error("no md5sum metadata and a multipart ETag: cannot verify it (--allow-unverified restores it anyway) ({key})")]
+    /// tablesnap always writes `md5sum`; an object without it was rewritten
+    /// by another tool, and its own ETag would only prove the download.
+    #[error("no md5sum metadata (tablesnap always writes it: rewritten since?), cannot verify it (--allow-unverified restores it anyway) ({key})")]
     Unverifiable { key: String },
     #[error("chmod: {0}")]
     Chmod(#[source] std::io::Error),
@@ -288,16 +358,33 @@ async fn fetch_one(
         }
     }
     let tmp = target.join(format!(".{name}.tableslurp"));
-    let Some(fetched) = job.s3.get_to_file(&key, &tmp).await? else {
-        return Err(RestoreError::Missing { key });
+    let mut attempt = 1;
+    let fetched = loop {
+        match job.s3.get_to_file(&key, &tmp, job.stall).await {
+            Ok(Some(f)) => break f,
+            Ok(None) => return Err(RestoreError::Missing { key }),
+            Err(e) if e.is_transient() && attempt < GET_ATTEMPTS => {
+                tracing::warn!("{name}: {e}; retrying ({attempt}/{GET_ATTEMPTS})");
+                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.into());
+            }
+        }
     };
-    // The md5sum metadata, else a single-part ETag (multipart ETags are
-    // not MD5s).
-    let want = fetched
-        .metadata
-        .get("md5sum")
-        .cloned()
-        .or_else(|| fetched.etag.clone().filter(|e| !e.contains('-')));
+    // Only the md5sum metadata proves the bytes are what was backed up.
+    // Without it (and --allow-unverified), a single-part ETag at least
+    // proves the download (multipart ETags are not MD5s).
+    let want = match fetched.metadata.get("md5sum") {
+        Some(m) => Some(m.clone()),
+        None if job.allow_unverified => fetched.etag.clone().filter(|e| !e.contains('-')),
+        None => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RestoreError::Unverifiable { key });
+        }
+    };
     match want {
         Some(w) if w != fetched.md5_hex => {
             let _ = std::fs::remove_file(&tmp);
@@ -307,11 +394,9 @@ async fn fetch_one(
                 key,
             });
         }
-        None if !job.allow_unverified => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(RestoreError::Unverifiable { key });
+        _ if !fetched.metadata.contains_key("md5sum") => {
+            tracing::warn!("{name}: restored unverified: no md5sum metadata (--allow-unverified)")
         }
-        None => tracing::warn!("{name}: restored unverified (--allow-unverified)"),
         _ => {}
     }
     apply_stat(

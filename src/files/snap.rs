@@ -34,6 +34,11 @@ const INDEX_QUIET: Duration = Duration::from_millis(1000);
 const QUEUE_CAPACITY: usize = 10_000;
 /// How often a long `-B` scan reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// How often directories that could not be watched (the inotify watch
+/// limit, permissions) are watched again or, failing that, rescanned:
+/// their files are then uploaded this late at worst. Each rescan costs a
+/// HEAD per file in them, hence not every few seconds.
+const UNWATCHED_RESCAN: Duration = Duration::from_secs(30);
 
 /// The queue's producing end: bounded, and a path waiting in it is not
 /// queued twice. Workers hold only the receiver and a clone of `waiting`,
@@ -131,6 +136,46 @@ pub(crate) enum SettingsError {
     NoBucket,
     #[error("no directory to watch for bucket {bucket}: give PATH... or paths in [tablesnap]")]
     NoPaths { bucket: String },
+    /// `-e`/`-i` take one or more values (1.2.1's `nargs='+'`), so
+    /// `tablesnap -e REGEX BUCKET PATH` reads BUCKET and PATH as patterns
+    /// too; "no bucket" alone would send the operator looking in the
+    /// wrong place.
+    #[error(
+        "{flag} takes every following word as a pattern: {} read as pattern(s); \
+         put {flag} REGEX after BUCKET PATH..., or write {flag}=REGEX",
+        quote_list(.swallowed)
+    )]
+    PatternsSwallowedArguments {
+        flag: &'static str,
+        swallowed: Vec<String>,
+    },
+}
+
+/// `'a'`, `'a' and 'b'`, `'a', 'b' and 'c'`, plus "was"/"were".
+fn quote_list(words: &[String]) -> String {
+    let q: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+    match q.as_slice() {
+        [] => "nothing was".to_string(),
+        [one] => format!("{one} was"),
+        [init @ .., last] => format!("{} and {last} were", init.join(", ")),
+    }
+}
+
+/// When BUCKET or PATH is missing and `-e`/`-i` got more than one value,
+/// the missing words were most likely read as patterns: all but the first
+/// value are named (the first is the pattern the operator meant).
+fn swallowed(cli: &TablesnapArgs) -> Option<SettingsError> {
+    let (flag, values) = if cli.exclude.len() > 1 {
+        ("-e", &cli.exclude)
+    } else if cli.include.len() > 1 {
+        ("-i", &cli.include)
+    } else {
+        return None;
+    };
+    Some(SettingsError::PatternsSwallowedArguments {
+        flag,
+        swallowed: values[1..].to_vec(),
+    })
 }
 
 /// Merge flags over the file's section. Pure.
@@ -141,18 +186,16 @@ pub(crate) fn merge(
     let empty = Tablesnap::default();
     let f = file.unwrap_or(&empty);
     let pick = |a: &Vec<String>, b: &Vec<String>| if a.is_empty() { b.clone() } else { a.clone() };
-    let bucket = cli
-        .bucket
-        .clone()
-        .or_else(|| f.bucket.clone())
-        .ok_or(SettingsError::NoBucket)?;
+    let Some(bucket) = cli.bucket.clone().or_else(|| f.bucket.clone()) else {
+        return Err(swallowed(cli).unwrap_or(SettingsError::NoBucket));
+    };
     let paths = if cli.paths.is_empty() {
         f.paths.clone()
     } else {
         cli.paths.clone()
     };
     if paths.is_empty() {
-        return Err(SettingsError::NoPaths { bucket });
+        return Err(swallowed(cli).unwrap_or(SettingsError::NoPaths { bucket }));
     }
     Ok(Settings {
         bucket,
@@ -205,6 +248,8 @@ pub(crate) fn merge(
 /// Run the daemon with the command line's flags over the configuration
 /// file's `[tablesnap]` section.
 pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result<ExitCode> {
+    // Multipart uploads initiated before this are not this daemon's.
+    let started = chrono::Utc::now();
     let args = &merge(cli, file)?;
     // As a message, not a chain: the pattern error already says the regex
     // error, which `{:#}` would repeat.
@@ -220,6 +265,8 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         name: args.name.clone().unwrap_or_else(super::default_name),
         separator: args.keyname_separator.clone(),
     };
+    // Held (shared) until the daemon exits: see files/stale.rs.
+    let _host_lock = super::stale::abort_stale_uploads(&s3, &args.bucket, &naming, started).await;
     let mib = 1u64 << 20;
     let uploader = Arc::new(Uploader {
         s3: s3.clone(),
@@ -301,6 +348,13 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     let stop_reason = daemon
         .serve(&mut watcher, &mut retry_rx, &mut signals)
         .await;
+    if watcher.failures() > 0 {
+        tracing::warn!(
+            "{} failed attempts to watch a directory; {} director(ies) were still unwatched",
+            watcher.failures(),
+            watcher.unwatched()
+        );
+    }
     drop(watcher);
     tracing::info!("{stop_reason}: finishing the uploads in flight");
     let clean = stop_reason == "SIGTERM" || stop_reason == "SIGINT";
@@ -444,6 +498,10 @@ impl Daemon {
         signals: &mut Signals,
     ) -> String {
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        let mut unwatched = tokio::time::interval_at(
+            tokio::time::Instant::now() + UNWATCHED_RESCAN,
+            UNWATCHED_RESCAN,
+        );
         loop {
             tokio::select! {
                 change = watcher.next() => match change {
@@ -451,6 +509,7 @@ impl Daemon {
                     Some(Err(e)) => return format!("inotify failed: {e}"),
                     None => return "inotify stream ended".to_string(),
                 },
+                _ = unwatched.tick(), if watcher.unwatched() > 0 => self.on_unwatched(watcher),
                 Some(path) = retry_rx.recv() => self.on_failed(path),
                 _ = signals.term.recv() => return "SIGTERM".to_string(),
                 _ = signals.int.recv() => return "SIGINT".to_string(),
@@ -474,6 +533,29 @@ impl Daemon {
                 tracing::warn!("inotify queue overflowed: rescanning");
                 self.rescan_due = true;
             }
+        }
+    }
+
+    /// Watch again the directories that could not be watched; scan them
+    /// all (those still unwatched are covered by these scans alone).
+    fn on_unwatched(&mut self, watcher: &mut Watcher) {
+        let (now, still) = watcher.retry_unwatched();
+        for dir in now {
+            tracing::info!("now watching {}", dir.display());
+            self.scan(dir, true);
+        }
+        if !still.is_empty() {
+            tracing::warn!(
+                "{} director(ies) cannot be watched ({} failed watch attempts so far): \
+                 rescanning them every {}s; raise sysctl fs.inotify.max_user_watches if \
+                 the watch limit is the cause",
+                still.len(),
+                watcher.failures(),
+                UNWATCHED_RESCAN.as_secs()
+            );
+        }
+        for dir in still {
+            self.scan(dir, true);
         }
     }
 
@@ -745,6 +827,7 @@ async fn write_index(
         &key,
         index_json(dir, &names).into_bytes(),
         "application/json",
+        &super::keys::index_mark(),
         opts,
     )
     .await
@@ -824,5 +907,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("no directory to watch"));
+    }
+
+    #[test]
+    fn patterns_that_swallowed_bucket_and_paths_are_named() {
+        let e = merge(&cli(&["-e", "\\.log$", "bkt", "/data"]), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "-e takes every following word as a pattern: 'bkt' and '/data' were read as \
+             pattern(s); put -e REGEX after BUCKET PATH..., or write -e=REGEX"
+        );
+        let e = merge(&cli(&["bkt", "--include", "Data", "/data"]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("-i takes every following word") && e.contains("'/data' was"),
+            "{e}"
+        );
+        // 1.2.1's shapes still work: patterns after the positionals, and
+        // the attached form before them.
+        let s = merge(&cli(&["bkt", "/data", "-e", "a", "b"]), None).unwrap();
+        assert_eq!((s.bucket.as_str(), s.exclude.len()), ("bkt", 2));
+        let s = merge(&cli(&["-e=a", "bkt", "/data"]), None).unwrap();
+        assert_eq!(
+            (s.bucket.as_str(), s.paths.len(), s.exclude),
+            ("bkt", 1, vec!["a".to_string()])
+        );
+        let s = merge(&cli(&["--exclude=a", "bkt", "/data"]), None).unwrap();
+        assert_eq!((s.bucket.as_str(), s.exclude.len()), ("bkt", 1));
     }
 }

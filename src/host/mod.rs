@@ -6,6 +6,7 @@ mod error;
 pub(crate) mod freeze;
 pub(crate) mod fs;
 mod ioctl;
+pub(crate) mod lock;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
 pub(crate) mod privileges;

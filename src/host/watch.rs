@@ -2,7 +2,7 @@
 //! added as they appear (`auto_add`), and a signal to rescan when the
 //! kernel's event queue overflowed. inotify types stay here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,10 @@ pub(crate) enum Change {
     Overflow,
 }
 
+/// Directories whose watch failed are named one by one up to this many;
+/// past it (a low watch limit on a large tree) only the count is said.
+const NAMED_FAILURES: u64 = 10;
+
 pub(crate) struct Watcher {
     stream: EventStream<Vec<u8>>,
     watches: Watches,
@@ -37,6 +41,29 @@ pub(crate) struct Watcher {
     listen: Listen,
     recursive: bool,
     auto_add: bool,
+    /// Directories below a root that could not be watched (the watch
+    /// limit, permissions): the daemon covers them by rescanning them
+    /// until [`Watcher::retry_unwatched`] manages to watch them.
+    unwatched: BTreeSet<PathBuf>,
+    /// Failed attempts to watch a directory, for the logs.
+    failures: u64,
+}
+
+/// Why a watch failed, with what to do about it where there is something.
+fn explain(e: &io::Error) -> String {
+    match e.kind() {
+        // ENOSPC from inotify_add_watch: the per-user watch limit.
+        io::ErrorKind::StorageFull => {
+            let now = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                .map(|s| format!(", now {}", s.trim()))
+                .unwrap_or_default();
+            format!(
+                "{e}: the inotify watch limit is reached; raise it with \
+                 sysctl fs.inotify.max_user_watches=N{now}"
+            )
+        }
+        _ => e.to_string(),
+    }
 }
 
 impl Watcher {
@@ -47,7 +74,15 @@ impl Watcher {
         recursive: bool,
         auto_add: bool,
     ) -> io::Result<Watcher> {
-        let inotify = Inotify::init()?;
+        let inotify = Inotify::init().map_err(|e| {
+            // EMFILE: the per-user limit on inotify instances.
+            let hint = if e.raw_os_error() == Some(nix::errno::Errno::EMFILE as i32) {
+                "; raise it with sysctl fs.inotify.max_user_instances=N"
+            } else {
+                ""
+            };
+            io::Error::new(e.kind(), format!("inotify_init: {e}{hint}"))
+        })?;
         let watches = inotify.watches();
         let stream = inotify.into_event_stream(vec![0u8; 64 * 1024])?;
         let mut w = Watcher {
@@ -57,13 +92,81 @@ impl Watcher {
             listen,
             recursive,
             auto_add,
+            unwatched: BTreeSet::new(),
+            failures: 0,
         };
+        // A configured directory that cannot be watched is fatal: the
+        // operator named it, and nothing would be uploaded from it.
         for root in roots {
             w.add_tree(root).map_err(|e| {
-                io::Error::new(e.kind(), format!("watching {}: {e}", root.display()))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot watch {}: {}", root.display(), explain(&e)),
+                )
             })?;
         }
         Ok(w)
+    }
+
+    /// Directories that could not be watched and are covered by rescans.
+    pub(crate) fn unwatched(&self) -> usize {
+        self.unwatched.len()
+    }
+
+    /// Failed attempts to watch a directory so far.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures
+    }
+
+    /// Watch the directories that could not be watched before. Returns
+    /// those now watched and those still not (both to be scanned: files
+    /// may have landed in them unseen); vanished ones are forgotten.
+    pub(crate) fn retry_unwatched(&mut self) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let (mut now, mut still) = (Vec::new(), Vec::new());
+        for dir in std::mem::take(&mut self.unwatched) {
+            if !dir.is_dir() {
+                continue;
+            }
+            match self.add_tree(&dir) {
+                Ok(()) => now.push(dir),
+                Err(_) => {
+                    self.failures += 1;
+                    self.unwatched.insert(dir.clone());
+                    still.push(dir);
+                }
+            }
+        }
+        (now, still)
+    }
+
+    /// Watch a directory below a root: a failure is logged, counted and
+    /// remembered for rescans instead of failing the daemon (a directory
+    /// that vanished meanwhile is not a failure). Returns whether it is
+    /// watched.
+    fn add_sub(&mut self, dir: &Path) -> bool {
+        match self.add_tree(dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => {
+                self.failures += 1;
+                if self.unwatched.insert(dir.to_path_buf()) {
+                    let n = self.unwatched.len() as u64;
+                    if n <= NAMED_FAILURES {
+                        tracing::error!(
+                            "cannot watch {}: {}; rescanning it periodically until it can be",
+                            dir.display(),
+                            explain(&e)
+                        );
+                    } else if n == NAMED_FAILURES + 1 {
+                        tracing::error!(
+                            "more directories cannot be watched (the count is in later \
+                             warnings); they are rescanned periodically"
+                        );
+                    }
+                }
+                false
+            }
+        }
     }
 
     fn mask(&self) -> WatchMask {
@@ -84,11 +187,11 @@ impl Watcher {
     fn add_tree(&mut self, dir: &Path) -> io::Result<()> {
         let wd = self.watches.add(dir, self.mask())?;
         self.dirs.insert(wd, dir.to_path_buf());
+        self.unwatched.remove(dir);
         if self.recursive {
             for entry in std::fs::read_dir(dir)?.flatten() {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    // A directory that vanished meanwhile is not an error.
-                    let _ = self.add_tree(&entry.path());
+                    self.add_sub(&entry.path());
                 }
             }
         }
@@ -122,11 +225,12 @@ impl Watcher {
                         .mask
                         .intersects(EventMask::CREATE | EventMask::MOVED_TO))
                 {
-                    if let Err(e) = self.add_tree(&path) {
-                        tracing::warn!("cannot watch new directory {}: {e}", path.display());
-                        continue;
+                    // Watched or not (then rescanned periodically), its
+                    // files are scanned now.
+                    if self.add_sub(&path) || path.is_dir() {
+                        return Some(Ok(Change::Dir(path)));
                     }
-                    return Some(Ok(Change::Dir(path)));
+                    continue;
                 }
                 continue;
             }

@@ -1,1 +1,327 @@
-//! (being written)
+//! tablesnap's safety nets: a misplaced `-e` named as such, the object
+//! size surviving the lab's proxy (so `-B` restarts upload nothing),
+//! stale multipart uploads of this host aborted (and no one else's), and
+//! directories that cannot be watched covered by rescans.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::support::{is_root, lab_prerequisites, moto, Lab, LabOpts, Run, S3};
+
+/// tablesnap as host1 against `endpoint`, its lock files in `runtime`;
+/// killed on drop.
+struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(endpoint: &str, bucket: &str, dir: &Path, runtime: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["tablesnap", bucket, dir.to_str().unwrap(), "-n", "host1"];
+        args.extend_from_slice(extra);
+        let child = Run::new(&args)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("SNAPTASTIC_RUNTIME_DIR", runtime)
+            .spawn();
+        std::thread::sleep(Duration::from_millis(900));
+        Daemon { child: Some(child) }
+    }
+
+    /// SIGTERM; returns (exit code, stderr).
+    fn stop(&mut self) -> (i32, String) {
+        let child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn key(dir: &Path, name: &str) -> String {
+    format!("host1:{}/{name}", dir.display())
+}
+
+#[test]
+fn exclude_before_the_bucket_is_named_as_the_cause() {
+    let d = Run::new(&["tablesnap", "-e", "\\.log$", "my-bucket", "/var/lib/x"])
+        .run()
+        .expect_code(1);
+    let err = d.stderr();
+    assert!(
+        err.contains(
+            "-e takes every following word as a pattern: 'my-bucket' and '/var/lib/x' were read as pattern(s); put -e REGEX after BUCKET PATH..., or write -e=REGEX"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("no bucket"), "{err}");
+    let d = Run::new(&["tablesnap", "my-bucket", "-i", "Data", "/var/lib/x"])
+        .run()
+        .expect_code(1);
+    assert!(
+        d.stderr().contains("-i takes every following word")
+            && d.stderr().contains("'/var/lib/x' was"),
+        "{}",
+        d.stderr()
+    );
+}
+
+/// Unfinished multipart uploads under `prefix`, as (key, upload id).
+fn uploads(s3: &S3, prefix: &str) -> Vec<(String, String)> {
+    let r = s3
+        .rt
+        .block_on(
+            s3.client
+                .list_multipart_uploads()
+                .bucket(&s3.bucket)
+                .prefix(prefix)
+                .send(),
+        )
+        .unwrap();
+    r.uploads()
+        .iter()
+        .map(|u| {
+            (
+                u.key().unwrap_or_default().to_string(),
+                u.upload_id().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn start_upload(s3: &S3, key: &str) -> String {
+    let r = s3
+        .rt
+        .block_on(
+            s3.client
+                .create_multipart_upload()
+                .bucket(&s3.bucket)
+                .key(key)
+                .send(),
+        )
+        .unwrap();
+    r.upload_id().unwrap().to_string()
+}
+
+#[test]
+fn stale_multipart_uploads_of_this_host_are_aborted_and_no_one_elses() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    // A host1 daemon killed mid-upload left this; host2 is another machine.
+    let mine = key(dir.path(), "big-Data.db");
+    let theirs = format!("host2:{}/big-Data.db", dir.path().display());
+    // Same name but a longer one: not this host's prefix ("host1:").
+    let longer = format!("host10:{}/big-Data.db", dir.path().display());
+    start_upload(&s3, &mine);
+    let their_id = start_upload(&s3, &theirs);
+    start_upload(&s3, &longer);
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let mut d = Daemon::start(&moto, &s3.bucket, dir.path(), runtime.path(), &[]);
+    let t = Instant::now();
+    while !uploads(&s3, "host1:").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "host1's upload not aborted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(uploads(&s3, "host2:"), vec![(theirs, their_id)]);
+    assert_eq!(uploads(&s3, "host10:").len(), 1);
+
+    // While that daemon runs, a second one of the same host name leaves
+    // uploads alone: this one could be the first daemon's, live.
+    let live = start_upload(&s3, &mine);
+    std::thread::sleep(Duration::from_millis(1100));
+    let other = tempfile::tempdir().unwrap();
+    let mut second = Daemon::start(&moto, &s3.bucket, other.path(), runtime.path(), &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(uploads(&s3, "host1:"), vec![(mine.clone(), live.clone())]);
+    let (code, stderr) = second.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("another tablesnap for host1: is running here"),
+        "{stderr}"
+    );
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "aborted the unfinished multipart upload of {mine}"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_lab_keeps_head_sizes_so_a_backup_restart_uploads_nothing() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let lab = Lab::start(&moto, LabOpts::default());
+    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
+    // The bucket and the HEAD go through the lab's proxy.
+    let s3 = S3::new(&endpoint);
+    let body = vec![7u8; 12_345];
+    s3.rt
+        .block_on(
+            s3.client
+                .put_object()
+                .bucket(&s3.bucket)
+                .key("sized")
+                .body(body.clone().into())
+                .send(),
+        )
+        .unwrap();
+    let head = s3
+        .rt
+        .block_on(
+            s3.client
+                .head_object()
+                .bucket(&s3.bucket)
+                .key("sized")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(head.content_length(), Some(12_345));
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-Data.db"), b"aaaa").unwrap();
+    std::fs::write(dir.path().join("a-Index.db"), b"iiiiiiii").unwrap();
+    let mut d = Daemon::start(&endpoint, &s3.bucket, dir.path(), runtime.path(), &["-B"]);
+    let index = format!("{}-listdir.json", key(dir.path(), "a-Data.db"));
+    s3.wait_keys("the first backup", |k| k.contains(&index));
+    assert_eq!(d.stop().0, 0);
+    let puts = lab.state()["calls"]["PutObject"].as_u64().unwrap();
+
+    let mut d = Daemon::start(&endpoint, &s3.bucket, dir.path(), runtime.path(), &["-B"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("stopped: 0 uploaded, 0 failed"), "{stderr}");
+    assert!(!stderr.contains("differs in S3"), "{stderr}");
+    // The index is written again (its directory had files land), the
+    // data files are not.
+    let after = lab.state()["calls"]["PutObject"].as_u64().unwrap();
+    assert!(after <= puts + 1, "PutObject {puts} then {after}");
+}
+
+/// Sets `fs.inotify.max_user_watches` and restores it on drop (also when
+/// the test panics): the limit is the machine's.
+struct WatchLimit(String);
+
+const MAX_WATCHES: &str = "/proc/sys/fs/inotify/max_user_watches";
+
+impl WatchLimit {
+    fn set(n: u64) -> WatchLimit {
+        let old = std::fs::read_to_string(MAX_WATCHES).unwrap();
+        std::fs::write(MAX_WATCHES, n.to_string()).unwrap();
+        WatchLimit(old.trim().to_string())
+    }
+}
+
+impl Drop for WatchLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::write(MAX_WATCHES, &self.0);
+    }
+}
+
+/// inotify watches this user has now, from every process's fdinfo.
+fn watches_in_use() -> u64 {
+    let mut n = 0;
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(t) = std::fs::read_to_string(fd.path()) {
+                n += t.lines().filter(|l| l.starts_with("inotify wd:")).count() as u64;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn directories_beyond_the_watch_limit_are_reported_and_rescanned() {
+    if !is_root() {
+        return;
+    }
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let root = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    for i in 0..20 {
+        std::fs::create_dir(root.path().join(format!("t{i:02}"))).unwrap();
+    }
+    // Room for the root and a few subdirectories, not for all 20.
+    let limit = WatchLimit::set(watches_in_use() + 4);
+    let mut d = Daemon::start(&moto, &s3.bucket, root.path(), runtime.path(), &["-r"]);
+    drop(limit);
+    // A file in every directory: most are not watched, and only the
+    // periodic rescan (or the watch it retries) brings them in.
+    let ks: Vec<String> = (0..20)
+        .map(|i| {
+            let sub = root.path().join(format!("t{i:02}"));
+            std::fs::write(sub.join("x-Data.db"), b"late").unwrap();
+            key(&sub, "x-Data.db")
+        })
+        .collect();
+    let t = Instant::now();
+    loop {
+        let have = s3.keys();
+        let missing: Vec<_> = ks.iter().filter(|k| !have.contains(k)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(50),
+            "never uploaded: {missing:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("cannot watch"), "{stderr}");
+    assert!(
+        stderr.contains("sysctl fs.inotify.max_user_watches"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("now watching"), "{stderr}");
+
+    // A configured path that cannot be watched fails the start, in one
+    // line naming it.
+    let limit = WatchLimit::set(watches_in_use());
+    let out = Run::new(&["tablesnap", &s3.bucket, root.path().to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("SNAPTASTIC_RUNTIME_DIR", runtime.path())
+        .run();
+    drop(limit);
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    let line = out.error_lines().join("\n");
+    assert!(
+        line.contains(&format!("cannot watch {}", root.path().display()))
+            && line.contains("max_user_watches"),
+        "{}",
+        out.stderr()
+    );
+}

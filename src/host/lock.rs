@@ -1,0 +1,79 @@
+//! A lock file per tablesnap key space (bucket, prefix and host name) in a
+//! runtime directory, held with flock(2) for the daemon's life. It tells a
+//! starting daemon whether another daemon of the same host name is
+//! running on this machine: only when none is may it treat unfinished
+//! multipart uploads under its name as abandoned (their process died).
+
+use std::fs::{File, OpenOptions};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where the lock files live: `$SNAPTASTIC_RUNTIME_DIR`, else systemd's
+/// `$RUNTIME_DIRECTORY`, else `/run/snaptastic` for root, else
+/// `$XDG_RUNTIME_DIR/snaptastic`, else `<tmp>/snaptastic-<uid>`.
+pub(crate) fn runtime_dir() -> PathBuf {
+    for var in ["SNAPTASTIC_RUNTIME_DIR", "RUNTIME_DIRECTORY"] {
+        if let Some(d) = std::env::var_os(var).filter(|d| !d.is_empty()) {
+            return PathBuf::from(d);
+        }
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/snaptastic");
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("snaptastic");
+    }
+    std::env::temp_dir().join(format!("snaptastic-{uid}"))
+}
+
+/// An open lock file, locked exclusively or shared; the lock goes with
+/// the process (also on kill -9: the kernel drops it with the file).
+#[derive(Debug)]
+pub(crate) struct HostLock {
+    file: Flock<File>,
+    pub path: PathBuf,
+    /// Whether this process holds it alone (exclusively).
+    pub sole: bool,
+}
+
+impl HostLock {
+    /// Open (creating) `dir/file_name` and lock it: exclusively if no one
+    /// else holds it, else shared (waiting only for a starting daemon's
+    /// short exclusive hold).
+    pub(crate) fn acquire(dir: &Path, file_name: &str) -> io::Result<HostLock> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(file_name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        let (file, sole) = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => (l, true),
+            Err((file, Errno::EWOULDBLOCK)) => match Flock::lock(file, FlockArg::LockShared) {
+                Ok(l) => (l, false),
+                Err((_, e)) => return Err(e.into()),
+            },
+            Err((_, e)) => return Err(e.into()),
+        };
+        Ok(HostLock { file, path, sole })
+    }
+
+    /// From exclusive to shared, so daemons started later see this one
+    /// running and leave its uploads alone. flock(2) converts by dropping
+    /// and re-taking the lock; a daemon that slips into that gap has
+    /// started before any upload of this one, so its cut-off (its own
+    /// start) spares them.
+    pub(crate) fn share(&mut self) -> io::Result<()> {
+        if self.sole {
+            self.file.relock(FlockArg::LockShared)?;
+            self.sole = false;
+        }
+        Ok(())
+    }
+}
