@@ -84,10 +84,14 @@ step mount-snapshots solr
 echo "== writing a file to $mnt"
 echo "hello from the demo, $(date -u)" | tee "$mnt/hello.txt"
 step make-snapshots solr
-step unmount-snapshots solr --yes
+# --delete: the volume is gone, so the file can only come back from the
+# snapshot (without it, mount-snapshots re-attaches the detached volume,
+# which holds data newer than any snapshot).
+step unmount-snapshots solr --yes --delete
+step list-volumes solr
 step mount-snapshots solr
 echo
-echo "== the file came back:"
+echo "== the file came back from the snapshot:"
 cat "$mnt/hello.txt"
 step unmount-snapshots solr --yes --delete
 echo "demo: done"
