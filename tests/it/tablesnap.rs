@@ -16,20 +16,38 @@ fn md5_hex(data: &[u8]) -> String {
 }
 
 /// tablesnap running against `endpoint`, stopped with SIGTERM on drop.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Option<Child>,
 }
 
 impl Daemon {
     fn start(endpoint: &str, bucket: &str, dir: &Path, extra: &[&str]) -> Daemon {
+        Self::start_in(endpoint, bucket, dir, None, extra)
+    }
+
+    /// The same, as host1, with its lock files in `runtime` when given.
+    pub(crate) fn start_in(
+        endpoint: &str,
+        bucket: &str,
+        dir: &Path,
+        runtime: Option<&Path>,
+        extra: &[&str],
+    ) -> Daemon {
         let mut args = vec!["tablesnap", bucket, dir.to_str().unwrap(), "-n", "host1"];
         args.extend_from_slice(extra);
-        let child = Run::new(&args)
+        let mut run = Run::new(&args)
             .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .spawn();
+            .env("AWS_REGION", "us-east-1");
+        if let Some(r) = runtime {
+            run = run.env("SNAPTASTIC_RUNTIME_DIR", r);
+        }
+        let child = run.spawn();
         // Watches are set up quickly; give it a moment before writing.
-        std::thread::sleep(Duration::from_millis(700));
+        std::thread::sleep(Duration::from_millis(if runtime.is_some() {
+            900
+        } else {
+            700
+        }));
         Daemon { child: Some(child) }
     }
 
@@ -38,7 +56,7 @@ impl Daemon {
     }
 
     /// SIGTERM; returns (exit code, stderr).
-    fn stop(&mut self) -> (i32, String) {
+    pub(crate) fn stop(&mut self) -> (i32, String) {
         let child = self.child.take().unwrap();
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -61,7 +79,7 @@ impl Drop for Daemon {
     }
 }
 
-fn key(dir: &Path, name: &str) -> String {
+pub(crate) fn key(dir: &Path, name: &str) -> String {
     format!("host1:{}/{name}", dir.display())
 }
 

@@ -3,58 +3,10 @@
 //! stale multipart uploads of this host aborted (and no one else's), and
 //! directories that cannot be watched covered by rescans.
 
-use std::path::Path;
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::support::{is_root, lab_prerequisites, moto, Lab, LabOpts, Run, S3};
-
-/// tablesnap as host1 against `endpoint`, its lock files in `runtime`;
-/// killed on drop.
-struct Daemon {
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn start(endpoint: &str, bucket: &str, dir: &Path, runtime: &Path, extra: &[&str]) -> Daemon {
-        let mut args = vec!["tablesnap", bucket, dir.to_str().unwrap(), "-n", "host1"];
-        args.extend_from_slice(extra);
-        let child = Run::new(&args)
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("SNAPTASTIC_RUNTIME_DIR", runtime)
-            .spawn();
-        std::thread::sleep(Duration::from_millis(900));
-        Daemon { child: Some(child) }
-    }
-
-    /// SIGTERM; returns (exit code, stderr).
-    fn stop(&mut self) -> (i32, String) {
-        let child = self.child.take().unwrap();
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn key(dir: &Path, name: &str) -> String {
-    format!("host1:{}/{name}", dir.display())
-}
+use crate::tablesnap::{key, Daemon};
 
 #[test]
 fn exclude_before_the_bucket_is_named_as_the_cause() {
@@ -133,7 +85,7 @@ fn stale_multipart_uploads_of_this_host_are_aborted_and_no_one_elses() {
     start_upload(&s3, &longer);
     std::thread::sleep(Duration::from_millis(1100));
 
-    let mut d = Daemon::start(&moto, &s3.bucket, dir.path(), runtime.path(), &[]);
+    let mut d = Daemon::start_in(&moto, &s3.bucket, dir.path(), Some(runtime.path()), &[]);
     let t = Instant::now();
     while !uploads(&s3, "host1:").is_empty() {
         assert!(
@@ -150,7 +102,7 @@ fn stale_multipart_uploads_of_this_host_are_aborted_and_no_one_elses() {
     let live = start_upload(&s3, &mine);
     std::thread::sleep(Duration::from_millis(1100));
     let other = tempfile::tempdir().unwrap();
-    let mut second = Daemon::start(&moto, &s3.bucket, other.path(), runtime.path(), &[]);
+    let mut second = Daemon::start_in(&moto, &s3.bucket, other.path(), Some(runtime.path()), &[]);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(uploads(&s3, "host1:"), vec![(mine.clone(), live.clone())]);
     let (code, stderr) = second.stop();
@@ -205,13 +157,25 @@ fn the_lab_keeps_head_sizes_so_a_backup_restart_uploads_nothing() {
     let runtime = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a-Data.db"), b"aaaa").unwrap();
     std::fs::write(dir.path().join("a-Index.db"), b"iiiiiiii").unwrap();
-    let mut d = Daemon::start(&endpoint, &s3.bucket, dir.path(), runtime.path(), &["-B"]);
+    let mut d = Daemon::start_in(
+        &endpoint,
+        &s3.bucket,
+        dir.path(),
+        Some(runtime.path()),
+        &["-B"],
+    );
     let index = format!("{}-listdir.json", key(dir.path(), "a-Data.db"));
     s3.wait_keys("the first backup", |k| k.contains(&index));
     assert_eq!(d.stop().0, 0);
     let puts = lab.state()["calls"]["PutObject"].as_u64().unwrap();
 
-    let mut d = Daemon::start(&endpoint, &s3.bucket, dir.path(), runtime.path(), &["-B"]);
+    let mut d = Daemon::start_in(
+        &endpoint,
+        &s3.bucket,
+        dir.path(),
+        Some(runtime.path()),
+        &["-B"],
+    );
     std::thread::sleep(Duration::from_millis(2500));
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
@@ -274,7 +238,13 @@ fn directories_beyond_the_watch_limit_are_reported_and_rescanned() {
     }
     // Room for the root and a few subdirectories, not for all 20.
     let limit = WatchLimit::set(watches_in_use() + 4);
-    let mut d = Daemon::start(&moto, &s3.bucket, root.path(), runtime.path(), &["-r"]);
+    let mut d = Daemon::start_in(
+        &moto,
+        &s3.bucket,
+        root.path(),
+        Some(runtime.path()),
+        &["-r"],
+    );
     drop(limit);
     // A file in every directory: most are not watched, and only the
     // periodic rescan (or the watch it retries) brings them in.
