@@ -72,11 +72,16 @@ pub(crate) fn plan(
     grace: Duration,
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
-    let indexed_dirs: BTreeSet<String> = objects
-        .iter()
-        .filter(|o| o.key.ends_with(INDEX_SUFFIX))
-        .map(|o| index_dir(&o.key))
-        .collect();
+    // When each directory's newest index was written: data uploaded after
+    // it (a crash before indexing, a restart without -B) may be the
+    // newest data there is, whatever its age.
+    let mut newest_index: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
+    for o in objects.iter().filter(|o| o.key.ends_with(INDEX_SUFFIX)) {
+        let slot = newest_index.entry(index_dir(&o.key)).or_insert(None);
+        if o.last_modified > *slot {
+            *slot = o.last_modified;
+        }
+    }
     objects
         .iter()
         .map(|o| {
@@ -91,10 +96,18 @@ pub(crate) fn plan(
                 }
             } else if listed.contains(&o.key) {
                 (false, "listed by a kept index".to_string())
-            } else if !indexed_dirs.contains(&index_dir(&o.key)) {
+            } else if !newest_index.contains_key(&index_dir(&o.key)) {
                 // No index governs this directory (--without-index, no
                 // sstables, commitlog archives): nothing says it is unused.
                 (false, "its directory has no index".to_string())
+            } else if newest_index
+                .get(&index_dir(&o.key))
+                .is_some_and(|newest| o.last_modified.is_none() || o.last_modified >= *newest)
+            {
+                (
+                    false,
+                    "uploaded after its directory's newest index (not indexed yet)".to_string(),
+                )
             } else if o.last_modified.is_none_or(|t| younger(t, grace, now)) {
                 (
                     false,
@@ -311,6 +324,21 @@ mod tests {
                 vec![
                     "keep h:/d/t/x-Data.db-listdir.json",
                     "keep h:/d/t/inflight-Data.db",
+                    "delete h:/d/t/orphan-Data.db",
+                ],
+            ),
+            (
+                "data uploaded after the newest index survives however old; older orphans go",
+                vec![
+                    obj("h:/d/t/x-Data.db-listdir.json", 30),
+                    obj("h:/d/t/after-Data.db", 10),
+                    obj("h:/d/t/orphan-Data.db", 40),
+                ],
+                vec![],
+                7,
+                vec![
+                    "keep h:/d/t/x-Data.db-listdir.json",
+                    "keep h:/d/t/after-Data.db",
                     "delete h:/d/t/orphan-Data.db",
                 ],
             ),

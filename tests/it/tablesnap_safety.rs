@@ -295,3 +295,63 @@ fn directories_beyond_the_watch_limit_are_reported_and_rescanned() {
         out.stderr()
     );
 }
+
+#[test]
+fn tablechop_never_deletes_data_newer_than_the_newest_index() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let put = |key: &str, body: &[u8]| {
+        s3.rt
+            .block_on(
+                s3.client
+                    .put_object()
+                    .bucket(&s3.bucket)
+                    .key(key)
+                    .body(body.to_vec().into())
+                    .send(),
+            )
+            .unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("ks/t");
+    // An orphan older than the directory's newest index, the index (which
+    // lists neither), then a file uploaded after it (a crash before
+    // indexing, a restart without -B): S3's times have one-second
+    // resolution, so a second apart.
+    let (orphan, after) = (key(&t, "orphan-Data.db"), key(&t, "after-Data.db"));
+    put(&orphan, b"old");
+    std::thread::sleep(Duration::from_millis(1100));
+    let index = format!("{}-listdir.json", key(&t, "x-Data.db"));
+    put(
+        &index,
+        format!(r#"{{"{}": ["x-Data.db"]}}"#, t.display()).as_bytes(),
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    put(&after, b"newest data");
+    let out = Run::new(&[
+        "tablechop",
+        &s3.bucket,
+        dir.path().to_str().unwrap(),
+        "0",
+        "-n",
+        "host1",
+        "--grace",
+        "0s",
+        "--dry-run",
+    ])
+    .env("AWS_ENDPOINT_URL", &moto)
+    .env("AWS_REGION", "us-east-1")
+    .run()
+    .expect_code(0)
+    .stdout();
+    assert!(
+        out.contains(&format!(
+            "keep    {after}: uploaded after its directory's newest index"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("delete  {orphan}: listed by no kept index")),
+        "{out}"
+    );
+}
