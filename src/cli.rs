@@ -540,6 +540,11 @@ pub(crate) struct TablechopArgs {
     /// (uploads in flight).
     #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
     pub grace: std::time::Duration,
+    /// Delete everything of a directory in which nothing (index or data)
+    /// is newer than this many days: a table dropped long ago. Off by
+    /// default: the newest index of every directory is kept forever.
+    #[arg(long, value_name = "DAYS")]
+    pub forget_after: Option<f64>,
     /// Accepted for compatibility (every deletion is printed anyway).
     #[arg(long = "list-deletes", hide = true)]
     pub list_deletes: bool,

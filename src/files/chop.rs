@@ -51,6 +51,37 @@ pub(crate) fn kept_indexes(
     kept
 }
 
+/// Directories of tables dropped long ago: indexed, and with no object
+/// (index or data) newer than `forget_after`. Only with the operator's
+/// explicit `--forget-after`: without it the newest index of every
+/// directory, and what it lists, is kept forever.
+pub(crate) fn dropped_dirs(
+    objects: &[ObjectInfo],
+    forget_after: Option<Duration>,
+    now: DateTime<Utc>,
+) -> BTreeSet<String> {
+    let Some(limit) = forget_after else {
+        return BTreeSet::new();
+    };
+    let mut latest: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
+    let mut indexed = BTreeSet::new();
+    for o in objects {
+        let dir = index_dir(&o.key);
+        if o.key.ends_with(INDEX_SUFFIX) {
+            indexed.insert(dir.clone());
+        }
+        let slot = latest.entry(dir).or_insert(None);
+        if o.last_modified > *slot {
+            *slot = o.last_modified;
+        }
+    }
+    latest
+        .into_iter()
+        .filter(|(dir, t)| indexed.contains(dir) && t.is_some_and(|t| !younger(t, limit, now)))
+        .map(|(dir, _)| dir)
+        .collect()
+}
+
 /// The directory part of an index key (everything before the last '/').
 fn index_dir(key: &str) -> String {
     key.rsplit_once('/')
@@ -65,10 +96,13 @@ fn younger(t: DateTime<Utc>, limit: Duration, now: DateTime<Utc>) -> bool {
 
 /// Decide for every object. `listed` holds the data keys the kept indexes
 /// name (see `listed_keys`).
+///
+/// Everything in a `dropped` directory goes (see `dropped_dirs`).
 pub(crate) fn plan(
     objects: &[ObjectInfo],
     kept: &BTreeSet<String>,
     listed: &BTreeSet<String>,
+    dropped: &BTreeSet<String>,
     grace: Duration,
     now: DateTime<Utc>,
 ) -> Vec<Decision> {
@@ -85,7 +119,13 @@ pub(crate) fn plan(
     objects
         .iter()
         .map(|o| {
-            let (delete, reason) = if o.key.ends_with(INDEX_SUFFIX) {
+            let (delete, reason) = if dropped.contains(&index_dir(&o.key)) {
+                (
+                    true,
+                    "a table dropped long ago: nothing in its directory is newer than --forget-after"
+                        .to_string(),
+                )
+            } else if o.key.ends_with(INDEX_SUFFIX) {
                 if kept.contains(&o.key) {
                     (
                         false,
@@ -146,7 +186,12 @@ pub(crate) async fn run(args: &TablechopArgs) -> Result<ExitCode> {
         .with_context(|| format!("listing s3://{}/{prefix}", args.bucket))?;
     let now = Utc::now();
     let age = Duration::try_from_secs_f64(args.age.max(0.0) * 86_400.0).unwrap_or(Duration::MAX);
-    let kept = kept_indexes(&objects, age, now);
+    let forget_after = args
+        .forget_after
+        .map(|d| Duration::try_from_secs_f64(d.max(0.0) * 86_400.0).unwrap_or(Duration::MAX));
+    let dropped = dropped_dirs(&objects, forget_after, now);
+    let mut kept = kept_indexes(&objects, age, now);
+    kept.retain(|k| !dropped.contains(&index_dir(k)));
     let mut listed = BTreeSet::new();
     for key in &kept {
         let body = s3
@@ -157,7 +202,7 @@ pub(crate) async fn run(args: &TablechopArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("index {key}: {e}"))?;
         listed.extend(keys);
     }
-    let decisions = plan(&objects, &kept, &listed, args.grace, now);
+    let decisions = plan(&objects, &kept, &listed, &dropped, args.grace, now);
     // Indexes go first: a failure half way leaves unlisted files (the next
     // run deletes them), never an index naming files that are gone.
     let mut doomed: Vec<String> = decisions
@@ -240,10 +285,55 @@ mod tests {
                 .unwrap_or("{\"/x\": []}");
             listed.extend(listed_keys(&naming(), body).unwrap());
         }
-        plan(objects, &kept, &listed, Duration::from_secs(86_400), now)
-            .into_iter()
-            .map(|d| format!("{} {}", if d.delete { "delete" } else { "keep" }, d.key))
-            .collect()
+        plan(
+            objects,
+            &kept,
+            &listed,
+            &BTreeSet::new(),
+            Duration::from_secs(86_400),
+            now,
+        )
+        .into_iter()
+        .map(|d| format!("{} {}", if d.delete { "delete" } else { "keep" }, d.key))
+        .collect()
+    }
+
+    #[test]
+    fn a_table_dropped_long_ago_goes_only_when_asked() {
+        let objects = vec![
+            obj("h:/d/old/o1-Data.db", 400),
+            obj("h:/d/old/o1-Data.db-listdir.json", 400),
+            obj("h:/d/cold/c1-Data.db", 300),
+            obj("h:/d/cold/c1-Data.db-listdir.json", 300),
+            obj("h:/d/cold/c2-Data.db", 10),
+            obj("h:/d/live/l1-Data.db-listdir.json", 1),
+        ];
+        let now = at(0).unwrap();
+        let year = Some(Duration::from_secs(365 * 86_400));
+        // Without the option nothing is dropped.
+        assert!(dropped_dirs(&objects, None, now).is_empty());
+        // `cold` has a file only ten days old: not dropped.
+        let dropped = dropped_dirs(&objects, year, now);
+        assert_eq!(dropped, BTreeSet::from(["h:/d/old".to_string()]));
+        let kept = BTreeSet::new();
+        let decisions = plan(
+            &objects,
+            &kept,
+            &BTreeSet::new(),
+            &dropped,
+            Duration::ZERO,
+            now,
+        );
+        let deleted: Vec<&str> = decisions
+            .iter()
+            .filter(|d| d.delete)
+            .map(|d| d.key.as_str())
+            .collect();
+        assert!(deleted.contains(&"h:/d/old/o1-Data.db"), "{deleted:?}");
+        assert!(deleted.contains(&"h:/d/old/o1-Data.db-listdir.json"));
+        assert!(!deleted
+            .iter()
+            .any(|k| k.contains("/cold/") && k.contains("c2")));
     }
 
     #[test]

@@ -355,3 +355,59 @@ fn tablechop_never_deletes_data_newer_than_the_newest_index() {
         "{out}"
     );
 }
+
+#[test]
+fn tablechop_forgets_a_dropped_table_only_when_asked() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("ks/dropped");
+    let data = key(&t, "d1-Data.db");
+    let index = format!("{data}-listdir.json");
+    for (k, body) in [
+        (data.clone(), b"x".to_vec()),
+        (
+            index.clone(),
+            format!(r#"{{"{}": ["d1-Data.db"]}}"#, t.display()).into_bytes(),
+        ),
+    ] {
+        s3.rt
+            .block_on(
+                s3.client
+                    .put_object()
+                    .bucket(&s3.bucket)
+                    .key(k)
+                    .body(body.into())
+                    .send(),
+            )
+            .unwrap();
+    }
+    let chop = |extra: &[&str]| {
+        let mut args = vec![
+            "tablechop",
+            &s3.bucket,
+            dir.path().to_str().unwrap(),
+            "0",
+            "-n",
+            "host1",
+            "--dry-run",
+        ];
+        args.extend_from_slice(extra);
+        Run::new(&args)
+            .env("AWS_ENDPOINT_URL", &moto)
+            .env("AWS_REGION", "us-east-1")
+            .run()
+            .expect_code(0)
+            .stdout()
+    };
+    // By default the newest index of a directory and what it lists stay.
+    let out = chop(&[]);
+    assert!(out.contains("0 of 2 objects to delete"), "{out}");
+    // Asked to forget directories idle for 0 days: both go, index first.
+    let out = chop(&["--forget-after", "0"]);
+    assert!(out.contains("2 of 2 objects to delete"), "{out}");
+    assert!(
+        out.contains(&format!("delete  {index}: a table dropped long ago")),
+        "{out}"
+    );
+}
