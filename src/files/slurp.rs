@@ -38,6 +38,26 @@ pub(crate) fn choose_index(
         .max_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)))
 }
 
+/// The index `-f FILE` means: the one written beside it
+/// (`FILE-listdir.json`), else the first written at or after FILE's upload
+/// (ours writes one index per directory per batch, beside the batch's
+/// newest file, so most files have none of their own).
+pub(crate) fn index_for_file<'a>(
+    objects: &'a [ObjectInfo],
+    file_key: &str,
+) -> Option<&'a ObjectInfo> {
+    let own = format!("{file_key}{INDEX_SUFFIX}");
+    if let Some(o) = objects.iter().find(|o| o.key == own) {
+        return Some(o);
+    }
+    let uploaded = objects.iter().find(|o| o.key == file_key)?.last_modified?;
+    objects
+        .iter()
+        .filter(|o| o.key.ends_with(INDEX_SUFFIX))
+        .filter(|o| o.last_modified.is_some_and(|t| t >= uploaded))
+        .min_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)))
+}
+
 /// Owner and group to give restored files.
 #[derive(Debug, Clone, Default)]
 struct Ownership {
@@ -169,7 +189,24 @@ async fn restore_dir(
 ) -> Result<usize> {
     let prefix = job.naming.dir_prefix(origin);
     let index_key = match file {
-        Some(f) => format!("{prefix}{f}{INDEX_SUFFIX}"),
+        Some(f) => {
+            let (objects, _) = job
+                .s3
+                .list(&prefix, Some("/"))
+                .await
+                .context("listing the backup")?;
+            let file_key = format!("{prefix}{f}");
+            let chosen = index_for_file(&objects, &file_key).with_context(|| {
+                format!("no index lists {f} in s3://{bucket}/{prefix} (is it uploaded?)")
+            })?;
+            if chosen.key != format!("{file_key}{INDEX_SUFFIX}") {
+                tracing::info!(
+                    "{f} has no index of its own: using {}, the first written after its upload",
+                    chosen.key
+                );
+            }
+            chosen.key.clone()
+        }
         None => {
             // Only this directory's prefix, one level: not the bucket.
             let (objects, _) = job
@@ -471,6 +508,22 @@ mod tests {
             size: 1,
             last_modified: Some(Utc.with_ymd_and_hms(2026, 11, 23, hour, 0, 0).unwrap()),
         }
+    }
+
+    #[test]
+    fn a_file_without_its_own_index_takes_the_first_after_it() {
+        let objects = vec![
+            obj("h:/d/a-Data.db", 2),
+            obj("h:/d/a-Data.db-listdir.json", 2),
+            obj("h:/d/b-Data.db", 3),
+            obj("h:/d/c-Data.db", 4),
+            obj("h:/d/c-Data.db-listdir.json", 4),
+            obj("h:/d/d-Data.db-listdir.json", 6),
+        ];
+        let pick = |f: &str| index_for_file(&objects, f).map(|o| o.key.as_str());
+        assert_eq!(pick("h:/d/a-Data.db"), Some("h:/d/a-Data.db-listdir.json"));
+        assert_eq!(pick("h:/d/b-Data.db"), Some("h:/d/c-Data.db-listdir.json"));
+        assert_eq!(pick("h:/d/nope-Data.db"), None);
     }
 
     #[test]

@@ -238,3 +238,43 @@ fn a_stalled_get_is_abandoned_and_retried() {
     assert!(r.stderr().contains("stalled"), "{}", r.stderr());
     assert_eq!(std::fs::read(out.path().join("a-Data.db")).unwrap(), b"a");
 }
+
+#[test]
+fn a_file_without_its_own_index_restores_from_the_next_one() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    // One batch: f1 then f2 uploaded, one index beside f2 listing both
+    // (S3's times have one-second resolution).
+    put_file(&s3, "f1-Data.db", b"one");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    put_file(&s3, "f2-Data.db", b"two");
+    put(
+        &s3,
+        "f2-Data.db-listdir.json",
+        format!(r#"{{"{ORIGIN}":["f1-Data.db","f2-Data.db"]}}"#).as_bytes(),
+        &[("snaptastic-index", "1".into())],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let r = slurp(&moto, &s3.bucket, out.path(), &["-f", "f1-Data.db"]).expect_code(0);
+    assert!(
+        r.stderr()
+            .contains("f1-Data.db has no index of its own: using host1:"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("f1-Data.db")).unwrap(),
+        b"one"
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("f2-Data.db")).unwrap(),
+        b"two"
+    );
+    // A file that is not there at all: one line saying so.
+    let r = slurp(&moto, &s3.bucket, out.path(), &["-f", "nope-Data.db"]).expect_code(1);
+    assert!(
+        r.stderr().contains("no index lists nope-Data.db"),
+        "{}",
+        r.stderr()
+    );
+}
