@@ -1,4 +1,5 @@
-//! Running tasks side by side and collecting their results in order.
+//! Running tasks side by side and collecting their results in order, and
+//! the exit code their failures add up to.
 
 use thiserror::Error;
 
@@ -39,4 +40,14 @@ where
         }
     }
     out.into_iter().flatten().collect()
+}
+
+/// A command's exit code from how many of its items failed: 0 when none,
+/// 1 otherwise.
+pub(crate) fn exit_code(failed: usize) -> std::process::ExitCode {
+    if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }

@@ -141,11 +141,7 @@ pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
         )
         .await?;
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(crate::tasks::exit_code(failed))
 }
 
 /// Every directory below `origin` (itself included) that holds an index.

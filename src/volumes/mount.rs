@@ -223,11 +223,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         tracing::info!("post_mounts hook not run: {failed} volume(s) failed");
     }
     print_summary(&plans, &outcomes);
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(crate::tasks::exit_code(failed))
 }
 
 /// Host-side checks before anything is created: the device name is free,

@@ -19,7 +19,7 @@ use super::hooks;
 use super::plan::{TAG_PROFILE, TAG_RUN};
 use super::snapshot_plan::{plan_set, plan_snapshots, HostView, Labels, Seen, Target};
 use super::tags::resource_tags;
-use super::window::{run_window, CallResult, Ended, Mode, Signals, WindowOptions};
+use super::window::{run_window, with_tags, CallResult, Ended, Mode, Signals, WindowOptions};
 use crate::cloud::{poll_until, Backoff, Ec2, SnapshotState};
 use crate::config::{kernel_device_name, HookPoint, Volume};
 use crate::context::VolumeContext;
@@ -168,9 +168,9 @@ async fn snapshot_mode(
 
 async fn snapshot_all(
     args: &MakeOptions,
-    mut mode: Mode,
+    mode: Mode,
     snapshotter: &Arc<dyn Snapshotter>,
-    mut targets: Vec<Target>,
+    targets: Vec<Target>,
     frozen_ec2: Ec2,
     ec2: Ec2,
 ) -> Result<ExitCode> {
@@ -192,53 +192,23 @@ async fn snapshot_all(
         std::process::id(),
         chrono::Utc::now().timestamp_millis()
     );
-    for t in &mut targets {
-        t.tags.push((TAG_RUN.to_string(), run_id.clone()));
-    }
-    if let Mode::Set { tags, .. } = &mut mode {
-        tags.push((TAG_RUN.to_string(), run_id.clone()));
-    }
-
+    let run_tag = [(TAG_RUN.to_string(), run_id.clone())];
+    let targets = with_tags(&targets, &run_tag);
+    let set_mode = matches!(mode, Mode::Set { .. });
+    // The window adds `consistency` (frozen, or crash when it went on
+    // unfrozen); one cut short re-tags what it started as crash.
     let opts = WindowOptions {
         deadline: args.freeze_timeout,
         allow_unfrozen: args.allow_unfrozen,
         name,
-        mode: Mode::PerVolume,
+        mode: mode.with_tags(&run_tag),
     };
-    // The consistency tag says what the window will be; a window that is
-    // cut short re-tags what it started as crash.
-    let consistency = if args.allow_unfrozen {
-        None
-    } else {
-        Some("frozen")
-    };
-    if let Some(c) = consistency {
-        for t in &mut targets {
-            t.tags.push(("consistency".to_string(), c.to_string()));
-        }
-        if let Mode::Set { tags, .. } = &mut mode {
-            tags.push(("consistency".to_string(), c.to_string()));
-        }
-    }
-    let set_mode = matches!(mode, Mode::Set { .. });
-    let opts = WindowOptions { mode, ..opts };
     let w = run_window(&frozen_ec2, &targets, &opts, &mut signals).await?;
     for id in &w.strays {
         // A volume attached after the set was planned: not ours to keep.
         tracing::warn!("{id} is a snapshot of a volume that is not in the profile; deleting it");
         if let Err(e) = ec2.delete_snapshot(id).await {
             tracing::error!("could not delete {id}: {e}");
-        }
-    }
-    if !w.frozen || consistency.is_none() {
-        // --allow-unfrozen: tagged by what happened.
-        let c = if w.frozen { "frozen" } else { "crash" };
-        if let Ended::Done(results) = &w.ended {
-            for id in results.iter().flatten() {
-                let _ = ec2
-                    .create_tags(id, &[("consistency".to_string(), c.to_string())])
-                    .await;
-            }
         }
     }
     for mp in &w.watchdog.late {
@@ -298,11 +268,7 @@ async fn snapshot_all(
     if args.wait {
         failed += wait_all(&ec2, &started_ok).await;
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(crate::tasks::exit_code(failed))
 }
 
 /// Credentials, DNS and connections are set up now, one connection per

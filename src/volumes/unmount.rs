@@ -98,11 +98,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
             }
         }
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(crate::tasks::exit_code(failed))
 }
 
 /// What the per-volume tasks share.

@@ -49,9 +49,6 @@ pub(crate) struct Window {
     pub(crate) ended: Ended,
     /// How long the calls took (or ran before the window was cut).
     pub(crate) calls_took: Duration,
-    /// Whether the filesystems were frozen (`false` with
-    /// `--allow-unfrozen` after a failed freeze).
-    pub(crate) frozen: bool,
     pub(crate) thawed: Thawed,
     pub(crate) watchdog: WatchdogReport,
     /// Snapshots that calls still running at the deadline created.
@@ -121,7 +118,16 @@ pub(crate) async fn run_window(
     watchdog.frozen();
     let started = Instant::now();
     let freeze_took = started - freezing;
-    let mut calls = start_calls(ec2, targets, &opts.mode, started + opts.deadline);
+    // What the window is, known only now: on every snapshot at creation.
+    let consistency = [(
+        "consistency".to_string(),
+        if set.is_some() { "frozen" } else { "crash" }.to_string(),
+    )];
+    let (targets, mode) = (
+        with_tags(targets, &consistency),
+        opts.mode.with_tags(&consistency),
+    );
+    let mut calls = start_calls(ec2, &targets, &mode, started + opts.deadline);
     let mut strays = Vec::new();
     let ended = tokio::select! {
         r = tokio::time::timeout(opts.deadline, collect(&mut calls, targets.len())) => match r {
@@ -158,7 +164,6 @@ pub(crate) async fn run_window(
     }
     // Every freeze has returned (the set was complete); dropping the set
     // retries any failed thaw once more.
-    let frozen = set.is_some();
     tokio::task::block_in_place(|| drop(set));
     let watchdog = tokio::task::block_in_place(|| watchdog.finish());
     crate::host::signals::restore_default();
@@ -170,7 +175,6 @@ pub(crate) async fn run_window(
     Ok(Window {
         ended,
         calls_took,
-        frozen,
         thawed,
         watchdog,
         late,
@@ -228,6 +232,29 @@ pub(crate) enum Mode {
         description: String,
         tags: Vec<(String, String)>,
     },
+}
+
+impl Mode {
+    /// The same, with `extra` among the set's common tags.
+    pub(crate) fn with_tags(&self, extra: &[(String, String)]) -> Mode {
+        let mut mode = self.clone();
+        if let Mode::Set { tags, .. } = &mut mode {
+            tags.extend_from_slice(extra);
+        }
+        mode
+    }
+}
+
+/// The targets, each with `extra` among its tags.
+pub(crate) fn with_tags(targets: &[Target], extra: &[(String, String)]) -> Vec<Target> {
+    targets
+        .iter()
+        .cloned()
+        .map(|mut t| {
+            t.tags.extend_from_slice(extra);
+            t
+        })
+        .collect()
 }
 
 /// What one call task reports: per target index its result, and `None`
