@@ -436,9 +436,15 @@ pub(crate) struct TablesnapArgs {
     /// (default 4).
     #[arg(long)]
     pub retries: Option<u32>,
-    /// Accepted for compatibility: the MD5 is always compared when sizes match.
-    #[arg(long, hide = true)]
+    /// Read every file for its MD5 at start instead of taking it from the
+    /// digest record for files unchanged since they were read (the S3
+    /// copy is compared by size and md5sum either way).
+    #[arg(long)]
     pub md5_on_start: bool,
+    /// Where the digest record is kept (default: $STATE_DIRECTORY, else
+    /// /var/lib/snaptastic for root, else ~/.local/state/snaptastic).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where the S3 objects are, for tableslurp and tablechop.

@@ -61,6 +61,8 @@ pub(crate) struct Tablesnap {
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
     pub retries: Option<u32>,
+    pub state_dir: Option<PathBuf>,
+    pub md5_on_start: bool,
 }
 
 /// One named profile (a "snapshotter" of the original).

@@ -48,6 +48,8 @@ pub(super) struct RawTablesnap {
     pub sse: Option<Spanned<String>>,
     pub sse_kms_key_id: Option<String>,
     pub retries: Option<Spanned<i64>>,
+    pub state_dir: Option<Spanned<String>>,
+    pub md5_on_start: Option<bool>,
 }
 
 /// One `[profiles.NAME]` table.

@@ -225,6 +225,17 @@ fn validate_tablesnap(raw: RawTablesnap, p: &mut Problems) -> Tablesnap {
     if let Some(b) = raw.bucket.as_ref().filter(|b| b.get_ref().is_empty()) {
         p.at(b, ctx, "bucket is empty");
     }
+    if let Some(d) = raw
+        .state_dir
+        .as_ref()
+        .filter(|d| !Path::new(d.get_ref()).is_absolute())
+    {
+        p.at(
+            d,
+            ctx,
+            format!("state_dir '{}' must be absolute", d.get_ref()),
+        );
+    }
     Tablesnap {
         bucket: raw.bucket.map(Spanned::into_inner),
         paths,
@@ -248,6 +259,8 @@ fn validate_tablesnap(raw: RawTablesnap, p: &mut Problems) -> Tablesnap {
         sse: raw.sse.map(Spanned::into_inner),
         sse_kms_key_id: raw.sse_kms_key_id,
         retries,
+        state_dir: raw.state_dir.map(|d| PathBuf::from(d.into_inner())),
+        md5_on_start: raw.md5_on_start.unwrap_or(false),
     }
 }
 

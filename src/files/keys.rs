@@ -31,6 +31,21 @@ impl KeyNaming {
         format!("{}{INDEX_SUFFIX}", self.key(data_file))
     }
 
+    /// A short file-name-safe id of this key space in `bucket` (bucket,
+    /// prefix, name and separator hashed): the daemon's lock file and its
+    /// digest record are one per key space.
+    pub(crate) fn space_id(&self, bucket: &str) -> String {
+        use md5::{Digest, Md5};
+        let digest = Md5::digest(
+            format!(
+                "{bucket}\n{}\n{}\n{}",
+                self.prefix, self.name, self.separator
+            )
+            .as_bytes(),
+        );
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The key prefix of everything under a directory.
     pub(crate) fn dir_prefix(&self, dir: &Path) -> String {
         let mut k = self.key(dir);

@@ -3,6 +3,7 @@
 //! restore, `chop.rs` the retention (its plan pure).
 
 pub(crate) mod chop;
+mod digests;
 pub(crate) mod keys;
 pub(crate) mod slurp;
 pub(crate) mod snap;

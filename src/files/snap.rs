@@ -91,7 +91,13 @@ impl Queue {
 struct Stats {
     checked: AtomicU64,
     uploaded: AtomicU64,
+    /// Found in S3 already; `known`: of those, without reading the file
+    /// (the digest record had it).
+    present: AtomicU64,
+    known: AtomicU64,
     failed: AtomicU64,
+    /// Files being checked or uploaded right now.
+    busy: AtomicU64,
     /// Queued when the daemon stopped.
     dropped: AtomicU64,
 }
@@ -127,6 +133,10 @@ pub(crate) struct Settings {
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
     pub retries: u32,
+    /// Where the digest record is kept.
+    pub state_dir: Option<PathBuf>,
+    /// Read every file at start (1.2.1's flag): the record is not used.
+    pub md5_on_start: bool,
 }
 
 /// Why the flags and the `[tablesnap]` section make no [`Settings`].
@@ -242,6 +252,8 @@ pub(crate) fn merge(
             .clone()
             .or_else(|| f.sse_kms_key_id.clone()),
         retries: cli.retries.or(f.retries).unwrap_or(4),
+        state_dir: cli.state_dir.clone().or_else(|| f.state_dir.clone()),
+        md5_on_start: cli.md5_on_start || f.md5_on_start,
     })
 }
 
@@ -275,6 +287,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         max_single: args.max_upload_size.saturating_mul(mib).min(5 << 30),
         chunk: args.multipart_chunk_size.saturating_mul(mib),
         parts: Arc::new(Semaphore::new(args.threads)),
+        digests: Arc::new(super::digests::load(args, &naming).await),
     });
 
     // Watches first, then the scan: nothing falls between them (a file
@@ -341,9 +354,10 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         attempts: HashMap::new(),
         rescan_due: false,
         last_reported: (0, 0),
+        backup_scan: Vec::new(),
     };
     if args.backup {
-        daemon.rescan();
+        daemon.backup_scan = daemon.rescan();
     }
     let stop_reason = daemon
         .serve(&mut watcher, &mut retry_rx, &mut signals)
@@ -442,13 +456,20 @@ impl Pool {
                 continue;
             }
             self.stats.checked.fetch_add(1, Ordering::Relaxed);
-            match self.uploader.upload(&path).await {
+            self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.uploader.upload(&path).await;
+            self.stats.busy.fetch_sub(1, Ordering::Relaxed);
+            match outcome {
                 Ok(Outcome::Uploaded { key, size }) => {
                     self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("uploaded {key} ({size} bytes)");
                     let _ = self.landed.send(path);
                 }
-                Ok(Outcome::Present) => {
+                Ok(Outcome::Present { read }) => {
+                    self.stats.present.fetch_add(1, Ordering::Relaxed);
+                    if !read {
+                        self.stats.known.fetch_add(1, Ordering::Relaxed);
+                    }
                     tracing::debug!("{} is already in S3", path.display());
                     let _ = self.landed.send(path);
                 }
@@ -486,6 +507,8 @@ struct Daemon {
     /// when there is room.
     rescan_due: bool,
     last_reported: (u64, u64),
+    /// The `-B` scan's tasks until everything they queued is checked.
+    backup_scan: Vec<Arc<AtomicBool>>,
 }
 
 impl Daemon {
@@ -528,7 +551,9 @@ impl Daemon {
                     self.rescan_due = true;
                 }
             }
-            Change::Dir(dir) => self.scan(dir, true),
+            Change::Dir(dir) => {
+                self.scan(dir, true);
+            }
             Change::Overflow => {
                 tracing::warn!("inotify queue overflowed: rescanning");
                 self.rescan_due = true;
@@ -583,7 +608,7 @@ impl Daemon {
         }
         if self.rescan_due && self.queue.has_room() {
             self.rescan_due = false;
-            self.rescan();
+            let _ = self.rescan();
         }
         let counts = (
             self.stats.checked.load(Ordering::Relaxed),
@@ -598,18 +623,48 @@ impl Daemon {
             );
         }
         self.last_reported = counts;
+        self.report_backup_scan(waiting);
     }
 
-    /// Scan every watched root.
-    fn rescan(&mut self) {
-        for r in self.roots.clone() {
-            self.scan(r, self.recursive);
+    /// Say once when the `-B` scan's files have all been checked (an
+    /// operator waits for it after a restart).
+    fn report_backup_scan(&mut self, waiting: usize) {
+        let queued = self.backup_scan.iter().all(|d| d.load(Ordering::Relaxed));
+        if self.backup_scan.is_empty()
+            || !queued
+            || waiting > 0
+            || self.stats.busy.load(Ordering::Relaxed) > 0
+        {
+            return;
         }
+        self.backup_scan.clear();
+        let s = &self.stats;
+        tracing::info!(
+            "backup scan done: {} files checked, {} uploaded, {} already in S3 ({} of them \
+             known from the digest record, not read), {} failed attempts",
+            s.checked.load(Ordering::Relaxed),
+            s.uploaded.load(Ordering::Relaxed),
+            s.present.load(Ordering::Relaxed),
+            s.known.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed)
+        );
     }
 
-    /// Queue the files of `dir` that pass the filter, in a task.
-    fn scan(&mut self, dir: PathBuf, recursive: bool) {
+    /// Scan every watched root; returns each scan's "all queued" flag.
+    fn rescan(&mut self) -> Vec<Arc<AtomicBool>> {
+        self.roots
+            .clone()
+            .into_iter()
+            .map(|r| self.scan(r, self.recursive))
+            .collect()
+    }
+
+    /// Queue the files of `dir` that pass the filter, in a task; the flag
+    /// is set once all are queued.
+    fn scan(&mut self, dir: PathBuf, recursive: bool) -> Arc<AtomicBool> {
         let (queue, filter) = (self.queue.clone(), self.filter.clone());
+        let queued = Arc::new(AtomicBool::new(false));
+        let done = queued.clone();
         self.scans.retain(|h| !h.is_finished());
         self.scans.push(tokio::spawn(async move {
             let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
@@ -618,7 +673,9 @@ impl Daemon {
             for f in files.into_iter().filter(|f| filter.accepts(f)) {
                 queue.push(f).await;
             }
+            done.store(true, Ordering::Relaxed);
         }));
+        queued
     }
 }
 

@@ -22,22 +22,8 @@ use chrono::{DateTime, Utc};
 
 use super::keys::KeyNaming;
 use crate::cloud::s3::S3;
-use crate::host::lock::{self, HostLock};
-
-/// The lock file of one key space: bucket, prefix, name and separator,
-/// hashed into a file name.
-fn lock_file_name(bucket: &str, naming: &KeyNaming) -> String {
-    use md5::{Digest, Md5};
-    let digest = Md5::digest(
-        format!(
-            "{bucket}\n{}\n{}\n{}",
-            naming.prefix, naming.name, naming.separator
-        )
-        .as_bytes(),
-    );
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("tablesnap-{hex}.lock")
-}
+use crate::host::dirs;
+use crate::host::lock::HostLock;
 
 /// Take this host name's lock and, if no other tablesnap of the name runs
 /// here, abort its multipart uploads initiated before `started`. Returns
@@ -49,15 +35,15 @@ pub(crate) async fn abort_stale_uploads(
     naming: &KeyNaming,
     started: DateTime<Utc>,
 ) -> Option<HostLock> {
-    let dir = lock::runtime_dir();
-    let file_name = lock_file_name(bucket, naming);
+    let dir = dirs::runtime_dir();
+    let file_name = format!("tablesnap-{}.lock", naming.space_id(bucket));
     let mut held =
         match tokio::task::spawn_blocking(move || HostLock::acquire(&dir, &file_name)).await {
             Ok(Ok(l)) => l,
             Ok(Err(e)) => {
                 tracing::warn!(
                 "cannot take the lock file in {}: {e}; leaving unfinished multipart uploads alone",
-                lock::runtime_dir().display()
+                dirs::runtime_dir().display()
             );
                 return None;
             }

@@ -1,6 +1,8 @@
-//! One file to S3: stat, MD5 (streamed), HEAD (same size and md5 means it
-//! is there already), then a single streamed PUT or a multipart upload.
-//! Files that vanish on the way (compaction) are skipped, not errors.
+//! One file to S3: stat, MD5 (from the digest record when the file is
+//! unchanged since it was read, else streamed from disk), HEAD (same size
+//! and md5 means it is there already), then a single streamed PUT or a
+//! multipart upload. Files that vanish on the way (compaction) are
+//! skipped, not errors.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -9,9 +11,10 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use super::digests::{Digests, Fingerprint};
 use super::keys::{stat_json, KeyNaming};
 use super::md5_file;
-use crate::cloud::s3::{part_size, PutOptions, S3};
+use crate::cloud::s3::{part_size, ObjectHead, PutOptions, S3};
 use crate::cloud::CloudError;
 use crate::host::users;
 
@@ -22,8 +25,11 @@ pub(crate) enum Outcome {
         key: String,
         size: u64,
     },
-    /// S3 already holds it (same size and md5).
-    Present,
+    /// S3 already holds it (same size and md5); `read` says whether the
+    /// file was read for its MD5 (else the digest record had it).
+    Present {
+        read: bool,
+    },
     /// Gone before it could be read (compaction): nothing to do.
     Vanished,
     /// Not a regular file, or it changed while being read (it is not
@@ -65,10 +71,20 @@ pub(crate) struct Uploader {
     pub chunk: u64,
     /// Parts in flight across all files (memory stays bounded by it).
     pub parts: Arc<Semaphore>,
+    /// MD5s of files read before, by fingerprint.
+    pub digests: Arc<Digests>,
 }
 
 fn names(uid: u32, gid: u32) -> (Option<String>, Option<String>) {
     (users::user_name(uid), users::group_name(gid))
+}
+
+/// Whether the object `head` describes holds bytes of `size` and MD5 `hex`
+/// (by tablesnap's `md5sum` metadata).
+fn same(head: Option<&ObjectHead>, size: u64, hex: &str) -> bool {
+    head.is_some_and(|h| {
+        h.size == size && h.metadata.get("md5sum").map(String::as_str) == Some(hex)
+    })
 }
 
 impl Uploader {
@@ -84,6 +100,17 @@ impl Uploader {
                 })
             }
         };
+        let fp = Fingerprint::of(&meta);
+        let key = self.naming.key(path);
+        // Unchanged since it was read: one HEAD decides, nothing is read.
+        let mut head = None;
+        if let Some(known) = self.digests.lookup(path, &fp) {
+            let h = self.s3.head(&key).await?;
+            if same(h.as_ref(), fp.size, &known) {
+                return Ok(Outcome::Present { read: false });
+            }
+            head = Some(h);
+        }
         let p = path.to_path_buf();
         let (hex, b64, size) = match tokio::task::spawn_blocking(move || md5_file(&p)).await? {
             Ok(r) => r,
@@ -95,20 +122,26 @@ impl Uploader {
                 })
             }
         };
-        if size != meta.len() {
+        let after = tokio::fs::symlink_metadata(path).await.ok();
+        if size != meta.len() || after.map(|m| Fingerprint::of(&m)) != Some(fp) {
             return Ok(Outcome::Skipped("changed while being read".into()));
         }
-        let key = self.naming.key(path);
-        if let Some(head) = self.s3.head(&key).await? {
-            if head.size == size && head.metadata.get("md5sum") == Some(&hex) {
-                return Ok(Outcome::Present);
-            }
+        let head = match head {
+            Some(h) => h,
+            None => self.s3.head(&key).await?,
+        };
+        if same(head.as_ref(), size, &hex) {
+            self.digests.remember(path, fp, &hex);
+            return Ok(Outcome::Present { read: true });
+        }
+        if let Some(head) = head {
             tracing::warn!(
                 "{key} differs in S3 (size {} vs {size}); uploading the local file",
                 head.size
             );
         }
         let (user, group) = names(meta.uid(), meta.gid());
+        let hex_for_record = hex.clone();
         let metadata = HashMap::from([
             ("md5sum".to_string(), hex),
             (
@@ -142,7 +175,10 @@ impl Uploader {
                 .await
         };
         match result {
-            Ok(()) => Ok(Outcome::Uploaded { key, size }),
+            Ok(()) => {
+                self.digests.remember(path, fp, &hex_for_record);
+                Ok(Outcome::Uploaded { key, size })
+            }
             // Deleted while uploading: the object was not completed.
             Err(_) if !path.exists() => Ok(Outcome::Vanished),
             Err(e) => Err(e.into()),

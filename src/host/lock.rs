@@ -11,25 +11,6 @@ use nix::fcntl::{Flock, FlockArg};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Where the lock files live: `$SNAPTASTIC_RUNTIME_DIR`, else systemd's
-/// `$RUNTIME_DIRECTORY`, else `/run/snaptastic` for root, else
-/// `$XDG_RUNTIME_DIR/snaptastic`, else `<tmp>/snaptastic-<uid>`.
-pub(crate) fn runtime_dir() -> PathBuf {
-    for var in ["SNAPTASTIC_RUNTIME_DIR", "RUNTIME_DIRECTORY"] {
-        if let Some(d) = std::env::var_os(var).filter(|d| !d.is_empty()) {
-            return PathBuf::from(d);
-        }
-    }
-    let uid = nix::unistd::geteuid();
-    if uid.is_root() {
-        return PathBuf::from("/run/snaptastic");
-    }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(d).join("snaptastic");
-    }
-    std::env::temp_dir().join(format!("snaptastic-{uid}"))
-}
-
 /// An open lock file, locked exclusively or shared; the lock goes with
 /// the process (also on kill -9: the kernel drops it with the file).
 #[derive(Debug)]

@@ -2,6 +2,7 @@
 //! here; callers get paths, strings and our own error types.
 
 pub(crate) mod devices;
+pub(crate) mod dirs;
 mod error;
 pub(crate) mod freeze;
 pub(crate) mod fs;

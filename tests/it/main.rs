@@ -20,5 +20,6 @@ mod snapshot_set;
 mod snapshotters;
 mod support;
 mod tablesnap;
+mod tablesnap_restart;
 mod tablesnap_safety;
 mod timezones;

@@ -76,7 +76,13 @@ impl Run {
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1")
-            .env("SNAPTASTIC_CONFIG", "/nonexistent/snaptastic.toml");
+            .env("SNAPTASTIC_CONFIG", "/nonexistent/snaptastic.toml")
+            // tablesnap's digest records stay out of /var/lib (each key
+            // space has its own file; a test can point elsewhere).
+            .env(
+                "SNAPTASTIC_STATE_DIR",
+                std::env::temp_dir().join("snaptastic-test-state"),
+            );
         Self { cmd }
     }
 
@@ -106,6 +112,21 @@ impl Run {
         self.cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start snaptastic")
+    }
+
+    /// Start without waiting, stderr appended to `log` (to be read while
+    /// it runs), stdout piped.
+    pub(crate) fn spawn_logging_to(mut self, log: &Path) -> std::process::Child {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the log file");
+        self.cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(file)
             .spawn()
             .expect("start snaptastic")
     }
