@@ -1,14 +1,22 @@
-//! S3 calls for the file commands: HEAD, streamed single PUTs, multipart
-//! uploads whose parts stream from the file (no part is held in memory),
-//! and the small JSON indexes. SDK types stay here.
+//! S3 calls for the file commands: HEAD, single PUTs (small files from
+//! memory, larger ones streamed from disk), multipart uploads whose parts
+//! stream from the file (no part is held in memory), and the small JSON
+//! indexes. SDK types stay here.
+//!
+//! Checksums: a PUT carries Content-MD5 (S3 refuses a body that does not
+//! match), so the SDK's own request checksum (an `aws-chunked` body with a
+//! CRC32 trailer, one more pass over every byte) is turned off for it;
+//! parts, which have no MD5, keep an explicit CRC32. Downloads are
+//! checked by their MD5 against `md5sum`, not by the SDK.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
@@ -44,6 +52,14 @@ pub(crate) struct Fetched {
     pub etag: Option<String>,
     pub md5_hex: String,
     pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a PUT from memory says about its body.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Content<'a> {
+    pub content_type: Option<&'a str>,
+    /// Content-MD5 (base64), if already known.
+    pub md5: Option<&'a str>,
 }
 
 /// What HEAD says about an object.
@@ -103,7 +119,10 @@ impl S3 {
             b = b.endpoint_url(e);
         }
         let path_style = force_path_style || endpoint.as_deref().is_some_and(needs_path_style);
-        b = b.force_path_style(path_style);
+        b = b
+            .force_path_style(path_style)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         Self {
             client: Client::from_conf(b.build()),
             bucket: bucket.to_string(),
@@ -318,21 +337,30 @@ impl S3 {
         }
     }
 
-    /// A small object from memory (indexes), with user metadata.
+    /// An object from memory (indexes, small files), with user metadata
+    /// and Content-MD5 (base64; computed here when not given).
     pub(crate) async fn put_bytes(
         &self,
         key: &str,
         body: Vec<u8>,
-        content_type: &str,
+        content: Content<'_>,
         metadata: &HashMap<String, String>,
         opts: &PutOptions,
     ) -> Result<(), CloudError> {
+        let md5 = match content.md5 {
+            Some(m) => m.to_string(),
+            None => {
+                use md5::{Digest, Md5};
+                base64(Md5::digest(&body).as_slice())
+            }
+        };
         let req = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type)
+            .set_content_type(content.content_type.map(str::to_string))
+            .content_md5(md5)
             .set_metadata(Some(metadata.clone()))
             .body(ByteStream::from(body));
         apply_put(req, opts)
@@ -487,6 +515,7 @@ impl S3 {
                     .upload_id(upload_id)
                     .part_number(part_number)
                     .content_length(i64::try_from(length).unwrap_or(i64::MAX))
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
                     .body(body)
                     .send()
                     .await

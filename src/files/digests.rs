@@ -266,19 +266,18 @@ fn rewrite(path: &Path, known: &HashMap<PathBuf, (Fingerprint, String)>) -> io::
 /// The daemon's record for its key space: `<state dir>/tablesnap-<id>.digests`,
 /// or one kept in memory only when `--md5-on-start` asks for every file to
 /// be read or the state directory cannot be used (said in a warning).
-pub(crate) async fn load(args: &super::snap::Settings, naming: &super::keys::KeyNaming) -> Digests {
-    if args.md5_on_start {
+pub(crate) async fn load(
+    state_dir: Option<&Path>,
+    md5_on_start: bool,
+    bucket: &str,
+    naming: &super::keys::KeyNaming,
+) -> Digests {
+    if md5_on_start {
         tracing::info!("--md5-on-start: reading every file for its MD5, the digest record unused");
         return Digests::in_memory();
     }
-    let dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(crate::host::dirs::state_dir);
-    let path = dir.join(format!(
-        "tablesnap-{}.digests",
-        naming.space_id(&args.bucket)
-    ));
+    let dir = state_dir.map_or_else(crate::host::dirs::state_dir, Path::to_path_buf);
+    let path = dir.join(format!("tablesnap-{}.digests", naming.space_id(bucket)));
     let shown = path.clone();
     match tokio::task::spawn_blocking(move || Digests::open(&path)).await {
         Ok(Ok(d)) => {

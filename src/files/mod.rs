@@ -5,6 +5,7 @@
 pub(crate) mod chop;
 mod digests;
 pub(crate) mod keys;
+mod queue;
 pub(crate) mod slurp;
 pub(crate) mod snap;
 pub(crate) mod stale;
@@ -27,9 +28,26 @@ pub(crate) fn default_name() -> String {
     crate::host::users::hostname().unwrap_or_else(|| "localhost".into())
 }
 
-/// MD5 (hex and base64) and size of a file, read once in 1 MiB chunks:
-/// the `md5sum` metadata and Content-MD5 on upload, the check on restore.
-pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(String, String, u64)> {
+/// A file's MD5 as the `md5sum` metadata writes it (hex) and as
+/// Content-MD5 wants it (base64).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Md5Sum {
+    pub hex: String,
+    pub base64: String,
+}
+
+impl Md5Sum {
+    fn of(digest: &[u8]) -> Self {
+        Md5Sum {
+            hex: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            base64: base64(digest),
+        }
+    }
+}
+
+/// MD5 and size of a file, read once in 1 MiB chunks: the `md5sum`
+/// metadata and Content-MD5 on upload, the check on restore.
+pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(Md5Sum, u64)> {
     use std::io::Read;
 
     use md5::{Digest, Md5};
@@ -45,9 +63,15 @@ pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(String, Strin
         h.update(&buf[..n]);
         size += n as u64;
     }
-    let digest = h.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, base64(digest.as_slice()), size))
+    Ok((Md5Sum::of(h.finalize().as_slice()), size))
+}
+
+/// A small file's bytes and MD5, read once (it is uploaded from memory).
+pub(crate) fn read_with_md5(path: &std::path::Path) -> std::io::Result<(Vec<u8>, Md5Sum)> {
+    use md5::{Digest, Md5};
+    let bytes = std::fs::read(path)?;
+    let sum = Md5Sum::of(Md5::digest(&bytes).as_slice());
+    Ok((bytes, sum))
 }
 
 /// How to reach the bucket.

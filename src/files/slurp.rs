@@ -382,10 +382,8 @@ async fn fetch_one(
         let Some(head) = job.s3.head(&key).await? else {
             return Err(RestoreError::Missing { key });
         };
-        if let (Some(want), Ok((have, _, _))) =
-            (head.metadata.get("md5sum"), super::md5_file(&dest))
-        {
-            if &have == want {
+        if let (Some(want), Ok((have, _))) = (head.metadata.get("md5sum"), super::md5_file(&dest)) {
+            if &have.hex == want {
                 return Ok(false);
             }
         }

@@ -8,11 +8,11 @@
 //! SIGINT stops intake, lets the uploads in flight finish and writes the
 //! indexes they owe.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
@@ -20,15 +20,21 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::keys::{index_json, is_index_anchor, Filter, KeyNaming};
-use super::upload::{Outcome, Uploader};
+use super::queue::{self, Intake, Job, Queue};
+use super::upload::{Outcome, Seen, Uploader};
 use crate::cli::TablesnapArgs;
-use crate::cloud::s3::{PutOptions, S3};
+use crate::cloud::s3::{Content, PutOptions, S3};
 use crate::config::Tablesnap;
 use crate::host::watch::{self, Change, Listen, Watcher};
 
 /// A directory's index waits until no upload has landed in it for this
 /// long, so one flush of many files writes one index.
-const INDEX_QUIET: Duration = Duration::from_millis(1000);
+const INDEX_QUIET: Duration = Duration::from_millis(200);
+/// How long a stopping daemon waits for uploads and index writes in
+/// flight before it gives up on them (they are owed to the next start):
+/// systemd and operators expect a daemon to stop in seconds, also when S3
+/// is unreachable.
+const STOP_GRACE: Duration = Duration::from_secs(8);
 /// Queue length before the watcher waits (a full kernel queue then
 /// overflows, which triggers a rescan: nothing is lost).
 const QUEUE_CAPACITY: usize = 10_000;
@@ -39,52 +45,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// their files are then uploaded this late at worst. Each rescan costs a
 /// HEAD per file in them, hence not every few seconds.
 const UNWATCHED_RESCAN: Duration = Duration::from_secs(30);
-
-/// The queue's producing end: bounded, and a path waiting in it is not
-/// queued twice. Workers hold only the receiver and a clone of `waiting`,
-/// so dropping every `Queue` closes it.
-#[derive(Clone)]
-struct Queue {
-    tx: mpsc::Sender<PathBuf>,
-    waiting: Arc<Mutex<HashSet<PathBuf>>>,
-}
-
-impl Queue {
-    /// Wait for room (scans).
-    async fn push(&self, path: PathBuf) {
-        let fresh = self
-            .waiting
-            .lock()
-            .expect("queue lock")
-            .insert(path.clone());
-        if fresh && self.tx.send(path).await.is_err() {
-            tracing::debug!("queue closed");
-        }
-    }
-
-    /// Without waiting (the event loop); `false` if the queue is full.
-    fn try_push(&self, path: PathBuf) -> bool {
-        let fresh = self
-            .waiting
-            .lock()
-            .expect("queue lock")
-            .insert(path.clone());
-        if !fresh {
-            return true;
-        }
-        match self.tx.try_send(path) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(p) | mpsc::error::TrySendError::Closed(p)) => {
-                self.waiting.lock().expect("queue lock").remove(&p);
-                false
-            }
-        }
-    }
-
-    fn has_room(&self) -> bool {
-        self.tx.capacity() > QUEUE_CAPACITY / 2
-    }
-}
 
 /// Counters for progress lines.
 #[derive(Default)]
@@ -287,7 +247,15 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         max_single: args.max_upload_size.saturating_mul(mib).min(5 << 30),
         chunk: args.multipart_chunk_size.saturating_mul(mib),
         parts: Arc::new(Semaphore::new(args.threads)),
-        digests: Arc::new(super::digests::load(args, &naming).await),
+        digests: Arc::new(
+            super::digests::load(
+                args.state_dir.as_deref(),
+                args.md5_on_start,
+                &args.bucket,
+                &naming,
+            )
+            .await,
+        ),
     });
 
     // Watches first, then the scan: nothing falls between them (a file
@@ -313,11 +281,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         int: signal(SignalKind::interrupt())?,
     };
 
-    let (tx, rx) = mpsc::channel::<PathBuf>(QUEUE_CAPACITY);
-    let queue = Queue {
-        tx,
-        waiting: Arc::default(),
-    };
+    let (queue, intake) = queue::bounded(QUEUE_CAPACITY);
     let (landed_tx, landed_rx) = mpsc::unbounded_channel::<PathBuf>();
     // Failed files come back to the main loop, which retries them later.
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
@@ -331,8 +295,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         ))
     });
     let pool = Pool {
-        rx: Arc::new(tokio::sync::Mutex::new(rx)),
-        waiting: queue.waiting.clone(),
+        intake,
         uploader,
         stopping: Arc::new(AtomicBool::new(false)),
         stats: Arc::new(Stats::default()),
@@ -344,6 +307,8 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         .collect();
 
     let mut daemon = Daemon {
+        s3: s3.clone(),
+        naming: naming.clone(),
         queue,
         filter,
         roots,
@@ -432,8 +397,7 @@ struct Signals {
 /// What every upload worker shares.
 #[derive(Clone)]
 struct Pool {
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<PathBuf>>>,
-    waiting: Arc<Mutex<HashSet<PathBuf>>>,
+    intake: Intake,
     uploader: Arc<Uploader>,
     /// Set at shutdown: what is still queued is counted, not uploaded.
     stopping: Arc<AtomicBool>,
@@ -448,16 +412,16 @@ impl Pool {
     /// One worker: upload queued files until the queue closes.
     async fn work(self) {
         loop {
-            let next = self.rx.lock().await.recv().await;
-            let Some(path) = next else { break };
-            self.waiting.lock().expect("queue lock").remove(&path);
+            let Some(Job { path, seen }) = self.intake.next().await else {
+                break;
+            };
             if self.stopping.load(Ordering::Relaxed) {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             self.stats.checked.fetch_add(1, Ordering::Relaxed);
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
-            let outcome = self.uploader.upload(&path).await;
+            let outcome = self.uploader.upload(&path, seen).await;
             self.stats.busy.fetch_sub(1, Ordering::Relaxed);
             match outcome {
                 Ok(Outcome::Uploaded { key, size }) => {
@@ -509,6 +473,9 @@ struct Daemon {
     last_reported: (u64, u64),
     /// The `-B` scan's tasks until everything they queued is checked.
     backup_scan: Vec<Arc<AtomicBool>>,
+    /// For the scans' listings.
+    s3: S3,
+    naming: KeyNaming,
 }
 
 impl Daemon {
@@ -546,7 +513,7 @@ impl Daemon {
             Change::File(path) => {
                 if !self.filter.accepts(&path) {
                     tracing::debug!("skipping {} by the include/exclude rule", path.display());
-                } else if !self.queue.try_push(path) {
+                } else if !self.queue.try_push(path, Seen::Absent) {
                     // Full: a rescan later picks up whatever was dropped.
                     self.rescan_due = true;
                 }
@@ -602,7 +569,7 @@ impl Daemon {
             self.retries.drain(..).partition(|(t, _, _)| *t <= now);
         self.retries = later;
         for (_, p, _) in ready {
-            if !self.queue.try_push(p) {
+            if !self.queue.try_push(p, Seen::Maybe) {
                 self.rescan_due = true;
             }
         }
@@ -614,7 +581,7 @@ impl Daemon {
             self.stats.checked.load(Ordering::Relaxed),
             self.stats.uploaded.load(Ordering::Relaxed),
         );
-        let waiting = self.queue.waiting.lock().expect("queue lock").len();
+        let waiting = self.queue.waiting();
         if counts != self.last_reported && waiting > 0 {
             tracing::info!(
                 "{} files checked, {} uploaded, {waiting} waiting",
@@ -663,6 +630,7 @@ impl Daemon {
     /// is set once all are queued.
     fn scan(&mut self, dir: PathBuf, recursive: bool) -> Arc<AtomicBool> {
         let (queue, filter) = (self.queue.clone(), self.filter.clone());
+        let (s3, naming) = (self.s3.clone(), self.naming.clone());
         let queued = Arc::new(AtomicBool::new(false));
         let done = queued.clone();
         self.scans.retain(|h| !h.is_finished());
@@ -670,9 +638,8 @@ impl Daemon {
             let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
                 .await
                 .unwrap_or_default();
-            for f in files.into_iter().filter(|f| filter.accepts(f)) {
-                queue.push(f).await;
-            }
+            let files = files.into_iter().filter(|f| filter.accepts(f)).collect();
+            queue::push_scanned(&queue, files, &s3, &naming).await;
             done.store(true, Ordering::Relaxed);
         }));
         queued
@@ -680,8 +647,11 @@ impl Daemon {
 }
 
 /// Stop intake, let the uploads in flight finish and the indexes they owe
-/// be written; returns how many files and directories are left owed (each
-/// said in a warning).
+/// be written, for [`STOP_GRACE`] at most (S3 may be unreachable: each
+/// request would otherwise run its whole retry budget in turn); returns
+/// how many files and directories are left owed, said in the last line.
+/// An upload cut off mid-multipart leaves an unfinished upload that the
+/// next start aborts (files/stale.rs).
 async fn shut_down(
     daemon: Daemon,
     pool: Pool,
@@ -705,30 +675,54 @@ async fn shut_down(
     // Close the queue: workers drain it (skipping what has not started).
     drop(queue);
     drop(pool);
-    for w in workers {
-        let _ = w.await;
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    let mut cut_off = 0u64;
+    for mut w in workers {
+        if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+            w.abort();
+            cut_off += 1;
+        }
     }
     let mut unindexed = 0;
-    if let Some(ix) = indexer {
-        unindexed = ix.await.unwrap_or(0);
+    let mut index_cut_off = false;
+    if let Some(mut ix) = indexer {
+        match tokio::time::timeout_at(deadline, &mut ix).await {
+            Ok(n) => unindexed = n.unwrap_or(0),
+            Err(_) => {
+                ix.abort();
+                index_cut_off = true;
+            }
+        }
     }
-    let dropped = stats.dropped.load(Ordering::Relaxed) + retries.len() as u64;
-    if dropped > 0 {
-        tracing::warn!(
-            "{dropped} file(s) were waiting and not uploaded; start with -B to upload them"
-        );
-    }
-    if unindexed > 0 {
-        tracing::warn!(
-            "{unindexed} director(ies) could not be indexed; start with -B to index them"
-        );
-    }
-    tracing::info!(
-        "stopped: {} uploaded, {} failed attempts",
+    let dropped = stats.dropped.load(Ordering::Relaxed) + retries.len() as u64 + cut_off;
+    let owed = match (dropped, unindexed, index_cut_off) {
+        (0, 0, false) => String::new(),
+        (files, dirs, cut) => format!(
+            "; owed: {files} file(s) not uploaded{}, {dirs} director(ies) not indexed{}; \
+             the next start with -B picks them up",
+            if cut_off > 0 {
+                format!(" ({cut_off} cut off after {}s)", STOP_GRACE.as_secs())
+            } else {
+                String::new()
+            },
+            if cut {
+                format!(" and index writes cut off after {}s", STOP_GRACE.as_secs())
+            } else {
+                String::new()
+            }
+        ),
+    };
+    let line = format!(
+        "stopped: {} uploaded, {} failed attempts{owed}",
         stats.uploaded.load(Ordering::Relaxed),
         stats.failed.load(Ordering::Relaxed)
     );
-    dropped + unindexed as u64
+    if owed.is_empty() {
+        tracing::info!("{line}");
+    } else {
+        tracing::warn!("{line}");
+    }
+    dropped + unindexed as u64 + u64::from(index_cut_off)
 }
 
 /// Resolve `.` and `..` lexically, as 1.2.1's os.path.abspath did (no
@@ -778,7 +772,7 @@ async fn indexer(
         changed: Instant,
     }
     let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut open = true;
     loop {
         tokio::select! {
@@ -883,7 +877,10 @@ async fn write_index(
     s3.put_bytes(
         &key,
         index_json(dir, &names).into_bytes(),
-        "application/json",
+        Content {
+            content_type: Some("application/json"),
+            md5: None,
+        },
         &super::keys::index_mark(),
         opts,
     )

@@ -411,3 +411,56 @@ fn tablechop_forgets_a_dropped_table_only_when_asked() {
         "{out}"
     );
 }
+
+#[test]
+fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_up() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s3 = S3::new(&moto);
+    // Every PUT (data and index) through the lab hangs for a minute.
+    let lab = Lab::start(
+        &moto,
+        LabOpts {
+            rules: Some(
+                "[[faults]]\naction = \"PutObject\"\nreply = \"hang\"\nlatency = \"60s\"\n".into(),
+            ),
+            ..LabOpts::default()
+        },
+    );
+    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(&endpoint, &s3.bucket, dir.path(), Some(runtime.path()), &[]);
+    for i in 0..3 {
+        std::fs::write(
+            dir.path().join(format!("nb-{i}-big-Data.db")),
+            vec![i; 5000],
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = std::time::Instant::now();
+    let (code, stderr) = d.stop();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "stopping took {took:?}:\n{stderr}"
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("owed: 3 file(s) not uploaded (3 cut off after 8s)")
+            && last.contains("the next start with -B picks them up"),
+        "{last}"
+    );
+    assert!(s3.keys().is_empty(), "{:?}", s3.keys());
+
+    // S3 is back: the next start uploads and indexes what was owed.
+    let mut d = Daemon::start_in(&moto, &s3.bucket, dir.path(), Some(runtime.path()), &["-B"]);
+    let index = format!("{}-listdir.json", key(dir.path(), "nb-2-big-Data.db"));
+    s3.wait_keys("the owed files and their index", |k| {
+        k.len() == 4 && k.contains(&index)
+    });
+    assert_eq!(d.stop().0, 0);
+}
