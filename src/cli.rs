@@ -378,7 +378,7 @@ pub(crate) struct TablesnapArgs {
     #[arg(long, default_value = ":", value_name = "SEP")]
     pub keyname_separator: String,
     /// Files uploaded at once, and multipart parts in flight in all
-    /// (default 4).
+    /// (default 10, as aws-cli; 1.2.1 used 4).
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
     /// Host name in the keys (default: this host's FQDN).
@@ -503,8 +503,9 @@ pub(crate) struct TableslurpArgs {
     pub owner: Option<String>,
     #[arg(short = 'g', long)]
     pub group: Option<String>,
-    /// Files downloaded at once.
-    #[arg(short = 't', long, default_value_t = 4)]
+    /// Files downloaded at once, across all directories (aws-cli's
+    /// default too).
+    #[arg(short = 't', long, default_value_t = 10)]
     pub threads: usize,
     /// ORIGIN is a tree: restore every directory below it that has an index.
     #[arg(short = 'r', long)]
@@ -554,8 +555,8 @@ pub(crate) struct TablechopArgs {
     /// Accepted for compatibility (every deletion is printed anyway).
     #[arg(long = "list-deletes", hide = true)]
     pub list_deletes: bool,
-    /// Accepted for compatibility.
-    #[arg(short = 'j', long = "jobs", hide = true)]
+    /// Indexes read at once (default 10).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
 }
 

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
 use crate::cli::TablechopArgs;
-use crate::cloud::s3::ObjectInfo;
+use crate::cloud::s3::{ObjectInfo, S3};
 
 /// Keep or delete one object, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +175,35 @@ pub(crate) fn listed_keys(naming: &KeyNaming, index_body: &str) -> Result<Vec<St
         .collect())
 }
 
+/// The keys the `kept` indexes list, `jobs` indexes read at once. Any
+/// index that cannot be read stops the run before anything is deleted.
+async fn read_indexes(
+    s3: &S3,
+    naming: &KeyNaming,
+    kept: &BTreeSet<String>,
+    jobs: usize,
+) -> Result<BTreeSet<String>> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let mut reads = tokio::task::JoinSet::new();
+    for key in kept {
+        let (s3, key, permits) = (s3.clone(), key.clone(), permits.clone());
+        reads.spawn(async move {
+            let _p = permits.acquire_owned().await;
+            let body = s3.get_bytes(&key).await;
+            (key, body)
+        });
+    }
+    let mut listed = BTreeSet::new();
+    while let Some(done) = reads.join_next().await {
+        let (key, body) = done?;
+        let body = body.with_context(|| format!("reading index {key}"))?;
+        let keys = listed_keys(naming, &String::from_utf8_lossy(&body))
+            .map_err(|e| anyhow::anyhow!("index {key}: {e}"))?;
+        listed.extend(keys);
+    }
+    Ok(listed)
+}
+
 pub(crate) async fn run(args: &TablechopArgs) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
     let naming = super::naming(&args.s3);
@@ -192,16 +222,7 @@ pub(crate) async fn run(args: &TablechopArgs) -> Result<ExitCode> {
     let dropped = dropped_dirs(&objects, forget_after, now);
     let mut kept = kept_indexes(&objects, age, now);
     kept.retain(|k| !dropped.contains(&index_dir(k)));
-    let mut listed = BTreeSet::new();
-    for key in &kept {
-        let body = s3
-            .get_bytes(key)
-            .await
-            .with_context(|| format!("reading index {key}"))?;
-        let keys = listed_keys(&naming, &String::from_utf8_lossy(&body))
-            .map_err(|e| anyhow::anyhow!("index {key}: {e}"))?;
-        listed.extend(keys);
-    }
+    let listed = read_indexes(&s3, &naming, &kept, args.jobs.unwrap_or(10)).await?;
     let decisions = plan(&objects, &kept, &listed, &dropped, args.grace, now);
     // Indexes go first: a failure half way leaves unlisted files (the next
     // run deletes them), never an index naming files that are gone.

@@ -116,10 +116,10 @@ pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
         stall: args.stall_timeout,
     });
 
-    // (origin directory, target directory) pairs.
-    let mut dirs = vec![(args.origin.clone(), args.target.clone())];
-    if args.recursive {
-        dirs = tree(&job, &args.origin, &args.target).await?;
+    // One limit for every download of the run, whatever the directory.
+    let permits = Arc::new(tokio::sync::Semaphore::new(args.threads.max(1)));
+    let dirs = if args.recursive {
+        let dirs = tree(&job, &args.origin, &args.target, &permits).await?;
         if dirs.is_empty() {
             bail!(
                 "no index found under {} in s3://{}",
@@ -127,70 +127,143 @@ pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
                 args.bucket
             );
         }
+        dirs
+    } else {
+        vec![Dir {
+            origin: args.origin.clone(),
+            target: args.target.clone(),
+            listed: None,
+        }]
+    };
+    // Directories in parallel: their files share the one limit.
+    let request = Arc::new(Request {
+        bucket: args.bucket.clone(),
+        file: args.file.clone(),
+        at,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for dir in dirs {
+        let (job, request, permits) = (job.clone(), request.clone(), permits.clone());
+        tasks.spawn(async move { restore_dir(&job, &request, dir, permits).await });
     }
     let mut failed = 0usize;
-    for (origin, target) in dirs {
-        failed += restore_dir(
-            &job,
-            &args.bucket,
-            &origin,
-            &target,
-            args.file.as_deref(),
-            at,
-            args.threads,
-        )
-        .await?;
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(n)) => failed += n,
+            Ok(Err(e)) => {
+                if args.recursive {
+                    tracing::error!("{e:#}");
+                }
+                failed += 1;
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(anyhow::anyhow!("{e}"));
+            }
+        }
     }
-    Ok(crate::tasks::exit_code(failed))
+    match first_error {
+        // One directory: its error is the command's, as before.
+        Some(e) if !args.recursive => Err(e),
+        _ => Ok(crate::tasks::exit_code(failed)),
+    }
 }
 
-/// Every directory below `origin` (itself included) that holds an index.
-async fn tree(job: &Job, origin: &Path, target: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+/// What was asked of every directory.
+struct Request {
+    bucket: String,
+    file: Option<String>,
+    at: Option<DateTime<Utc>>,
+}
+
+/// One directory to restore, with its listing when the tree walk already
+/// made it (each prefix is listed once).
+struct Dir {
+    origin: PathBuf,
+    target: PathBuf,
+    listed: Option<Vec<ObjectInfo>>,
+}
+
+/// Every directory below `origin` (itself included) that holds an index,
+/// listed level by level, the listings of a level at once (within the
+/// run's limit).
+async fn tree(
+    job: &Arc<Job>,
+    origin: &Path,
+    target: &Path,
+    permits: &Arc<tokio::sync::Semaphore>,
+) -> Result<Vec<Dir>> {
     let mut out = Vec::new();
-    let mut todo = vec![origin.to_path_buf()];
-    while let Some(dir) = todo.pop() {
-        let prefix = job.naming.dir_prefix(&dir);
-        let (objects, subdirs) = job.s3.list(&prefix, Some("/")).await?;
-        if objects.iter().any(|o| o.key.ends_with(INDEX_SUFFIX)) {
-            let rel = dir.strip_prefix(origin).unwrap_or(Path::new(""));
-            out.push((dir.clone(), target.join(rel)));
+    let mut level = vec![origin.to_path_buf()];
+    while !level.is_empty() {
+        let mut listings = tokio::task::JoinSet::new();
+        for dir in level.drain(..) {
+            let (job, permits) = (job.clone(), permits.clone());
+            listings.spawn(async move {
+                let _p = permits.acquire_owned().await;
+                let prefix = job.naming.dir_prefix(&dir);
+                (dir, job.s3.list(&prefix, Some("/")).await)
+            });
         }
-        for sub in subdirs {
-            let name = sub
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or_default();
-            // A key can hold anything: never let one lead outside TARGET.
-            if name.is_empty() || name == "." || name == ".." {
-                tracing::warn!("skipping the odd key prefix {sub}");
-                continue;
+        while let Some(done) = listings.join_next().await {
+            let (dir, listed) = done.context("listing the backup")?;
+            let (objects, subdirs) = listed.context("listing the backup")?;
+            for sub in subdirs {
+                let name = sub
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default();
+                // A key can hold anything: never let one lead outside TARGET.
+                if name.is_empty() || name == "." || name == ".." {
+                    tracing::warn!("skipping the odd key prefix {sub}");
+                    continue;
+                }
+                level.push(dir.join(name));
             }
-            todo.push(dir.join(name));
+            if objects.iter().any(|o| o.key.ends_with(INDEX_SUFFIX)) {
+                let rel = dir.strip_prefix(origin).unwrap_or(Path::new(""));
+                out.push(Dir {
+                    target: target.join(rel),
+                    origin: dir,
+                    listed: Some(objects),
+                });
+            }
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.origin.cmp(&b.origin));
     Ok(out)
 }
 
 /// Restore one directory; returns how many files failed.
 async fn restore_dir(
     job: &Arc<Job>,
-    bucket: &str,
-    origin: &Path,
-    target: &Path,
-    file: Option<&str>,
-    at: Option<DateTime<Utc>>,
-    threads: usize,
+    request: &Request,
+    dir: Dir,
+    permits: Arc<tokio::sync::Semaphore>,
 ) -> Result<usize> {
+    let (origin, target, bucket, at) = (
+        dir.origin.as_path(),
+        dir.target.as_path(),
+        &request.bucket,
+        request.at,
+    );
     let prefix = job.naming.dir_prefix(origin);
-    let index_key = match file {
-        Some(f) => {
-            let (objects, _) = job
-                .s3
+    // Only this directory's prefix, one level: not the bucket.
+    let objects = match dir.listed {
+        Some(o) => o,
+        None => {
+            job.s3
                 .list(&prefix, Some("/"))
                 .await
-                .context("listing the backup")?;
+                .context("listing the backup")?
+                .0
+        }
+    };
+    let index_key = match request.file.as_deref() {
+        Some(f) => {
             let file_key = format!("{prefix}{f}");
             let chosen = index_for_file(&objects, &file_key).with_context(|| {
                 format!("no index lists {f} in s3://{bucket}/{prefix} (is it uploaded?)")
@@ -203,26 +276,20 @@ async fn restore_dir(
             }
             chosen.key.clone()
         }
-        None => {
-            // Only this directory's prefix, one level: not the bucket.
-            let (objects, _) = job
-                .s3
-                .list(&prefix, Some("/"))
-                .await
-                .context("listing the backup")?;
-            choose_index(&objects, at)
-                .map(|o| o.key.clone())
-                .with_context(|| {
-                    format!(
-                        "no index for {} in s3://{bucket}/{prefix}",
-                        origin.display()
-                    )
-                })?
-        }
+        None => choose_index(&objects, at)
+            .map(|o| o.key.clone())
+            .with_context(|| {
+                format!(
+                    "no index for {} in s3://{bucket}/{prefix}",
+                    origin.display()
+                )
+            })?,
     };
+    let permit = permits.clone().acquire_owned().await;
     let (body, index_meta) = get_index(job, &index_key)
         .await
         .with_context(|| format!("reading index {index_key}"))?;
+    drop(permit);
     // Ours lists only what was in S3; 1.2.1's listed the directory first.
     let ours = is_marked_index(&index_meta);
     let (dir, names) = parse_index(&String::from_utf8_lossy(&body))
@@ -238,7 +305,6 @@ async fn restore_dir(
     );
     std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
 
-    let permits = Arc::new(tokio::sync::Semaphore::new(threads.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for name in names {
         let (job, origin, target, permit) = (

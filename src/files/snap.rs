@@ -185,7 +185,7 @@ pub(crate) fn merge(
         } else {
             cli.keyname_separator.clone()
         },
-        threads: cli.threads.or(f.threads).unwrap_or(4),
+        threads: cli.threads.or(f.threads).unwrap_or(10),
         exclude: pick(&cli.exclude, &f.exclude),
         include: pick(&cli.include, &f.include),
         listen_events: pick(&cli.listen_events, &f.listen_events),

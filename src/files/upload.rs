@@ -103,8 +103,8 @@ pub(crate) enum Seen {
 /// Files up to this size are read once into memory and uploaded from
 /// there (one read of the disk); larger ones are read for their MD5 and
 /// then streamed (the second read normally comes from the page cache).
-/// Memory: at most this per upload worker.
-pub(crate) const IN_MEMORY_MAX: u64 = 8 << 20;
+/// Memory: at most this per upload worker (40 MiB at the default 10).
+pub(crate) const IN_MEMORY_MAX: u64 = 4 << 20;
 
 /// A file's bytes as they go up: in memory when small, else from disk.
 enum Body {
