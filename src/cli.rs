@@ -184,6 +184,13 @@ pub(crate) enum Command {
     )]
     CheckBackups(CheckBackupsArgs),
 
+    /// Write man pages or shell completions (for packagers).
+    #[command(
+        hide = true,
+        after_help = "Examples:\n  snaptastic generate man target/man\n  snaptastic generate complete-bash > /usr/share/bash-completion/completions/snaptastic"
+    )]
+    Generate(GenerateArgs),
+
     /// Watch directories and upload new immutable files to S3, in
     /// tablesnap 1.2.1's layout (tablesnap).
     ///
@@ -207,6 +214,27 @@ pub(crate) enum Command {
         after_help = "Example:\n  snaptastic tablechop my-bucket /var/lib/cassandra/data/ks/tbl 14 --dry-run"
     )]
     Tablechop(Box<TablechopArgs>),
+}
+
+/// What `generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Generated {
+    /// Man pages: snaptastic.1, tablesnap.1, tableslurp.1, tablechop.1.
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// Write the files for snaptastic and its tablesnap, tableslurp and
+    /// tablechop names into DIR (each under its standard file name);
+    /// without it, snaptastic's alone goes to stdout.
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// The name of a profile in the configuration file.

@@ -45,6 +45,7 @@ mod cloud;
 mod config;
 mod context;
 mod files;
+mod generate;
 mod host;
 mod instance;
 mod logging;

@@ -15,10 +15,10 @@ use crate::cli::{self, Cli, Command};
 use crate::context::{Context, Globals, Needs};
 use crate::snapshotter::Snapshotter;
 use crate::volumes::{clean, freshness, list, mount, snapshot, thaw, unmount};
-use crate::{files, logging, selftest};
+use crate::{files, generate, logging, selftest};
 
 /// Names under which the binary acts as one of its subcommands.
-const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
+pub(crate) const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
 
 /// Run the command line of this process, with the configuration's profiles
 /// and `extra` (a program's own snapshotters) as the known snapshotters.
@@ -174,5 +174,6 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         }
         Command::Tableslurp(a) => files::slurp::run(&a).await,
         Command::Tablechop(a) => files::chop::run(&a).await,
+        Command::Generate(a) => generate::run(&a),
     }
 }

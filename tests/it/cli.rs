@@ -162,3 +162,87 @@ fn multi_call_names_act_as_their_subcommand() {
         "{err}"
     );
 }
+
+/// The visible commands, read from `--help` (not from a list of ours).
+fn visible_commands() -> Vec<String> {
+    let help = Run::new(&["--help"]).run().expect_code(0).stdout();
+    let section = help
+        .split("Commands:")
+        .nth(1)
+        .and_then(|s| s.split("Options:").next())
+        .unwrap_or_default()
+        .to_string();
+    section
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+/// Every `--long` flag a command's help shows.
+fn long_flags(help: &str) -> Vec<String> {
+    let mut flags: Vec<String> = help
+        .split_whitespace()
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.trim_end_matches([',', '.', ':', ')'])
+                .split(['=', '<', '['])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .filter(|f| f.len() > 2 && f[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn generated_completions_name_every_command_and_the_man_page_every_flag() {
+    let commands = visible_commands();
+    assert!(commands.len() >= 11, "{commands:?}");
+    for shell in ["complete-bash", "complete-zsh", "complete-fish"] {
+        let script = Run::new(&["generate", shell]).run().expect_code(0).stdout();
+        for c in &commands {
+            assert!(script.contains(c.as_str()), "{shell} lacks {c}");
+        }
+    }
+    let man = Run::new(&["generate", "man"]).run().expect_code(0).stdout();
+    // roff escapes '-' as '\-'.
+    let man = man.replace("\\-", "-");
+    for c in &commands {
+        let help = Run::new(&[c.as_str(), "--help"])
+            .run()
+            .expect_code(0)
+            .stdout();
+        for flag in long_flags(&help) {
+            assert!(man.contains(&flag), "the man page lacks {c} {flag}");
+        }
+    }
+
+    // The files a package installs, the symlinked names' included.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    for what in ["man", "complete-bash", "complete-zsh", "complete-fish"] {
+        Run::new(&["generate", what, out]).run().expect_code(0);
+    }
+    for name in ["snaptastic", "tablesnap", "tableslurp", "tablechop"] {
+        for file in [
+            format!("{name}.1"),
+            name.to_string(),
+            format!("_{name}"),
+            format!("{name}.fish"),
+        ] {
+            let text = std::fs::read_to_string(dir.path().join(&file)).unwrap();
+            assert!(text.contains(name), "{file}");
+        }
+    }
+    let page = std::fs::read_to_string(dir.path().join("tablesnap.1")).unwrap();
+    assert!(
+        page.contains("state\\-dir") && page.starts_with(".ie"),
+        "{page}"
+    );
+    Run::new(&["generate", "nonsense"]).run().expect_code(2);
+}
