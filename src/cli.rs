@@ -184,6 +184,13 @@ pub(crate) enum Command {
     )]
     CheckBackups(CheckBackupsArgs),
 
+    /// Print the least-privilege IAM policy (JSON) for the volume commands
+    /// or for the file commands on one bucket and prefix.
+    #[command(
+        after_help = "Examples:\n  snaptastic iam-policy volumes > snaptastic-ec2.json\n  snaptastic iam-policy files --bucket my-backups --prefix cassandra/ > snaptastic-s3.json\n  aws iam put-role-policy --role-name db --policy-name snaptastic --policy-document file://snaptastic-ec2.json"
+    )]
+    IamPolicy(IamPolicyArgs),
+
     /// Write man pages or shell completions (for packagers).
     #[command(
         hide = true,
@@ -214,6 +221,30 @@ pub(crate) enum Command {
         after_help = "Example:\n  snaptastic tablechop my-bucket /var/lib/cassandra/data/ks/tbl 14 --dry-run"
     )]
     Tablechop(Box<TablechopArgs>),
+}
+
+/// Which commands a policy is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PolicyKind {
+    /// EC2: mount-snapshots, make-snapshots, clean, check-backups, test, ...
+    Volumes,
+    /// S3: tablesnap, tableslurp, tablechop.
+    Files,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IamPolicyArgs {
+    #[arg(value_enum)]
+    pub kind: PolicyKind,
+    /// The bucket (files).
+    #[arg(long, value_name = "BUCKET")]
+    pub bucket: Option<String>,
+    /// The key prefix tablesnap writes under (`-p`), if any.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    pub prefix: String,
+    /// List each AWS call the commands make and the IAM action it needs.
+    #[arg(long, hide = true)]
+    pub calls: bool,
 }
 
 /// What `generate` writes.

@@ -49,6 +49,7 @@ mod generate;
 mod host;
 mod instance;
 mod logging;
+mod policy;
 mod prompt;
 mod registry;
 mod run;

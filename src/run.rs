@@ -15,7 +15,7 @@ use crate::cli::{self, Cli, Command};
 use crate::context::{Context, Globals, Needs};
 use crate::snapshotter::Snapshotter;
 use crate::volumes::{clean, freshness, list, mount, snapshot, thaw, unmount};
-use crate::{files, generate, logging, selftest};
+use crate::{files, generate, logging, policy, selftest};
 
 /// Names under which the binary acts as one of its subcommands.
 pub(crate) const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
@@ -175,5 +175,6 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Tableslurp(a) => files::slurp::run(&a).await,
         Command::Tablechop(a) => files::chop::run(&a).await,
         Command::Generate(a) => generate::run(&a),
+        Command::IamPolicy(a) => policy::run(&a),
     }
 }

@@ -88,10 +88,12 @@ pub(crate) enum DryRunAction {
     DeleteSnapshot,
     CreateSnapshots,
     DescribeInstances,
+    DescribeImages,
+    ModifyInstanceAttribute,
 }
 
 impl DryRunAction {
-    pub(crate) const ALL: [DryRunAction; 11] = [
+    pub(crate) const ALL: [DryRunAction; 13] = [
         Self::DescribeSnapshots,
         Self::DescribeVolumes,
         Self::CreateVolume,
@@ -103,6 +105,8 @@ impl DryRunAction {
         Self::DeleteSnapshot,
         Self::CreateSnapshots,
         Self::DescribeInstances,
+        Self::DescribeImages,
+        Self::ModifyInstanceAttribute,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -118,6 +122,8 @@ impl DryRunAction {
             Self::DeleteSnapshot => "DeleteSnapshot",
             Self::CreateSnapshots => "CreateSnapshots",
             Self::DescribeInstances => "DescribeInstances",
+            Self::DescribeImages => "DescribeImages",
+            Self::ModifyInstanceAttribute => "ModifyInstanceAttribute",
         }
     }
 }
@@ -593,6 +599,33 @@ impl Ec2 {
             DryRunAction::DescribeInstances => c
                 .describe_instances()
                 .instance_ids(instance_id)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::DescribeImages => c
+                .describe_images()
+                .owners("self")
+                .max_results(5)
+                .dry_run(true)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| cloud_error(name, e)),
+            DryRunAction::ModifyInstanceAttribute => c
+                .modify_instance_attribute()
+                .instance_id(instance_id)
+                .block_device_mappings(
+                    InstanceBlockDeviceMappingSpecification::builder()
+                        .device_name("/dev/sdz")
+                        .ebs(
+                            EbsInstanceBlockDeviceSpecification::builder()
+                                .delete_on_termination(true)
+                                .build(),
+                        )
+                        .build(),
+                )
                 .dry_run(true)
                 .send()
                 .await

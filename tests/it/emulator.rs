@@ -312,6 +312,10 @@ fn test_command_reports_every_check() {
         "DetachVolume",
         "DeleteVolume",
         "DeleteSnapshot",
+        "CreateSnapshots",
+        "DescribeInstances",
+        "DescribeImages",
+        "ModifyInstanceAttribute",
     ] {
         assert!(
             out.contains(&format!("OK   ec2:{action}: allowed")),

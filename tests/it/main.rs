@@ -9,6 +9,7 @@ mod freshness;
 mod lab;
 mod layout;
 mod mount;
+mod policy;
 mod porting;
 mod restore_order;
 mod restore_safety;
