@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests, the lab and the demo need on a fresh Debian/Ubuntu
 # machine: filesystem tools (mkfs.xfs, xfs_repair, mkfs.ext4, fsck), loop
-# devices (losetup), curl, python3-venv for the emulator's venv; then the
+# devices (losetup), curl, python3-venv for the emulator's venv, dpkg,
+# man-db and systemd-analyze for the package check; then the
 # emulator itself. Idempotent: does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,11 @@ command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# The package check: build, inspect and install the .deb, read its man
+# page, verify its systemd units.
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v man >/dev/null 2>&1 || need+=(man-db)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
