@@ -62,10 +62,28 @@ pub(crate) struct GlobalArgs {
     )]
     pub loglevel: LogLevel,
 
+    /// Log lines as text (the default; journald keeps them) or as one
+    /// JSON object per line with the same fields, for log shippers.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
     /// Configuration file (default: $SNAPTASTIC_CONFIG, then
     /// /etc/snaptastic/snaptastic.toml, then /etc/snaptastic.toml).
     #[arg(short = 'c', long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The log levels of the original tool (Python's names).

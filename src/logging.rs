@@ -1,5 +1,6 @@
 //! Logs go to stderr, one line per event (timestamp, level, target,
-//! message); results go to stdout. `--loglevel=WARNING` silences a cron run
+//! message), as text or (`--log-format json`) as one JSON object per line
+//! with the same fields; results go to stdout. `--loglevel=WARNING` silences a cron run
 //! unless something is wrong. The AWS SDK's own logs stay at WARN unless
 //! DEBUG is asked for.
 
@@ -7,9 +8,9 @@ use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use crate::cli::LogLevel;
+use crate::cli::{LogFormat, LogLevel};
 
-pub(crate) fn init(level: LogLevel) {
+pub(crate) fn init(level: LogLevel, format: LogFormat) {
     let ours = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
@@ -30,8 +31,16 @@ pub(crate) fn init(level: LogLevel) {
         .with_ansi(false)
         .with_target(true);
     // A second init (tests) is harmless.
-    let _ = tracing_subscriber::registry()
-        .with(fmt)
-        .with(filter)
-        .try_init();
+    let _ = match format {
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(fmt)
+            .with(filter)
+            .try_init(),
+        // Fields flattened: {"timestamp","level","fields":{"message"},"target"}
+        // becomes {"timestamp","level","message","target"}.
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(fmt.json().flatten_event(true))
+            .with(filter)
+            .try_init(),
+    };
 }

@@ -55,7 +55,7 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    logging::init(cli.global.loglevel);
+    logging::init(cli.global.loglevel, cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,8 +73,14 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
         },
         extra: extra.into_iter().map(Arc::from).collect(),
     };
+    let json_logs = cli.global.log_format == cli::LogFormat::Json;
     match runtime.block_on(dispatch(&ctx, cli.command)) {
         Ok(code) => code,
+        // A log shipper reads one object per line, the final error too.
+        Err(e) if json_logs => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             for line in format!("{e:#}").lines() {
                 eprintln!("error: {line}");
