@@ -10,6 +10,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Names under which the binary acts as one of its subcommands (symlinks
+/// to it); each gets its own man page and completion.
+pub(crate) const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
+
 /// Keep EBS data volumes and immutable files safe on EC2 hosts.
 ///
 /// Volumes: restore a host's data volumes from the newest matching snapshot
@@ -331,6 +335,11 @@ pub(crate) struct MountSnapshotsArgs {
     /// leave such a volume in this zone unused.
     #[arg(long)]
     pub from_snapshot: bool,
+    /// Print one JSON document on stdout at the end (what was done, per
+    /// item, and whether all went well) instead of a line per item; logs
+    /// stay on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -355,6 +364,11 @@ pub(crate) struct MakeSnapshotsArgs {
     /// point in time for every volume; it shares one description.
     #[arg(long)]
     pub per_volume: bool,
+    /// Print one JSON document on stdout at the end (what was done, per
+    /// item, and whether all went well) instead of a line per item; logs
+    /// stay on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -426,6 +440,11 @@ pub(crate) struct CheckBackupsArgs {
     /// tagged with its instance id); default: any host's with the tags.
     #[arg(long)]
     pub this_host: bool,
+    /// Print one JSON document on stdout at the end (what was done, per
+    /// item, and whether all went well) instead of a line per item; logs
+    /// stay on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// tablesnap 1.2.1's flags, plus endpoint, storage class and KMS options.
@@ -601,6 +620,11 @@ pub(crate) struct TableslurpArgs {
     /// retried (a few times, then the file fails).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub stall_timeout: std::time::Duration,
+    /// Print one JSON document on stdout at the end (what was done, per
+    /// item, and whether all went well) instead of a line per item; logs
+    /// stay on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// tablechop's arguments.

@@ -20,7 +20,7 @@ fn commands() -> Vec<clap::Command> {
     let mut root = Cli::command();
     root.build();
     let mut out = vec![root.clone()];
-    for name in crate::run::MULTI_CALL {
+    for name in crate::cli::MULTI_CALL {
         if let Some(sub) = root.find_subcommand(name) {
             // The symlinked name is a program of its own: its usage line,
             // version and page name say so.

@@ -52,6 +52,7 @@ mod logging;
 mod policy;
 mod prompt;
 mod registry;
+mod report;
 mod run;
 mod selftest;
 mod snapshotter;

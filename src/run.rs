@@ -13,12 +13,10 @@ use clap::Parser;
 
 use crate::cli::{self, Cli, Command};
 use crate::context::{Context, Globals, Needs};
+use crate::report::Report;
 use crate::snapshotter::Snapshotter;
 use crate::volumes::{clean, freshness, list, mount, snapshot, thaw, unmount};
 use crate::{files, generate, logging, policy, selftest};
-
-/// Names under which the binary acts as one of its subcommands.
-pub(crate) const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
 
 /// Run the command line of this process, with the configuration's profiles
 /// and `extra` (a program's own snapshotters) as the known snapshotters.
@@ -43,7 +41,7 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
         .and_then(|n| n.to_str())
         .unwrap_or("snaptastic")
         .to_string();
-    if MULTI_CALL.contains(&called_as.as_str()) {
+    if cli::MULTI_CALL.contains(&called_as.as_str()) {
         args.insert(1, OsString::from(&called_as));
     }
     let cli = match Cli::try_parse_from(args) {
@@ -99,7 +97,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             list::run(&v, &list::ListOptions { json: a.json }).await
         }
         Command::MountSnapshots(a) => {
-            let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;
+            let report = Report::new(a.json);
             let opts = mount::MountOptions {
                 ignore_mounted: a.ignore_mounted,
                 dry_run: a.dry_run,
@@ -107,18 +105,28 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 allow_non_empty: a.allow_non_empty,
                 allow_mixed: a.allow_mixed,
                 from_snapshot: a.from_snapshot,
+                report: report.clone(),
             };
-            mount::run(&v, &opts).await
+            let result = async {
+                let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;
+                mount::run(&v, &opts).await
+            };
+            report.finish("mount-snapshots", result.await)
         }
         Command::MakeSnapshots(a) => {
-            let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;
+            let report = Report::new(a.json);
             let opts = snapshot::MakeOptions {
                 wait: a.wait,
                 freeze_timeout: a.freeze_timeout,
                 allow_unfrozen: a.allow_unfrozen,
                 per_volume: a.per_volume,
+                report: report.clone(),
             };
-            snapshot::run(&v, &opts).await
+            let result = async {
+                let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;
+                snapshot::run(&v, &opts).await
+            };
+            report.finish("make-snapshots", result.await)
         }
         Command::UnmountSnapshots(a) => {
             // Ask before anything is looked up (as 0.2.12 did).
@@ -159,14 +167,16 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             .into_iter()
             .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
             .collect();
+            let report = Report::new(a.json);
             let opts = freshness::CheckOptions {
                 age: a.age,
                 name: a.name,
                 tags,
                 prometheus: a.prometheus,
                 this_host: a.this_host,
+                report: report.clone(),
             };
-            freshness::run(ctx, &opts).await
+            report.finish("check-backups", freshness::run(ctx, &opts).await)
         }
         Command::Thaw(a) => thaw::run(ctx, &a.name).await,
         Command::Tablesnap(a) => {
@@ -178,7 +188,10 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             };
             files::snap::run(file.as_ref(), &a).await
         }
-        Command::Tableslurp(a) => files::slurp::run(&a).await,
+        Command::Tableslurp(a) => {
+            let report = Report::new(a.json);
+            report.finish("tableslurp", files::slurp::run(&a, report.clone()).await)
+        }
         Command::Tablechop(a) => files::chop::run(&a).await,
         Command::Generate(a) => generate::run(&a),
         Command::IamPolicy(a) => policy::run(&a),

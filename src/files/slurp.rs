@@ -25,6 +25,7 @@ use super::keys::{is_marked_index, parse_index, KeyNaming, INDEX_SUFFIX};
 use crate::cli::TableslurpArgs;
 use crate::cloud::s3::{ObjectInfo, S3};
 use crate::cloud::CloudError;
+use crate::report::Report;
 
 /// The index to restore from: the newest not newer than `at`.
 pub(crate) fn choose_index(
@@ -74,13 +75,15 @@ struct Job {
     allow_unverified: bool,
     /// No bytes for this long: the GET is abandoned and retried.
     stall: Duration,
+    /// Where each directory's result goes (lines, or `--json`).
+    report: Report,
 }
 
 /// GETs of one file, counting those the SDK retries as one: its retries
 /// do not cover a body that fails or stalls midway.
 const GET_ATTEMPTS: u32 = crate::cloud::MAX_ATTEMPTS;
 
-pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
+pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCode> {
     let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
     let naming = super::naming(&args.s3);
     let odd = |c: std::path::Component<'_>| {
@@ -114,6 +117,7 @@ pub(crate) async fn run(args: &TableslurpArgs) -> Result<ExitCode> {
         force: args.force,
         allow_unverified: args.allow_unverified,
         stall: args.stall_timeout,
+        report,
     });
 
     // One limit for every download of the run, whatever the directory.
@@ -320,9 +324,13 @@ async fn restore_dir(
         });
     }
     let (mut restored, mut present, mut failed, mut unlisted) = (0, 0, 0, 0);
+    let (mut restored_files, mut failed_files) = (Vec::new(), Vec::new());
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok((_, Ok(true))) => restored += 1,
+            Ok((name, Ok(true))) => {
+                restored += 1;
+                restored_files.push(name);
+            }
             Ok((_, Ok(false))) => present += 1,
             Ok((name, Err(RestoreError::Missing { key }))) if !ours => {
                 unlisted += 1;
@@ -338,11 +346,15 @@ async fn restore_dir(
             }
             Ok((name, Err(e))) => {
                 failed += 1;
-                println!("FAILED   {}: {e}", target.join(name).display());
+                let file = target.join(&name);
+                job.report.line(format!("FAILED   {}: {e}", file.display()));
+                failed_files.push(serde_json::json!({"file": file, "error": e.to_string()}));
             }
             Err(e) => {
                 failed += 1;
-                println!("FAILED   {}: {e}", target.display());
+                job.report
+                    .line(format!("FAILED   {}: {e}", target.display()));
+                failed_files.push(serde_json::json!({"file": target, "error": e.to_string()}));
             }
         }
     }
@@ -351,10 +363,21 @@ async fn restore_dir(
     } else {
         String::new()
     };
-    println!(
+    restored_files.sort();
+    let line = format!(
         "{}: {restored} restored, {present} already there, {failed} failed{not_uploaded}",
         target.display()
     );
+    let item = serde_json::json!({
+        "origin": origin, "target": target, "index": index_key,
+        "restored": restored, "already_there": present, "failed": failed,
+        "not_uploaded": unlisted, "restored_files": restored_files, "failed_files": failed_files,
+    });
+    if failed > 0 {
+        job.report.failure(line, item);
+    } else {
+        job.report.item(line, item);
+    }
     Ok(failed)
 }
 

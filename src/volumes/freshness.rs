@@ -25,6 +25,8 @@ pub(crate) struct CheckOptions {
     pub prometheus: Option<std::path::PathBuf>,
     /// Count only this instance's snapshots (default: the cluster's).
     pub this_host: bool,
+    /// Where the per-mount-point results go (lines, or `--json`).
+    pub report: crate::report::Report,
 }
 
 pub(crate) async fn run(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
@@ -143,15 +145,31 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         let age = |d: &std::time::Duration| {
             humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
         };
+        let item = serde_json::json!({
+            "mount_point": r.mount_point,
+            "status": if r.fresh { "ok" } else { "stale" },
+            "snapshot_id": r.newest.as_ref().map(|(id, _)| id),
+            "age_seconds": r.newest.as_ref().map(|(_, a)| a.as_secs()),
+            "limit_seconds": args.age.as_secs(),
+        });
         match (&r.newest, r.fresh) {
-            (Some((id, a)), true) => println!("OK     {}: {id} is {} old", r.mount_point, age(a)),
-            (Some((id, a)), false) => println!(
-                "STALE  {}: newest completed snapshot {id} is {} old (limit {})",
-                r.mount_point,
-                age(a),
-                humantime::format_duration(args.age)
+            (Some((id, a)), true) => args.report.item(
+                format!("OK     {}: {id} is {} old", r.mount_point, age(a)),
+                item,
             ),
-            (None, _) => println!("STALE  {}: no completed snapshot", r.mount_point),
+            (Some((id, a)), false) => args.report.failure(
+                format!(
+                    "STALE  {}: newest completed snapshot {id} is {} old (limit {})",
+                    r.mount_point,
+                    age(a),
+                    humantime::format_duration(args.age)
+                ),
+                item,
+            ),
+            (None, _) => args.report.failure(
+                format!("STALE  {}: no completed snapshot", r.mount_point),
+                item,
+            ),
         }
     }
     if let Some(path) = &args.prometheus {

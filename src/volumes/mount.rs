@@ -52,6 +52,8 @@ pub(crate) struct MountOptions {
     /// Restore from snapshots even where a detached volume (newer data)
     /// is in another AZ.
     pub from_snapshot: bool,
+    /// Where the per-volume results go (lines, or `--json`).
+    pub report: crate::report::Report,
 }
 
 /// Everything the per-volume tasks share.
@@ -216,13 +218,13 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         .await
         {
             tracing::error!("{e}");
-            print_summary(&plans, &outcomes);
+            print_summary(&args.report, &plans, &outcomes);
             return Ok(ExitCode::FAILURE);
         }
     } else {
         tracing::info!("post_mounts hook not run: {failed} volume(s) failed");
     }
-    print_summary(&plans, &outcomes);
+    print_summary(&args.report, &plans, &outcomes);
     Ok(crate::tasks::exit_code(failed))
 }
 
@@ -365,7 +367,12 @@ fn render_plan(plans: &[VolumePlan], point: &PointInTime, identity: &Identity) -
     out
 }
 
-fn print_summary(plans: &[VolumePlan], outcomes: &[(usize, Outcome)]) {
+fn print_summary(
+    report: &crate::report::Report,
+    plans: &[VolumePlan],
+    outcomes: &[(usize, Outcome)],
+) {
+    use serde_json::json;
     for (i, o) in outcomes {
         let mp = &plans[*i].volume.mount_point;
         match o {
@@ -373,16 +380,23 @@ fn print_summary(plans: &[VolumePlan], outcomes: &[(usize, Outcome)]) {
                 volume_id,
                 block_device,
                 from,
-            } => {
-                println!(
+            } => report.item(
+                format!(
                     "mounted  {mp}: {volume_id} on {} ({from})",
                     block_device.display()
-                )
-            }
-            Outcome::Skipped { mounted_from } => {
-                println!("skipped  {mp}: already mounted from {mounted_from}")
-            }
-            Outcome::Failed { error, cleanup } => println!("FAILED   {mp}: {error}; {cleanup}"),
+                ),
+                json!({"mount_point": mp, "status": "mounted", "volume_id": volume_id,
+                       "block_device": block_device, "from": from}),
+            ),
+            Outcome::Skipped { mounted_from } => report.item(
+                format!("skipped  {mp}: already mounted from {mounted_from}"),
+                json!({"mount_point": mp, "status": "skipped", "mounted_from": mounted_from}),
+            ),
+            Outcome::Failed { error, cleanup } => report.failure(
+                format!("FAILED   {mp}: {error}; {cleanup}"),
+                json!({"mount_point": mp, "status": "failed", "error": error.to_string(),
+                       "cleanup": cleanup.to_string()}),
+            ),
         }
     }
 }

@@ -10,6 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::report::Report;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -46,6 +50,8 @@ pub(crate) struct MakeOptions {
     /// One CreateSnapshot per volume instead of one CreateSnapshots for
     /// the set.
     pub per_volume: bool,
+    /// Where the per-volume results go (lines, or `--json`).
+    pub report: crate::report::Report,
 }
 
 /// The host as the snapshot planner sees it.
@@ -263,10 +269,11 @@ async fn snapshot_all(
             }
         }
     }
-    let (mut failed, started_ok) = report_started(snapshotter, &targets, results, &w.thawed).await;
+    let (mut failed, started_ok) =
+        report_started(snapshotter, &args.report, &targets, results, &w.thawed).await;
     failed += usize::from(!w.thawed.failures.is_empty());
     if args.wait {
-        failed += wait_all(&ec2, &started_ok).await;
+        failed += wait_all(&ec2, &args.report, &started_ok).await;
     }
     Ok(crate::tasks::exit_code(failed))
 }
@@ -288,6 +295,7 @@ async fn warm_up(frozen_ec2: &Ec2, targets: &[Target]) -> Result<()> {
 /// returns the failures and the started `(mount point, snapshot)` pairs.
 async fn report_started(
     snapshotter: &Arc<dyn Snapshotter>,
+    report: &Report,
     targets: &[Target],
     results: Vec<CallResult>,
     thawed: &Thawed,
@@ -295,17 +303,23 @@ async fn report_started(
     let mut failed = 0;
     let mut started_ok = Vec::new();
     for (t, r) in targets.iter().zip(results) {
-        let window = thawed
+        let frozen = thawed
             .windows
             .iter()
             .find(|(mp, _)| mp == &PathBuf::from(&t.mount_point))
-            .map(|(_, w)| format!("frozen {} ms", w.as_millis()))
+            .map(|(_, w)| w.as_millis());
+        let window = frozen
+            .map(|ms| format!("frozen {ms} ms"))
             .unwrap_or_else(|| "not frozen".into());
         match r {
             Ok(snap) => {
-                println!(
-                    "started  {}: {snap} of {} ({window})",
-                    t.mount_point, t.volume_id
+                report.item(
+                    format!(
+                        "started  {}: {snap} of {} ({window})",
+                        t.mount_point, t.volume_id
+                    ),
+                    json!({"mount_point": t.mount_point, "status": "started",
+                           "snapshot_id": snap, "volume_id": t.volume_id, "frozen_ms": frozen}),
                 );
                 let ctx = hook_ctx(snapshotter.name(), t, Some(&snap));
                 if let Err(e) = hooks::run(snapshotter, HookPoint::PostSnapshot, &ctx).await {
@@ -316,7 +330,11 @@ async fn report_started(
             }
             Err(e) => {
                 failed += 1;
-                println!("FAILED   {}: {e} ({window})", t.mount_point);
+                report.failure(
+                    format!("FAILED   {}: {e} ({window})", t.mount_point),
+                    json!({"mount_point": t.mount_point, "status": "failed",
+                           "volume_id": t.volume_id, "error": e.to_string(), "frozen_ms": frozen}),
+                );
             }
         }
     }
@@ -326,14 +344,21 @@ async fn report_started(
 /// `--wait`: every started snapshot to completion; returns the failures.
 /// (Signals have their default action again: stopping here leaves the
 /// snapshots going on in EC2.)
-async fn wait_all(ec2: &Ec2, started: &[(String, String)]) -> usize {
+async fn wait_all(ec2: &Ec2, report: &Report, started: &[(String, String)]) -> usize {
     let mut failed = 0;
     for (mp, snap) in started {
         match wait_completed(ec2, mp, snap).await {
-            Ok(()) => println!("complete {mp}: {snap}"),
+            Ok(()) => report.item(
+                format!("complete {mp}: {snap}"),
+                json!({"mount_point": mp, "status": "completed", "snapshot_id": snap}),
+            ),
             Err(e) => {
                 failed += 1;
-                println!("FAILED   {mp}: {snap}: {e}");
+                report.failure(
+                    format!("FAILED   {mp}: {snap}: {e}"),
+                    json!({"mount_point": mp, "status": "failed", "snapshot_id": snap,
+                           "error": e.to_string()}),
+                );
             }
         }
     }

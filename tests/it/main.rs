@@ -4,8 +4,10 @@
 mod clean_scope;
 mod cli;
 mod emulator;
+mod fleet;
 mod freeze_safety;
 mod freshness;
+mod json_results;
 mod lab;
 mod layout;
 mod mount;
