@@ -50,6 +50,7 @@ mod host;
 mod instance;
 mod logging;
 mod policy;
+mod progress;
 mod prompt;
 mod registry;
 mod report;

@@ -25,6 +25,7 @@ use super::keys::{is_marked_index, parse_index, KeyNaming, INDEX_SUFFIX};
 use crate::cli::TableslurpArgs;
 use crate::cloud::s3::{ObjectInfo, S3};
 use crate::cloud::CloudError;
+use crate::progress::Progress;
 use crate::report::Report;
 
 /// The index to restore from: the newest not newer than `at`.
@@ -77,6 +78,8 @@ struct Job {
     stall: Duration,
     /// Where each directory's result goes (lines, or `--json`).
     report: Report,
+    /// Files restored of those listed so far, on a terminal or in the log.
+    progress: Progress,
 }
 
 /// GETs of one file, counting those the SDK retries as one: its retries
@@ -118,6 +121,7 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
         allow_unverified: args.allow_unverified,
         stall: args.stall_timeout,
         report,
+        progress: Progress::new("files restored", 0),
     });
 
     // One limit for every download of the run, whatever the directory.
@@ -309,6 +313,7 @@ async fn restore_dir(
     );
     std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
 
+    job.progress.add_total(names.len() as u64);
     let mut tasks = tokio::task::JoinSet::new();
     for name in names {
         let (job, origin, target, permit) = (
@@ -320,6 +325,7 @@ async fn restore_dir(
         tasks.spawn(async move {
             let _p = permit.acquire_owned().await;
             let r = fetch_one(&job, &origin, &target, &name).await;
+            job.progress.step(&name);
             (name, r)
         });
     }

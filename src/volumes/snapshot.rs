@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use crate::progress::Progress;
 use crate::report::Report;
 use std::time::Duration;
 
@@ -346,8 +347,11 @@ async fn report_started(
 /// snapshots going on in EC2.)
 async fn wait_all(ec2: &Ec2, report: &Report, started: &[(String, String)]) -> usize {
     let mut failed = 0;
+    let progress = Progress::new("snapshots completed", started.len() as u64);
     for (mp, snap) in started {
-        match wait_completed(ec2, mp, snap).await {
+        let result = wait_completed(ec2, mp, snap, &progress).await;
+        progress.step(snap);
+        match result {
             Ok(()) => report.item(
                 format!("complete {mp}: {snap}"),
                 json!({"mount_point": mp, "status": "completed", "snapshot_id": snap}),
@@ -421,7 +425,12 @@ fn hook_ctx(profile: &str, t: &Target, snapshot: Option<&str>) -> HookCtx {
         .with_snapshot_id(snapshot)
 }
 
-async fn wait_completed(ec2: &Ec2, mp: &str, snap: &str) -> Result<(), VolumeError> {
+async fn wait_completed(
+    ec2: &Ec2,
+    mp: &str,
+    snap: &str,
+    bar: &Progress,
+) -> Result<(), VolumeError> {
     tracing::info!("{mp}: waiting for {snap} to complete");
     let waited = poll_until(COMPLETION_DEADLINE, Backoff::SNAPSHOT, || async {
         Ok(match ec2.snapshot(snap).await? {
@@ -431,8 +440,10 @@ async fn wait_completed(ec2: &Ec2, mp: &str, snap: &str) -> Result<(), VolumeErr
             }
             Some(s) => {
                 let progress = s.progress.clone().unwrap_or_default();
-                tracing::info!("{mp}: {snap} is {} {progress}", s.state.as_str());
-                Err(format!("{} {progress}", s.state.as_str()))
+                let now = format!("{} {progress}", s.state.as_str());
+                let shown = format!("{mp}: {snap} is {now}");
+                bar.note(&shown);
+                Err(now)
             }
             None => Ok(Err(VolumeError::Vanished(snap.to_string()))),
         })

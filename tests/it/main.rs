@@ -13,6 +13,7 @@ mod layout;
 mod mount;
 mod policy;
 mod porting;
+mod progress;
 mod restore_order;
 mod restore_safety;
 mod retention;
