@@ -1,10 +1,10 @@
 //! `tablesnap`: watch directories and upload every new immutable file.
 //!
-//! Events go into a bounded, de-duplicated queue served by `--threads`
-//! workers. After the files of a directory are uploaded (and the directory
-//! has been quiet for a moment) one `-listdir.json` index is written for
-//! the batch, listing only files that are in S3, so a thousand-file flush
-//! writes a handful of indexes, each after the files it names. SIGTERM or
+//! Events go into a bounded, de-duplicated queue (queue.rs) served by
+//! `--threads` workers. After the files of a directory are uploaded (and
+//! the directory has been quiet for a moment) one `-listdir.json` index is
+//! written for the batch (index_writer.rs), so a thousand-file flush writes
+//! a handful of indexes, each after the files it names. SIGTERM or
 //! SIGINT stops intake, lets the uploads in flight finish and writes the
 //! indexes they owe.
 
@@ -19,17 +19,15 @@ use anyhow::{bail, Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::keys::{index_json, is_index_anchor, Filter, KeyNaming};
+use super::index_writer;
+use super::keys::{Filter, KeyNaming};
 use super::queue::{self, Intake, Job, Queue};
 use super::upload::{Outcome, Seen, Uploader};
 use crate::cli::TablesnapArgs;
-use crate::cloud::s3::{Content, PutOptions, S3};
+use crate::cloud::s3::{PutOptions, S3};
 use crate::config::Tablesnap;
 use crate::host::watch::{self, Change, Listen, Watcher};
 
-/// A directory's index waits until no upload has landed in it for this
-/// long, so one flush of many files writes one index.
-const INDEX_QUIET: Duration = Duration::from_millis(200);
 /// How long a stopping daemon waits for uploads and index writes in
 /// flight before it gives up on them (they are owed to the next start):
 /// systemd and operators expect a daemon to stop in seconds, also when S3
@@ -286,7 +284,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     // Failed files come back to the main loop, which retries them later.
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
     let indexer = (!args.without_index).then(|| {
-        tokio::spawn(indexer(
+        tokio::spawn(index_writer::run(
             landed_rx,
             s3.clone(),
             naming.clone(),
@@ -753,140 +751,6 @@ async fn s3_client(args: &Settings) -> Result<S3> {
         attempts: args.retries.saturating_add(1),
     })
     .await)
-}
-
-/// Writes each directory's index once the files landing in it (uploaded,
-/// or found present by a scan) have settled. Returns how many directories
-/// still owed an index it could not write.
-async fn indexer(
-    mut landed: mpsc::UnboundedReceiver<PathBuf>,
-    s3: S3,
-    naming: KeyNaming,
-    filter: Filter,
-    opts: PutOptions,
-) -> usize {
-    struct Dir {
-        /// Names known to be in S3 (with their size then).
-        known: HashMap<String, u64>,
-        dirty: bool,
-        changed: Instant,
-    }
-    let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let mut open = true;
-    loop {
-        tokio::select! {
-            msg = landed.recv(), if open => match msg {
-                Some(path) => {
-                    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { continue };
-                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                    let d = dirs
-                        .entry(dir.to_path_buf())
-                        .or_insert_with(|| Dir { known: HashMap::new(), dirty: false, changed: Instant::now() });
-                    d.known.insert(name.to_string_lossy().into_owned(), size);
-                    d.dirty = true;
-                    d.changed = Instant::now();
-                }
-                None => open = false,
-            },
-            _ = tick.tick() => {}
-        }
-        for (dir, d) in dirs.iter_mut() {
-            if !d.dirty || (open && d.changed.elapsed() < INDEX_QUIET) {
-                continue;
-            }
-            match write_index(&s3, &naming, &filter, &opts, dir, &mut d.known).await {
-                Ok(Some((key, n))) => {
-                    tracing::info!("indexed {n} files of {} in {key}", dir.display());
-                    d.dirty = false;
-                }
-                // No data file to write an index beside (1.2.1 indexed
-                // only sstables): nothing owed.
-                Ok(None) => d.dirty = false,
-                Err(e) => {
-                    tracing::error!("index of {}: {e}; will retry", dir.display());
-                    // Back off: wait another quiet period.
-                    d.changed = Instant::now();
-                    if !open {
-                        continue;
-                    }
-                }
-            }
-        }
-        if !open {
-            // Shutting down: one attempt each, then report what is owed.
-            return dirs.values().filter(|d| d.dirty).count();
-        }
-    }
-}
-
-/// List the directory's files that are in S3 (checking those this run has
-/// not seen with a HEAD) and write the index beside its newest data file.
-/// `Ok(None)` when the directory has no data file to anchor an index.
-async fn write_index(
-    s3: &S3,
-    naming: &KeyNaming,
-    filter: &Filter,
-    opts: &PutOptions,
-    dir: &Path,
-    known: &mut HashMap<String, u64>,
-) -> Result<Option<(String, usize)>, String> {
-    let d = dir.to_path_buf();
-    // A directory that cannot be read must not produce an empty index.
-    let entries = tokio::task::spawn_blocking(move || {
-        std::fs::read_dir(&d).map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.path())
-                .collect::<Vec<_>>()
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("reading {}: {e}", dir.display()))?;
-    let mut names = Vec::new();
-    let mut anchor: Option<(std::time::SystemTime, PathBuf)> = None;
-    for path in entries.iter().filter(|p| filter.accepts(p)) {
-        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        let Ok(meta) = std::fs::metadata(path) else {
-            continue;
-        };
-        if known.get(&name) != Some(&meta.len()) {
-            match s3.head(&naming.key(path)).await {
-                Ok(Some(h)) if h.size == meta.len() => {
-                    known.insert(name.clone(), h.size);
-                }
-                Ok(_) => continue,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        if is_index_anchor(path) {
-            let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-            if anchor.as_ref().is_none_or(|(t, p)| (mtime, path) > (*t, p)) {
-                anchor = Some((mtime, path.clone()));
-            }
-        }
-        names.push(name);
-    }
-    let Some((_, anchor)) = anchor else {
-        return Ok(None);
-    };
-    let key = naming.index_key(&anchor);
-    s3.put_bytes(
-        &key,
-        index_json(dir, &names).into_bytes(),
-        Content {
-            content_type: Some("application/json"),
-            md5: None,
-        },
-        &super::keys::index_mark(),
-        opts,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(Some((key, names.len())))
 }
 
 #[cfg(test)]
