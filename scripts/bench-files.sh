@@ -1,76 +1,136 @@
 #!/usr/bin/env bash
-# Benchmark: tableslurp restoring 1,000 x 4 KiB files and 4 x 256 MiB files
-# from the emulator, beside `aws s3 cp --recursive` downloading the same
-# prefix in the same run (wall time and throughput; the ratio is the result).
+# Benchmark of the file commands (tablesnap, tableslurp, tablechop) beside
+# their peers, in one run, against the same S3 emulator (moto):
 #
-#   scripts/bench-files.sh          (SMALL=1000 BIG=4 BIG_MIB=256 to change)
+#   ours       snaptastic tablesnap / tableslurp / tablechop (release build)
+#   1.2.1      tablesnap 1.2.1 from PyPI (Python 2.7, boto 2), the tool ours
+#              replaces, installed into $SNAPTASTIC_CACHE/py27-tablesnap
+#   aws-cli    `aws s3 cp --recursive` (awscli v1 in the emulator's venv)
+#
+# Each row runs with S3 as fast as moto answers and with 20 ms added to
+# every S3 request. The latency is added by the repository's lab
+# (lab/, snaptastic-lab, rule `action = "*"`, `reply = "latency"`), which
+# stands as a proxy in front of moto and also counts the requests per S3
+# operation; every tool talks to the lab, the bench's own checks go to moto
+# directly and are not counted. Row 3 (big files) talks to moto directly.
+#
+#   1  backup of SMALL (1,000) x 4 KiB in one directory (tablesnap -B until
+#      all keys and the index are there; aws s3 cp --recursive)
+#   2  backup of TREE_DIRS (100) x TREE_FILES (100) x 4 KiB (-r)
+#   3  upload of BIG (4) x BIG_MIB (256) MiB; peak RSS too (0 ms only)
+#   4  restore of row 1's backup: tableslurp vs aws s3 cp --recursive
+#   5  restore of row 2's tree: tableslurp -r vs aws s3 cp --recursive
+#   6  tablechop --dry-run over CHOP_OBJECTS (10,000) data objects and
+#      CHOP_INDEXES (1,000) indexes vs tablechop 1.2.1 -d (its dry run)
+#   7  SIGTERM to exit of tablesnap with uploads owed while S3 hangs (lab
+#      `hang` rule) and while S3 refuses connections (a closed port)
+#   8  last data file of a 50-file batch in S3 -> its index in S3 (daemon
+#      watching, files written while it runs)
+#
+# Files are named as Cassandra SSTable components (8 per generation:
+# Data.db, Index.db, ..., TOC.txt); 1.2.1 writes one index per Data.db
+# file, ours one per directory batch.
+#
+#   sudo scripts/bench-files.sh            (root: the lab refuses to run
+#                                           without; without root only the
+#                                           0 ms rows run, uncounted)
+#
+# Knobs (environment): ROWS="1 2 3 4 5 6 7 8" LATENCIES="0 20" SMALL=1000
+# TREE_DIRS=100 TREE_FILES=100 CHOP_OBJECTS=10000 CHOP_INDEXES=1000
+# SCALE=1 (multiplies TREE_DIRS, CHOP_OBJECTS and CHOP_INDEXES: rows 2, 5,
+# 6) BIG=4 BIG_MIB=256 BATCH=50 THREADS=N (-t for ours and 1.2.1; default: each tool's own)
+# PEERS="1.2.1 aws-cli" (which peers to try) TIMEOUT=900 (s per run)
+# KEEP=1 (keep the work directory). The whole run takes ~15-20 minutes on
+# 2 cores; ROWS="1 3 4 7" SCALE=0.2 a few.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SNAPTASTIC_CACHE="${SNAPTASTIC_CACHE:-/var/tmp/snaptastic-cache}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SNAPTASTIC_CACHE/target}"
-SMALL="${SMALL:-1000}" BIG="${BIG:-4}" BIG_MIB="${BIG_MIB:-256}"
+export ROWS="${ROWS:-1 2 3 4 5 6 7 8}" LATENCIES="${LATENCIES:-0 20}"
+export PEERS="${PEERS:-1.2.1 aws-cli}"
 
 scripts/setup.sh >/dev/null
 venv="$SNAPTASTIC_CACHE/venv"
-[ -x "$venv/bin/aws" ] || "$venv/bin/pip" install --quiet --disable-pip-version-check awscli >&2
-cargo build --locked --release --quiet --bin snaptastic
-bin="$CARGO_TARGET_DIR/release/snaptastic"
 
-work="$(mktemp -d /tmp/snaptastic-bench-files.XXXXXX)"
-state="$work/moto.state"
-trap 'scripts/emulator.sh stop "$state"; rm -rf "$work"' EXIT
-url="$(scripts/emulator.sh start "$state")"
-export AWS_ENDPOINT_URL="$url" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-aws() { "$venv/bin/aws" --endpoint-url "$url" "$@"; }
-aws s3 mb s3://bench >/dev/null
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-# One data set: generate, back up with tablesnap -B, restore both ways.
-run() {
-    local label="$1" count="$2" size_kib="$3"
-    local src="$work/src/$label"
-    mkdir -p "$src"
-    python3 - "$src" "$count" "$size_kib" <<'PY'
-import os, sys
-d, n, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-for i in range(n):
-    with open(os.path.join(d, f"ks-tbl-ka-{i}-Data.db"), "wb") as f:
-        for _ in range(kib // 1024 or 1):
-            f.write(os.urandom(min(kib, 1024) * 1024))
-PY
-    "$bin" --loglevel=WARNING tablesnap bench "$src" -B -n bench -t 4 &
-    local pid=$!
-    local want=$((count + 1))
-    for _ in $(seq 1 1200); do
-        local have
-        have=$( (aws s3 ls "s3://bench/bench:$src/" || true) | wc -l)
-        [ "$have" -ge "$want" ] && break
-        sleep 0.5
+# Peers: installed once, reused; a peer that cannot be installed is left
+# out of the run (said below), never the end of it.
+peers_ok=()
+case " $PEERS " in *" aws-cli "*)
+    if [ -x "$venv/bin/aws" ] || "$venv/bin/pip" install --quiet --disable-pip-version-check awscli >&2; then
+        peers_ok+=(aws-cli)
+    else
+        echo "bench: could not install awscli; running without aws-cli" >&2
+    fi ;;
+esac
+py27="" py27_dir="$SNAPTASTIC_CACHE/py27-tablesnap"
+case " $PEERS " in *" 1.2.1 "*)
+    for p in "$(pyenv prefix 2.7.18 2>/dev/null || true)/bin/python2.7" \
+        "$HOME"/.pyenv/versions/2.7*/bin/python2.7 /usr/bin/python2.7 /usr/local/bin/python2.7; do
+        if [ -x "$p" ] && "$p" -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null; then py27="$p"; break; fi
     done
-    sleep 2
-    kill -TERM "$pid"; wait "$pid" || true
-    local bytes
-    bytes=$(du -sb "$src" | cut -f1)
+    if [ -z "$py27" ]; then
+        echo "bench: no Python 2.7 interpreter found; running without tablesnap 1.2.1" >&2
+    else
+        # pip --target: a private directory, nothing added to the interpreter.
+        # tablechop 1.2.1 imports eventlet, which its package does not require.
+        if ! PYTHONPATH="$py27_dir" "$py27" -c 'import boto, pyinotify, eventlet, dateutil' 2>/dev/null \
+            || [ ! -f "$py27_dir/bin/tablesnap" ]; then
+            echo "bench: installing tablesnap==1.2.1 into $py27_dir" >&2
+            "$py27" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+                --target "$py27_dir" 'tablesnap==1.2.1' eventlet >&2 2>/dev/null || true
+        fi
+        if PYTHONPATH="$py27_dir" "$py27" -c 'import boto, pyinotify, eventlet, dateutil' 2>/dev/null \
+            && [ -f "$py27_dir/bin/tablesnap" ]; then
+            peers_ok+=(1.2.1)
+        else
+            echo "bench: tablesnap 1.2.1 could not be installed; running without it" >&2
+            py27=""
+        fi
+    fi ;;
+esac
 
-    local t0 t1 ours theirs
-    t0=$(now_ms)
-    "$bin" --loglevel=WARNING tableslurp bench "$src" "$work/ours/$label" -n bench -t 8 >/dev/null
-    t1=$(now_ms); ours=$((t1 - t0))
-    t0=$(now_ms)
-    aws s3 cp --recursive --only-show-errors "s3://bench/bench:$src/" "$work/theirs/$label/"
-    t1=$(now_ms); theirs=$((t1 - t0))
-    diff -rq "$src" "$work/ours/$label" >/dev/null || { echo "bench: restored files differ" >&2; exit 1; }
-    python3 - "$label" "$bytes" "$ours" "$theirs" <<'PY'
-import sys
-label, b, ours, theirs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-mib = b / (1 << 20)
-print(f"  {label:<14} tableslurp {ours:6d} ms ({mib / (ours / 1000):7.1f} MiB/s, MD5-verified)   "
-      f"aws s3 cp {theirs:6d} ms ({mib / (theirs / 1000):7.1f} MiB/s)   ratio {theirs / ours:4.2f}x")
-PY
-    rm -rf "$work/ours/$label" "$work/theirs/$label"
+CARGO_NET_OFFLINE="${CARGO_NET_OFFLINE:-true}" cargo build --locked --release --quiet --bin snaptastic
+bin="$CARGO_TARGET_DIR/release"
+lab_ok=""
+if [ "$(id -u)" -eq 0 ]; then
+    if CARGO_NET_OFFLINE="${CARGO_NET_OFFLINE:-true}" cargo build --locked --release --quiet -p snaptastic-lab; then
+        lab_ok=1
+    else
+        echo "bench: the lab did not build; running without it" >&2
+    fi
+else
+    echo "bench: not root, so no lab (it needs root): 0 ms rows only, no request counts" >&2
+fi
+
+work="$(mktemp -d /var/tmp/snaptastic-bench-files.XXXXXX)"
+state="$work/moto.state"
+lab_pid=""
+cleanup() {
+    if [ -n "$lab_pid" ]; then kill -TERM "$lab_pid" 2>/dev/null || true; wait "$lab_pid" 2>/dev/null || true; fi
+    if [ -n "${KEEP:-}" ] && [ -f "$state.log" ]; then cp "$state.log" "$work/moto.log"; fi
+    scripts/emulator.sh stop "$state"
+    if [ -n "${KEEP:-}" ]; then echo "bench: kept $work" >&2; else rm -rf "$work"; fi
 }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+moto_url="$(scripts/emulator.sh start "$state")"
+lab_url=""
+if [ -n "$lab_ok" ]; then
+    "$bin/snaptastic-lab" --dir "$work/lab" --moto-url "$moto_url" --exit-with-parent \
+        >"$work/lab.out" 2>"$work/lab.err" &
+    lab_pid=$!
+    for _ in $(seq 1 300); do grep -q '^READY' "$work/lab.out" 2>/dev/null && break; sleep 0.1; done
+    if grep -q '^READY' "$work/lab.out"; then
+        lab_url="$(sed -n 's/^export AWS_ENDPOINT_URL=//p' "$work/lab/lab.env")"
+    else
+        echo "bench: the lab did not start; running without it:" >&2
+        cat "$work/lab.err" >&2
+        kill -TERM "$lab_pid" 2>/dev/null || true
+        lab_pid=""
+    fi
+fi
 
-echo "== restore from the emulator: tableslurp vs aws s3 cp --recursive (same prefix, same run)"
-run "${SMALL}x4KiB" "$SMALL" 4
-run "${BIG}x${BIG_MIB}MiB" "$BIG" "$((BIG_MIB * 1024))"
+export BENCH_WORK="$work" BENCH_MOTO_URL="$moto_url" BENCH_MOTO_LOG="$state.log" BENCH_LAB_URL="$lab_url"
+export BENCH_SNAPTASTIC="$bin/snaptastic" BENCH_AWS="$venv/bin/aws" BENCH_PEERS="${peers_ok[*]:-}"
+export BENCH_PY27="$py27" BENCH_PY27_DIR="$py27_dir"
+"$venv/bin/python" scripts/bench/files.py

@@ -93,6 +93,11 @@ impl Queue {
 }
 
 impl Intake {
+    /// How many paths wait (left unread when the workers stop).
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The next job; `None` once the queue is closed and empty.
     pub(super) async fn next(&self) -> Option<Job> {
         let job = self.rx.lock().await.recv().await?;

@@ -662,6 +662,7 @@ async fn shut_down(
         scans,
         retries,
         stats,
+        backup_scan,
         ..
     } = daemon;
     for s in &scans {
@@ -670,7 +671,11 @@ async fn shut_down(
     for s in scans {
         let _ = s.await;
     }
+    let scan_cut_short = backup_scan
+        .iter()
+        .any(|queued| !queued.load(Ordering::Relaxed));
     // Close the queue: workers drain it (skipping what has not started).
+    let still_queued = pool.intake.clone();
     drop(queue);
     drop(pool);
     let deadline = tokio::time::Instant::now() + STOP_GRACE;
@@ -692,18 +697,28 @@ async fn shut_down(
             }
         }
     }
-    let dropped = stats.dropped.load(Ordering::Relaxed) + retries.len() as u64 + cut_off;
-    let owed = match (dropped, unindexed, index_cut_off) {
+    // Workers cut off at the deadline leave the rest of the queue unread.
+    let dropped = stats.dropped.load(Ordering::Relaxed)
+        + retries.len() as u64
+        + cut_off
+        + still_queued.waiting() as u64;
+    drop(still_queued);
+    let owed = match (dropped, unindexed, index_cut_off || scan_cut_short) {
         (0, 0, false) => String::new(),
-        (files, dirs, cut) => format!(
-            "; owed: {files} file(s) not uploaded{}, {dirs} director(ies) not indexed{}; \
+        (files, dirs, _) => format!(
+            "; owed: {files} file(s) not uploaded{}{}, {dirs} director(ies) not indexed{}; \
              the next start with -B picks them up",
             if cut_off > 0 {
                 format!(" ({cut_off} cut off after {}s)", STOP_GRACE.as_secs())
             } else {
                 String::new()
             },
-            if cut {
+            if scan_cut_short {
+                " (and the -B scan was cut short: files it had not queued yet are not counted)"
+            } else {
+                ""
+            },
+            if index_cut_off {
                 format!(" and index writes cut off after {}s", STOP_GRACE.as_secs())
             } else {
                 String::new()
