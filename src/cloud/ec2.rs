@@ -128,6 +128,19 @@ impl DryRunAction {
     }
 }
 
+/// The ModifyInstanceAttribute mapping that sets DeleteOnTermination for
+/// the volume at `device` (the real call and its DryRun probe).
+fn delete_on_termination(device: &str, delete: bool) -> InstanceBlockDeviceMappingSpecification {
+    InstanceBlockDeviceMappingSpecification::builder()
+        .device_name(device)
+        .ebs(
+            EbsInstanceBlockDeviceSpecification::builder()
+                .delete_on_termination(delete)
+                .build(),
+        )
+        .build()
+}
+
 /// What a DryRun call said about a permission.
 #[derive(Debug)]
 pub(crate) enum DryRunOutcome {
@@ -495,14 +508,7 @@ impl Ec2 {
         device: &str,
         delete: bool,
     ) -> Result<(), CloudError> {
-        let mapping = InstanceBlockDeviceMappingSpecification::builder()
-            .device_name(device)
-            .ebs(
-                EbsInstanceBlockDeviceSpecification::builder()
-                    .delete_on_termination(delete)
-                    .build(),
-            )
-            .build();
+        let mapping = delete_on_termination(device, delete);
         self.client
             .modify_instance_attribute()
             .instance_id(instance_id)
@@ -616,16 +622,7 @@ impl Ec2 {
             DryRunAction::ModifyInstanceAttribute => c
                 .modify_instance_attribute()
                 .instance_id(instance_id)
-                .block_device_mappings(
-                    InstanceBlockDeviceMappingSpecification::builder()
-                        .device_name("/dev/sdz")
-                        .ebs(
-                            EbsInstanceBlockDeviceSpecification::builder()
-                                .delete_on_termination(true)
-                                .build(),
-                        )
-                        .build(),
-                )
+                .block_device_mappings(delete_on_termination("/dev/sdz", true))
                 .dry_run(true)
                 .send()
                 .await
