@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::mount::Setup;
-use crate::support::{lab_prerequisites, moto, Run, S3};
+use crate::support::{lab_prerequisites, md5_hex, moto, Run, S3};
 
 fn doc(stdout: &str) -> Value {
     serde_json::from_str(stdout)
@@ -106,31 +106,19 @@ fn tableslurp_json_lists_the_files_restored_and_failed() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
     let origin = "/var/lib/cassandra/data/ks/tbl";
-    let put = |key: &str, body: &[u8], md5: Option<&str>| {
-        let mut req = s3
-            .client
-            .put_object()
-            .bucket(&s3.bucket)
-            .key(format!("host1:{origin}/{key}"))
-            .body(body.to_vec().into());
-        if let Some(m) = md5 {
-            req = req.metadata("md5sum", m);
-        }
-        s3.rt.block_on(req.send()).unwrap();
+    let put = |name: &str, body: &[u8], meta: &[(&str, String)]| {
+        s3.put(&format!("host1:{origin}/{name}"), body, meta)
     };
-    let md5 = |b: &[u8]| {
-        use md5::{Digest, Md5};
-        Md5::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    };
-    put("a-Data.db", b"aaaa", Some(&md5(b"aaaa")));
-    put("b-Index.db", b"bbbb", Some(&md5(b"not these bytes")));
+    put("a-Data.db", b"aaaa", &[("md5sum", md5_hex(b"aaaa"))]);
+    put(
+        "b-Index.db",
+        b"bbbb",
+        &[("md5sum", md5_hex(b"not these bytes"))],
+    );
     put(
         "a-Data.db-listdir.json",
         format!(r#"{{"{origin}": ["a-Data.db", "b-Index.db"]}}"#).as_bytes(),
-        None,
+        &[],
     );
     let target = tempfile::tempdir().unwrap();
     let d = Run::new(&[

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::support::{moto, S3};
+use crate::support::{md5_hex, moto, S3};
 
 /// A backup of `n` small files with their index, as tablesnap writes it.
 fn backup(s3: &S3, origin: &str, n: usize) {
@@ -12,35 +12,19 @@ fn backup(s3: &S3, origin: &str, n: usize) {
     for i in 0..n {
         let name = format!("nb-{i}-big-Data.db");
         let body = format!("file {i}").into_bytes();
-        use md5::{Digest, Md5};
-        let md5: String = Md5::digest(&body)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        s3.rt
-            .block_on(
-                s3.client
-                    .put_object()
-                    .bucket(&s3.bucket)
-                    .key(format!("host1:{origin}/{name}"))
-                    .metadata("md5sum", md5)
-                    .body(body.into())
-                    .send(),
-            )
-            .unwrap();
+        s3.put(
+            &format!("host1:{origin}/{name}"),
+            &body,
+            &[("md5sum", md5_hex(&body))],
+        );
         names.push(format!("\"{name}\""));
     }
     let index = format!(r#"{{"{origin}": [{}]}}"#, names.join(", "));
-    s3.rt
-        .block_on(
-            s3.client
-                .put_object()
-                .bucket(&s3.bucket)
-                .key(format!("host1:{origin}/nb-0-big-Data.db-listdir.json"))
-                .body(index.into_bytes().into())
-                .send(),
-        )
-        .unwrap();
+    s3.put(
+        &format!("host1:{origin}/nb-0-big-Data.db-listdir.json"),
+        index.as_bytes(),
+        &[],
+    );
 }
 
 /// Run tableslurp under a pseudo-terminal; returns what the terminal got.

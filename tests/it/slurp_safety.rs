@@ -5,30 +5,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::support::{lab_prerequisites, moto, Lab, LabOpts, Run, S3};
+use crate::support::{lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
 
 const ORIGIN: &str = "/var/lib/cassandra/data/ks/tbl";
 
-fn md5_hex(data: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// PUT `host1:<ORIGIN>/<name>` with user metadata.
 fn put(s3: &S3, name: &str, body: &[u8], meta: &[(&str, String)]) {
-    let mut req = s3
-        .client
-        .put_object()
-        .bucket(&s3.bucket)
-        .key(format!("host1:{ORIGIN}/{name}"))
-        .body(body.to_vec().into());
-    for (k, v) in meta {
-        req = req.metadata(*k, v);
-    }
-    s3.rt.block_on(req.send()).unwrap();
+    s3.put(&format!("host1:{ORIGIN}/{name}"), body, meta);
 }
 
 /// A data object as tablesnap 1.2.1 writes it.

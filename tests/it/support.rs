@@ -706,7 +706,30 @@ pub(crate) struct S3 {
     pub bucket: String,
 }
 
+/// MD5 in hex, as tablesnap's `md5sum` metadata holds it.
+pub(crate) fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 impl S3 {
+    /// PUT `key` with user metadata.
+    pub(crate) fn put(&self, key: &str, body: &[u8], meta: &[(&str, String)]) {
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body.to_vec().into());
+        for (k, v) in meta {
+            req = req.metadata(*k, v);
+        }
+        self.rt.block_on(req.send()).unwrap();
+    }
+
     /// A fresh bucket on `endpoint`.
     pub(crate) fn new(endpoint: &str) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()

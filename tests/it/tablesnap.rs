@@ -5,15 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::support::{lab_prerequisites, moto, Lab, LabOpts, Run, S3};
-
-fn md5_hex(data: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use crate::support::{lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
 
 /// tablesnap running against `endpoint`, stopped with SIGTERM on drop.
 pub(crate) struct Daemon {

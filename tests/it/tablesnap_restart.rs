@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::support::{is_root, moto, Run, S3};
+use crate::support::{is_root, md5_hex, moto, Run, S3};
 
 const BIG: usize = 8;
 const BIG_SIZE: usize = 256 << 20;
@@ -108,14 +108,6 @@ fn backup_run(
     (line, io)
 }
 
-fn md5_hex(data: &[u8]) -> String {
-    use md5::{Digest, Md5};
-    Md5::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[test]
 #[ignore = "needs root (drops the page cache) and the emulator; scripts/test.sh runs it"]
 fn a_restart_of_an_unchanged_set_reads_almost_nothing_and_still_replaces_altered_copies() {
@@ -179,9 +171,9 @@ fn a_restart_of_an_unchanged_set_reads_almost_nothing_and_still_replaces_altered
     let local_replaced = std::fs::read(&replaced).unwrap();
     let mut other = local_replaced.clone();
     other[12345] ^= 0xff;
-    put(&s3, &key(&replaced), other.clone(), Some(&md5_hex(&other)));
+    s3.put(&key(&replaced), &other, &[("md5sum", md5_hex(&other))]);
     let local_stripped = std::fs::read(&stripped).unwrap();
-    put(&s3, &key(&stripped), local_stripped.clone(), None);
+    s3.put(&key(&stripped), &local_stripped, &[]);
 
     drop_caches();
     let (line, (rchar, disk)) = backup_run(&moto, &s3.bucket, &dir, &state, &log);
@@ -214,19 +206,6 @@ fn a_restart_of_an_unchanged_set_reads_almost_nothing_and_still_replaces_altered
                 .send(),
         );
     }
-}
-
-fn put(s3: &S3, key: &str, body: Vec<u8>, md5sum: Option<&str>) {
-    let mut req = s3
-        .client
-        .put_object()
-        .bucket(&s3.bucket)
-        .key(key)
-        .body(body.into());
-    if let Some(m) = md5sum {
-        req = req.metadata("md5sum", m);
-    }
-    s3.rt.block_on(req.send()).unwrap();
 }
 
 fn free_bytes(p: &Path) -> u64 {
