@@ -83,6 +83,11 @@ pub(crate) struct S3 {
     bucket: String,
 }
 
+/// Lower-case hex, as tablesnap's `md5sum` metadata writes a digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Standard base64, as S3 wants Content-MD5.
 pub(crate) fn base64(bytes: &[u8]) -> String {
     aws_smithy_types::base64::encode(bytes)
@@ -268,7 +273,7 @@ impl S3 {
         Ok(Some(Fetched {
             metadata: r.metadata.unwrap_or_default(),
             etag: r.e_tag.map(|e| e.trim_matches('"').to_string()),
-            md5_hex: hash.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+            md5_hex: hex(&hash.finalize()),
             last_modified: r.last_modified.as_ref().and_then(to_chrono),
         }))
     }

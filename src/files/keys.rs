@@ -43,7 +43,7 @@ impl KeyNaming {
             )
             .as_bytes(),
         );
-        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        crate::cloud::s3::hex(&digest[..8])
     }
 
     /// The key prefix of everything under a directory.

@@ -15,7 +15,7 @@ pub(crate) mod stale;
 pub(crate) mod upload;
 
 use crate::cli::S3Args;
-use crate::cloud::s3::{base64, S3};
+use crate::cloud::s3::{base64, hex, S3};
 use crate::cloud::{AwsConfig, StaticKeys};
 
 /// The host name in keys when none is given: Python's socket.getfqdn(),
@@ -42,7 +42,7 @@ pub(crate) struct Md5Sum {
 impl Md5Sum {
     fn of(digest: &[u8]) -> Self {
         Md5Sum {
-            hex: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            hex: hex(digest),
             base64: base64(digest),
         }
     }
