@@ -490,11 +490,15 @@ pub(crate) struct TablesnapArgs {
     /// IN_MOVED_TO and IN_CLOSE_WRITE; add IN_CREATE for hard links).
     #[arg(long, value_parser = ["IN_MOVED_TO", "IN_CLOSE_WRITE", "IN_CREATE"], value_name = "EVENT")]
     pub listen_events: Vec<String>,
-    /// Files larger than this many MB go up in parts (default 5120).
+    /// A file over 8 MiB goes up in parts and then gets its md5sum by a
+    /// copy inside S3: objects larger than this many MB are copied in
+    /// ranges (default 5120, S3's one-request limit). In 1.2.1 this chose
+    /// between one PUT and parts.
     #[arg(long, value_name = "MB")]
     pub max_upload_size: Option<u64>,
     /// Part size in MB, raised as needed to stay under 10,000 parts
-    /// (default 256).
+    /// (default 8, as aws-cli). Parts in flight are held in memory, 64 MiB
+    /// at most in all.
     #[arg(long, value_name = "MB")]
     pub multipart_chunk_size: Option<u64>,
     /// Accepted for compatibility; keys on the command line show in `ps`:

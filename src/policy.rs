@@ -37,6 +37,10 @@ const S3_CALLS: &[(&str, &str, Scope)] = &[
     ("CreateMultipartUpload", "s3:PutObject", Scope::Objects),
     ("UploadPart", "s3:PutObject", Scope::Objects),
     ("CompleteMultipartUpload", "s3:PutObject", Scope::Objects),
+    // The md5sum stamp copies an object onto itself: s3:PutObject on it,
+    // and s3:GetObject (granted above) on it as the source.
+    ("CopyObject", "s3:PutObject", Scope::Objects),
+    ("UploadPartCopy", "s3:PutObject", Scope::Objects),
     (
         "AbortMultipartUpload",
         "s3:AbortMultipartUpload",

@@ -1,7 +1,8 @@
-//! S3 calls for the file commands: HEAD, single PUTs (small files from
-//! memory, larger ones streamed from disk), multipart uploads whose parts
-//! stream from the file (no part is held in memory), and the small JSON
-//! indexes. SDK types stay here.
+//! S3 calls for the file commands: HEAD, single PUTs from memory (small
+//! files, the JSON indexes), multipart uploads whose parts the caller
+//! reads once and hands over (`Multipart`), and the copy of an object onto
+//! itself that stamps metadata known only after the upload (the whole
+//! file's MD5). SDK types stay here.
 //!
 //! Checksums: a PUT carries Content-MD5 (S3 refuses a body that does not
 //! match), so the SDK's own request checksum (an `aws-chunked` body with a
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption, StorageClass,
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+    ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
@@ -375,52 +377,14 @@ impl S3 {
             .map_err(|e| cloud_error("PutObject", e))
     }
 
-    /// One PUT streamed from the file, with Content-MD5 so S3 checks it.
-    pub(crate) async fn put_file(
+    /// Start a multipart upload of `key` with its user metadata (S3 takes
+    /// metadata only here, before any part).
+    pub(crate) async fn start_multipart(
         &self,
         key: &str,
-        path: &Path,
-        content_md5: &str,
         metadata: &HashMap<String, String>,
         opts: &PutOptions,
-    ) -> Result<(), CloudError> {
-        let body = ByteStream::from_path(path)
-            .await
-            .map_err(|e| CloudError::Transport {
-                op: "PutObject",
-                message: format!("reading {}: {e}", path.display()),
-            })?;
-        let req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_md5(content_md5)
-            .set_metadata(Some(metadata.clone()))
-            .body(body);
-        apply_put(req, opts)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| cloud_error("PutObject", e))
-    }
-
-    /// Multipart upload of a file: parts stream from the file at their
-    /// offsets, up to `permits` parts in flight across all uploads. Any
-    /// failure aborts the upload, so no half object is ever visible.
-    // The upload's pieces come from the caller; a struct would only move
-    // the same names one level down.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn put_file_multipart(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        part_size: u64,
-        metadata: &HashMap<String, String>,
-        opts: &PutOptions,
-        permits: Arc<Semaphore>,
-    ) -> Result<(), CloudError> {
+    ) -> Result<Multipart, CloudError> {
         let mut create = self
             .client
             .create_multipart_upload()
@@ -440,116 +404,95 @@ impl S3 {
             .send()
             .await
             .map_err(|e| cloud_error("CreateMultipartUpload", e))?;
-        let upload_id = upload.upload_id().unwrap_or_default().to_string();
+        Ok(Multipart {
+            s3: self.clone(),
+            key: key.to_string(),
+            upload_id: upload.upload_id().unwrap_or_default().to_string(),
+            parts: std::sync::Mutex::new(Vec::new()),
+        })
+    }
 
-        let result = self
-            .upload_parts(key, path, size, part_size, &upload_id, permits)
-            .await;
-        let done = match result {
-            Ok(parts) => self
+    /// Give an object new user metadata. S3 cannot change metadata in
+    /// place: the object is copied onto itself inside S3 (nothing is read
+    /// or sent from here), by one CopyObject up to `single_max` bytes,
+    /// else in ranges of `part` bytes, `permits` at once. `etag` (the
+    /// object as this process wrote it) guards against copying an object
+    /// someone replaced meanwhile.
+    // The copy's pieces come from the caller, as for the upload.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn replace_metadata(
+        &self,
+        key: &str,
+        etag: &str,
+        size: u64,
+        metadata: &HashMap<String, String>,
+        opts: &PutOptions,
+        single_max: u64,
+        part: u64,
+        permits: Arc<Semaphore>,
+    ) -> Result<(), CloudError> {
+        let source = copy_source(&self.bucket, key);
+        if size <= single_max {
+            let mut req = self
                 .client
-                .complete_multipart_upload()
+                .copy_object()
                 .bucket(&self.bucket)
                 .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
+                .copy_source(&source)
+                .set_copy_source_if_match(if_match(etag))
+                .metadata_directive(MetadataDirective::Replace)
+                .set_metadata(Some(metadata.clone()));
+            if let Some(sc) = &opts.storage_class {
+                req = req.storage_class(StorageClass::from(sc.as_str()));
+            }
+            if let Some(sse) = &opts.sse {
+                req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
+            }
+            if let Some(k) = &opts.sse_kms_key_id {
+                req = req.ssekms_key_id(k);
+            }
+            return req
                 .send()
                 .await
                 .map(drop)
-                .map_err(|e| cloud_error("CompleteMultipartUpload", e)),
-            Err(e) => Err(e),
-        };
-        if done.is_err() {
-            // No invisible parts left to bill, no half object to see.
-            self.abort(key, &upload_id).await;
+                .map_err(|e| cloud_error("CopyObject", e));
         }
-        done
-    }
-
-    async fn upload_parts(
-        &self,
-        key: &str,
-        path: &Path,
-        size: u64,
-        part_size: u64,
-        upload_id: &str,
-        permits: Arc<Semaphore>,
-    ) -> Result<Vec<CompletedPart>, CloudError> {
-        let count = size.div_ceil(part_size).max(1);
+        let upload = Arc::new(self.start_multipart(key, metadata, opts).await?);
         let mut tasks = tokio::task::JoinSet::new();
+        let count = size.div_ceil(part).max(1);
+        let mut result = Ok(());
         for n in 0..count {
-            let offset = n * part_size;
-            let length = part_size.min(size - offset);
-            let (client, bucket, key, upload_id, path) = (
-                self.client.clone(),
-                self.bucket.clone(),
-                key.to_string(),
-                upload_id.to_string(),
-                path.to_path_buf(),
-            );
-            let permit =
-                permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| CloudError::Transport {
-                        op: "UploadPart",
-                        message: "shutting down".into(),
-                    })?;
+            let first = n * part;
+            let last = (first + part).min(size) - 1;
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                result = Err(shutting_down("UploadPartCopy"));
+                break;
+            };
+            let (upload, source, etag) = (upload.clone(), source.clone(), etag.to_string());
             tasks.spawn(async move {
                 let _permit = permit;
-                let body = ByteStream::read_from()
-                    .path(&path)
-                    .offset(offset)
-                    .length(aws_smithy_types::byte_stream::Length::Exact(length))
-                    .build()
-                    .await
-                    .map_err(|e| CloudError::Transport {
-                        op: "UploadPart",
-                        message: format!("reading {}: {e}", path.display()),
-                    })?;
-                let part_number = i32::try_from(n + 1).unwrap_or(i32::MAX);
-                let r = client
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(part_number)
-                    .content_length(i64::try_from(length).unwrap_or(i64::MAX))
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| cloud_error("UploadPart", e))?;
-                Ok::<_, CloudError>(
-                    CompletedPart::builder()
-                        .part_number(part_number)
-                        .set_e_tag(r.e_tag().map(str::to_string))
-                        .build(),
-                )
+                upload.copy_part(n + 1, &source, &etag, first, last).await
             });
         }
-        let mut parts = Vec::new();
         while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(Ok(p)) => parts.push(p),
-                Ok(Err(e)) => return Err(e),
-                Err(e) => {
-                    return Err(CloudError::Transport {
-                        op: "UploadPart",
-                        message: e.to_string(),
-                    })
-                }
+            let r = done.unwrap_or_else(|e| {
+                Err(CloudError::Transport {
+                    op: "UploadPartCopy",
+                    message: e.to_string(),
+                })
+            });
+            if result.is_ok() {
+                result = r;
             }
         }
-        parts.sort_by_key(|p| p.part_number());
-        Ok(parts)
+        match result {
+            Ok(()) => upload.complete().await.map(drop),
+            Err(e) => {
+                upload.abort().await;
+                Err(e)
+            }
+        }
     }
-
     /// Abort a multipart upload (best effort, logged).
     pub(crate) async fn abort(&self, key: &str, upload_id: &str) {
         if let Err(e) = self.abort_multipart_upload(key, upload_id).await {
@@ -613,6 +556,150 @@ impl S3 {
             }
         }
     }
+}
+
+/// A multipart upload under way. Parts go up in any order and at once
+/// (`&self`); `complete` makes the object appear whole, `abort` drops the
+/// parts, so a failed upload leaves no half object (and nothing billed).
+pub(crate) struct Multipart {
+    s3: S3,
+    key: String,
+    upload_id: String,
+    parts: std::sync::Mutex<Vec<CompletedPart>>,
+}
+
+impl Multipart {
+    /// One part from memory, numbered from 1. Its CRC32 goes in a header
+    /// (the body is in memory: no `aws-chunked` re-encoding), so S3
+    /// refuses a part damaged on the way.
+    pub(crate) async fn put_part(&self, number: u64, body: Vec<u8>) -> Result<(), CloudError> {
+        let number = part_number(number);
+        let r = self
+            .s3
+            .client
+            .upload_part()
+            .bucket(&self.s3.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .content_length(i64::try_from(body.len()).unwrap_or(i64::MAX))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| cloud_error("UploadPart", e))?;
+        self.done(number, r.e_tag());
+        Ok(())
+    }
+
+    /// One part copied inside S3 from bytes `first..=last` of `source`
+    /// (`bucket/key`, encoded), if it still has ETag `etag`.
+    async fn copy_part(
+        &self,
+        number: u64,
+        source: &str,
+        etag: &str,
+        first: u64,
+        last: u64,
+    ) -> Result<(), CloudError> {
+        let number = part_number(number);
+        let r = self
+            .s3
+            .client
+            .upload_part_copy()
+            .bucket(&self.s3.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .copy_source(source)
+            .set_copy_source_if_match(if_match(etag))
+            .copy_source_range(format!("bytes={first}-{last}"))
+            .send()
+            .await
+            .map_err(|e| cloud_error("UploadPartCopy", e))?;
+        self.done(number, r.copy_part_result().and_then(|p| p.e_tag()));
+        Ok(())
+    }
+
+    fn done(&self, number: i32, etag: Option<&str>) {
+        let part = CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(etag.map(str::to_string))
+            .build();
+        self.parts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(part);
+    }
+
+    /// Join the parts into the object; returns its ETag. On failure the
+    /// parts are dropped.
+    pub(crate) async fn complete(&self) -> Result<String, CloudError> {
+        let mut parts = std::mem::take(
+            &mut *self
+                .parts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        parts.sort_by_key(|p| p.part_number());
+        let done = self
+            .s3
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.s3.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match done {
+            Ok(r) => Ok(r.e_tag().unwrap_or_default().to_string()),
+            Err(e) => {
+                self.abort().await;
+                Err(cloud_error("CompleteMultipartUpload", e))
+            }
+        }
+    }
+
+    /// Drop the parts (best effort, logged).
+    pub(crate) async fn abort(&self) {
+        self.s3.abort(&self.key, &self.upload_id).await;
+    }
+}
+
+fn part_number(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A copy's precondition: the ETag, when S3 gave one.
+fn if_match(etag: &str) -> Option<String> {
+    (!etag.is_empty()).then(|| etag.to_string())
+}
+
+fn shutting_down(op: &'static str) -> CloudError {
+    CloudError::Transport {
+        op,
+        message: "shutting down".into(),
+    }
+}
+
+/// `x-amz-copy-source`: the bucket and the key, the key percent-encoded
+/// (its `/` kept), as S3 expects.
+fn copy_source(bucket: &str, key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "{bucket}/{}",
+        percent_encoding::utf8_percent_encode(key, KEEP)
+    )
 }
 
 fn apply_put(

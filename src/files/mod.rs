@@ -40,7 +40,7 @@ pub(crate) struct Md5Sum {
 }
 
 impl Md5Sum {
-    fn of(digest: &[u8]) -> Self {
+    pub(crate) fn of(digest: &[u8]) -> Self {
         Md5Sum {
             hex: hex(digest),
             base64: base64(digest),

@@ -191,7 +191,7 @@ pub(crate) fn merge(
         multipart_chunk_size: cli
             .multipart_chunk_size
             .or(f.multipart_chunk_size)
-            .unwrap_or(256),
+            .unwrap_or(8),
         aws_key: cli.aws_key.clone(),
         aws_secret: cli.aws_secret.clone(),
         aws_token: cli.aws_token.clone(),
@@ -245,6 +245,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         max_single: args.max_upload_size.saturating_mul(mib).min(5 << 30),
         chunk: args.multipart_chunk_size.saturating_mul(mib),
         parts: Arc::new(Semaphore::new(args.threads)),
+        memory: super::upload::buffer_budget(),
         digests: Arc::new(
             super::digests::load(
                 args.state_dir.as_deref(),

@@ -1,14 +1,18 @@
-//! One file to S3: stat, MD5 (from the digest record when the file is
-//! unchanged since it was read, else streamed from disk), HEAD (same size
-//! and md5 means it is there already), then a single streamed PUT or a
-//! multipart upload. Files that vanish on the way (compaction) are
-//! skipped, not errors.
+//! One file to S3, its bytes read from disk once: a small file into
+//! memory and up in one PUT, a large one part by part into a multipart
+//! upload, its MD5 computed on the way and stamped on the object by a
+//! copy inside S3. When S3 may hold it already (a `-B` scan, a retry), the
+//! digest record (unchanged since read) or one read for the MD5 and a HEAD
+//! (same size and md5sum) decide first. Files that vanish on the way
+//! (compaction) are skipped, not errors.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use md5::{Digest, Md5};
 use tokio::sync::Semaphore;
 
 use super::digests::{Digests, Fingerprint};
@@ -66,11 +70,15 @@ pub(crate) struct Uploader {
     pub s3: S3,
     pub naming: KeyNaming,
     pub opts: PutOptions,
-    /// Larger files go up in parts.
+    /// Objects up to this size get their `md5sum` by one CopyObject,
+    /// larger ones by a copy in parts.
     pub max_single: u64,
+    /// Part size (raised to stay within S3's 10,000 parts).
     pub chunk: u64,
-    /// Parts in flight across all files (memory stays bounded by it).
+    /// Parts in flight across all files.
     pub parts: Arc<Semaphore>,
+    /// File bytes in memory across all uploads, in KiB (`buffer_budget`).
+    pub memory: Arc<Semaphore>,
     /// MD5s of files read before, by fingerprint.
     pub digests: Arc<Digests>,
 }
@@ -100,16 +108,24 @@ pub(crate) enum Seen {
     Maybe,
 }
 
-/// Files up to this size are read once into memory and uploaded from
-/// there (one read of the disk); larger ones are read for their MD5 and
-/// then streamed (the second read normally comes from the page cache).
-/// Memory: at most this per upload worker (40 MiB at the default 10).
-pub(crate) const IN_MEMORY_MAX: u64 = 4 << 20;
+/// Files up to this size (one part at the default part size) are read
+/// into memory and go up in one PUT; larger ones in parts.
+pub(crate) const IN_MEMORY_MAX: u64 = 8 << 20;
 
-/// A file's bytes as they go up: in memory when small, else from disk.
-enum Body {
-    Memory(Vec<u8>),
-    Disk { size: u64 },
+/// File bytes held in memory at once by all uploads together (small files
+/// and parts in flight): with the binary's own, peak RSS stays under
+/// 100 MiB whatever the files' sizes (a part larger than the budget, for
+/// a file above 640 GiB or a `--multipart-chunk-size` above 64, is let
+/// through alone).
+pub(crate) const BUFFER_BUDGET: u64 = 64 << 20;
+
+/// The budget, counted in KiB.
+pub(crate) fn buffer_budget() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(kib(BUFFER_BUDGET) as usize))
+}
+
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
 }
 
 impl Uploader {
@@ -138,108 +154,269 @@ impl Uploader {
                 head = Some(h);
             }
         }
-        let Some((body, sum)) = self.read(path, fp).await? else {
-            return Ok(Outcome::Vanished);
-        };
-        let after = tokio::fs::symlink_metadata(path).await.ok();
-        if after.map(|m| Fingerprint::of(&m)) != Some(fp) {
-            return Ok(Outcome::Skipped("changed while being read".into()));
-        }
-        let size = fp.size;
-        if seen == Seen::Maybe {
-            let head = match head {
-                Some(h) => h,
-                None => self.s3.head(&key).await?,
-            };
-            if same(head.as_ref(), size, &sum.hex) {
-                self.digests.remember(path, fp, &sum.hex);
-                return Ok(Outcome::Present { read: true });
-            }
-            if let Some(head) = head {
-                tracing::warn!(
-                    "{key} differs in S3 (size {} vs {size}); uploading the local file",
-                    head.size
-                );
-            }
-        }
         let (user, group) = names(meta.uid(), meta.gid());
-        let metadata = HashMap::from([
-            ("md5sum".to_string(), sum.hex.clone()),
-            (
-                "stat".to_string(),
-                stat_json(
-                    meta.uid(),
-                    meta.gid(),
-                    meta.mode(),
-                    user.as_deref(),
-                    group.as_deref(),
-                ),
+        let mut metadata = HashMap::from([(
+            "stat".to_string(),
+            stat_json(
+                meta.uid(),
+                meta.gid(),
+                meta.mode(),
+                user.as_deref(),
+                group.as_deref(),
             ),
-        ]);
-        tracing::debug!("uploading {} as {key}", path.display());
-        let result = match body {
-            Body::Memory(bytes) => {
-                let content = Content {
-                    content_type: None,
-                    md5: Some(&sum.base64),
+        )]);
+        let result = if fp.size <= IN_MEMORY_MAX {
+            self.upload_small(path, &key, fp, seen, head, metadata)
+                .await
+        } else {
+            if seen == Seen::Maybe {
+                let head = match head {
+                    Some(h) => h,
+                    None => self.s3.head(&key).await?,
                 };
-                self.s3
-                    .put_bytes(&key, bytes, content, &metadata, &self.opts)
-                    .await
+                // Only a copy of the same size can be the same: read the
+                // file for its MD5 then (a new file is not read twice).
+                if head.as_ref().is_some_and(|h| h.size == fp.size) {
+                    let Some(sum) = self.md5(path).await? else {
+                        return Ok(Outcome::Vanished);
+                    };
+                    if !unchanged(path, fp).await {
+                        return Ok(Outcome::Skipped("changed while being read".into()));
+                    }
+                    if same(head.as_ref(), fp.size, &sum.hex) {
+                        self.digests.remember(path, fp, &sum.hex);
+                        return Ok(Outcome::Present { read: true });
+                    }
+                }
+                if let Some(h) = &head {
+                    tracing::warn!(
+                        "{key} differs in S3 (size {} vs {}); uploading the local file",
+                        h.size,
+                        fp.size
+                    );
+                }
             }
-            Body::Disk { size } if size <= self.max_single => {
-                self.s3
-                    .put_file(&key, path, &sum.base64, &metadata, &self.opts)
-                    .await
-            }
-            Body::Disk { size } => {
-                let part = part_size(size, self.chunk);
-                self.s3
-                    .put_file_multipart(
-                        &key,
-                        path,
-                        size,
-                        part,
-                        &metadata,
-                        &self.opts,
-                        self.parts.clone(),
-                    )
-                    .await
-            }
+            metadata.insert("md5sum".into(), String::new());
+            self.upload_parts(path, &key, fp, metadata).await
         };
         match result {
-            Ok(()) => {
-                self.digests.remember(path, fp, &sum.hex);
-                Ok(Outcome::Uploaded { key, size })
+            Ok(Some(Done::Uploaded(hex))) => {
+                self.digests.remember(path, fp, &hex);
+                Ok(Outcome::Uploaded { key, size: fp.size })
             }
+            Ok(Some(Done::Present(hex))) => {
+                self.digests.remember(path, fp, &hex);
+                Ok(Outcome::Present { read: true })
+            }
+            Ok(Some(Done::Changed)) => Ok(Outcome::Skipped("changed while being read".into())),
+            Ok(None) => Ok(Outcome::Vanished),
             // Deleted while uploading: the object was not completed.
             Err(_) if !path.exists() => Ok(Outcome::Vanished),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
-    /// The file's MD5, and its bytes when small; `None` if it vanished.
-    async fn read(
+    /// A small file: read into memory (its MD5 on the way), compared with
+    /// S3's copy when one may exist, then one PUT with Content-MD5.
+    /// `None` if it vanished.
+    async fn upload_small(
         &self,
         path: &Path,
+        key: &str,
         fp: Fingerprint,
-    ) -> Result<Option<(Body, Md5Sum)>, UploadError> {
+        seen: Seen,
+        head: Option<Option<ObjectHead>>,
+        mut metadata: HashMap<String, String>,
+    ) -> Result<Option<Done>, UploadError> {
+        let _memory = self.memory.acquire_many(kib(fp.size)).await;
         let p = path.to_path_buf();
-        let read = tokio::task::spawn_blocking(move || {
-            if fp.size <= IN_MEMORY_MAX {
-                read_with_md5(&p).map(|(bytes, sum)| (Body::Memory(bytes), sum))
-            } else {
-                md5_file(&p).map(|(sum, size)| (Body::Disk { size }, sum))
-            }
-        })
-        .await?;
-        match read {
-            Ok(r) => Ok(Some(r)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(UploadError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
+        let read = tokio::task::spawn_blocking(move || read_with_md5(&p)).await?;
+        let (bytes, sum) = match read {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(read_error(path, source)),
+        };
+        if !unchanged(path, fp).await {
+            return Ok(Some(Done::Changed));
         }
+        if seen == Seen::Maybe {
+            let head = match head {
+                Some(h) => h,
+                None => self.s3.head(key).await?,
+            };
+            if same(head.as_ref(), fp.size, &sum.hex) {
+                return Ok(Some(Done::Present(sum.hex)));
+            }
+            if let Some(head) = head {
+                tracing::warn!(
+                    "{key} differs in S3 (size {} vs {}); uploading the local file",
+                    head.size,
+                    fp.size
+                );
+            }
+        }
+        metadata.insert("md5sum".into(), sum.hex.clone());
+        tracing::debug!("uploading {} as {key}", path.display());
+        let content = Content {
+            content_type: None,
+            md5: Some(&sum.base64),
+        };
+        self.s3
+            .put_bytes(key, bytes, content, &metadata, &self.opts)
+            .await?;
+        Ok(Some(Done::Uploaded(sum.hex)))
+    }
+
+    /// A large file in one pass: each part is read once, into the file's
+    /// MD5 and memory, and goes up while the next is read (parts in
+    /// flight bounded by `parts` and the buffer budget). The whole file's
+    /// MD5 is known only at the end, after S3 took the metadata, so the
+    /// completed object gets its `md5sum` by a copy onto itself inside S3.
+    /// Until that copy it has no `md5sum`, which a restore refuses and a
+    /// `-B` start uploads again: a crash in between loses nothing.
+    async fn upload_parts(
+        &self,
+        path: &Path,
+        key: &str,
+        fp: Fingerprint,
+        mut metadata: HashMap<String, String>,
+    ) -> Result<Option<Done>, UploadError> {
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(read_error(path, source)),
+        };
+        metadata.remove("md5sum");
+        tracing::debug!("uploading {} as {key} in parts", path.display());
+        let part = part_size(fp.size, self.chunk);
+        let upload = Arc::new(self.s3.start_multipart(key, &metadata, &self.opts).await?);
+        let mut hasher = Some(Md5::new());
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut failed: Option<UploadError> = None;
+        let mut changed = false;
+        let count = fp.size.div_ceil(part);
+        for n in 0..count {
+            let len = part.min(fp.size - n * part);
+            let (Ok(slot), Ok(memory)) = (
+                self.parts.clone().acquire_owned().await,
+                self.memory
+                    .clone()
+                    .acquire_many_owned(kib(len).min(kib(BUFFER_BUDGET)))
+                    .await,
+            ) else {
+                failed = Some(UploadError::Cloud(CloudError::Transport {
+                    op: "UploadPart",
+                    message: "shutting down".into(),
+                }));
+                break;
+            };
+            // A part that failed already: stop reading.
+            while let Some(done) = tasks.try_join_next() {
+                if let Err(e) = part_result(done) {
+                    failed.get_or_insert(e);
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+            let h = hasher.take().unwrap_or_default();
+            let (f, h, buf, read) = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; len as usize];
+                let r = file.read_exact(&mut buf);
+                let mut h = h;
+                h.update(&buf);
+                (file, h, buf, r)
+            })
+            .await?;
+            file = f;
+            match read {
+                Ok(()) => {}
+                // Shorter than it was: it is being rewritten.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    changed = true;
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(read_error(path, e));
+                    break;
+                }
+            }
+            hasher = Some(h);
+            let upload = upload.clone();
+            tasks.spawn(async move {
+                let _held = (slot, memory);
+                upload.put_part(n + 1, buf).await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = part_result(done) {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            upload.abort().await;
+            return Err(e);
+        }
+        if changed || !unchanged(path, fp).await {
+            upload.abort().await;
+            return Ok(Some(Done::Changed));
+        }
+        let sum = Md5Sum::of(hasher.unwrap_or_default().finalize().as_slice());
+        let etag = upload.complete().await?;
+        metadata.insert("md5sum".into(), sum.hex.clone());
+        self.s3
+            .replace_metadata(
+                key,
+                &etag,
+                fp.size,
+                &metadata,
+                &self.opts,
+                self.max_single,
+                part_size(fp.size, COPY_PART),
+                self.parts.clone(),
+            )
+            .await?;
+        Ok(Some(Done::Uploaded(sum.hex)))
+    }
+
+    /// The file's MD5 alone (to compare with S3's); `None` if it vanished.
+    async fn md5(&self, path: &Path) -> Result<Option<Md5Sum>, UploadError> {
+        let p = path.to_path_buf();
+        match tokio::task::spawn_blocking(move || md5_file(&p)).await? {
+            Ok((sum, _)) => Ok(Some(sum)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(read_error(path, source)),
+        }
+    }
+}
+
+/// Objects above the single-copy limit are copied in ranges of at least
+/// this (S3 allows up to 5 GiB; fewer, larger ranges mean fewer calls).
+const COPY_PART: u64 = 1 << 30;
+
+/// How an upload ended, with the MD5 it found.
+enum Done {
+    Uploaded(String),
+    /// S3 has the same bytes.
+    Present(String),
+    /// The file changed while it was read.
+    Changed,
+}
+
+fn part_result(
+    done: Result<Result<(), CloudError>, tokio::task::JoinError>,
+) -> Result<(), UploadError> {
+    Ok(done??)
+}
+
+async fn unchanged(path: &Path, fp: Fingerprint) -> bool {
+    let after = tokio::fs::symlink_metadata(path).await.ok();
+    after.map(|m| Fingerprint::of(&m)) == Some(fp)
+}
+
+fn read_error(path: &Path, source: std::io::Error) -> UploadError {
+    UploadError::Read {
+        path: path.to_path_buf(),
+        source,
     }
 }

@@ -798,6 +798,24 @@ impl S3 {
         r.metadata().cloned().unwrap_or_default()
     }
 
+    /// Wait (bounded) until `key` is there with its `md5sum` (a file over
+    /// 8 MiB gets it by a copy just after its upload); returns it.
+    pub(crate) fn wait_md5sum(&self, key: &str) -> String {
+        let k = key.to_string();
+        self.wait_keys(key, |keys| keys.contains(&k));
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(m) = self.metadata(key).remove("md5sum") {
+                return m;
+            }
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(20),
+                "{key} has no md5sum after 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// Wait (bounded) until `pred` holds for the key list.
     pub(crate) fn wait_keys(&self, what: &str, pred: impl Fn(&[String]) -> bool) -> Vec<String> {
         let t = std::time::Instant::now();

@@ -222,13 +222,15 @@ fn large_files_go_up_in_parts_and_arrive_whole() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
     let dir = tempfile::tempdir().unwrap();
+    // 12 MiB: three 5 MiB parts up, then (above --max-upload-size) the
+    // md5sum stamped by a copy in three ranges.
     let mut d = Daemon::start(
         &moto,
         &s3.bucket,
         dir.path(),
         &[
             "--max-upload-size",
-            "1",
+            "5",
             "--multipart-chunk-size",
             "5",
             "-t",
@@ -245,11 +247,12 @@ fn large_files_go_up_in_parts_and_arrive_whole() {
     )
     .unwrap();
     let k = key(dir.path(), "big-Data.db");
-    s3.wait_keys("multipart upload", |keys| keys.contains(&k));
+    assert_eq!(s3.wait_md5sum(&k), md5_hex(&data));
     let got = s3.get(&k);
     assert_eq!(got.len(), data.len());
     assert!(got == data, "content differs");
-    assert_eq!(s3.metadata(&k)["md5sum"], md5_hex(&data));
+    let meta = s3.metadata(&k);
+    assert!(meta.contains_key("stat"), "{meta:?}");
     let (code, stderr) = d.stop();
     assert_eq!(code, 0, "{stderr}");
 }
@@ -696,17 +699,27 @@ fn storage_class_and_encryption_reach_s3() {
         dir.path(),
         &["--storage-class", "STANDARD_IA", "--sse", "AES256"],
     );
+    // A small file (one PUT) and one over 8 MiB (parts, then the md5sum
+    // stamped by a copy, which must keep both settings).
     std::fs::write(dir.path().join("e-Data.db"), b"encrypted").unwrap();
-    let k = key(dir.path(), "e-Data.db");
-    s3.wait_keys("the upload", |keys| keys.contains(&k));
-    let h = s3
-        .rt
-        .block_on(s3.client.head_object().bucket(&s3.bucket).key(&k).send())
-        .unwrap();
-    assert_eq!(h.storage_class().map(|c| c.as_str()), Some("STANDARD_IA"));
-    assert_eq!(
-        h.server_side_encryption().map(|e| e.as_str()),
-        Some("AES256")
-    );
+    std::fs::write(dir.path().join("f-Data.db"), vec![7u8; 9 << 20]).unwrap();
+    for name in ["e-Data.db", "f-Data.db"] {
+        let k = key(dir.path(), name);
+        s3.wait_md5sum(&k);
+        let h = s3
+            .rt
+            .block_on(s3.client.head_object().bucket(&s3.bucket).key(&k).send())
+            .unwrap();
+        assert_eq!(
+            h.storage_class().map(|c| c.as_str()),
+            Some("STANDARD_IA"),
+            "{name}"
+        );
+        assert_eq!(
+            h.server_side_encryption().map(|e| e.as_str()),
+            Some("AES256"),
+            "{name}"
+        );
+    }
     assert_eq!(d.stop().0, 0);
 }

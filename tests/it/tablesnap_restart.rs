@@ -1,4 +1,5 @@
-//! A `tablesnap -B` restart of an unchanged multi-GiB set reads almost
+//! A first `tablesnap -B` backup of a multi-GiB set reads each byte once;
+//! a restart of the unchanged set reads almost
 //! nothing (the digest record), measured from the daemon's /proc/PID/io
 //! with the page cache dropped, and still uploads again a file whose S3
 //! copy was replaced or stripped of its `md5sum`.
@@ -145,8 +146,20 @@ fn a_restart_of_an_unchanged_set_reads_almost_nothing_and_still_replaces_altered
     let s3 = S3::new(&moto);
     let log = work.path().join("tablesnap.log");
 
-    let (line, _) = backup_run(&moto, &s3.bucket, &dir, &state, &log);
+    // The first backup reads every byte once: the MD5 is computed in the
+    // pass that uploads (the md5sum is stamped by a copy inside S3).
+    drop_caches();
+    let (line, (rchar, disk)) = backup_run(&moto, &s3.bucket, &dir, &state, &log);
     assert!(line.contains("10 files checked, 10 uploaded"), "{line}");
+    println!("first backup: rchar {rchar}, read_bytes {disk} of {total} bytes");
+    assert!(
+        (total..total + total / 10).contains(&rchar),
+        "the first backup read {rchar} bytes for {total} (each byte once)"
+    );
+    assert!(
+        disk < total + total / 10,
+        "the first backup read {disk} bytes from disk for {total}"
+    );
 
     drop_caches();
     let (line, (rchar, disk)) = backup_run(&moto, &s3.bucket, &dir, &state, &log);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{is_root, lab_prerequisites, moto, Lab, LabOpts, Run, S3};
+use crate::support::{is_root, lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
 use crate::tablesnap::{key, Daemon};
 
 #[test]
@@ -463,4 +463,54 @@ fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_u
         k.len() == 31 && k.iter().any(|k| k.ends_with("-listdir.json"))
     });
     assert_eq!(d.stop().0, 0);
+}
+
+#[test]
+fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s3 = S3::new(&moto);
+    // A file over 8 MiB goes up in parts, then gets its md5sum by a copy
+    // onto itself: here that copy hangs, as if the host died just then.
+    let lab = Lab::start(
+        &moto,
+        LabOpts {
+            rules: Some(
+                "[[faults]]\naction = \"CopyObject\"\nreply = \"hang\"\nlatency = \"60s\"\n".into(),
+            ),
+            ..LabOpts::default()
+        },
+    );
+    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(&endpoint, &s3.bucket, dir.path(), Some(runtime.path()), &[]);
+    let data: Vec<u8> = (0..9u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    let file = dir.path().join("nb-1-big-Data.db");
+    std::fs::write(dir.path().join("tmp"), &data).unwrap();
+    std::fs::rename(dir.path().join("tmp"), &file).unwrap();
+    let k = key(dir.path(), "nb-1-big-Data.db");
+    s3.wait_keys("the uploaded parts joined", |keys| keys.contains(&k));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        s3.metadata(&k).get("md5sum"),
+        None,
+        "the copy was meant to hang"
+    );
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("owed: 1 file(s) not uploaded"), "{last}");
+
+    // The object without md5sum is not taken for the file: -B uploads it
+    // again and stamps it.
+    let mut d = Daemon::start_in(&moto, &s3.bucket, dir.path(), Some(runtime.path()), &["-B"]);
+    assert_eq!(s3.wait_md5sum(&k), md5_hex(&data));
+    assert!(s3.get(&k) == data, "content differs");
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("differs in S3"), "{stderr}");
 }
