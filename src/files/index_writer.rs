@@ -1,82 +1,217 @@
 //! tablesnap's indexes: once the files landing in a directory (uploaded,
-//! or found present by a scan) have settled, one `-listdir.json` index for
+//! or found present by a scan) have settled (none of its files is being
+//! uploaded and none landed for a moment), one `-listdir.json` index for
 //! the batch, listing only files that are in S3, written beside the
-//! directory's newest data file (as 1.2.1's readers expect).
+//! directory's newest data file (as 1.2.1's readers expect). Directories
+//! are indexed concurrently.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::keys::{index_json, is_index_anchor, Filter, KeyNaming};
 use crate::cloud::s3::{Content, PutOptions, S3};
 
-/// A directory's index waits until no upload has landed in it for this
-/// long, so one flush of many files writes one index.
+/// A directory's index waits until none of its files is being uploaded
+/// and none has landed for this long, so one flush of many files writes
+/// one index.
 const INDEX_QUIET: Duration = Duration::from_millis(200);
 
+/// A directory that never goes quiet (files keep coming) still gets an
+/// index this often.
+const INDEX_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Index writes under way at once (each a listing of the directory, HEADs
+/// of files this run has not seen, and one PUT).
+const WRITES_AT_ONCE: usize = 10;
+
+/// What the upload workers tell the indexer about a file.
+#[derive(Debug)]
+pub(super) enum Landing {
+    /// A worker took it: its directory's index waits for it.
+    Started(PathBuf),
+    /// It is in S3 (uploaded, or found there).
+    Landed(PathBuf),
+    /// It is not (vanished, skipped or failed; a retry starts it again).
+    Dropped(PathBuf),
+}
+
+/// A directory the indexer follows.
+struct Dir {
+    /// Names known to be in S3 (with their size then).
+    known: HashMap<String, u64>,
+    /// Its files being uploaded now.
+    busy: usize,
+    /// Files landed since its last index.
+    dirty: bool,
+    /// Bumped by every landing: a write that began before one is not the
+    /// batch's last.
+    generation: u64,
+    changed: Instant,
+    dirty_since: Instant,
+    writing: bool,
+    /// Shutting down: each directory gets one more attempt.
+    last_try: bool,
+}
+
+impl Dir {
+    fn new() -> Self {
+        Dir {
+            known: HashMap::new(),
+            busy: 0,
+            dirty: false,
+            generation: 0,
+            changed: Instant::now(),
+            dirty_since: Instant::now(),
+            writing: false,
+            last_try: false,
+        }
+    }
+
+    fn ready(&self, open: bool) -> bool {
+        if self.writing || !self.dirty {
+            return false;
+        }
+        if !open {
+            return !self.last_try;
+        }
+        (self.busy == 0 && self.changed.elapsed() >= INDEX_QUIET)
+            || self.dirty_since.elapsed() >= INDEX_MAX_WAIT
+    }
+}
+
+/// What every index write needs.
+struct Writer {
+    s3: S3,
+    naming: KeyNaming,
+    filter: Filter,
+    opts: PutOptions,
+}
+
+/// A finished write: its directory, the names it found in S3, the
+/// generation it began at, and its key and count (`None`: no data file to
+/// anchor an index) or why it failed.
+type Written = (
+    PathBuf,
+    HashMap<String, u64>,
+    u64,
+    Result<Option<(String, usize)>, String>,
+);
+
 /// Writes each directory's index once the files landing in it (uploaded,
-/// or found present by a scan) have settled. Returns how many directories
-/// still owed an index it could not write.
+/// or found present by a scan) have settled, several directories at once.
+/// Returns how many directories still owed an index it could not write.
 pub(super) async fn run(
-    mut landed: mpsc::UnboundedReceiver<PathBuf>,
+    mut landings: mpsc::UnboundedReceiver<Landing>,
     s3: S3,
     naming: KeyNaming,
     filter: Filter,
     opts: PutOptions,
 ) -> usize {
-    struct Dir {
-        /// Names known to be in S3 (with their size then).
-        known: HashMap<String, u64>,
-        dirty: bool,
-        changed: Instant,
-    }
+    let writer = Arc::new(Writer {
+        s3,
+        naming,
+        filter,
+        opts,
+    });
     let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut writes: JoinSet<Written> = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut open = true;
     loop {
         tokio::select! {
-            msg = landed.recv(), if open => match msg {
-                Some(path) => {
-                    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { continue };
-                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                    let d = dirs
-                        .entry(dir.to_path_buf())
-                        .or_insert_with(|| Dir { known: HashMap::new(), dirty: false, changed: Instant::now() });
-                    d.known.insert(name.to_string_lossy().into_owned(), size);
-                    d.dirty = true;
-                    d.changed = Instant::now();
-                }
+            msg = landings.recv(), if open => match msg {
+                Some(m) => note(&mut dirs, m),
                 None => open = false,
             },
+            Some(done) = writes.join_next(), if !writes.is_empty() => {
+                if let Ok((dir, known, generation, result)) = done {
+                    finished(&mut dirs, dir, known, generation, result, open);
+                }
+            }
             _ = tick.tick() => {}
         }
         for (dir, d) in dirs.iter_mut() {
-            if !d.dirty || (open && d.changed.elapsed() < INDEX_QUIET) {
+            if writes.len() >= WRITES_AT_ONCE {
+                break;
+            }
+            if !d.ready(open) {
                 continue;
             }
-            match write_index(&s3, &naming, &filter, &opts, dir, &mut d.known).await {
-                Ok(Some((key, n))) => {
-                    tracing::info!("indexed {n} files of {} in {key}", dir.display());
-                    d.dirty = false;
-                }
-                // No data file to write an index beside (1.2.1 indexed
-                // only sstables): nothing owed.
-                Ok(None) => d.dirty = false,
-                Err(e) => {
-                    tracing::error!("index of {}: {e}; will retry", dir.display());
-                    // Back off: wait another quiet period.
-                    d.changed = Instant::now();
-                    if !open {
-                        continue;
-                    }
-                }
+            d.writing = true;
+            d.last_try = !open;
+            let (w, dir, mut known, generation) =
+                (writer.clone(), dir.clone(), d.known.clone(), d.generation);
+            writes.spawn(async move {
+                let r = write_index(&w, &dir, &mut known).await;
+                (dir, known, generation, r)
+            });
+        }
+        if !open && writes.is_empty() && !dirs.values().any(|d| d.ready(false)) {
+            // Shut down: one attempt each was made; report what is owed.
+            return dirs.values().filter(|d| d.dirty).count();
+        }
+    }
+}
+
+fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
+    let (path, step) = match &msg {
+        Landing::Started(p) => (p, 1),
+        Landing::Landed(p) | Landing::Dropped(p) => (p, -1),
+    };
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let d = dirs.entry(dir.to_path_buf()).or_insert_with(Dir::new);
+    d.busy = d.busy.saturating_add_signed(step);
+    if let Landing::Landed(path) = &msg {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        d.known.insert(name.to_string_lossy().into_owned(), size);
+        if !d.dirty {
+            d.dirty_since = Instant::now();
+        }
+        d.dirty = true;
+        d.generation += 1;
+    }
+    d.changed = Instant::now();
+}
+
+fn finished(
+    dirs: &mut HashMap<PathBuf, Dir>,
+    dir: PathBuf,
+    known: HashMap<String, u64>,
+    generation: u64,
+    result: Result<Option<(String, usize)>, String>,
+    open: bool,
+) {
+    let Some(d) = dirs.get_mut(&dir) else { return };
+    d.writing = false;
+    d.known.extend(known);
+    match result {
+        Ok(written) => {
+            if let Some((key, n)) = written {
+                tracing::info!("indexed {n} files of {} in {key}", dir.display());
+            }
+            // Files that landed during the write get the next index. (No
+            // data file to anchor an index beside, as 1.2.1 indexed only
+            // sstables: nothing owed.)
+            if d.generation == generation {
+                d.dirty = false;
+            } else {
+                d.dirty_since = Instant::now();
             }
         }
-        if !open {
-            // Shutting down: one attempt each, then report what is owed.
-            return dirs.values().filter(|d| d.dirty).count();
+        Err(e) => {
+            tracing::error!("index of {}: {e}; will retry", dir.display());
+            // Back off: wait another quiet period.
+            d.changed = Instant::now();
+            if !open {
+                d.last_try = true;
+            }
         }
     }
 }
@@ -85,13 +220,16 @@ pub(super) async fn run(
 /// not seen with a HEAD) and write the index beside its newest data file.
 /// `Ok(None)` when the directory has no data file to anchor an index.
 async fn write_index(
-    s3: &S3,
-    naming: &KeyNaming,
-    filter: &Filter,
-    opts: &PutOptions,
+    w: &Writer,
     dir: &Path,
     known: &mut HashMap<String, u64>,
 ) -> Result<Option<(String, usize)>, String> {
+    let Writer {
+        s3,
+        naming,
+        filter,
+        opts,
+    } = w;
     let d = dir.to_path_buf();
     // A directory that cannot be read must not produce an empty index.
     let entries = tokio::task::spawn_blocking(move || {

@@ -316,14 +316,12 @@ async fn restore_dir(
     job.progress.add_total(names.len() as u64);
     let mut tasks = tokio::task::JoinSet::new();
     for name in names {
-        let (job, origin, target, permit) = (
-            job.clone(),
-            origin.to_path_buf(),
-            target.to_path_buf(),
-            permits.clone(),
-        );
+        // The permit before the task: at most -t files are under way (and
+        // in memory) across all directories, however many are listed.
+        let permit = permits.clone().acquire_owned().await;
+        let (job, origin, target) = (job.clone(), origin.to_path_buf(), target.to_path_buf());
         tasks.spawn(async move {
-            let _p = permit.acquire_owned().await;
+            let _p = permit;
             let r = fetch_one(&job, &origin, &target, &name).await;
             job.progress.step(&name);
             (name, r)

@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::index_writer;
+use super::index_writer::{self, Landing};
 use super::keys::{Filter, KeyNaming};
 use super::queue::{self, Intake, Job, Queue};
 use super::upload::{Outcome, Seen, Uploader};
@@ -281,12 +281,12 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     };
 
     let (queue, intake) = queue::bounded(QUEUE_CAPACITY);
-    let (landed_tx, landed_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let (landings_tx, landings_rx) = mpsc::unbounded_channel::<Landing>();
     // Failed files come back to the main loop, which retries them later.
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
     let indexer = (!args.without_index).then(|| {
         tokio::spawn(index_writer::run(
-            landed_rx,
+            landings_rx,
             s3.clone(),
             naming.clone(),
             filter.clone(),
@@ -298,7 +298,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         uploader,
         stopping: Arc::new(AtomicBool::new(false)),
         stats: Arc::new(Stats::default()),
-        landed: landed_tx,
+        landings: landings_tx,
         retry: retry_tx,
     };
     let workers: Vec<_> = (0..args.threads)
@@ -401,8 +401,8 @@ struct Pool {
     /// Set at shutdown: what is still queued is counted, not uploaded.
     stopping: Arc<AtomicBool>,
     stats: Arc<Stats>,
-    /// Files now in S3, for the indexer.
-    landed: mpsc::UnboundedSender<PathBuf>,
+    /// Files taken, landed in S3 or dropped, for the indexer.
+    landings: mpsc::UnboundedSender<Landing>,
     /// Files that failed, for a later retry.
     retry: mpsc::UnboundedSender<PathBuf>,
 }
@@ -420,13 +420,14 @@ impl Pool {
             }
             self.stats.checked.fetch_add(1, Ordering::Relaxed);
             self.stats.busy.fetch_add(1, Ordering::Relaxed);
+            let _ = self.landings.send(Landing::Started(path.clone()));
             let outcome = self.uploader.upload(&path, seen).await;
             self.stats.busy.fetch_sub(1, Ordering::Relaxed);
             match outcome {
                 Ok(Outcome::Uploaded { key, size }) => {
                     self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("uploaded {key} ({size} bytes)");
-                    let _ = self.landed.send(path);
+                    let _ = self.landings.send(Landing::Landed(path));
                 }
                 Ok(Outcome::Present { read }) => {
                     self.stats.present.fetch_add(1, Ordering::Relaxed);
@@ -434,17 +435,20 @@ impl Pool {
                         self.stats.known.fetch_add(1, Ordering::Relaxed);
                     }
                     tracing::debug!("{} is already in S3", path.display());
-                    let _ = self.landed.send(path);
+                    let _ = self.landings.send(Landing::Landed(path));
                 }
                 Ok(Outcome::Vanished) => {
-                    tracing::debug!("{} vanished before upload", path.display())
+                    tracing::debug!("{} vanished before upload", path.display());
+                    let _ = self.landings.send(Landing::Dropped(path));
                 }
                 Ok(Outcome::Skipped(why)) => {
-                    tracing::debug!("skipping {}: {why}", path.display())
+                    tracing::debug!("skipping {}: {why}", path.display());
+                    let _ = self.landings.send(Landing::Dropped(path));
                 }
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("failed to upload {}: {e}; will retry", path.display());
+                    let _ = self.landings.send(Landing::Dropped(path.clone()));
                     let _ = self.retry.send(path);
                 }
             }

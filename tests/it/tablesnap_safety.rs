@@ -514,3 +514,48 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("differs in S3"), "{stderr}");
 }
+
+#[test]
+fn a_batch_slower_than_the_quiet_period_gets_one_index_after_its_last_file() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s3 = S3::new(&moto);
+    // Every PUT takes 600 ms, three times the index's quiet period, and
+    // two go at once: the batch's files land in three waves.
+    let lab = Lab::start(
+        &moto,
+        LabOpts {
+            rules: Some(
+                "[[faults]]\naction = \"PutObject\"\nreply = \"latency\"\nlatency = \"600ms\"\n"
+                    .into(),
+            ),
+            ..LabOpts::default()
+        },
+    );
+    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(
+        &endpoint,
+        &s3.bucket,
+        dir.path(),
+        Some(runtime.path()),
+        &["-t", "2"],
+    );
+    let staging = tempfile::tempdir_in(dir.path().parent().unwrap()).unwrap();
+    for i in 0..6u8 {
+        let name = format!("nb-{i}-big-Data.db");
+        std::fs::write(staging.path().join(&name), vec![i; 100]).unwrap();
+        std::fs::rename(staging.path().join(&name), dir.path().join(&name)).unwrap();
+    }
+    s3.wait_keys("six files and an index", |k| {
+        k.len() == 7 && k.iter().any(|k| k.ends_with("-listdir.json"))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let indexed: Vec<&str> = stderr.lines().filter(|l| l.contains(" indexed ")).collect();
+    assert_eq!(indexed.len(), 1, "{indexed:#?}");
+    assert!(indexed[0].contains("indexed 6 files of"), "{}", indexed[0]);
+}
