@@ -53,6 +53,8 @@ THREADS = ENV.get("THREADS", "")
 TFLAG = ["-t", THREADS] if THREADS else []
 THREADS_N = int(THREADS) if THREADS else 10
 TIMEOUT = float(ENV.get("TIMEOUT", "900"))
+# Each cell also says the tool's CPU time and the emulator's CPU share.
+SHOW_CPU = ENV.get("SHOW_CPU", "1") != "0"
 
 HAS_PY = "1.2.1" in PEERS
 HAS_CLI = "aws-cli" in PEERS
@@ -256,6 +258,9 @@ class Run:
         if cmd[0] == PY27:
             env = dict(env, AWS_ACCESS_KEY_ID=PY27_KEY)
         self.t0 = time.monotonic()
+        self.emu0 = cpu_secs(MOTO_PID)
+        self.cpu = 0.0
+        self.cpu_done = self.emu_done = None
         self.p = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL)
         running.append(self.p)
@@ -270,6 +275,7 @@ class Run:
         threading.Thread(target=self._watch_mem, daemon=True).start()
 
     def _read_hwm(self):
+        self.cpu = cpu_secs(self.p.pid) or self.cpu
         try:
             with open(f"/proc/{self.p.pid}/status") as f:
                 for line in f:
@@ -304,7 +310,17 @@ class Run:
                 break
             if time.monotonic() > deadline:
                 break
+        if self.done_at is not None:
+            self._mark_done()
         return None if self.done_at is None else self.done_at - self.t0
+
+    def _mark_done(self):
+        """The tool's CPU and the emulator's busy share up to this point."""
+        self._read_hwm()
+        wall = time.monotonic() - self.t0
+        self.cpu_done = self.cpu
+        if self.emu0 is not None and wall > 0:
+            self.emu_done = (cpu_secs(MOTO_PID) - self.emu0) / wall
 
     def finish(self, sig=None, timeout=TIMEOUT):
         """Signal (if asked) and reap; returns seconds from signal to exit."""
@@ -323,6 +339,8 @@ class Run:
                 break
             time.sleep(0.005)
         self.exited_at = time.monotonic()
+        if self.cpu_done is None:
+            self._mark_done()
         self.rc = self.p.returncode
         self.maxrss_kib = self.hwm_kib or None
         self.reader.join(5)
@@ -342,6 +360,39 @@ class Run:
 
     def tail(self, n=5):
         return "\n".join("    " + l for _, l in self.lines[-n:])
+
+
+def cpu_secs(pid):
+    """utime + stime of a process, in seconds (None if it is gone)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def find_moto_pid():
+    """The emulator's process (its CPU share says when it, not the tool,
+    sets the pace)."""
+    port = MOTO.rsplit(":", 1)[-1].strip("/")
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(b"moto_server" in a for a in argv) and port.encode() in argv:
+            return int(d)
+    return None
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MOTO_PID = find_moto_pid()
 
 
 def stop_all():
@@ -396,9 +447,13 @@ def aws(endpoint, *args):
 # ---- results ---------------------------------------------------------------
 
 class Result:
-    def __init__(self, secs=None, calls=None, rss_kib=None, note="", failed=None):
+    def __init__(self, secs=None, calls=None, rss_kib=None, note="", failed=None, run=None):
         self.secs, self.calls, self.rss_kib, self.note, self.failed = secs, calls, rss_kib, note, failed
         self.extra = ""  # shown in the table cell
+        # The tool's own CPU seconds, and the emulator's CPU share of the
+        # wall time (near 100 %: the emulator, one Python core, set the pace).
+        self.cpu = run.cpu_done if run else None
+        self.emu = run.emu_done if run else None
 
     def cell(self, unit="s"):
         if self.failed:
@@ -411,6 +466,10 @@ class Result:
             v = f"{self.secs:,.2f} s"
         if self.calls is not None:
             v += f", {fmt_n(sum(self.calls.values()))} req"
+        if self.cpu is not None and SHOW_CPU:
+            v += f", CPU {self.cpu:.1f} s"
+            if self.emu is not None:
+                v += f", moto {self.emu * 100:.0f}%"
         if self.extra:
             v += f" ({self.extra})"
         return v
@@ -542,7 +601,7 @@ def daemon_backup(cmd, endpoint, tag, bucket, on_line, confirm=None):
     calls = diff_calls(before, lab_calls()) if via_lab else moto_log_calls(off, bucket, own)
     if secs is None:
         return Result(failed="did not finish", note=r.tail()), r
-    return Result(secs, calls, r.maxrss_kib), r
+    return Result(secs, calls, r.maxrss_kib, run=r), r
 
 
 def cli_upload(bucket, root, endpoint, tag):
@@ -556,7 +615,7 @@ def cli_upload(bucket, root, endpoint, tag):
     calls = diff_calls(before, lab_calls()) if via_lab else moto_log_calls(off, bucket, own)
     if r.rc != 0:
         return Result(failed=f"exit {r.rc}", note=r.tail())
-    return Result(r.exited_at - r.t0, calls, r.maxrss_kib)
+    return Result(r.exited_at - r.t0, calls, r.maxrss_kib, run=r)
 
 
 def timed(cmd, endpoint, tag, stdout=subprocess.DEVNULL):
@@ -567,7 +626,7 @@ def timed(cmd, endpoint, tag, stdout=subprocess.DEVNULL):
     calls = diff_calls(before, lab_calls())
     if r.rc != 0:
         return Result(failed=f"exit {r.rc}", note=r.tail(3)), r
-    return Result(r.exited_at - r.t0, calls, r.maxrss_kib), r
+    return Result(r.exited_at - r.t0, calls, r.maxrss_kib, run=r), r
 
 
 def check_backup(bucket, dirs, tool):
@@ -1014,6 +1073,10 @@ def table():
             if r.extra == "2nd run":
                 log(f"Row {int(order)} ({cond}): {tool}'s first run failed, {r.note}.")
     log("Ratios are the peer's wall time over ours (above 1: ours is faster; for RSS: the peer's over ours).")
+    if SHOW_CPU:
+        log("CPU: the tool's own CPU time until done; moto N%: the emulator's CPU time over the run's wall time "
+            "(moto runs Python code one thread at a time and closes every connection: near 100 % it, "
+            "not the tool, sets the pace).")
 
 
 def main():

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::digests::{Digests, Fingerprint};
 use super::keys::{stat_json, KeyNaming};
@@ -81,10 +81,8 @@ pub(crate) struct Uploader {
     pub memory: Arc<Semaphore>,
     /// MD5s of files read before, by fingerprint.
     pub digests: Arc<Digests>,
-}
-
-fn names(uid: u32, gid: u32) -> (Option<String>, Option<String>) {
-    (users::user_name(uid), users::group_name(gid))
+    /// Owner and group names by id.
+    pub names: Arc<users::NameCache>,
 }
 
 /// Whether the object `head` describes holds bytes of `size` and MD5 `hex`
@@ -128,117 +126,198 @@ fn kib(bytes: u64) -> u32 {
     u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
 }
 
+/// What one look at a file found: its `stat`, and for a small file its
+/// bytes and MD5 and a second `stat`, all in one blocking call (a
+/// thread-pool hop per step cost more CPU than the upload of a 4 KiB
+/// file).
+enum Local {
+    Vanished,
+    Skip(&'static str),
+    /// Unchanged since it was read: its MD5 from the digest record.
+    Known {
+        fp: Fingerprint,
+        hex: String,
+    },
+    /// Read into memory (its share of the buffer budget held).
+    Small {
+        metadata: HashMap<String, String>,
+        fp: Fingerprint,
+        bytes: Vec<u8>,
+        sum: Md5Sum,
+        _memory: OwnedSemaphorePermit,
+    },
+    /// Larger: read part by part as it goes up.
+    Large {
+        metadata: HashMap<String, String>,
+        fp: Fingerprint,
+    },
+    /// The buffer budget is spent: wait for this much, then look again.
+    Busy(u64),
+}
+
+/// The look itself (blocking). `record`: take a known MD5 from the
+/// digest record instead of reading; `held`: budget already waited for.
+fn look(
+    path: &Path,
+    names: &users::NameCache,
+    record: Option<&Digests>,
+    memory: &Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+) -> Result<Local, UploadError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return Ok(Local::Skip("not a regular file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Vanished),
+        Err(source) => {
+            return Err(UploadError::Stat {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let fp = Fingerprint::of(&meta);
+    if let Some(hex) = record.and_then(|d| d.lookup(path, &fp)) {
+        return Ok(Local::Known { fp, hex });
+    }
+    let metadata = stat_metadata(names, &meta);
+    if fp.size > IN_MEMORY_MAX {
+        return Ok(Local::Large { metadata, fp });
+    }
+    let memory = match held {
+        Some(m) => m,
+        None => match memory.clone().try_acquire_many_owned(kib(fp.size)) {
+            Ok(m) => m,
+            Err(_) => return Ok(Local::Busy(fp.size)),
+        },
+    };
+    let (bytes, sum) = match read_with_md5(path) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Vanished),
+        Err(source) => return Err(read_error(path, source)),
+    };
+    let after = std::fs::symlink_metadata(path).ok();
+    if after.map(|m| Fingerprint::of(&m)) != Some(fp) {
+        return Ok(Local::Skip("changed while being read"));
+    }
+    Ok(Local::Small {
+        metadata,
+        fp,
+        bytes,
+        sum,
+        _memory: memory,
+    })
+}
+
 impl Uploader {
     pub(crate) async fn upload(&self, path: &Path, seen: Seen) -> Result<Outcome, UploadError> {
-        let meta = match tokio::fs::symlink_metadata(path).await {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => return Ok(Outcome::Skipped("not a regular file".into())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
-            Err(source) => {
-                return Err(UploadError::Stat {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        let fp = Fingerprint::of(&meta);
         let key = self.naming.key(path);
         // Unchanged since it was read: one HEAD decides, nothing is read.
+        let mut record = seen == Seen::Maybe;
         let mut head = None;
-        if seen == Seen::Maybe {
-            if let Some(known) = self.digests.lookup(path, &fp) {
-                let h = self.s3.head(&key).await?;
-                if same(h.as_ref(), fp.size, &known) {
-                    return Ok(Outcome::Present { read: false });
+        let mut held = None;
+        let local = loop {
+            let (p, names, digests, memory, h) = (
+                path.to_path_buf(),
+                self.names.clone(),
+                self.digests.clone(),
+                self.memory.clone(),
+                held.take(),
+            );
+            let found = tokio::task::spawn_blocking(move || {
+                look(&p, &names, record.then_some(&*digests), &memory, h)
+            })
+            .await??;
+            match found {
+                Local::Busy(size) => {
+                    held = self.memory.clone().acquire_many_owned(kib(size)).await.ok();
                 }
-                head = Some(h);
+                Local::Known { fp, hex } => {
+                    let h = self.s3.head(&key).await?;
+                    if same(h.as_ref(), fp.size, &hex) {
+                        return Ok(Outcome::Present { read: false });
+                    }
+                    head = Some(h);
+                    record = false;
+                }
+                other => break other,
             }
-        }
-        let (user, group) = names(meta.uid(), meta.gid());
-        let mut metadata = HashMap::from([(
-            "stat".to_string(),
-            stat_json(
-                meta.uid(),
-                meta.gid(),
-                meta.mode(),
-                user.as_deref(),
-                group.as_deref(),
-            ),
-        )]);
-        let result = if fp.size <= IN_MEMORY_MAX {
-            self.upload_small(path, &key, fp, seen, head, metadata)
+        };
+        let result = match local {
+            Local::Vanished => return Ok(Outcome::Vanished),
+            Local::Skip(why) => return Ok(Outcome::Skipped(why.into())),
+            Local::Small {
+                metadata,
+                fp,
+                bytes,
+                sum,
+                _memory,
+            } => self
+                .upload_small(&key, fp, seen, head, metadata, bytes, sum)
                 .await
-        } else {
-            if seen == Seen::Maybe {
-                let head = match head {
-                    Some(h) => h,
-                    None => self.s3.head(&key).await?,
-                };
-                // Only a copy of the same size can be the same: read the
-                // file for its MD5 then (a new file is not read twice).
-                if head.as_ref().is_some_and(|h| h.size == fp.size) {
-                    let Some(sum) = self.md5(path).await? else {
-                        return Ok(Outcome::Vanished);
+                .map(|done| (fp, done)),
+            Local::Large { metadata, fp } => {
+                if seen == Seen::Maybe {
+                    let head = match head {
+                        Some(h) => h,
+                        None => self.s3.head(&key).await?,
                     };
-                    if !unchanged(path, fp).await {
-                        return Ok(Outcome::Skipped("changed while being read".into()));
+                    // Only a copy of the same size with an md5sum can be
+                    // the same: read the file for its MD5 then (a new file
+                    // is not read twice).
+                    if head
+                        .as_ref()
+                        .is_some_and(|h| h.size == fp.size && h.metadata.contains_key("md5sum"))
+                    {
+                        let Some(sum) = self.md5(path).await? else {
+                            return Ok(Outcome::Vanished);
+                        };
+                        if !unchanged(path, fp).await {
+                            return Ok(Outcome::Skipped("changed while being read".into()));
+                        }
+                        if same(head.as_ref(), fp.size, &sum.hex) {
+                            self.digests.remember(path, fp, &sum.hex);
+                            return Ok(Outcome::Present { read: true });
+                        }
                     }
-                    if same(head.as_ref(), fp.size, &sum.hex) {
-                        self.digests.remember(path, fp, &sum.hex);
-                        return Ok(Outcome::Present { read: true });
-                    }
+                    differs(&key, head.as_ref(), fp.size);
                 }
-                if let Some(h) = &head {
-                    tracing::warn!(
-                        "{key} differs in S3 (size {} vs {}); uploading the local file",
-                        h.size,
-                        fp.size
-                    );
-                }
+                self.upload_parts(path, &key, fp, metadata)
+                    .await
+                    .map(|done| (fp, done))
             }
-            metadata.insert("md5sum".into(), String::new());
-            self.upload_parts(path, &key, fp, metadata).await
+            Local::Known { .. } | Local::Busy(_) => unreachable!("looked again above"),
         };
         match result {
-            Ok(Some(Done::Uploaded(hex))) => {
+            Ok((fp, Some(Done::Uploaded(hex)))) => {
                 self.digests.remember(path, fp, &hex);
                 Ok(Outcome::Uploaded { key, size: fp.size })
             }
-            Ok(Some(Done::Present(hex))) => {
+            Ok((fp, Some(Done::Present(hex)))) => {
                 self.digests.remember(path, fp, &hex);
                 Ok(Outcome::Present { read: true })
             }
-            Ok(Some(Done::Changed)) => Ok(Outcome::Skipped("changed while being read".into())),
-            Ok(None) => Ok(Outcome::Vanished),
+            Ok((_, Some(Done::Changed))) => Ok(Outcome::Skipped("changed while being read".into())),
+            Ok((_, None)) => Ok(Outcome::Vanished),
             // Deleted while uploading: the object was not completed.
             Err(_) if !path.exists() => Ok(Outcome::Vanished),
             Err(e) => Err(e),
         }
     }
 
-    /// A small file: read into memory (its MD5 on the way), compared with
-    /// S3's copy when one may exist, then one PUT with Content-MD5.
-    /// `None` if it vanished.
+    /// A small file already in memory: compared with S3's copy when one
+    /// may exist, then one PUT with Content-MD5.
+    // The file as read comes in pieces; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn upload_small(
         &self,
-        path: &Path,
         key: &str,
         fp: Fingerprint,
         seen: Seen,
         head: Option<Option<ObjectHead>>,
         mut metadata: HashMap<String, String>,
+        bytes: Vec<u8>,
+        sum: Md5Sum,
     ) -> Result<Option<Done>, UploadError> {
-        let _memory = self.memory.acquire_many(kib(fp.size)).await;
-        let p = path.to_path_buf();
-        let read = tokio::task::spawn_blocking(move || read_with_md5(&p)).await?;
-        let (bytes, sum) = match read {
-            Ok(r) => r,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(read_error(path, source)),
-        };
-        if !unchanged(path, fp).await {
-            return Ok(Some(Done::Changed));
-        }
         if seen == Seen::Maybe {
             let head = match head {
                 Some(h) => h,
@@ -247,16 +326,10 @@ impl Uploader {
             if same(head.as_ref(), fp.size, &sum.hex) {
                 return Ok(Some(Done::Present(sum.hex)));
             }
-            if let Some(head) = head {
-                tracing::warn!(
-                    "{key} differs in S3 (size {} vs {}); uploading the local file",
-                    head.size,
-                    fp.size
-                );
-            }
+            differs(key, head.as_ref(), fp.size);
         }
         metadata.insert("md5sum".into(), sum.hex.clone());
-        tracing::debug!("uploading {} as {key}", path.display());
+        tracing::debug!("uploading {key}");
         let content = Content {
             content_type: None,
             md5: Some(&sum.base64),
@@ -286,7 +359,6 @@ impl Uploader {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(read_error(path, source)),
         };
-        metadata.remove("md5sum");
         tracing::debug!("uploading {} as {key} in parts", path.display());
         let part = part_size(fp.size, self.chunk);
         let upload = Arc::new(self.s3.start_multipart(key, &metadata, &self.opts).await?);
@@ -401,6 +473,36 @@ enum Done {
     Present(String),
     /// The file changed while it was read.
     Changed,
+}
+
+/// tablesnap's `stat` metadata (owner names looked up once per id).
+fn stat_metadata(names: &users::NameCache, meta: &std::fs::Metadata) -> HashMap<String, String> {
+    let (user, group) = names.of(meta.uid(), meta.gid());
+    HashMap::from([(
+        "stat".to_string(),
+        stat_json(
+            meta.uid(),
+            meta.gid(),
+            meta.mode(),
+            user.as_deref(),
+            group.as_deref(),
+        ),
+    )])
+}
+
+/// Say why a copy in S3 is not taken for the file (none: nothing to say).
+fn differs(key: &str, head: Option<&ObjectHead>, size: u64) {
+    match head {
+        None => {}
+        Some(h) if !h.metadata.contains_key("md5sum") => tracing::warn!(
+            "{key} in S3 has no md5sum (an upload cut off before its stamp, or written by \
+             another tool); uploading the local file"
+        ),
+        Some(h) => tracing::warn!(
+            "{key} differs in S3 (size {} vs {size}); uploading the local file",
+            h.size
+        ),
+    }
 }
 
 fn part_result(

@@ -17,6 +17,29 @@ pub(crate) fn group_name(gid: u32) -> Option<String> {
         .map(|g| g.name)
 }
 
+/// Owner and group names by id, each looked up once: a daemon that
+/// uploads thousands of files a minute asks NSS (which may be LDAP) once
+/// per id, not twice per file.
+#[derive(Default)]
+pub(crate) struct NameCache {
+    names: std::sync::Mutex<NameMaps>,
+}
+
+type NameMaps = (
+    std::collections::HashMap<u32, Option<String>>,
+    std::collections::HashMap<u32, Option<String>>,
+);
+
+impl NameCache {
+    /// The names of user `uid` and group `gid`, if the system knows them.
+    pub(crate) fn of(&self, uid: u32, gid: u32) -> (Option<String>, Option<String>) {
+        let mut maps = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        let user = maps.0.entry(uid).or_insert_with(|| user_name(uid)).clone();
+        let group = maps.1.entry(gid).or_insert_with(|| group_name(gid)).clone();
+        (user, group)
+    }
+}
+
 /// The id of user `name`.
 pub(crate) fn uid_of(name: &str) -> Option<u32> {
     nix::unistd::User::from_name(name)
