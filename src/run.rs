@@ -54,6 +54,7 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
         }
     };
     logging::init(cli.global.loglevel, cli.global.log_format);
+    crate::host::memory::return_large_blocks();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -436,6 +436,11 @@ impl Uploader {
         let sum = Md5Sum::of(hasher.unwrap_or_default().finalize().as_slice());
         let etag = upload.complete().await?;
         metadata.insert("md5sum".into(), sum.hex.clone());
+        tracing::debug!(
+            "{key}: {count} part(s) up; stamping md5sum {} by a copy in S3",
+            sum.hex
+        );
+        let stamp = std::time::Instant::now();
         self.s3
             .replace_metadata(
                 key,
@@ -448,6 +453,7 @@ impl Uploader {
                 self.parts.clone(),
             )
             .await?;
+        tracing::debug!("{key}: md5sum stamped in {:?}", stamp.elapsed());
         Ok(Some(Done::Uploaded(sum.hex)))
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod freeze;
 pub(crate) mod fs;
 mod ioctl;
 pub(crate) mod lock;
+pub(crate) mod memory;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
 pub(crate) mod privileges;
