@@ -315,10 +315,16 @@ async fn restore_dir(
 
     job.progress.add_total(names.len() as u64);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut tally = Tally::default();
     for name in names {
         // The permit before the task: at most -t files are under way (and
         // in memory) across all directories, however many are listed.
         let permit = permits.clone().acquire_owned().await;
+        // Finished tasks are counted as they end: a JoinSet keeps each
+        // one's memory until it is joined.
+        while let Some(done) = tasks.try_join_next() {
+            tally.add(job, target, &index_key, ours, done).await;
+        }
         let (job, origin, target) = (job.clone(), origin.to_path_buf(), target.to_path_buf());
         tasks.spawn(async move {
             let _p = permit;
@@ -327,41 +333,17 @@ async fn restore_dir(
             (name, r)
         });
     }
-    let (mut restored, mut present, mut failed, mut unlisted) = (0, 0, 0, 0);
-    let (mut restored_files, mut failed_files) = (Vec::new(), Vec::new());
     while let Some(done) = tasks.join_next().await {
-        match done {
-            Ok((name, Ok(true))) => {
-                restored += 1;
-                restored_files.push(name);
-            }
-            Ok((_, Ok(false))) => present += 1,
-            Ok((name, Err(RestoreError::Missing { key }))) if !ours => {
-                unlisted += 1;
-                if is_directory_entry(job, &name, &key).await {
-                    tracing::warn!(
-                        "listed by tablesnap 1.2.1's index {index_key}: a directory entry: {name} (not restored)"
-                    );
-                } else {
-                    tracing::warn!(
-                        "listed by tablesnap 1.2.1's index but never uploaded: {name} ({key})"
-                    );
-                }
-            }
-            Ok((name, Err(e))) => {
-                failed += 1;
-                let file = target.join(&name);
-                job.report.line(format!("FAILED   {}: {e}", file.display()));
-                failed_files.push(serde_json::json!({"file": file, "error": e.to_string()}));
-            }
-            Err(e) => {
-                failed += 1;
-                job.report
-                    .line(format!("FAILED   {}: {e}", target.display()));
-                failed_files.push(serde_json::json!({"file": target, "error": e.to_string()}));
-            }
-        }
+        tally.add(job, target, &index_key, ours, done).await;
     }
+    let Tally {
+        restored,
+        present,
+        failed,
+        unlisted,
+        mut restored_files,
+        failed_files,
+    } = tally;
     let not_uploaded = if unlisted > 0 {
         format!(", {unlisted} listed by a tablesnap 1.2.1 index but not in S3")
     } else {
@@ -383,6 +365,62 @@ async fn restore_dir(
         job.report.item(line, item);
     }
     Ok(failed)
+}
+
+/// What one directory's restore did, file by file.
+#[derive(Default)]
+struct Tally {
+    restored: usize,
+    present: usize,
+    failed: usize,
+    unlisted: usize,
+    restored_files: Vec<String>,
+    failed_files: Vec<serde_json::Value>,
+}
+
+impl Tally {
+    async fn add(
+        &mut self,
+        job: &Job,
+        target: &Path,
+        index_key: &str,
+        ours: bool,
+        done: Result<(String, Result<bool, RestoreError>), tokio::task::JoinError>,
+    ) {
+        match done {
+            Ok((name, Ok(true))) => {
+                self.restored += 1;
+                self.restored_files.push(name);
+            }
+            Ok((_, Ok(false))) => self.present += 1,
+            Ok((name, Err(RestoreError::Missing { key }))) if !ours => {
+                self.unlisted += 1;
+                if is_directory_entry(job, &name, &key).await {
+                    tracing::warn!(
+                        "listed by tablesnap 1.2.1's index {index_key}: a directory entry: {name} (not restored)"
+                    );
+                } else {
+                    tracing::warn!(
+                        "listed by tablesnap 1.2.1's index but never uploaded: {name} ({key})"
+                    );
+                }
+            }
+            Ok((name, Err(e))) => {
+                self.failed += 1;
+                let file = target.join(&name);
+                job.report.line(format!("FAILED   {}: {e}", file.display()));
+                self.failed_files
+                    .push(serde_json::json!({"file": file, "error": e.to_string()}));
+            }
+            Err(e) => {
+                self.failed += 1;
+                job.report
+                    .line(format!("FAILED   {}: {e}", target.display()));
+                self.failed_files
+                    .push(serde_json::json!({"file": target, "error": e.to_string()}));
+            }
+        }
+    }
 }
 
 /// An index and its metadata. Indexes are small, so the whole GET is
