@@ -497,7 +497,7 @@ pub(crate) struct TablesnapArgs {
     #[arg(long, value_name = "MB")]
     pub max_upload_size: Option<u64>,
     /// Part size in MB, raised as needed to stay under 10,000 parts
-    /// (default 8, as aws-cli). Parts in flight are held in memory, 64 MiB
+    /// (default 8, as aws-cli). Parts in flight are held in memory, 48 MiB
     /// at most in all.
     #[arg(long, value_name = "MB")]
     pub multipart_chunk_size: Option<u64>,
