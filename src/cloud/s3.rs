@@ -39,6 +39,24 @@ pub(crate) struct PutOptions {
     pub sse_kms_key_id: Option<String>,
 }
 
+/// The same three settings go on every request that writes an object
+/// (PutObject, CreateMultipartUpload, CopyObject): `set_storage_class(
+/// opts.class())`, `set_server_side_encryption(opts.encryption())`,
+/// `set_ssekms_key_id(opts.kms_key())`.
+impl PutOptions {
+    fn class(&self) -> Option<StorageClass> {
+        self.storage_class.as_deref().map(StorageClass::from)
+    }
+
+    fn encryption(&self) -> Option<ServerSideEncryption> {
+        self.sse.as_deref().map(ServerSideEncryption::from)
+    }
+
+    fn kms_key(&self) -> Option<String> {
+        self.sse_kms_key_id.clone()
+    }
+}
+
 /// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ObjectInfo {
@@ -385,22 +403,15 @@ impl S3 {
         metadata: &HashMap<String, String>,
         opts: &PutOptions,
     ) -> Result<Multipart, CloudError> {
-        let mut create = self
+        let upload = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .set_metadata(Some(metadata.clone()));
-        if let Some(sc) = &opts.storage_class {
-            create = create.storage_class(StorageClass::from(sc.as_str()));
-        }
-        if let Some(sse) = &opts.sse {
-            create = create.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-        }
-        if let Some(k) = &opts.sse_kms_key_id {
-            create = create.ssekms_key_id(k);
-        }
-        let upload = create
+            .set_metadata(Some(metadata.clone()))
+            .set_storage_class(opts.class())
+            .set_server_side_encryption(opts.encryption())
+            .set_ssekms_key_id(opts.kms_key())
             .send()
             .await
             .map_err(|e| cloud_error("CreateMultipartUpload", e))?;
@@ -433,7 +444,7 @@ impl S3 {
     ) -> Result<(), CloudError> {
         let source = copy_source(&self.bucket, key);
         if size <= single_max {
-            let mut req = self
+            return self
                 .client
                 .copy_object()
                 .bucket(&self.bucket)
@@ -441,17 +452,10 @@ impl S3 {
                 .copy_source(&source)
                 .set_copy_source_if_match(if_match(etag))
                 .metadata_directive(MetadataDirective::Replace)
-                .set_metadata(Some(metadata.clone()));
-            if let Some(sc) = &opts.storage_class {
-                req = req.storage_class(StorageClass::from(sc.as_str()));
-            }
-            if let Some(sse) = &opts.sse {
-                req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-            }
-            if let Some(k) = &opts.sse_kms_key_id {
-                req = req.ssekms_key_id(k);
-            }
-            return req
+                .set_metadata(Some(metadata.clone()))
+                .set_storage_class(opts.class())
+                .set_server_side_encryption(opts.encryption())
+                .set_ssekms_key_id(opts.kms_key())
                 .send()
                 .await
                 .map(drop)
@@ -703,19 +707,12 @@ fn copy_source(bucket: &str, key: &str) -> String {
 }
 
 fn apply_put(
-    mut req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
     opts: &PutOptions,
 ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
-    if let Some(sc) = &opts.storage_class {
-        req = req.storage_class(StorageClass::from(sc.as_str()));
-    }
-    if let Some(sse) = &opts.sse {
-        req = req.server_side_encryption(ServerSideEncryption::from(sse.as_str()));
-    }
-    if let Some(k) = &opts.sse_kms_key_id {
-        req = req.ssekms_key_id(k);
-    }
-    req
+    req.set_storage_class(opts.class())
+        .set_server_side_encryption(opts.encryption())
+        .set_ssekms_key_id(opts.kms_key())
 }
 
 /// The part size for a file: at least `chunk`, at least S3's minimum, and

@@ -412,6 +412,18 @@ fn tablechop_forgets_a_dropped_table_only_when_asked() {
     );
 }
 
+/// The lab in front of moto, holding every `action` request for a minute.
+fn hanging(moto: &str, action: &str) -> Lab {
+    let rule = format!("[[faults]]\naction = \"{action}\"\nreply = \"hang\"\nlatency = \"60s\"\n");
+    Lab::start(
+        moto,
+        LabOpts {
+            rules: Some(rule),
+            ..LabOpts::default()
+        },
+    )
+}
+
 #[test]
 fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_up() {
     let Some(moto) = lab_prerequisites() else {
@@ -419,15 +431,7 @@ fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_u
     };
     let s3 = S3::new(&moto);
     // Every PUT (data and index) through the lab hangs for a minute.
-    let lab = Lab::start(
-        &moto,
-        LabOpts {
-            rules: Some(
-                "[[faults]]\naction = \"PutObject\"\nreply = \"hang\"\nlatency = \"60s\"\n".into(),
-            ),
-            ..LabOpts::default()
-        },
-    );
+    let lab = hanging(&moto, "PutObject");
     let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
     let dir = tempfile::tempdir().unwrap();
     let runtime = tempfile::tempdir().unwrap();
@@ -473,15 +477,7 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
     let s3 = S3::new(&moto);
     // A file over 8 MiB goes up in parts, then gets its md5sum by a copy
     // onto itself: here that copy hangs, as if the host died just then.
-    let lab = Lab::start(
-        &moto,
-        LabOpts {
-            rules: Some(
-                "[[faults]]\naction = \"CopyObject\"\nreply = \"hang\"\nlatency = \"60s\"\n".into(),
-            ),
-            ..LabOpts::default()
-        },
-    );
+    let lab = hanging(&moto, "CopyObject");
     let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
     let dir = tempfile::tempdir().unwrap();
     let runtime = tempfile::tempdir().unwrap();
