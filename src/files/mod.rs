@@ -69,10 +69,18 @@ pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(Md5Sum, u64)>
     Ok((Md5Sum::of(h.finalize().as_slice()), size))
 }
 
-/// A small file's bytes and MD5, read once (it is uploaded from memory).
-pub(crate) fn read_with_md5(path: &std::path::Path) -> std::io::Result<(Vec<u8>, Md5Sum)> {
+/// A small file's bytes and MD5, read once (it is uploaded from memory):
+/// at most `limit` bytes.
+pub(crate) fn read_with_md5(
+    path: &std::path::Path,
+    limit: u64,
+) -> std::io::Result<(Vec<u8>, Md5Sum)> {
     use md5::{Digest, Md5};
-    let bytes = std::fs::read(path)?;
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
+    std::fs::File::open(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
     let sum = Md5Sum::of(Md5::digest(&bytes).as_slice());
     Ok((bytes, sum))
 }

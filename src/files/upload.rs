@@ -186,17 +186,24 @@ fn look(
         return Ok(Local::Large { metadata, fp });
     }
     let memory = match held {
-        Some(m) => m,
+        Some(m) if m.num_permits() >= kib(fp.size) as usize => m,
+        // Grown since the wait: wait again for its new size.
+        Some(_) => return Ok(Local::Busy(fp.size)),
         None => match memory.clone().try_acquire_many_owned(kib(fp.size)) {
             Ok(m) => m,
             Err(_) => return Ok(Local::Busy(fp.size)),
         },
     };
-    let (bytes, sum) = match read_with_md5(path) {
+    // At most one byte more than its size: a file still being written is
+    // not read past its share of the budget.
+    let (bytes, sum) = match read_with_md5(path, fp.size + 1) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Vanished),
         Err(source) => return Err(read_error(path, source)),
     };
+    if bytes.len() as u64 != fp.size {
+        return Ok(Local::Skip("changed while being read"));
+    }
     let after = std::fs::symlink_metadata(path).ok();
     if after.map(|m| Fingerprint::of(&m)) != Some(fp) {
         return Ok(Local::Skip("changed while being read"));
@@ -363,7 +370,15 @@ impl Uploader {
         };
         tracing::debug!("uploading {} as {key} in parts", path.display());
         let part = part_size(fp.size, self.chunk);
-        let upload = Arc::new(self.s3.start_multipart(key, &metadata, &self.opts).await?);
+        // The parts go up in STANDARD and the stamp copy gives the object
+        // its storage class: S3 refuses to copy from GLACIER or
+        // DEEP_ARCHIVE, and overwriting an IA object costs its minimum
+        // storage duration. Encryption is the same on both.
+        let first = PutOptions {
+            storage_class: None,
+            ..self.opts.clone()
+        };
+        let upload = Arc::new(self.s3.start_multipart(key, &metadata, &first).await?);
         let mut hasher = Some(Md5::new());
         let mut tasks = tokio::task::JoinSet::new();
         let mut failed: Option<UploadError> = None;
@@ -394,14 +409,21 @@ impl Uploader {
                 break;
             }
             let h = hasher.take().unwrap_or_default();
-            let (f, h, buf, read) = tokio::task::spawn_blocking(move || {
+            let reading = tokio::task::spawn_blocking(move || {
                 let mut buf = vec![0u8; len as usize];
                 let r = file.read_exact(&mut buf);
                 let mut h = h;
                 h.update(&buf);
                 (file, h, buf, r)
-            })
-            .await?;
+            });
+            // Even a read that panicked ends in the abort below.
+            let (f, h, buf, read) = match reading.await {
+                Ok(r) => r,
+                Err(e) => {
+                    failed = Some(e.into());
+                    break;
+                }
+            };
             file = f;
             match read {
                 Ok(()) => {}

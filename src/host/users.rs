@@ -26,18 +26,35 @@ pub(crate) struct NameCache {
 }
 
 type NameMaps = (
-    std::collections::HashMap<u32, Option<String>>,
-    std::collections::HashMap<u32, Option<String>>,
+    std::collections::HashMap<u32, String>,
+    std::collections::HashMap<u32, String>,
 );
 
 impl NameCache {
     /// The names of user `uid` and group `gid`, if the system knows them.
     pub(crate) fn of(&self, uid: u32, gid: u32) -> (Option<String>, Option<String>) {
         let mut maps = self.names.lock().unwrap_or_else(|e| e.into_inner());
-        let user = maps.0.entry(uid).or_insert_with(|| user_name(uid)).clone();
-        let group = maps.1.entry(gid).or_insert_with(|| group_name(gid)).clone();
-        (user, group)
+        (
+            cached(&mut maps.0, uid, user_name),
+            cached(&mut maps.1, gid, group_name),
+        )
     }
+}
+
+/// A name found is kept; none found is asked again next time (a directory
+/// service that failed for a moment must not leave the daemon without
+/// owner names for the rest of its life).
+fn cached(
+    map: &mut std::collections::HashMap<u32, String>,
+    id: u32,
+    look_up: fn(u32) -> Option<String>,
+) -> Option<String> {
+    if let Some(name) = map.get(&id) {
+        return Some(name.clone());
+    }
+    let name = look_up(id)?;
+    map.insert(id, name.clone());
+    Some(name)
 }
 
 /// The id of user `name`.
