@@ -39,7 +39,8 @@
 # TREE_DIRS=100 TREE_FILES=100 CHOP_OBJECTS=10000 CHOP_INDEXES=1000
 # SCALE=1 (multiplies TREE_DIRS, CHOP_OBJECTS and CHOP_INDEXES: rows 2, 5,
 # 6) BIG=4 BIG_MIB=256 BATCH=50 THREADS=N (-t for ours and 1.2.1; default: each tool's own)
-# PEERS="1.2.1 aws-cli" (which peers to try) TIMEOUT=900 (s per run)
+# PEERS="1.2.1 aws-cli" (which peers to try) MOTO_SERVER=stock|keepalive
+# (keepalive: moto served by waitress, see scripts/bench/moto_server_keepalive.py) TIMEOUT=900 (s per run)
 # KEEP=1 (keep the work directory). The whole run takes ~15-20 minutes on
 # 2 cores; ROWS="1 3 4 7" SCALE=0.2 a few.
 set -euo pipefail
@@ -62,6 +63,14 @@ case " $PEERS " in *" aws-cli "*)
         echo "bench: could not install awscli; running without aws-cli" >&2
     fi ;;
 esac
+# MOTO_SERVER=keepalive: the same moto app behind waitress, which keeps
+# connections alive as S3 does (stock moto_server closes every one).
+export MOTO_SERVER="${MOTO_SERVER:-stock}"
+if [ "$MOTO_SERVER" = keepalive ] && ! "$venv/bin/python" -c 'import waitress' 2>/dev/null \
+    && ! "$venv/bin/pip" install --quiet --disable-pip-version-check waitress >&2; then
+    echo "bench: could not install waitress; moto runs as stock moto_server" >&2
+    MOTO_SERVER=stock
+fi
 py27="" py27_dir="$SNAPTASTIC_CACHE/py27-tablesnap"
 case " $PEERS " in *" 1.2.1 "*)
     for p in "$(pyenv prefix 2.7.18 2>/dev/null || true)/bin/python2.7" \

@@ -35,7 +35,13 @@ start() {
     port="$(free_port)"
     url="http://127.0.0.1:$port"
     # No default AMIs: they add ~1,300 public snapshots to every listing.
-    MOTO_EC2_LOAD_DEFAULT_AMIS=false setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" \
+    # MOTO_SERVER=keepalive (benchmarks only): the same moto app served by
+    # waitress, which keeps connections alive (scripts/bench/).
+    local server=("$VENV/bin/moto_server")
+    if [ "${MOTO_SERVER:-stock}" = keepalive ]; then
+        server=("$VENV/bin/python" "$(dirname "$0")/bench/moto_server_keepalive.py")
+    fi
+    MOTO_EC2_LOAD_DEFAULT_AMIS=false setsid "${server[@]}" -H 127.0.0.1 -p "$port" \
         >"$state.log" 2>&1 </dev/null &
     pid=$!
     for _ in $(seq 1 150); do

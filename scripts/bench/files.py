@@ -1075,7 +1075,7 @@ def table():
     log("Ratios are the peer's wall time over ours (above 1: ours is faster; for RSS: the peer's over ours).")
     if SHOW_CPU:
         log("CPU: the tool's own CPU time until done; moto N%: the emulator's CPU time over the run's wall time "
-            "(moto runs Python code one thread at a time and closes every connection: near 100 % it, "
+            "(moto runs Python code one thread at a time, and stock moto_server closes every connection: near 100 % it, "
             "not the tool, sets the pace).")
 
 
@@ -1088,6 +1088,9 @@ def main():
             "request N ms before forwarding it. 'req' = requests the lab counted for that run.")
     ver = subprocess.run([SNAP, "--version"], capture_output=True, text=True).stdout.strip()
     log(f"  ours: {ver}, -t {THREADS or 'default (10)'}")
+    log("  moto: " + ("its app served by waitress (keeps connections alive; MOTO_SERVER=keepalive)"
+                      if ENV.get("MOTO_SERVER") == "keepalive"
+                      else "stock moto_server (werkzeug; Connection: close on every reply)"))
     log(f"  peers run: {', '.join(PEERS) or 'none'}"
         + ("" if HAS_PY else "  (tablesnap 1.2.1 not available)")
         + ("" if HAS_CLI else "  (aws-cli not available)"))
