@@ -139,7 +139,8 @@ if [ -n "$lab_ok" ]; then
     fi
 fi
 
-export BENCH_WORK="$work" BENCH_MOTO_URL="$moto_url" BENCH_MOTO_LOG="$state.log" BENCH_LAB_URL="$lab_url"
+export BENCH_WORK="$work" BENCH_MOTO_URL="$moto_url" BENCH_MOTO_PID="$(cut -d' ' -f2 "$state")" \
+    BENCH_MOTO_LOG="$state.log" BENCH_LAB_URL="$lab_url"
 export BENCH_SNAPTASTIC="$bin/snaptastic" BENCH_AWS="$venv/bin/aws" BENCH_PEERS="${peers_ok[*]:-}"
 export BENCH_PY27="$py27" BENCH_PY27_DIR="$py27_dir"
 "$venv/bin/python" scripts/bench/files.py

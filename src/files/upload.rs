@@ -201,11 +201,7 @@ fn look(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Vanished),
         Err(source) => return Err(read_error(path, source)),
     };
-    if bytes.len() as u64 != fp.size {
-        return Ok(Local::Skip("changed while being read"));
-    }
-    let after = std::fs::symlink_metadata(path).ok();
-    if after.map(|m| Fingerprint::of(&m)) != Some(fp) {
+    if bytes.len() as u64 != fp.size || !unchanged_now(path, fp) {
         return Ok(Local::Skip("changed while being read"));
     }
     Ok(Local::Small {
@@ -541,9 +537,17 @@ fn part_result(
     Ok(done??)
 }
 
-async fn unchanged(path: &Path, fp: Fingerprint) -> bool {
-    let after = tokio::fs::symlink_metadata(path).await.ok();
+/// Whether the file still has fingerprint `fp` (blocking).
+fn unchanged_now(path: &Path, fp: Fingerprint) -> bool {
+    let after = std::fs::symlink_metadata(path).ok();
     after.map(|m| Fingerprint::of(&m)) == Some(fp)
+}
+
+async fn unchanged(path: &Path, fp: Fingerprint) -> bool {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || unchanged_now(&path, fp))
+        .await
+        .unwrap_or(false)
 }
 
 fn read_error(path: &Path, source: std::io::Error) -> UploadError {
