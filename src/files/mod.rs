@@ -14,6 +14,9 @@ pub(crate) mod snap;
 pub(crate) mod stale;
 pub(crate) mod upload;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::cli::S3Args;
 use crate::cloud::s3::{base64, hex, S3};
 use crate::cloud::{AwsConfig, StaticKeys};
@@ -51,6 +54,14 @@ impl Md5Sum {
 /// MD5 and size of a file, read once in 1 MiB chunks: the `md5sum`
 /// metadata and Content-MD5 on upload, the check on restore.
 pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(Md5Sum, u64)> {
+    md5_file_until(path, &AtomicBool::new(false))
+}
+
+/// `md5_file` that gives up (`Interrupted`) once `stop` is raised.
+pub(crate) fn md5_file_until(
+    path: &std::path::Path,
+    stop: &AtomicBool,
+) -> std::io::Result<(Md5Sum, u64)> {
     use std::io::Read;
 
     use md5::{Digest, Md5};
@@ -59,6 +70,7 @@ pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(Md5Sum, u64)>
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
+        stopped(stop, path, size)?;
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
@@ -67,6 +79,98 @@ pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(Md5Sum, u64)>
         size += n as u64;
     }
     Ok((Md5Sum::of(h.finalize().as_slice()), size))
+}
+
+/// `Interrupted` once `stop` is raised (a hash cut off at `offset`).
+fn stopped(stop: &AtomicBool, path: &std::path::Path, offset: u64) -> std::io::Result<()> {
+    if !stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    tracing::debug!(
+        "{}: hashing stopped at byte {offset}: the upload was cut off",
+        path.display()
+    );
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Interrupted,
+        "cut off",
+    ))
+}
+
+/// Run `work` on the blocking pool with a flag it polls between chunks.
+/// Dropping the returned future (an upload cut off at a stop) raises the
+/// flag, so a long hash ends within a chunk: the runtime waits for
+/// blocking work before the process can exit, and a 100 GiB file takes
+/// minutes to hash.
+pub(crate) async fn blocking_until_dropped<T, F>(work: F) -> Result<T, tokio::task::JoinError>
+where
+    F: FnOnce(&AtomicBool) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    struct RaiseOnDrop(Arc<AtomicBool>);
+    impl Drop for RaiseOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let _raise = RaiseOnDrop(stop.clone());
+    tokio::task::spawn_blocking(move || work(&stop)).await
+}
+
+/// A large file's MD5 and the CRC32 of each of its parts of `part` bytes,
+/// for an upload that can carry its `md5sum` from the start.
+#[derive(Debug)]
+pub(crate) struct CachedSums {
+    pub md5: Md5Sum,
+    pub crc32: Vec<String>,
+}
+
+/// The sums of the first `size` bytes of `file` (at `path`), read from
+/// the page cache alone (`host::page_cache`; by offset, the file's
+/// position is left alone): `None` as soon as a byte is not in memory, or
+/// the file ends before `size`. Costs no disk I/O either way.
+pub(crate) fn sums_if_cached(
+    file: &std::fs::File,
+    path: &std::path::Path,
+    size: u64,
+    part: u64,
+    stop: &AtomicBool,
+) -> std::io::Result<Option<CachedSums>> {
+    use md5::{Digest, Md5};
+
+    use crate::cloud::s3::PartCrc;
+    use crate::host::page_cache::read_cached;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut md5 = Md5::new();
+    let mut crc = PartCrc::new();
+    let mut crc32 = Vec::new();
+    let mut offset = 0u64;
+    while offset < size {
+        stopped(stop, path, offset)?;
+        let part_end = ((offset / part + 1) * part).min(size);
+        let want = usize::try_from(part_end - offset).map_or(buf.len(), |w| w.min(buf.len()));
+        match read_cached(file, &mut buf[..want], offset)? {
+            Some(n) if n > 0 => {
+                md5.update(&buf[..n]);
+                crc.update(&buf[..n]);
+                offset += n as u64;
+            }
+            _ => {
+                tracing::debug!(
+                    "{}: byte {offset} of {size} not in the page cache",
+                    path.display()
+                );
+                return Ok(None);
+            }
+        }
+        if offset == part_end {
+            crc32.push(std::mem::replace(&mut crc, PartCrc::new()).finish());
+        }
+    }
+    Ok(Some(CachedSums {
+        md5: Md5Sum::of(md5.finalize().as_slice()),
+        crc32,
+    }))
 }
 
 /// A small file's bytes and MD5, read once (it is uploaded from memory):
@@ -139,5 +243,62 @@ pub(crate) fn naming(a: &S3Args) -> keys::KeyNaming {
         prefix: a.prefix.clone(),
         name: a.name.clone().unwrap_or_else(default_name),
         separator: a.keyname_separator.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::s3::PartCrc;
+
+    fn crc(bytes: &[u8]) -> String {
+        let mut c = PartCrc::new();
+        c.update(bytes);
+        c.finish()
+    }
+
+    #[test]
+    fn cached_sums_give_each_part_the_crc32_of_its_own_bytes() {
+        // 2.5 parts of 1.5 MiB: the 1 MiB reads cross part boundaries.
+        let part = 3 << 19;
+        let data: Vec<u8> = (0..(5u32 << 19)).map(|i| (i % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        let go = AtomicBool::new(false);
+        let sums = sums_if_cached(&f, &path, data.len() as u64, part, &go)
+            .unwrap()
+            .expect("just written: in the page cache");
+        let want: Vec<String> = data.chunks(part as usize).map(crc).collect();
+        assert_eq!(sums.crc32, want);
+        assert_eq!(sums.md5, md5_file(&path).unwrap().0);
+        // Shorter than its recorded size: not taken.
+        assert!(sums_if_cached(&f, &path, data.len() as u64 + 1, part, &go)
+            .unwrap()
+            .is_none());
+        // Raised: stops.
+        let stop = AtomicBool::new(true);
+        let e = sums_if_cached(&f, &path, data.len() as u64, part, &stop).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::Interrupted);
+    }
+
+    #[tokio::test]
+    async fn blocking_work_stops_when_its_future_is_dropped() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let work = blocking_until_dropped(move |stop| {
+            let t = std::time::Instant::now();
+            while !stop.load(Ordering::Relaxed) && t.elapsed().as_secs() < 30 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            tx.send(t.elapsed()).unwrap();
+        });
+        // Cut off after 50 ms, as a stop aborts an upload.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(50), work).await;
+        let ran = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert!(
+            ran.as_secs() < 10,
+            "ran {ran:?} after its future was dropped"
+        );
     }
 }

@@ -246,6 +246,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         chunk: args.multipart_chunk_size.saturating_mul(mib),
         parts: Arc::new(Semaphore::new(args.threads)),
         memory: super::upload::buffer_budget(),
+        hashing: super::upload::hashing_slots(),
         names: Default::default(),
         digests: Arc::new(
             super::digests::load(

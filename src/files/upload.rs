@@ -1,7 +1,7 @@
 //! One file to S3, its bytes read from disk once: a small file into
 //! memory and up in one PUT, a large one part by part into a multipart
-//! upload, its MD5 computed on the way and stamped on the object by a
-//! copy inside S3. When S3 may hold it already (a `-B` scan, a retry), the
+//! upload, its MD5 computed from the page cache first when all of it is
+//! there, else on the way and stamped on the object by a copy inside S3. When S3 may hold it already (a `-B` scan, a retry), the
 //! digest record (unchanged since read) or one read for the MD5 and a HEAD
 //! (same size and md5sum) decide first. Files that vanish on the way
 //! (compaction) are skipped, not errors.
@@ -17,7 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::digests::{Digests, Fingerprint};
 use super::keys::{stat_json, KeyNaming};
-use super::{md5_file, read_with_md5, Md5Sum};
+use super::{blocking_until_dropped, md5_file_until, read_with_md5, sums_if_cached, Md5Sum};
 use crate::cloud::s3::{part_size, Content, ObjectHead, PutOptions, S3};
 use crate::cloud::CloudError;
 use crate::host::users;
@@ -79,6 +79,8 @@ pub(crate) struct Uploader {
     pub parts: Arc<Semaphore>,
     /// File bytes in memory across all uploads, in KiB (`buffer_budget`).
     pub memory: Arc<Semaphore>,
+    /// Large files hashed from the page cache at once (`hashing_slots`).
+    pub hashing: Arc<Semaphore>,
     /// MD5s of files read before, by fingerprint.
     pub digests: Arc<Digests>,
     /// Owner and group names by id.
@@ -118,6 +120,15 @@ pub(crate) const IN_MEMORY_MAX: u64 = 8 << 20;
 /// for a file above ~470 GiB or a `--multipart-chunk-size` above 48, is
 /// let through alone.
 pub(crate) const BUFFER_BUDGET: u64 = 48 << 20;
+
+/// Large files hashed from the page cache at once: half the CPUs, at
+/// least one. Taken in turn (the semaphore is fair), the first file's
+/// upload starts after its own hash, not after everyone's: four 256 MiB
+/// files hashed together kept S3 idle for a second on 2 cores.
+pub(crate) fn hashing_slots() -> Arc<Semaphore> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    Arc::new(Semaphore::new((cpus / 2).max(1)))
+}
 
 /// The budget, counted in KiB.
 pub(crate) fn buffer_budget() -> Arc<Semaphore> {
@@ -345,13 +356,18 @@ impl Uploader {
         Ok(Some(Done::Uploaded(sum.hex)))
     }
 
-    /// A large file in one pass: each part is read once, into the file's
-    /// MD5 and memory, and goes up while the next is read (parts in
-    /// flight bounded by `parts` and the buffer budget). The whole file's
-    /// MD5 is known only at the end, after S3 took the metadata, so the
-    /// completed object gets its `md5sum` by a copy onto itself inside S3.
-    /// Until that copy it has no `md5sum`, which a restore refuses and a
-    /// `-B` start uploads again: a crash in between loses nothing.
+    /// A large file, read from disk once. Just written (the daemon's usual
+    /// case), it is still in the page cache: hashed from there first
+    /// (`sums_if_cached`, no disk I/O), the object carries its `md5sum`
+    /// and storage class from the start, and each part the CRC32 of the
+    /// bytes hashed, so S3 refuses a part that differs from them. Else in
+    /// one pass: each part is read once, into the file's MD5 and memory,
+    /// and goes up while the next is read (parts in flight bounded by
+    /// `parts` and the buffer budget); the whole file's MD5 is known only
+    /// at the end, after S3 took the metadata, so the completed object gets
+    /// its `md5sum` by a copy onto itself inside S3. Until that copy it has
+    /// no `md5sum`, which a restore refuses and a `-B` start uploads again:
+    /// a crash in between loses nothing.
     async fn upload_parts(
         &self,
         path: &Path,
@@ -359,23 +375,48 @@ impl Uploader {
         fp: Fingerprint,
         mut metadata: HashMap<String, String>,
     ) -> Result<Option<Done>, UploadError> {
-        let mut file = match std::fs::File::open(path) {
+        let part = part_size(fp.size, self.chunk);
+        // One open file for both reads: the hash and the parts are of the
+        // same inode even if the path is replaced meanwhile.
+        let file = match std::fs::File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(read_error(path, source)),
         };
-        tracing::debug!("uploading {} as {key} in parts", path.display());
-        let part = part_size(fp.size, self.chunk);
-        // The parts go up in STANDARD and the stamp copy gives the object
-        // its storage class: S3 refuses to copy from GLACIER or
-        // DEEP_ARCHIVE, and overwriting an IA object costs its minimum
-        // storage duration. Encryption is the same on both.
-        let first = PutOptions {
-            storage_class: None,
-            ..self.opts.clone()
+        let slot = self.hashing.clone().acquire_owned().await;
+        let p = path.to_path_buf();
+        let (mut file, hashed) = blocking_until_dropped(move |stop| {
+            let _slot = slot;
+            let sums = sums_if_cached(&file, &p, fp.size, part, stop);
+            (file, sums)
+        })
+        .await?;
+        let cached = hashed.map_err(|source| read_error(path, source))?;
+        let opts = match &cached {
+            Some(sums) => {
+                metadata.insert("md5sum".into(), sums.md5.hex.clone());
+                self.opts.clone()
+            }
+            // The parts go up in STANDARD and the stamp copy gives the
+            // object its storage class: S3 refuses to copy from GLACIER or
+            // DEEP_ARCHIVE, and overwriting an IA object costs its minimum
+            // storage duration. Encryption is the same on both.
+            None => PutOptions {
+                storage_class: None,
+                ..self.opts.clone()
+            },
         };
-        let upload = Arc::new(self.s3.start_multipart(key, &metadata, &first).await?);
-        let mut hasher = Some(Md5::new());
+        tracing::debug!(
+            "uploading {} as {key} in parts ({})",
+            path.display(),
+            if cached.is_some() {
+                "md5sum known: hashed from the page cache"
+            } else {
+                "not all in the page cache: md5sum stamped after"
+            }
+        );
+        let upload = Arc::new(self.s3.start_multipart(key, &metadata, &opts).await?);
+        let mut hasher = cached.is_none().then(Md5::new);
         let mut tasks = tokio::task::JoinSet::new();
         let mut failed: Option<UploadError> = None;
         let mut changed = false;
@@ -404,12 +445,14 @@ impl Uploader {
             if failed.is_some() {
                 break;
             }
-            let h = hasher.take().unwrap_or_default();
+            let h = hasher.take();
             let reading = tokio::task::spawn_blocking(move || {
                 let mut buf = vec![0u8; len as usize];
                 let r = file.read_exact(&mut buf);
                 let mut h = h;
-                h.update(&buf);
+                if let Some(h) = h.as_mut() {
+                    h.update(&buf);
+                }
                 (file, h, buf, r)
             });
             // Even a read that panicked ends in the abort below.
@@ -433,11 +476,14 @@ impl Uploader {
                     break;
                 }
             }
-            hasher = Some(h);
+            hasher = h;
             let upload = upload.clone();
+            let crc32 = cached
+                .as_ref()
+                .and_then(|s| s.crc32.get(n as usize).cloned());
             tasks.spawn(async move {
                 let _held = (slot, memory);
-                upload.put_part(n + 1, buf).await
+                upload.put_part(n + 1, buf, crc32).await
             });
         }
         while let Some(done) = tasks.join_next().await {
@@ -453,8 +499,11 @@ impl Uploader {
             upload.abort().await;
             return Ok(Some(Done::Changed));
         }
-        let sum = Md5Sum::of(hasher.unwrap_or_default().finalize().as_slice());
         let etag = upload.complete().await?;
+        let sum = match (cached, hasher) {
+            (Some(sums), _) => return Ok(Some(Done::Uploaded(sums.md5.hex))),
+            (None, h) => Md5Sum::of(h.unwrap_or_default().finalize().as_slice()),
+        };
         metadata.insert("md5sum".into(), sum.hex.clone());
         tracing::debug!(
             "{key}: {count} part(s) up; stamping md5sum {} by a copy in S3",
@@ -480,7 +529,7 @@ impl Uploader {
     /// The file's MD5 alone (to compare with S3's); `None` if it vanished.
     async fn md5(&self, path: &Path) -> Result<Option<Md5Sum>, UploadError> {
         let p = path.to_path_buf();
-        match tokio::task::spawn_blocking(move || md5_file(&p)).await? {
+        match blocking_until_dropped(move |stop| md5_file_until(&p, stop)).await? {
             Ok((sum, _)) => Ok(Some(sum)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(read_error(path, source)),

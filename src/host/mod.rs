@@ -11,6 +11,7 @@ pub(crate) mod lock;
 pub(crate) mod memory;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
+pub(crate) mod page_cache;
 pub(crate) mod privileges;
 pub(crate) mod signals;
 pub(crate) mod users;

@@ -706,6 +706,25 @@ pub(crate) struct S3 {
     pub bucket: String,
 }
 
+/// Put `data` at `path` as Cassandra does (written beside, renamed in),
+/// with none of it in the page cache, like a file written long ago:
+/// written in a staging directory next to `path`'s, synced and dropped
+/// from the cache before the rename, so a watcher never sees it warm.
+/// (A file just written is still cached, and tablesnap hashes such a file
+/// from memory before its upload.)
+pub(crate) fn place_cold(path: &Path, data: &[u8]) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    let dir = path.parent().unwrap();
+    let staging = tempfile::tempdir_in(dir.parent().unwrap()).unwrap();
+    let tmp = staging.path().join("cold");
+    let mut f = std::fs::File::create(&tmp).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+    posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+    drop(f);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// MD5 in hex, as tablesnap's `md5sum` metadata holds it.
 pub(crate) fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::support::{lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
+use crate::support::{lab_prerequisites, md5_hex, moto, place_cold, Lab, LabOpts, Run, S3};
 
 /// tablesnap running against `endpoint`, stopped with SIGTERM on drop.
 pub(crate) struct Daemon {
@@ -222,8 +222,8 @@ fn large_files_go_up_in_parts_and_arrive_whole() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
     let dir = tempfile::tempdir().unwrap();
-    // 12 MiB: three 5 MiB parts up, then (above --max-upload-size) the
-    // md5sum stamped by a copy in three ranges.
+    // 12 MiB: three parts up (5, 5, 2 MiB), then (above --max-upload-size)
+    // the md5sum stamped by a copy in three ranges.
     let mut d = Daemon::start(
         &moto,
         &s3.bucket,
@@ -240,12 +240,9 @@ fn large_files_go_up_in_parts_and_arrive_whole() {
     let data: Vec<u8> = (0..12u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    std::fs::write(dir.path().join("big-Data.db.part"), &data).unwrap();
-    std::fs::rename(
-        dir.path().join("big-Data.db.part"),
-        dir.path().join("big-Data.db"),
-    )
-    .unwrap();
+    // Cold (not in the page cache): hashed on the way up, so the md5sum
+    // comes by the copy.
+    place_cold(&dir.path().join("big-Data.db"), &data);
     let k = key(dir.path(), "big-Data.db");
     assert_eq!(s3.wait_md5sum(&k), md5_hex(&data));
     let got = s3.get(&k);
@@ -697,15 +694,17 @@ fn storage_class_and_encryption_reach_s3() {
     );
 }
 
-/// S3 refuses to copy from GLACIER: the parts go up in STANDARD and the
-/// md5sum stamp copy gives the class.
+/// S3 refuses to copy from GLACIER: the parts of a cold file go up in
+/// STANDARD and the md5sum stamp copy gives the class.
 #[test]
 fn a_large_file_reaches_glacier_with_its_md5sum() {
     stored_as(&["--storage-class", "GLACIER"], "GLACIER", None);
 }
 
-/// A small file (one PUT) and one over 8 MiB (parts, then the md5sum
-/// stamped by a copy) end up with the storage class and encryption asked.
+/// A small file (one PUT) and two over 8 MiB end up with the storage
+/// class and encryption asked: one just written (hashed from the page
+/// cache, its md5sum and class given at the start) and one cold (parts,
+/// then the md5sum stamped by a copy).
 fn stored_as(args: &[&str], class: &str, sse: Option<&str>) {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -713,7 +712,8 @@ fn stored_as(args: &[&str], class: &str, sse: Option<&str>) {
     let mut d = Daemon::start(&moto, &s3.bucket, dir.path(), args);
     std::fs::write(dir.path().join("e-Data.db"), b"encrypted").unwrap();
     std::fs::write(dir.path().join("f-Data.db"), vec![7u8; 9 << 20]).unwrap();
-    for name in ["e-Data.db", "f-Data.db"] {
+    place_cold(&dir.path().join("g-Data.db"), &vec![8u8; 9 << 20]);
+    for name in ["e-Data.db", "f-Data.db", "g-Data.db"] {
         let k = key(dir.path(), name);
         s3.wait_md5sum(&k);
         let h = s3

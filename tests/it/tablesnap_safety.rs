@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{is_root, lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
+use crate::support::{
+    is_root, lab_prerequisites, md5_hex, moto, place_cold, Lab, LabOpts, Run, S3,
+};
 use crate::tablesnap::{key, Daemon};
 
 #[test]
@@ -485,9 +487,10 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
     let data: Vec<u8> = (0..9u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
+    // Cold: not hashed from the page cache before its upload, so the
+    // md5sum comes by the copy.
     let file = dir.path().join("nb-1-big-Data.db");
-    std::fs::write(dir.path().join("tmp"), &data).unwrap();
-    std::fs::rename(dir.path().join("tmp"), &file).unwrap();
+    place_cold(&file, &data);
     let k = key(dir.path(), "nb-1-big-Data.db");
     s3.wait_keys("the uploaded parts joined", |keys| keys.contains(&k));
     std::thread::sleep(Duration::from_millis(500));
@@ -512,6 +515,48 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
         stderr.contains("has no md5sum (an upload cut off"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_large_file_just_written_carries_its_md5sum_without_a_copy() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s3 = S3::new(&moto);
+    // Every copy hangs: a file still in the page cache is hashed from
+    // there first, so its object needs none.
+    let lab = hanging(&moto, "CopyObject");
+    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(
+        &endpoint,
+        &s3.bucket,
+        dir.path(),
+        Some(runtime.path()),
+        &[
+            "--multipart-chunk-size",
+            "5",
+            "--storage-class",
+            "STANDARD_IA",
+        ],
+    );
+    // Three parts: 5, 5 and 2 MiB, each with the CRC32 of its own bytes.
+    let data: Vec<u8> = (0..12u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    std::fs::write(dir.path().join("tmp"), &data).unwrap();
+    std::fs::rename(dir.path().join("tmp"), dir.path().join("nb-2-big-Data.db")).unwrap();
+    let k = key(dir.path(), "nb-2-big-Data.db");
+    assert_eq!(s3.wait_md5sum(&k), md5_hex(&data));
+    assert!(s3.get(&k) == data, "content differs");
+    let h = s3
+        .rt
+        .block_on(s3.client.head_object().bucket(&s3.bucket).key(&k).send())
+        .unwrap();
+    assert_eq!(h.storage_class().map(|c| c.as_str()), Some("STANDARD_IA"));
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]
