@@ -706,6 +706,14 @@ pub(crate) struct S3 {
     pub bucket: String,
 }
 
+/// `len` bytes that do not repeat in any short period (a multiplicative
+/// hash of the offset, shifted by `shift`: other shifts, other bytes).
+pub(crate) fn varied_bytes(len: u32, shift: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> shift) as u8)
+        .collect()
+}
+
 /// Put `data` at `path` as Cassandra does (written beside, renamed in),
 /// with none of it in the page cache, like a file written long ago:
 /// written in a staging directory next to `path`'s, synced and dropped

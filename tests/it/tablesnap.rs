@@ -5,7 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::support::{lab_prerequisites, md5_hex, moto, place_cold, Lab, LabOpts, Run, S3};
+use crate::support::{
+    lab_prerequisites, md5_hex, moto, place_cold, varied_bytes, Lab, LabOpts, Run, S3,
+};
 
 /// tablesnap running against `endpoint`, stopped with SIGTERM on drop.
 pub(crate) struct Daemon {
@@ -237,9 +239,7 @@ fn large_files_go_up_in_parts_and_arrive_whole() {
             "2",
         ],
     );
-    let data: Vec<u8> = (0..12u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let data = varied_bytes(12 << 20, 13);
     // Cold (not in the page cache): hashed on the way up, so the md5sum
     // comes by the copy.
     place_cold(&dir.path().join("big-Data.db"), &data);

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    is_root, lab_prerequisites, md5_hex, moto, place_cold, Lab, LabOpts, Run, S3,
+    is_root, lab_prerequisites, md5_hex, moto, place_cold, varied_bytes, Lab, LabOpts, Run, S3,
 };
 use crate::tablesnap::{key, Daemon};
 
@@ -426,29 +426,54 @@ fn hanging(moto: &str, action: &str) -> Lab {
     )
 }
 
-#[test]
-fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_up() {
-    let Some(moto) = lab_prerequisites() else {
-        return;
-    };
+/// A daemon watching its own directory, talking to S3 through a lab in
+/// which every `action` call hangs.
+struct Hung {
+    moto: String,
+    s3: S3,
+    _lab: Lab,
+    dir: tempfile::TempDir,
+    runtime: tempfile::TempDir,
+    daemon: Daemon,
+}
+
+fn hung_daemon(action: &str, extra: &[&str]) -> Option<Hung> {
+    let moto = lab_prerequisites()?;
     let s3 = S3::new(&moto);
-    // Every PUT (data and index) through the lab hangs for a minute.
-    let lab = hanging(&moto, "PutObject");
-    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
+    let lab = hanging(&moto, action);
     let dir = tempfile::tempdir().unwrap();
     let runtime = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start_in(&endpoint, &s3.bucket, dir.path(), Some(runtime.path()), &[]);
+    let daemon = Daemon::start_in(
+        lab.var("AWS_ENDPOINT_URL"),
+        &s3.bucket,
+        dir.path(),
+        Some(runtime.path()),
+        extra,
+    );
+    Some(Hung {
+        moto,
+        s3,
+        _lab: lab,
+        dir,
+        runtime,
+        daemon,
+    })
+}
+
+#[test]
+fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_up() {
+    // Every PUT (data and index) through the lab hangs for a minute.
+    let Some(mut h) = hung_daemon("PutObject", &[]) else {
+        return;
+    };
+    let (s3, dir) = (&h.s3, h.dir.path());
     // More files than workers (10): some are still queued at the stop.
     for i in 0..30u8 {
-        std::fs::write(
-            dir.path().join(format!("nb-{i}-big-Data.db")),
-            vec![i; 5000],
-        )
-        .unwrap();
+        std::fs::write(dir.join(format!("nb-{i}-big-Data.db")), vec![i; 5000]).unwrap();
     }
     std::thread::sleep(Duration::from_millis(1500));
     let t = std::time::Instant::now();
-    let (code, stderr) = d.stop();
+    let (code, stderr) = h.daemon.stop();
     let took = t.elapsed();
     assert!(
         took < Duration::from_secs(12),
@@ -464,7 +489,7 @@ fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_u
     assert!(s3.keys().is_empty(), "{:?}", s3.keys());
 
     // S3 is back: the next start uploads and indexes what was owed.
-    let mut d = Daemon::start_in(&moto, &s3.bucket, dir.path(), Some(runtime.path()), &["-B"]);
+    let mut d = Daemon::start_in(&h.moto, &s3.bucket, dir, Some(h.runtime.path()), &["-B"]);
     s3.wait_keys("the owed files and their index", |k| {
         k.len() == 31 && k.iter().any(|k| k.ends_with("-listdir.json"))
     });
@@ -473,25 +498,18 @@ fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_u
 
 #[test]
 fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again() {
-    let Some(moto) = lab_prerequisites() else {
-        return;
-    };
-    let s3 = S3::new(&moto);
     // A file over 8 MiB goes up in parts, then gets its md5sum by a copy
     // onto itself: here that copy hangs, as if the host died just then.
-    let lab = hanging(&moto, "CopyObject");
-    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start_in(&endpoint, &s3.bucket, dir.path(), Some(runtime.path()), &[]);
-    let data: Vec<u8> = (0..9u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-        .collect();
+    let Some(mut h) = hung_daemon("CopyObject", &[]) else {
+        return;
+    };
+    let (s3, dir) = (&h.s3, h.dir.path());
+    let data = varied_bytes(9 << 20, 11);
     // Cold: not hashed from the page cache before its upload, so the
     // md5sum comes by the copy.
-    let file = dir.path().join("nb-1-big-Data.db");
+    let file = dir.join("nb-1-big-Data.db");
     place_cold(&file, &data);
-    let k = key(dir.path(), "nb-1-big-Data.db");
+    let k = key(dir, "nb-1-big-Data.db");
     s3.wait_keys("the uploaded parts joined", |keys| keys.contains(&k));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -499,14 +517,14 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
         None,
         "the copy was meant to hang"
     );
-    let (code, stderr) = d.stop();
+    let (code, stderr) = h.daemon.stop();
     assert_eq!(code, 1, "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.contains("owed: 1 file(s) not uploaded"), "{last}");
 
     // The object without md5sum is not taken for the file: -B uploads it
     // again and stamps it.
-    let mut d = Daemon::start_in(&moto, &s3.bucket, dir.path(), Some(runtime.path()), &["-B"]);
+    let mut d = Daemon::start_in(&h.moto, &s3.bucket, dir, Some(h.runtime.path()), &["-B"]);
     assert_eq!(s3.wait_md5sum(&k), md5_hex(&data));
     assert!(s3.get(&k) == data, "content differs");
     let (code, stderr) = d.stop();
@@ -519,43 +537,34 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
 
 #[test]
 fn a_large_file_just_written_carries_its_md5sum_without_a_copy() {
-    let Some(moto) = lab_prerequisites() else {
-        return;
-    };
-    let s3 = S3::new(&moto);
     // Every copy hangs: a file still in the page cache is hashed from
     // there first, so its object needs none.
-    let lab = hanging(&moto, "CopyObject");
-    let endpoint = lab.var("AWS_ENDPOINT_URL").to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = tempfile::tempdir().unwrap();
-    let mut d = Daemon::start_in(
-        &endpoint,
-        &s3.bucket,
-        dir.path(),
-        Some(runtime.path()),
-        &[
-            "--multipart-chunk-size",
-            "5",
-            "--storage-class",
-            "STANDARD_IA",
-        ],
-    );
+    let args = [
+        "--multipart-chunk-size",
+        "5",
+        "--storage-class",
+        "STANDARD_IA",
+    ];
+    let Some(mut h) = hung_daemon("CopyObject", &args) else {
+        return;
+    };
+    let (s3, dir) = (&h.s3, h.dir.path());
     // Three parts: 5, 5 and 2 MiB, each with the CRC32 of its own bytes.
-    let data: Vec<u8> = (0..12u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
-        .collect();
-    std::fs::write(dir.path().join("tmp"), &data).unwrap();
-    std::fs::rename(dir.path().join("tmp"), dir.path().join("nb-2-big-Data.db")).unwrap();
-    let k = key(dir.path(), "nb-2-big-Data.db");
+    let data = varied_bytes(12 << 20, 9);
+    std::fs::write(dir.join("tmp"), &data).unwrap();
+    std::fs::rename(dir.join("tmp"), dir.join("nb-2-big-Data.db")).unwrap();
+    let k = key(dir, "nb-2-big-Data.db");
     assert_eq!(s3.wait_md5sum(&k), md5_hex(&data));
     assert!(s3.get(&k) == data, "content differs");
-    let h = s3
+    let head = s3
         .rt
         .block_on(s3.client.head_object().bucket(&s3.bucket).key(&k).send())
         .unwrap();
-    assert_eq!(h.storage_class().map(|c| c.as_str()), Some("STANDARD_IA"));
-    let (code, stderr) = d.stop();
+    assert_eq!(
+        head.storage_class().map(|c| c.as_str()),
+        Some("STANDARD_IA")
+    );
+    let (code, stderr) = h.daemon.stop();
     assert_eq!(code, 0, "{stderr}");
 }
 
