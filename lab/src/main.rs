@@ -8,6 +8,7 @@
 //! SIGINT/SIGTERM (or when its parent dies, with `--exit-with-parent`) it
 //! unmounts, releases and deletes everything it made.
 
+mod checksums;
 mod devices;
 mod imds;
 mod moto;

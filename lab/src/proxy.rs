@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use crate::checksums;
 use crate::devices::{Devices, Plug};
 use crate::moto::{self, Moto};
 use crate::rules::{Reply, Rules};
@@ -31,6 +32,9 @@ pub(crate) struct Lab {
     pub userdata: Mutex<Option<String>>,
     rules: Mutex<Rules>,
     calls: Mutex<BTreeMap<String, u32>>,
+    /// PutObject and UploadPart bodies sent with no checksum, by operation
+    /// (`checksums.rs`).
+    unprotected: Mutex<BTreeMap<String, u32>>,
     volumes: Mutex<HashMap<String, Life>>,
     snapshots: Mutex<HashMap<String, Life>>,
     seed: Mutex<u64>,
@@ -52,6 +56,7 @@ struct State<'a> {
     device_root: String,
     plugged: BTreeMap<String, Plug>,
     calls: BTreeMap<String, u32>,
+    unprotected_bodies: BTreeMap<String, u32>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -80,6 +85,7 @@ impl Lab {
             userdata: Mutex::new(userdata),
             rules: Mutex::new(rules),
             calls: Mutex::new(BTreeMap::new()),
+            unprotected: Mutex::new(BTreeMap::new()),
             volumes: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
             seed: Mutex::new(seed),
@@ -121,6 +127,28 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
             &parts.headers,
         )
     });
+
+    if let Some(op @ ("PutObject" | "UploadPart")) = action.as_deref() {
+        match checksums::check(&parts.headers, &body) {
+            checksums::Body::Checked => {}
+            checksums::Body::Unprotected => {
+                *lab.unprotected
+                    .lock()
+                    .expect("unprotected lock")
+                    .entry(op.to_string())
+                    .or_insert(0) += 1;
+            }
+            checksums::Body::Mismatch(stated, computed) => {
+                eprintln!("lab: {op} CRC32 {stated} is not its body's ({computed}): refused");
+                return Ok(fault_error(
+                    true,
+                    400,
+                    "BadDigest",
+                    "The CRC32 you specified did not match the calculated checksum.",
+                ));
+            }
+        }
+    }
 
     let mut reply_after = None;
     let (arrived, mut reply_at) = (tokio::time::Instant::now(), None);
@@ -683,6 +711,7 @@ fn control(lab: &Arc<Lab>, method: &Method, path: &str, body: &[u8]) -> Resp {
                 device_root: devices.root.display().to_string(),
                 plugged: devices.plugged.clone(),
                 calls: lab.calls.lock().expect("calls lock").clone(),
+                unprotected_bodies: lab.unprotected.lock().expect("unprotected lock").clone(),
             };
             let json = serde_json::to_string_pretty(&state).unwrap_or_default();
             text(StatusCode::OK, json)

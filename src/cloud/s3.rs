@@ -7,8 +7,8 @@
 //! Checksums: a PUT carries Content-MD5 (S3 refuses a body that does not
 //! match), so the SDK's own request checksum (an `aws-chunked` body with a
 //! CRC32 trailer, one more pass over every byte) is turned off for it;
-//! parts, which have no MD5, keep an explicit CRC32. Those checksums are
-//! in signed headers, so the body itself is sent unsigned
+//! parts, which have no MD5, carry a CRC32 computed here (the upload is
+//! created for it). Those checksums are in signed headers, so the body itself is sent unsigned
 //! (`UNSIGNED-PAYLOAD`, as aws-cli does on S3): signing it would be a
 //! SHA-256 over every byte uploaded, a fifth of the upload's CPU.
 //! Downloads are checked by their MD5 against `md5sum`, not by the SDK.
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, MetadataDirective,
+    ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, MetadataDirective,
     ServerSideEncryption, StorageClass,
 };
 use aws_sdk_s3::Client;
@@ -408,11 +408,30 @@ impl S3 {
         metadata: &HashMap<String, String>,
         opts: &PutOptions,
     ) -> Result<Multipart, CloudError> {
+        self.create_multipart(key, metadata, opts, true).await
+    }
+
+    /// `part_crc32`: the parts will carry a CRC32 each (`put_part`). S3
+    /// refuses part checksums an upload was not created for, and then
+    /// wants each part's in the completion; copied parts have none.
+    async fn create_multipart(
+        &self,
+        key: &str,
+        metadata: &HashMap<String, String>,
+        opts: &PutOptions,
+        part_crc32: bool,
+    ) -> Result<Multipart, CloudError> {
         let upload = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
+            .set_checksum_algorithm(part_crc32.then_some(ChecksumAlgorithm::Crc32))
+            // Of the parts' checksums, as S3 takes CRC32 by default; said
+            // outright, an emulator that guesses otherwise (moto 5.2.5
+            // serves a whole-object CRC32 it never computed) is not asked
+            // to.
+            .set_checksum_type(part_crc32.then_some(ChecksumType::Composite))
             .set_metadata(Some(metadata.clone()))
             .set_storage_class(opts.class())
             .set_server_side_encryption(opts.encryption())
@@ -466,7 +485,7 @@ impl S3 {
                 .map(drop)
                 .map_err(|e| cloud_error("CopyObject", e));
         }
-        let upload = Arc::new(self.start_multipart(key, metadata, opts).await?);
+        let upload = Arc::new(self.create_multipart(key, metadata, opts, false).await?);
         let mut tasks = tokio::task::JoinSet::new();
         let count = size.div_ceil(part).max(1);
         let mut result = Ok(());
@@ -598,16 +617,17 @@ pub(crate) struct Multipart {
 }
 
 impl Multipart {
-    /// One part from memory, numbered from 1. Its CRC32 goes in a header
-    /// (the body is in memory: no `aws-chunked` re-encoding), so S3
-    /// refuses a part damaged on the way, or unlike the bytes `crc32`
-    /// was computed from (`PartCrc`) when it is given; else the SDK
-    /// computes it from `body`.
+    /// One part from memory, numbered from 1, with the CRC32 of the bytes
+    /// it should hold (`PartCrc`, base64) in a header: the body is in
+    /// memory (no `aws-chunked` re-encoding) and S3 refuses a part that
+    /// does not match, damaged on the way or unlike the bytes the CRC was
+    /// computed from. (The SDK adds none itself: request checksums are
+    /// computed only where an operation requires one.)
     pub(crate) async fn put_part(
         &self,
         number: u64,
         body: Vec<u8>,
-        crc32: Option<String>,
+        crc32: String,
     ) -> Result<(), CloudError> {
         let number = part_number(number);
         let r = self
@@ -620,14 +640,14 @@ impl Multipart {
             .part_number(number)
             .content_length(i64::try_from(body.len()).unwrap_or(i64::MAX))
             .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .set_checksum_crc32(crc32)
+            .checksum_crc32(&crc32)
             .body(ByteStream::from(body))
             .customize()
             .disable_payload_signing()
             .send()
             .await
             .map_err(|e| cloud_error("UploadPart", e))?;
-        self.done(number, r.e_tag());
+        self.done(number, r.e_tag(), Some(crc32));
         Ok(())
     }
 
@@ -656,14 +676,15 @@ impl Multipart {
             .send()
             .await
             .map_err(|e| cloud_error("UploadPartCopy", e))?;
-        self.done(number, r.copy_part_result().and_then(|p| p.e_tag()));
+        self.done(number, r.copy_part_result().and_then(|p| p.e_tag()), None);
         Ok(())
     }
 
-    fn done(&self, number: i32, etag: Option<&str>) {
+    fn done(&self, number: i32, etag: Option<&str>, crc32: Option<String>) {
         let part = CompletedPart::builder()
             .part_number(number)
             .set_e_tag(etag.map(str::to_string))
+            .set_checksum_crc32(crc32)
             .build();
         self.parts
             .lock()

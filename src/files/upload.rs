@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::digests::{Digests, Fingerprint};
 use super::keys::{stat_json, KeyNaming};
 use super::{blocking_until_dropped, md5_file_until, read_with_md5, sums_if_cached, Md5Sum};
-use crate::cloud::s3::{part_size, Content, ObjectHead, PutOptions, S3};
+use crate::cloud::s3::{part_size, Content, ObjectHead, PartCrc, PutOptions, S3};
 use crate::cloud::CloudError;
 use crate::host::users;
 
@@ -359,8 +359,9 @@ impl Uploader {
     /// A large file, read from disk once. Just written (the daemon's usual
     /// case), it is still in the page cache: hashed from there first
     /// (`sums_if_cached`, no disk I/O), the object carries its `md5sum`
-    /// and storage class from the start, and each part the CRC32 of the
-    /// bytes hashed, so S3 refuses a part that differs from them. Else in
+    /// and storage class from the start, and a part read that differs from
+    /// the bytes hashed (a rewrite in place) ends the upload as changed.
+    /// Every part carries the CRC32 of what was read for it. Else in
     /// one pass: each part is read once, into the file's MD5 and memory,
     /// and goes up while the next is read (parts in flight bounded by
     /// `parts` and the buffer budget); the whole file's MD5 is known only
@@ -383,6 +384,10 @@ impl Uploader {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(read_error(path, source)),
         };
+        // The file opened is the one looked at.
+        if file.metadata().ok().map(|m| Fingerprint::of(&m)) != Some(fp) {
+            return Ok(Some(Done::Changed));
+        }
         let slot = self.hashing.clone().acquire_owned().await;
         let p = path.to_path_buf();
         let (mut file, hashed) = blocking_until_dropped(move |stop| {
@@ -391,7 +396,15 @@ impl Uploader {
             (file, sums)
         })
         .await?;
-        let cached = hashed.map_err(|source| read_error(path, source))?;
+        // The hash from memory is optional: a failed read there leaves it
+        // to the one-pass way, which reports errors that persist.
+        let cached = match hashed {
+            Ok(sums) => sums,
+            Err(e) => {
+                tracing::debug!("{}: hashing from the page cache: {e}", path.display());
+                None
+            }
+        };
         let opts = match &cached {
             Some(sums) => {
                 metadata.insert("md5sum".into(), sums.md5.hex.clone());
@@ -453,10 +466,12 @@ impl Uploader {
                 if let Some(h) = h.as_mut() {
                     h.update(&buf);
                 }
-                (file, h, buf, r)
+                let mut crc = PartCrc::new();
+                crc.update(&buf);
+                (file, h, buf, crc.finish(), r)
             });
             // Even a read that panicked ends in the abort below.
-            let (f, h, buf, read) = match reading.await {
+            let (f, h, buf, crc32, read) = match reading.await {
                 Ok(r) => r,
                 Err(e) => {
                     failed = Some(e.into());
@@ -477,10 +492,16 @@ impl Uploader {
                 }
             }
             hasher = h;
-            let upload = upload.clone();
-            let crc32 = cached
+            // Rewritten in place since it was hashed (same size and time):
+            // its md5sum would not be its bytes'.
+            if cached
                 .as_ref()
-                .and_then(|s| s.crc32.get(n as usize).cloned());
+                .is_some_and(|c| c.crc32.get(n as usize) != Some(&crc32))
+            {
+                changed = true;
+                break;
+            }
+            let upload = upload.clone();
             tasks.spawn(async move {
                 let _held = (slot, memory);
                 upload.put_part(n + 1, buf, crc32).await

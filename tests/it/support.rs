@@ -722,6 +722,7 @@ pub(crate) fn varied_bytes(len: u32, shift: u32) -> Vec<u8> {
 /// from memory before its upload.)
 pub(crate) fn place_cold(path: &Path, data: &[u8]) {
     use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    use std::os::fd::AsRawFd;
     let dir = path.parent().unwrap();
     let staging = tempfile::tempdir_in(dir.parent().unwrap()).unwrap();
     let tmp = staging.path().join("cold");
@@ -729,6 +730,19 @@ pub(crate) fn place_cold(path: &Path, data: &[u8]) {
     f.write_all(data).unwrap();
     f.sync_all().unwrap();
     posix_fadvise(&f, 0, 0, PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+    let mut byte = [0u8; 1];
+    let iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: `iov` describes `byte`, writable for one byte during the
+    // call; the descriptor is `f`'s, open for the whole call.
+    let n = unsafe { libc::preadv2(f.as_raw_fd(), &iov, 1, 0, libc::RWF_NOWAIT) };
+    assert!(
+        n < 0,
+        "{} kept the file in the page cache (tmpfs?): run the tests with TMPDIR on a disk filesystem",
+        dir.display()
+    );
     drop(f);
     std::fs::rename(&tmp, path).unwrap();
 }
@@ -768,6 +782,13 @@ impl S3 {
             .region(aws_sdk_s3::config::Region::new(REGION))
             .endpoint_url(endpoint)
             .force_path_style(true)
+            // As the tools read: an object's bytes are checked against its
+            // md5sum, not the SDK's response checksum (moto 5.2.5 copies
+            // a multipart object's composite CRC32 without its type and
+            // then serves it as the whole object's).
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "testing", "testing", None, None, "test",
             ))

@@ -536,6 +536,51 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
 }
 
 #[test]
+fn every_body_sent_carries_a_checksum_that_s3_checks() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    // The lab refuses a part whose CRC32 is not its body's, as S3 does
+    // (moto does not), and counts bodies sent with no checksum at all.
+    let lab = Lab::start(&moto, LabOpts::default());
+    let s3 = S3::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start_in(
+        lab.var("AWS_ENDPOINT_URL"),
+        &s3.bucket,
+        dir.path(),
+        Some(runtime.path()),
+        &["--multipart-chunk-size", "5"],
+    );
+    let small = varied_bytes(5000, 3);
+    let warm = varied_bytes(12 << 20, 5);
+    let cold = varied_bytes(11 << 20, 7);
+    std::fs::write(dir.path().join("nb-1-big-Index.db"), &small).unwrap();
+    std::fs::write(dir.path().join("tmp"), &warm).unwrap();
+    std::fs::rename(dir.path().join("tmp"), dir.path().join("nb-1-big-Data.db")).unwrap();
+    place_cold(&dir.path().join("nb-2-big-Data.db"), &cold);
+    for (name, data) in [
+        ("nb-1-big-Index.db", &small),
+        ("nb-1-big-Data.db", &warm),
+        ("nb-2-big-Data.db", &cold),
+    ] {
+        let k = key(dir.path(), name);
+        assert_eq!(s3.wait_md5sum(&k), md5_hex(data), "{name}");
+        assert!(s3.get(&k) == *data, "{name}: content differs");
+    }
+    let (code, stderr) = d.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let state = lab.state();
+    assert_eq!(state["calls"]["UploadPart"], 6, "{state:#}");
+    assert_eq!(
+        state["unprotected_bodies"],
+        serde_json::json!({}),
+        "{state:#}"
+    );
+}
+
+#[test]
 fn a_large_file_just_written_carries_its_md5sum_without_a_copy() {
     // Every copy hangs: a file still in the page cache is hashed from
     // there first, so its object needs none.
