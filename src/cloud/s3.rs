@@ -7,10 +7,11 @@
 //! Checksums: a PUT carries Content-MD5 (S3 refuses a body that does not
 //! match), so the SDK's own request checksum (an `aws-chunked` body with a
 //! CRC32 trailer, one more pass over every byte) is turned off for it;
-//! parts, which have no MD5, carry a CRC32 computed here (the upload is
-//! created for it). Those checksums are in signed headers, so the body itself is sent unsigned
-//! (`UNSIGNED-PAYLOAD`, as aws-cli does on S3): signing it would be a
-//! SHA-256 over every byte uploaded, a fifth of the upload's CPU.
+//! parts, which have no MD5, carry a CRC32 computed by the caller as it
+//! reads them (the upload is created for it). Those checksums are in
+//! signed headers, so the body itself is sent unsigned (`UNSIGNED-PAYLOAD`,
+//! as aws-cli does on S3): signing it would be a SHA-256 over every byte
+//! uploaded, a fifth of the upload's CPU.
 //! Downloads are checked by their MD5 against `md5sum`, not by the SDK.
 
 use std::collections::HashMap;

@@ -1,9 +1,10 @@
 //! One file to S3, its bytes read from disk once: a small file into
 //! memory and up in one PUT, a large one part by part into a multipart
 //! upload, its MD5 computed from the page cache first when all of it is
-//! there, else on the way and stamped on the object by a copy inside S3. When S3 may hold it already (a `-B` scan, a retry), the
-//! digest record (unchanged since read) or one read for the MD5 and a HEAD
-//! (same size and md5sum) decide first. Files that vanish on the way
+//! there, else on the way and stamped on the object by a copy inside S3.
+//! When S3 may hold it already (a `-B` scan, a retry), the digest record
+//! (unchanged since read) or one read for the MD5 and a HEAD (same size
+//! and md5sum) decide first. Files that vanish on the way
 //! (compaction) are skipped, not errors.
 
 use std::collections::HashMap;
@@ -385,7 +386,7 @@ impl Uploader {
             Err(source) => return Err(read_error(path, source)),
         };
         // The file opened is the one looked at.
-        if file.metadata().ok().map(|m| Fingerprint::of(&m)) != Some(fp) {
+        if !has_fingerprint(file.metadata(), fp) {
             return Ok(Some(Done::Changed));
         }
         let slot = self.hashing.clone().acquire_owned().await;
@@ -521,10 +522,10 @@ impl Uploader {
             return Ok(Some(Done::Changed));
         }
         let etag = upload.complete().await?;
-        let sum = match (cached, hasher) {
-            (Some(sums), _) => return Ok(Some(Done::Uploaded(sums.md5.hex))),
-            (None, h) => Md5Sum::of(h.unwrap_or_default().finalize().as_slice()),
-        };
+        if let Some(sums) = cached {
+            return Ok(Some(Done::Uploaded(sums.md5.hex)));
+        }
+        let sum = Md5Sum::of(hasher.unwrap_or_default().finalize().as_slice());
         metadata.insert("md5sum".into(), sum.hex.clone());
         tracing::debug!(
             "{key}: {count} part(s) up; stamping md5sum {} by a copy in S3",
@@ -607,10 +608,14 @@ fn part_result(
     Ok(done??)
 }
 
-/// Whether the file still has fingerprint `fp` (blocking).
+/// Whether `meta` (a `stat` that may have failed) has fingerprint `fp`.
+fn has_fingerprint(meta: std::io::Result<std::fs::Metadata>, fp: Fingerprint) -> bool {
+    meta.is_ok_and(|m| Fingerprint::of(&m) == fp)
+}
+
+/// Whether the file at `path` still has fingerprint `fp` (blocking).
 fn unchanged_now(path: &Path, fp: Fingerprint) -> bool {
-    let after = std::fs::symlink_metadata(path).ok();
-    after.map(|m| Fingerprint::of(&m)) == Some(fp)
+    has_fingerprint(std::fs::symlink_metadata(path), fp)
 }
 
 async fn unchanged(path: &Path, fp: Fingerprint) -> bool {
