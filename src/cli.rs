@@ -603,6 +603,13 @@ pub(crate) struct TableslurpArgs {
     pub owner: Option<String>,
     #[arg(short = 'g', long)]
     pub group: Option<String>,
+    /// Keep the setuid, setgid and sticky bits of the backed-up mode.
+    /// Without it they are dropped (and each file that had them is named):
+    /// anyone who can write the bucket, or chmod a file before it is
+    /// backed up, could otherwise have root restore a setuid-root binary.
+    /// Needs -p, so the bits come back only with the owner they had.
+    #[arg(long, requires = "preserve")]
+    pub keep_special_bits: bool,
     /// Files downloaded at once, across all directories (aws-cli's
     /// default too).
     #[arg(short = 't', long, default_value_t = 10)]

@@ -247,6 +247,7 @@ impl S3 {
     pub(crate) async fn get_to_file(
         &self,
         key: &str,
+        out: &std::fs::File,
         file: &Path,
         stall: std::time::Duration,
     ) -> Result<Option<Fetched>, CloudError> {
@@ -279,7 +280,9 @@ impl S3 {
             op: "GetObject",
             message: format!("writing {}: {e}", file.display()),
         };
-        let mut out = tokio::fs::File::create(file).await.map_err(io)?;
+        // The file the caller created safely (`O_EXCL|O_NOFOLLOW`); `file`
+        // only names it.
+        let mut out = tokio::fs::File::from_std(out.try_clone().map_err(io)?);
         let mut hash = md5::Md5::new();
         let mut body = r.body;
         while let Some(chunk) = tokio::time::timeout(stall, body.try_next())

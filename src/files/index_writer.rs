@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use super::keys::{index_json, is_index_anchor, Filter, KeyNaming};
 use crate::cloud::s3::{Content, PutOptions, S3};
+use crate::host::safe_path::{Kind, Roots};
 
 /// A directory's index waits until none of its files is being uploaded
 /// and none has landed for this long, so one flush of many files writes
@@ -90,6 +91,9 @@ struct Writer {
     naming: KeyNaming,
     filter: Filter,
     opts: PutOptions,
+    /// Directories are listed and their files looked at through these,
+    /// never through a link.
+    roots: Arc<Roots>,
 }
 
 /// A finished write: its directory, the names it found in S3, the
@@ -111,12 +115,14 @@ pub(super) async fn run(
     naming: KeyNaming,
     filter: Filter,
     opts: PutOptions,
+    roots: Arc<Roots>,
 ) -> usize {
     let writer = Arc::new(Writer {
         s3,
         naming,
         filter,
         opts,
+        roots,
     });
     let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
     let mut writes: JoinSet<Written> = JoinSet::new();
@@ -125,7 +131,7 @@ pub(super) async fn run(
     loop {
         tokio::select! {
             msg = landings.recv(), if open => match msg {
-                Some(m) => note(&mut dirs, m),
+                Some(m) => note(&mut dirs, &writer.roots, m),
                 None => open = false,
             },
             Some(done) = writes.join_next(), if !writes.is_empty() => {
@@ -158,7 +164,7 @@ pub(super) async fn run(
     }
 }
 
-fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
+fn note(dirs: &mut HashMap<PathBuf, Dir>, roots: &Roots, msg: Landing) {
     let (path, step) = match &msg {
         Landing::Started(p) => (p, 1),
         Landing::Landed(p) | Landing::Dropped(p) => (p, -1),
@@ -169,7 +175,11 @@ fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
     let d = dirs.entry(dir.to_path_buf()).or_insert_with(Dir::new);
     d.busy = d.busy.saturating_add_signed(step);
     if let Landing::Landed(path) = &msg {
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let size = roots
+            .open_file(path)
+            .and_then(|f| f.metadata())
+            .map(|m| m.len())
+            .unwrap_or(0);
         d.known.insert(name.to_string_lossy().into_owned(), size);
         if !d.dirty {
             d.dirty_since = Instant::now();
@@ -229,29 +239,29 @@ async fn write_index(
         naming,
         filter,
         opts,
+        roots,
     } = w;
-    let d = dir.to_path_buf();
+    let (d, roots) = (dir.to_path_buf(), roots.clone());
     // A directory that cannot be read must not produce an empty index.
+    // Each file's size is of the file itself (links are not listed, nor
+    // followed on the way), and names that are not UTF-8 are left out as
+    // the upload refused them.
     let entries = tokio::task::spawn_blocking(move || {
-        std::fs::read_dir(&d).map(|rd| {
-            rd.flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .map(|e| e.path())
-                .collect::<Vec<_>>()
-        })
+        let d = roots.dir(&d)?;
+        let files = d.entries()?.into_iter().filter_map(|(name, kind)| {
+            let name = name.into_string().ok().filter(|_| kind == Kind::File)?;
+            let meta = d.metadata(&name).ok().filter(|m| m.is_file())?;
+            Some((d.path().join(&name), name, meta))
+        });
+        std::io::Result::Ok(files.collect::<Vec<_>>())
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| format!("reading {}: {e}", dir.display()))?;
     let mut names = Vec::new();
     let mut anchor: Option<(std::time::SystemTime, PathBuf)> = None;
-    for path in entries.iter().filter(|p| filter.accepts(p)) {
-        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-            continue;
-        };
-        let Ok(meta) = std::fs::metadata(path) else {
-            continue;
-        };
+    for (path, name, meta) in entries.iter().filter(|(p, _, _)| filter.accepts(p)) {
+        let name = name.clone();
         if known.get(&name) != Some(&meta.len()) {
             match s3.head(&naming.key(path)).await {
                 Ok(Some(h)) if h.size == meta.len() => {

@@ -184,9 +184,58 @@ pub(crate) fn stat_json(
     serde_json::Value::Object(m).to_string()
 }
 
+/// The `stat` metadata as read back from an object: every field optional
+/// (anyone who can write the bucket wrote it), numbers that do not fit
+/// dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct StatMeta {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+impl StatMeta {
+    /// Parse `stat` metadata; anything unreadable is an empty record.
+    pub(crate) fn parse(s: &str) -> StatMeta {
+        let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(s) else {
+            return StatMeta::default();
+        };
+        let num = |k: &str| m.get(k)?.as_u64().and_then(|n| u32::try_from(n).ok());
+        let text = |k: &str| m.get(k)?.as_str().map(str::to_string);
+        StatMeta {
+            mode: num("mode"),
+            uid: num("uid"),
+            gid: num("gid"),
+            user: text("user"),
+            group: text("group"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_metadata_reads_back_and_hostile_values_are_dropped() {
+        let s = stat_json(1000, 1001, 0o104755, Some("cassandra"), None);
+        assert_eq!(
+            StatMeta::parse(&s),
+            StatMeta {
+                mode: Some(0o104755),
+                uid: Some(1000),
+                gid: Some(1001),
+                user: Some("cassandra".into()),
+                group: None
+            }
+        );
+        let hostile = r#"{"mode": -1, "uid": 99999999999, "gid": "0", "user": 5}"#;
+        assert_eq!(StatMeta::parse(hostile), StatMeta::default());
+        assert_eq!(StatMeta::parse("not json"), StatMeta::default());
+        assert_eq!(StatMeta::parse("[1]"), StatMeta::default());
+    }
 
     fn naming() -> KeyNaming {
         KeyNaming {

@@ -51,27 +51,29 @@ impl Md5Sum {
     }
 }
 
-/// MD5 and size of a file, read once in 1 MiB chunks: the `md5sum`
-/// metadata and Content-MD5 on upload, the check on restore.
-pub(crate) fn md5_file(path: &std::path::Path) -> std::io::Result<(Md5Sum, u64)> {
-    md5_file_until(path, &AtomicBool::new(false))
+/// MD5 and size of an open file from where it stands, read in 1 MiB
+/// chunks: the check of a restored or present file. Files are opened
+/// through [`crate::host::safe_path`], never by a path here.
+pub(crate) fn md5_file(file: &std::fs::File) -> std::io::Result<(Md5Sum, u64)> {
+    md5_file_until(file, std::path::Path::new(""), &AtomicBool::new(false))
 }
 
-/// `md5_file` that gives up (`Interrupted`) once `stop` is raised.
+/// `md5_file` that gives up (`Interrupted`) once `stop` is raised; `path`
+/// only names the file in the log.
 pub(crate) fn md5_file_until(
+    mut file: &std::fs::File,
     path: &std::path::Path,
     stop: &AtomicBool,
 ) -> std::io::Result<(Md5Sum, u64)> {
     use std::io::Read;
 
     use md5::{Digest, Md5};
-    let mut f = std::fs::File::open(path)?;
     let mut h = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
         stopped(stop, path, size)?;
-        let n = f.read(&mut buf)?;
+        let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
@@ -176,15 +178,13 @@ pub(crate) fn sums_if_cached(
 /// A small file's bytes and MD5, read once (it is uploaded from memory):
 /// at most `limit` bytes.
 pub(crate) fn read_with_md5(
-    path: &std::path::Path,
+    file: &std::fs::File,
     limit: u64,
 ) -> std::io::Result<(Vec<u8>, Md5Sum)> {
     use md5::{Digest, Md5};
     use std::io::Read;
     let mut bytes = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
-    std::fs::File::open(path)?
-        .take(limit)
-        .read_to_end(&mut bytes)?;
+    file.take(limit).read_to_end(&mut bytes)?;
     let sum = Md5Sum::of(Md5::digest(&bytes).as_slice());
     Ok((bytes, sum))
 }
@@ -272,7 +272,10 @@ mod tests {
             .expect("just written: in the page cache");
         let want: Vec<String> = data.chunks(part as usize).map(crc).collect();
         assert_eq!(sums.crc32, want);
-        assert_eq!(sums.md5, md5_file(&path).unwrap().0);
+        assert_eq!(
+            sums.md5,
+            md5_file(&std::fs::File::open(&path).unwrap()).unwrap().0
+        );
         // Shorter than its recorded size: not taken.
         assert!(sums_if_cached(&f, &path, data.len() as u64 + 1, part, &go)
             .unwrap()

@@ -11,6 +11,14 @@
 //! listed every directory entry, so its indexes name subdirectories
 //! (`backups`, `snapshots`) and files never uploaded. For an index without
 //! our mark ([`is_marked_index`]) such names are reported as warnings.
+//!
+//! Everything from the bucket is untrusted (anyone with the instance role
+//! can write it), and so is the target directory's content (its owner can
+//! plant links): names must be one plain component, files are created
+//! `O_EXCL|O_NOFOLLOW` mode 0600 through the directory's descriptor and
+//! renamed into place there, subdirectories are made and entered without
+//! following links ([`crate::host::safe_path`]), and setuid, setgid and
+//! sticky bits are dropped unless asked for with the owner restored.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,10 +29,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
-use super::keys::{is_marked_index, parse_index, KeyNaming, INDEX_SUFFIX};
+use super::keys::{is_marked_index, parse_index, KeyNaming, StatMeta, INDEX_SUFFIX};
 use crate::cli::TableslurpArgs;
 use crate::cloud::s3::{ObjectInfo, S3};
 use crate::cloud::CloudError;
+use crate::host::safe_path::{check_name, is_refused_link, SafeDir};
 use crate::progress::Progress;
 use crate::report::Report;
 
@@ -66,6 +75,8 @@ struct Ownership {
     preserve: bool,
     uid: Option<u32>,
     gid: Option<u32>,
+    /// `--keep-special-bits` (only with `preserve`).
+    special_bits: bool,
 }
 
 struct Job {
@@ -111,6 +122,7 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
             Some(g) => Some(lookup_group(g)?),
             None => None,
         },
+        special_bits: args.keep_special_bits,
     };
     let at = args.at.map(DateTime::<Utc>::from);
     let job = Arc::new(Job {
@@ -127,7 +139,7 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
     // One limit for every download of the run, whatever the directory.
     let permits = Arc::new(tokio::sync::Semaphore::new(args.threads.max(1)));
     let dirs = if args.recursive {
-        let dirs = tree(&job, &args.origin, &args.target, &permits).await?;
+        let dirs = tree(&job, &args.origin, &permits).await?;
         if dirs.is_empty() {
             bail!(
                 "no index found under {} in s3://{}",
@@ -139,12 +151,13 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
     } else {
         vec![Dir {
             origin: args.origin.clone(),
-            target: args.target.clone(),
+            rel: PathBuf::new(),
             listed: None,
         }]
     };
     // Directories in parallel: their files share the one limit.
     let request = Arc::new(Request {
+        target: args.target.clone(),
         bucket: args.bucket.clone(),
         file: args.file.clone(),
         at,
@@ -181,6 +194,9 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
 
 /// What was asked of every directory.
 struct Request {
+    /// TARGET as the operator gave it (links in it followed, as theirs);
+    /// below it nothing is.
+    target: PathBuf,
     bucket: String,
     file: Option<String>,
     at: Option<DateTime<Utc>>,
@@ -190,7 +206,8 @@ struct Request {
 /// made it (each prefix is listed once).
 struct Dir {
     origin: PathBuf,
-    target: PathBuf,
+    /// Where below TARGET: plain components checked by [`check_name`].
+    rel: PathBuf,
     listed: Option<Vec<ObjectInfo>>,
 }
 
@@ -200,7 +217,6 @@ struct Dir {
 async fn tree(
     job: &Arc<Job>,
     origin: &Path,
-    target: &Path,
     permits: &Arc<tokio::sync::Semaphore>,
 ) -> Result<Vec<Dir>> {
     let mut out = Vec::new();
@@ -225,16 +241,19 @@ async fn tree(
                     .next()
                     .unwrap_or_default();
                 // A key can hold anything: never let one lead outside TARGET.
-                if name.is_empty() || name == "." || name == ".." {
-                    tracing::warn!("skipping the odd key prefix {sub}");
+                if let Err(e) = check_name(name) {
+                    tracing::error!("refusing the key prefix {sub:?}: {e}");
                     continue;
                 }
                 level.push(dir.join(name));
             }
             if objects.iter().any(|o| o.key.ends_with(INDEX_SUFFIX)) {
-                let rel = dir.strip_prefix(origin).unwrap_or(Path::new(""));
+                let rel = dir
+                    .strip_prefix(origin)
+                    .unwrap_or(Path::new(""))
+                    .to_path_buf();
                 out.push(Dir {
-                    target: target.join(rel),
+                    rel,
                     origin: dir,
                     listed: Some(objects),
                 });
@@ -252,9 +271,11 @@ async fn restore_dir(
     dir: Dir,
     permits: Arc<tokio::sync::Semaphore>,
 ) -> Result<usize> {
+    let target_path = request.target.join(&dir.rel);
+    let rel = dir.rel.clone();
     let (origin, target, bucket, at) = (
         dir.origin.as_path(),
-        dir.target.as_path(),
+        target_path.as_path(),
         &request.bucket,
         request.at,
     );
@@ -311,7 +332,23 @@ async fn restore_dir(
         origin.display(),
         target.display()
     );
-    std::fs::create_dir_all(target).with_context(|| format!("creating {}", target.display()))?;
+    // TARGET as given, then each level below it made and entered without
+    // following a link (its owner may have planted one).
+    let top = request.target.clone();
+    let into = tokio::task::spawn_blocking(move || SafeDir::create(&top)?.create_dirs(&rel))
+        .await?
+        .map_err(|e| {
+            if is_refused_link(&e) {
+                anyhow::anyhow!(
+                    "refusing to restore into {}: a symbolic link is on its path below {} (links are never followed)",
+                    target.display(),
+                    request.target.display()
+                )
+            } else {
+                anyhow::anyhow!("creating {}: {e}", target.display())
+            }
+        })?;
+    let into = Arc::new(into);
 
     job.progress.add_total(names.len() as u64);
     let mut tasks = tokio::task::JoinSet::new();
@@ -325,10 +362,10 @@ async fn restore_dir(
         while let Some(done) = tasks.try_join_next() {
             tally.add(job, target, &index_key, ours, done).await;
         }
-        let (job, origin, target) = (job.clone(), origin.to_path_buf(), target.to_path_buf());
+        let (job, origin, into) = (job.clone(), origin.to_path_buf(), into.clone());
         tasks.spawn(async move {
             let _p = permit;
-            let r = fetch_one(&job, &origin, &target, &name).await;
+            let r = fetch_one(&job, &origin, &into, &name).await;
             job.progress.step(&name);
             (name, r)
         });
@@ -466,8 +503,11 @@ async fn is_directory_entry(job: &Job, name: &str, key: &str) -> bool {
 #[derive(Debug, thiserror::Error)]
 enum RestoreError {
     /// An index entry that is not a plain file name.
-    #[error("refusing the index entry '{0}'")]
-    BadEntry(String),
+    #[error("refusing the index entry: {0}")]
+    BadEntry(#[from] crate::host::safe_path::BadName),
+    /// Creating, writing or renaming the file in the target directory.
+    #[error("{0}")]
+    Local(String),
     /// The HEAD or the GET.
     #[error(transparent)]
     Cloud(#[from] CloudError),
@@ -487,9 +527,6 @@ enum RestoreError {
     Chmod(#[source] std::io::Error),
     #[error("chown: {0}")]
     Chown(#[source] std::io::Error),
-    /// Opening the file to set its mtime.
-    #[error(transparent)]
-    Mtime(std::io::Error),
     #[error("renaming into place: {0}")]
     Rename(#[source] std::io::Error),
 }
@@ -498,40 +535,67 @@ enum RestoreError {
 async fn fetch_one(
     job: &Job,
     origin: &Path,
-    target: &Path,
+    into: &Arc<SafeDir>,
     name: &str,
 ) -> Result<bool, RestoreError> {
-    if name.contains('/') || name == ".." || name == "." {
-        return Err(RestoreError::BadEntry(name.to_string()));
-    }
+    let name = check_name(name)?;
     let key = job.naming.key(&origin.join(name));
-    let dest = target.join(name);
     // Resuming: a file already there is compared with S3's md5sum (one
     // HEAD); a missing one is fetched straight away (the GET brings the
-    // metadata, so a fresh restore costs one request per file).
-    if !job.force && dest.exists() {
-        let Some(head) = job.s3.head(&key).await? else {
-            return Err(RestoreError::Missing { key });
-        };
-        if let (Some(want), Ok((have, _))) = (head.metadata.get("md5sum"), super::md5_file(&dest)) {
-            if &have.hex == want {
+    // metadata, so a fresh restore costs one request per file). Only a
+    // regular file counts: a link planted under the name is not read,
+    // and the rename below replaces it.
+    if !job.force {
+        if let Some(have) = present_md5(into, name).await {
+            let Some(head) = job.s3.head(&key).await? else {
+                return Err(RestoreError::Missing { key });
+            };
+            if head.metadata.get("md5sum") == Some(&have) {
                 return Ok(false);
             }
         }
     }
-    let tmp = target.join(format!(".{name}.tableslurp"));
+    let tmp = format!(".{name}.tableslurp");
+    let path = into.path().join(name);
+    let local = |what: &str, e: std::io::Error| {
+        RestoreError::Local(format!("{what} {}: {e}", into.path().join(&tmp).display()))
+    };
     let mut attempt = 1;
-    let fetched = loop {
-        match job.s3.get_to_file(&key, &tmp, job.stall).await {
-            Ok(Some(f)) => break f,
-            Ok(None) => return Err(RestoreError::Missing { key }),
+    let (file, fetched) = loop {
+        // A fresh temporary file each attempt: a leftover (or a link
+        // someone planted under its name) is removed, never opened.
+        let file = blocking(into, {
+            let tmp = tmp.clone();
+            move |d| {
+                // Someone re-planting the name between the two calls makes
+                // the create fail, never follow: try a few times.
+                let mut tries = 0;
+                loop {
+                    d.remove(&tmp)?;
+                    match d.create_new(&tmp) {
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 5 => {
+                            tries += 1
+                        }
+                        r => return r,
+                    }
+                }
+            }
+        })
+        .await
+        .map_err(|e| local("creating", e))?;
+        match job.s3.get_to_file(&key, &file, &path, job.stall).await {
+            Ok(Some(f)) => break (file, f),
+            Ok(None) => {
+                discard(into, &tmp).await;
+                return Err(RestoreError::Missing { key });
+            }
             Err(e) if e.is_transient() && attempt < GET_ATTEMPTS => {
                 tracing::warn!("{name}: {e}; retrying ({attempt}/{GET_ATTEMPTS})");
                 tokio::time::sleep(Duration::from_millis(500) * attempt).await;
                 attempt += 1;
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
+                discard(into, &tmp).await;
                 return Err(e.into());
             }
         }
@@ -543,13 +607,13 @@ async fn fetch_one(
         Some(m) => Some(m.clone()),
         None if job.allow_unverified => fetched.etag.clone().filter(|e| !e.contains('-')),
         None => {
-            let _ = std::fs::remove_file(&tmp);
+            discard(into, &tmp).await;
             return Err(RestoreError::Unverifiable { key });
         }
     };
     match want {
         Some(w) if w != fetched.md5_hex => {
-            let _ = std::fs::remove_file(&tmp);
+            discard(into, &tmp).await;
             return Err(RestoreError::Md5Mismatch {
                 want: w,
                 got: fetched.md5_hex,
@@ -561,54 +625,92 @@ async fn fetch_one(
         }
         _ => {}
     }
-    apply_stat(
-        &tmp,
-        fetched.metadata.get("stat").map(String::as_str),
-        &job.owner,
-        fetched.last_modified,
-    )?;
-    std::fs::rename(&tmp, &dest).map_err(RestoreError::Rename)?;
+    let stat = StatMeta::parse(fetched.metadata.get("stat").map_or("", String::as_str));
+    if let Err(e) = apply_stat(&file, &path, &stat, &job.owner, fetched.last_modified) {
+        discard(into, &tmp).await;
+        return Err(e);
+    }
+    drop(file);
+    let to = name.to_string();
+    blocking(into, move |d| d.rename(&tmp, &to))
+        .await
+        .map_err(RestoreError::Rename)?;
     Ok(true)
 }
 
-/// Mode from the `stat` metadata; owner and group per the options;
-/// mtime from the object's time (the metadata has none).
+/// The MD5 of the regular file `name` in the directory, if there is one
+/// (not a link, not anything else).
+async fn present_md5(into: &Arc<SafeDir>, name: &str) -> Option<String> {
+    let n = name.to_string();
+    match blocking(into, move |d| super::md5_file(&d.open_file(Path::new(&n))?)).await {
+        Ok((sum, _)) => Some(sum.hex),
+        Err(e) if is_refused_link(&e) => {
+            tracing::warn!(
+                "{}: a symbolic link was in the way; it is replaced by the restored file, not followed",
+                into.path().join(name).display()
+            );
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Remove a temporary file that will not be renamed into place.
+async fn discard(into: &Arc<SafeDir>, tmp: &str) {
+    let tmp = tmp.to_string();
+    let _ = blocking(into, move |d| d.remove(&tmp)).await;
+}
+
+/// Blocking work on the target directory.
+async fn blocking<T: Send + 'static>(
+    into: &Arc<SafeDir>,
+    work: impl FnOnce(&SafeDir) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let d = into.clone();
+    tokio::task::spawn_blocking(move || work(&d))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Owner and group per the options, then the mode from the `stat`
+/// metadata (after the owner: a chown clears setuid/setgid), then the
+/// mtime from the object's time; all on the open file. Setuid, setgid and
+/// sticky bits are kept only with `-p --keep-special-bits` and the owner
+/// restored: otherwise anyone who can write the bucket, or chmod a file
+/// before it is backed up, would have root make a setuid-root file.
 fn apply_stat(
+    file: &std::fs::File,
     path: &Path,
-    stat: Option<&str>,
+    stat: &StatMeta,
     owner: &Ownership,
     mtime: Option<DateTime<Utc>>,
 ) -> Result<(), RestoreError> {
-    let stat: Option<serde_json::Value> = stat.and_then(|s| serde_json::from_str(s).ok());
-    if let Some(mode) = stat.as_ref().and_then(|s| s["mode"].as_u64()) {
-        std::fs::set_permissions(
-            path,
-            std::fs::Permissions::from_mode((mode & 0o7777) as u32),
-        )
-        .map_err(RestoreError::Chmod)?;
-    }
     let (mut uid, mut gid) = (owner.uid, owner.gid);
     if owner.preserve {
-        if let Some(s) = &stat {
-            let by_name_u = s["user"].as_str().and_then(|u| lookup_user(u).ok());
-            let by_name_g = s["group"].as_str().and_then(|g| lookup_group(g).ok());
-            uid = uid
-                .or(by_name_u)
-                .or(s["uid"].as_u64().and_then(|n| u32::try_from(n).ok()));
-            gid = gid
-                .or(by_name_g)
-                .or(s["gid"].as_u64().and_then(|n| u32::try_from(n).ok()));
-        }
+        let by_name_u = stat.user.as_deref().and_then(|u| lookup_user(u).ok());
+        let by_name_g = stat.group.as_deref().and_then(|g| lookup_group(g).ok());
+        uid = uid.or(by_name_u).or(stat.uid);
+        gid = gid.or(by_name_g).or(stat.gid);
     }
     if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::chown(path, uid, gid).map_err(RestoreError::Chown)?;
+        std::os::unix::fs::fchown(file, uid, gid).map_err(RestoreError::Chown)?;
     }
+    let mut mode = stat.mode.map_or(0o644, |m| m & 0o7777);
+    let special = mode & 0o7000;
+    let owner_restored = owner.preserve && uid.is_some() && gid.is_some();
+    if special != 0 && !(owner.special_bits && owner_restored) {
+        mode &= 0o777;
+        tracing::warn!(
+            "{}: restored without its setuid/setgid/sticky bits (mode {:o} in the backup; \
+             -p --keep-special-bits keeps them with the owner restored)",
+            path.display(),
+            special | mode
+        );
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(RestoreError::Chmod)?;
     if let Some(t) = mtime {
-        let f = std::fs::File::options()
-            .write(true)
-            .open(path)
-            .map_err(RestoreError::Mtime)?;
-        let _ = f.set_modified(SystemTime::from(t));
+        let _ = file.set_modified(SystemTime::from(t));
     }
     Ok(())
 }

@@ -225,6 +225,11 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     // error, which `{:#}` would repeat.
     let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
     let (roots, listen, opts) = check(args)?;
+    // The watched directories, opened once: every file and directory
+    // below them is reached through these, never through a link.
+    let tree = Arc::new(
+        crate::host::safe_path::Roots::open(&roots).context("opening the watched directories")?,
+    );
 
     let s3 = s3_client(args).await?;
     s3.check_bucket()
@@ -236,7 +241,13 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         separator: args.keyname_separator.clone(),
     };
     // Held (shared) until the daemon exits: see files/stale.rs.
-    let _host_lock = super::stale::abort_stale_uploads(&s3, &args.bucket, &naming, started).await;
+    let space = super::stale::Space {
+        bucket: &args.bucket,
+        naming: &naming,
+        roots: &roots,
+        state_dir: args.state_dir.as_deref(),
+    };
+    let _host_lock = super::stale::abort_stale_uploads(&s3, space, started).await;
     let mib = 1u64 << 20;
     let uploader = Arc::new(Uploader {
         s3: s3.clone(),
@@ -248,6 +259,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         memory: super::upload::buffer_budget(),
         hashing: super::upload::hashing_slots(),
         names: Default::default(),
+        roots: tree.clone(),
         digests: Arc::new(
             super::digests::load(
                 args.state_dir.as_deref(),
@@ -261,7 +273,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
 
     // Watches first, then the scan: nothing falls between them (a file
     // seen twice is checked twice, which costs a HEAD).
-    let mut watcher = Watcher::new(&roots, listen, args.recursive, args.auto_add)
+    let mut watcher = Watcher::new(tree.clone(), &roots, listen, args.recursive, args.auto_add)
         .context("setting up inotify watches")?;
     tracing::info!(
         "watching {} for {} as {}{}{}",
@@ -293,6 +305,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
             naming.clone(),
             filter.clone(),
             opts.clone(),
+            tree.clone(),
         ))
     });
     let pool = Pool {
@@ -313,6 +326,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         queue,
         filter,
         roots,
+        tree,
         recursive: args.recursive,
         stats: pool.stats.clone(),
         scans: Vec::new(),
@@ -447,6 +461,10 @@ impl Pool {
                     tracing::debug!("skipping {}: {why}", path.display());
                     let _ = self.landings.send(Landing::Dropped(path));
                 }
+                Ok(Outcome::Refused(why)) => {
+                    tracing::error!("refusing to upload {}: {why}", path.display());
+                    let _ = self.landings.send(Landing::Dropped(path));
+                }
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("failed to upload {}: {e}; will retry", path.display());
@@ -464,6 +482,8 @@ struct Daemon {
     queue: Queue,
     filter: Filter,
     roots: Vec<PathBuf>,
+    /// The same, opened: scans read through them.
+    tree: Arc<crate::host::safe_path::Roots>,
     recursive: bool,
     stats: Arc<Stats>,
     /// Scans run as tasks so the loop keeps reading inotify and signals;
@@ -634,13 +654,13 @@ impl Daemon {
     /// Queue the files of `dir` that pass the filter, in a task; the flag
     /// is set once all are queued.
     fn scan(&mut self, dir: PathBuf, recursive: bool) -> Arc<AtomicBool> {
-        let (queue, filter) = (self.queue.clone(), self.filter.clone());
+        let (queue, filter, tree) = (self.queue.clone(), self.filter.clone(), self.tree.clone());
         let (s3, naming) = (self.s3.clone(), self.naming.clone());
         let queued = Arc::new(AtomicBool::new(false));
         let done = queued.clone();
         self.scans.retain(|h| !h.is_finished());
         self.scans.push(tokio::spawn(async move {
-            let files = tokio::task::spawn_blocking(move || watch::scan(&dir, recursive))
+            let files = tokio::task::spawn_blocking(move || watch::scan(&tree, &dir, recursive))
                 .await
                 .unwrap_or_default();
             let files = files.into_iter().filter(|f| filter.accepts(f)).collect();

@@ -21,6 +21,7 @@ use super::keys::{stat_json, KeyNaming};
 use super::{blocking_until_dropped, md5_file_until, read_with_md5, sums_if_cached, Md5Sum};
 use crate::cloud::s3::{part_size, Content, ObjectHead, PartCrc, PutOptions, S3};
 use crate::cloud::CloudError;
+use crate::host::safe_path::{is_refused_link, Roots};
 use crate::host::users;
 
 /// How a file ended.
@@ -40,6 +41,11 @@ pub(crate) enum Outcome {
     /// Not a regular file, or it changed while being read (it is not
     /// finished; its close or rename will bring it back).
     Skipped(String),
+    /// Never uploaded, said at error level: a symbolic link on its path
+    /// (a link is not followed: the owner of a watched directory could
+    /// point one at any file root can read), or a name that is not UTF-8
+    /// (S3 keys are: two such names would share one key).
+    Refused(String),
 }
 
 /// Why a file did not get to S3 (the daemon retries it later).
@@ -86,6 +92,8 @@ pub(crate) struct Uploader {
     pub digests: Arc<Digests>,
     /// Owner and group names by id.
     pub names: Arc<users::NameCache>,
+    /// The watched directories: every file is opened through them.
+    pub roots: Arc<Roots>,
 }
 
 /// Whether the object `head` describes holds bytes of `size` and MD5 `hex`
@@ -160,28 +168,57 @@ enum Local {
         sum: Md5Sum,
         _memory: OwnedSemaphorePermit,
     },
-    /// Larger: read part by part as it goes up.
+    /// Larger: read part by part as it goes up, from this open file.
     Large {
         metadata: HashMap<String, String>,
         fp: Fingerprint,
+        file: std::fs::File,
     },
     /// The buffer budget is spent: wait for this much, then look again.
     Busy(u64),
+    /// See [`Outcome::Refused`].
+    Refused(String),
 }
 
 /// The look itself (blocking). `record`: take a known MD5 from the
 /// digest record instead of reading; `held`: budget already waited for.
+/// The file is opened once, through its watched root without following
+/// any link ([`Roots::open_file`]), and everything after (`stat`, the
+/// bytes, the re-check) is of that descriptor.
 fn look(
     path: &Path,
+    roots: &Roots,
     names: &users::NameCache,
     record: Option<&Digests>,
     memory: &Arc<Semaphore>,
     held: Option<OwnedSemaphorePermit>,
 ) -> Result<Local, UploadError> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return Ok(Local::Skip("not a regular file")),
+    if path.to_str().is_none() {
+        return Ok(Local::Refused(
+            "its name is not UTF-8, and S3 keys are (two such names would share one key): rename it"
+                .into(),
+        ));
+    }
+    let file = match roots.open_file(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Vanished),
+        Err(e) if is_refused_link(&e) => {
+            return Ok(Local::Refused(
+                "a symbolic link is on its path, and links are never followed".into(),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Ok(Local::Skip("not a regular file"))
+        }
+        Err(source) => {
+            return Err(UploadError::Stat {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
         Err(source) => {
             return Err(UploadError::Stat {
                 path: path.to_path_buf(),
@@ -195,7 +232,7 @@ fn look(
     }
     let metadata = stat_metadata(names, &meta);
     if fp.size > IN_MEMORY_MAX {
-        return Ok(Local::Large { metadata, fp });
+        return Ok(Local::Large { metadata, fp, file });
     }
     let memory = match held {
         Some(m) if m.num_permits() >= kib(fp.size) as usize => m,
@@ -208,12 +245,11 @@ fn look(
     };
     // At most one byte more than its size: a file still being written is
     // not read past its share of the budget.
-    let (bytes, sum) = match read_with_md5(path, fp.size + 1) {
+    let (bytes, sum) = match read_with_md5(&file, fp.size + 1) {
         Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Local::Vanished),
         Err(source) => return Err(read_error(path, source)),
     };
-    if bytes.len() as u64 != fp.size || !unchanged_now(path, fp) {
+    if bytes.len() as u64 != fp.size || !has_fingerprint(file.metadata(), fp) {
         return Ok(Local::Skip("changed while being read"));
     }
     Ok(Local::Small {
@@ -233,15 +269,16 @@ impl Uploader {
         let mut head = None;
         let mut held = None;
         let local = loop {
-            let (p, names, digests, memory, h) = (
+            let (p, roots, names, digests, memory, h) = (
                 path.to_path_buf(),
+                self.roots.clone(),
                 self.names.clone(),
                 self.digests.clone(),
                 self.memory.clone(),
                 held.take(),
             );
             let found = tokio::task::spawn_blocking(move || {
-                look(&p, &names, record.then_some(&*digests), &memory, h)
+                look(&p, &roots, &names, record.then_some(&*digests), &memory, h)
             })
             .await??;
             match found {
@@ -262,6 +299,7 @@ impl Uploader {
         let result = match local {
             Local::Vanished => return Ok(Outcome::Vanished),
             Local::Skip(why) => return Ok(Outcome::Skipped(why.into())),
+            Local::Refused(why) => return Ok(Outcome::Refused(why)),
             Local::Small {
                 metadata,
                 fp,
@@ -272,7 +310,11 @@ impl Uploader {
                 .upload_small(&key, fp, seen, head, metadata, bytes, sum)
                 .await
                 .map(|done| (fp, done)),
-            Local::Large { metadata, fp } => {
+            Local::Large {
+                metadata,
+                fp,
+                mut file,
+            } => {
                 if seen == Seen::Maybe {
                     let head = match head {
                         Some(h) => h,
@@ -285,10 +327,9 @@ impl Uploader {
                         .as_ref()
                         .is_some_and(|h| h.size == fp.size && h.metadata.contains_key("md5sum"))
                     {
-                        let Some(sum) = self.md5(path).await? else {
-                            return Ok(Outcome::Vanished);
-                        };
-                        if !unchanged(path, fp).await {
+                        let sum;
+                        (file, sum) = self.md5(path, file).await?;
+                        if !has_fingerprint(file.metadata(), fp) {
                             return Ok(Outcome::Skipped("changed while being read".into()));
                         }
                         if same(head.as_ref(), fp.size, &sum.hex) {
@@ -298,7 +339,11 @@ impl Uploader {
                     }
                     differs(&key, head.as_ref(), fp.size);
                 }
-                self.upload_parts(path, &key, fp, metadata)
+                // Read again from the start for the parts.
+                if let Err(source) = std::io::Seek::rewind(&mut file) {
+                    return Err(read_error(path, source));
+                }
+                self.upload_parts(path, file, &key, fp, metadata)
                     .await
                     .map(|done| (fp, done))
             }
@@ -373,22 +418,15 @@ impl Uploader {
     async fn upload_parts(
         &self,
         path: &Path,
+        file: std::fs::File,
         key: &str,
         fp: Fingerprint,
         mut metadata: HashMap<String, String>,
     ) -> Result<Option<Done>, UploadError> {
         let part = part_size(fp.size, self.chunk);
-        // One open file for both reads: the hash and the parts are of the
-        // same inode even if the path is replaced meanwhile.
-        let file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(read_error(path, source)),
-        };
-        // The file opened is the one looked at.
-        if !has_fingerprint(file.metadata(), fp) {
-            return Ok(Some(Done::Changed));
-        }
+        // One open file (the one looked at) for both reads: the hash and
+        // the parts are of the same inode even if the path is replaced
+        // meanwhile.
         let slot = self.hashing.clone().acquire_owned().await;
         let p = path.to_path_buf();
         let (mut file, hashed) = blocking_until_dropped(move |stop| {
@@ -429,6 +467,8 @@ impl Uploader {
                 "not all in the page cache: md5sum stamped after"
             }
         );
+        // The same open file, to see at the end whether it changed.
+        let probe = file.try_clone().map_err(|e| read_error(path, e))?;
         let upload = Arc::new(self.s3.start_multipart(key, &metadata, &opts).await?);
         let mut hasher = cached.is_none().then(Md5::new);
         let mut tasks = tokio::task::JoinSet::new();
@@ -517,7 +557,7 @@ impl Uploader {
             upload.abort().await;
             return Err(e);
         }
-        if changed || !unchanged(path, fp).await {
+        if changed || !has_fingerprint(probe.metadata(), fp) {
             upload.abort().await;
             return Ok(Some(Done::Changed));
         }
@@ -549,11 +589,20 @@ impl Uploader {
     }
 
     /// The file's MD5 alone (to compare with S3's); `None` if it vanished.
-    async fn md5(&self, path: &Path) -> Result<Option<Md5Sum>, UploadError> {
+    /// The MD5 of an open file, read from its start; the file comes back.
+    async fn md5(
+        &self,
+        path: &Path,
+        file: std::fs::File,
+    ) -> Result<(std::fs::File, Md5Sum), UploadError> {
         let p = path.to_path_buf();
-        match blocking_until_dropped(move |stop| md5_file_until(&p, stop)).await? {
-            Ok((sum, _)) => Ok(Some(sum)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        let (file, r) = blocking_until_dropped(move |stop| {
+            let r = md5_file_until(&file, &p, stop);
+            (file, r)
+        })
+        .await?;
+        match r {
+            Ok((sum, _)) => Ok((file, sum)),
             Err(source) => Err(read_error(path, source)),
         }
     }
@@ -611,18 +660,6 @@ fn part_result(
 /// Whether `meta` (a `stat` that may have failed) has fingerprint `fp`.
 fn has_fingerprint(meta: std::io::Result<std::fs::Metadata>, fp: Fingerprint) -> bool {
     meta.is_ok_and(|m| Fingerprint::of(&m) == fp)
-}
-
-/// Whether the file at `path` still has fingerprint `fp` (blocking).
-fn unchanged_now(path: &Path, fp: Fingerprint) -> bool {
-    has_fingerprint(std::fs::symlink_metadata(path), fp)
-}
-
-async fn unchanged(path: &Path, fp: Fingerprint) -> bool {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || unchanged_now(&path, fp))
-        .await
-        .unwrap_or(false)
 }
 
 fn read_error(path: &Path, source: std::io::Error) -> UploadError {

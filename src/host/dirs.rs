@@ -1,27 +1,10 @@
-//! Where the daemon keeps its files: lock files in a runtime directory
-//! (gone at reboot, which is right for locks) and the record of uploaded
-//! files' digests in a state directory (kept across reboots, which is the
-//! point of it). systemd's `RuntimeDirectory=`/`StateDirectory=` set the
-//! variables read here.
+//! Where the daemon keeps its files: the record of uploaded files' digests
+//! and its lock file per key space, in a state directory (kept across
+//! reboots, which is the point of the record; and never removed under a
+//! running daemon, as a unit's runtime directory is when the unit stops).
+//! systemd's `StateDirectory=` sets the variable read here.
 
 use std::path::PathBuf;
-
-/// Lock files: `$SNAPTASTIC_RUNTIME_DIR`, else systemd's
-/// `$RUNTIME_DIRECTORY`, else `/run/snaptastic` for root, else
-/// `$XDG_RUNTIME_DIR/snaptastic`, else `<tmp>/snaptastic-<uid>`.
-pub(crate) fn runtime_dir() -> PathBuf {
-    if let Some(d) = from_env(&["SNAPTASTIC_RUNTIME_DIR", "RUNTIME_DIRECTORY"]) {
-        return d;
-    }
-    let uid = nix::unistd::geteuid();
-    if uid.is_root() {
-        return PathBuf::from("/run/snaptastic");
-    }
-    if let Some(d) = from_env(&["XDG_RUNTIME_DIR"]) {
-        return d.join("snaptastic");
-    }
-    std::env::temp_dir().join(format!("snaptastic-{uid}"))
-}
 
 /// Persistent state: `$SNAPTASTIC_STATE_DIR`, else systemd's
 /// `$STATE_DIRECTORY`, else `/var/lib/snaptastic` for root, else
@@ -38,7 +21,7 @@ pub(crate) fn state_dir() -> PathBuf {
     }
     match from_env(&["HOME"]) {
         Some(h) => h.join(".local/state/snaptastic"),
-        None => runtime_dir(),
+        None => std::env::temp_dir().join(format!("snaptastic-{}", nix::unistd::geteuid())),
     }
 }
 

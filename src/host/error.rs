@@ -20,6 +20,13 @@ pub(crate) enum HostError {
     #[error("refusing to format {}: it already holds a {found} filesystem", .device.display())]
     NotBlank { device: PathBuf, found: String },
 
+    #[error(
+        "refusing to mount on {}: a symbolic link is on its path (a parent volume's data may hold one); \
+         mount points are never reached through links: name the real directory in the profile",
+        .path.display()
+    )]
+    LinkedMountPoint { path: PathBuf },
+
     #[error("creating mount point {}: {source}", .path.display())]
     MountPoint {
         path: PathBuf,

@@ -6,6 +6,7 @@
 //! descriptors opened before freezing: a frozen filesystem blocks any path
 //! lookup or write on it.
 
+use super::safe_path::SafeDir;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -101,8 +102,10 @@ fn open_all(mount_points: &[PathBuf]) -> Result<Vec<(PathBuf, File)>, FreezeErro
     mount_points
         .iter()
         .map(|mp| {
-            File::open(mp)
-                .map(|dir| (mp.clone(), dir))
+            // Not through a link: one planted on a nested mount point's
+            // path would freeze another filesystem (the root's, say).
+            SafeDir::no_links(mp, false)
+                .map(|dir| (mp.clone(), dir.into_file()))
                 .map_err(|e| FreezeError {
                     mount_point: mp.clone(),
                     errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
@@ -338,7 +341,7 @@ fn thaw_all(g: &mut Inner) {
 /// Thaw whatever is frozen at `mount_point` (`snaptastic thaw`): `true`
 /// if it was frozen, `false` if it was not.
 pub(crate) fn thaw_mount_point(mount_point: &Path) -> Result<bool, std::io::Error> {
-    let dir = File::open(mount_point)?;
+    let dir = SafeDir::no_links(mount_point, false)?.into_file();
     match thaw_fd(&dir) {
         Ok(()) => Ok(true),
         Err(Errno::EINVAL) => Ok(false),

@@ -1,10 +1,11 @@
-//! A lock file per tablesnap key space (bucket, prefix and host name) in a
-//! runtime directory, held with flock(2) for the daemon's life. It tells a
+//! A lock file per tablesnap key space (bucket, prefix and host name) in
+//! the state directory, held with flock(2) for the daemon's life. It tells a
 //! starting daemon whether another daemon of the same host name is
 //! running on this machine: only when none is may it treat unfinished
 //! multipart uploads under its name as abandoned (their process died).
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
@@ -28,7 +29,9 @@ impl HostLock {
     pub(crate) fn acquire(dir: &Path, file_name: &str) -> io::Result<HostLock> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(file_name);
+        // Our own directory, but a link planted there is not followed.
         let file = OpenOptions::new()
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .read(true)
             .write(true)
             .create(true)

@@ -13,6 +13,7 @@ pub(crate) mod mount;
 pub(crate) mod mountinfo;
 pub(crate) mod page_cache;
 pub(crate) mod privileges;
+pub(crate) mod safe_path;
 pub(crate) mod signals;
 pub(crate) mod users;
 pub(crate) mod watch;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use super::safe_path::{is_refused_link, SafeDir};
 use crate::config::FileSystem;
 
 /// Split `mount -o` options into kernel flags and the filesystem's data.
@@ -39,20 +40,33 @@ pub(crate) fn is_non_empty_dir(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Mount `device` at `mount_point`, creating the directory.
+/// Mount `device` at `mount_point`, creating the directory. The mount
+/// point is walked from `/` without following any link (mount(2) would
+/// follow them: a link inside a parent volume just restored would choose
+/// where root mounts) and the mount is made on that directory's
+/// descriptor, so what was checked is what is mounted over.
 pub(crate) fn mount_device(
     device: &Path,
     mount_point: &Path,
     fs: FileSystem,
     options: &str,
 ) -> Result<(), HostError> {
-    std::fs::create_dir_all(mount_point).map_err(|source| HostError::MountPoint {
-        path: mount_point.to_path_buf(),
-        source,
+    let dir = SafeDir::no_links(mount_point, true).map_err(|source| {
+        if is_refused_link(&source) {
+            HostError::LinkedMountPoint {
+                path: mount_point.to_path_buf(),
+            }
+        } else {
+            HostError::MountPoint {
+                path: mount_point.to_path_buf(),
+                source,
+            }
+        }
     })?;
     let (flags, data) = parse_options(options);
     let data = (!data.is_empty()).then_some(data.as_str());
-    mount(Some(device), mount_point, Some(fs.as_str()), flags, data).map_err(|e| HostError::Mount {
+    let target = dir.fd_path();
+    mount(Some(device), &target, Some(fs.as_str()), flags, data).map_err(|e| HostError::Mount {
         fs: fs.as_str(),
         options: options.to_string(),
         device: device.to_path_buf(),
@@ -88,10 +102,12 @@ impl std::fmt::Display for UnmountError {
 
 /// Unmount; `lazy` detaches it from the tree even while busy (umount -l).
 pub(crate) fn unmount(mount_point: &Path, lazy: bool) -> Result<(), UnmountError> {
+    // A link in the last component is not followed (a mounted directory
+    // cannot be replaced by one; an unmounted path can).
     let flags = if lazy {
-        MntFlags::MNT_DETACH
+        MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW
     } else {
-        MntFlags::empty()
+        MntFlags::UMOUNT_NOFOLLOW
     };
     match umount2(mount_point, flags) {
         Ok(()) => Ok(()),

@@ -1,14 +1,22 @@
 //! Watching directories with inotify: file events as paths, directories
 //! added as they appear (`auto_add`), and a signal to rescan when the
 //! kernel's event queue overflowed. inotify types stay here.
+//!
+//! Every directory is opened through its watched root without following
+//! a link ([`Roots::dir`]) and watched as that descriptor
+//! (`/proc/self/fd/N`, `IN_ONLYDIR`): a directory swapped for a link
+//! after its create event is refused, never watched through the link.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use inotify::{EventMask, EventStream, Inotify, WatchDescriptor, WatchMask, Watches};
+
+use super::safe_path::{is_refused_link, Kind, Roots, SafeDir};
 
 /// Which file events count (tablesnap's `--listen-events`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -47,6 +55,7 @@ pub(crate) struct Watcher {
     unwatched: BTreeSet<PathBuf>,
     /// Failed attempts to watch a directory, for the logs.
     failures: u64,
+    roots: Arc<Roots>,
 }
 
 /// Why a watch failed, with what to do about it where there is something.
@@ -69,6 +78,7 @@ fn explain(e: &io::Error) -> String {
 impl Watcher {
     /// Watch `roots` (and, with `recursive`, every directory below them).
     pub(crate) fn new(
+        tree: Arc<Roots>,
         roots: &[PathBuf],
         listen: Listen,
         recursive: bool,
@@ -94,6 +104,7 @@ impl Watcher {
             auto_add,
             unwatched: BTreeSet::new(),
             failures: 0,
+            roots: tree,
         };
         // A configured directory that cannot be watched is fatal: the
         // operator named it, and nothing would be uploaded from it.
@@ -124,11 +135,9 @@ impl Watcher {
     pub(crate) fn retry_unwatched(&mut self) -> (Vec<PathBuf>, Vec<PathBuf>) {
         let (mut now, mut still) = (Vec::new(), Vec::new());
         for dir in std::mem::take(&mut self.unwatched) {
-            if !dir.is_dir() {
-                continue;
-            }
             match self.add_tree(&dir) {
                 Ok(()) => now.push(dir),
+                Err(e) if e.kind() == io::ErrorKind::NotFound || is_refused_link(&e) => {}
                 Err(_) => {
                     self.failures += 1;
                     self.unwatched.insert(dir.clone());
@@ -147,6 +156,13 @@ impl Watcher {
         match self.add_tree(dir) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) if is_refused_link(&e) => {
+                tracing::warn!(
+                    "not watching {}: a symbolic link is on its path (links are never followed)",
+                    dir.display()
+                );
+                false
+            }
             Err(e) => {
                 self.failures += 1;
                 if self.unwatched.insert(dir.to_path_buf()) {
@@ -170,7 +186,7 @@ impl Watcher {
     }
 
     fn mask(&self) -> WatchMask {
-        let mut m = WatchMask::empty();
+        let mut m = WatchMask::ONLYDIR;
         if self.listen.moved_to || self.auto_add {
             m |= WatchMask::MOVED_TO;
         }
@@ -185,13 +201,15 @@ impl Watcher {
 
     /// Watch a directory, and its subdirectories when recursive.
     fn add_tree(&mut self, dir: &Path) -> io::Result<()> {
-        let wd = self.watches.add(dir, self.mask())?;
+        let opened = self.roots.dir(dir)?;
+        // The descriptor's own directory, whatever the path names now.
+        let wd = self.watches.add(opened.fd_path(), self.mask())?;
         self.dirs.insert(wd, dir.to_path_buf());
         self.unwatched.remove(dir);
         if self.recursive {
-            for entry in std::fs::read_dir(dir)?.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    self.add_sub(&entry.path());
+            for (name, kind) in opened.entries()? {
+                if kind == Kind::Dir {
+                    self.add_sub(&dir.join(name));
                 }
             }
         }
@@ -227,7 +245,7 @@ impl Watcher {
                 {
                     // Watched or not (then rescanned periodically), its
                     // files are scanned now.
-                    if self.add_sub(&path) || path.is_dir() {
+                    if self.add_sub(&path) || self.roots.dir(&path).is_ok() {
                         return Some(Ok(Change::Dir(path)));
                     }
                     continue;
@@ -244,19 +262,27 @@ impl Watcher {
     }
 }
 
-/// Regular files directly in `dir`, or below it when `recursive`.
-pub(crate) fn scan(dir: &Path, recursive: bool) -> Vec<PathBuf> {
+/// Regular files directly in `dir`, or below it when `recursive`, read
+/// through descriptors: links (to files or directories) are left out.
+pub(crate) fn scan(roots: &Roots, dir: &Path, recursive: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Ok(t) = e.file_type() else { continue };
-        if t.is_file() {
-            out.push(e.path());
-        } else if t.is_dir() && recursive {
-            out.extend(scan(&e.path(), true));
-        }
+    if let Ok(d) = roots.dir(dir) {
+        scan_dir(&d, recursive, &mut out);
     }
     out
+}
+
+fn scan_dir(dir: &SafeDir, recursive: bool, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = dir.entries() else { return };
+    for (name, kind) in entries {
+        match kind {
+            Kind::File => out.push(dir.path().join(name)),
+            Kind::Dir if recursive => {
+                if let Ok(sub) = dir.dir(Path::new(&name)) {
+                    scan_dir(&sub, true, out);
+                }
+            }
+            _ => {}
+        }
+    }
 }

@@ -28,6 +28,7 @@
 //! `FIRED <why>` the first time it thaws and `LATE <mount point>` when its
 //! repeated thaws undo a late freeze.
 
+use super::safe_path::SafeDir;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -218,7 +219,7 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
     };
     let mut targets = Vec::new();
     for mp in &args[3..] {
-        match File::open(mp) {
+        match SafeDir::no_links(std::path::Path::new(mp), false).map(SafeDir::into_file) {
             Ok(file) => targets.push(Target {
                 path: PathBuf::from(mp),
                 file,

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, against the moto emulator where AWS
 //! is involved (run them through `scripts/test.sh`, which starts it).
 
+mod attacks;
 mod clean_scope;
 mod cli;
 mod emulator;

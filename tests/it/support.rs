@@ -54,8 +54,13 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// The binary under test: this build's, or `SNAPTASTIC_TEST_BIN` (CI
+    /// runs the attack tests again against the release binary it packages).
     pub(crate) fn new(args: &[&str]) -> Self {
-        Self::program(Path::new(env!("CARGO_BIN_EXE_snaptastic")), args)
+        match std::env::var_os("SNAPTASTIC_TEST_BIN") {
+            Some(bin) => Self::program(Path::new(&bin), args),
+            None => Self::program(Path::new(env!("CARGO_BIN_EXE_snaptastic")), args),
+        }
     }
 
     /// Another binary built on the library (an example's).

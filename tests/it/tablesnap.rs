@@ -19,7 +19,8 @@ impl Daemon {
         Self::start_in(endpoint, bucket, dir, None, extra)
     }
 
-    /// The same, as host1, with its lock files in `runtime` when given.
+    /// The same, as host1, with its state (digest record, lock file) in
+    /// `runtime` when given.
     pub(crate) fn start_in(
         endpoint: &str,
         bucket: &str,
@@ -33,7 +34,7 @@ impl Daemon {
             .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_REGION", "us-east-1");
         if let Some(r) = runtime {
-            run = run.env("SNAPTASTIC_RUNTIME_DIR", r);
+            run = run.env("SNAPTASTIC_STATE_DIR", r);
         }
         let child = run.spawn();
         // Watches are set up quickly; give it a moment before writing.

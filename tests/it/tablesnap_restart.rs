@@ -85,7 +85,6 @@ fn backup_run(
     .env("AWS_ENDPOINT_URL", endpoint)
     .env("AWS_REGION", "us-east-1")
     .env("SNAPTASTIC_STATE_DIR", state)
-    .env("SNAPTASTIC_RUNTIME_DIR", state)
     .spawn_logging_to(log);
     let started = Instant::now();
     let line = loop {

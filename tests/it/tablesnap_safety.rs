@@ -285,7 +285,7 @@ fn directories_beyond_the_watch_limit_are_reported_and_rescanned() {
     let out = Run::new(&["tablesnap", &s3.bucket, root.path().to_str().unwrap()])
         .env("AWS_ENDPOINT_URL", &moto)
         .env("AWS_REGION", "us-east-1")
-        .env("SNAPTASTIC_RUNTIME_DIR", runtime.path())
+        .env("SNAPTASTIC_STATE_DIR", runtime.path())
         .run();
     drop(limit);
     assert_eq!(out.code(), 1, "{}", out.stderr());

@@ -1,0 +1,417 @@
+//! Paths that other people control, opened without following their links.
+//!
+//! The tool runs as root, but a watched or restored directory belongs to
+//! its owner (the `cassandra` account), who can swap any entry for a
+//! symbolic link between two of our calls; names come from a bucket
+//! anyone with the instance role can write; a nested mount point's path
+//! can pass through a directory a just-restored volume brought back.
+//! Everything under such a place is reached here, one way:
+//!
+//! - the directory the operator named is opened once ([`SafeDir::open`],
+//!   following links in that path: it is the operator's choice);
+//! - below it, every path is resolved by the kernel relative to that
+//!   descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, or,
+//!   where the kernel lacks openat2, one `openat(O_NOFOLLOW)` per
+//!   component: a link anywhere on the way is refused (`ELOOP`), never
+//!   followed;
+//! - files are created `O_CREAT|O_EXCL|O_NOFOLLOW` with mode 0600 (a
+//!   planted link or file is never opened), then changed through their
+//!   descriptor (`fchmod`, `fchown`, `futimens`) and renamed within the
+//!   directory's descriptor;
+//! - names from outside must be one plain component ([`check_name`]).
+//!
+//! Callers get `std::fs::File`s and paths; `nix` stays in here.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, renameat, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use nix::sys::stat::{mkdirat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+/// Why a name from outside cannot be a path component.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadName {
+    #[error("an empty name")]
+    Empty,
+    #[error("'{0}' names a directory itself, not an entry")]
+    Dot(String),
+    #[error("'{0}' holds a '/'")]
+    Slash(String),
+    #[error("'{0}' holds a NUL byte")]
+    Nul(String),
+}
+
+/// `name` as one plain path component: non-empty, not `.` or `..`, no `/`
+/// and no NUL. Every name read from a bucket (index entries, key suffixes)
+/// passes here before it becomes part of a local path.
+pub(crate) fn check_name(name: &str) -> Result<&str, BadName> {
+    if name.is_empty() {
+        return Err(BadName::Empty);
+    }
+    if name == "." || name == ".." {
+        return Err(BadName::Dot(name.into()));
+    }
+    if name.contains('/') {
+        return Err(BadName::Slash(name.into()));
+    }
+    if name.contains('\0') {
+        return Err(BadName::Nul(name.escape_debug().to_string()));
+    }
+    Ok(name)
+}
+
+/// Whether an error says a link (or a non-directory) was met where the
+/// walk refuses one: `ELOOP` from `O_NOFOLLOW`/`RESOLVE_NO_SYMLINKS`,
+/// `EXDEV` from `RESOLVE_BENEATH`, `ENOTDIR` from a component that is not
+/// a directory.
+pub(crate) fn is_refused_link(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR)
+    )
+}
+
+/// Set once openat2 answered ENOSYS (or a seccomp filter's EPERM): the
+/// component walk is used from then on.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// The kind of a directory entry, as `readdir` says (no `stat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Kind {
+    File,
+    Dir,
+    Link,
+    Other,
+}
+
+/// A directory opened once; what is below it is reached only through its
+/// descriptor, refusing symbolic links on the way.
+#[derive(Debug)]
+pub(crate) struct SafeDir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl SafeDir {
+    /// The directory the operator named, following links in that path as
+    /// any tool does (it is the operator's choice).
+    pub(crate) fn open(path: &Path) -> io::Result<SafeDir> {
+        let fd = openat(
+            AT_FDCWD,
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(SafeDir {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// `open`, creating the directory (and its parents) first.
+    pub(crate) fn create(path: &Path) -> io::Result<SafeDir> {
+        std::fs::create_dir_all(path)?;
+        SafeDir::open(path)
+    }
+
+    /// An absolute path whose every component must be a real directory,
+    /// not a link, walked from `/` (mount points: a link on the way, even
+    /// one inside a volume just restored, is refused). With `create`,
+    /// missing components are made (mode 0755).
+    pub(crate) fn no_links(path: &Path, create: bool) -> io::Result<SafeDir> {
+        if !path.is_absolute() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not absolute", path.display()),
+            ));
+        }
+        let root = SafeDir::open(Path::new("/"))?;
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        if create {
+            root.create_dirs(rel)
+        } else {
+            root.dir(rel)
+        }
+    }
+
+    /// The path this was opened as (for messages and keys).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open directory, for calls on it (FIFREEZE).
+    pub(crate) fn into_file(self) -> File {
+        File::from(self.fd)
+    }
+
+    /// A path naming this very directory for calls that take only paths
+    /// (inotify_add_watch, mount(2)): `/proc/self/fd/N`, which the kernel
+    /// resolves to the descriptor's directory, not to whatever the path
+    /// names now. Valid while `self` lives.
+    pub(crate) fn fd_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+
+    /// A directory below, by a relative path of plain components.
+    pub(crate) fn dir(&self, rel: &Path) -> io::Result<SafeDir> {
+        let fd = self.resolve(rel, OFlag::O_RDONLY | OFlag::O_DIRECTORY, Mode::empty())?;
+        Ok(SafeDir {
+            fd,
+            path: self.path.join(rel),
+        })
+    }
+
+    /// A directory below, made (mode 0755) where missing, component by
+    /// component without following links.
+    pub(crate) fn create_dirs(&self, rel: &Path) -> io::Result<SafeDir> {
+        let mut here = SafeDir {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        };
+        for name in components(rel)? {
+            match mkdirat(&here.fd, name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            here = here.dir(Path::new(name))?;
+        }
+        Ok(here)
+    }
+
+    /// A regular file below, for reading. A link on the way is refused
+    /// (`ELOOP`/`EXDEV`); a FIFO or device does not block the open and is
+    /// refused after it (`InvalidInput`, "not a regular file").
+    pub(crate) fn open_file(&self, rel: &Path) -> io::Result<File> {
+        let fd = self.resolve(
+            rel,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
+            Mode::empty(),
+        )?;
+        let file = File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Err(not_a_file());
+        }
+        Ok(file)
+    }
+
+    /// The `lstat` of the entry `name` of this directory (a link is
+    /// described, not followed).
+    pub(crate) fn metadata(&self, name: &str) -> io::Result<std::fs::Metadata> {
+        let name = check_name(name).map_err(invalid)?;
+        std::fs::symlink_metadata(self.fd_path().join(name))
+    }
+
+    /// A new file directly in this directory, `O_EXCL|O_NOFOLLOW`, mode
+    /// 0600: never an existing file, never through a link planted under
+    /// its name. Widen the mode with `File::set_permissions` when the
+    /// content is complete.
+    pub(crate) fn create_new(&self, name: &str) -> io::Result<File> {
+        let name = check_name(name).map_err(invalid)?;
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlag::O_WRONLY
+                | OFlag::O_CREAT
+                | OFlag::O_EXCL
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NOCTTY
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        Ok(File::from(fd))
+    }
+
+    /// Remove the entry `name` of this directory (a link is removed, not
+    /// followed); a missing one is not an error.
+    pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
+        let name = check_name(name).map_err(invalid)?;
+        match unlinkat(&self.fd, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Rename `from` to `to`, both entries of this directory. Whatever is
+    /// at `to` (a link included) is replaced, never written through.
+    pub(crate) fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (
+            check_name(from).map_err(invalid)?,
+            check_name(to).map_err(invalid)?,
+        );
+        Ok(renameat(&self.fd, from, &self.fd, to)?)
+    }
+
+    /// The entries of this directory with their kinds, `.` and `..` left
+    /// out. Read through the descriptor: a link is reported as one.
+    pub(crate) fn entries(&self) -> io::Result<Vec<(OsString, Kind)>> {
+        use nix::dir::{Dir, Type};
+        let fd = openat(
+            &self.fd,
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut dir = Dir::from_fd(fd)?;
+        let mut out = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let kind = match entry.file_type() {
+                Some(Type::File) => Kind::File,
+                Some(Type::Directory) => Kind::Dir,
+                Some(Type::Symlink) => Kind::Link,
+                Some(_) => Kind::Other,
+                // A filesystem without d_type: ask without following.
+                None => self.kind_of(OsStr::from_bytes(name)),
+            };
+            out.push((OsStr::from_bytes(name).to_os_string(), kind));
+        }
+        Ok(out)
+    }
+
+    fn kind_of(&self, name: &OsStr) -> Kind {
+        use nix::sys::stat::{fstatat, SFlag};
+        match fstatat(&self.fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+                SFlag::S_IFREG => Kind::File,
+                SFlag::S_IFDIR => Kind::Dir,
+                SFlag::S_IFLNK => Kind::Link,
+                _ => Kind::Other,
+            },
+            Err(_) => Kind::Other,
+        }
+    }
+
+    /// Open `rel` below this directory with `flags`, no link followed.
+    fn resolve(&self, rel: &Path, flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
+        let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        let names = components(rel)?;
+        if names.is_empty() {
+            return Ok(openat(&self.fd, ".", flags, mode)?);
+        }
+        if !NO_OPENAT2.load(Ordering::Relaxed) {
+            let how = OpenHow::new()
+                .flags(flags)
+                .mode(mode)
+                .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+            match openat2(&self.fd, rel, how) {
+                Ok(fd) => return Ok(fd),
+                // No openat2 (Linux < 5.6), or a seccomp filter refusing
+                // what it does not know.
+                Err(Errno::ENOSYS | Errno::EPERM) => NO_OPENAT2.store(true, Ordering::Relaxed),
+                // A race with a rename elsewhere: the walk decides.
+                Err(Errno::EAGAIN) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        walk(&self.fd, &names, flags, mode)
+    }
+}
+
+/// The component walk: `openat(O_NOFOLLOW|O_DIRECTORY)` per directory on
+/// the way, then the last component with `flags` (which hold O_NOFOLLOW).
+fn walk(start: &impl AsFd, names: &[&OsStr], flags: OFlag, mode: Mode) -> io::Result<OwnedFd> {
+    let Some((last, dirs)) = names.split_last() else {
+        return Err(io::ErrorKind::InvalidInput.into());
+    };
+    let mut here: Option<OwnedFd> = None;
+    for name in dirs {
+        let fd = match &here {
+            Some(fd) => openat(fd, *name, walk_dir_flags(), Mode::empty()),
+            None => openat(start, *name, walk_dir_flags(), Mode::empty()),
+        }?;
+        here = Some(fd);
+    }
+    Ok(match &here {
+        Some(fd) => openat(fd, *last, flags, mode),
+        None => openat(start, *last, flags, mode),
+    }?)
+}
+
+fn walk_dir_flags() -> OFlag {
+    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+/// The plain components of a relative path; `..`, a root or a prefix is
+/// refused (`.` is dropped).
+fn components(rel: &Path) -> io::Result<Vec<&OsStr>> {
+    rel.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} leaves its directory", rel.display()),
+            )),
+        })
+        .collect()
+}
+
+fn not_a_file() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")
+}
+
+fn invalid(e: BadName) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// The directories a daemon was told to watch, opened once: a path below
+/// one of them is opened through that root's descriptor, so a link the
+/// owner planted anywhere below (a file, a directory swapped for a link
+/// after its create event) is never followed.
+#[derive(Debug)]
+pub(crate) struct Roots(Vec<SafeDir>);
+
+impl Roots {
+    pub(crate) fn open(paths: &[PathBuf]) -> io::Result<Roots> {
+        let mut roots = paths
+            .iter()
+            .map(|p| {
+                SafeDir::open(p)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        // Longest first: a root inside another answers for its own tree.
+        roots.sort_by_key(|r| std::cmp::Reverse(r.path.components().count()));
+        Ok(Roots(roots))
+    }
+
+    /// The root `path` is under, and the rest of it.
+    fn split<'a>(&self, path: &'a Path) -> io::Result<(&SafeDir, &'a Path)> {
+        self.0
+            .iter()
+            .find_map(|r| path.strip_prefix(&r.path).ok().map(|rel| (r, rel)))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is under no watched directory", path.display()),
+                )
+            })
+    }
+
+    /// The regular file at `path` (under a root), for reading.
+    pub(crate) fn open_file(&self, path: &Path) -> io::Result<File> {
+        let (root, rel) = self.split(path)?;
+        root.open_file(rel)
+    }
+
+    /// The directory at `path` (a root or below one).
+    pub(crate) fn dir(&self, path: &Path) -> io::Result<SafeDir> {
+        let (root, rel) = self.split(path)?;
+        root.dir(rel)
+    }
+}
+
+#[cfg(test)]
+#[path = "safe_path_tests.rs"]
+mod tests;
