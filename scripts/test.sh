@@ -6,6 +6,10 @@
 #   scripts/test.sh                 all tests
 #   scripts/test.sh -- list_volumes extra arguments go to the test runner
 #                                   (cargo nextest, or cargo test without it)
+#   SNAPTASTIC_TEST_FILTER='test(/^attacks::/)' scripts/test.sh
+#                                   only the tests a nextest filterset picks
+#   SNAPTASTIC_TEST_BIN=PATH        run the binary at PATH (e.g. the release
+#                                   build) instead of this build's
 #
 # Tests that need root (loop devices, mount(2), freezing) are marked
 # #[ignore] with the reason, so a plain `cargo test` as a user reports them
@@ -38,7 +42,7 @@ if cargo nextest --version >/dev/null 2>&1; then
     # One summary line at the end ("N tests run: N passed, M skipped").
     # panicking_child is a helper that the panic test runs in a child.
     cargo nextest run --locked --workspace --no-fail-fast "${root_tests[@]}" \
-        -E 'not test(=lab::panicking_child)' "$@"
+        -E "${SNAPTASTIC_TEST_FILTER:-not test(=lab::panicking_child)}" "$@"
 else
     if [ ${#root_tests[@]} -gt 0 ]; then
         cargo test --locked --workspace "$@" -- --include-ignored --skip lab::panicking_child

@@ -46,22 +46,21 @@ pub(crate) async fn abort_stale_uploads(
         .map_or_else(dirs::state_dir, Path::to_path_buf);
     let shown = dir.clone();
     let file_name = format!("tablesnap-{}.lock", space.naming.space_id(space.bucket));
-    let mut held = match tokio::task::spawn_blocking(move || HostLock::acquire(&dir, &file_name))
-        .await
-    {
-        Ok(Ok(l)) => l,
-        Ok(Err(e)) => {
-            tracing::warn!(
+    let mut held =
+        match tokio::task::spawn_blocking(move || HostLock::acquire(&dir, &file_name)).await {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                tracing::warn!(
                 "cannot take the lock file in {}: {e}; leaving unfinished multipart uploads alone",
                 shown.display()
             );
-            return None;
-        }
-        Err(e) => {
-            tracing::warn!("taking the lock file: {e}");
-            return None;
-        }
-    };
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!("taking the lock file: {e}");
+                return None;
+            }
+        };
     let naming = space.naming;
     let prefix = format!("{}{}{}", naming.prefix, naming.name, naming.separator);
     if held.sole {

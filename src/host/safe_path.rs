@@ -228,6 +228,27 @@ impl SafeDir {
         Ok(File::from(fd))
     }
 
+    /// Put `bytes` at `name` in this directory whole or not at all: into a
+    /// new temporary file (a leftover or a planted link under its name is
+    /// removed, never opened), flushed, given `mode`, then renamed over
+    /// `name` (a link there is replaced, not written through).
+    pub(crate) fn replace_file(&self, name: &str, bytes: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = format!(".{}.tmp", check_name(name).map_err(invalid)?);
+        self.remove(&tmp)?;
+        let mut f = self.create_new(&tmp)?;
+        let written = f
+            .write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .and_then(|()| f.set_permissions(std::fs::Permissions::from_mode(mode)))
+            .and_then(|()| self.rename(&tmp, name));
+        if written.is_err() {
+            let _ = self.remove(&tmp);
+        }
+        written
+    }
+
     /// Remove the entry `name` of this directory (a link is removed, not
     /// followed); a missing one is not an error.
     pub(crate) fn remove(&self, name: &str) -> io::Result<()> {

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use super::retention::{freshness, prometheus};
 use crate::config::mount_point;
 use crate::context::{Context, Needs};
+use crate::host::safe_path::SafeDir;
 use crate::snapshotter::HostFacts;
 
 /// Whose backups to check, and how fresh they must be.
@@ -34,7 +35,10 @@ pub(crate) async fn run(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> 
     if let (Err(_), Some(path)) = (&result, &args.prometheus) {
         // A stale file would keep reporting old, fresh-looking ages: with
         // no metric the collector's absence alert fires instead.
-        let _ = std::fs::remove_file(path);
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        {
+            let _ = SafeDir::open(dir).and_then(|d| d.remove(name));
+        }
     }
     result
 }
@@ -173,11 +177,16 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         }
     }
     if let Some(path) = &args.prometheus {
-        // Write then rename, so the collector never reads half a file.
-        let tmp = path.with_extension("prom.tmp");
-        std::fs::write(&tmp, prometheus(&label, &rows))
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        // Write then rename, so the collector never reads half a file; the
+        // textfile directory may be another user's (the exporter's), so
+        // through its descriptor, never through a link planted there.
+        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
+            (Some(d), Some(n)) => (d, n),
+            _ => bail!("--prometheus {}: not a file path", path.display()),
+        };
+        SafeDir::open(dir)
+            .and_then(|d| d.replace_file(name, prometheus(&label, &rows).as_bytes(), 0o644))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let stale = rows.iter().filter(|r| !r.fresh).count();
     if stale > 0 {

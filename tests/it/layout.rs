@@ -226,3 +226,88 @@ fn no_import_circle_among_modules() {
         "{edges:#?}"
     );
 }
+
+/// Files of `src/` that may open, create, write, list or change a path
+/// with `std::fs` themselves, each for a place the tool owns, the kernel
+/// serves or the operator names for reading. Everything else reaches
+/// paths through `host/safe_path.rs` (descriptors, no link followed),
+/// because the tool runs as root among directories other users own.
+const PLAIN_FS_ALLOWED: &[(&str, &str)] = &[
+    ("host/safe_path.rs", "the safe-path layer itself"),
+    (
+        "host/lock.rs",
+        "the lock file in the tool's own state directory",
+    ),
+    (
+        "files/digests.rs",
+        "the digest record in the tool's own state directory",
+    ),
+    (
+        "host/mount.rs",
+        "/proc (who holds a mount) and the pre-mount emptiness check",
+    ),
+    ("host/mountinfo.rs", "/proc/self/mountinfo"),
+    ("host/privileges.rs", "/proc/self/status"),
+    ("host/devices.rs", "/sys/block and block devices under /dev"),
+    ("host/watch.rs", "/proc/sys/fs/inotify"),
+    ("host/watchdog.rs", "/proc/self/oom_score_adj"),
+    (
+        "host/freeze.rs",
+        "device numbers of mount points and outputs (the freeze itself goes through safe_path)",
+    ),
+    (
+        "config/mod.rs",
+        "reading the configuration file the operator names",
+    ),
+    (
+        "generate.rs",
+        "man pages and completions into a directory the packager names",
+    ),
+];
+
+/// Calls that act on a path by name.
+const PLAIN_FS: &[&str] = &[
+    "File::create",
+    "File::open",
+    "OpenOptions",
+    "read_dir(",
+    "fs::create_dir",
+    "fs::write(",
+    "fs::read(",
+    "fs::read_to_string(",
+    "fs::rename(",
+    "fs::remove_file(",
+    "fs::set_permissions(",
+    "fs::metadata(",
+    "symlink_metadata(",
+    "fs::chown(",
+];
+
+#[test]
+fn user_controlled_paths_are_opened_only_through_the_safe_path_layer() {
+    let (root, files) = src();
+    let mut found = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap().to_string_lossy().to_string();
+        if rel.ends_with("_tests.rs")
+            || rel.ends_with("/tests.rs")
+            || PLAIN_FS_ALLOWED.iter().any(|(a, _)| *a == rel)
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        // Unit tests in the file may make their fixtures by path.
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code_lines(code) {
+            if let Some(call) = PLAIN_FS.iter().find(|c| line.contains(*c)) {
+                found.push(format!("src/{rel}:{n}: {call}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "paths opened by name outside host/safe_path.rs (use SafeDir/Roots, or add the file to \
+         PLAIN_FS_ALLOWED with the reason its paths are the tool's own):\n{}",
+        found.join("\n")
+    );
+}
