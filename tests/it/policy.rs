@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::support::Run;
+use serde_json::Value;
+
+use crate::support::{write_config, Run};
 
 /// `describe_snapshots` -> `DescribeSnapshots`, `list_objects_v2` ->
 /// `ListObjectsV2`.
@@ -69,7 +71,7 @@ fn every_aws_call_in_the_code_is_in_the_printed_policy() {
         let mut args = vec!["iam-policy", kind];
         args.extend(extra);
         let policy = Run::new(&args).run().expect_code(0).stdout();
-        let json: serde_json::Value = serde_json::from_str(&policy).unwrap();
+        let json: Value = serde_json::from_str(&policy).unwrap();
         let actions: BTreeSet<String> = json["Statement"]
             .as_array()
             .unwrap()
@@ -82,4 +84,64 @@ fn every_aws_call_in_the_code_is_in_the_printed_policy() {
         }
     }
     Run::new(&["iam-policy", "files"]).run().expect_code(1);
+}
+
+/// A profile whose filter tags come from `--userdata`, restoring DR copies
+/// another account shares too.
+const PROFILE: &str = r#"
+[profiles.solr]
+snapshot_owners = ["self", "444455556666"]
+[[profiles.solr.volumes]]
+device = "/dev/sdf"
+mount_point = "/mnt/solr"
+"#;
+const USERDATA: &str = r#"{"role": "solr", "cluster": "c1", "environment": "prod"}"#;
+
+#[test]
+fn a_profile_names_its_tag_values_in_the_volume_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(&dir, PROFILE);
+    let policy = Run::new(&["iam-policy", "volumes", "solr", "--userdata", USERDATA])
+        .config(&cfg)
+        .run()
+        .expect_code(0)
+        .stdout();
+    let json: Value = serde_json::from_str(&policy).unwrap();
+    let own = json["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "SnaptasticOwnSnapshots")
+        .unwrap();
+    assert_eq!(
+        own["Condition"]["StringEquals"],
+        serde_json::json!({
+            "aws:ResourceTag/snaptastic:profile": "solr",
+            "aws:ResourceTag/role": "solr",
+            "aws:ResourceTag/cluster": "c1",
+            "aws:ResourceTag/environment": "prod",
+        }),
+        "{policy}"
+    );
+    assert!(
+        policy.contains(
+            r#""ec2:Owner": [
+            "444455556666"
+          ]"#
+        ),
+        "{policy}"
+    );
+    // Any profile's, without one; a profile is for volumes only.
+    let any = Run::new(&["iam-policy", "volumes"])
+        .run()
+        .expect_code(0)
+        .stdout();
+    assert!(
+        any.contains(r#""aws:ResourceTag/snaptastic:profile": "false""#),
+        "{any}"
+    );
+    assert!(!any.contains("c1"), "{any}");
+    Run::new(&["iam-policy", "files", "solr", "--bucket", "b"])
+        .run()
+        .expect_code(1);
 }
