@@ -3,7 +3,8 @@
 //! [`DryRunAction::ALL`], the list `snaptastic test` probes with DryRun,
 //! and the S3 calls are [`S3_CALLS`]. A test reads every SDK call in
 //! `src/cloud/` and fails when one is missing from these lists, so the
-//! policy cannot drift from the code. No AWS call is made.
+//! policy cannot drift from the code; another lints the output with
+//! parliament. No AWS call is made.
 //!
 //! The EC2 policy scopes every action EC2 lets a policy scope: the
 //! instance side to the instance the request comes from, deleting,
