@@ -3,7 +3,8 @@
 # machine: filesystem tools (mkfs.xfs, xfs_repair, mkfs.ext4, fsck), loop
 # devices (losetup), curl, python3-venv for the emulator's venv, dpkg,
 # man-db and systemd-analyze for the package check; then the
-# emulator itself. Idempotent: does nothing when all is there.
+# emulator itself and the IAM policy linter (parliament, for the test that
+# lints `snaptastic iam-policy`). Idempotent: does nothing when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +32,4 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 scripts/emulator.sh install
+scripts/policy-lint.sh install

@@ -208,8 +208,14 @@ pub(crate) enum Command {
 
     /// Print the least-privilege IAM policy (JSON) for the volume commands
     /// or for the file commands on one bucket and prefix.
+    ///
+    /// The volume policy lets a host act only on itself and on volumes and
+    /// snapshots carrying the tags the tool writes (or snaptastic 0.2.12's
+    /// tag set). With a PROFILE, the conditions name that profile and its
+    /// filter tag values as this host resolves them (its userdata, or
+    /// --userdata), so a host cannot touch another profile's or cluster's.
     #[command(
-        after_help = "Examples:\n  snaptastic iam-policy volumes > snaptastic-ec2.json\n  snaptastic iam-policy files --bucket my-backups --prefix cassandra/ > snaptastic-s3.json\n  aws iam put-role-policy --role-name db --policy-name snaptastic --policy-document file://snaptastic-ec2.json"
+        after_help = "Examples:\n  snaptastic iam-policy volumes > snaptastic-ec2.json\n  snaptastic iam-policy volumes solr > snaptastic-ec2-solr.json\n  snaptastic iam-policy files --bucket my-backups --prefix cassandra/ > snaptastic-s3.json\n  aws iam put-role-policy --role-name db --policy-name snaptastic --policy-document file://snaptastic-ec2.json"
     )]
     IamPolicy(IamPolicyArgs),
 
@@ -258,6 +264,10 @@ pub(crate) enum PolicyKind {
 pub(crate) struct IamPolicyArgs {
     #[arg(value_enum)]
     pub kind: PolicyKind,
+    /// Volumes: limit the policy to this profile's tags (its name and
+    /// filter tag values on this host) instead of any profile's.
+    #[arg(value_name = "PROFILE")]
+    pub profile: Option<String>,
     /// The bucket (files).
     #[arg(long, value_name = "BUCKET")]
     pub bucket: Option<String>,

@@ -195,6 +195,6 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         }
         Command::Tablechop(a) => files::chop::run(&a).await,
         Command::Generate(a) => generate::run(&a),
-        Command::IamPolicy(a) => policy::run(&a),
+        Command::IamPolicy(a) => policy::run(ctx, &a).await,
     }
 }

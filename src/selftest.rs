@@ -8,10 +8,15 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cloud::{self, AwsConfig, DryRunAction, DryRunOutcome, Ec2};
+use crate::cloud::{self, AwsConfig, DryRunAction, DryRunOutcome, Ec2, ProbeTargets};
 use crate::context::{Context, Needs};
 use crate::registry::Registry;
 use crate::snapshotter::HostFacts;
+use crate::volumes::plan::{STATE_MOUNTED, TAG_PROFILE, TAG_STATE};
+
+/// A profile's name and filter tags: what the probes tag their create
+/// requests with, as the commands do.
+type ProbeProfile = (String, Vec<(String, String)>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -109,9 +114,10 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
         }
     };
 
+    let mut probe_profile = None;
     if let (Some(config), Some(host)) = (&config, &host) {
         match ctx.registry(Some(config)) {
-            Ok(registry) => check_profiles(&mut report, &registry, host),
+            Ok(registry) => probe_profile = check_profiles(&mut report, &registry, host),
             Err(e) => report.line(Status::Fail, "snapshotters", format!("{e:#}"), None),
         }
     }
@@ -130,7 +136,8 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
             match aws.check_credentials().await {
                 Ok(what) => {
                     report.line(Status::Ok, "credentials", what, None);
-                    check_permissions(&mut report, &Ec2::new(&aws), host_ref).await;
+                    let ec2 = Ec2::new(&aws);
+                    check_permissions(&mut report, &ec2, host_ref, probe_profile.as_ref()).await;
                 }
                 Err(e) => report.line(
                     Status::Fail,
@@ -158,13 +165,22 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
 }
 
 /// Every snapshotter (profile) can resolve its volumes and filter tags.
-fn check_profiles(report: &mut Report, registry: &Registry, host: &HostFacts) {
+/// Returns the first that can, for the probes.
+fn check_profiles(
+    report: &mut Report,
+    registry: &Registry,
+    host: &HostFacts,
+) -> Option<ProbeProfile> {
+    let mut first = None;
     for s in registry.iter() {
         let check = format!("profile {}", s.name());
         let volumes = s.volumes(host);
         let filters = s.filter_tags(host);
         match (volumes, filters) {
             (Ok(v), Ok(f)) => {
+                if first.is_none() && !f.is_empty() {
+                    first = Some((s.name().to_string(), f.clone()));
+                }
                 let f: Vec<String> = f.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 report.line(
                     Status::Ok,
@@ -181,37 +197,122 @@ fn check_profiles(report: &mut Report, registry: &Registry, host: &HostFacts) {
             ),
         }
     }
+    first
 }
 
-async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &HostFacts) {
+/// Why a denied probe may say nothing of the tool's own use: the policy of
+/// `iam-policy volumes` allows the action only from the instance itself,
+/// or only on the tool's volumes and snapshots, and the probe could not
+/// use such a target.
+fn probe_out_of_scope(action: DryRunAction, probe: &Probe) -> Option<String> {
+    use DryRunAction::*;
+    if !probe.on_instance
+        && matches!(
+            action,
+            AttachVolume | DetachVolume | CreateSnapshots | ModifyInstanceAttribute
+        )
+    {
+        return Some("probed off EC2: the policy allows it only from the instance itself (its instance role)".into());
+    }
+    if !probe.volume_is_ours
+        && matches!(
+            action,
+            AttachVolume | CreateSnapshot | CreateTags | DeleteVolume | DetachVolume
+        )
+    {
+        return Some(format!(
+            "probed on {}, which the tool did not make: the policy allows it only on volumes tagged {TAG_PROFILE} (or 0.2.12's); run this again once mount-snapshots has attached one",
+            probe.targets.volume.as_deref().unwrap_or("a placeholder volume")
+        ));
+    }
+    if action == DeleteSnapshot && probe.targets.snapshot.is_none() {
+        return Some(format!(
+            "probed on a placeholder snapshot: the policy allows it only on snapshots tagged {TAG_PROFILE} (or 0.2.12's); run this again once make-snapshots has made one"
+        ));
+    }
+    None
+}
+
+/// The attached volume to probe with: the profile's, else one the tool
+/// made for any profile, else any (the root volume).
+fn probe_volume<'a>(
+    attached: &'a [cloud::VolumeInfo],
+    profile: Option<&str>,
+) -> Option<&'a cloud::VolumeInfo> {
+    let made_by = |v: &&cloud::VolumeInfo, profile: Option<&str>| {
+        v.tags
+            .get(TAG_PROFILE)
+            .is_some_and(|p| profile.is_none_or(|n| p == n))
+    };
+    attached
+        .iter()
+        .find(|v| profile.is_some() && made_by(v, profile))
+        .or_else(|| attached.iter().find(|v| made_by(v, None)))
+        .or(attached.first())
+}
+
+/// The probes' targets, and whether they are what the tool acts on.
+struct Probe {
+    targets: ProbeTargets,
+    on_instance: bool,
+    volume_is_ours: bool,
+}
+
+async fn probe_targets(ec2: &Ec2, host: &HostFacts, profile: Option<&ProbeProfile>) -> Probe {
     let (instance, zone) = match &host.identity {
         Some(id) => (id.instance_id.as_str(), id.availability_zone.as_str()),
         // Off EC2: placeholders still tell allowed from denied.
         None => ("i-0ffffffffffffffff", "us-east-1a"),
     };
-    // Probing against a real volume of this host (its root volume) checks
-    // resource-level permissions too; DryRun changes nothing.
-    let volume = match &host.identity {
+    let name = profile.map(|(n, _)| n.as_str());
+    // Probing against a real volume of this host checks resource-level
+    // permissions too (DryRun changes nothing): the tool's (this profile's
+    // first) when one is attached, else any (the root volume).
+    let attached = match &host.identity {
         Some(id) => ec2
             .volumes_attached_to(&id.instance_id)
             .await
-            .ok()
-            .and_then(|v| v.into_iter().next())
-            .map(|v| v.id),
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let volume = probe_volume(&attached, name);
+    let mut create_tags = vec![(TAG_PROFILE.to_string(), name.unwrap_or("probe").to_string())];
+    create_tags.extend(profile.iter().flat_map(|(_, f)| f.iter().cloned()));
+    let snapshot = match profile {
+        Some(_) => ec2.any_snapshot_tagged(&create_tags).await.ok().flatten(),
         None => None,
     };
+    let retag = (
+        TAG_STATE.to_string(),
+        volume
+            .and_then(|v| v.tags.get(TAG_STATE).cloned())
+            .unwrap_or_else(|| STATE_MOUNTED.to_string()),
+    );
+    Probe {
+        on_instance: host.identity.is_some(),
+        volume_is_ours: volume.is_some_and(|v| v.tags.contains_key(TAG_PROFILE)),
+        targets: ProbeTargets {
+            instance_id: instance.to_string(),
+            zone: zone.to_string(),
+            volume: volume.map(|v| v.id.clone()),
+            snapshot,
+            create_tags,
+            retag,
+        },
+    }
+}
+
+async fn check_permissions(
+    report: &mut Report,
+    ec2: &Ec2,
+    host: &HostFacts,
+    profile: Option<&ProbeProfile>,
+) {
+    let probe = probe_targets(ec2, host, profile).await;
     // The probes are independent round trips: run them concurrently.
     let probes = DryRunAction::ALL.map(|action| {
-        let (ec2, instance, zone, volume) = (
-            ec2.clone(),
-            instance.to_string(),
-            zone.to_string(),
-            volume.clone(),
-        );
-        async move {
-            ec2.dry_run(action, &instance, &zone, volume.as_deref())
-                .await
-        }
+        let (ec2, targets) = (ec2.clone(), probe.targets.clone());
+        async move { ec2.dry_run(action, &targets).await }
     });
     let outcomes = crate::tasks::join_in_order(probes).await;
     for (action, outcome) in DryRunAction::ALL.into_iter().zip(outcomes) {
@@ -225,15 +326,23 @@ async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &HostFacts) {
         };
         match outcome {
             DryRunOutcome::Allowed => report.line(Status::Ok, &check, "allowed", None),
-            DryRunOutcome::Denied(msg) => report.line(
-                Status::Fail,
-                &check,
-                msg,
-                Some(&format!(
-                    "allow ec2:{} in the instance role's IAM policy",
-                    action.name()
-                )),
-            ),
+            DryRunOutcome::Denied(msg) => match probe_out_of_scope(action, &probe) {
+                Some(why) => report.line(
+                    Status::Warn,
+                    &check,
+                    format!("could not tell: denied, but {why}"),
+                    None,
+                ),
+                None => report.line(
+                    Status::Fail,
+                    &check,
+                    msg,
+                    Some(&format!(
+                        "allow ec2:{} in the instance role's IAM policy (snaptastic iam-policy volumes)",
+                        action.name()
+                    )),
+                ),
+            },
             DryRunOutcome::Unknown(e) if e.code().is_none() => report.line(
                 Status::Fail,
                 &check,
@@ -247,5 +356,83 @@ async fn check_permissions(report: &mut Report, ec2: &Ec2, host: &HostFacts) {
                 Some("the dry run was rejected for another reason than permissions"),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vol(id: &str, profile: Option<&str>) -> cloud::VolumeInfo {
+        cloud::VolumeInfo {
+            id: id.into(),
+            state: "in-use".into(),
+            size_gib: None,
+            volume_type: None,
+            iops: None,
+            availability_zone: None,
+            attachments: Vec::new(),
+            tags: profile
+                .map(|p| (TAG_PROFILE.to_string(), p.to_string()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn probes_use_the_tools_own_volume_when_one_is_attached() {
+        let attached = [
+            vol("root", None),
+            vol("pg", Some("pg")),
+            vol("solr", Some("solr")),
+        ];
+        let id = |v: Option<&cloud::VolumeInfo>| v.map(|v| v.id.clone());
+        assert_eq!(
+            id(probe_volume(&attached, Some("solr"))),
+            Some("solr".into())
+        );
+        assert_eq!(id(probe_volume(&attached, Some("db"))), Some("pg".into()));
+        assert_eq!(id(probe_volume(&attached, None)), Some("pg".into()));
+        assert_eq!(
+            id(probe_volume(&attached[..1], Some("solr"))),
+            Some("root".into())
+        );
+        assert_eq!(id(probe_volume(&[], None)), None);
+    }
+
+    #[test]
+    fn a_denial_on_a_target_outside_the_policy_says_so() {
+        let probe = |on_instance, volume_is_ours, snapshot: Option<&str>| Probe {
+            targets: ProbeTargets {
+                volume: Some("vol-root".into()),
+                snapshot: snapshot.map(str::to_string),
+                ..Default::default()
+            },
+            on_instance,
+            volume_is_ours,
+        };
+        let on_ours = probe(true, true, Some("snap-1"));
+        for a in DryRunAction::ALL {
+            assert_eq!(probe_out_of_scope(a, &on_ours), None, "{a:?}");
+        }
+        let root = probe(true, false, Some("snap-1"));
+        let why = probe_out_of_scope(DryRunAction::DeleteVolume, &root).unwrap();
+        assert!(
+            why.contains("probed on vol-root, which the tool did not make"),
+            "{why}"
+        );
+        assert_eq!(probe_out_of_scope(DryRunAction::CreateVolume, &root), None);
+        assert_eq!(
+            probe_out_of_scope(DryRunAction::DeleteSnapshot, &root),
+            None
+        );
+        let no_snapshot = probe(true, true, None);
+        assert!(probe_out_of_scope(DryRunAction::DeleteSnapshot, &no_snapshot).is_some());
+        let off_ec2 = probe(false, true, Some("snap-1"));
+        assert!(
+            probe_out_of_scope(DryRunAction::ModifyInstanceAttribute, &off_ec2)
+                .unwrap()
+                .contains("only from the instance itself")
+        );
     }
 }

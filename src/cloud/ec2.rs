@@ -157,6 +157,34 @@ pub(crate) enum DryRunOutcome {
 const PROBE_VOLUME: &str = "vol-0ffffffffffffffff";
 const PROBE_SNAPSHOT: &str = "snap-0ffffffffffffffff";
 
+/// What the DryRun probes act on, as close to the real calls as the host
+/// allows: a policy that scopes actions to this instance, to resources
+/// carrying the tool's tags and to create requests carrying them
+/// (`iam-policy volumes`) is then probed as the commands will use it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProbeTargets {
+    pub instance_id: String,
+    pub zone: String,
+    /// A volume attached to this instance, the tool's when there is one;
+    /// else a placeholder id.
+    pub volume: Option<String>,
+    /// A snapshot the tool made; else a placeholder id.
+    pub snapshot: Option<String>,
+    /// The tags the commands send when they create a volume or snapshot.
+    pub create_tags: Vec<(String, String)>,
+    /// A tag the commands write on a volume that already exists.
+    pub retag: (String, String),
+}
+
+/// A TagSpecification of `tags` for a new resource of `kind` (probes).
+fn tag_spec(kind: ResourceType, tags: &[(String, String)]) -> TagSpecification {
+    let mut spec = TagSpecification::builder().resource_type(kind);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(k).value(v).build());
+    }
+    spec.build()
+}
+
 impl Ec2 {
     pub(crate) fn new(config: &super::AwsConfig) -> Self {
         Self {
@@ -214,6 +242,30 @@ impl Ec2 {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// A snapshot of this account carrying every `(key, value)` tag, if
+    /// the first small page has one (for the DryRun probes).
+    pub(crate) async fn any_snapshot_tagged(
+        &self,
+        tags: &[(String, String)],
+    ) -> Result<Option<String>, CloudError> {
+        let mut req = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .max_results(5);
+        for (k, v) in tags {
+            req = req.filters(filter(&format!("tag:{k}"), v));
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| cloud_error("DescribeSnapshots", e))?;
+        Ok(resp
+            .snapshots()
+            .iter()
+            .find_map(|s| s.snapshot_id().map(str::to_string)))
     }
 
     /// Volumes attached (or attaching, or detaching) to an instance.
@@ -519,18 +571,17 @@ impl Ec2 {
             .map_err(|e| cloud_error("ModifyInstanceAttribute", e))
     }
 
-    /// Probe one permission with `DryRun=true`. `volume_id` is a volume of
-    /// this host when one is known, else a placeholder; `instance_id` and
-    /// `zone` are the host's when known.
+    /// Probe one permission with `DryRun=true`, with the arguments and
+    /// tags the commands send, on `probe`'s targets.
     pub(crate) async fn dry_run(
         &self,
         action: DryRunAction,
-        instance_id: &str,
-        zone: &str,
-        volume_id: Option<&str>,
+        probe: &ProbeTargets,
     ) -> DryRunOutcome {
         let c = &self.client;
-        let volume = volume_id.unwrap_or(PROBE_VOLUME);
+        let (instance_id, zone) = (probe.instance_id.as_str(), probe.zone.as_str());
+        let volume = probe.volume.as_deref().unwrap_or(PROBE_VOLUME);
+        let snapshot = probe.snapshot.as_deref().unwrap_or(PROBE_SNAPSHOT);
         let name = action.name();
         let result = match action {
             DryRunAction::DescribeSnapshots => c
@@ -555,17 +606,7 @@ impl Ec2 {
                 .availability_zone(zone)
                 .size(1)
                 .volume_type(VolumeType::Gp3)
-                .tag_specifications(
-                    TagSpecification::builder()
-                        .resource_type(ResourceType::Volume)
-                        .tags(
-                            Tag::builder()
-                                .key("snaptastic:probe")
-                                .value("dry-run")
-                                .build(),
-                        )
-                        .build(),
-                )
+                .tag_specifications(tag_spec(ResourceType::Volume, &probe.create_tags))
                 .dry_run(true)
                 .send()
                 .await
@@ -584,6 +625,7 @@ impl Ec2 {
             DryRunAction::CreateSnapshot => c
                 .create_snapshot()
                 .volume_id(volume)
+                .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))
                 .dry_run(true)
                 .send()
                 .await
@@ -597,6 +639,7 @@ impl Ec2 {
                         .exclude_boot_volume(true)
                         .build(),
                 )
+                .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))
                 .dry_run(true)
                 .send()
                 .await
@@ -633,8 +676,8 @@ impl Ec2 {
                 .resources(volume)
                 .tags(
                     Tag::builder()
-                        .key("snaptastic:probe")
-                        .value("dry-run")
+                        .key(&probe.retag.0)
+                        .value(&probe.retag.1)
                         .build(),
                 )
                 .dry_run(true)
@@ -645,6 +688,7 @@ impl Ec2 {
             DryRunAction::DetachVolume => c
                 .detach_volume()
                 .volume_id(volume)
+                .instance_id(instance_id)
                 .dry_run(true)
                 .send()
                 .await
@@ -660,7 +704,7 @@ impl Ec2 {
                 .map_err(|e| cloud_error(name, e)),
             DryRunAction::DeleteSnapshot => c
                 .delete_snapshot()
-                .snapshot_id(PROBE_SNAPSHOT)
+                .snapshot_id(snapshot)
                 .dry_run(true)
                 .send()
                 .await

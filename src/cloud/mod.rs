@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
-pub(crate) use ec2::{DryRunAction, DryRunOutcome, Ec2};
+pub(crate) use ec2::{DryRunAction, DryRunOutcome, Ec2, ProbeTargets};
 pub(crate) use wait::{poll_until, Backoff, WaitError};
 
 /// EC2 retries throttling and 5xx inside the SDK (exponential backoff with

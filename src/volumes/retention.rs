@@ -106,7 +106,7 @@ pub(crate) fn foreign_snapshots(
 
 /// The keys snaptastic 0.2.12 wrote on every snapshot besides the filter
 /// tags (and the `Name` boto copied from the volume, if it had one).
-const LEGACY_KEYS: [&str; 4] = ["instance_id", "mount_point", "expires", "created"];
+pub(crate) const LEGACY_KEYS: [&str; 4] = ["instance_id", "mount_point", "expires", "created"];
 
 /// Keys mount-snapshots writes on volumes and make-snapshots never on a
 /// snapshot: a snapshot carrying one got the tags of a volume copied onto
