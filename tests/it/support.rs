@@ -46,6 +46,13 @@ pub(crate) fn unique(prefix: &str) -> String {
     )
 }
 
+/// The binary under test: this build's, or `SNAPTASTIC_TEST_BIN` (CI runs
+/// the attack tests again against the release binary it packages).
+pub(crate) fn snaptastic_bin() -> PathBuf {
+    std::env::var_os("SNAPTASTIC_TEST_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_snaptastic")), PathBuf::from)
+}
+
 /// A run of the real binary with a hermetic environment: no AWS profile
 /// files from the machine, dummy credentials, metadata pointed at a closed
 /// port unless the test sets it.
@@ -54,13 +61,8 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    /// The binary under test: this build's, or `SNAPTASTIC_TEST_BIN` (CI
-    /// runs the attack tests again against the release binary it packages).
     pub(crate) fn new(args: &[&str]) -> Self {
-        match std::env::var_os("SNAPTASTIC_TEST_BIN") {
-            Some(bin) => Self::program(Path::new(&bin), args),
-            None => Self::program(Path::new(env!("CARGO_BIN_EXE_snaptastic")), args),
-        }
+        Self::program(&snaptastic_bin(), args)
     }
 
     /// Another binary built on the library (an example's).
@@ -628,7 +630,7 @@ impl Lab {
 
     /// snaptastic with the lab's environment.
     pub(crate) fn run(&self, args: &[&str]) -> Run {
-        self.run_program(Path::new(env!("CARGO_BIN_EXE_snaptastic")), args)
+        self.run_program(&snaptastic_bin(), args)
     }
 
     /// Another binary built on the library, with the lab's environment.
