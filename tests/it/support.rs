@@ -49,8 +49,10 @@ pub(crate) fn unique(prefix: &str) -> String {
 /// The binary under test: this build's, or `SNAPTASTIC_TEST_BIN` (CI runs
 /// the attack tests again against the release binary it packages).
 pub(crate) fn snaptastic_bin() -> PathBuf {
-    std::env::var_os("SNAPTASTIC_TEST_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_snaptastic")), PathBuf::from)
+    std::env::var_os("SNAPTASTIC_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_snaptastic")),
+        PathBuf::from,
+    )
 }
 
 /// A run of the real binary with a hermetic environment: no AWS profile

@@ -657,3 +657,63 @@ fn a_batch_slower_than_the_quiet_period_gets_one_index_after_its_last_file() {
     assert_eq!(indexed.len(), 1, "{indexed:#?}");
     assert!(indexed[0].contains("indexed 6 files of"), "{}", indexed[0]);
 }
+
+#[test]
+#[ignore = "needs root (to drop to another user with one capability): scripts/test.sh runs it as root"]
+fn tablesnap_backs_up_root_only_files_as_nobody_with_cap_dac_read_search_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(moto) = moto() else { return };
+    assert!(is_root(), "run as root (scripts/test.sh does in CI)");
+    let s3 = S3::new(&moto);
+    // A data directory only root can read, as Cassandra's is only its own.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("a-Data.db"), b"only root reads this").unwrap();
+    std::fs::set_permissions(
+        data.join("a-Data.db"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Its state directory is its own, as systemd's StateDirectory= makes it.
+    let state = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(state.path(), Some(65534), Some(65534)).unwrap();
+    let bin = crate::support::snaptastic_bin();
+    let data_arg = data.to_str().unwrap();
+    let mut child = Run::program(
+        std::path::Path::new("/usr/bin/setpriv"),
+        &[
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all,+dac_read_search",
+            "--ambient-caps=-all,+dac_read_search",
+            "--bounding-set=-all,+dac_read_search",
+            "--no-new-privs",
+            bin.to_str().unwrap(),
+            "tablesnap",
+            &s3.bucket,
+            data_arg,
+            "-n",
+            "host1",
+            "-B",
+        ],
+    )
+    .env("AWS_ENDPOINT_URL", &moto)
+    .env("AWS_REGION", "us-east-1")
+    .env("SNAPTASTIC_STATE_DIR", state.path())
+    .spawn();
+    let k = key(&data, "a-Data.db");
+    s3.wait_keys("the root-only file", |keys| keys.contains(&k));
+    // And a file that lands while it runs (inotify on a 0700 directory).
+    std::fs::write(data.join("b-Data.db"), b"later").unwrap();
+    let kb = key(&data, "b-Data.db");
+    s3.wait_keys("the file written later", |keys| keys.contains(&kb));
+    assert_eq!(s3.get(&k), b"only root reads this");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("Permission denied"), "{err}");
+}
