@@ -14,10 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::slurp_safety::{slurp, ORIGIN};
 use crate::support::{is_root, lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
 use crate::tablesnap::Daemon;
-
-const ORIGIN: &str = "/var/lib/cassandra/data/ks/tbl";
 
 /// A file outside every tree the tool is given, and what it must stay.
 struct Victim {
@@ -69,22 +68,6 @@ fn put_index(s3: &S3, dir: &str, names: &[&str]) {
         body.as_bytes(),
         &[("snaptastic-index", "1".into())],
     );
-}
-
-fn slurp(moto: &str, bucket: &str, target: &Path, extra: &[&str]) -> crate::support::Done {
-    let mut args = vec![
-        "tableslurp",
-        bucket,
-        ORIGIN,
-        target.to_str().unwrap(),
-        "-n",
-        "host1",
-    ];
-    args.extend_from_slice(extra);
-    Run::new(&args)
-        .env("AWS_ENDPOINT_URL", moto)
-        .env("AWS_REGION", "us-east-1")
-        .run()
 }
 
 fn is_regular(p: &Path) -> bool {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
 
-const ORIGIN: &str = "/var/lib/cassandra/data/ks/tbl";
+pub(crate) const ORIGIN: &str = "/var/lib/cassandra/data/ks/tbl";
 
 /// PUT `host1:<ORIGIN>/<name>` with user metadata.
 fn put(s3: &S3, name: &str, body: &[u8], meta: &[(&str, String)]) {
@@ -38,7 +38,13 @@ fn slurp_args<'a>(bucket: &'a str, target: &'a Path, extra: &[&'a str]) -> Vec<&
     args
 }
 
-fn slurp(moto: &str, bucket: &str, target: &Path, extra: &[&str]) -> crate::support::Done {
+/// tableslurp of ORIGIN (as host1) into `target` against `moto`.
+pub(crate) fn slurp(
+    moto: &str,
+    bucket: &str,
+    target: &Path,
+    extra: &[&str],
+) -> crate::support::Done {
     Run::new(&slurp_args(bucket, target, extra))
         .env("AWS_ENDPOINT_URL", moto)
         .env("AWS_REGION", "us-east-1")
