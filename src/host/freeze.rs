@@ -82,6 +82,9 @@ impl std::fmt::Display for FreezeError {
             Errno::EBUSY => " (already frozen by someone else)",
             Errno::EOPNOTSUPP => " (this filesystem cannot be frozen)",
             Errno::ETIMEDOUT => " (the freeze itself did not return in time)",
+            Errno::ELOOP | Errno::ENOTDIR => {
+                " (a symbolic link is on the mount point's path; mount points are never reached through links)"
+            }
             _ => "",
         };
         write!(
