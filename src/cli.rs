@@ -739,3 +739,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "proptests/cli.rs"]
+mod proptests;

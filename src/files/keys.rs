@@ -270,3 +270,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "../proptests/keys.rs"]
+mod proptests;
