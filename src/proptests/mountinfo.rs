@@ -66,7 +66,10 @@ fn escaped_names_read_back() {
         Just("shared:20 "),
         Just("master:1 propagate_from:2 ")
     ];
-    let input = (field(), field(), field(), optional);
+    // Mount points are absolute: a field that is just `-` (the separator)
+    // is never one.
+    let mount_point = field().prop_map(|f| format!("/{f}"));
+    let input = (mount_point, field(), field(), optional);
     check("mountinfo_escaped_names", input, |(mp, fs, src, opt)| {
         let text = line(&mp, &fs, &src, opt);
         let mounts = parse(&text);
