@@ -756,3 +756,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "proptests/cli.rs"]
+mod proptests;

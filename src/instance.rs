@@ -404,3 +404,7 @@ mod tests {
         assert!(Metadata::new("http://").is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "proptests/instance.rs"]
+mod proptests;

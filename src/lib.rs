@@ -52,6 +52,8 @@ mod logging;
 mod policy;
 mod progress;
 mod prompt;
+#[cfg(test)]
+mod proptests;
 mod registry;
 mod report;
 mod run;

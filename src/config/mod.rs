@@ -269,4 +269,7 @@ impl Volume {
 }
 
 #[cfg(test)]
+#[path = "../proptests/config.rs"]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -136,3 +136,7 @@ fn kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+#[path = "../proptests/userdata.rs"]
+mod proptests;

@@ -374,3 +374,7 @@ mod tests {
         assert_eq!(text.lines().count(), 2, "{text}");
     }
 }
+
+#[cfg(test)]
+#[path = "../proptests/digests.rs"]
+mod proptests;

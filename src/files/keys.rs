@@ -319,3 +319,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "../proptests/keys.rs"]
+mod proptests;

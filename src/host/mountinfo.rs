@@ -35,7 +35,8 @@ fn parse_line(line: &str) -> Option<MountEntry> {
     })
 }
 
-/// The kernel writes space, tab, newline and backslash as `\ooo` octal.
+/// The kernel writes space, tab, newline and backslash as `\ooo` octal
+/// (one byte, so `\000` to `\377`; a `\4xx` to `\7xx` is left as text).
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -43,7 +44,8 @@ fn unescape(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'\\'
             && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+            && (b'0'..=b'3').contains(&b[i + 1])
+            && b[i + 2..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(n);
@@ -102,3 +104,7 @@ garbage line
         assert!(find(&m, "/mnt").is_none());
     }
 }
+
+#[cfg(test)]
+#[path = "../proptests/mountinfo.rs"]
+mod proptests;

@@ -45,7 +45,7 @@ pub(crate) fn parse_python_timestamp_in<Tz: TimeZone>(s: &str, tz: &Tz) -> Optio
         LocalResult::Single(t) => t,
         LocalResult::Ambiguous(early, _) => early,
         LocalResult::None => tz
-            .from_local_datetime(&(naive + chrono::Duration::hours(1)))
+            .from_local_datetime(&naive.checked_add_signed(chrono::Duration::hours(1))?)
             .earliest()?,
     };
     Some(local.with_timezone(&Utc))
@@ -155,3 +155,7 @@ mod tests {
         assert_eq!(tags.len(), 4);
     }
 }
+
+#[cfg(test)]
+#[path = "../proptests/tags.rs"]
+mod proptests;
