@@ -351,3 +351,43 @@ fn index_anchor_and_filter_take_any_path() {
         Ok(())
     });
 }
+
+#[test]
+fn stat_metadata_from_anything_and_back() {
+    // Anyone who can write the bucket writes `stat`: any text, any JSON.
+    let hostile = prop_oneof![
+        hostile_text(),
+        json_value().prop_map(|v| v.to_string()),
+        bytes().prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ];
+    check("stat_metadata_from_anything", hostile, |s| {
+        let _ = StatMeta::parse(&s);
+        Ok(())
+    });
+    let written = (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        proptest::option::of(hostile_text()),
+        proptest::option::of(hostile_text()),
+    );
+    check(
+        "stat_metadata_reads_back",
+        written,
+        |(uid, gid, mode, user, group)| {
+            let s = stat_json(uid, gid, mode, user.as_deref(), group.as_deref());
+            let back = StatMeta::parse(&s);
+            prop_assert_eq!(
+                back,
+                StatMeta {
+                    mode: Some(mode),
+                    uid: Some(uid),
+                    gid: Some(gid),
+                    user,
+                    group
+                }
+            );
+            Ok(())
+        },
+    );
+}
