@@ -27,3 +27,4 @@ mod tablesnap;
 mod tablesnap_restart;
 mod tablesnap_safety;
 mod timezones;
+mod units;
