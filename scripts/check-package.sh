@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build the .deb (scripts/package.sh) and check it as a user would meet it:
 # its contents (dpkg-deb -c); then, as root: install it, run the commands,
-# read a man page, verify every systemd unit, upgrade it with an edited
-# conffile (the edit stays), remove it (nothing left but the edited
-# conffile) and purge it. Exits non-zero at the first thing wrong.
+# read a man page, see the system user tablesnap made, verify every
+# systemd unit, upgrade it with an edited conffile (the edit stays),
+# remove it (nothing left but the edited conffile and the user) and purge
+# it (the user and /var/lib/snaptastic go too). Exits non-zero at the
+# first thing wrong.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SNAPTASTIC_CACHE="${SNAPTASTIC_CACHE:-/var/tmp/snaptastic-cache}"
@@ -53,6 +55,10 @@ dpkg -i "$deb" >/dev/null
 tablesnap --help | grep -q -- '--backup' || fail "tablesnap --help"
 tableslurp --version >/dev/null
 man -l /usr/share/man/man1/snaptastic.1.gz 2>/dev/null | grep -q 'make-snapshots' || fail "man page"
+# The system user tablesnap.service runs as (postinst): no login shell.
+ts_user="$(getent passwd tablesnap)" || fail "postinst did not make the user tablesnap"
+[ "${ts_user##*:}" = /usr/sbin/nologin ] || fail "tablesnap has a login shell: $ts_user"
+[ "$(id -gn tablesnap)" = tablesnap ] || fail "tablesnap's group is $(id -gn tablesnap)"
 
 # Every unit, templates as an instance, with no warning at all.
 units="$(mktemp -d)"
@@ -72,6 +78,7 @@ next="$(dirname "$deb")/next.deb"
 "$SNAPTASTIC_CACHE/tools/bin/cargo-deb" --no-build --locked --deb-revision 2 --output "$next" >/dev/null 2>&1
 dpkg -i "$next" </dev/null >/dev/null
 grep -q 'edited by the operator' /etc/snaptastic/snaptastic.toml || fail "the upgrade lost the edited conffile"
+[ "$(getent passwd tablesnap)" = "$ts_user" ] || fail "the upgrade changed the user tablesnap"
 rm -f "$next"
 
 dpkg -r snaptastic >/dev/null
@@ -80,7 +87,12 @@ for gone in /usr/bin/snaptastic /usr/bin/tablesnap /usr/share/man/man1/snaptasti
     [ ! -e "$gone" ] && [ ! -L "$gone" ] || fail "$gone left after dpkg -r"
 done
 grep -q 'edited by the operator' /etc/snaptastic/snaptastic.toml || fail "dpkg -r removed the edited conffile"
+getent passwd tablesnap >/dev/null || fail "dpkg -r removed the user tablesnap"
+mkdir -p /var/lib/snaptastic && touch /var/lib/snaptastic/tablesnap-test.digests
 dpkg --purge snaptastic >/dev/null
 [ ! -e /etc/snaptastic/snaptastic.toml ] || fail "purge left the conffile"
+[ ! -e /var/lib/snaptastic ] || fail "purge left the daemon's state in /var/lib/snaptastic"
+! getent passwd tablesnap >/dev/null || fail "purge left the user tablesnap"
+! getent group tablesnap >/dev/null || fail "purge left the group tablesnap"
 trap - EXIT
-echo "check-package: upgrade kept the edited conffile; remove left only it; purge removed it"
+echo "check-package: upgrade kept the edited conffile and the user; remove left only them; purge removed them and the state"

@@ -28,3 +28,4 @@ mod tablesnap;
 mod tablesnap_restart;
 mod tablesnap_safety;
 mod timezones;
+mod units;
