@@ -156,7 +156,12 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
         }]
     };
     // Directories in parallel: their files share the one limit.
+    let target = args.target.clone();
+    let top = tokio::task::spawn_blocking(move || SafeDir::create(&target))
+        .await?
+        .with_context(|| format!("TARGET {}", args.target.display()))?;
     let request = Arc::new(Request {
+        top: Arc::new(top),
         target: args.target.clone(),
         bucket: args.bucket.clone(),
         file: args.file.clone(),
@@ -194,8 +199,9 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
 
 /// What was asked of every directory.
 struct Request {
-    /// TARGET as the operator gave it (links in it followed, as theirs);
-    /// below it nothing is.
+    /// TARGET, opened once (a link on its path followed only where root
+    /// alone can have made it); below it nothing is followed.
+    top: Arc<SafeDir>,
     target: PathBuf,
     bucket: String,
     file: Option<String>,
@@ -334,8 +340,8 @@ async fn restore_dir(
     );
     // TARGET as given, then each level below it made and entered without
     // following a link (its owner may have planted one).
-    let top = request.target.clone();
-    let into = tokio::task::spawn_blocking(move || SafeDir::create(&top)?.create_dirs(&rel))
+    let top = request.top.clone();
+    let into = tokio::task::spawn_blocking(move || top.create_dirs(&rel))
         .await?
         .map_err(|e| {
             if is_refused_link(&e) {
@@ -631,10 +637,11 @@ async fn fetch_one(
         return Err(e);
     }
     drop(file);
-    let to = name.to_string();
-    blocking(into, move |d| d.rename(&tmp, &to))
-        .await
-        .map_err(RestoreError::Rename)?;
+    let (to, from) = (name.to_string(), tmp.clone());
+    if let Err(e) = blocking(into, move |d| d.rename(&from, &to)).await {
+        discard(into, &tmp).await;
+        return Err(RestoreError::Rename(e));
+    }
     Ok(true)
 }
 
@@ -697,12 +704,15 @@ fn apply_stat(
     }
     let mut mode = stat.mode.map_or(0o644, |m| m & 0o7777);
     let special = mode & 0o7000;
-    let owner_restored = owner.preserve && uid.is_some() && gid.is_some();
+    // Only with the owner restored, and never onto root: a setuid or
+    // setgid root file is what an attacker would ask the bucket for.
+    let owner_restored =
+        owner.preserve && uid.is_some_and(|u| u != 0) && gid.is_some_and(|g| g != 0);
     if special != 0 && !(owner.special_bits && owner_restored) {
         mode &= 0o777;
         tracing::warn!(
             "{}: restored without its setuid/setgid/sticky bits (mode {:o} in the backup; \
-             -p --keep-special-bits keeps them with the owner restored)",
+             -p --keep-special-bits keeps them with the owner restored, never for root)",
             path.display(),
             special | mode
         );

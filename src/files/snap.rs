@@ -230,6 +230,13 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     let tree = Arc::new(
         crate::host::safe_path::Roots::open(&roots).context("opening the watched directories")?,
     );
+    if crate::host::safe_path::hard_links_protected() == Some(false) {
+        tracing::warn!(
+            "fs.protected_hardlinks is 0: a user who can write a watched directory can hard-link \
+             any file into it (/etc/shadow) and have it backed up; set sysctl \
+             fs.protected_hardlinks=1 (the default of Debian, Ubuntu and Amazon Linux)"
+        );
+    }
 
     let s3 = s3_client(args).await?;
     s3.check_bucket()

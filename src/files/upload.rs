@@ -361,7 +361,14 @@ impl Uploader {
             Ok((_, Some(Done::Changed))) => Ok(Outcome::Skipped("changed while being read".into())),
             Ok((_, None)) => Ok(Outcome::Vanished),
             // Deleted while uploading: the object was not completed.
-            Err(_) if !path.exists() => Ok(Outcome::Vanished),
+            Err(_)
+                if self
+                    .roots
+                    .open_file(path)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                Ok(Outcome::Vanished)
+            }
             Err(e) => Err(e),
         }
     }

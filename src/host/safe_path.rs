@@ -7,8 +7,13 @@
 //! can pass through a directory a just-restored volume brought back.
 //! Everything under such a place is reached here, one way:
 //!
-//! - the directory the operator named is opened once ([`SafeDir::open`],
-//!   following links in that path: it is the operator's choice);
+//! - the directory the operator named is opened by a walk from `/`
+//!   ([`SafeDir::open`]) that follows a symbolic link only where no one
+//!   but root can have put it: in a directory owned by root that no one
+//!   else may write (the rule of systemd-tmpfiles' "unsafe path
+//!   transition" and sshd's StrictModes). A link in `/var/lib/cassandra`,
+//!   which the `cassandra` account owns, could be swapped in at any time
+//!   and is refused: name the real path;
 //! - below it, every path is resolved by the kernel relative to that
 //!   descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, or,
 //!   where the kernel lacks openat2, one `openat(O_NOFOLLOW)` per
@@ -22,6 +27,7 @@
 //!
 //! Callers get `std::fs::File`s and paths; `nix` stays in here.
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
@@ -31,8 +37,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, renameat, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
-use nix::sys::stat::{mkdirat, Mode};
+use nix::fcntl::{openat, openat2, readlinkat, renameat, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
 /// Why a name from outside cannot be a path component.
@@ -99,13 +105,98 @@ pub(crate) struct SafeDir {
     path: PathBuf,
 }
 
+/// Symbolic links followed in one named path at the most (the kernel's
+/// own limit).
+const MAX_LINKS: usize = 40;
+
 impl SafeDir {
-    /// The directory the operator named, following links in that path as
-    /// any tool does (it is the operator's choice).
+    /// The directory the operator named (a watched directory, TARGET, the
+    /// Prometheus textfile directory), walked from `/` one component at a
+    /// time. A symbolic link on the way is followed only when it sits in a
+    /// directory owned by root that no one else may write: any other could
+    /// have been planted by that directory's owner. A relative path is
+    /// taken from the working directory.
     pub(crate) fn open(path: &Path) -> io::Result<SafeDir> {
-        let fd = openat(
+        SafeDir::named(path, false)
+    }
+
+    /// `open`, making missing directories (mode 0755) on the way.
+    pub(crate) fn create(path: &Path) -> io::Result<SafeDir> {
+        SafeDir::named(path, true)
+    }
+
+    fn named(path: &Path, create: bool) -> io::Result<SafeDir> {
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(path)
+        };
+        let path_flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let root = openat(
             AT_FDCWD,
-            path,
+            "/",
+            path_flags | OFlag::O_DIRECTORY,
+            Mode::empty(),
+        )?;
+        // The directories walked so far, `/` first (`..` pops one).
+        let mut stack = vec![root];
+        let mut todo: VecDeque<OsString> = names_of(&abs);
+        let mut links = 0;
+        while let Some(name) = todo.pop_front() {
+            if name == ".." {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                continue;
+            }
+            let here = stack.last().ok_or(io::ErrorKind::NotFound)?;
+            let fd = match openat(here, name.as_os_str(), path_flags, Mode::empty()) {
+                Err(Errno::ENOENT) if create => {
+                    match mkdirat(here, name.as_os_str(), Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(Errno::EEXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    openat(here, name.as_os_str(), path_flags, Mode::empty())?
+                }
+                r => r?,
+            };
+            let kind = SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT;
+            if kind == SFlag::S_IFDIR {
+                stack.push(fd);
+            } else if kind == SFlag::S_IFLNK {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Errno::ELOOP.into());
+                }
+                let dir = fstat(here)?;
+                if dir.st_uid != 0 || dir.st_mode & 0o022 != 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} is a symbolic link in a directory that uid {} owns or others may \
+                             write (mode {:o}): not followed as root, as it may have been swapped \
+                             in; name the real path",
+                            name.to_string_lossy(),
+                            dir.st_uid,
+                            dir.st_mode & 0o7777
+                        ),
+                    ));
+                }
+                let target = PathBuf::from(readlinkat(here, name.as_os_str())?);
+                if target.is_absolute() {
+                    stack.truncate(1);
+                }
+                for n in names_of(&target).into_iter().rev() {
+                    todo.push_front(n);
+                }
+            } else {
+                return Err(Errno::ENOTDIR.into());
+            }
+        }
+        let last = stack.last().ok_or(io::ErrorKind::NotFound)?;
+        let fd = openat(
+            last,
+            ".",
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
@@ -113,12 +204,6 @@ impl SafeDir {
             fd,
             path: path.to_path_buf(),
         })
-    }
-
-    /// `open`, creating the directory (and its parents) first.
-    pub(crate) fn create(path: &Path) -> io::Result<SafeDir> {
-        std::fs::create_dir_all(path)?;
-        SafeDir::open(path)
     }
 
     /// An absolute path whose every component must be a real directory,
@@ -363,6 +448,18 @@ fn walk_dir_flags() -> OFlag {
     OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
 }
 
+/// The names of a path to walk: its normal components and `..` (a root
+/// and `.` dropped).
+fn names_of(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The plain components of a relative path; `..`, a root or a prefix is
 /// refused (`.` is dropped).
 fn components(rel: &Path) -> io::Result<Vec<&OsStr>> {
@@ -386,38 +483,53 @@ fn invalid(e: BadName) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
 }
 
-/// The directories a daemon was told to watch, opened once: a path below
-/// one of them is opened through that root's descriptor, so a link the
-/// owner planted anywhere below (a file, a directory swapped for a link
-/// after its create event) is never followed.
+/// Whether the kernel keeps users from hard-linking files they could not
+/// read or write (`fs.protected_hardlinks`, on by default in Debian,
+/// Ubuntu and Amazon Linux): without it, a user who can write a watched
+/// directory could link `/etc/shadow` into it. Links are a path walk's
+/// blind spot, since a hard link is the file itself. `None` if unknown.
+pub(crate) fn hard_links_protected() -> Option<bool> {
+    let v = std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").ok()?;
+    Some(v.trim() != "0")
+}
+
+/// The directories a daemon was told to watch: a path below one of them
+/// is opened through that root's descriptor, so a link the owner planted
+/// anywhere below (a file, a directory swapped for a link after its
+/// create event) is never followed. Each root is opened afresh for each
+/// use ([`SafeDir::open`]) and closed after it: a descriptor held for the
+/// daemon's life would keep its volume from being unmounted (`EBUSY`) and
+/// would go on reading a root that was removed and made again.
 #[derive(Debug)]
-pub(crate) struct Roots(Vec<SafeDir>);
+pub(crate) struct Roots(Vec<PathBuf>);
 
 impl Roots {
+    /// Check that each root opens now (a daemon with one that does not
+    /// must not start).
     pub(crate) fn open(paths: &[PathBuf]) -> io::Result<Roots> {
-        let mut roots = paths
-            .iter()
-            .map(|p| {
-                SafeDir::open(p)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-            })
-            .collect::<io::Result<Vec<_>>>()?;
+        for p in paths {
+            SafeDir::open(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+        }
+        let mut roots = paths.to_vec();
         // Longest first: a root inside another answers for its own tree.
-        roots.sort_by_key(|r| std::cmp::Reverse(r.path.components().count()));
+        roots.sort_by_key(|r| std::cmp::Reverse(r.components().count()));
         Ok(Roots(roots))
     }
 
-    /// The root `path` is under, and the rest of it.
-    fn split<'a>(&self, path: &'a Path) -> io::Result<(&SafeDir, &'a Path)> {
-        self.0
+    /// The root `path` is under, opened, and the rest of it.
+    fn split<'a>(&self, path: &'a Path) -> io::Result<(SafeDir, &'a Path)> {
+        let (root, rel) = self
+            .0
             .iter()
-            .find_map(|r| path.strip_prefix(&r.path).ok().map(|rel| (r, rel)))
+            .find_map(|r| path.strip_prefix(r).ok().map(|rel| (r, rel)))
             .ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("{} is under no watched directory", path.display()),
                 )
-            })
+            })?;
+        Ok((SafeDir::open(root)?, rel))
     }
 
     /// The regular file at `path` (under a root), for reading.

@@ -172,3 +172,43 @@ fn roots_answer_for_their_own_trees_only() {
     assert!(roots.open_file(&p.root.join("dir-link/victim")).is_err());
     assert!(roots.dir(&p.root.join("real")).is_ok());
 }
+
+#[test]
+fn a_named_path_follows_only_links_that_root_alone_can_have_made() {
+    let p = planted();
+    let tmp = p.root.parent().unwrap().to_path_buf();
+    // tempdir() is 0700 and ours: a link in it is followed.
+    symlink(p.root.join("real"), tmp.join("trusted-link")).unwrap();
+    let d = SafeDir::open(&tmp.join("trusted-link")).unwrap();
+    assert_eq!(read(d.open_file(Path::new("file")).unwrap()), "data");
+    // `..` and relative links resolve as the kernel would.
+    let d = SafeDir::open(&p.root.join("real/../real")).unwrap();
+    assert!(d.open_file(Path::new("file")).is_ok());
+    // A link in a directory others may write is refused, whoever owns it.
+    let open = tmp.join("shared");
+    std::fs::create_dir(&open).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    symlink(p.victim.parent().unwrap(), open.join("data")).unwrap();
+    let e = SafeDir::open(&open.join("data")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+    assert!(
+        e.to_string().contains("is a symbolic link in a directory"),
+        "{e}"
+    );
+    // And one in a directory another user owns (root can tell only as root).
+    if nix::unistd::geteuid().is_root() {
+        let theirs = tmp.join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        symlink(p.victim.parent().unwrap(), theirs.join("data")).unwrap();
+        let e = SafeDir::open(&theirs.join("data")).unwrap_err();
+        assert!(e.to_string().contains("uid 65534 owns"), "{e}");
+        assert!(SafeDir::create(&theirs.join("data/new")).is_err());
+        assert!(!p.victim.parent().unwrap().join("new").exists());
+    }
+    // create makes what is missing, without following anything.
+    let made = SafeDir::create(&tmp.join("a/b")).unwrap();
+    assert_eq!(made.path(), tmp.join("a/b"));
+    assert!(tmp.join("a/b").is_dir());
+}

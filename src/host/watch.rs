@@ -16,7 +16,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use inotify::{EventMask, EventStream, Inotify, WatchDescriptor, WatchMask, Watches};
 
-use super::safe_path::{is_refused_link, Kind, Roots, SafeDir};
+use super::safe_path::{is_refused_link, Kind, Roots};
 
 /// Which file events count (tablesnap's `--listen-events`).
 #[derive(Debug, Clone, Copy, Default)]
@@ -207,10 +207,17 @@ impl Watcher {
         self.dirs.insert(wd, dir.to_path_buf());
         self.unwatched.remove(dir);
         if self.recursive {
-            for (name, kind) in opened.entries()? {
-                if kind == Kind::Dir {
-                    self.add_sub(&dir.join(name));
-                }
+            let subs: Vec<PathBuf> = opened
+                .entries()?
+                .into_iter()
+                .filter(|(_, kind)| *kind == Kind::Dir)
+                .map(|(name, _)| dir.join(name))
+                .collect();
+            // Closed before going down: however deep a tree its owner
+            // builds, one descriptor at a time is open here.
+            drop(opened);
+            for sub in subs {
+                self.add_sub(&sub);
             }
         }
         Ok(())
@@ -264,25 +271,22 @@ impl Watcher {
 
 /// Regular files directly in `dir`, or below it when `recursive`, read
 /// through descriptors: links (to files or directories) are left out.
+/// Directories are visited from a list, one open at a time, so a tree of
+/// any depth takes no more descriptors than a flat one.
 pub(crate) fn scan(roots: &Roots, dir: &Path, recursive: bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Ok(d) = roots.dir(dir) {
-        scan_dir(&d, recursive, &mut out);
-    }
-    out
-}
-
-fn scan_dir(dir: &SafeDir, recursive: bool, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = dir.entries() else { return };
-    for (name, kind) in entries {
-        match kind {
-            Kind::File => out.push(dir.path().join(name)),
-            Kind::Dir if recursive => {
-                if let Ok(sub) = dir.dir(Path::new(&name)) {
-                    scan_dir(&sub, true, out);
-                }
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = roots.dir(&d).and_then(|opened| opened.entries()) else {
+            continue;
+        };
+        for (name, kind) in entries {
+            match kind {
+                Kind::File => out.push(d.join(name)),
+                Kind::Dir if recursive => todo.push(d.join(name)),
+                _ => {}
             }
-            _ => {}
         }
     }
+    out
 }

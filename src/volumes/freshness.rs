@@ -180,9 +180,8 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         // Write then rename, so the collector never reads half a file; the
         // textfile directory may be another user's (the exporter's), so
         // through its descriptor, never through a link planted there.
-        let (dir, name) = match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
-            (Some(d), Some(n)) => (d, n),
-            _ => bail!("--prometheus {}: not a file path", path.display()),
+        let Some((dir, name)) = dir_and_name(path) else {
+            bail!("--prometheus {}: not a file path", path.display());
         };
         SafeDir::open(dir)
             .and_then(|d| d.replace_file(name, prometheus(&label, &rows).as_bytes(), 0o644))
@@ -197,6 +196,16 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The directory and file name of `path` (`.` for a bare name).
+fn dir_and_name(path: &std::path::Path) -> Option<(&std::path::Path, &str)> {
+    let name = path.file_name()?.to_str()?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    Some((dir, name))
 }
 
 #[cfg(test)]

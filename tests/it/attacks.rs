@@ -295,6 +295,11 @@ fn a_setuid_file_backed_up_comes_back_without_its_bits_unless_asked() {
     assert_eq!(r.code(), 0, "{}", r.stderr());
     assert_eq!(mode(&t.path().join("s-Data.db")), 0o4755);
     assert_eq!(uid(&t.path().join("s-Data.db")), 65534);
+    // Never onto root, even asked: the crafted object says uid 0.
+    assert_eq!(mode(&t.path().join("x-Data.db")), 0o755);
+    assert_eq!(uid(&t.path().join("x-Data.db")), 0);
+    let (t, _) = restore(&["-p", "--keep-special-bits", "-o", "root", "-g", "root"]);
+    assert_eq!(mode(&t.path().join("s-Data.db")), 0o755);
     // The flag alone is refused.
     let (_, r) = restore(&["--keep-special-bits"]);
     assert_eq!(r.code(), 2, "{}", r.stderr());
@@ -502,4 +507,51 @@ fn a_link_inside_a_restored_parent_volume_never_chooses_a_mount_point() {
         .file_type()
         .is_symlink());
     s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"]);
+}
+
+#[test]
+#[ignore = "needs root (a directory another user owns): scripts/test.sh runs it as root"]
+fn a_named_directory_its_parents_owner_swapped_for_a_link_is_refused() {
+    let Some(moto) = moto() else { return };
+    assert!(is_root(), "run as root (scripts/test.sh does in CI)");
+    let s3 = S3::new(&moto);
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = Victim::new(tmp.path());
+    // /var/lib/cassandra is cassandra's: `mv data x; ln -s / data`.
+    let home = tmp.path().join("cassandra");
+    std::fs::create_dir(&home).unwrap();
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    symlink(&victim.dir, home.join("data")).unwrap();
+    let data = home.join("data");
+
+    let out = Run::new(&[
+        "tablesnap",
+        &s3.bucket,
+        data.to_str().unwrap(),
+        "-n",
+        "host1",
+        "-B",
+    ])
+    .env("AWS_ENDPOINT_URL", &moto)
+    .env("AWS_REGION", "us-east-1")
+    .run();
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    assert!(
+        out.stderr()
+            .contains("data is a symbolic link in a directory that uid 65534 owns"),
+        "{}",
+        out.stderr()
+    );
+    assert!(s3.keys().is_empty(), "{:?}", s3.keys());
+
+    put_data(&s3, ORIGIN, "a-Data.db", b"aaaa", 0o100644, 0);
+    put_index(&s3, ORIGIN, &["a-Data.db"]);
+    let r = slurp(&moto, &s3.bucket, &data.join("tbl"), &[]);
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(
+        r.stderr().contains("TARGET") && r.stderr().contains("uid 65534 owns"),
+        "{}",
+        r.stderr()
+    );
+    victim.unchanged();
 }
