@@ -340,6 +340,11 @@ pub(crate) struct MountSnapshotsArgs {
     /// volumes then hold data from different points in time.
     #[arg(long)]
     pub allow_mixed: bool,
+    /// Restore the snapshots of this make-snapshots run (its `snaptastic:run`
+    /// tag, shown by list-volumes) instead of the newest point in time; it
+    /// must cover every mount point that has snapshots.
+    #[arg(long, value_name = "RUN")]
+    pub set: Option<String>,
     /// Restore from the snapshot even where unmount-snapshots left a
     /// detached volume (newer data) in another availability zone, or
     /// leave such a volume in this zone unused.

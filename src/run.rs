@@ -105,6 +105,7 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 wait_pending: a.wait_pending,
                 allow_non_empty: a.allow_non_empty,
                 allow_mixed: a.allow_mixed,
+                set: a.set.clone(),
                 from_snapshot: a.from_snapshot,
                 report: report.clone(),
             };

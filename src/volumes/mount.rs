@@ -49,6 +49,8 @@ pub(crate) struct MountOptions {
     /// Without a complete snapshot set, restore each volume from its own
     /// newest snapshot (points in time differ).
     pub allow_mixed: bool,
+    /// `--set RUN`: that make-snapshots run's snapshots.
+    pub set: Option<String>,
     /// Restore from snapshots even where a detached volume (newer data)
     /// is in another AZ.
     pub from_snapshot: bool,
@@ -125,6 +127,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
     let opts = PlanOptions {
         ignore_mounted: args.ignore_mounted,
         allow_mixed: args.allow_mixed,
+        set: args.set.as_deref(),
         from_snapshot: args.from_snapshot,
     };
     let plan = match plan_mount(volumes, &seen, opts) {
@@ -146,7 +149,10 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
     });
     if restores {
         match &plan.point {
-            PointInTime::Mixed { .. } => tracing::warn!("{} (--allow-mixed)", plan.point.explain()),
+            PointInTime::Mixed { .. } | PointInTime::Diverged { .. } => {
+                tracing::warn!("{} (--allow-mixed)", plan.point.explain())
+            }
+            PointInTime::Generation { .. } => tracing::warn!("{}", plan.point.explain()),
             point => tracing::info!("{}", point.explain()),
         }
         // A mount point no snapshot has ever covered (new to the profile,

@@ -165,6 +165,27 @@ pub(crate) enum PointInTime {
         /// run lacks: what it has instead.
         lacking: Vec<(usize, String)>,
     },
+    /// One volume with snapshots: its newest usable one, whichever tool
+    /// or run made it (one volume is always one point in time).
+    Newest,
+    /// Every volume has snapshots without a run tag (snaptastic 0.2.12's
+    /// make-snapshots, still running on some hosts while a fleet
+    /// migrates, or after a rollback) newer than the newest complete set:
+    /// that generation is the newer point in time, each volume from its
+    /// newest such snapshot.
+    Generation {
+        /// The complete set passed over for it.
+        passed_over: String,
+    },
+    /// Some volumes have newer untagged snapshots than the newest complete
+    /// set and others do not: the newest data cannot be restored as one
+    /// point in time. Refused without `--set RUN` (the set) or
+    /// `--allow-mixed` (each volume's newest).
+    Diverged {
+        run: String,
+        /// Per volume (index) with newer data outside the set: what.
+        newer: Vec<(usize, String)>,
+    },
 }
 
 impl PointInTime {
@@ -173,7 +194,9 @@ impl PointInTime {
         match self {
             PointInTime::Set { run } => run.clone(),
             PointInTime::NoSets => "0.2.12 (no set)".into(),
-            PointInTime::Mixed { .. } => "mixed".into(),
+            PointInTime::Mixed { .. } | PointInTime::Diverged { .. } => "mixed".into(),
+            PointInTime::Newest => "newest (one volume)".into(),
+            PointInTime::Generation { .. } => "0.2.12 (newer than the set)".into(),
         }
     }
 
@@ -188,6 +211,15 @@ impl PointInTime {
             ),
             PointInTime::Mixed { newest_run, .. } => format!(
                 "no complete snapshot set (the newest, {TAG_RUN}={newest_run}, lacks some mount points): each volume from its own newest snapshot, points in time differ"
+            ),
+            PointInTime::Newest => {
+                "one volume with snapshots: restoring its newest usable snapshot".into()
+            }
+            PointInTime::Generation { passed_over } => format!(
+                "every volume has snapshots without a {TAG_RUN} tag (snaptastic 0.2.12's) newer than the newest complete set {TAG_RUN}={passed_over}: restoring that newer generation, each volume from its newest"
+            ),
+            PointInTime::Diverged { run, .. } => format!(
+                "some volumes have snapshots newer than the newest complete set {TAG_RUN}={run} and others do not: each volume from its own newest snapshot, points in time differ"
             ),
         }
     }
@@ -209,6 +241,24 @@ pub(crate) struct Points {
 /// `PointInTime::NoSets` when no usable snapshot carries a run tag, else
 /// `PointInTime::Mixed`, which the caller refuses without `--allow-mixed`.
 pub(crate) fn choose_points(snapshots: &[SnapshotInfo], mount_points: &[&str]) -> Points {
+    choose_points_in(snapshots, mount_points, None)
+}
+
+/// `choose_points`, or with `set` (`--set RUN`) that run's snapshots only,
+/// when it covers every mount point that has snapshots.
+///
+/// The newest point in time wins: with one volume, its newest usable
+/// snapshot; with several, the newest complete set, unless snapshots
+/// without a run tag (snaptastic 0.2.12's) are newer than it for every
+/// volume (`Generation`), or for some only (`Diverged`, refused without a
+/// flag rather than going back in time silently). Newer snapshots of a
+/// run of ours that did not cover every volume (a failed run) do not make
+/// a point in time: the set is restored and they are named.
+pub(crate) fn choose_points_in(
+    snapshots: &[SnapshotInfo],
+    mount_points: &[&str],
+    set: Option<&str>,
+) -> Points {
     let per_mp: Vec<Vec<&SnapshotInfo>> = mount_points
         .iter()
         .map(|mp| {
@@ -236,12 +286,46 @@ pub(crate) fn choose_points(snapshots: &[SnapshotInfo], mount_points: &[&str]) -
     // profile) is created empty whatever set is chosen: it has no point in
     // time to mix, and must not keep the others from their set.
     let has_any = |list: &[&SnapshotInfo]| list.iter().any(|s| usable(s));
-    // Newest first, so the first complete one is the newest set.
-    let complete = tagged.iter().filter_map(|s| s.tag(TAG_RUN)).find(|run| {
+    let each_newest = |filter: &dyn Fn(&SnapshotInfo) -> bool| -> Vec<Choice> {
         per_mp
             .iter()
-            .all(|list| !has_any(list) || covers(run, list))
-    });
+            .zip(mount_points)
+            .map(|(list, mp)| {
+                let owned: Vec<SnapshotInfo> = list
+                    .iter()
+                    .filter(|s| filter(s))
+                    .map(|s| (*s).clone())
+                    .collect();
+                choose_snapshot(&owned, mp)
+            })
+            .collect()
+    };
+    let live = per_mp.iter().filter(|l| has_any(l)).count();
+    // One volume is one point in time, whatever made its newest snapshot.
+    if live == 1 && set.is_none() {
+        let choices = each_newest(&|_| true);
+        let chosen_run = choices.iter().find_map(|c| match &c.source {
+            RestoreSource::Snapshot { snapshot } => snapshot.tag(TAG_RUN).map(str::to_string),
+            RestoreSource::WaitFor { pending, .. } => pending.tag(TAG_RUN).map(str::to_string),
+            RestoreSource::Empty => None,
+        });
+        let point = match chosen_run {
+            Some(run) => PointInTime::Set { run },
+            None if tagged.is_empty() => PointInTime::NoSets,
+            None => PointInTime::Newest,
+        };
+        return Points { point, choices };
+    }
+    // Newest first, so the first complete one is the newest set.
+    let complete = tagged
+        .iter()
+        .filter_map(|s| s.tag(TAG_RUN))
+        .filter(|run| set.is_none_or(|want| want == *run))
+        .find(|run| {
+            per_mp
+                .iter()
+                .all(|list| !has_any(list) || covers(run, list))
+        });
 
     if let Some(run) = complete {
         let choices = per_mp
@@ -279,7 +363,38 @@ pub(crate) fn choose_points(snapshots: &[SnapshotInfo], mount_points: &[&str]) -
                 c.outside_set = newer;
                 c
             })
+            .collect::<Vec<Choice>>();
+        // Untagged (0.2.12) snapshots newer than the set, per volume.
+        let newer_untagged: Vec<(usize, String)> = choices
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let ids: Vec<String> = c
+                    .outside_set
+                    .iter()
+                    .filter(|s| s.tag(TAG_RUN).is_none())
+                    .map(|s| s.id.clone())
+                    .collect();
+                (!ids.is_empty()).then(|| (i, ids.join(", ")))
+            })
             .collect();
+        if set.is_none() && !newer_untagged.is_empty() {
+            let point = if newer_untagged.len() == live {
+                PointInTime::Generation {
+                    passed_over: run.to_string(),
+                }
+            } else {
+                PointInTime::Diverged {
+                    run: run.to_string(),
+                    newer: newer_untagged,
+                }
+            };
+            let choices = match point {
+                PointInTime::Generation { .. } => each_newest(&|s| s.tag(TAG_RUN).is_none()),
+                _ => each_newest(&|_| true),
+            };
+            return Points { point, choices };
+        }
         return Points {
             point: PointInTime::Set {
                 run: run.to_string(),
@@ -410,12 +525,14 @@ pub(crate) struct Observed<'a> {
 
 /// The flags of mount-snapshots that change the plan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PlanOptions {
+pub(crate) struct PlanOptions<'a> {
     /// Leave volumes already mounted at their mount point alone.
     pub ignore_mounted: bool,
     /// Without a complete snapshot set, restore each volume from its own
     /// newest snapshot (points in time differ).
     pub allow_mixed: bool,
+    /// `--set RUN`: restore that make-snapshots run's snapshots.
+    pub set: Option<&'a str>,
     /// Restore from snapshots even where unmount-snapshots left a
     /// detached volume (newer data) that cannot be attached here.
     pub from_snapshot: bool,
@@ -433,10 +550,17 @@ pub(crate) struct MountPlan {
 pub(crate) fn plan_mount(
     volumes: &[Volume],
     seen: &Observed<'_>,
-    opts: PlanOptions,
+    opts: PlanOptions<'_>,
 ) -> Result<MountPlan, Vec<String>> {
     let mps: Vec<&str> = volumes.iter().map(|v| v.mount_point.as_str()).collect();
-    let points = choose_points(seen.snapshots, &mps);
+    let points = choose_points_in(seen.snapshots, &mps, opts.set);
+    if let Some(want) = opts.set {
+        if !matches!(&points.point, PointInTime::Set { run } if run == want) {
+            return Err(vec![format!(
+                "--set {want}: no usable snapshots of that {TAG_RUN} cover every mount point that has snapshots (list-volumes shows the sets)"
+            )]);
+        }
+    }
     let mut plans = Vec::new();
     let mut problems = Vec::new();
     let at = |v: &Volume, e: &str| format!("{} ({}): {e}", v.mount_point, v.device);
@@ -457,6 +581,30 @@ pub(crate) fn plan_mount(
             }
         )
     };
+    if let PointInTime::Diverged { run, newer } = &points.point {
+        if !opts.allow_mixed
+            && plans
+                .iter()
+                .any(|p| matches!(p.action, MountAction::Create { .. }))
+        {
+            let have: Vec<&str> = newer
+                .iter()
+                .map(|(i, _)| volumes[*i].mount_point.as_str())
+                .collect();
+            return Err(newer
+                .iter()
+                .map(|(i, what)| {
+                    at(
+                        &volumes[*i],
+                        &format!(
+                            "has snapshots without a {TAG_RUN} tag (snaptastic 0.2.12's: {what}) newer than the newest complete set {TAG_RUN}={run}, but not every volume does (only {}): restoring the set would go back in time here, restoring the newest would mix points in time; pass --set {run} to restore the set, or --allow-mixed to restore each volume's newest snapshot",
+                            have.join(", ")
+                        ),
+                    )
+                })
+                .collect());
+        }
+    }
     if let PointInTime::Mixed {
         newest_run,
         lacking,
@@ -845,9 +993,54 @@ mod tests {
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
+            PointInTime::Diverged { run, newer } => format!(
+                "diverged (set {run}; newer untagged {})",
+                newer
+                    .iter()
+                    .map(|(i, w)| format!("{}: {w}", mps[*i]))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            PointInTime::Generation { passed_over } => format!("generation (not {passed_over})"),
             other => other.label(),
         };
         format!("{label}: {}", each.join(", "))
+    }
+
+    #[test]
+    fn one_volume_always_gets_its_newest_usable_snapshot() {
+        let r = |id: &str, hour: u32, state, run: &str| in_run(id, "/a", hour, state, Some(run));
+        let legacy = |id: &str, hour: u32, state| in_run(id, "/a", hour, state, None);
+        let cases: Vec<(&str, Vec<SnapshotInfo>, &str)> = vec![
+            (
+                "a 0.2.12 snapshot a week newer than our set",
+                vec![r("a1", 1, Completed, "r1"), legacy("a0", 9, Completed)],
+                "newest (one volume): a0",
+            ),
+            (
+                "our newest",
+                vec![legacy("a0", 1, Completed), r("a1", 9, Completed, "r1")],
+                "r1: a1",
+            ),
+            (
+                "a newer one in error is passed over",
+                vec![r("a1", 1, Completed, "r1"), legacy("a0", 9, Error)],
+                "r1: a1",
+            ),
+            (
+                "only 0.2.12's",
+                vec![legacy("a0", 1, Completed)],
+                "0.2.12 (no set): a0",
+            ),
+        ];
+        for (name, snaps, want) in cases {
+            // A second mount point with no snapshot does not change it.
+            assert_eq!(
+                points(&snaps, &["/a", "/new"]).replace(", empty", ""),
+                want,
+                "{name}"
+            );
+        }
     }
 
     #[test]
@@ -919,13 +1112,35 @@ mod tests {
                 "r2: a2, wait b2 else empty (set r2)",
             ),
             (
-                "newer 0.2.12 snapshots outside the set are named, not used",
+                "a newer 0.2.12 snapshot of one volume only: diverged, each volume's newest (refused without a flag)",
                 vec![
                     r("a1", "/a", 1, Completed, "r1"),
                     r("b1", "/b", 1, Completed, "r1"),
                     legacy("a0", "/a", 3, Completed),
                 ],
-                "r1: a1 [not a0], b1",
+                "diverged (set r1; newer untagged /a: a0): a0, b1",
+            ),
+            (
+                "a newer 0.2.12 generation of every volume: that generation wins",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    legacy("a0", "/a", 3, Completed),
+                    legacy("b0", "/b", 3, Completed),
+                ],
+                "generation (not r1): a0, b0",
+            ),
+            (
+                "a 0.2.12 generation newer than an older set but older than the newest set: the newest set",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    legacy("a0", "/a", 2, Completed),
+                    legacy("b0", "/b", 2, Completed),
+                    r("a3", "/a", 3, Completed, "r3"),
+                    r("b3", "/b", 3, Completed, "r3"),
+                ],
+                "r3: a3, b3",
             ),
             (
                 "older 0.2.12 snapshots beside a set are not named",
@@ -1248,7 +1463,7 @@ mod tests {
             }
         }
 
-        fn ignoring(ignore_mounted: bool) -> PlanOptions {
+        fn ignoring(ignore_mounted: bool) -> PlanOptions<'static> {
             PlanOptions {
                 ignore_mounted,
                 ..PlanOptions::default()

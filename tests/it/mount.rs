@@ -102,7 +102,7 @@ impl Setup {
     }
 
     /// A snapshot of the volume at `mp`, tagged as snaptastic 0.2.12 did.
-    fn legacy_snapshot(&self, volume: &str, mp: &Path) -> String {
+    pub(crate) fn legacy_snapshot(&self, volume: &str, mp: &Path) -> String {
         let ec2 = self.lab.ec2();
         let mp = mp.to_str().unwrap();
         ec2.legacy_snapshot(

@@ -266,3 +266,90 @@ fn kill_during_creating_then_rerun_leaves_one_volume() {
     assert_eq!(s.our_volumes().len(), 1);
     assert!(mounted_at(&s.mp(0)).is_some());
 }
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_snapshot_0_2_12_took_after_our_set_is_restored_not_the_older_set() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    // One volume: a host still on 0.2.12 (or rolled back) snapshots it a
+    // week after our last set.
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    let out = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let vol = mounted_volume(&out.stdout(), &s.mp(0));
+    write(&s, 0, "our set");
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    write(&s, 0, "a week later, by 0.2.12");
+    // EC2 gives start times to the second: later than the set's.
+    std::thread::sleep(Duration::from_millis(1100));
+    s.legacy_snapshot(&vol, &s.mp(0));
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    let plan = s
+        .snaptastic(&["mount-snapshots", "db", "--dry-run"])
+        .expect_code(0);
+    assert!(
+        plan.stderr()
+            .contains("one volume with snapshots: restoring its newest usable snapshot"),
+        "{}",
+        plan.stderr()
+    );
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    assert_eq!(read(&s, 0), "a week later, by 0.2.12");
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn newer_0_2_12_snapshots_of_some_volumes_only_are_refused_not_passed_over() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(
+        &moto,
+        false,
+        None,
+        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)],
+    );
+    let out = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let v0 = mounted_volume(&out.stdout(), &s.mp(0));
+    let v1 = mounted_volume(&out.stdout(), &s.mp(1));
+    write(&s, 0, "set 0");
+    write(&s, 1, "set 1");
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    let run = runs_of(&s, &v0).pop().expect("the set's run tag");
+    write(&s, 0, "newer 0");
+    std::thread::sleep(Duration::from_millis(1100));
+    s.legacy_snapshot(&v0, &s.mp(0));
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    let created = s.calls("CreateVolume");
+    let refused = s.snaptastic(&["mount-snapshots", "db"]).expect_code(1);
+    let err = refused.stderr();
+    assert!(
+        err.contains(&format!(
+            "newer than the newest complete set snaptastic:run={run}"
+        )) && err.contains(&format!("--set {run}"))
+            && err.contains("--allow-mixed"),
+        "{err}"
+    );
+    assert_eq!(s.calls("CreateVolume"), created, "{err}");
+    // The set, asked for by name: both volumes from it.
+    s.snaptastic(&["mount-snapshots", "db", "--set", &run])
+        .expect_code(0);
+    assert_eq!((read(&s, 0), read(&s, 1)), ("set 0".into(), "set 1".into()));
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    // Each volume's newest, asked for.
+    s.snaptastic(&["mount-snapshots", "db", "--allow-mixed"])
+        .expect_code(0);
+    assert_eq!(
+        (read(&s, 0), read(&s, 1)),
+        ("newer 0".into(), "set 1".into())
+    );
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    let _ = v1;
+}
