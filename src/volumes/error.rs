@@ -44,6 +44,22 @@ pub(crate) enum VolumeError {
     #[error("{} (from {from}) holds no filesystem; refusing to format a restored volume", .device.display())]
     RestoredBlank { device: PathBuf, from: String },
 
+    /// A volume an earlier run created empty and then formatted (its state
+    /// tag says it got as far as being attached or mounted) that holds no
+    /// filesystem now: a damaged superblock, not a new volume.
+    #[error(
+        "{volume} ({}) holds no filesystem, but it was formatted and {state} by an earlier run and may hold data: \
+         refusing to format it. Check it (fsck.ext4 -n / xfs_repair -n {}); repair it and re-run, \
+         or detach it and delete it to restore from the newest snapshot",
+        .device.display(),
+        .device.display()
+    )]
+    UsedBlank {
+        volume: String,
+        device: PathBuf,
+        state: String,
+    },
+
     #[error("{} holds {found}; snaptastic mounts only ext4 and xfs", .device.display())]
     UnsupportedFilesystem { device: PathBuf, found: String },
 

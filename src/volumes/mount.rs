@@ -540,6 +540,10 @@ async fn restore_steps(
 ) -> Result<(String, PathBuf, String), VolumeError> {
     let v = &plan.volume;
     let me = &s.identity.instance_id;
+    // Whether a blank device may be formatted: only a volume this run
+    // created empty, or one an earlier run created empty that never got
+    // as far as being attached (`restoring`): any other may hold data.
+    let mut may_format = true;
     let (volume_id, attached, source) = match &plan.action {
         MountAction::Skip { .. } => unreachable!("handled by the caller"),
         MountAction::Adopt { volume, attached } => {
@@ -561,6 +565,10 @@ async fn restore_steps(
                     volume.id,
                     volume.state
                 );
+            }
+            let state = volume.tags.get(TAG_STATE).map(String::as_str);
+            if state != Some(STATE_RESTORING) {
+                may_format = false;
             }
             (volume.id.clone(), *attached, source)
         }
@@ -648,8 +656,26 @@ async fn restore_steps(
     env.block_device = Some(block.display().to_string());
     tracing::info!("{}: {volume_id} is {}", v.mount_point, block.display());
 
-    let (fs_type, from) =
-        prepare_filesystem(v.file_system, &block, &source, &v.mount_point).await?;
+    let blank_ok = may_format.then_some(()).ok_or_else(|| match &plan.action {
+        MountAction::Adopt { volume, .. } => volume
+            .tags
+            .get(TAG_STATE)
+            .cloned()
+            .unwrap_or_else(|| "used".into()),
+        _ => "used".into(),
+    });
+    let (fs_type, from) = prepare_filesystem(
+        v.file_system,
+        &block,
+        &source,
+        &v.mount_point,
+        blank_ok.map_err(|state| VolumeError::UsedBlank {
+            volume: volume_id.clone(),
+            device: block.clone(),
+            state,
+        }),
+    )
+    .await?;
     let (b, mp, opts) = (
         block.clone(),
         PathBuf::from(&v.mount_point),
@@ -693,16 +719,20 @@ async fn restore_steps(
 /// Make a filesystem only on a volume created empty that is still blank;
 /// a restored volume must already hold one (its type wins over the
 /// profile's, with a warning).
+/// `blank_ok`: whether a blank volume created empty may be formatted, or
+/// the error that says why not (it was used: a blank one is damaged).
 async fn prepare_filesystem(
     wanted: FileSystem,
     block: &Path,
     source: &str,
     mount_point: &str,
+    blank_ok: Result<(), VolumeError>,
 ) -> Result<(FileSystem, String), VolumeError> {
     let b = block.to_path_buf();
     let found = blocking(move || fs::probe(&b)).await?;
     match found {
         None if source == SOURCE_EMPTY => {
+            blank_ok?;
             tracing::info!("{mount_point}: formatting {} as {wanted}", block.display());
             let b = block.to_path_buf();
             blocking(move || fs::mkfs(&b, wanted)).await?;

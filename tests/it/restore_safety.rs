@@ -353,3 +353,54 @@ fn newer_0_2_12_snapshots_of_some_volumes_only_are_refused_not_passed_over() {
         .expect_code(0);
     let _ = v1;
 }
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_kept_volume_with_a_damaged_superblock_is_never_formatted() {
+    use std::io::{Seek, SeekFrom, Write};
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    let out = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let vol = mounted_volume(&out.stdout(), &s.mp(0));
+    write(&s, 0, "precious");
+    // Detached on purpose (tagged detached, created empty): kept for later.
+    s.snaptastic(&["unmount-snapshots", "db", "--yes"])
+        .expect_code(0);
+    assert_eq!(volume_tags(&s, &vol)["snaptastic:source"], "empty");
+    // Its superblock is damaged meanwhile: the first MiB zeroed.
+    let image = s.lab.dir.join("images").join(format!("{vol}.img"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(&vec![0u8; 1 << 20]).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let probe = |img: &std::path::Path| {
+        std::process::Command::new("blkid")
+            .args(["-p", "-o", "value", "-s", "TYPE"])
+            .arg(img)
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert!(probe(&image).is_empty(), "the superblock is still readable");
+
+    let r = s.snaptastic(&["mount-snapshots", "db"]);
+    assert_ne!(r.code(), 0, "{}", r.stderr());
+    assert!(
+        r.stderr().contains(&format!("{vol} (")) && r.stderr().contains("refusing to format it"),
+        "{}",
+        r.stderr()
+    );
+    // Not formatted: still no filesystem signature, nothing mounted there.
+    assert!(probe(&image).is_empty(), "the damaged volume was formatted");
+    assert_eq!(
+        mounted_at(&s.mp(0)),
+        None,
+        "something is mounted at the mount point"
+    );
+}
