@@ -120,13 +120,21 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitC
     // tens of milliseconds, never by the SDK's second-long backoff.
     let frozen_ec2 = ctx.ec2_with_attempts(1).await;
     let mode = snapshot_mode(ctx, args, &me, &attached, &targets).await;
+    // A tag unique to this run finds what it started, whatever happens:
+    // the instance id first, so hosts sharing filter tags never share a
+    // "set" (nor have their snapshots re-tagged by another's crash path).
+    let run_id = format!(
+        "{me}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    );
     let result = snapshot_all(
         args,
         mode,
         snapshotter,
         targets,
-        frozen_ec2,
-        ctx.ec2.clone(),
+        (frozen_ec2, ctx.ec2.clone()),
+        run_id,
     )
     .await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
@@ -178,8 +186,8 @@ async fn snapshot_all(
     mode: Mode,
     snapshotter: &Arc<dyn Snapshotter>,
     targets: Vec<Target>,
-    frozen_ec2: Ec2,
-    ec2: Ec2,
+    (frozen_ec2, ec2): (Ec2, Ec2),
+    run_id: String,
 ) -> Result<ExitCode> {
     let name = snapshotter.name();
     for t in &targets {
@@ -193,12 +201,6 @@ async fn snapshot_all(
     }
     let mut signals = Signals::new()?;
     warm_up(&frozen_ec2, &targets).await?;
-    // A tag unique to this run finds what it started, whatever happens.
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        chrono::Utc::now().timestamp_millis()
-    );
     let run_tag = [(TAG_RUN.to_string(), run_id.clone())];
     let targets = with_tags(&targets, &run_tag);
     let set_mode = matches!(mode, Mode::Set { .. });

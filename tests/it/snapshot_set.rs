@@ -94,6 +94,12 @@ fn one_request_snapshots_the_profile_and_nothing_else() {
         runs.push(tags["snaptastic:run"].clone());
     }
     assert_eq!(runs[0], runs[1], "one set, one run");
+    // Unique across hosts that share filter tags: the instance id first.
+    assert!(
+        runs[0].starts_with(&format!("{}-", s.lab.instance())),
+        "{}",
+        runs[0]
+    );
 
     // The set restores like any snapshots.
     s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
