@@ -62,7 +62,10 @@ impl Snapshotter for Profile {
             cmd.args(args)
                 .env("SNAPTASTIC_PROFILE", &self.name)
                 .env("SNAPTASTIC_HOOK", point.as_str())
-                .stdin(Stdio::null());
+                .stdin(Stdio::null())
+                // Our stdout is the command's result (`--json`, the
+                // per-volume lines): a hook's chatter goes to the log.
+                .stdout(std::io::stderr());
             for (k, v) in [
                 ("SNAPTASTIC_MOUNT_POINT", &ctx.mount_point),
                 ("SNAPTASTIC_DEVICE", &ctx.device),

@@ -25,6 +25,11 @@ fn volume_commands_print_one_json_document() {
         None,
         &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "xfs", 1)],
     );
+    // Hooks that print: their output goes to stderr, never into the
+    // document on stdout.
+    s.add_to_profile(
+        "[profiles.db.hooks]\npost_mounts = [\"echo\", \"hello from a hook\"]\npre_snapshots = [\"echo\", \"flushing\"]",
+    );
 
     let m = doc(&s
         .snaptastic(&["mount-snapshots", "db", "--json"])
@@ -45,6 +50,7 @@ fn volume_commands_print_one_json_document() {
     let d = s
         .snaptastic(&["make-snapshots", "db", "--json", "--wait"])
         .expect_code(0);
+    assert!(d.stderr().contains("flushing"), "{}", d.stderr());
     let made = doc(&d.stdout());
     assert_eq!(made["ok"], true, "{made:#}");
     let items = made["items"].as_array().unwrap();
