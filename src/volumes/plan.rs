@@ -21,6 +21,9 @@ pub(crate) const TAG_STATE: &str = "snaptastic:state";
 /// On snapshots: the make-snapshots run that started them. Every snapshot
 /// of one run shares it (one point in time); 0.2.12's carry none.
 pub(crate) const TAG_RUN: &str = "snaptastic:run";
+/// On snapshots: how make-snapshots started them, `CreateSnapshots` (one
+/// request for the set) or `CreateSnapshot` (one per volume).
+pub(crate) const TAG_CALL: &str = "snaptastic:call";
 /// `snaptastic:source` of a volume created empty.
 pub(crate) const SOURCE_EMPTY: &str = "empty";
 /// `snaptastic:state`: created, not yet mounted (a crash here leaves a
@@ -143,6 +146,15 @@ pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choic
 /// Completed, or pending (worth waiting for).
 fn usable(s: &SnapshotInfo) -> bool {
     matches!(s.state, SnapshotState::Completed | SnapshotState::Pending)
+}
+
+/// Whether a run's snapshot was taken at the run's one moment: started
+/// inside the freeze (`consistency=frozen`), or by the one CreateSnapshots
+/// of the set (one point in time for every volume even unfrozen). A
+/// snapshot of a per-volume call accepted after the thaw, or of an
+/// unfrozen per-volume run, is `crash`: its run is not one point in time.
+fn one_moment(s: &SnapshotInfo) -> bool {
+    s.tag("consistency") != Some("crash") || s.tag(TAG_CALL) == Some("CreateSnapshots")
 }
 
 /// Which point in time a profile's volumes are restored from.
@@ -278,9 +290,11 @@ pub(crate) fn choose_points_in(
         .filter(|s| usable(s) && s.tag(TAG_RUN).is_some())
         .collect();
     tagged.sort_by(|a, b| newest_first(a, b));
+    // A run covers a mount point with a usable snapshot taken at its one
+    // moment (a run with a late `crash` member is no point in time).
     let covers = |run: &str, list: &[&SnapshotInfo]| {
         list.iter()
-            .any(|s| usable(s) && s.tag(TAG_RUN) == Some(run))
+            .any(|s| usable(s) && s.tag(TAG_RUN) == Some(run) && one_moment(s))
     };
     // A mount point with no usable snapshot at all (a volume new to the
     // profile) is created empty whatever set is chosen: it has no point in
@@ -338,7 +352,7 @@ pub(crate) fn choose_points_in(
                 }
                 let in_run: Vec<SnapshotInfo> = list
                     .iter()
-                    .filter(|s| s.tag(TAG_RUN) == Some(run))
+                    .filter(|s| s.tag(TAG_RUN) == Some(run) && one_moment(s))
                     .map(|s| (*s).clone())
                     .collect();
                 let mut c = choose_snapshot(&in_run, mp);
@@ -422,7 +436,13 @@ pub(crate) fn choose_points_in(
                     let in_run: Vec<String> = list
                         .iter()
                         .filter(|s| s.tag(TAG_RUN) == Some(newest))
-                        .map(|s| format!("{} in state {}", s.id, s.state.as_str()))
+                        .map(|s| {
+                            if one_moment(s) {
+                                format!("{} in state {}", s.id, s.state.as_str())
+                            } else {
+                                format!("{} taken after the thaw (consistency=crash)", s.id)
+                            }
+                        })
                         .collect();
                     let what = if in_run.is_empty() {
                         "no snapshot in this set".to_string()
@@ -966,6 +986,13 @@ mod tests {
         s
     }
 
+    /// `s` tagged as taken after the thaw, started by `call`.
+    fn crash(mut s: SnapshotInfo, call: &str) -> SnapshotInfo {
+        s.tags.insert("consistency".into(), "crash".into());
+        s.tags.insert(TAG_CALL.into(), call.into());
+        s
+    }
+
     /// `label: choice, choice` with the newer ones passed over in brackets.
     fn points(snaps: &[SnapshotInfo], mps: &[&str]) -> String {
         let p = choose_points(snaps, mps);
@@ -1172,6 +1199,26 @@ mod tests {
                     legacy("b0", "/b", 0, Completed),
                 ],
                 "mixed (newest r1 lacks /b: no snapshot in this set): a1, b0",
+            ),
+            (
+                "a per-volume run with a member accepted after the thaw is no point in time",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    r("a2", "/a", 2, Completed, "r2"),
+                    crash(r("b2", "/b", 2, Completed, "r2"), "CreateSnapshot"),
+                ],
+                "r1: a1 [not a2], b1 [not b2]",
+            ),
+            (
+                "an unfrozen set of one CreateSnapshots is one point in time",
+                vec![
+                    r("a1", "/a", 1, Completed, "r1"),
+                    r("b1", "/b", 1, Completed, "r1"),
+                    crash(r("a2", "/a", 2, Completed, "r2"), "CreateSnapshots"),
+                    crash(r("b2", "/b", 2, Completed, "r2"), "CreateSnapshots"),
+                ],
+                "r2: a2, b2",
             ),
             (
                 "run tags only on unusable snapshots: 0.2.12 history",

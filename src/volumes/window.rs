@@ -18,6 +18,7 @@ use anyhow::{bail, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
+use super::plan::TAG_CALL;
 use super::snapshot_plan::Target;
 use crate::cloud::{CloudError, Ec2};
 use crate::host::freeze::{self, FreezeError, FreezeSet, Thawed};
@@ -119,10 +120,20 @@ pub(crate) async fn run_window(
     let started = Instant::now();
     let freeze_took = started - freezing;
     // What the window is, known only now: on every snapshot at creation.
-    let consistency = [(
-        "consistency".to_string(),
-        if set.is_some() { "frozen" } else { "crash" }.to_string(),
-    )];
+    // And how the snapshots were started: one CreateSnapshots is one
+    // point in time even unfrozen; separate calls are one only when all
+    // started inside the freeze (`plan::one_moment`).
+    let call = match opts.mode {
+        Mode::Set { .. } => "CreateSnapshots",
+        Mode::PerVolume => "CreateSnapshot",
+    };
+    let consistency = [
+        (
+            "consistency".to_string(),
+            if set.is_some() { "frozen" } else { "crash" }.to_string(),
+        ),
+        (TAG_CALL.to_string(), call.to_string()),
+    ];
     let (targets, mode) = (
         with_tags(targets, &consistency),
         opts.mode.with_tags(&consistency),

@@ -404,3 +404,54 @@ fn a_kept_volume_with_a_damaged_superblock_is_never_formatted() {
         "something is mounted at the mount point"
     );
 }
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_cut_short_per_volume_run_is_not_restored_as_a_point_in_time() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(
+        &moto,
+        false,
+        None,
+        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)],
+    );
+    let out = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let v1 = mounted_volume(&out.stdout(), &s.mp(1));
+    write(&s, 0, "one");
+    write(&s, 1, "one");
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    write(&s, 0, "two");
+    write(&s, 1, "two");
+    // One volume per call; EC2 accepts the second's after the deadline.
+    std::thread::sleep(Duration::from_millis(1100));
+    s.lab.control(
+        "rules",
+        &format!(
+            "[[faults]]\naction = \"CreateSnapshot\"\nparams = {{ VolumeId = \"{v1}\" }}\nreply = \"late\"\nlatency = \"2s\"\n"
+        ),
+    );
+    let d = s
+        .snaptastic(&[
+            "make-snapshots",
+            "db",
+            "--per-volume",
+            "--freeze-timeout",
+            "500ms",
+        ])
+        .expect_code(1);
+    assert!(
+        d.stderr().contains("tagged consistency=crash"),
+        "{}",
+        d.stderr()
+    );
+    s.lab.control("rules", "");
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    // Its snapshots were taken at two moments: the earlier frozen set wins.
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    assert_eq!((read(&s, 0), read(&s, 1)), ("one".into(), "one".into()));
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+}
