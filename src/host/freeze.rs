@@ -31,6 +31,8 @@ struct Frozen {
     window: Option<Duration>,
     /// The last thaw attempt failed with this (it is tried again).
     thaw_error: Option<Errno>,
+    /// Our first thaw found it not frozen (EINVAL).
+    found_thawed: bool,
 }
 
 /// The state the caller and the freezing threads share.
@@ -51,6 +53,10 @@ pub(crate) struct Thawed {
     pub(crate) windows: Vec<(PathBuf, Duration)>,
     /// Filesystems that could not be thawed (each needs `fsfreeze -u`).
     pub(crate) failures: Vec<(PathBuf, std::io::Error)>,
+    /// Filesystems no longer frozen when we came to thaw them: someone
+    /// else thawed them during the window (`fsfreeze -u`, `snaptastic
+    /// thaw`, another run), so what was started may not be consistent.
+    pub(crate) not_frozen: Vec<PathBuf>,
 }
 
 /// A set of frozen filesystems. Thaws everything on drop. Every freezing
@@ -211,6 +217,7 @@ impl FreezeSet {
                             frozen_at: Instant::now(),
                             window: None,
                             thaw_error: None,
+                            found_thawed: false,
                         });
                     }
                 }
@@ -300,6 +307,12 @@ impl FreezeSet {
                     ))
                 })
                 .collect(),
+            not_frozen: g
+                .frozen
+                .iter()
+                .filter(|f| f.found_thawed)
+                .map(|f| f.mount_point.clone())
+                .collect(),
         }
     }
 }
@@ -322,6 +335,9 @@ fn thaw_all(g: &mut Inner) {
     for f in g.frozen.iter_mut().filter(|f| f.window.is_none()) {
         // A thaw can fail transiently; EINVAL means it is not frozen.
         let mut result = thaw_fd(&f.dir);
+        if result == Err(Errno::EINVAL) && f.thaw_error.is_none() {
+            f.found_thawed = true;
+        }
         for _ in 0..3 {
             match result {
                 Ok(()) | Err(Errno::EINVAL) => break,

@@ -260,6 +260,22 @@ async fn snapshot_all(
     };
 
     let mut results = results;
+    // Someone thawed a filesystem during the window (fsfreeze -u, snaptastic
+    // thaw, another run): what was started is not known to be frozen.
+    let thawed_early = !w.thawed.not_frozen.is_empty();
+    if thawed_early {
+        let started: Vec<String> = results.iter().flatten().cloned().collect();
+        let tagged = mark_crash_consistent(&ec2, &run_id, started, &targets).await;
+        for mp in &w.thawed.not_frozen {
+            tracing::error!(
+                "{} was no longer frozen when this run thawed it: someone else thawed it during \
+                 the window (fsfreeze -u, snaptastic thaw, another run); snapshots tagged \
+                 consistency=crash: {}",
+                mp.display(),
+                tagged.join(", ")
+            );
+        }
+    }
     if set_mode {
         // Each snapshot of the set gets its own mount point now that
         // nothing is frozen (a restore finds it by this tag).
@@ -274,7 +290,7 @@ async fn snapshot_all(
     }
     let (mut failed, started_ok) =
         report_started(snapshotter, &args.report, &targets, results, &w.thawed).await;
-    failed += usize::from(!w.thawed.failures.is_empty());
+    failed += usize::from(!w.thawed.failures.is_empty()) + usize::from(thawed_early);
     if args.wait {
         failed += wait_all(&ec2, &args.report, &started_ok).await;
     }

@@ -393,3 +393,50 @@ fn a_throttled_reply_inside_the_window_is_retried_there() {
         );
     }
 }
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_thaw_from_outside_during_the_window_is_not_called_frozen() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    // A window stretched to 1.5 s by a slow CreateSnapshots.
+    s.lab.control(
+        "rules",
+        "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"latency\"\nlatency = \"1500ms\"\n",
+    );
+    let run = s
+        .lab
+        .run(&["make-snapshots", "db", "--freeze-timeout", "10s"])
+        .config(&s.cfg)
+        .spawn();
+    // Someone runs `fsfreeze -u` on it while it is frozen.
+    let mp = s.mp(0);
+    let t = Instant::now();
+    let mut thawed = false;
+    while !thawed && t.elapsed() < Duration::from_secs(10) {
+        thawed = std::process::Command::new("fsfreeze")
+            .arg("-u")
+            .arg(&mp)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(thawed, "never saw the filesystem frozen: {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("was no longer frozen when this run thawed it"),
+        "{err}"
+    );
+    let snaps = snapshots_with_tags(&s);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    for (id, tags) in &snaps {
+        assert_eq!(tags["consistency"], "crash", "{id}: {tags:?}");
+    }
+}
