@@ -61,3 +61,45 @@ impl HostLock {
         Ok(())
     }
 }
+
+/// An exclusive lock held until dropped (make-snapshots' freeze window).
+#[derive(Debug)]
+pub(crate) struct Exclusive {
+    _file: Flock<File>,
+}
+
+/// Lock `dir/file_name` exclusively, waiting up to `wait` for whoever holds
+/// it (`on_wait` is called once if it must wait). `Ok(None)`: still held
+/// after `wait`.
+pub(crate) fn exclusive_within(
+    dir: &Path,
+    file_name: &str,
+    wait: std::time::Duration,
+    on_wait: impl FnOnce(&Path),
+) -> io::Result<Option<Exclusive>> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(file_name);
+    let mut file = OpenOptions::new()
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    let started = std::time::Instant::now();
+    let mut on_wait = Some(on_wait);
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => return Ok(Some(Exclusive { _file: l })),
+            Err((f, Errno::EWOULDBLOCK)) => file = f,
+            Err((_, e)) => return Err(e.into()),
+        }
+        if started.elapsed() >= wait {
+            return Ok(None);
+        }
+        if let Some(say) = on_wait.take() {
+            say(&path);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -212,7 +212,11 @@ async fn snapshot_all(
         name,
         mode: mode.with_tags(&run_tag),
     };
+    // One freeze window per host at a time: two runs on one filesystem
+    // would freeze and thaw under each other.
+    let _one_at_a_time = window_lock().await?;
     let w = run_window(&frozen_ec2, &targets, &opts, &mut signals).await?;
+    drop(_one_at_a_time);
     for id in &w.strays {
         // A volume attached after the set was planned: not ours to keep.
         tracing::warn!("{id} is a snapshot of a volume that is not in the profile; deleting it");
@@ -295,6 +299,35 @@ async fn snapshot_all(
         failed += wait_all(&ec2, &args.report, &started_ok).await;
     }
     Ok(crate::tasks::exit_code(failed))
+}
+
+/// How long a run waits for another make-snapshots' freeze window on this
+/// host before giving up (a window is bounded by `--freeze-timeout`).
+const WINDOW_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// The host's make-snapshots lock, in the state directory; the wait is
+/// said in a line.
+async fn window_lock() -> Result<crate::host::lock::Exclusive> {
+    let dir = crate::host::dirs::state_dir();
+    let shown = dir.join("make-snapshots.lock");
+    let held = tokio::task::spawn_blocking(move || {
+        crate::host::lock::exclusive_within(&dir, "make-snapshots.lock", WINDOW_LOCK_WAIT, |p| {
+            tracing::warn!(
+                "another make-snapshots is in its freeze window on this host (lock {}); waiting up to {}",
+                p.display(),
+                humantime::format_duration(WINDOW_LOCK_WAIT)
+            )
+        })
+    })
+    .await?
+    .with_context(|| format!("taking the lock {}", shown.display()))?;
+    held.ok_or_else(|| {
+        anyhow::anyhow!(
+            "another make-snapshots held {} for over {}; nothing was frozen",
+            shown.display(),
+            humantime::format_duration(WINDOW_LOCK_WAIT)
+        )
+    })
 }
 
 /// Credentials, DNS and connections are set up now, one connection per

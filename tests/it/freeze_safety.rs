@@ -440,3 +440,50 @@ fn a_thaw_from_outside_during_the_window_is_not_called_frozen() {
         assert_eq!(tags["consistency"], "crash", "{id}: {tags:?}");
     }
 }
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn two_runs_at_once_never_overlap_their_freeze_windows() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    // Each window takes over a second (a slow CreateSnapshots).
+    s.lab.control(
+        "rules",
+        "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"latency\"\nlatency = \"1200ms\"\n",
+    );
+    let start = || {
+        s.lab
+            .run(&["make-snapshots", "db", "--freeze-timeout", "10s"])
+            .config(&s.cfg)
+            .spawn()
+    };
+    let first = start();
+    std::thread::sleep(Duration::from_millis(400));
+    let second = start();
+    let (a, b) = (
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    );
+    let (ea, eb) = (
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr),
+    );
+    assert_eq!(
+        (a.status.code(), b.status.code()),
+        (Some(0), Some(0)),
+        "{ea}\n{eb}"
+    );
+    assert!(
+        eb.contains("another make-snapshots is in its freeze window on this host"),
+        "{eb}"
+    );
+    // Neither thawed the other: both sets are frozen ones.
+    let snaps = snapshots_with_tags(&s);
+    assert_eq!(snaps.len(), 2, "{snaps:?}");
+    for (id, tags) in &snaps {
+        assert_eq!(tags["consistency"], "frozen", "{id}: {tags:?}");
+    }
+}

@@ -637,7 +637,9 @@ impl Lab {
 
     /// Another binary built on the library, with the lab's environment.
     pub(crate) fn run_program(&self, program: &Path, args: &[&str]) -> Run {
-        let mut r = Run::program(program, args);
+        // Its own state directory (make-snapshots' host lock): labs of
+        // tests running at once are different hosts.
+        let mut r = Run::program(program, args).env("SNAPTASTIC_STATE_DIR", self.dir.join("state"));
         for (k, v) in &self.env {
             r = r.env(k, v);
         }
