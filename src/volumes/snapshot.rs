@@ -200,6 +200,9 @@ async fn snapshot_all(
         .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
     }
     let mut signals = Signals::new()?;
+    // Caught from here to the end of the window; an early error return
+    // must not leave them swallowed for the rest of the process.
+    let _default_again = DefaultSignalsOnDrop;
     warm_up(&frozen_ec2, &targets).await?;
     let run_tag = [(TAG_RUN.to_string(), run_id.clone())];
     let targets = with_tags(&targets, &run_tag);
@@ -299,6 +302,15 @@ async fn snapshot_all(
         failed += wait_all(&ec2, &args.report, &started_ok).await;
     }
     Ok(crate::tasks::exit_code(failed))
+}
+
+/// Gives SIGTERM, SIGINT and SIGHUP their default action back when dropped.
+struct DefaultSignalsOnDrop;
+
+impl Drop for DefaultSignalsOnDrop {
+    fn drop(&mut self) {
+        crate::host::signals::restore_default();
+    }
 }
 
 /// How long a run waits for another make-snapshots' freeze window on this

@@ -106,9 +106,13 @@ pub(crate) async fn run_window(
         .map(|t| PathBuf::from(&t.mount_point))
         .collect();
     let mps = mount_points.clone();
-    tokio::task::spawn_blocking(move || freeze::sync_targets(&mps, SYNC_BOUND))
-        .await?
-        .map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?;
+    // A signal during the sync stops the run before anything is frozen.
+    tokio::select! {
+        synced = tokio::task::spawn_blocking(move || freeze::sync_targets(&mps, SYNC_BOUND)) => {
+            synced?.map_err(|e| anyhow::anyhow!("{e}; nothing was frozen"))?
+        }
+        sig = signals.recv() => bail!("{sig} during the sync before the freeze; nothing was frozen"),
+    }
     let (mps, deadline) = (mount_points.clone(), opts.deadline);
     let mut watchdog =
         tokio::task::spawn_blocking(move || Watchdog::start(&mps, deadline, deadline)).await??;
