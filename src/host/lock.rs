@@ -27,16 +27,7 @@ impl HostLock {
     /// else holds it, else shared (waiting only for a starting daemon's
     /// short exclusive hold).
     pub(crate) fn acquire(dir: &Path, file_name: &str) -> io::Result<HostLock> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(file_name);
-        // Our own directory, but a link planted there is not followed.
-        let file = OpenOptions::new()
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let (file, path) = open_lock_file(dir, file_name)?;
         let (file, sole) = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => (l, true),
             Err((file, Errno::EWOULDBLOCK)) => match Flock::lock(file, FlockArg::LockShared) {
@@ -62,6 +53,21 @@ impl HostLock {
     }
 }
 
+/// `dir/file_name`, made if missing (with `dir`). The tool's own
+/// directory, but a link planted there is not followed.
+fn open_lock_file(dir: &Path, file_name: &str) -> io::Result<(File, PathBuf)> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(file_name);
+    let file = OpenOptions::new()
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    Ok((file, path))
+}
+
 /// An exclusive lock held until dropped (make-snapshots' freeze window).
 #[derive(Debug)]
 pub(crate) struct Exclusive {
@@ -77,15 +83,7 @@ pub(crate) fn exclusive_within(
     wait: std::time::Duration,
     on_wait: impl FnOnce(&Path),
 ) -> io::Result<Option<Exclusive>> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(file_name);
-    let mut file = OpenOptions::new()
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)?;
+    let (mut file, path) = open_lock_file(dir, file_name)?;
     let started = std::time::Instant::now();
     let mut on_wait = Some(on_wait);
     loop {
