@@ -35,8 +35,8 @@ const WRITES_AT_ONCE: usize = 10;
 pub(super) enum Landing {
     /// A worker took it: its directory's index waits for it.
     Started(PathBuf),
-    /// It is in S3 (uploaded, or found there).
-    Landed(PathBuf),
+    /// It is in S3 (uploaded, or found there), with the size it has there.
+    Landed(PathBuf, u64),
     /// It is not (vanished, skipped or failed; a retry starts it again).
     Dropped(PathBuf),
 }
@@ -131,7 +131,7 @@ pub(super) async fn run(
     loop {
         tokio::select! {
             msg = landings.recv(), if open => match msg {
-                Some(m) => note(&mut dirs, &writer.roots, m),
+                Some(m) => note(&mut dirs, m),
                 None => open = false,
             },
             Some(done) = writes.join_next(), if !writes.is_empty() => {
@@ -164,23 +164,18 @@ pub(super) async fn run(
     }
 }
 
-fn note(dirs: &mut HashMap<PathBuf, Dir>, roots: &Roots, msg: Landing) {
+fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
     let (path, step) = match &msg {
         Landing::Started(p) => (p, 1),
-        Landing::Landed(p) | Landing::Dropped(p) => (p, -1),
+        Landing::Landed(p, _) | Landing::Dropped(p) => (p, -1),
     };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
     let d = dirs.entry(dir.to_path_buf()).or_insert_with(Dir::new);
     d.busy = d.busy.saturating_add_signed(step);
-    if let Landing::Landed(path) = &msg {
-        let size = roots
-            .open_file(path)
-            .and_then(|f| f.metadata())
-            .map(|m| m.len())
-            .unwrap_or(0);
-        d.known.insert(name.to_string_lossy().into_owned(), size);
+    if let Landing::Landed(_, size) = &msg {
+        d.known.insert(name.to_string_lossy().into_owned(), *size);
         if !d.dirty {
             d.dirty_since = Instant::now();
         }

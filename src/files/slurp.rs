@@ -162,7 +162,6 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
         .with_context(|| format!("TARGET {}", args.target.display()))?;
     let request = Arc::new(Request {
         top: Arc::new(top),
-        target: args.target.clone(),
         bucket: args.bucket.clone(),
         file: args.file.clone(),
         at,
@@ -202,7 +201,6 @@ struct Request {
     /// TARGET, opened once (a link on its path followed only where root
     /// alone can have made it); below it nothing is followed.
     top: Arc<SafeDir>,
-    target: PathBuf,
     bucket: String,
     file: Option<String>,
     at: Option<DateTime<Utc>>,
@@ -277,7 +275,7 @@ async fn restore_dir(
     dir: Dir,
     permits: Arc<tokio::sync::Semaphore>,
 ) -> Result<usize> {
-    let target_path = request.target.join(&dir.rel);
+    let target_path = request.top.path().join(&dir.rel);
     let rel = dir.rel.clone();
     let (origin, target, bucket, at) = (
         dir.origin.as_path(),
@@ -348,7 +346,7 @@ async fn restore_dir(
                 anyhow::anyhow!(
                     "refusing to restore into {}: a symbolic link is on its path below {} (links are never followed)",
                     target.display(),
-                    request.target.display()
+                    request.top.path().display()
                 )
             } else {
                 anyhow::anyhow!("creating {}: {e}", target.display())
@@ -570,25 +568,10 @@ async fn fetch_one(
     let (file, fetched) = loop {
         // A fresh temporary file each attempt: a leftover (or a link
         // someone planted under its name) is removed, never opened.
-        let file = blocking(into, {
-            let tmp = tmp.clone();
-            move |d| {
-                // Someone re-planting the name between the two calls makes
-                // the create fail, never follow: try a few times.
-                let mut tries = 0;
-                loop {
-                    d.remove(&tmp)?;
-                    match d.create_new(&tmp) {
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 5 => {
-                            tries += 1
-                        }
-                        r => return r,
-                    }
-                }
-            }
-        })
-        .await
-        .map_err(|e| local("creating", e))?;
+        let t = tmp.clone();
+        let file = blocking(into, move |d| d.create_fresh(&t))
+            .await
+            .map_err(|e| local("creating", e))?;
         match job.s3.get_to_file(&key, &file, &path, job.stall).await {
             Ok(Some(f)) => break (file, f),
             Ok(None) => {

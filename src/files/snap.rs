@@ -225,8 +225,9 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     // error, which `{:#}` would repeat.
     let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
     let (roots, listen, opts) = check(args)?;
-    // The watched directories, opened once: every file and directory
-    // below them is reached through these, never through a link.
+    // The watched directories, checked to open now: every file and
+    // directory below them is reached through them (each opened afresh
+    // per use), never through a link.
     let tree = Arc::new(
         crate::host::safe_path::Roots::open(&roots).context("opening the watched directories")?,
     );
@@ -280,7 +281,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
 
     // Watches first, then the scan: nothing falls between them (a file
     // seen twice is checked twice, which costs a HEAD).
-    let mut watcher = Watcher::new(tree.clone(), &roots, listen, args.recursive, args.auto_add)
+    let mut watcher = Watcher::new(tree.clone(), listen, args.recursive, args.auto_add)
         .context("setting up inotify watches")?;
     tracing::info!(
         "watching {} for {} as {}{}{}",
@@ -450,15 +451,15 @@ impl Pool {
                 Ok(Outcome::Uploaded { key, size }) => {
                     self.stats.uploaded.fetch_add(1, Ordering::Relaxed);
                     tracing::info!("uploaded {key} ({size} bytes)");
-                    let _ = self.landings.send(Landing::Landed(path));
+                    let _ = self.landings.send(Landing::Landed(path, size));
                 }
-                Ok(Outcome::Present { read }) => {
+                Ok(Outcome::Present { read, size }) => {
                     self.stats.present.fetch_add(1, Ordering::Relaxed);
                     if !read {
                         self.stats.known.fetch_add(1, Ordering::Relaxed);
                     }
                     tracing::debug!("{} is already in S3", path.display());
-                    let _ = self.landings.send(Landing::Landed(path));
+                    let _ = self.landings.send(Landing::Landed(path, size));
                 }
                 Ok(Outcome::Vanished) => {
                     tracing::debug!("{} vanished before upload", path.display());
@@ -489,7 +490,7 @@ struct Daemon {
     queue: Queue,
     filter: Filter,
     roots: Vec<PathBuf>,
-    /// The same, opened: scans read through them.
+    /// The same, for opening: scans read through them.
     tree: Arc<crate::host::safe_path::Roots>,
     recursive: bool,
     stats: Arc<Stats>,

@@ -35,6 +35,7 @@ pub(crate) enum Outcome {
     /// file was read for its MD5 (else the digest record had it).
     Present {
         read: bool,
+        size: u64,
     },
     /// Gone before it could be read (compaction): nothing to do.
     Vanished,
@@ -288,7 +289,10 @@ impl Uploader {
                 Local::Known { fp, hex } => {
                     let h = self.s3.head(&key).await?;
                     if same(h.as_ref(), fp.size, &hex) {
-                        return Ok(Outcome::Present { read: false });
+                        return Ok(Outcome::Present {
+                            read: false,
+                            size: fp.size,
+                        });
                     }
                     head = Some(h);
                     record = false;
@@ -334,7 +338,10 @@ impl Uploader {
                         }
                         if same(head.as_ref(), fp.size, &sum.hex) {
                             self.digests.remember(path, fp, &sum.hex);
-                            return Ok(Outcome::Present { read: true });
+                            return Ok(Outcome::Present {
+                                read: true,
+                                size: fp.size,
+                            });
                         }
                     }
                     differs(&key, head.as_ref(), fp.size);
@@ -356,7 +363,10 @@ impl Uploader {
             }
             Ok((fp, Some(Done::Present(hex)))) => {
                 self.digests.remember(path, fp, &hex);
-                Ok(Outcome::Present { read: true })
+                Ok(Outcome::Present {
+                    read: true,
+                    size: fp.size,
+                })
             }
             Ok((_, Some(Done::Changed))) => Ok(Outcome::Skipped("changed while being read".into())),
             Ok((_, None)) => Ok(Outcome::Vanished),
@@ -595,8 +605,8 @@ impl Uploader {
         Ok(Some(Done::Uploaded(sum.hex)))
     }
 
-    /// The file's MD5 alone (to compare with S3's); `None` if it vanished.
-    /// The MD5 of an open file, read from its start; the file comes back.
+    /// The MD5 of an open file alone (to compare with S3's), read from
+    /// where it stands; the file comes back.
     async fn md5(
         &self,
         path: &Path,

@@ -313,6 +313,22 @@ impl SafeDir {
         Ok(File::from(fd))
     }
 
+    /// A new file `name` for a temporary: whatever is there (a leftover,
+    /// or a link someone planted under the name) is removed, never opened,
+    /// then it is made with [`SafeDir::create_new`]. Someone re-planting the
+    /// name between the two calls makes the create fail, never follow: it
+    /// is tried a few times.
+    pub(crate) fn create_fresh(&self, name: &str) -> io::Result<File> {
+        let mut tries = 0;
+        loop {
+            self.remove(name)?;
+            match self.create_new(name) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 5 => tries += 1,
+                r => return r,
+            }
+        }
+    }
+
     /// Put `bytes` at `name` in this directory whole or not at all: into a
     /// new temporary file (a leftover or a planted link under its name is
     /// removed, never opened), flushed, given `mode`, then renamed over
@@ -321,8 +337,7 @@ impl SafeDir {
         use std::io::Write;
         use std::os::unix::fs::PermissionsExt;
         let tmp = format!(".{}.tmp", check_name(name).map_err(invalid)?);
-        self.remove(&tmp)?;
-        let mut f = self.create_new(&tmp)?;
+        let mut f = self.create_fresh(&tmp)?;
         let written = f
             .write_all(bytes)
             .and_then(|()| f.sync_all())
@@ -515,6 +530,11 @@ impl Roots {
         // Longest first: a root inside another answers for its own tree.
         roots.sort_by_key(|r| std::cmp::Reverse(r.components().count()));
         Ok(Roots(roots))
+    }
+
+    /// The watched directories as given.
+    pub(crate) fn paths(&self) -> &[PathBuf] {
+        &self.0
     }
 
     /// The root `path` is under, opened, and the rest of it.

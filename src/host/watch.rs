@@ -78,8 +78,7 @@ fn explain(e: &io::Error) -> String {
 impl Watcher {
     /// Watch `roots` (and, with `recursive`, every directory below them).
     pub(crate) fn new(
-        tree: Arc<Roots>,
-        roots: &[PathBuf],
+        roots: Arc<Roots>,
         listen: Listen,
         recursive: bool,
         auto_add: bool,
@@ -104,11 +103,11 @@ impl Watcher {
             auto_add,
             unwatched: BTreeSet::new(),
             failures: 0,
-            roots: tree,
+            roots: roots.clone(),
         };
         // A configured directory that cannot be watched is fatal: the
         // operator named it, and nothing would be uploaded from it.
-        for root in roots {
+        for root in roots.paths() {
             w.add_tree(root).map_err(|e| {
                 io::Error::new(
                     e.kind(),
