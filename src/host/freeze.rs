@@ -177,8 +177,8 @@ impl FreezeSet {
     /// cannot be cancelled; the watchdog process keeps the filesystems
     /// thawed meanwhile).
     ///
-    /// A freeze that fails is reported to the watchdog at once (`watchdog`)
-    /// so it never thaws what someone else froze.
+    /// Each freeze is reported to the watchdog as it starts and as it
+    /// returns (`watchdog`), so it thaws only what this run froze.
     pub(crate) fn freeze(
         mount_points: &[PathBuf],
         deadline: Duration,
@@ -201,14 +201,17 @@ impl FreezeSet {
             let (inner, tx, mp) = (set.inner.clone(), tx.clone(), mount_point.clone());
             let watchdog = watchdog.clone();
             let handle = std::thread::spawn(move || {
+                watchdog.freezing(i);
                 let result = freeze_fd(&dir);
-                if result.is_err() {
-                    watchdog.not_ours(i);
-                }
+                // At once, so the watchdog thaws a freeze of ours that
+                // completed after its deadline, and never one of someone
+                // else's that ours was queued behind.
+                watchdog.froze(i, result.is_ok());
                 if result.is_ok() {
                     let mut g = lock(&inner);
                     if g.abandoned || g.done {
-                        // Too late: nobody will thaw this one but us.
+                        // Too late: undone here (and by the watchdog if it
+                        // has fired).
                         let _ = thaw_fd(&dir);
                     } else {
                         g.frozen.push(Frozen {
@@ -250,10 +253,17 @@ impl FreezeSet {
                 }
             }
         }
-        if let Some(e) = failed {
+        if let Some(mut e) = failed {
             lock(&set.inner).abandoned = true;
             set.thaw();
             set.await_outstanding();
+            // A freeze that outlived the deadline and then failed was
+            // queued behind someone else's: say that, not "too slow".
+            if e.errno == Errno::ETIMEDOUT {
+                if let Some((mount_point, Err(errno))) = rx.try_iter().find(|(_, r)| r.is_err()) {
+                    e = FreezeError { mount_point, errno };
+                }
+            }
             return Err(e);
         }
         Ok(set)

@@ -1,6 +1,6 @@
 //! The thaw watchdog: a separate process (this binary in a hidden mode)
 //! that holds its own descriptors of every filesystem make-snapshots
-//! freezes, and thaws them all
+//! freezes, and thaws the ones this run froze
 //!
 //! - when the main process dies, whatever killed it (SIGKILL, the OOM
 //!   killer, SIGSEGV, an abort): the pipe from the main process reaches
@@ -12,10 +12,18 @@
 //! - at once on SIGTERM, SIGINT or SIGHUP (systemd stops a unit's whole
 //!   control group with SIGTERM).
 //!
-//! After it has thawed once it keeps thawing every 50 ms until the main
-//! process says it is done or dies, so a freeze that completes late (a
-//! slow `sync_filesystem` inside FIFREEZE) is undone within 50 ms. It
-//! runs in its own process group (a `timeout -s KILL` of the group does
+//! It thaws only what is ours: the main process says `FREEZING i` before
+//! each FIFREEZE and `OURS i` or `NOTOURS i` when it returns. A FIFREEZE
+//! still inside the kernel when the watchdog fires may be queued behind
+//! someone else's freeze (it ends in EBUSY), so it is not thawed then:
+//! its `OURS` (a slow freeze of ours that completed late) is thawed the
+//! moment it arrives, its `NOTOURS` never. Nothing is thawed twice, so a
+//! freeze another tool makes after our thaw is left alone. Only when the
+//! main process dies between `FREEZING` and the answer is the outcome
+//! unknown: the watchdog then thaws (a filesystem frozen for good is the
+//! worse mistake).
+//!
+//! It runs in its own process group (a `timeout -s KILL` of the group does
 //! not take it along), asks the OOM killer to spare it, and gets SIGUSR2
 //! if its parent dies (`PR_SET_PDEATHSIG`, a second line behind the
 //! pipe). While filesystems are frozen it does nothing but wait, thaw,
@@ -23,10 +31,11 @@
 //!
 //! Protocol, one line each way: the watchdog says `READY` once it holds
 //! every descriptor (or `ERR <why>` and exits); the main process says
-//! `FROZEN` when the freeze phase is over and `DONE` when it has thawed
-//! everything and no freeze is outstanding; the watchdog says
-//! `FIRED <why>` the first time it thaws and `LATE <mount point>` when its
-//! repeated thaws undo a late freeze.
+//! `FREEZING i`, `OURS i`, `NOTOURS i` per target (in the order given to
+//! `start`), `FROZEN` when the freeze phase is over and `DONE` when it has
+//! thawed everything and no freeze is outstanding; the watchdog says
+//! `FIRED <why>` the first time it thaws and `LATE <mount point>` when it
+//! undoes a freeze of ours that completed after it fired.
 
 use super::safe_path::SafeDir;
 use std::ffi::OsString;
@@ -50,8 +59,8 @@ use super::HostError;
 /// The argv[1] that runs this binary as the watchdog.
 pub(crate) const MODE: &str = "__thaw-watchdog";
 
-/// How often a watchdog that has fired thaws again.
-const RETHAW_EVERY: Duration = Duration::from_millis(50);
+/// How soon a thaw that failed (other than "not frozen") is tried again.
+const RETRY_THAW: Duration = Duration::from_millis(50);
 
 /// The main process's handle on its watchdog.
 pub(crate) struct Watchdog {
@@ -74,11 +83,17 @@ impl Notifier {
         }
     }
 
-    /// Target `i` (in the order given to `start`) was not frozen by us
-    /// (its FIFREEZE failed, e.g. EBUSY: someone else's freeze): never
-    /// thaw it.
-    pub(crate) fn not_ours(&self, i: usize) {
-        self.say(&format!("NOTOURS {i}"));
+    /// Target `i` (in the order given to `start`): our FIFREEZE of it is
+    /// about to enter the kernel.
+    pub(crate) fn freezing(&self, i: usize) {
+        self.say(&format!("FREEZING {i}"));
+    }
+
+    /// Target `i`'s FIFREEZE returned: `true` it is frozen by us (thaw it
+    /// if the watchdog has fired), `false` it failed (e.g. EBUSY: someone
+    /// else's freeze), never thaw it.
+    pub(crate) fn froze(&self, i: usize, ours: bool) {
+        self.say(&format!("{} {i}", if ours { "OURS" } else { "NOTOURS" }));
     }
 
     fn close(&self) -> bool {
@@ -223,7 +238,7 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
             Ok(file) => targets.push(Target {
                 path: PathBuf::from(mp),
                 file,
-                ours: true,
+                freeze: Freeze::NotStarted,
             }),
             Err(e) => {
                 say(&format!(
@@ -262,14 +277,17 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
         say: &mut say,
     };
     if orphaned() {
-        w.fire("the main process ended before the freeze");
+        w.main_gone("the main process ended before the freeze");
+        return ExitCode::SUCCESS;
     }
     let stdin = std::io::stdin();
     let mut deadline = Instant::now() + Duration::from_millis(freeze_ms);
     let mut line = Vec::new();
     loop {
-        let timeout = if w.fired {
-            RETHAW_EVERY
+        let timeout = if w.retrying() {
+            RETRY_THAW
+        } else if w.fired {
+            Duration::MAX
         } else {
             deadline.saturating_duration_since(Instant::now())
         };
@@ -280,7 +298,7 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
         ];
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => std::thread::sleep(RETHAW_EVERY),
+            Err(_) => std::thread::sleep(RETRY_THAW),
         }
         let ready = |f: &PollFd<'_>| {
             f.revents()
@@ -289,14 +307,14 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
         let (from_main, signalled) = (ready(&fds[0]), ready(&fds[1]));
         if signalled {
             if let Ok(Some(info)) = signals.read_signal() {
-                let parent_died = info.ssi_signo == Signal::SIGUSR2 as u32 && orphaned();
                 if info.ssi_signo != Signal::SIGUSR2 as u32 {
                     let name = Signal::try_from(info.ssi_signo as i32)
                         .map(|s| s.as_str())
                         .unwrap_or("a signal");
                     w.fire(&format!("{name} to the watchdog"));
-                } else if parent_died {
-                    w.fire("the main process ended");
+                } else if orphaned() {
+                    w.main_gone("the main process ended");
+                    return ExitCode::SUCCESS;
                 }
             }
         }
@@ -304,48 +322,80 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
             let mut buf = [0u8; 64];
             match (&stdin).read(&mut buf) {
                 // EOF: the main process is gone, with all its threads, so
-                // every FIFREEZE it started has returned: one last thaw.
+                // every FIFREEZE it started has returned.
                 Ok(0) | Err(_) => {
-                    w.fire("the main process ended");
-                    w.thaw_all();
+                    w.main_gone("the main process ended");
                     return ExitCode::SUCCESS;
                 }
                 Ok(n) => line.extend_from_slice(&buf[..n]),
             }
             while let Some(end) = line.iter().position(|b| *b == b'\n') {
                 let word: Vec<u8> = line.drain(..=end).collect();
-                match &word[..word.len() - 1] {
-                    b"FROZEN" if !w.fired => {
+                match Said::parse(&word[..word.len() - 1]) {
+                    Some(Said::Frozen) if !w.fired => {
                         deadline = Instant::now() + Duration::from_millis(window_ms)
                     }
-                    b"DONE" => return ExitCode::SUCCESS,
-                    said if said.starts_with(b"NOTOURS ") => {
-                        let i = std::str::from_utf8(&said[8..])
-                            .ok()
-                            .and_then(|n| n.parse::<usize>().ok());
-                        if let Some(t) = i.and_then(|i| w.targets.get_mut(i)) {
-                            t.ours = false;
-                        }
-                    }
+                    Some(Said::Done) => return ExitCode::SUCCESS,
+                    Some(Said::Target(i, state)) => w.heard(i, state),
                     _ => {}
                 }
             }
         }
-        if w.fired {
-            w.thaw_all();
-        } else if Instant::now() >= deadline {
+        if !w.fired && Instant::now() >= deadline {
             w.fire("the deadline passed");
         }
+        w.retry();
     }
+}
+
+/// A line from the main process.
+enum Said {
+    Frozen,
+    Done,
+    Target(usize, Freeze),
+}
+
+impl Said {
+    fn parse(line: &[u8]) -> Option<Said> {
+        let line = std::str::from_utf8(line).ok()?;
+        match line {
+            "FROZEN" => return Some(Said::Frozen),
+            "DONE" => return Some(Said::Done),
+            _ => {}
+        }
+        let (word, i) = line.split_once(' ')?;
+        let state = match word {
+            "FREEZING" => Freeze::InFlight,
+            "OURS" => Freeze::Ours,
+            "NOTOURS" => Freeze::NotOurs,
+            _ => return None,
+        };
+        Some(Said::Target(i.parse().ok()?, state))
+    }
+}
+
+/// Where our FIFREEZE of a target stands, as the main process told.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Freeze {
+    /// Not started: nothing of ours to thaw.
+    NotStarted,
+    /// Inside the kernel: it may end ours or someone else's (EBUSY).
+    InFlight,
+    /// Frozen by us and not yet thawed by the watchdog.
+    Ours,
+    /// It failed: someone else's freeze, or none.
+    NotOurs,
+    /// Thawed by the watchdog; never touched again.
+    Thawed,
+    /// Our thaw failed with something other than "not frozen": retried.
+    Retrying,
 }
 
 /// A filesystem the watchdog may have to thaw.
 struct Target {
     path: PathBuf,
     file: File,
-    /// `false` once the main process said its FIFREEZE failed (someone
-    /// else's freeze, which is not ours to undo).
-    ours: bool,
+    freeze: Freeze,
 }
 
 /// The serving watchdog's state.
@@ -356,24 +406,79 @@ struct Serving<'a> {
 }
 
 impl Serving<'_> {
-    /// Thaw everything now and from now on.
+    /// Thaw what is ours now, and from now on every freeze of ours the
+    /// moment it is reported.
     fn fire(&mut self, why: &str) {
         if !self.fired {
             self.fired = true;
             (self.say)(&format!("FIRED {why}"));
-            for t in self.targets.iter().filter(|t| t.ours) {
-                let _ = thaw_fd(&t.file);
+            for i in 0..self.targets.len() {
+                if self.targets[i].freeze == Freeze::Ours {
+                    self.thaw(i, None);
+                }
             }
         }
     }
 
-    /// Once fired: FITHAW every target again. EINVAL (not frozen, or a
-    /// freeze still in progress) is tried again next round; a success
-    /// undid a freeze that completed after the first thaw.
-    fn thaw_all(&mut self) {
-        for t in self.targets.iter().filter(|t| t.ours) {
-            if thaw_fd(&t.file).is_ok() {
-                (self.say)(&format!("LATE {}", t.path.display()));
+    /// The main process said where target `i` stands.
+    fn heard(&mut self, i: usize, state: Freeze) {
+        let fired = self.fired;
+        let Some(t) = self.targets.get_mut(i) else {
+            return;
+        };
+        match (t.freeze, state) {
+            // Already thawed by us: a repeat must not thaw again.
+            (Freeze::Thawed | Freeze::Retrying, _) => {}
+            (_, Freeze::Ours) if fired => self.thaw(i, Some("LATE")),
+            (_, state) => t.freeze = state,
+        }
+    }
+
+    /// The main process is gone: every FIFREEZE it made has returned.
+    /// What is ours is thawed; one whose answer never came is thawed too
+    /// (it may have been ours), and named.
+    fn main_gone(&mut self, why: &str) {
+        self.fire(why);
+        for i in 0..self.targets.len() {
+            if self.targets[i].freeze == Freeze::InFlight {
+                self.thaw(i, None);
+            }
+        }
+        // A thaw that keeps failing is tried for a while; past that
+        // nothing here can help (`snaptastic thaw` can).
+        for _ in 0..200 {
+            if !self.retrying() {
+                break;
+            }
+            std::thread::sleep(RETRY_THAW);
+            self.retry();
+        }
+    }
+
+    /// FITHAW target `i` once. "Not frozen" (EINVAL: someone thawed it
+    /// already) is final; another error is tried again.
+    fn thaw(&mut self, i: usize, tell: Option<&str>) {
+        let t = &mut self.targets[i];
+        match thaw_fd(&t.file) {
+            Ok(()) => {
+                t.freeze = Freeze::Thawed;
+                if let Some(word) = tell {
+                    (self.say)(&format!("{word} {}", t.path.display()));
+                }
+            }
+            Err(Errno::EINVAL) => t.freeze = Freeze::Thawed,
+            Err(_) => t.freeze = Freeze::Retrying,
+        }
+    }
+
+    fn retrying(&self) -> bool {
+        self.targets.iter().any(|t| t.freeze == Freeze::Retrying)
+    }
+
+    fn retry(&mut self) {
+        for i in 0..self.targets.len() {
+            if self.targets[i].freeze == Freeze::Retrying {
+                self.thaw(i, None);
             }
         }
     }

@@ -6,6 +6,7 @@ mod clean_scope;
 mod cli;
 mod emulator;
 mod fleet;
+mod foreign_freeze;
 mod freeze_safety;
 mod freshness;
 mod json_results;

@@ -23,16 +23,25 @@ impl Setup {
         rules: Option<&str>,
         volumes: &[(&str, &str, u32)],
     ) -> Setup {
+        let opts = LabOpts {
+            nvme,
+            rules: rules.map(str::to_string),
+            ..Default::default()
+        };
+        Setup::with_lab(moto, opts, volumes)
+    }
+
+    /// As `new`, with the lab's options as given (its directory, say);
+    /// the user data is the profile's.
+    pub(crate) fn with_lab(moto: &str, opts: LabOpts, volumes: &[(&str, &str, u32)]) -> Setup {
         let role = unique("mnt");
         let lab = Lab::start(
             moto,
             LabOpts {
-                nvme,
                 userdata: Some(format!(
                     r#"{{"role": "{role}", "cluster": "c", "environment": "e"}}"#
                 )),
-                rules: rules.map(str::to_string),
-                ..Default::default()
+                ..opts
             },
         );
         let mut text = "[profiles.db]\n".to_string();

@@ -47,12 +47,27 @@ struct UffdioZeropage {
 }
 
 /// A page whose first touch waits until `release`.
-struct TrapPage {
+pub(crate) struct TrapPage {
     uffd: libc::c_int,
     addr: usize,
 }
 
 impl TrapPage {
+    /// A trap page, or `None` with the reason printed where userfaultfd is
+    /// not available (root may use it for kernel faults; a sandbox may
+    /// forbid it with seccomp). CI must be able to use it.
+    pub(crate) fn for_test() -> Option<TrapPage> {
+        let trap = TrapPage::new();
+        if trap.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "userfaultfd is not available"
+            );
+            eprintln!("SKIPPED: userfaultfd is not available here");
+        }
+        trap
+    }
+
     fn new() -> Option<TrapPage> {
         // SAFETY: a plain syscall with flags; the result is checked.
         let uffd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC) } as libc::c_int;
@@ -111,8 +126,29 @@ impl TrapPage {
         unsafe { libc::poll(&mut p, 1, wait.as_millis() as libc::c_int) > 0 }
     }
 
+    /// A thread writing the page to a new file at `path`: it parks inside
+    /// the filesystem's write section (so a FIFREEZE of it waits) until
+    /// `release`. Returns once it is parked; the thread returns what
+    /// write(2) returned.
+    pub(crate) fn park_writer(&self, path: &std::path::Path) -> std::thread::JoinHandle<isize> {
+        let file = std::fs::File::create(path).unwrap();
+        let (fd, addr) = (file.as_raw_fd(), self.addr);
+        let writer = std::thread::spawn(move || {
+            // SAFETY: `addr` is a mapped page of PAGE bytes; the read of it
+            // waits for the test to supply it; `fd` outlives the call.
+            let n = unsafe { libc::write(fd, addr as *const libc::c_void, PAGE) };
+            drop(file);
+            n
+        });
+        assert!(
+            self.faulted(Duration::from_secs(5)),
+            "the writer never parked"
+        );
+        writer
+    }
+
     /// Supply the page: the parked writer goes on.
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         let mut z = UffdioZeropage {
             range: UffdioRange {
                 start: self.addr as u64,
@@ -133,31 +169,12 @@ fn a_freeze_slower_than_the_deadline_is_awaited_and_undone() {
     let Some(moto) = lab_prerequisites() else {
         return;
     };
-    let Some(trap) = TrapPage::new() else {
-        // Root may use userfaultfd for kernel faults; a sandbox may forbid
-        // it (seccomp). CI must be able to run this.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "userfaultfd is not available"
-        );
-        eprintln!("SKIPPED: userfaultfd is not available here");
+    let Some(trap) = TrapPage::for_test() else {
         return;
     };
     let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
     s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
-    let file = std::fs::File::create(s.mp(0).join("parked")).unwrap();
-    let (fd, addr) = (file.as_raw_fd(), trap.addr);
-    let writer = std::thread::spawn(move || {
-        // SAFETY: `addr` is a mapped page of PAGE bytes; the read of it
-        // waits for the test to supply it; `fd` outlives the call.
-        let n = unsafe { libc::write(fd, addr as *const libc::c_void, PAGE) };
-        drop(file);
-        n
-    });
-    assert!(
-        trap.faulted(Duration::from_secs(5)),
-        "the writer never parked"
-    );
+    let writer = trap.park_writer(&s.mp(0).join("parked"));
 
     let started = Instant::now();
     let mut child = s
