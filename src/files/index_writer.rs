@@ -94,6 +94,10 @@ struct Writer {
     /// Directories are listed and their files looked at through these,
     /// never through a link.
     roots: Arc<Roots>,
+    /// Files whose copy in S3 lacks its `md5sum` (an upload cut before
+    /// its stamp): back to the upload queue, and left out of the index
+    /// until they land whole.
+    requeue: mpsc::UnboundedSender<PathBuf>,
 }
 
 /// A finished write: its directory, the names it found in S3, the
@@ -116,6 +120,7 @@ pub(super) async fn run(
     filter: Filter,
     opts: PutOptions,
     roots: Arc<Roots>,
+    requeue: mpsc::UnboundedSender<PathBuf>,
 ) -> usize {
     let writer = Arc::new(Writer {
         s3,
@@ -123,6 +128,7 @@ pub(super) async fn run(
         filter,
         opts,
         roots,
+        requeue,
     });
     let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
     let mut writes: JoinSet<Written> = JoinSet::new();
@@ -222,7 +228,8 @@ fn finished(
 }
 
 /// List the directory's files that are in S3 (checking those this run has
-/// not seen with a HEAD) and write the index beside its newest data file.
+/// not seen with a HEAD: the same size and an `md5sum`, as a restore
+/// requires) and write the index beside its newest data file.
 /// `Ok(None)` when the directory has no data file to anchor an index.
 async fn write_index(
     w: &Writer,
@@ -235,6 +242,7 @@ async fn write_index(
         filter,
         opts,
         roots,
+        requeue,
     } = w;
     let (d, roots) = (dir.to_path_buf(), roots.clone());
     // A directory that cannot be read must not produce an empty index.
@@ -259,8 +267,16 @@ async fn write_index(
         let name = name.clone();
         if known.get(&name) != Some(&meta.len()) {
             match s3.head(&naming.key(path)).await {
-                Ok(Some(h)) if h.size == meta.len() => {
+                Ok(Some(h)) if h.size == meta.len() && h.metadata.contains_key("md5sum") => {
                     known.insert(name.clone(), h.size);
+                }
+                Ok(Some(h)) if h.size == meta.len() => {
+                    tracing::info!(
+                        "{} in S3 has no md5sum (an upload cut before its stamp): uploading it again",
+                        path.display()
+                    );
+                    let _ = requeue.send(path.clone());
+                    continue;
                 }
                 Ok(_) => continue,
                 Err(e) => return Err(e.to_string()),

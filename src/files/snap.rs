@@ -306,6 +306,8 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
     let (landings_tx, landings_rx) = mpsc::unbounded_channel::<Landing>();
     // Failed files come back to the main loop, which retries them later.
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
+    // Files the indexer found in S3 without their md5sum go up again.
+    let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<PathBuf>();
     let indexer = (!args.without_index).then(|| {
         tokio::spawn(index_writer::run(
             landings_rx,
@@ -314,6 +316,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
             filter.clone(),
             opts.clone(),
             tree.clone(),
+            requeue_tx,
         ))
     });
     let pool = Pool {
@@ -348,7 +351,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         daemon.backup_scan = daemon.rescan();
     }
     let stop_reason = daemon
-        .serve(&mut watcher, &mut retry_rx, &mut signals)
+        .serve(&mut watcher, &mut retry_rx, &mut requeue_rx, &mut signals)
         .await;
     if watcher.failures() > 0 {
         tracing::warn!(
@@ -518,6 +521,7 @@ impl Daemon {
         &mut self,
         watcher: &mut Watcher,
         retry_rx: &mut mpsc::UnboundedReceiver<PathBuf>,
+        requeue_rx: &mut mpsc::UnboundedReceiver<PathBuf>,
         signals: &mut Signals,
     ) -> String {
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
@@ -534,6 +538,11 @@ impl Daemon {
                 },
                 _ = unwatched.tick(), if watcher.unwatched() > 0 => self.on_unwatched(watcher),
                 Some(path) = retry_rx.recv() => self.on_failed(path),
+                Some(path) = requeue_rx.recv() => {
+                    if !self.queue.try_push(path, Seen::Absent) {
+                        self.rescan_due = true;
+                    }
+                }
                 _ = signals.term.recv() => return "SIGTERM".to_string(),
                 _ = signals.int.recv() => return "SIGINT".to_string(),
                 _ = progress.tick() => self.on_tick(),

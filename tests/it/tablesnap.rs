@@ -732,3 +732,43 @@ fn stored_as(args: &[&str], class: &str, sse: Option<&str>) {
     }
     assert_eq!(d.stop().0, 0);
 }
+
+/// An object cut before its md5sum stamp (the same size as the file, no
+/// `md5sum`) is never promised by an index: tablesnap uploads the file
+/// again, and the index lists it once it is whole.
+#[test]
+fn an_index_lists_only_objects_with_their_md5sum() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    // Already on disk (no event for it) and in S3 without its stamp.
+    std::fs::write(p.join("t-ka-1-Index.db"), b"index bytes").unwrap();
+    let cut = key(p, "t-ka-1-Index.db");
+    s3.put(&cut, b"index bytes", &[]);
+    let mut d = Daemon::start(&moto, &s3.bucket, p, &[]);
+    std::fs::write(p.join("t-ka-1-Data.db"), b"d").unwrap();
+    let index = format!("{}-listdir.json", key(p, "t-ka-1-Data.db"));
+    s3.wait_keys("the index", |k| k.contains(&index));
+    let t = std::time::Instant::now();
+    loop {
+        let body: serde_json::Value = serde_json::from_slice(&s3.get(&index)).unwrap();
+        let listed = body[p.to_str().unwrap()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "t-ka-1-Index.db");
+        let stamped = s3.metadata(&cut).get("md5sum").cloned();
+        if listed {
+            // Listed only once whole.
+            assert_eq!(stamped, Some(md5_hex(b"index bytes")), "{body}");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the file never reached the index (md5sum in S3: {stamped:?}): {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(d.stop().0, 0);
+}
