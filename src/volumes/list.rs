@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 
+use super::explain::{Explainer, Flags, PassedOver};
 use super::plan::{choose_points, RestoreSource};
 use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, mount_point, FileSystem, Volume, VolumeType};
@@ -43,6 +44,13 @@ pub(crate) struct VolumeStatus {
     /// Newer usable snapshots not used because they are not part of the
     /// complete set.
     pub outside_set: Vec<String>,
+    /// Why `restore`, in one line, with every newer snapshot passed over
+    /// and its reason (the WHY column; `explain`).
+    pub explanation: String,
+    /// The newer snapshots passed over (in error, outside the set), each
+    /// with why: a run that is no point in time (cut short or unfrozen),
+    /// a run that lacks a volume, 0.2.12's outside the set.
+    pub passed_over: Vec<PassedOver>,
 }
 
 /// How to show the listing.
@@ -100,10 +108,13 @@ pub(crate) fn statuses(
     let mps: Vec<&str> = volumes.iter().map(|v| v.mount_point.as_str()).collect();
     let points = choose_points(snapshots, &mps);
     let set = points.point.label();
+    let explainer = Explainer::new(snapshots, &mps, &points.point, Flags::default());
     volumes
         .iter()
         .zip(points.choices)
-        .map(|(v, choice)| {
+        .enumerate()
+        .map(|(i, (v, choice))| {
+            let why = explainer.source(i, &choice.source);
             let mount = mountinfo::find(mounts, &v.mount_point);
             let attached_volume = match (instance_id, attached) {
                 (Some(me), Some(list)) => attached_for(v, me, list).map(|a| a.id.clone()),
@@ -125,6 +136,8 @@ pub(crate) fn statuses(
                 skipped_snapshots: choice.skipped.into_iter().map(|s| s.id).collect(),
                 set: set.clone(),
                 outside_set: choice.outside_set.into_iter().map(|s| s.id).collect(),
+                explanation: why.line(),
+                passed_over: why.passed_over,
             }
         })
         .collect()
@@ -196,6 +209,7 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
         "ATTACHED",
         "SET",
         "RESTORE FROM",
+        "WHY",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
@@ -215,19 +229,8 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
             (None, true) => "no".into(),
             (None, false) => "unknown".into(),
         };
-        let mut restore = restore_text(&r.restore);
-        if !r.skipped_snapshots.is_empty() {
-            restore.push_str(&format!(
-                " [skipped in error: {}]",
-                r.skipped_snapshots.join(", ")
-            ));
-        }
-        if !r.outside_set.is_empty() {
-            restore.push_str(&format!(
-                " [newer, not in a complete set: {}]",
-                r.outside_set.join(", ")
-            ));
-        }
+        // What was skipped or passed over is in WHY, with its reason.
+        let restore = restore_text(&r.restore);
         table.push(vec![
             r.mount_point.clone(),
             r.device.clone(),
@@ -238,6 +241,7 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
             attached,
             r.set.clone(),
             restore,
+            r.explanation.clone(),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -348,7 +352,8 @@ mod tests {
         assert!(
             lines[1].contains("yes (/dev/xvdf)")
                 && lines[1].contains("unknown")
-                && lines[1].ends_with("none: will create empty"),
+                && lines[1].contains("none: will create empty")
+                && lines[1].ends_with("no snapshot of this mount point exists: created empty"),
             "{t}"
         );
     }

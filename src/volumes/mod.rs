@@ -1,8 +1,9 @@
-//! The volume commands. `plan.rs` and `snapshot_plan.rs` decide (pure);
-//! one file per verb does.
+//! The volume commands. `plan.rs` and `snapshot_plan.rs` decide (pure),
+//! `explain.rs` says why (pure); one file per verb does.
 
 pub(crate) mod clean;
 mod error;
+pub(crate) mod explain;
 pub(crate) mod freshness;
 pub(crate) mod hooks;
 pub(crate) mod list;

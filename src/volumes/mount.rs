@@ -12,12 +12,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 
 use super::error::VolumeError;
+use super::explain::{Explainer, Flags};
 use super::hooks;
 use super::nesting;
 use super::plan::{
-    plan_mount, MountAction, Observed, PlanOptions, PointInTime, RestoreSource, VolumePlan,
-    SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED, STATE_RESTORING, TAG_DEVICE,
-    TAG_PROFILE, TAG_SOURCE, TAG_STATE,
+    detached_for, plan_mount, MountAction, Observed, PlanOptions, PointInTime, RestoreSource,
+    VolumePlan, SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED, STATE_RESTORING,
+    TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
 };
 use super::tags::resource_tags;
 use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
@@ -175,7 +176,23 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         }
     }
     if args.dry_run {
-        print!("{}", render_plan(&plans, &plan.point, &identity));
+        let mps: Vec<&str> = volumes.iter().map(|v| v.mount_point.as_str()).collect();
+        let flags = Flags {
+            allow_mixed: args.allow_mixed,
+            set: args.set.as_deref(),
+            from_snapshot: args.from_snapshot,
+        };
+        let detached = mps
+            .iter()
+            .map(|mp| {
+                detached_for(&seen, mp)
+                    .iter()
+                    .map(|d| d.id.clone())
+                    .collect()
+            })
+            .collect();
+        let why = Explainer::new(&snapshots, &mps, &plan.point, flags).with_detached(detached);
+        print!("{}", render_plan(&plans, &plan.point, &identity, &why));
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -299,7 +316,14 @@ fn preflight(plans: &[VolumePlan], root: &Path, args: &MountOptions) -> Vec<Stri
     problems
 }
 
-fn render_plan(plans: &[VolumePlan], point: &PointInTime, identity: &Identity) -> String {
+/// The plan, one line per mount point: what is done, the volume, and why
+/// (`explain`), with the newer data passed over.
+fn render_plan(
+    plans: &[VolumePlan],
+    point: &PointInTime,
+    identity: &Identity,
+    why: &Explainer<'_>,
+) -> String {
     let mut out = format!(
         "plan for {} in {}:\n  set: {} ({})\n",
         identity.instance_id,
@@ -307,7 +331,7 @@ fn render_plan(plans: &[VolumePlan], point: &PointInTime, identity: &Identity) -
         point.label(),
         point.explain()
     );
-    for p in plans {
+    for (i, p) in plans.iter().enumerate() {
         let v = &p.volume;
         let what = match &p.action {
             MountAction::Skip { mounted_from } => {
@@ -366,8 +390,12 @@ fn render_plan(plans: &[VolumePlan], point: &PointInTime, identity: &Identity) -
             ty.push_str(&format!(" {i} iops"));
         }
         out.push_str(&format!(
-            "  {} on {}: {what}; {} GiB {ty} {}\n",
-            v.mount_point, v.device, v.size_gib, v.file_system
+            "  {} on {}: {what}; {} GiB {ty} {}; why: {}\n",
+            v.mount_point,
+            v.device,
+            v.size_gib,
+            v.file_system,
+            why.action(i, &p.action).line()
         ));
     }
     out

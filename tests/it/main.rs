@@ -16,6 +16,7 @@ mod mount;
 mod policy;
 mod porting;
 mod progress;
+mod restore_explain;
 mod restore_order;
 mod restore_safety;
 mod retention;
