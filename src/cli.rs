@@ -637,9 +637,11 @@ pub(crate) struct TableslurpArgs {
     pub force: bool,
     /// Restore objects without md5sum metadata instead of failing.
     /// tablesnap (1.2.1 and ours) always writes it, so its absence means
-    /// the object was rewritten by another tool: its bytes are checked
-    /// only against its own ETag (when single-part), which proves the
-    /// download, not that the data is what was backed up.
+    /// the object was rewritten by another tool. Its bytes are checked
+    /// against what S3 holds: its ETag where that is an MD5 (single-part,
+    /// not SSE-KMS or SSE-C), else its size and S3's stored full-object
+    /// checksum if it has one. That proves the download, not that the data
+    /// is what was backed up; each such file gets a warning saying which.
     #[arg(long)]
     pub allow_unverified: bool,
     /// A download that receives no bytes for this long is abandoned and

@@ -4,7 +4,9 @@
 //! It starts moto (or adopts a running one), creates an instance in it, and
 //! stands in front of it as an HTTP proxy that hot-plugs attached volumes as
 //! loop devices under a device root, copies images on snapshot and restore,
-//! serves instance metadata, slows life cycles down and injects faults. On
+//! serves instance metadata, slows life cycles down and injects faults. It
+//! also plays S3 where moto differs in ways a client can trip on: part
+//! checksums are checked, and an SSE-KMS object's ETag is not its MD5. On
 //! SIGINT/SIGTERM (or when its parent dies, with `--exit-with-parent`) it
 //! unmounts, releases and deletes everything it made.
 

@@ -253,15 +253,37 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
     // Content-Length is the object's size, which clients (tablesnap -B)
     // read to tell whether the object is already there.
     let is_head = parts.method == hyper::Method::HEAD;
+    let kms = is_s3
+        && reply
+            .headers
+            .get("x-amz-server-side-encryption")
+            .is_some_and(|v| v.as_bytes().starts_with(b"aws:kms"));
     for (k, v) in &reply.headers {
         let keep = k != hyper::header::CONTENT_LENGTH || is_head;
-        if keep && k != hyper::header::TRANSFER_ENCODING {
+        if kms && k == hyper::header::ETAG {
+            resp = resp.header(k, kms_etag(v.as_bytes()));
+        } else if keep && k != hyper::header::TRANSFER_ENCODING {
             resp = resp.header(k, v);
         }
     }
     Ok(resp
         .body(Full::new(out_body))
         .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+}
+
+/// S3's ETag of an SSE-KMS object is not the MD5 of its bytes (moto's
+/// is): a stable stand-in that is not, derived from moto's, so a client
+/// that takes it for an MD5 fails here as it would on S3.
+fn kms_etag(moto_etag: &[u8]) -> String {
+    let hex: String = String::from_utf8_lossy(moto_etag)
+        .trim_matches('"')
+        .chars()
+        .rev()
+        .collect();
+    // The digits reversed, the first eight replaced by a CRC32 of them,
+    // so even an MD5 that reads the same backwards is changed.
+    let crc = crc32fast::hash(hex.as_bytes());
+    format!("\"{crc:08x}{}\"", &hex[8.min(hex.len())..])
 }
 
 /// Side effects of a successful call, and rewritten replies: moto does

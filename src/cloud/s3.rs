@@ -76,6 +76,15 @@ pub(crate) struct Fetched {
     pub etag: Option<String>,
     pub md5_hex: String,
     pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+    /// Bytes written, and the size S3 stated for the object.
+    pub written: u64,
+    pub stated_size: Option<u64>,
+    /// Why the ETag is not the MD5 of the bytes, when it is not: S3's
+    /// ETag of a multipart, SSE-KMS or SSE-C object is something else.
+    pub etag_not_md5: Option<&'static str>,
+    /// The full-object checksum S3 stored, which the SDK checked against
+    /// the bytes (asked for with `checksums`): its algorithm.
+    pub checked_checksum: Option<&'static str>,
 }
 
 /// What a PUT from memory says about its body.
@@ -243,13 +252,17 @@ impl S3 {
     /// if there is no such object. Waiting longer than `stall` for the
     /// reply or for the next bytes of the body is a (transient) transport
     /// error: the SDK's read timeout does not cover the body, so a
-    /// stalled download would otherwise hang forever.
+    /// stalled download would otherwise hang forever. With `checksums`,
+    /// S3 sends the object's stored full-object checksum (if it has one)
+    /// and the SDK checks the bytes against it (a mismatch fails the
+    /// body); only asked for where nothing better proves the bytes.
     pub(crate) async fn get_to_file(
         &self,
         key: &str,
         out: &std::fs::File,
         file: &Path,
         stall: std::time::Duration,
+        checksums: bool,
     ) -> Result<Option<Fetched>, CloudError> {
         use md5::Digest;
         use tokio::io::AsyncWriteExt;
@@ -263,6 +276,7 @@ impl S3 {
                 .get_object()
                 .bucket(&self.bucket)
                 .key(key)
+                .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled))
                 .send(),
         )
         .await
@@ -284,6 +298,15 @@ impl S3 {
         // only names it.
         let mut out = tokio::fs::File::from_std(out.try_clone().map_err(io)?);
         let mut hash = md5::Md5::new();
+        let etag = r.e_tag.as_deref().map(|e| e.trim_matches('"').to_string());
+        let etag_not_md5 = etag_not_md5(
+            etag.as_deref().unwrap_or(""),
+            r.server_side_encryption.as_ref().map(|s| s.as_str()),
+            r.sse_customer_algorithm.is_some(),
+        );
+        let checked_checksum = full_object_checksum(&r);
+        let stated_size = r.content_length.and_then(|n| u64::try_from(n).ok());
+        let mut written = 0u64;
         let mut body = r.body;
         while let Some(chunk) = tokio::time::timeout(stall, body.try_next())
             .await
@@ -294,14 +317,19 @@ impl S3 {
             })?
         {
             hash.update(&chunk);
+            written += chunk.len() as u64;
             out.write_all(&chunk).await.map_err(io)?;
         }
         out.sync_all().await.map_err(io)?;
         Ok(Some(Fetched {
             metadata: r.metadata.unwrap_or_default(),
-            etag: r.e_tag.map(|e| e.trim_matches('"').to_string()),
+            etag,
             md5_hex: hex(&hash.finalize()),
             last_modified: r.last_modified.as_ref().and_then(to_chrono),
+            written,
+            stated_size,
+            etag_not_md5,
+            checked_checksum,
         }))
     }
 
@@ -739,6 +767,42 @@ fn part_number(n: u64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// Why an object's ETag is not the MD5 of its bytes, if it is not: a
+/// multipart object's is `md5-of-part-md5s-N`; S3 documents SSE-KMS (and
+/// DSSE-KMS) and SSE-C ETags as not an MD5 of the data.
+fn etag_not_md5(etag: &str, sse: Option<&str>, customer_key: bool) -> Option<&'static str> {
+    if etag.contains('-') {
+        Some("a multipart object's ETag")
+    } else if sse.is_some_and(|s| s.starts_with("aws:kms")) {
+        Some("an SSE-KMS object's ETag")
+    } else if customer_key {
+        Some("an SSE-C object's ETag")
+    } else if etag.len() != 32 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some("an ETag that is not an MD5")
+    } else {
+        None
+    }
+}
+
+/// The algorithm of the full-object checksum a GET (with checksum mode)
+/// carried: the SDK validates it against the body. A composite one (of
+/// the parts, `...-N`) is not validated and does not count.
+fn full_object_checksum(
+    r: &aws_sdk_s3::operation::get_object::GetObjectOutput,
+) -> Option<&'static str> {
+    let whole = |v: Option<&str>| v.is_some_and(|v| !v.contains('-'));
+    [
+        ("CRC64NVME", r.checksum_crc64_nvme()),
+        ("CRC32", r.checksum_crc32()),
+        ("CRC32C", r.checksum_crc32_c()),
+        ("SHA1", r.checksum_sha1()),
+        ("SHA256", r.checksum_sha256()),
+    ]
+    .into_iter()
+    .find(|(_, v)| whole(*v))
+    .map(|(name, _)| name)
+}
+
 /// A copy's precondition: the ETag, when S3 gave one.
 fn if_match(etag: &str) -> Option<String> {
     (!etag.is_empty()).then(|| etag.to_string())
@@ -785,6 +849,19 @@ pub(crate) fn part_size(size: u64, chunk: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_etag_is_an_md5_only_for_single_part_objects_without_kms_or_customer_keys() {
+        let md5 = "0cc175b9c0f1b6a831c399e269772661";
+        assert_eq!(super::etag_not_md5(md5, None, false), None);
+        assert_eq!(super::etag_not_md5(md5, Some("AES256"), false), None);
+        assert!(super::etag_not_md5(md5, Some("aws:kms"), false).is_some());
+        assert!(super::etag_not_md5(md5, Some("aws:kms:dsse"), false).is_some());
+        assert!(super::etag_not_md5(md5, None, true).is_some());
+        assert!(super::etag_not_md5(&format!("{md5}-3"), None, false).is_some());
+        assert!(super::etag_not_md5("", None, false).is_some());
+        assert!(super::etag_not_md5("not-hex", None, false).is_some());
+    }
     use super::*;
 
     #[test]

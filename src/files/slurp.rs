@@ -31,7 +31,7 @@ use chrono::{DateTime, Utc};
 
 use super::keys::{is_marked_index, parse_index, KeyNaming, StatMeta, INDEX_SUFFIX};
 use crate::cli::TableslurpArgs;
-use crate::cloud::s3::{ObjectInfo, S3};
+use crate::cloud::s3::{Fetched, ObjectInfo, S3};
 use crate::cloud::CloudError;
 use crate::host::safe_path::{check_name, is_refused_link, SafeDir};
 use crate::progress::Progress;
@@ -572,7 +572,11 @@ async fn fetch_one(
         let file = blocking(into, move |d| d.create_fresh(&t))
             .await
             .map_err(|e| local("creating", e))?;
-        match job.s3.get_to_file(&key, &file, &path, job.stall).await {
+        match job
+            .s3
+            .get_to_file(&key, &file, &path, job.stall, job.allow_unverified)
+            .await
+        {
             Ok(Some(f)) => break (file, f),
             Ok(None) => {
                 discard(into, &tmp).await;
@@ -590,15 +594,26 @@ async fn fetch_one(
         }
     };
     // Only the md5sum metadata proves the bytes are what was backed up.
-    // Without it (and --allow-unverified), a single-part ETag at least
-    // proves the download (multipart ETags are not MD5s).
+    // Without it (and --allow-unverified), what can be compared proves
+    // the download: the ETag where it is an MD5, else the size and a
+    // stored full-object checksum (checked by the SDK) if there is one.
+    let unverified = !fetched.metadata.contains_key("md5sum");
+    if unverified && !job.allow_unverified {
+        discard(into, &tmp).await;
+        return Err(RestoreError::Unverifiable { key });
+    }
+    if fetched.stated_size.is_some_and(|n| n != fetched.written) {
+        discard(into, &tmp).await;
+        return Err(RestoreError::Local(format!(
+            "{name}: S3 stated {} bytes, {} arrived ({key})",
+            fetched.stated_size.unwrap_or_default(),
+            fetched.written
+        )));
+    }
     let want = match fetched.metadata.get("md5sum") {
         Some(m) => Some(m.clone()),
-        None if job.allow_unverified => fetched.etag.clone().filter(|e| !e.contains('-')),
-        None => {
-            discard(into, &tmp).await;
-            return Err(RestoreError::Unverifiable { key });
-        }
+        None if fetched.etag_not_md5.is_none() => fetched.etag.clone(),
+        None => None,
     };
     match want {
         Some(w) if w != fetched.md5_hex => {
@@ -609,9 +624,10 @@ async fn fetch_one(
                 key,
             });
         }
-        _ if !fetched.metadata.contains_key("md5sum") => {
-            tracing::warn!("{name}: restored unverified: no md5sum metadata (--allow-unverified)")
-        }
+        _ if unverified => tracing::warn!(
+            "{name}: restored unverified (--allow-unverified): no md5sum metadata; {}",
+            unverified_check(&fetched)
+        ),
         _ => {}
     }
     let stat = StatMeta::parse(fetched.metadata.get("stat").map_or("", String::as_str));
@@ -626,6 +642,19 @@ async fn fetch_one(
         return Err(RestoreError::Rename(e));
     }
     Ok(true)
+}
+
+/// What an object without `md5sum` was checked against, in words.
+fn unverified_check(f: &Fetched) -> String {
+    match (f.etag_not_md5, f.checked_checksum) {
+        (None, _) => "its bytes match its ETag (the MD5 of a single-part object)".into(),
+        (Some(why), Some(sum)) => {
+            format!("its size and its stored {sum} checksum match ({why} is not an MD5)")
+        }
+        (Some(why), None) => format!(
+            "only its size was checked ({why} is not an MD5, and S3 holds no full-object checksum)"
+        ),
+    }
 }
 
 /// The MD5 of the regular file `name` in the directory, if there is one

@@ -183,6 +183,86 @@ fn altered_bytes_without_md5sum_fail_unless_allowed() {
     );
 }
 
+/// `--allow-unverified` compares what can be compared: an SSE-KMS
+/// object's ETag is not an MD5 on S3 (the lab serves S3's kind of ETag
+/// for one), so its size is checked instead and a good object restores,
+/// saying what was checked; a plain object's ETag still catches bytes
+/// that are not what S3 holds.
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn allow_unverified_restores_a_good_sse_kms_object_and_says_what_it_checked() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let lab = Lab::start(&moto, LabOpts::default());
+    let s3 = S3::new(lab.var("AWS_ENDPOINT_URL"));
+    put_file(&s3, "a-Data.db", b"a");
+    // Rewritten by another tool with SSE-KMS and no checksum (as before
+    // S3 stored one for every object): md5sum gone, stat kept.
+    let no_checksum = aws_sdk_s3::config::Builder::default()
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired);
+    s3.rt
+        .block_on(
+            s3.client
+                .put_object()
+                .bucket(&s3.bucket)
+                .key(format!("host1:{ORIGIN}/a-Index.db"))
+                .body(b"kms bytes".to_vec().into())
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .metadata("stat", r#"{"uid": 0, "gid": 0, "mode": 33188}"#)
+                .customize()
+                .config_override(no_checksum)
+                .send(),
+        )
+        .unwrap();
+    // The same, stored with a full-object CRC32: that is checked too.
+    s3.rt
+        .block_on(
+            s3.client
+                .put_object()
+                .bucket(&s3.bucket)
+                .key(format!("host1:{ORIGIN}/a-Summary.db"))
+                .body(b"summary".to_vec().into())
+                .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc32)
+                .metadata("stat", r#"{"uid": 0, "gid": 0, "mode": 33188}"#)
+                .send(),
+        )
+        .unwrap();
+    put(
+        &s3,
+        "a-Data.db-listdir.json",
+        format!(r#"{{"{ORIGIN}": ["a-Index.db", "a-Summary.db", "a-Data.db"]}}"#).as_bytes(),
+        &[],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let r = lab
+        .run(&slurp_args(&s3.bucket, out.path(), &["--allow-unverified"]))
+        .run()
+        .expect_code(0);
+    assert!(
+        r.stderr().contains("a-Index.db: restored unverified")
+            && r.stderr()
+                .contains("only its size was checked (an SSE-KMS object's ETag is not an MD5"),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        r.stderr()
+            .contains("a-Summary.db: restored unverified (--allow-unverified): no md5sum metadata; its size and its stored CRC32 checksum match"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("a-Summary.db")).unwrap(),
+        b"summary"
+    );
+    assert_eq!(
+        std::fs::read(out.path().join("a-Index.db")).unwrap(),
+        b"kms bytes"
+    );
+}
+
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_stalled_get_is_abandoned_and_retried() {
