@@ -2,7 +2,8 @@
 # Install what the tests, the lab and the demo need on a fresh Debian/Ubuntu
 # machine: filesystem tools (mkfs.xfs, xfs_repair, mkfs.ext4, fsck), loop
 # devices (losetup), curl, python3-venv for the emulator's venv, dpkg,
-# man-db and systemd-analyze for the package check; then the
+# man-db, systemd-analyze, rpm, rpmlint and lintian for the package
+# checks; then the
 # emulator itself and the IAM policy linter (parliament, for the test that
 # lints `snaptastic iam-policy`). Idempotent: does nothing when all is there.
 set -euo pipefail
@@ -19,6 +20,10 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v man >/dev/null 2>&1 || need+=(man-db)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The RPM (rpmbuild, rpm, rpmlint) and the .deb's lint.
+command -v rpmbuild >/dev/null 2>&1 || need+=(rpm)
+command -v rpmlint >/dev/null 2>&1 || need+=(rpmlint)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
 
 if [ "${#need[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
