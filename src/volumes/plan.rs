@@ -144,7 +144,7 @@ pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choic
 }
 
 /// Completed, or pending (worth waiting for).
-fn usable(s: &SnapshotInfo) -> bool {
+pub(crate) fn usable(s: &SnapshotInfo) -> bool {
     matches!(s.state, SnapshotState::Completed | SnapshotState::Pending)
 }
 
@@ -153,7 +153,7 @@ fn usable(s: &SnapshotInfo) -> bool {
 /// of the set (one point in time for every volume even unfrozen). A
 /// snapshot of a per-volume call accepted after the thaw, or of an
 /// unfrozen per-volume run, is `crash`: its run is not one point in time.
-fn one_moment(s: &SnapshotInfo) -> bool {
+pub(crate) fn one_moment(s: &SnapshotInfo) -> bool {
     s.tag("consistency") != Some("crash") || s.tag(TAG_CALL) == Some("CreateSnapshots")
 }
 

@@ -2,6 +2,7 @@
 //! is involved (run them through `scripts/test.sh`, which starts it).
 
 mod attacks;
+mod clean_orphans;
 mod clean_scope;
 mod cli;
 mod emulator;
