@@ -30,3 +30,4 @@ mod tablesnap_restart;
 mod tablesnap_safety;
 mod timezones;
 mod units;
+mod unmount_safety;
