@@ -69,6 +69,32 @@ pub(crate) fn find(
         .or_else(|| nvme_by_serial(root, volume_id))
 }
 
+/// The device node of `volume_id` under the first of `names` that has one
+/// (`(device, kernel name)` pairs: each name EC2 attached it as, with the
+/// kernel's Xen name for it), or every path looked at when none is there:
+/// then nothing can say whether the volume is still in use.
+pub(crate) fn find_any(
+    root: &Path,
+    names: &[(String, String)],
+    volume_id: &str,
+) -> Result<PathBuf, Vec<PathBuf>> {
+    if let Some(p) = names
+        .iter()
+        .find_map(|(device, kernel)| find(root, device, kernel, volume_id))
+    {
+        return Ok(p);
+    }
+    let mut looked: Vec<PathBuf> = Vec::new();
+    for (device, kernel) in names {
+        for p in candidates(root, device, kernel, volume_id) {
+            if !looked.contains(&p) {
+                looked.push(p);
+            }
+        }
+    }
+    Err(looked)
+}
+
 /// Wait (polling, as udev may take a moment) for the device to appear.
 pub(crate) async fn wait_for(
     root: &Path,
@@ -150,5 +176,24 @@ mod tests {
             Some(dir.path().join("xvdf"))
         );
         assert_eq!(find(dir.path(), "/dev/sdg", "/dev/xvdg", "vol-1"), None);
+    }
+
+    #[test]
+    fn finds_under_any_name_or_says_where_it_looked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("xvdg"), "").unwrap();
+        let pair = |d: &str, k: &str| (d.to_string(), k.to_string());
+        let names = [pair("/dev/sdf", "/dev/xvdf"), pair("/dev/sdg", "/dev/xvdg")];
+        assert_eq!(
+            find_any(dir.path(), &names, "vol-1"),
+            Ok(dir.path().join("xvdg"))
+        );
+        let by_id = dir
+            .path()
+            .join("disk/by-id/nvme-Amazon_Elastic_Block_Store_vol1");
+        assert_eq!(
+            find_any(dir.path(), &names[..1], "vol-1"),
+            Err(vec![by_id, dir.path().join("xvdf"), dir.path().join("sdf")])
+        );
     }
 }

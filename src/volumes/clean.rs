@@ -4,7 +4,7 @@
 //! DLM's / AWS Backup's snapshots that share the filter tags, never the
 //! snapshot a restore would use, never another account's (shared with
 //! this one and found through `snapshot_owners`). The decisions are in
-//! `retention.rs`; this file lists and deletes.
+//! `retention.rs` and `retention_sets.rs`; this file lists and deletes.
 
 use std::process::ExitCode;
 
@@ -12,48 +12,13 @@ use anyhow::{Context as _, Result};
 
 use std::collections::BTreeSet;
 
-use super::plan::{choose_points, RestoreSource, TAG_PROFILE};
+use super::plan::TAG_PROFILE;
 use super::retention::{
-    foreign_snapshots, plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules, Verdict,
+    foreign_snapshots, is_ours, plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules,
+    Verdict,
 };
-use crate::cloud::SnapshotInfo;
-use crate::config::mount_point::normalize;
+use super::retention_sets::restore_uses;
 use crate::context::VolumeContext;
-
-/// The snapshots mount-snapshots would restore now, chosen as it chooses
-/// (one point in time for the profile's mount points; from the same
-/// lookup): kept whatever their age. The mount points are the profile's
-/// (`profile_mps`) when its volumes resolve here, else those the
-/// snapshots name.
-fn restore_uses(
-    snapshots: &[SnapshotInfo],
-    profile_mps: Option<&BTreeSet<String>>,
-) -> BTreeSet<String> {
-    let mps: BTreeSet<String> = match profile_mps {
-        Some(mps) => mps.clone(),
-        None => snapshots
-            .iter()
-            .filter_map(|s| s.tag("mount_point").map(normalize))
-            .collect(),
-    };
-    let mps: Vec<&str> = mps.iter().map(String::as_str).collect();
-    let mut ids = BTreeSet::new();
-    for c in choose_points(snapshots, &mps).choices {
-        match c.source {
-            RestoreSource::Snapshot { snapshot } => {
-                ids.insert(snapshot.id);
-            }
-            RestoreSource::WaitFor {
-                pending, fallback, ..
-            } => {
-                ids.insert(pending.id);
-                ids.extend(fallback.map(|f| f.id));
-            }
-            RestoreSource::Empty => {}
-        }
-    }
-    ids
-}
 
 /// What to clean.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +88,8 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
             if let Some(mps) = &profile_mps {
                 owner = owner.with_mount_points(mps.clone());
             }
-            let restore_uses = restore_uses(&snapshots, profile_mps.as_ref());
+            let ours: Vec<bool> = snapshots.iter().map(|s| is_ours(s, &owner)).collect();
+            let restore_uses = restore_uses(&snapshots, &ours, profile_mps.as_ref());
             plan_snapshot_cleanup(&snapshots, &owner, &in_images, &restore_uses, rules, now)
                 .into_iter()
                 .map(|(s, v)| {
@@ -131,7 +97,13 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
                         .start_time
                         .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                         .unwrap_or_default();
-                    let what = format!("{} {when}", s.tag("mount_point").unwrap_or("?"));
+                    // Without a mount point, the volume tells a set's
+                    // member from a stray of another volume.
+                    let mp = s.tag("mount_point").map_or_else(
+                        || format!("? ({})", s.volume_id.as_deref().unwrap_or("?")),
+                        str::to_string,
+                    );
+                    let what = format!("{mp} {when}");
                     (s.id, what, v)
                 })
                 .collect()

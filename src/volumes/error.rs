@@ -100,4 +100,15 @@ pub(crate) enum VolumeError {
         volume: String,
         why: &'static str,
     },
+
+    /// The volume's block device is under none of the names it may have
+    /// here: whether it is still mounted or open cannot be checked, and a
+    /// detach while it is would corrupt it.
+    #[error("{volume} (attached as {device}) is not detached: its block device was not found (looked at {}), so whether {mount_point} or anything else still uses it cannot be checked; find it (lsblk), make sure it is unmounted and unused, then detach it yourself (aws ec2 detach-volume --volume-id {volume})", .looked.join(", "))]
+    NoDevice {
+        volume: String,
+        device: String,
+        mount_point: String,
+        looked: Vec<String>,
+    },
 }

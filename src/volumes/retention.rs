@@ -13,16 +13,11 @@ use chrono::{DateTime, Utc};
 
 use super::plan::newest_first;
 use super::plan::{STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE};
+use super::retention_sets as sets;
 use super::tags::parse_python_timestamp;
+pub(crate) use super::verdict::Verdict;
 use crate::cloud::{SnapshotInfo, SnapshotState, VolumeInfo};
 use crate::config::mount_point;
-
-/// Keep or delete, with the reason (printed by `--dry-run`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Keep(String),
-    Delete(String),
-}
 
 /// What `clean snapshots` was asked for beyond the `expires` tags.
 #[derive(Debug, Clone, Copy, Default)]
@@ -112,6 +107,11 @@ pub(crate) const LEGACY_KEYS: [&str; 4] = ["instance_id", "mount_point", "expire
 /// snapshot: a snapshot carrying one got the tags of a volume copied onto
 /// it by something else.
 const VOLUME_ONLY_KEYS: [&str; 3] = [TAG_SOURCE, TAG_DEVICE, TAG_STATE];
+
+/// Whether `clean` may ever delete the snapshot (see [`Owner`]).
+pub(crate) fn is_ours(s: &SnapshotInfo, owner: &Owner) -> bool {
+    ownership(s, owner).is_ok()
+}
 
 /// How a snapshot was told to be ours (the start of its reasons), or why
 /// it is not (the reason it is kept).
@@ -210,6 +210,9 @@ fn ownership(s: &SnapshotInfo, owner: &Owner) -> Result<String, String> {
 /// `restore_uses` are the snapshots mount-snapshots would restore now
 /// (`plan::choose_points`: the newest complete set, which can be older
 /// than a mount point's newest snapshot): never deleted either.
+///
+/// A snapshot of a run without a `mount_point` tag follows its set
+/// (`retention_sets`): nothing else would ever judge it.
 pub(crate) fn plan_snapshot_cleanup(
     snapshots: &[SnapshotInfo],
     owner: &Owner,
@@ -244,28 +247,51 @@ pub(crate) fn plan_snapshot_cleanup(
     }
     let keep_last = rules.keep_last.unwrap_or(0).max(1) as usize;
 
-    let mut out: Vec<(SnapshotInfo, Verdict)> = snapshots
+    // Each of ours judged on its own first (`Err`: not ours, and why).
+    let judged: Vec<Result<(String, Verdict), String>> = snapshots
         .iter()
         .zip(owned)
         .map(|(s, owned)| {
-            let verdict = match owned {
-                Err(why) => Verdict::Keep(why),
-                Ok(how) => match verdict(
-                    s,
-                    rank.get(s.id.as_str()).copied(),
-                    keep_last,
-                    in_images,
-                    rules,
-                    now,
-                ) {
-                    Verdict::Keep(why) => Verdict::Keep(format!("{how}, {why}")),
-                    // Older than a mount point's newest, yet what a restore
-                    // would use: the newest complete set.
-                    Verdict::Delete(_) if restore_uses.contains(&s.id) => {
-                        Verdict::Keep(format!("{how}, in the snapshot set a restore would use"))
+            let how = owned?;
+            let own = match verdict(
+                s,
+                rank.get(s.id.as_str()).copied(),
+                keep_last,
+                in_images,
+                rules,
+                now,
+            ) {
+                // Older than a mount point's newest, yet what a restore
+                // would use: the newest complete set.
+                Verdict::Delete(_) if restore_uses.contains(&s.id) => {
+                    Verdict::Keep("in the snapshot set a restore would use".into())
+                }
+                v => v,
+            };
+            Ok((how, own))
+        })
+        .collect();
+    // Then those no mount point ranks, by their set.
+    let own: Vec<Option<&Verdict>> = judged
+        .iter()
+        .map(|j| j.as_ref().ok().map(|(_, v)| v))
+        .collect();
+    let standings = sets::standings(snapshots, &own);
+    let mut out: Vec<(SnapshotInfo, Verdict)> = snapshots
+        .iter()
+        .zip(judged.iter())
+        .map(|(s, judged)| {
+            let verdict = match judged {
+                Err(why) => Verdict::Keep(why.clone()),
+                Ok((how, own)) => match sets::orphan_run(s) {
+                    Some(run) => {
+                        sets::orphan_verdict(s, run, standings.get(run), in_images, || {
+                            by_age(s, rules, now)
+                        })
                     }
-                    Verdict::Delete(why) => Verdict::Delete(format!("{how}, {why}")),
-                },
+                    None => own.clone(),
+                }
+                .led_by(how),
             };
             (s.clone(), verdict)
         })
@@ -307,6 +333,12 @@ fn verdict(
         }
         _ => {}
     }
+    by_age(s, rules, now)
+}
+
+/// The verdict on one of our snapshots by its age alone: `--older-than`,
+/// then its `expires` tag.
+pub(crate) fn by_age(s: &SnapshotInfo, rules: SnapshotRules, now: DateTime<Utc>) -> Verdict {
     if let (Some(limit), Some(start)) = (rules.older_than, s.start_time) {
         let age = now
             .signed_duration_since(start)

@@ -1,6 +1,7 @@
 //! `unmount-snapshots NAME`: unmount and detach every volume of a profile.
 //! A volume whose unmount fails is NOT detached (0.2.12 detached anyway and
-//! corrupted data); volumes are deleted only with `--delete`.
+//! corrupted data), nor one whose block device is in use or cannot be
+//! found to check; volumes are deleted only with `--delete`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,19 +142,30 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
             // Whatever is mounted at the mount point, the volume's own device
             // must be free: mounted elsewhere, or lazily unmounted with files
             // still open, it would be corrupted by a detach.
-            let kernel = kernel_device_name(&v.device, v.device_name_offset);
-            if let Some(dev) = devices::find(&s.device_root, &v.device, &kernel, &vol.id) {
-                if devices::in_use(&dev) {
-                    return Err(VolumeError::InUse {
-                        device: dev,
-                        volume: vol.id.clone(),
-                        why: if s.lazy {
-                            "lazily unmounted with files open"
-                        } else {
-                            "mounted elsewhere or held open"
-                        },
-                    });
+            // Not found, it cannot be checked: not detached either.
+            let names = device_names(v, vol, me);
+            let dev = devices::find_any(&s.device_root, &names, &vol.id).map_err(|looked| {
+                VolumeError::NoDevice {
+                    volume: vol.id.clone(),
+                    device: names
+                        .iter()
+                        .map(|(d, _)| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
+                    mount_point: v.mount_point.clone(),
+                    looked: looked.iter().map(|p| p.display().to_string()).collect(),
                 }
+            })?;
+            if devices::in_use(&dev) {
+                return Err(VolumeError::InUse {
+                    device: dev,
+                    volume: vol.id.clone(),
+                    why: if s.lazy {
+                        "lazily unmounted with files open"
+                    } else {
+                        "mounted elsewhere or held open"
+                    },
+                });
             }
             tracing::info!("{}: detaching {}", v.mount_point, vol.id);
             ec2.detach_volume(&vol.id, me).await?;
@@ -190,4 +202,97 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
     }
     hooks::run(&s.snapshotter, HookPoint::PostUnmount, &env).await?;
     Ok(did.join(", "))
+}
+
+/// The names `vol` may have on this host, as `(device, kernel name)`
+/// pairs: each EC2 attached it here as, which differs from the profile's
+/// `device` when the volume was found by its mount_point tag (the profile
+/// changed, or someone attached it by hand). The profile's own device name
+/// is looked under only where EC2 names it (or names nothing): a node
+/// there would be another device, and its being free would say nothing.
+fn device_names(v: &Volume, vol: &VolumeInfo, me: &str) -> Vec<(String, String)> {
+    let offset = v.device_name_offset;
+    let profile = (v.device.clone(), kernel_device_name(&v.device, offset));
+    let mut out: Vec<(String, String)> = Vec::new();
+    for a in vol.attachments.iter().filter(|a| a.instance_id == me) {
+        let pair = if a.device == profile.0 || a.device == profile.1 {
+            profile.clone()
+        } else {
+            (a.device.clone(), kernel_device_name(&a.device, offset))
+        };
+        if !out.contains(&pair) {
+            out.push(pair);
+        }
+    }
+    if out.is_empty() {
+        out.push(profile);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::Attachment;
+
+    fn attached(devices: &[(&str, &str)]) -> VolumeInfo {
+        VolumeInfo {
+            id: "vol-1".into(),
+            state: "in-use".into(),
+            size_gib: None,
+            volume_type: None,
+            iops: None,
+            availability_zone: None,
+            attachments: devices
+                .iter()
+                .map(|(instance, device)| Attachment {
+                    instance_id: instance.to_string(),
+                    device: device.to_string(),
+                    state: "attached".into(),
+                })
+                .collect(),
+            tags: Default::default(),
+        }
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(d, k)| (d.to_string(), k.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn device_names_are_ec2s_for_this_instance() {
+        let mut v = Volume::with_defaults("/dev/sdf", "/data", 1);
+        // As the profile says.
+        let vol = attached(&[("i-me", "/dev/sdf")]);
+        assert_eq!(
+            device_names(&v, &vol, "i-me"),
+            pairs(&[("/dev/sdf", "/dev/xvdf")])
+        );
+        // Attached as another name (found by its mount_point tag): that
+        // name only, never the profile's, which is another device's.
+        let vol = attached(&[("i-other", "/dev/sdf"), ("i-me", "/dev/sdh")]);
+        assert_eq!(
+            device_names(&v, &vol, "i-me"),
+            pairs(&[("/dev/sdh", "/dev/xvdh")])
+        );
+        // The kernel's shift applies to it too; EC2 naming the kernel's
+        // name of the profile's device is the profile's device.
+        v.device_name_offset = 4;
+        assert_eq!(
+            device_names(&v, &vol, "i-me"),
+            pairs(&[("/dev/sdh", "/dev/xvdl")])
+        );
+        let vol = attached(&[("i-me", "/dev/xvdj")]);
+        assert_eq!(
+            device_names(&v, &vol, "i-me"),
+            pairs(&[("/dev/sdf", "/dev/xvdj")])
+        );
+        // No attachment here named: the profile's.
+        assert_eq!(
+            device_names(&v, &attached(&[]), "i-me"),
+            pairs(&[("/dev/sdf", "/dev/xvdj")])
+        );
+    }
 }

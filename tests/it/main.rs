@@ -2,6 +2,7 @@
 //! is involved (run them through `scripts/test.sh`, which starts it).
 
 mod attacks;
+mod clean_orphans;
 mod clean_scope;
 mod cli;
 mod emulator;
@@ -31,3 +32,4 @@ mod tablesnap_restart;
 mod tablesnap_safety;
 mod timezones;
 mod units;
+mod unmount_safety;
