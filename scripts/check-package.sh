@@ -41,6 +41,10 @@ done
 conffiles="$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)"
 grep -qx /etc/snaptastic/snaptastic.toml <<<"$conffiles" || fail "snaptastic.toml is not a conffile"
 echo "check-package: contents OK"
+# lintian: no error and no warning (overrides: packaging/debian/lintian-overrides).
+lint="$(lintian --allow-root --fail-on error,warning "$deb" 2>&1)" || fail "lintian:
+$lint"
+echo "check-package: lintian clean"
 
 if [ "$(id -u)" -ne 0 ]; then
     [ -z "${CI:-}" ] || fail "installing the package needs root in CI"
