@@ -183,6 +183,14 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
                         "An internal error has occurred.",
                     ))
                 }
+                Reply::Unsupported => {
+                    return Ok(fault_error(
+                        is_s3,
+                        400,
+                        "UnsupportedOperation",
+                        "The operation is not supported here.",
+                    ))
+                }
                 Reply::Unavailable => {
                     return Ok(fault_error(
                         is_s3,

@@ -80,6 +80,10 @@ pub(crate) enum Reply {
     Internal,
     #[serde(rename = "503")]
     Unavailable,
+    /// EC2's 400 `UnsupportedOperation` (an action a Region, partition or
+    /// account does not offer; CreateSnapshots where it is not available).
+    #[serde(rename = "unsupported")]
+    Unsupported,
     #[serde(rename = "hang")]
     Hang,
     #[serde(rename = "latency")]

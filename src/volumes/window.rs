@@ -260,12 +260,14 @@ impl Mode {
     }
 }
 
-/// The targets, each with `extra` among its tags.
+/// The targets, each with `extra` among its tags (a key it has already
+/// takes the new value).
 pub(crate) fn with_tags(targets: &[Target], extra: &[(String, String)]) -> Vec<Target> {
     targets
         .iter()
         .cloned()
         .map(|mut t| {
+            t.tags.retain(|(k, _)| extra.iter().all(|(e, _)| e != k));
             t.tags.extend_from_slice(extra);
             t
         })
@@ -308,6 +310,12 @@ fn start_calls(ec2: &Ec2, targets: &[Target], mode: &Mode, until: Instant) -> Jo
                     Ok(pairs) => by_target(&targets, pairs),
                     Err(e) if set_unusable(&e) => {
                         tracing::warn!("{e}; starting one snapshot per volume instead");
+                        // Separate calls: tagged as such, so an unfrozen
+                        // run is never taken for one point in time.
+                        let targets = with_tags(
+                            &targets,
+                            &[(TAG_CALL.to_string(), "CreateSnapshot".to_string())],
+                        );
                         let calls = targets.iter().map(|t| one_call(&ec2, t, until));
                         futures_util::future::join_all(calls)
                             .await

@@ -112,3 +112,36 @@ fn one_request_snapshots_the_profile_and_nothing_else() {
         );
     }
 }
+
+/// Where CreateSnapshots is not offered, the run falls back to one
+/// CreateSnapshot per volume, and its snapshots say so (`snaptastic:call`),
+/// so a run that was not frozen is never taken for one point in time.
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn a_set_that_falls_back_to_one_call_per_volume_is_tagged_so() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let rules = "[[faults]]\naction = \"CreateSnapshots\"\nreply = \"unsupported\"\n";
+    let s = Setup::new(
+        &moto,
+        false,
+        Some(rules),
+        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)],
+    );
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let d = s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    assert!(
+        d.stderr()
+            .contains("starting one snapshot per volume instead"),
+        "{}",
+        d.stderr()
+    );
+    assert_eq!(s.calls("CreateSnapshot"), 2, "{}", d.stderr());
+    for device in ["/dev/sdf", "/dev/sdg"] {
+        let snaps = snapshots_of(&s, &attached_at(&s, device));
+        assert_eq!(snaps.len(), 1, "{device}: {snaps:?}");
+        assert_eq!(snaps[0]["snaptastic:call"], "CreateSnapshot", "{snaps:?}");
+        assert_eq!(snaps[0]["consistency"], "frozen", "{snaps:?}");
+    }
+}
