@@ -20,7 +20,7 @@ use crate::mount::Setup;
 use crate::slow_freeze::TrapPage;
 use crate::support::{lab_prerequisites, LabOpts};
 
-fn run(cmd: &mut Command) -> std::process::Output {
+pub(crate) fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -31,13 +31,13 @@ fn run(cmd: &mut Command) -> std::process::Output {
 }
 
 /// `fsfreeze -f` of `mp`, started: it returns once the freeze is complete.
-fn their_freeze(mp: &Path) -> Child {
+pub(crate) fn their_freeze(mp: &Path) -> Child {
     Command::new("fsfreeze").arg("-f").arg(mp).spawn().unwrap()
 }
 
 /// Whether `mp` is still frozen by someone: `fsfreeze -u` thaws it (and
 /// fails with "Invalid argument" when nothing is frozen).
-fn thaw_if_frozen(mp: &Path) -> bool {
+pub(crate) fn thaw_if_frozen(mp: &Path) -> bool {
     Command::new("fsfreeze")
         .arg("-u")
         .arg(mp)
@@ -50,13 +50,13 @@ fn thaw_if_frozen(mp: &Path) -> bool {
 /// The lab's directory, with its `images` directory (where the lab keeps
 /// each volume's bytes) on a filesystem of its own that the test can
 /// freeze: while it is frozen, writes to every lab volume wait.
-struct ImagesFs {
+pub(crate) struct ImagesFs {
     dir: tempfile::TempDir,
     device: String,
 }
 
 impl ImagesFs {
-    fn new() -> ImagesFs {
+    pub(crate) fn new() -> ImagesFs {
         let dir = tempfile::Builder::new()
             .prefix("snaptastic-lab-")
             .tempdir()
@@ -75,11 +75,11 @@ impl ImagesFs {
         fs
     }
 
-    fn lab_dir(&self) -> PathBuf {
+    pub(crate) fn lab_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
 
-    fn mount_point(&self) -> PathBuf {
+    pub(crate) fn mount_point(&self) -> PathBuf {
         self.dir.path().join("images")
     }
 }
@@ -94,7 +94,7 @@ impl Drop for ImagesFs {
 
 /// Thaws the listed mount points when dropped (also while a test
 /// panics), before the lab unmounts them.
-struct ThawOnDrop(Vec<PathBuf>);
+pub(crate) struct ThawOnDrop(pub(crate) Vec<PathBuf>);
 
 impl Drop for ThawOnDrop {
     fn drop(&mut self) {

@@ -33,3 +33,4 @@ mod tablesnap_safety;
 mod timezones;
 mod units;
 mod unmount_safety;
+mod window_signals;
