@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 use crate::cli::{IamPolicyArgs, PolicyKind};
 use crate::cloud::DryRunAction;
 use crate::context::{Context, Needs};
-use crate::volumes::plan::{TAG_PROFILE, TAG_STATE};
 use crate::volumes::retention::LEGACY_KEYS;
+use crate::volumes::tags::{TAG_PROFILE, TAG_STATE};
 
 /// Where an S3 permission applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use crate::cloud::{self, AwsConfig, DryRunAction, DryRunOutcome, Ec2, ProbeTarge
 use crate::context::{Context, Needs};
 use crate::registry::Registry;
 use crate::snapshotter::HostFacts;
-use crate::volumes::plan::{STATE_MOUNTED, TAG_PROFILE, TAG_STATE};
+use crate::volumes::tags::{STATE_MOUNTED, TAG_PROFILE, TAG_STATE};
 
 /// A profile's name and filter tags: what the probes tag their create
 /// requests with, as the commands do.

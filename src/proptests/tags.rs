@@ -13,8 +13,9 @@ use super::*;
 use crate::cloud::{Attachment, SnapshotInfo, SnapshotState, VolumeInfo};
 use crate::config::mount_point;
 use crate::proptests::{check, hostile_text};
-use crate::volumes::plan::{self, TAG_PROFILE, TAG_RUN, TAG_SOURCE, TAG_STATE};
+use crate::volumes::points;
 use crate::volumes::retention::{self, Owner, SnapshotRules};
+use crate::volumes::tags::{TAG_PROFILE, TAG_RUN, TAG_SOURCE, TAG_STATE};
 
 /// Any fixed zone a host could be in, and a few past any real one.
 fn zone() -> impl Strategy<Value = FixedOffset> {
@@ -141,7 +142,7 @@ const KEYS: &[&str] = &[
     TAG_RUN,
     TAG_SOURCE,
     TAG_STATE,
-    plan::TAG_DEVICE,
+    crate::volumes::tags::TAG_DEVICE,
     "consistency",
 ];
 
@@ -231,9 +232,9 @@ fn planners_read_any_tags() {
         input,
         |(snaps, mp, (with_mps, keep_last, older_than), age, now)| {
             let now = now.unwrap_or(DateTime::<Utc>::MAX_UTC);
-            let _ = plan::choose_snapshot(&snaps, &mp);
-            let _ = plan::choose_points(&snaps, &[mp.as_str(), "/mnt/a"]);
-            let _ = plan::near_miss_warning(&snaps, &mp);
+            let _ = points::choose_snapshot(&snaps, &mp);
+            let _ = points::choose_points(&snaps, &[mp.as_str(), "/mnt/a"]);
+            let _ = points::near_miss_warning(&snaps, &mp);
             let _ = retention::freshness(&snaps, std::slice::from_ref(&mp), age, now);
 
             let filters = [("role".to_string(), "db".to_string())];

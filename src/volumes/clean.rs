@@ -12,12 +12,12 @@ use anyhow::{Context as _, Result};
 
 use std::collections::BTreeSet;
 
-use super::plan::TAG_PROFILE;
 use super::retention::{
     foreign_snapshots, is_ours, plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules,
     Verdict,
 };
 use super::retention_sets::restore_uses;
+use super::tags::TAG_PROFILE;
 use crate::context::VolumeContext;
 
 /// What to clean.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::hooks::HookError;
-use super::plan::{STATE_ATTACHED, TAG_STATE};
+use super::tags::{STATE_ATTACHED, TAG_STATE};
 use crate::cloud::{CloudError, WaitError};
 use crate::host::HostError;
 use crate::tasks::TaskFailed;

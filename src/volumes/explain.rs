@@ -10,10 +10,9 @@ use std::cmp::Ordering;
 
 use serde::Serialize;
 
-use super::plan::{
-    newest_first, one_moment, usable, MountAction, PointInTime, RestoreSource, SOURCE_EMPTY,
-    STATE_DETACHED, TAG_RUN, TAG_SOURCE, TAG_STATE,
-};
+use super::plan::MountAction;
+use super::points::{newest_first, one_moment, usable, PointInTime, RestoreSource};
+use super::tags::{SOURCE_EMPTY, STATE_DETACHED, TAG_RUN, TAG_SOURCE, TAG_STATE};
 use crate::cloud::SnapshotInfo;
 use crate::config::mount_point;
 
@@ -66,7 +65,7 @@ impl Why {
 }
 
 /// What the reasons are drawn from: the profile's snapshots per mount
-/// point and the point in time `plan::choose_points_in` chose.
+/// point and the point in time `points::choose_points_in` chose.
 pub(crate) struct Explainer<'a> {
     point: &'a PointInTime,
     mount_points: &'a [&'a str],
@@ -363,7 +362,8 @@ mod tests {
 
     use super::*;
     use crate::cloud::{SnapshotState, VolumeInfo};
-    use crate::volumes::plan::{choose_points_in, STATE_RESTORING, TAG_CALL};
+    use crate::volumes::points::choose_points_in;
+    use crate::volumes::tags::{STATE_RESTORING, TAG_CALL};
     use SnapshotState::*;
 
     fn snap(id: &str, mp: &str, hour: u32, state: SnapshotState) -> SnapshotInfo {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 use super::explain::{Explainer, Flags, PassedOver};
-use super::plan::{choose_points, RestoreSource};
+use super::points::{choose_points, RestoreSource};
 use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, mount_point, FileSystem, Volume, VolumeType};
 use crate::context::VolumeContext;

@@ -4,12 +4,15 @@
 pub(crate) mod clean;
 mod error;
 pub(crate) mod explain;
+#[cfg(test)]
+mod fixtures;
 pub(crate) mod freshness;
 pub(crate) mod hooks;
 pub(crate) mod list;
 pub(crate) mod mount;
 pub(crate) mod nesting;
 pub(crate) mod plan;
+pub(crate) mod points;
 pub(crate) mod retention;
 pub(crate) mod retention_sets;
 pub(crate) mod snapshot;

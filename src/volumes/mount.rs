@@ -15,12 +15,13 @@ use super::error::VolumeError;
 use super::explain::{Explainer, Flags};
 use super::hooks;
 use super::nesting;
-use super::plan::{
-    detached_for, plan_mount, MountAction, Observed, PlanOptions, PointInTime, RestoreSource,
-    VolumePlan, SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED, STATE_RESTORING,
-    TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE,
-};
+use super::plan::{detached_for, plan_mount, MountAction, Observed, PlanOptions, VolumePlan};
+use super::points::{PointInTime, RestoreSource};
 use super::tags::resource_tags;
+use super::tags::{
+    SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED, STATE_RESTORING, TAG_DEVICE,
+    TAG_PROFILE, TAG_SOURCE, TAG_STATE,
+};
 use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
 use crate::config::{kernel_device_name, FileSystem, HookPoint};
 use crate::context::VolumeContext;

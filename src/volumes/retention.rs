@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::plan::newest_first;
-use super::plan::{STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE};
+use super::points::newest_first;
 use super::retention_sets as sets;
 use super::tags::parse_python_timestamp;
+use super::tags::{STATE_RESTORING, TAG_DEVICE, TAG_PROFILE, TAG_SOURCE, TAG_STATE};
 pub(crate) use super::verdict::Verdict;
 use crate::cloud::{SnapshotInfo, SnapshotState, VolumeInfo};
 use crate::config::mount_point;
@@ -208,7 +208,7 @@ fn ownership(s: &SnapshotInfo, owner: &Owner) -> Result<String, String> {
 /// (see [`Owner`]) may go; `in_images` are snapshots AMIs are made of.
 ///
 /// `restore_uses` are the snapshots mount-snapshots would restore now
-/// (`plan::choose_points`: the newest complete set, which can be older
+/// (`points::choose_points`: the newest complete set, which can be older
 /// than a mount point's newest snapshot): never deleted either.
 ///
 /// A snapshot of a run without a `mount_point` tag follows its set
@@ -489,7 +489,7 @@ fn escape_label(s: &str) -> String {
 mod tests {
     use chrono::TimeZone;
 
-    use super::super::plan::{STATE_ATTACHED, STATE_MOUNTED};
+    use super::super::tags::{STATE_ATTACHED, STATE_MOUNTED};
     use super::*;
 
     fn at(h: i64) -> DateTime<Utc> {

@@ -16,10 +16,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::plan::{
+use super::points::{
     choose_points, choose_points_in, newest_first, one_moment, usable, Choice, PointInTime,
-    RestoreSource, TAG_RUN,
+    RestoreSource,
 };
+use super::tags::TAG_RUN;
 use super::verdict::Verdict;
 use crate::cloud::{SnapshotInfo, SnapshotState};
 use crate::config::mount_point::normalize;
@@ -233,8 +234,8 @@ fn chosen(choices: Vec<Choice>) -> BTreeSet<String> {
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
 
-    use super::super::plan::{TAG_CALL, TAG_PROFILE};
     use super::super::retention::{plan_snapshot_cleanup, Owner, SnapshotRules};
+    use super::super::tags::{TAG_CALL, TAG_PROFILE};
     use super::*;
 
     const OLD: &str = "2026-11-01 00:00:00";

@@ -21,9 +21,9 @@ use anyhow::{bail, Context as _, Result};
 
 use super::error::VolumeError;
 use super::hooks;
-use super::plan::{TAG_PROFILE, TAG_RUN};
 use super::snapshot_plan::{plan_set, plan_snapshots, HostView, Labels, Seen, Target};
 use super::tags::resource_tags;
+use super::tags::{TAG_PROFILE, TAG_RUN};
 use super::window::{run_window, with_tags, CallResult, Ended, Mode, Signals, WindowOptions};
 use crate::cloud::{poll_until, Backoff, Ec2, SnapshotState};
 use crate::config::{kernel_device_name, HookPoint, Volume};

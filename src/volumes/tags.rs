@@ -7,6 +7,33 @@ use std::time::Duration;
 
 use chrono::{DateTime, Local, LocalResult, NaiveDateTime, TimeZone, Timelike, Utc};
 
+/// Tag keys of our own, beside snaptastic 0.2.12's, on volumes we create:
+/// enough for a later run to recognise and adopt a volume a crashed run
+/// left behind.
+pub(crate) const TAG_PROFILE: &str = "snaptastic:profile";
+pub(crate) const TAG_SOURCE: &str = "snaptastic:source";
+pub(crate) const TAG_DEVICE: &str = "snaptastic:device";
+pub(crate) const TAG_STATE: &str = "snaptastic:state";
+/// On snapshots: the make-snapshots run that started them. Every snapshot
+/// of one run shares it (one point in time); 0.2.12's carry none.
+pub(crate) const TAG_RUN: &str = "snaptastic:run";
+/// On snapshots: how make-snapshots started them, `CreateSnapshots` (one
+/// request for the set) or `CreateSnapshot` (one per volume).
+pub(crate) const TAG_CALL: &str = "snaptastic:call";
+/// `snaptastic:source` of a volume created empty.
+pub(crate) const SOURCE_EMPTY: &str = "empty";
+/// `snaptastic:state`: created, not yet mounted (a crash here leaves a
+/// volume the next run adopts).
+pub(crate) const STATE_RESTORING: &str = "restoring";
+/// `snaptastic:state`: attached and about to be mounted. Written before
+/// mount(2), and the volume is not mounted if it cannot be: whatever
+/// happens to the later `mounted` tag, a volume that may have held live
+/// data never still says `restoring` (which `clean volumes` deletes).
+pub(crate) const STATE_ATTACHED: &str = "attached";
+pub(crate) const STATE_MOUNTED: &str = "mounted";
+/// Detached on purpose by unmount-snapshots.
+pub(crate) const STATE_DETACHED: &str = "detached";
+
 /// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS.ffffff`, the fraction
 /// left out when it is zero, in the host's local time and without a zone,
 /// as 0.2.12 wrote `created` and `expires`. Both tools on a host then

@@ -14,7 +14,7 @@ use super::error::VolumeError;
 use super::hooks;
 use super::list::attached_for;
 use super::nesting;
-use super::plan::{STATE_DETACHED, TAG_STATE};
+use super::tags::{STATE_DETACHED, TAG_STATE};
 use crate::cloud::{poll_until, Backoff, Ec2, VolumeInfo};
 use crate::config::kernel_device_name;
 use crate::config::{HookPoint, Volume};

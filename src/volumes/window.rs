@@ -18,8 +18,8 @@ use anyhow::{bail, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 
-use super::plan::TAG_CALL;
 use super::snapshot_plan::Target;
+use super::tags::TAG_CALL;
 use crate::cloud::{CloudError, Ec2};
 use crate::host::freeze::{self, FreezeError, FreezeSet, Thawed};
 use crate::host::watchdog::{Watchdog, WatchdogReport};
@@ -126,7 +126,7 @@ pub(crate) async fn run_window(
     // What the window is, known only now: on every snapshot at creation.
     // And how the snapshots were started: one CreateSnapshots is one
     // point in time even unfrozen; separate calls are one only when all
-    // started inside the freeze (`plan::one_moment`).
+    // started inside the freeze (`points::one_moment`).
     let call = match opts.mode {
         Mode::Set { .. } => "CreateSnapshots",
         Mode::PerVolume => "CreateSnapshot",
