@@ -13,16 +13,19 @@
 //! file_system = "ext4"
 //! ```
 
+mod device_name;
 pub(crate) mod mount_point;
 mod profile;
 mod raw;
 mod userdata;
 mod validate;
+mod validate_volume;
 
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub(crate) use device_name::kernel_device_name;
 #[cfg(test)]
 pub(crate) use profile::Template;
 #[cfg(test)]
@@ -30,7 +33,7 @@ pub(crate) use profile::DEFAULT_DESCRIPTION;
 pub(crate) use profile::{Config, Profile, Tablesnap, VolumeSource, DEFAULT_RETENTION};
 pub use profile::{FileSystem, HookPoint, Volume, VolumeType};
 pub use userdata::Userdata;
-pub(crate) use validate::{kernel_device_name, Origin};
+pub(crate) use validate::Origin;
 
 /// Environment variable naming the configuration file.
 pub(crate) const CONFIG_ENV: &str = "SNAPTASTIC_CONFIG";
@@ -218,7 +221,7 @@ fn volumes_from_toml(
         ))
     })?;
     let mut problems = validate::Problems::default();
-    validate::validate_volumes(list.volumes, ctx, &mut problems).ok_or_else(|| {
+    validate_volume::validate_volumes(list.volumes, ctx, &mut problems).ok_or_else(|| {
         ConfigError::Invalid(problems.list.iter().map(|p| origin.render(p)).collect())
     })
 }

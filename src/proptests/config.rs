@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 use toml::Value as Toml;
 
+use super::device_name::check_device;
 use super::profile::TemplatePart;
-use super::validate::check_device;
 use super::*;
 use crate::proptests::{bytes, check, deep, edited, hostile_text, toml_value};
 
