@@ -583,55 +583,39 @@ impl Ec2 {
         let volume = probe.volume.as_deref().unwrap_or(PROBE_VOLUME);
         let snapshot = probe.snapshot.as_deref().unwrap_or(PROBE_SNAPSHOT);
         let name = action.name();
+        // Every probe is the request with DryRun set, sent, and its
+        // error named after the action.
+        macro_rules! probe {
+            ($request:expr) => {
+                $request
+                    .dry_run(true)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| cloud_error(name, e))
+            };
+        }
         let result = match action {
-            DryRunAction::DescribeSnapshots => c
-                .describe_snapshots()
-                .owner_ids("self")
-                .max_results(5)
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::DescribeVolumes => c
-                .describe_volumes()
-                .max_results(5)
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::CreateVolume => c
+            DryRunAction::DescribeSnapshots => {
+                probe!(c.describe_snapshots().owner_ids("self").max_results(5))
+            }
+            DryRunAction::DescribeVolumes => probe!(c.describe_volumes().max_results(5)),
+            DryRunAction::CreateVolume => probe!(c
                 .create_volume()
                 .availability_zone(zone)
                 .size(1)
                 .volume_type(VolumeType::Gp3)
-                .tag_specifications(tag_spec(ResourceType::Volume, &probe.create_tags))
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::AttachVolume => c
+                .tag_specifications(tag_spec(ResourceType::Volume, &probe.create_tags))),
+            DryRunAction::AttachVolume => probe!(c
                 .attach_volume()
                 .volume_id(volume)
                 .instance_id(instance_id)
-                .device("/dev/sdz")
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::CreateSnapshot => c
+                .device("/dev/sdz")),
+            DryRunAction::CreateSnapshot => probe!(c
                 .create_snapshot()
                 .volume_id(volume)
-                .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::CreateSnapshots => c
+                .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))),
+            DryRunAction::CreateSnapshots => probe!(c
                 .create_snapshots()
                 .instance_specification(
                     InstanceSpecification::builder()
@@ -639,77 +623,28 @@ impl Ec2 {
                         .exclude_boot_volume(true)
                         .build(),
                 )
-                .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::DescribeInstances => c
-                .describe_instances()
-                .instance_ids(instance_id)
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::DescribeImages => c
-                .describe_images()
-                .owners("self")
-                .max_results(5)
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::ModifyInstanceAttribute => c
+                .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))),
+            DryRunAction::DescribeInstances => {
+                probe!(c.describe_instances().instance_ids(instance_id))
+            }
+            DryRunAction::DescribeImages => {
+                probe!(c.describe_images().owners("self").max_results(5))
+            }
+            DryRunAction::ModifyInstanceAttribute => probe!(c
                 .modify_instance_attribute()
                 .instance_id(instance_id)
-                .block_device_mappings(delete_on_termination("/dev/sdz", true))
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::CreateTags => c
-                .create_tags()
-                .resources(volume)
-                .tags(
-                    Tag::builder()
-                        .key(&probe.retag.0)
-                        .value(&probe.retag.1)
-                        .build(),
-                )
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::DetachVolume => c
-                .detach_volume()
-                .volume_id(volume)
-                .instance_id(instance_id)
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::DeleteVolume => c
-                .delete_volume()
-                .volume_id(volume)
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
-            DryRunAction::DeleteSnapshot => c
-                .delete_snapshot()
-                .snapshot_id(snapshot)
-                .dry_run(true)
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error(name, e)),
+                .block_device_mappings(delete_on_termination("/dev/sdz", true))),
+            DryRunAction::CreateTags => probe!(c.create_tags().resources(volume).tags(
+                Tag::builder()
+                    .key(&probe.retag.0)
+                    .value(&probe.retag.1)
+                    .build(),
+            )),
+            DryRunAction::DetachVolume => {
+                probe!(c.detach_volume().volume_id(volume).instance_id(instance_id))
+            }
+            DryRunAction::DeleteVolume => probe!(c.delete_volume().volume_id(volume)),
+            DryRunAction::DeleteSnapshot => probe!(c.delete_snapshot().snapshot_id(snapshot)),
         };
         match result {
             Ok(()) => DryRunOutcome::Allowed,
