@@ -232,115 +232,163 @@ pub(crate) fn detached_for<'a>(seen: &Observed<'a>, mp: &str) -> Vec<&'a VolumeI
     found
 }
 
+/// One volume's action, step by step: each step either decides (a plan or
+/// the reason there can be none) or passes to the next.
 fn plan_one(
     v: &Volume,
     seen: &Observed<'_>,
     opts: PlanOptions,
     choice: Choice,
 ) -> Result<VolumePlan, String> {
-    let plan = |action| VolumePlan {
-        volume: v.clone(),
-        action,
-        warnings: Vec::new(),
-    };
-    if let Some(m) = mountinfo::find(seen.mounts, &v.mount_point) {
-        if opts.ignore_mounted {
-            return Ok(plan(MountAction::Skip {
-                mounted_from: m.source.clone(),
-            }));
+    if let Some(decided) = mounted_already(v, seen, opts) {
+        return decided;
+    }
+    if let Some(decided) = attached_at_device(v, seen) {
+        return decided;
+    }
+    if !opts.from_snapshot {
+        if let Some(decided) = detached_earlier(v, seen) {
+            return decided;
         }
-        return Err(format!(
-            "already mounted (from {}); run with --ignore-mounted to leave it alone",
-            m.source
+    }
+    if let Some(vol) = leftover(v, seen, &choice) {
+        return Ok(VolumePlan::new(
+            v,
+            MountAction::Adopt {
+                volume: vol.clone(),
+                attached: false,
+            },
         ));
     }
+    create(v, seen, choice)
+}
+
+impl VolumePlan {
+    fn new(v: &Volume, action: MountAction) -> VolumePlan {
+        VolumePlan {
+            volume: v.clone(),
+            action,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Something is mounted at the mount point already: left alone with
+/// --ignore-mounted, else refused.
+fn mounted_already(
+    v: &Volume,
+    seen: &Observed<'_>,
+    opts: PlanOptions,
+) -> Option<Result<VolumePlan, String>> {
+    let m = mountinfo::find(seen.mounts, &v.mount_point)?;
+    Some(if opts.ignore_mounted {
+        Ok(VolumePlan::new(
+            v,
+            MountAction::Skip {
+                mounted_from: m.source.clone(),
+            },
+        ))
+    } else {
+        Err(format!(
+            "already mounted (from {}); run with --ignore-mounted to leave it alone",
+            m.source
+        ))
+    })
+}
+
+/// A volume is attached to this instance at the device (EC2's name or the
+/// kernel's): adopted if it carries this mount point, else refused.
+fn attached_at_device(v: &Volume, seen: &Observed<'_>) -> Option<Result<VolumePlan, String>> {
     let kernel = kernel_device_name(&v.device, v.device_name_offset);
-    let at_device = seen.attached.iter().find(|vol| {
+    let vol = seen.attached.iter().find(|vol| {
         vol.attachments.iter().any(|a| {
             a.instance_id == seen.instance_id && (a.device == v.device || a.device == kernel)
         })
-    });
-    if let Some(vol) = at_device {
-        // Ours (by this tool or 0.2.12) if it carries this mount point.
-        // Whatever its state: `restoring` (a crash before the mount) or
-        // `attached` (a crash around the mount, never confirmed mounted)
-        // is adopted here, still attached to this instance at this
-        // device, and mounted as it is: a filesystem is made only on a
-        // blank volume created empty, so data it may hold is kept.
-        if vol
-            .tags
-            .get("mount_point")
-            .is_some_and(|t| mount_point::same(t, &v.mount_point))
-        {
-            return Ok(plan(MountAction::Adopt {
+    })?;
+    // Ours (by this tool or 0.2.12) if it carries this mount point.
+    // Whatever its state: `restoring` (a crash before the mount) or
+    // `attached` (a crash around the mount, never confirmed mounted) is
+    // adopted here, still attached to this instance at this device, and
+    // mounted as it is: a filesystem is made only on a blank volume
+    // created empty, so data it may hold is kept.
+    if vol
+        .tags
+        .get("mount_point")
+        .is_some_and(|t| mount_point::same(t, &v.mount_point))
+    {
+        return Some(Ok(VolumePlan::new(
+            v,
+            MountAction::Adopt {
                 volume: vol.clone(),
                 attached: true,
-            }));
-        }
-        return Err(format!(
-            "device {} is already in use by {}{}",
-            v.device,
-            vol.id,
-            vol.tags
-                .get("mount_point")
-                .map(|m| format!(" (tagged for {m})"))
-                .unwrap_or_default()
-        ));
+            },
+        )));
     }
-    let near_miss = near_miss_warning(seen.snapshots, &v.mount_point);
+    Some(Err(format!(
+        "device {} is already in use by {}{}",
+        v.device,
+        vol.id,
+        vol.tags
+            .get("mount_point")
+            .map(|m| format!(" (tagged for {m})"))
+            .unwrap_or_default()
+    )))
+}
 
-    // unmount-snapshots (without --delete) detached a volume of this mount
-    // point: it holds the data as of that unmount, newer than any snapshot,
-    // so restoring a snapshot instead would silently go back in time.
-    // In this AZ it is re-attached; elsewhere it cannot be, and the run
-    // stops unless told (--from-snapshot) to restore the snapshot anyway.
-    if !opts.from_snapshot {
-        let detached = detached_for(seen, &v.mount_point);
-        let here =
-            |vol: &&&VolumeInfo| vol.availability_zone.as_deref() == Some(seen.availability_zone);
-        if let Some(vol) = detached.iter().find(here) {
-            let mut p = plan(MountAction::Adopt {
+/// unmount-snapshots (without --delete) detached a volume of this mount
+/// point: it holds the data as of that unmount, newer than any snapshot,
+/// so restoring a snapshot instead would silently go back in time. In
+/// this AZ it is re-attached; elsewhere it cannot be, and the run stops
+/// unless told (--from-snapshot) to restore the snapshot anyway.
+fn detached_earlier(v: &Volume, seen: &Observed<'_>) -> Option<Result<VolumePlan, String>> {
+    let detached = detached_for(seen, &v.mount_point);
+    let here =
+        |vol: &&&VolumeInfo| vol.availability_zone.as_deref() == Some(seen.availability_zone);
+    if let Some(vol) = detached.iter().find(here) {
+        let mut p = VolumePlan::new(
+            v,
+            MountAction::Adopt {
                 volume: (*vol).clone(),
                 attached: false,
-            });
+            },
+        );
+        p.warnings.push(format!(
+            "re-attaching {} detached by an earlier unmount-snapshots: it holds newer data than any snapshot (--from-snapshot restores the snapshot instead)",
+            vol.id
+        ));
+        let others: Vec<String> = detached
+            .iter()
+            .filter(|o| o.id != vol.id)
+            .map(|o| describe_detached(o))
+            .collect();
+        if !others.is_empty() {
             p.warnings.push(format!(
-                "re-attaching {} detached by an earlier unmount-snapshots: it holds newer data than any snapshot (--from-snapshot restores the snapshot instead)",
-                vol.id
-            ));
-            let others: Vec<String> = detached
-                .iter()
-                .filter(|o| o.id != vol.id)
-                .map(|o| describe_detached(o))
-                .collect();
-            if !others.is_empty() {
-                p.warnings.push(format!(
-                    "other detached volumes of this mount point left alone: {}",
-                    others.join(", ")
-                ));
-            }
-            return Ok(p);
-        }
-        if let Some(vol) = detached.first() {
-            return Err(format!(
-                "{} (detached by unmount-snapshots, so newer than any snapshot) is in {}, not in this instance's {}: it cannot be attached here; move its data here (snapshot it, or run mount-snapshots on an instance in its AZ), or pass --from-snapshot to restore from the snapshot anyway",
-                describe_detached(vol),
-                vol.availability_zone.as_deref().unwrap_or("an unknown AZ"),
-                seen.availability_zone
+                "other detached volumes of this mount point left alone: {}",
+                others.join(", ")
             ));
         }
+        return Some(Ok(p));
     }
+    let vol = detached.first()?;
+    Some(Err(format!(
+        "{} (detached by unmount-snapshots, so newer than any snapshot) is in {}, not in this instance's {}: it cannot be attached here; move its data here (snapshot it, or run mount-snapshots on an instance in its AZ), or pass --from-snapshot to restore from the snapshot anyway",
+        describe_detached(vol),
+        vol.availability_zone.as_deref().unwrap_or("an unknown AZ"),
+        seen.availability_zone
+    )))
+}
 
-    // A run that crashed (or was killed) between CreateVolume and mount
-    // left this one: adopt it if it came from what this run would restore,
-    // even while it is still `creating` (the adoption waits for it to be
-    // available; creating another would leave two). A leftover from an
-    // older source is left for `clean volumes`. Only `restoring`: a volume
-    // tagged `attached` that is no longer attached may have been mounted
-    // and written to, then detached; restoring it in place of what this
-    // run would restore is a choice between two copies of the data, not
-    // ours to make. It stays, and `clean volumes` leaves it to
-    // `--include-detached`.
-    let leftover = seen.ours.iter().find(|vol| {
+/// A run that crashed (or was killed) between CreateVolume and mount left
+/// this one: adopted if it came from what this run would restore, even
+/// while it is still `creating` (the adoption waits for it to be
+/// available; creating another would leave two). A leftover from an
+/// older source is left for `clean volumes`. Only `restoring`: a volume
+/// tagged `attached` that is no longer attached may have been mounted and
+/// written to, then detached; restoring it in place of what this run
+/// would restore is a choice between two copies of the data, not ours to
+/// make. It stays, and `clean volumes` leaves it to `--include-detached`.
+fn leftover<'a>(v: &Volume, seen: &Observed<'a>, choice: &Choice) -> Option<&'a VolumeInfo> {
+    seen.ours.iter().find(|vol| {
         matches!(vol.state.as_str(), "available" | "creating")
             && vol.tags.get("instance_id").map(String::as_str) == Some(seen.instance_id)
             && vol
@@ -352,14 +400,12 @@ fn plan_one(
                 .tags
                 .get(TAG_SOURCE)
                 .is_some_and(|s| source_ids(&choice.source).contains(&s.as_str()))
-    });
-    if let Some(vol) = leftover {
-        return Ok(plan(MountAction::Adopt {
-            volume: vol.clone(),
-            attached: false,
-        }));
-    }
+    })
+}
 
+/// A new volume from the chosen source, if the profile's size holds it;
+/// with warnings for what was passed over.
+fn create(v: &Volume, seen: &Observed<'_>, choice: Choice) -> Result<VolumePlan, String> {
     let too_small = |s: &SnapshotInfo| -> Result<(), String> {
         match s.size_gib {
             Some(n) if n > v.size_gib => Err(format!(
@@ -381,9 +427,12 @@ fn plan_one(
         }
         RestoreSource::Empty => {}
     }
-    let mut p = plan(MountAction::Create {
-        source: choice.source,
-    });
+    let mut p = VolumePlan::new(
+        v,
+        MountAction::Create {
+            source: choice.source,
+        },
+    );
     p.warnings = choice
         .skipped
         .iter()
@@ -413,7 +462,8 @@ fn plan_one(
             newer.join(", ")
         ));
     }
-    p.warnings.extend(near_miss);
+    p.warnings
+        .extend(near_miss_warning(seen.snapshots, &v.mount_point));
     Ok(p)
 }
 
