@@ -184,21 +184,27 @@ async fn restore_gated(s: &Shared, plan: VolumePlan, gate: &Gate) -> Outcome {
     }
 }
 
-/// The steps; returns (volume id, block device, where the data came from).
-async fn restore_steps(
+/// The volume a restore works on, and what is known of it.
+struct Obtained {
+    volume_id: String,
+    /// Attached to this instance already (adopted where it was).
+    attached: bool,
+    /// Its `snaptastic:source`: a snapshot id, `empty`, or who left it.
+    source: String,
+    /// Whether a blank device may be formatted: only a volume this run
+    /// created empty, or one an earlier run created empty that never got
+    /// as far as being attached (`restoring`): any other may hold data.
+    may_format: bool,
+}
+
+/// The plan's volume: adopted as it is, or created from its source.
+async fn obtain(
     s: &Shared,
     plan: &VolumePlan,
     created: &mut Option<Created>,
-    env: &mut HookCtx,
-    gate: &Gate,
-) -> Result<(String, PathBuf, String), VolumeError> {
+) -> Result<Obtained, VolumeError> {
     let v = &plan.volume;
-    let me = &s.identity.instance_id;
-    // Whether a blank device may be formatted: only a volume this run
-    // created empty, or one an earlier run created empty that never got
-    // as far as being attached (`restoring`): any other may hold data.
-    let mut may_format = true;
-    let (volume_id, attached, source) = match &plan.action {
+    match &plan.action {
         MountAction::Skip { .. } => unreachable!("handled by the caller"),
         MountAction::Adopt { volume, attached } => {
             let source = volume
@@ -221,76 +227,122 @@ async fn restore_steps(
                 );
             }
             let state = volume.tags.get(TAG_STATE).map(String::as_str);
-            if state != Some(STATE_RESTORING) {
-                may_format = false;
-            }
-            (volume.id.clone(), *attached, source)
+            Ok(Obtained {
+                volume_id: volume.id.clone(),
+                attached: *attached,
+                source,
+                may_format: state == Some(STATE_RESTORING),
+            })
         }
-        MountAction::Create { source } => {
-            let snapshot = resolve_source(s, v.mount_point.as_str(), source).await?;
-            let source_label = snapshot
-                .as_ref()
-                .map_or(SOURCE_EMPTY.to_string(), |s| s.id.clone());
-            let mut tags = resource_tags(
-                me,
-                &v.mount_point,
-                &s.filters,
-                chrono::Utc::now(),
-                s.retention,
-            );
-            tags.extend([
-                (TAG_PROFILE.to_string(), s.snapshotter.name().to_string()),
-                (TAG_SOURCE.to_string(), source_label.clone()),
-                (TAG_DEVICE.to_string(), v.device.clone()),
-                (TAG_STATE.to_string(), STATE_RESTORING.to_string()),
-            ]);
-            let spec = NewVolume {
-                availability_zone: s.identity.availability_zone.clone(),
-                size_gib: v.size_gib,
-                volume_type: v.volume_type.as_str().to_string(),
-                iops: v.iops,
-                throughput: v.throughput,
-                snapshot_id: snapshot.as_ref().map(|s| s.id.clone()),
-                encrypted: v.encrypted,
-                kms_key_id: v.kms_key_id.clone(),
-                tags,
-                client_token: format!(
-                    "snaptastic-{}-{}-{}",
-                    std::process::id(),
-                    chrono::Utc::now().timestamp_micros(),
-                    v.device.trim_start_matches("/dev/")
-                ),
-            };
-            tracing::info!(
-                "{}: creating a {} GiB {} volume in {} from {source_label}",
-                v.mount_point,
-                v.size_gib,
-                v.volume_type,
-                s.identity.availability_zone
-            );
-            let id = s.ec2.create_volume(&spec).await?;
-            *created = Some(Created {
-                id: id.clone(),
-                attached: false,
-                marked: false,
-            });
-            (id, false, source_label)
-        }
+        MountAction::Create { source } => create(s, plan, source, created).await,
+    }
+}
+
+/// A new volume, tagged at creation as `restoring` with where it comes
+/// from, so a run that dies before the mount leaves one the next adopts.
+async fn create(
+    s: &Shared,
+    plan: &VolumePlan,
+    source: &RestoreSource,
+    created: &mut Option<Created>,
+) -> Result<Obtained, VolumeError> {
+    let v = &plan.volume;
+    let snapshot = resolve_source(s, v.mount_point.as_str(), source).await?;
+    let source_label = snapshot
+        .as_ref()
+        .map_or(SOURCE_EMPTY.to_string(), |s| s.id.clone());
+    let mut tags = resource_tags(
+        &s.identity.instance_id,
+        &v.mount_point,
+        &s.filters,
+        chrono::Utc::now(),
+        s.retention,
+    );
+    tags.extend([
+        (TAG_PROFILE.to_string(), s.snapshotter.name().to_string()),
+        (TAG_SOURCE.to_string(), source_label.clone()),
+        (TAG_DEVICE.to_string(), v.device.clone()),
+        (TAG_STATE.to_string(), STATE_RESTORING.to_string()),
+    ]);
+    let spec = NewVolume {
+        availability_zone: s.identity.availability_zone.clone(),
+        size_gib: v.size_gib,
+        volume_type: v.volume_type.as_str().to_string(),
+        iops: v.iops,
+        throughput: v.throughput,
+        snapshot_id: snapshot.as_ref().map(|s| s.id.clone()),
+        encrypted: v.encrypted,
+        kms_key_id: v.kms_key_id.clone(),
+        tags,
+        client_token: format!(
+            "snaptastic-{}-{}-{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_micros(),
+            v.device.trim_start_matches("/dev/")
+        ),
     };
+    tracing::info!(
+        "{}: creating a {} GiB {} volume in {} from {source_label}",
+        v.mount_point,
+        v.size_gib,
+        v.volume_type,
+        s.identity.availability_zone
+    );
+    let id = s.ec2.create_volume(&spec).await?;
+    *created = Some(Created {
+        id: id.clone(),
+        attached: false,
+        marked: false,
+    });
+    Ok(Obtained {
+        volume_id: id,
+        attached: false,
+        source: source_label,
+        may_format: true,
+    })
+}
+
+/// Attach the volume once it is available, and wait for the attachment.
+async fn attach(
+    s: &Shared,
+    plan: &VolumePlan,
+    volume_id: &str,
+    created: &mut Option<Created>,
+) -> Result<(), VolumeError> {
+    let (v, me) = (&plan.volume, &s.identity.instance_id);
+    wait_available(s, volume_id, AVAILABLE_DEADLINE).await?;
+    tracing::info!(
+        "{}: attaching {volume_id} to {me} as {}",
+        v.mount_point,
+        v.device
+    );
+    s.ec2.attach_volume(volume_id, me, &v.device).await?;
+    if let Some(c) = created.as_mut() {
+        c.attached = true;
+    }
+    wait_attached(s, volume_id).await
+}
+
+/// The steps; returns (volume id, block device, where the data came from).
+async fn restore_steps(
+    s: &Shared,
+    plan: &VolumePlan,
+    created: &mut Option<Created>,
+    env: &mut HookCtx,
+    gate: &Gate,
+) -> Result<(String, PathBuf, String), VolumeError> {
+    let v = &plan.volume;
+    let me = &s.identity.instance_id;
+    let Obtained {
+        volume_id,
+        attached,
+        source,
+        may_format,
+    } = obtain(s, plan, created).await?;
     env.volume_id = Some(volume_id.clone());
 
     if !attached {
-        wait_available(s, &volume_id, AVAILABLE_DEADLINE).await?;
-        tracing::info!(
-            "{}: attaching {volume_id} to {me} as {}",
-            v.mount_point,
-            v.device
-        );
-        s.ec2.attach_volume(&volume_id, me, &v.device).await?;
-        if let Some(c) = created.as_mut() {
-            c.attached = true;
-        }
-        wait_attached(s, &volume_id).await?;
+        attach(s, plan, &volume_id, created).await?;
     }
     if v.delete_on_termination {
         if let Err(e) = s.ec2.set_delete_on_termination(me, &v.device, true).await {
