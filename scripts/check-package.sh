@@ -35,6 +35,7 @@ for want in \
     ' ./usr/lib/systemd/system/tablesnap.service$' \
     ' ./usr/share/doc/snaptastic/README.md$' \
     ' ./usr/share/doc/snaptastic/SECURITY.md$' \
+    ' ./usr/share/doc/snaptastic/docs/security.md$' \
     ' ./usr/share/doc/snaptastic/copyright$'; do
     grep -qE -- "$want" <<<"$contents" || fail "the package lacks${want%$}"
 done

@@ -26,6 +26,7 @@ for want in \
     /usr/lib/systemd/system/snaptastic-clean@.timer \
     /usr/lib/systemd/system/tablesnap.service \
     /usr/share/doc/snaptastic/README.md /usr/share/doc/snaptastic/SECURITY.md \
+    /usr/share/doc/snaptastic/docs/security.md \
     /usr/share/doc/snaptastic/LICENSE; do
     grep -qx -- "$want" <<<"$files" || fail "the package lacks $want"
 done

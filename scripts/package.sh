@@ -59,6 +59,7 @@ rpm)
     install -m 644 "$assets"/zsh/* "$stage/usr/share/zsh/site-functions/"
     install -m 644 "$assets"/fish/* "$stage/usr/share/fish/vendor_completions.d/"
     install -m 644 README.md SECURITY.md LICENSE "$stage/usr/share/doc/snaptastic/"
+    install -D -m 644 -t "$stage/usr/share/doc/snaptastic/docs" docs/*.md
     version="$(cargo metadata --no-deps --format-version 1 --locked |
         python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "snaptastic"))')"
     top="$CARGO_TARGET_DIR/rpm"

@@ -60,7 +60,7 @@ pub trait Snapshotter: Send + Sync {
 
     /// Runs at each of the 12 hook points (0.2.12's `pre_mounts`,
     /// `post_snapshot`, ...). An error at a `pre_*` point stops the
-    /// command before it changes anything; see the README for what each
+    /// command before it changes anything; see docs/extending.md for what each
     /// point's failure means. The default does nothing.
     fn hook(&self, point: HookPoint, ctx: &HookCtx) -> Result<(), SnapshotterError> {
         let _ = (point, ctx);

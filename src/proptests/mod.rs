@@ -14,7 +14,7 @@
 //!
 //! Each property runs [`CI_CASES`] inputs, so the whole set takes seconds
 //! in the normal test run. The long run sets [`CASES_ENV`] (see the
-//! README, "Outside input never panics"):
+//! docs/security.md, "Outside input never panics"):
 //!
 //! ```text
 //! SNAPTASTIC_PROPTEST_CASES=28000 cargo test --lib proptests -- --nocapture
