@@ -245,39 +245,91 @@ pub(crate) fn choose_points_in(
     mount_points: &[&str],
     set: Option<&str>,
 ) -> Points {
-    let per_mp: Vec<Vec<&SnapshotInfo>> = mount_points
-        .iter()
-        .map(|mp| {
-            snapshots
-                .iter()
-                .filter(|s| {
-                    s.tag("mount_point")
-                        .is_some_and(|t| mount_point::same(t, mp))
-                })
-                .collect()
-        })
-        .collect();
-    let mut tagged: Vec<&SnapshotInfo> = per_mp
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|s| usable(s) && s.tag(TAG_RUN).is_some())
-        .collect();
-    tagged.sort_by(|a, b| newest_first(a, b));
-    // A run covers a mount point with a usable snapshot taken at its one
-    // moment (a run with a late `crash` member is no point in time).
-    let covers = |run: &str, list: &[&SnapshotInfo]| {
+    let c = Candidates::new(snapshots, mount_points);
+    // One volume is one point in time, whatever made its newest snapshot.
+    if c.live() == 1 && set.is_none() {
+        return c.one_volume();
+    }
+    match c.newest_complete_set(set) {
+        Some(run) => c.with_set(run, set.is_some()),
+        None => c.without_set(),
+    }
+}
+
+/// A profile's snapshots, per mount point (same order).
+struct Candidates<'a> {
+    mount_points: &'a [&'a str],
+    per_mp: Vec<Vec<&'a SnapshotInfo>>,
+    /// Usable snapshots with a run tag, newest first.
+    tagged: Vec<&'a SnapshotInfo>,
+}
+
+impl<'a> Candidates<'a> {
+    fn new(snapshots: &'a [SnapshotInfo], mount_points: &'a [&'a str]) -> Self {
+        let per_mp: Vec<Vec<&SnapshotInfo>> = mount_points
+            .iter()
+            .map(|mp| {
+                snapshots
+                    .iter()
+                    .filter(|s| {
+                        s.tag("mount_point")
+                            .is_some_and(|t| mount_point::same(t, mp))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut tagged: Vec<&SnapshotInfo> = per_mp
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|s| usable(s) && s.tag(TAG_RUN).is_some())
+            .collect();
+        tagged.sort_by(|a, b| newest_first(a, b));
+        Candidates {
+            mount_points,
+            per_mp,
+            tagged,
+        }
+    }
+
+    /// A mount point with no usable snapshot at all (a volume new to the
+    /// profile) is created empty whatever set is chosen: it has no point
+    /// in time to mix, and must not keep the others from their set.
+    fn has_any(list: &[&SnapshotInfo]) -> bool {
+        list.iter().any(|s| usable(s))
+    }
+
+    /// Mount points with a usable snapshot.
+    fn live(&self) -> usize {
+        self.per_mp.iter().filter(|l| Self::has_any(l)).count()
+    }
+
+    /// A run covers a mount point with a usable snapshot taken at its one
+    /// moment (a run with a late `crash` member is no point in time).
+    fn covers(run: &str, list: &[&SnapshotInfo]) -> bool {
         list.iter()
             .any(|s| usable(s) && s.tag(TAG_RUN) == Some(run) && one_moment(s))
-    };
-    // A mount point with no usable snapshot at all (a volume new to the
-    // profile) is created empty whatever set is chosen: it has no point in
-    // time to mix, and must not keep the others from their set.
-    let has_any = |list: &[&SnapshotInfo]| list.iter().any(|s| usable(s));
-    let each_newest = |filter: &dyn Fn(&SnapshotInfo) -> bool| -> Vec<Choice> {
-        per_mp
+    }
+
+    /// The newest run (or the one asked for) that covers every mount
+    /// point with snapshots.
+    fn newest_complete_set(&self, set: Option<&str>) -> Option<&'a str> {
+        self.tagged
             .iter()
-            .zip(mount_points)
+            .filter_map(|s| s.tag(TAG_RUN))
+            .filter(|run| set.is_none_or(|want| want == *run))
+            .find(|run| {
+                self.per_mp
+                    .iter()
+                    .all(|list| !Self::has_any(list) || Self::covers(run, list))
+            })
+    }
+
+    /// Each mount point's own newest among the snapshots `filter` keeps.
+    fn each_newest(&self, filter: &dyn Fn(&SnapshotInfo) -> bool) -> Vec<Choice> {
+        self.per_mp
+            .iter()
+            .zip(self.mount_points)
             .map(|(list, mp)| {
                 let owned: Vec<SnapshotInfo> = list
                     .iter()
@@ -287,11 +339,11 @@ pub(crate) fn choose_points_in(
                 choose_snapshot(&owned, mp)
             })
             .collect()
-    };
-    let live = per_mp.iter().filter(|l| has_any(l)).count();
-    // One volume is one point in time, whatever made its newest snapshot.
-    if live == 1 && set.is_none() {
-        let choices = each_newest(&|_| true);
+    }
+
+    /// One volume with snapshots: its newest usable one.
+    fn one_volume(&self) -> Points {
+        let choices = self.each_newest(&|_| true);
         let chosen_run = choices.iter().find_map(|c| match &c.source {
             RestoreSource::Snapshot { snapshot } => snapshot.tag(TAG_RUN).map(str::to_string),
             RestoreSource::WaitFor { pending, .. } => pending.tag(TAG_RUN).map(str::to_string),
@@ -299,59 +351,22 @@ pub(crate) fn choose_points_in(
         });
         let point = match chosen_run {
             Some(run) => PointInTime::Set { run },
-            None if tagged.is_empty() => PointInTime::NoSets,
+            None if self.tagged.is_empty() => PointInTime::NoSets,
             None => PointInTime::Newest,
         };
-        return Points { point, choices };
+        Points { point, choices }
     }
-    // Newest first, so the first complete one is the newest set.
-    let complete = tagged
-        .iter()
-        .filter_map(|s| s.tag(TAG_RUN))
-        .filter(|run| set.is_none_or(|want| want == *run))
-        .find(|run| {
-            per_mp
-                .iter()
-                .all(|list| !has_any(list) || covers(run, list))
-        });
 
-    if let Some(run) = complete {
-        let choices = per_mp
+    /// The set `run`, unless snapshots without a run tag are newer than
+    /// it (`Generation` for every volume, `Diverged` for some); `asked`:
+    /// the operator named it (`--set`), so it is used as it is.
+    fn with_set(&self, run: &str, asked: bool) -> Points {
+        let choices: Vec<Choice> = self
+            .per_mp
             .iter()
-            .zip(mount_points)
-            .map(|(list, mp)| {
-                if !has_any(list) {
-                    let owned: Vec<SnapshotInfo> = list.iter().map(|s| (*s).clone()).collect();
-                    return choose_snapshot(&owned, mp);
-                }
-                let in_run: Vec<SnapshotInfo> = list
-                    .iter()
-                    .filter(|s| s.tag(TAG_RUN) == Some(run) && one_moment(s))
-                    .map(|s| (*s).clone())
-                    .collect();
-                let mut c = choose_snapshot(&in_run, mp);
-                let chosen = match &mut c.source {
-                    RestoreSource::WaitFor { pending, set, .. } => {
-                        *set = Some(run.to_string());
-                        pending.clone()
-                    }
-                    RestoreSource::Snapshot { snapshot } => snapshot.clone(),
-                    RestoreSource::Empty => unreachable!("a complete set covers every mount point"),
-                };
-                let mut newer: Vec<SnapshotInfo> = list
-                    .iter()
-                    .filter(|s| {
-                        usable(s)
-                            && s.tag(TAG_RUN) != Some(run)
-                            && newest_first(s, &chosen) == Ordering::Less
-                    })
-                    .map(|s| (*s).clone())
-                    .collect();
-                newer.sort_by(newest_first);
-                c.outside_set = newer;
-                c
-            })
-            .collect::<Vec<Choice>>();
+            .zip(self.mount_points)
+            .map(|(list, mp)| Self::set_member(list, mp, run))
+            .collect();
         // Untagged (0.2.12) snapshots newer than the set, per volume.
         let newer_untagged: Vec<(usize, String)> = choices
             .iter()
@@ -366,73 +381,108 @@ pub(crate) fn choose_points_in(
                 (!ids.is_empty()).then(|| (i, ids.join(", ")))
             })
             .collect();
-        if set.is_none() && !newer_untagged.is_empty() {
-            let point = if newer_untagged.len() == live {
-                PointInTime::Generation {
-                    passed_over: run.to_string(),
-                }
-            } else {
-                PointInTime::Diverged {
+        if asked || newer_untagged.is_empty() {
+            return Points {
+                point: PointInTime::Set {
                     run: run.to_string(),
-                    newer: newer_untagged,
-                }
+                },
+                choices,
             };
-            let choices = match point {
-                PointInTime::Generation { .. } => each_newest(&|s| s.tag(TAG_RUN).is_none()),
-                _ => each_newest(&|_| true),
-            };
-            return Points { point, choices };
         }
-        return Points {
-            point: PointInTime::Set {
+        if newer_untagged.len() == self.live() {
+            return Points {
+                point: PointInTime::Generation {
+                    passed_over: run.to_string(),
+                },
+                choices: self.each_newest(&|s| s.tag(TAG_RUN).is_none()),
+            };
+        }
+        Points {
+            point: PointInTime::Diverged {
                 run: run.to_string(),
+                newer: newer_untagged,
             },
-            choices,
-        };
+            choices: self.each_newest(&|_| true),
+        }
     }
 
-    let choices = per_mp
-        .iter()
-        .zip(mount_points)
-        .map(|(list, mp)| {
+    /// One mount point from the set `run`, with the newer usable
+    /// snapshots outside it named.
+    fn set_member(list: &[&SnapshotInfo], mp: &str, run: &str) -> Choice {
+        if !Self::has_any(list) {
             let owned: Vec<SnapshotInfo> = list.iter().map(|s| (*s).clone()).collect();
-            choose_snapshot(&owned, mp)
-        })
-        .collect();
-    let point = match tagged.first().and_then(|s| s.tag(TAG_RUN)) {
-        None => PointInTime::NoSets,
-        Some(newest) => {
-            let lacking = per_mp
-                .iter()
-                .enumerate()
-                .filter(|(_, list)| has_any(list) && !covers(newest, list))
-                .map(|(i, list)| {
-                    let in_run: Vec<String> = list
-                        .iter()
-                        .filter(|s| s.tag(TAG_RUN) == Some(newest))
-                        .map(|s| {
-                            if one_moment(s) {
-                                format!("{} in state {}", s.id, s.state.as_str())
-                            } else {
-                                format!("{} taken after the thaw (consistency=crash)", s.id)
-                            }
-                        })
-                        .collect();
-                    let what = if in_run.is_empty() {
-                        "no snapshot in this set".to_string()
-                    } else {
-                        format!("only {}", in_run.join(", "))
-                    };
-                    (i, what)
-                })
-                .collect();
-            PointInTime::Mixed {
-                newest_run: newest.to_string(),
-                lacking,
-            }
+            return choose_snapshot(&owned, mp);
         }
-    };
-    Points { point, choices }
+        let in_run: Vec<SnapshotInfo> = list
+            .iter()
+            .filter(|s| s.tag(TAG_RUN) == Some(run) && one_moment(s))
+            .map(|s| (*s).clone())
+            .collect();
+        let mut c = choose_snapshot(&in_run, mp);
+        let chosen = match &mut c.source {
+            RestoreSource::WaitFor { pending, set, .. } => {
+                *set = Some(run.to_string());
+                pending.clone()
+            }
+            RestoreSource::Snapshot { snapshot } => snapshot.clone(),
+            RestoreSource::Empty => unreachable!("a complete set covers every mount point"),
+        };
+        let mut newer: Vec<SnapshotInfo> = list
+            .iter()
+            .filter(|s| {
+                usable(s)
+                    && s.tag(TAG_RUN) != Some(run)
+                    && newest_first(s, &chosen) == Ordering::Less
+            })
+            .map(|s| (*s).clone())
+            .collect();
+        newer.sort_by(newest_first);
+        c.outside_set = newer;
+        c
+    }
+
+    /// No complete set: each volume its own newest, as `NoSets` when no
+    /// usable snapshot carries a run tag, else `Mixed`, naming what the
+    /// newest run lacks.
+    fn without_set(&self) -> Points {
+        let choices = self.each_newest(&|_| true);
+        let point = match self.tagged.first().and_then(|s| s.tag(TAG_RUN)) {
+            None => PointInTime::NoSets,
+            Some(newest) => PointInTime::Mixed {
+                newest_run: newest.to_string(),
+                lacking: self.lacking(newest),
+            },
+        };
+        Points { point, choices }
+    }
+
+    /// Per mount point that run `newest` does not cover: what it has of it.
+    fn lacking(&self, newest: &str) -> Vec<(usize, String)> {
+        self.per_mp
+            .iter()
+            .enumerate()
+            .filter(|(_, list)| Self::has_any(list) && !Self::covers(newest, list))
+            .map(|(i, list)| {
+                let in_run: Vec<String> = list
+                    .iter()
+                    .filter(|s| s.tag(TAG_RUN) == Some(newest))
+                    .map(|s| {
+                        if one_moment(s) {
+                            format!("{} in state {}", s.id, s.state.as_str())
+                        } else {
+                            format!("{} taken after the thaw (consistency=crash)", s.id)
+                        }
+                    })
+                    .collect();
+                let what = if in_run.is_empty() {
+                    "no snapshot in this set".to_string()
+                } else {
+                    format!("only {}", in_run.join(", "))
+                };
+                (i, what)
+            })
+            .collect()
+    }
 }
 
 /// When no snapshot is tagged with `mount_point`, the ones whose tag

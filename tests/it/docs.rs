@@ -95,7 +95,9 @@ fn the_readme_is_a_short_guide_that_links_every_docs_page() {
     for page in &pages {
         let name = format!("docs/{}", page.file_name().unwrap().to_str().unwrap());
         assert!(
-            linked.iter().any(|l| l.split('#').next() == Some(name.as_str())),
+            linked
+                .iter()
+                .any(|l| l.split('#').next() == Some(name.as_str())),
             "{name} is not linked from README.md"
         );
     }
