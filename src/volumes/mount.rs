@@ -13,12 +13,17 @@ use anyhow::{bail, Context as _, Result};
 
 use super::explain::{Explainer, Flags};
 use super::hooks;
-use super::plan::{detached_for, plan_mount, MountAction, Observed, PlanOptions, VolumePlan};
+use super::plan::{
+    detached_for, plan_mount, MountAction, MountPlan, Observed, PlanOptions, VolumePlan,
+};
 use super::points::{PointInTime, RestoreSource};
 use super::tags::TAG_PROFILE;
+use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, FileSystem, HookPoint};
 use crate::context::VolumeContext;
+use crate::host::mountinfo::MountEntry;
 use crate::host::{devices, fs, mount, mountinfo, privileges};
+use crate::instance::Identity;
 use crate::snapshotter::HookCtx;
 
 use super::mount_report::{print_summary, render_plan};
@@ -49,58 +54,117 @@ pub(crate) struct MountOptions {
 
 pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<ExitCode> {
     let identity = ctx.identity()?.clone();
-    let (ec2, volumes, filters) = (&ctx.ec2, &ctx.volumes, &ctx.filters);
     let name = ctx.snapshotter.name().to_string();
-
-    // One call of each kind for the whole profile. Volumes of ours: the
-    // profile's name and filter tags (which every volume we create
-    // carries), any instance: a volume unmount-snapshots detached on
-    // another instance holds this profile's newest data too. The planner
-    // adopts crash leftovers only of this instance.
-    let mut ours_tags = vec![(TAG_PROFILE.to_string(), name.clone())];
-    ours_tags.extend(filters.iter().cloned());
-    let (snapshots, attached, ours) = tokio::try_join!(
-        async {
-            ec2.snapshots_tagged(filters, &ctx.owners)
-                .await
-                .context("looking up snapshots")
-        },
-        async {
-            ec2.volumes_attached_to(&identity.instance_id)
-                .await
-                .context("looking up attached volumes")
-        },
-        async {
-            ec2.volumes_tagged(&ours_tags)
-                .await
-                .context("looking up volumes left by earlier runs")
-        },
-    )?;
-    let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
-    let seen = Observed {
-        instance_id: &identity.instance_id,
-        availability_zone: &identity.availability_zone,
-        mounts: &mounts,
-        attached: &attached,
-        ours: &ours,
-        snapshots: &snapshots,
-    };
+    let found = Found::look(ctx, &identity, &name).await?;
+    let seen = found.observed(&identity);
     let opts = PlanOptions {
         ignore_mounted: args.ignore_mounted,
         allow_mixed: args.allow_mixed,
         set: args.set.as_deref(),
         from_snapshot: args.from_snapshot,
     };
-    let plan = match plan_mount(volumes, &seen, opts) {
+    let plan = match plan_mount(&ctx.volumes, &seen, opts) {
         Ok(p) => p,
         Err(problems) => bail!("nothing was changed:\n{}", problems.join("\n")),
     };
-    let plans = plan.volumes;
-    let problems = preflight(&plans, &ctx.device_root, args);
+    let problems = preflight(&plan.volumes, &ctx.device_root, args);
     if !problems.is_empty() {
         bail!("nothing was changed:\n{}", problems.join("\n"));
     }
-    let restores = plans.iter().any(|p| {
+    log_plan(&plan);
+    if args.dry_run {
+        print!("{}", dry_run(ctx, args, &seen, &plan, &identity));
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    tracing::info!(profile = %name, volumes = plan.volumes.len(), "mounting volumes");
+    hooks::run(&ctx.snapshotter, HookPoint::PreMounts, &HookCtx::run(&name))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
+    let plans = plan.volumes;
+    let outcomes = restore_all(ctx, args, identity, &plans).await;
+    let failed = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
+        .count();
+    if failed == 0 {
+        if let Err(e) = hooks::run(
+            &ctx.snapshotter,
+            HookPoint::PostMounts,
+            &HookCtx::run(&name),
+        )
+        .await
+        {
+            tracing::error!("{e}");
+            print_summary(&args.report, &plans, &outcomes);
+            return Ok(ExitCode::FAILURE);
+        }
+    } else {
+        tracing::info!("post_mounts hook not run: {failed} volume(s) failed");
+    }
+    print_summary(&args.report, &plans, &outcomes);
+    Ok(crate::tasks::exit_code(failed))
+}
+
+/// What mount-snapshots looks up before deciding: one call of each kind
+/// for the whole profile, and the host's mounts.
+struct Found {
+    snapshots: Vec<SnapshotInfo>,
+    attached: Vec<VolumeInfo>,
+    ours: Vec<VolumeInfo>,
+    mounts: Vec<MountEntry>,
+}
+
+impl Found {
+    /// Volumes of ours: the profile's name and filter tags (which every
+    /// volume we create carries), any instance: a volume unmount-snapshots
+    /// detached on another instance holds this profile's newest data too.
+    /// The planner adopts crash leftovers only of this instance.
+    async fn look(ctx: &VolumeContext, identity: &Identity, name: &str) -> Result<Found> {
+        let (ec2, filters) = (&ctx.ec2, &ctx.filters);
+        let mut ours_tags = vec![(TAG_PROFILE.to_string(), name.to_string())];
+        ours_tags.extend(filters.iter().cloned());
+        let (snapshots, attached, ours) = tokio::try_join!(
+            async {
+                ec2.snapshots_tagged(filters, &ctx.owners)
+                    .await
+                    .context("looking up snapshots")
+            },
+            async {
+                ec2.volumes_attached_to(&identity.instance_id)
+                    .await
+                    .context("looking up attached volumes")
+            },
+            async {
+                ec2.volumes_tagged(&ours_tags)
+                    .await
+                    .context("looking up volumes left by earlier runs")
+            },
+        )?;
+        let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
+        Ok(Found {
+            snapshots,
+            attached,
+            ours,
+            mounts,
+        })
+    }
+
+    fn observed<'a>(&'a self, identity: &'a Identity) -> Observed<'a> {
+        Observed {
+            instance_id: &identity.instance_id,
+            availability_zone: &identity.availability_zone,
+            mounts: &self.mounts,
+            attached: &self.attached,
+            ours: &self.ours,
+            snapshots: &self.snapshots,
+        }
+    }
+}
+
+/// Say which point in time is restored, and every volume's warnings.
+fn log_plan(plan: &MountPlan) {
+    let restores = plan.volumes.iter().any(|p| {
         matches!(
             p.action,
             MountAction::Create {
@@ -118,7 +182,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         }
         // A mount point no snapshot has ever covered (new to the profile,
         // or the first run failed on it) starts empty beside a restored set.
-        for p in &plans {
+        for p in &plan.volumes {
             if let MountAction::Create {
                 source: RestoreSource::Empty,
             } = &p.action
@@ -130,53 +194,63 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
             }
         }
     }
-    for p in &plans {
+    for p in &plan.volumes {
         for w in &p.warnings {
             tracing::warn!("{}: {w}", p.volume.mount_point);
         }
     }
-    if args.dry_run {
-        let mps: Vec<&str> = volumes.iter().map(|v| v.mount_point.as_str()).collect();
-        let flags = Flags {
-            allow_mixed: args.allow_mixed,
-            set: args.set.as_deref(),
-            from_snapshot: args.from_snapshot,
-        };
-        let detached = mps
-            .iter()
-            .map(|mp| {
-                detached_for(&seen, mp)
-                    .iter()
-                    .map(|d| d.id.clone())
-                    .collect()
-            })
-            .collect();
-        let why = Explainer::new(&snapshots, &mps, &plan.point, flags).with_detached(detached);
-        print!("{}", render_plan(&plans, &plan.point, &identity, &why));
-        return Ok(ExitCode::SUCCESS);
-    }
+}
 
-    tracing::info!(profile = %name, volumes = plans.len(), "mounting volumes");
-    hooks::run(&ctx.snapshotter, HookPoint::PreMounts, &HookCtx::run(&name))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
+/// The `--dry-run` text: the plan, one line per mount point with why.
+fn dry_run(
+    ctx: &VolumeContext,
+    args: &MountOptions,
+    seen: &Observed<'_>,
+    plan: &MountPlan,
+    identity: &Identity,
+) -> String {
+    let mps: Vec<&str> = ctx.volumes.iter().map(|v| v.mount_point.as_str()).collect();
+    let flags = Flags {
+        allow_mixed: args.allow_mixed,
+        set: args.set.as_deref(),
+        from_snapshot: args.from_snapshot,
+    };
+    let detached = mps
+        .iter()
+        .map(|mp| {
+            detached_for(seen, mp)
+                .iter()
+                .map(|d| d.id.clone())
+                .collect()
+        })
+        .collect();
+    let why = Explainer::new(seen.snapshots, &mps, &plan.point, flags).with_detached(detached);
+    render_plan(&plan.volumes, &plan.point, identity, &why)
+}
 
+/// Every volume restored at once; each is waited for, even if another's
+/// task panicked. Outcomes in the plans' order.
+async fn restore_all(
+    ctx: &VolumeContext,
+    args: &MountOptions,
+    identity: Identity,
+    plans: &[VolumePlan],
+) -> Vec<(usize, Outcome)> {
     let shared = Arc::new(Shared {
-        ec2: ec2.clone(),
+        ec2: ctx.ec2.clone(),
         identity,
         snapshotter: ctx.snapshotter.clone(),
         retention: ctx.snapshotter.retention(),
-        filters: filters.clone(),
+        filters: ctx.filters.clone(),
         device_root: ctx.device_root.clone(),
         wait_pending: args.wait_pending,
     });
-    // Every volume is waited for, even if another's task panicked.
-    let gates = Gate::for_plans(&plans);
+    let gates = Gate::for_plans(plans);
     let tasks = plans.iter().cloned().zip(gates).map(|(plan, gate)| {
         let shared = shared.clone();
         async move { restore_one(&shared, plan, gate).await }
     });
-    let outcomes: Vec<(usize, Outcome)> = crate::tasks::join_in_order(tasks)
+    crate::tasks::join_in_order(tasks)
         .await
         .into_iter()
         .map(|r| {
@@ -186,29 +260,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
             })
         })
         .enumerate()
-        .collect();
-
-    let failed = outcomes
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
-        .count();
-    if failed == 0 {
-        if let Err(e) = hooks::run(
-            &shared.snapshotter,
-            HookPoint::PostMounts,
-            &HookCtx::run(&name),
-        )
-        .await
-        {
-            tracing::error!("{e}");
-            print_summary(&args.report, &plans, &outcomes);
-            return Ok(ExitCode::FAILURE);
-        }
-    } else {
-        tracing::info!("post_mounts hook not run: {failed} volume(s) failed");
-    }
-    print_summary(&args.report, &plans, &outcomes);
-    Ok(crate::tasks::exit_code(failed))
+        .collect()
 }
 
 /// Host-side checks before anything is created: the device name is free,
