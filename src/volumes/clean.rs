@@ -9,6 +9,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
 
 use std::collections::BTreeSet;
 
@@ -44,91 +45,12 @@ pub(crate) struct CleanOptions {
 }
 
 pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<ExitCode> {
-    let (ec2, filters) = (&ctx.ec2, &ctx.filters);
     let now = chrono::Utc::now();
-
-    // (id, what, verdict) rows, whichever kind is cleaned.
-    let rows: Vec<(String, String, Verdict)> = match args.what {
-        Target::Snapshots => {
-            // With other accounts in `snapshot_owners`, a second lookup
-            // of only this account's tells which found snapshots are ours.
-            let only_self = ctx.owners.iter().all(|o| o == "self");
-            let (found, mine, in_images) = tokio::try_join!(
-                async {
-                    ec2.snapshots_tagged_with_owner(filters, &ctx.owners)
-                        .await
-                        .context("looking up snapshots")
-                },
-                async {
-                    if only_self {
-                        return Ok(None);
-                    }
-                    ec2.snapshots_tagged(filters, &["self".to_string()])
-                        .await
-                        .map(|s| Some(s.into_iter().map(|s| s.id).collect()))
-                        .context("looking up this account's snapshots")
-                },
-                async { ec2.snapshots_in_images().await.context("looking up AMIs") },
-            )?;
-            let foreign = foreign_snapshots(&found, mine.as_ref());
-            let snapshots: Vec<_> = found.into_iter().map(|(s, _)| s).collect();
-            let rules = SnapshotRules {
-                keep_last: args.keep_last,
-                older_than: args.older_than,
-            };
-            // The filter tags also find others' snapshots: only ours go.
-            // The profile's mount points, when its volumes resolve here
-            // (off the host, userdata may lack a volume list).
-            let profile_mps: Option<BTreeSet<String>> = ctx
-                .snapshotter
-                .volumes(&ctx.host)
-                .ok()
-                .map(|v| v.into_iter().map(|v| v.mount_point).collect());
-            let mut owner = Owner::new(ctx.snapshotter.name(), filters).with_foreign(foreign);
-            if let Some(mps) = &profile_mps {
-                owner = owner.with_mount_points(mps.clone());
-            }
-            let ours: Vec<bool> = snapshots.iter().map(|s| is_ours(s, &owner)).collect();
-            let restore_uses = restore_uses(&snapshots, &ours, profile_mps.as_ref());
-            plan_snapshot_cleanup(&snapshots, &owner, &in_images, &restore_uses, rules, now)
-                .into_iter()
-                .map(|(s, v)| {
-                    let when = s
-                        .start_time
-                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                        .unwrap_or_default();
-                    // Without a mount point, the volume tells a set's
-                    // member from a stray of another volume.
-                    let mp = s.tag("mount_point").map_or_else(
-                        || format!("? ({})", s.volume_id.as_deref().unwrap_or("?")),
-                        str::to_string,
-                    );
-                    let what = format!("{mp} {when}");
-                    (s.id, what, v)
-                })
-                .collect()
-        }
-        Target::Volumes => {
-            // Ours: made by this tool for this profile, and for these hosts.
-            let mut tags = filters.clone();
-            tags.push((TAG_PROFILE.to_string(), ctx.snapshotter.name().to_string()));
-            let volumes = ec2
-                .volumes_tagged(&tags)
-                .await
-                .context("looking up volumes")?;
-            plan_volume_cleanup(&volumes, args.include_detached, now)
-                .into_iter()
-                .map(|(v, verdict)| {
-                    let what = format!(
-                        "{} {} GiB",
-                        v.tags.get("mount_point").map_or("?", String::as_str),
-                        v.size_gib.unwrap_or(0)
-                    );
-                    (v.id, what, verdict)
-                })
-                .collect()
-        }
+    let rows = match args.what {
+        Target::Snapshots => snapshot_rows(ctx, args, now).await?,
+        Target::Volumes => volume_rows(ctx, args, now).await?,
     };
+    let ec2 = &ctx.ec2;
 
     for (id, what, v) in &rows {
         match v {
@@ -172,4 +94,102 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
         }
     }
     Ok(crate::tasks::exit_code(failed))
+}
+
+/// One thing clean looked at: its id, what it is, and its verdict.
+type Row = (String, String, Verdict);
+
+/// This profile's snapshots, each with its verdict and what it is.
+async fn snapshot_rows(
+    ctx: &VolumeContext,
+    args: &CleanOptions,
+    now: DateTime<Utc>,
+) -> Result<Vec<Row>> {
+    let (ec2, filters) = (&ctx.ec2, &ctx.filters);
+    // With other accounts in `snapshot_owners`, a second lookup
+    // of only this account's tells which found snapshots are ours.
+    let only_self = ctx.owners.iter().all(|o| o == "self");
+    let (found, mine, in_images) = tokio::try_join!(
+        async {
+            ec2.snapshots_tagged_with_owner(filters, &ctx.owners)
+                .await
+                .context("looking up snapshots")
+        },
+        async {
+            if only_self {
+                return Ok(None);
+            }
+            ec2.snapshots_tagged(filters, &["self".to_string()])
+                .await
+                .map(|s| Some(s.into_iter().map(|s| s.id).collect()))
+                .context("looking up this account's snapshots")
+        },
+        async { ec2.snapshots_in_images().await.context("looking up AMIs") },
+    )?;
+    let foreign = foreign_snapshots(&found, mine.as_ref());
+    let snapshots: Vec<_> = found.into_iter().map(|(s, _)| s).collect();
+    let rules = SnapshotRules {
+        keep_last: args.keep_last,
+        older_than: args.older_than,
+    };
+    // The filter tags also find others' snapshots: only ours go.
+    // The profile's mount points, when its volumes resolve here
+    // (off the host, userdata may lack a volume list).
+    let profile_mps: Option<BTreeSet<String>> = ctx
+        .snapshotter
+        .volumes(&ctx.host)
+        .ok()
+        .map(|v| v.into_iter().map(|v| v.mount_point).collect());
+    let mut owner = Owner::new(ctx.snapshotter.name(), filters).with_foreign(foreign);
+    if let Some(mps) = &profile_mps {
+        owner = owner.with_mount_points(mps.clone());
+    }
+    let ours: Vec<bool> = snapshots.iter().map(|s| is_ours(s, &owner)).collect();
+    let restore_uses = restore_uses(&snapshots, &ours, profile_mps.as_ref());
+    let rows = plan_snapshot_cleanup(&snapshots, &owner, &in_images, &restore_uses, rules, now)
+        .into_iter()
+        .map(|(s, v)| {
+            let when = s
+                .start_time
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default();
+            // Without a mount point, the volume tells a set's
+            // member from a stray of another volume.
+            let mp = s.tag("mount_point").map_or_else(
+                || format!("? ({})", s.volume_id.as_deref().unwrap_or("?")),
+                str::to_string,
+            );
+            let what = format!("{mp} {when}");
+            (s.id, what, v)
+        })
+        .collect();
+    Ok(rows)
+}
+
+/// The volumes this tool made for this profile, each with its verdict.
+async fn volume_rows(
+    ctx: &VolumeContext,
+    args: &CleanOptions,
+    now: DateTime<Utc>,
+) -> Result<Vec<Row>> {
+    let (ec2, filters) = (&ctx.ec2, &ctx.filters);
+    // Ours: made by this tool for this profile, and for these hosts.
+    let mut tags = filters.clone();
+    tags.push((TAG_PROFILE.to_string(), ctx.snapshotter.name().to_string()));
+    let volumes = ec2
+        .volumes_tagged(&tags)
+        .await
+        .context("looking up volumes")?;
+    let rows = plan_volume_cleanup(&volumes, args.include_detached, now)
+        .into_iter()
+        .map(|(v, verdict)| {
+            let what = format!(
+                "{} {} GiB",
+                v.tags.get("mount_point").map_or("?", String::as_str),
+                v.size_gib.unwrap_or(0)
+            );
+            (v.id, what, verdict)
+        })
+        .collect();
+    Ok(rows)
 }
