@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 
-use super::retention::{freshness, prometheus};
+use super::retention::{freshness, prometheus, Freshness};
+use crate::cloud::{Ec2, SnapshotInfo};
 use crate::config::mount_point;
 use crate::context::{Context, Needs};
 use crate::host::safe_path::SafeDir;
@@ -78,13 +79,66 @@ async fn this_hosts(
 }
 
 async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
-    let mut owners = vec!["self".to_string()];
-    let (label, filters, mount_points, ec2) = match (&args.name, args.tags.is_empty()) {
+    let Whose {
+        label,
+        filters,
+        owners,
+        mount_points,
+        ec2,
+    } = whose(ctx, args).await?;
+    let snapshots = ec2
+        .snapshots_tagged(&filters, &owners)
+        .await
+        .context("looking up snapshots")?;
+    let (label, snapshots) = if args.this_host {
+        this_hosts(ctx, &ec2, label, snapshots).await?
+    } else {
+        (label, snapshots)
+    };
+    let mount_points = match mount_points {
+        Some(m) => m,
+        None => tagged_mount_points(&ec2, &filters, &snapshots).await?,
+    };
+    if mount_points.is_empty() {
+        bail!("no mount points found for {label}: nothing to check");
+    }
+    let rows = freshness(&snapshots, &mount_points, args.age, chrono::Utc::now());
+    report(args, &rows);
+    if let Some(path) = &args.prometheus {
+        write_prometheus(path, &label, &rows)?;
+    }
+    let stale = rows.iter().filter(|r| !r.fresh).count();
+    if stale > 0 {
+        tracing::warn!(
+            "{stale} mount point(s) of {label} lack a snapshot younger than {}",
+            humantime::format_duration(args.age)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whose backups are checked: a profile's, or those with the given tags.
+struct Whose {
+    label: String,
+    filters: Vec<(String, String)>,
+    owners: Vec<String>,
+    /// The profile's mount points; `None` with tag flags.
+    mount_points: Option<Vec<String>>,
+    ec2: Ec2,
+}
+
+async fn whose(ctx: &Context, args: &CheckOptions) -> Result<Whose> {
+    match (&args.name, args.tags.is_empty()) {
         (Some(name), true) => {
             let v = ctx.volumes(name, Needs::Userdata, true).await?;
-            owners.clone_from(&v.owners);
-            let mps = v.volumes.iter().map(|v| v.mount_point.clone()).collect();
-            (name.clone(), v.filters, Some(mps), v.ec2)
+            Ok(Whose {
+                label: name.clone(),
+                owners: v.owners.clone(),
+                mount_points: Some(v.volumes.iter().map(|v| v.mount_point.clone()).collect()),
+                filters: v.filters,
+                ec2: v.ec2,
+            })
         }
         (None, false) => {
             // Tag flags need no metadata or userdata (cron off the host
@@ -97,7 +151,13 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(",");
-            (label, args.tags.clone(), None, ec2)
+            Ok(Whose {
+                label,
+                filters: args.tags.clone(),
+                owners: vec!["self".to_string()],
+                mount_points: None,
+                ec2,
+            })
         }
         (Some(_), false) => {
             bail!("give either a profile NAME or --role/--cluster/--environment, not both")
@@ -105,50 +165,43 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
         (None, true) => bail!(
             "give a profile NAME or --role/--cluster/--environment to say whose backups to check"
         ),
-    };
-    let snapshots = ec2
-        .snapshots_tagged(&filters, &owners)
-        .await
-        .context("looking up snapshots")?;
-    let (label, snapshots) = if args.this_host {
-        this_hosts(ctx, &ec2, label, snapshots).await?
-    } else {
-        (label, snapshots)
-    };
-    // Without a profile, the mount points are those the snapshots and the
-    // in-use volumes with these tags name (as 0.2.12 found them), each
-    // once: `/mnt/a/` and `/mnt/a` are one.
-    let mount_points = match mount_points {
-        Some(m) => m,
-        None => {
-            let volumes = ec2
-                .volumes_tagged(&filters)
-                .await
-                .context("looking up volumes")?;
-            let mut mps: Vec<String> = snapshots
-                .iter()
-                .filter_map(|s| s.tag("mount_point"))
-                .chain(
-                    volumes
-                        .iter()
-                        .filter(|v| v.state == "in-use")
-                        .filter_map(|v| v.tags.get("mount_point").map(String::as_str)),
-                )
-                .map(mount_point::normalize)
-                .collect();
-            mps.sort();
-            mps.dedup();
-            mps
-        }
-    };
-    if mount_points.is_empty() {
-        bail!("no mount points found for {label}: nothing to check");
     }
-    let rows = freshness(&snapshots, &mount_points, args.age, chrono::Utc::now());
-    for r in &rows {
-        let age = |d: &std::time::Duration| {
-            humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
-        };
+}
+
+/// Without a profile, the mount points are those the snapshots and the
+/// in-use volumes with these tags name (as 0.2.12 found them), each once:
+/// `/mnt/a/` and `/mnt/a` are one.
+async fn tagged_mount_points(
+    ec2: &Ec2,
+    filters: &[(String, String)],
+    snapshots: &[SnapshotInfo],
+) -> Result<Vec<String>> {
+    let volumes = ec2
+        .volumes_tagged(filters)
+        .await
+        .context("looking up volumes")?;
+    let mut mps: Vec<String> = snapshots
+        .iter()
+        .filter_map(|s| s.tag("mount_point"))
+        .chain(
+            volumes
+                .iter()
+                .filter(|v| v.state == "in-use")
+                .filter_map(|v| v.tags.get("mount_point").map(String::as_str)),
+        )
+        .map(mount_point::normalize)
+        .collect();
+    mps.sort();
+    mps.dedup();
+    Ok(mps)
+}
+
+/// One line (or JSON item) per mount point: OK or STALE, and why.
+fn report(args: &CheckOptions, rows: &[Freshness]) {
+    let age = |d: &std::time::Duration| {
+        humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+    };
+    for r in rows {
         let item = serde_json::json!({
             "mount_point": r.mount_point,
             "status": if r.fresh { "ok" } else { "stale" },
@@ -176,26 +229,18 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
             ),
         }
     }
-    if let Some(path) = &args.prometheus {
-        // Write then rename, so the collector never reads half a file; the
-        // textfile directory may be another user's (the exporter's), so
-        // through its descriptor, never through a link planted there.
-        let Some((dir, name)) = dir_and_name(path) else {
-            bail!("--prometheus {}: not a file path", path.display());
-        };
-        SafeDir::open(dir)
-            .and_then(|d| d.replace_file(name, prometheus(&label, &rows).as_bytes(), 0o644))
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    let stale = rows.iter().filter(|r| !r.fresh).count();
-    if stale > 0 {
-        tracing::warn!(
-            "{stale} mount point(s) of {label} lack a snapshot younger than {}",
-            humantime::format_duration(args.age)
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
+}
+
+/// Write then rename, so the collector never reads half a file; the
+/// textfile directory may be another user's (the exporter's), so through
+/// its descriptor, never through a link planted there.
+fn write_prometheus(path: &std::path::Path, label: &str, rows: &[Freshness]) -> Result<()> {
+    let Some((dir, name)) = dir_and_name(path) else {
+        bail!("--prometheus {}: not a file path", path.display());
+    };
+    SafeDir::open(dir)
+        .and_then(|d| d.replace_file(name, prometheus(label, rows).as_bytes(), 0o644))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The directory and file name of `path` (`.` for a bare name).
