@@ -24,7 +24,9 @@ use super::hooks;
 use super::snapshot_plan::{plan_set, plan_snapshots, HostView, Labels, Seen, Target};
 use super::tags::resource_tags;
 use super::tags::{TAG_PROFILE, TAG_RUN};
-use super::window::{run_window, with_tags, CallResult, Ended, Mode, Signals, WindowOptions};
+use super::window::{
+    run_window, with_tags, CallResult, Ended, Mode, Signals, Window, WindowOptions,
+};
 use crate::cloud::{poll_until, Backoff, Ec2, SnapshotState};
 use crate::config::{kernel_device_name, HookPoint, Volume};
 use crate::context::VolumeContext;
@@ -220,38 +222,27 @@ async fn snapshot_all(
     let _one_at_a_time = window_lock().await?;
     let w = run_window(&frozen_ec2, &targets, &opts, &mut signals).await?;
     drop(_one_at_a_time);
-    for id in &w.strays {
-        // A volume attached after the set was planned: not ours to keep.
-        tracing::warn!("{id} is a snapshot of a volume that is not in the profile; deleting it");
-        if let Err(e) = ec2.delete_snapshot(id).await {
-            tracing::error!("could not delete {id}: {e}");
-        }
-    }
-    for mp in &w.watchdog.late {
-        tracing::warn!("{mp}: a freeze that returned late was undone by the watchdog");
-    }
-
-    let results = match w.ended {
-        Ended::Done(r) if w.watchdog.fired.is_none() => r,
+    delete_strays(&ec2, &w).await;
+    let Window {
+        ended,
+        calls_took,
+        thawed,
+        watchdog,
+        late,
+        ..
+    } = w;
+    let mut results = match ended {
+        Ended::Done(r) if watchdog.fired.is_none() => r,
         other => {
-            // The watchdog thawed first, the calls timed out, or a signal
-            // came: whatever EC2 accepted may not be consistent.
-            let why = match other {
-                Ended::Signal(sig) => format!("{sig} while frozen"),
-                _ => format!(
-                    "the snapshot calls did not return within {} (after {} ms)",
-                    humantime::format_duration(args.freeze_timeout),
-                    w.calls_took.as_millis()
-                ),
-            };
-            let mut stray = w.late.clone();
+            let why = cut_short(args.freeze_timeout, calls_took, &other);
+            let mut stray = late;
             if let Ended::Done(r) = &other {
                 stray.extend(r.iter().flatten().cloned());
             }
             let stray = mark_crash_consistent(&ec2, &run_id, stray, &targets).await;
             bail!(
                 "{why}; filesystems were thawed{}; {}",
-                match &w.watchdog.fired {
+                match &watchdog.fired {
                     Some(how) => format!(" by the watchdog ({how})"),
                     None => String::new(),
                 },
@@ -265,43 +256,85 @@ async fn snapshot_all(
             );
         }
     };
-
-    let mut results = results;
-    // Someone thawed a filesystem during the window (fsfreeze -u, snaptastic
-    // thaw, another run): what was started is not known to be frozen.
-    let thawed_early = !w.thawed.not_frozen.is_empty();
-    if thawed_early {
-        let started: Vec<String> = results.iter().flatten().cloned().collect();
-        let tagged = mark_crash_consistent(&ec2, &run_id, started, &targets).await;
-        for mp in &w.thawed.not_frozen {
-            tracing::error!(
-                "{} was no longer frozen when this run thawed it: someone else thawed it during \
-                 the window (fsfreeze -u, snaptastic thaw, another run); snapshots tagged \
-                 consistency=crash: {}",
-                mp.display(),
-                tagged.join(", ")
-            );
-        }
-    }
+    let thawed_early = thawed_early(&ec2, &run_id, &targets, &results, &thawed).await;
     if set_mode {
-        // Each snapshot of the set gets its own mount point now that
-        // nothing is frozen (a restore finds it by this tag).
-        for (t, r) in targets.iter().zip(results.iter_mut()) {
-            if let Ok(id) = r {
-                let tag = [("mount_point".to_string(), t.mount_point.clone())];
-                if let Err(e) = ec2.create_tags(id, &tag).await {
-                    *r = Err(e);
-                }
-            }
-        }
+        tag_mount_points(&ec2, &targets, &mut results).await;
     }
     let (mut failed, started_ok) =
-        report_started(snapshotter, &args.report, &targets, results, &w.thawed).await;
-    failed += usize::from(!w.thawed.failures.is_empty()) + usize::from(thawed_early);
+        report_started(snapshotter, &args.report, &targets, results, &thawed).await;
+    failed += usize::from(!thawed.failures.is_empty()) + usize::from(thawed_early);
     if args.wait {
         failed += wait_all(&ec2, &args.report, &started_ok).await;
     }
     Ok(crate::tasks::exit_code(failed))
+}
+
+/// Snapshots a set made of volumes that are not targets (attached after
+/// the set was planned) are not ours to keep; and say which late freeze
+/// the watchdog undid.
+async fn delete_strays(ec2: &Ec2, w: &Window) {
+    for id in &w.strays {
+        tracing::warn!("{id} is a snapshot of a volume that is not in the profile; deleting it");
+        if let Err(e) = ec2.delete_snapshot(id).await {
+            tracing::error!("could not delete {id}: {e}");
+        }
+    }
+    for mp in &w.watchdog.late {
+        tracing::warn!("{mp}: a freeze that returned late was undone by the watchdog");
+    }
+}
+
+/// Why a window was cut short: the watchdog thawed first, the calls timed
+/// out, or a signal came; whatever EC2 accepted may not be consistent.
+fn cut_short(deadline: Duration, calls_took: Duration, ended: &Ended) -> String {
+    match ended {
+        Ended::Signal(sig) => format!("{sig} while frozen"),
+        _ => format!(
+            "the snapshot calls did not return within {} (after {} ms)",
+            humantime::format_duration(deadline),
+            calls_took.as_millis()
+        ),
+    }
+}
+
+/// Someone thawed a filesystem during the window (fsfreeze -u, snaptastic
+/// thaw, another run): what was started is not known to be frozen, and is
+/// re-tagged `crash`. Whether that happened.
+async fn thawed_early(
+    ec2: &Ec2,
+    run_id: &str,
+    targets: &[Target],
+    results: &[CallResult],
+    thawed: &Thawed,
+) -> bool {
+    if thawed.not_frozen.is_empty() {
+        return false;
+    }
+    let started: Vec<String> = results.iter().flatten().cloned().collect();
+    let tagged = mark_crash_consistent(ec2, run_id, started, targets).await;
+    for mp in &thawed.not_frozen {
+        tracing::error!(
+            "{} was no longer frozen when this run thawed it: someone else thawed it during \
+             the window (fsfreeze -u, snaptastic thaw, another run); snapshots tagged \
+             consistency=crash: {}",
+            mp.display(),
+            tagged.join(", ")
+        );
+    }
+    true
+}
+
+/// Each snapshot of a set gets its own mount point once nothing is frozen
+/// (a restore finds it by this tag); a failed tag fails that volume.
+async fn tag_mount_points(ec2: &Ec2, targets: &[Target], results: &mut [CallResult]) {
+    for (t, r) in targets.iter().zip(results.iter_mut()) {
+        if let Ok(id) = r {
+            let tag = [("mount_point".to_string(), t.mount_point.clone())];
+            if let Err(e) = ec2.create_tags(id, &tag).await {
+                *r = Err(e);
+            }
+        }
+    }
 }
 
 /// Gives SIGTERM, SIGINT and SIGHUP their default action back when dropped.
