@@ -232,35 +232,16 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
         say("ERR usage: FREEZE_MS WINDOW_MS PARENT_PID MOUNT...");
         return ExitCode::from(2);
     };
-    let mut targets = Vec::new();
-    for mp in &args[3..] {
-        match SafeDir::no_links(std::path::Path::new(mp), false).map(SafeDir::into_file) {
-            Ok(file) => targets.push(Target {
-                path: PathBuf::from(mp),
-                file,
-                freeze: Freeze::NotStarted,
-            }),
-            Err(e) => {
-                say(&format!(
-                    "ERR cannot open {}: {e}",
-                    PathBuf::from(mp).display()
-                ));
-                return ExitCode::FAILURE;
-            }
+    let targets = match open_targets(&args[3..]) {
+        Ok(t) => t,
+        Err(e) => {
+            say(&format!("ERR {e}"));
+            return ExitCode::FAILURE;
         }
-    }
+    };
     // The OOM killer should take anything but the process that thaws.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGUSR2,
-    ] {
-        mask.add(s);
-    }
-    let signals = match mask.thread_block().and_then(|()| SignalFd::new(&mask)) {
+    let signals = match take_signals() {
         Ok(fd) => fd,
         Err(e) => {
             say(&format!("ERR cannot take signals: {e}"));
@@ -280,7 +261,16 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
         w.main_gone("the main process ended before the freeze");
         return ExitCode::SUCCESS;
     }
-    let stdin = std::io::stdin();
+    // The pipe from the main process, read without a buffer of ours: a
+    // line left in a buffer would not wake poll(2) again.
+    let Ok(mut input) = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+    else {
+        w.main_gone("its pipe could not be read");
+        return ExitCode::SUCCESS;
+    };
     let mut deadline = Instant::now() + Duration::from_millis(freeze_ms);
     let mut line = Vec::new();
     loop {
@@ -293,7 +283,7 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
         };
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let mut fds = [
-            PollFd::new(stdin.as_fd(), PollFlags::POLLIN),
+            PollFd::new(input.as_fd(), PollFlags::POLLIN),
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
         ];
         match poll(&mut fds, timeout) {
@@ -305,40 +295,13 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
                 .is_some_and(|r| r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP))
         };
         let (from_main, signalled) = (ready(&fds[0]), ready(&fds[1]));
-        if signalled {
-            if let Ok(Some(info)) = signals.read_signal() {
-                if info.ssi_signo != Signal::SIGUSR2 as u32 {
-                    let name = Signal::try_from(info.ssi_signo as i32)
-                        .map(|s| s.as_str())
-                        .unwrap_or("a signal");
-                    w.fire(&format!("{name} to the watchdog"));
-                } else if orphaned() {
-                    w.main_gone("the main process ended");
-                    return ExitCode::SUCCESS;
-                }
-            }
+        if signalled && w.on_signal(&signals, &orphaned) == Go::Exit {
+            return ExitCode::SUCCESS;
         }
         if from_main {
-            let mut buf = [0u8; 64];
-            match (&stdin).read(&mut buf) {
-                // EOF: the main process is gone, with all its threads, so
-                // every FIFREEZE it started has returned.
-                Ok(0) | Err(_) => {
-                    w.main_gone("the main process ended");
-                    return ExitCode::SUCCESS;
-                }
-                Ok(n) => line.extend_from_slice(&buf[..n]),
-            }
-            while let Some(end) = line.iter().position(|b| *b == b'\n') {
-                let word: Vec<u8> = line.drain(..=end).collect();
-                match Said::parse(&word[..word.len() - 1]) {
-                    Some(Said::Frozen) if !w.fired => {
-                        deadline = Instant::now() + Duration::from_millis(window_ms)
-                    }
-                    Some(Said::Done) => return ExitCode::SUCCESS,
-                    Some(Said::Target(i, state)) => w.heard(i, state),
-                    _ => {}
-                }
+            let window = Duration::from_millis(window_ms);
+            if w.on_input(&mut input, &mut line, &mut deadline, window) == Go::Exit {
+                return ExitCode::SUCCESS;
             }
         }
         if !w.fired && Instant::now() >= deadline {
@@ -346,6 +309,39 @@ pub(crate) fn serve(args: &[OsString]) -> ExitCode {
         }
         w.retry();
     }
+}
+
+/// A descriptor of each mount point, never reached through a link.
+fn open_targets(mount_points: &[OsString]) -> Result<Vec<Target>, String> {
+    mount_points
+        .iter()
+        .map(|mp| {
+            let path = PathBuf::from(mp);
+            SafeDir::no_links(&path, false)
+                .map(|dir| Target {
+                    file: dir.into_file(),
+                    path: path.clone(),
+                    freeze: Freeze::NotStarted,
+                })
+                .map_err(|e| format!("cannot open {}: {e}", path.display()))
+        })
+        .collect()
+}
+
+/// SIGTERM, SIGINT, SIGHUP (thaw at once) and SIGUSR2 (the parent died),
+/// blocked and read from a descriptor beside the pipe.
+fn take_signals() -> nix::Result<SignalFd> {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR2,
+    ] {
+        mask.add(s);
+    }
+    mask.thread_block()?;
+    SignalFd::new(&mask)
 }
 
 /// A line from the main process.
@@ -405,7 +401,62 @@ struct Serving<'a> {
     say: &'a mut dyn FnMut(&str),
 }
 
+/// Whether the watchdog goes on serving.
+#[derive(PartialEq, Eq)]
+enum Go {
+    On,
+    Exit,
+}
+
 impl Serving<'_> {
+    /// A signal: SIGTERM, SIGINT or SIGHUP thaw at once; SIGUSR2 from the
+    /// kernel says the parent died (when it did, all is thawed and done).
+    fn on_signal(&mut self, signals: &SignalFd, orphaned: &dyn Fn() -> bool) -> Go {
+        let Ok(Some(info)) = signals.read_signal() else {
+            return Go::On;
+        };
+        if info.ssi_signo != Signal::SIGUSR2 as u32 {
+            let name = Signal::try_from(info.ssi_signo as i32)
+                .map(|s| s.as_str())
+                .unwrap_or("a signal");
+            self.fire(&format!("{name} to the watchdog"));
+        } else if orphaned() {
+            self.main_gone("the main process ended");
+            return Go::Exit;
+        }
+        Go::On
+    }
+
+    /// Lines from the main process (`FROZEN` starts the call phase's
+    /// deadline); EOF means it is gone, with all its threads, so every
+    /// FIFREEZE it started has returned.
+    fn on_input(
+        &mut self,
+        input: &mut impl Read,
+        line: &mut Vec<u8>,
+        deadline: &mut Instant,
+        window: Duration,
+    ) -> Go {
+        let mut buf = [0u8; 512];
+        match input.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                self.main_gone("the main process ended");
+                return Go::Exit;
+            }
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+        }
+        while let Some(end) = line.iter().position(|b| *b == b'\n') {
+            let word: Vec<u8> = line.drain(..=end).collect();
+            match Said::parse(&word[..word.len() - 1]) {
+                Some(Said::Frozen) if !self.fired => *deadline = Instant::now() + window,
+                Some(Said::Done) => return Go::Exit,
+                Some(Said::Target(i, state)) => self.heard(i, state),
+                _ => {}
+            }
+        }
+        Go::On
+    }
+
     /// Thaw what is ours now, and from now on every freeze of ours the
     /// moment it is reported.
     fn fire(&mut self, why: &str) {
