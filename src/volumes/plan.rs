@@ -101,7 +101,6 @@ pub(crate) fn plan_mount(
     }
     let mut plans = Vec::new();
     let mut problems = Vec::new();
-    let at = |v: &Volume, e: &str| format!("{} ({}): {e}", v.mount_point, v.device);
     for (v, choice) in volumes.iter().zip(points.choices) {
         match plan_one(v, seen, opts, choice) {
             Ok(p) => plans.push(p),
@@ -111,25 +110,37 @@ pub(crate) fn plan_mount(
     if !problems.is_empty() {
         return Err(problems);
     }
-    let from_snapshots = |p: &&VolumePlan| {
-        matches!(
-            p.action,
-            MountAction::Create {
-                source: RestoreSource::Snapshot { .. } | RestoreSource::WaitFor { .. }
-            }
-        )
-    };
-    if let PointInTime::Diverged { run, newer } = &points.point {
-        if !opts.allow_mixed
-            && plans
-                .iter()
-                .any(|p| matches!(p.action, MountAction::Create { .. }))
-        {
+    // Only a restore from snapshots mixes points in time; volumes adopted
+    // or left mounted do not need the flag.
+    let creates = plans
+        .iter()
+        .any(|p| matches!(p.action, MountAction::Create { .. }));
+    if creates && !opts.allow_mixed {
+        refuse_mixing(volumes, &points.point)?;
+    }
+    warn_readopted(&mut plans);
+    Ok(MountPlan {
+        point: points.point,
+        volumes: plans,
+    })
+}
+
+/// A problem of one volume, named by its mount point and device.
+fn at(v: &Volume, e: &str) -> String {
+    format!("{} ({}): {e}", v.mount_point, v.device)
+}
+
+/// Points in time that would mix (or go back in time for some volumes)
+/// are refused without `--allow-mixed`, naming each volume's case and the
+/// flags that decide it.
+fn refuse_mixing(volumes: &[Volume], point: &PointInTime) -> Result<(), Vec<String>> {
+    match point {
+        PointInTime::Diverged { run, newer } => {
             let have: Vec<&str> = newer
                 .iter()
                 .map(|(i, _)| volumes[*i].mount_point.as_str())
                 .collect();
-            return Err(newer
+            Err(newer
                 .iter()
                 .map(|(i, what)| {
                     at(
@@ -140,36 +151,29 @@ pub(crate) fn plan_mount(
                         ),
                     )
                 })
-                .collect());
+                .collect())
         }
+        PointInTime::Mixed {
+            newest_run,
+            lacking,
+        } => Err(lacking
+            .iter()
+            .map(|(i, what)| {
+                at(
+                    &volumes[*i],
+                    &format!(
+                        "not in the newest snapshot set ({TAG_RUN}={newest_run}), which has {what}, and no older set is complete; not restoring volumes from different points in time: pass --allow-mixed to restore each volume from its own newest snapshot"
+                    ),
+                )
+            })
+            .collect()),
+        _ => Ok(()),
     }
-    if let PointInTime::Mixed {
-        newest_run,
-        lacking,
-    } = &points.point
-    {
-        // Only a restore from snapshots mixes points in time; volumes
-        // adopted or left mounted do not need the flag.
-        if !opts.allow_mixed
-            && plans
-                .iter()
-                .any(|p| matches!(p.action, MountAction::Create { .. }))
-        {
-            return Err(lacking
-                .iter()
-                .map(|(i, what)| {
-                    at(
-                        &volumes[*i],
-                        &format!(
-                            "not in the newest snapshot set ({TAG_RUN}={newest_run}), which has {what}, and no older set is complete; not restoring volumes from different points in time: pass --allow-mixed to restore each volume from its own newest snapshot"
-                        ),
-                    )
-                })
-                .collect());
-        }
-    }
-    // A volume re-attached as unmount-snapshots left it beside others
-    // restored from snapshots: say that their points in time differ.
+}
+
+/// A volume re-attached as unmount-snapshots left it beside others
+/// restored from snapshots: say that their points in time differ.
+fn warn_readopted(plans: &mut [VolumePlan]) {
     let readopted: Vec<String> = plans
         .iter()
         .filter_map(|p| match &p.action {
@@ -179,28 +183,30 @@ pub(crate) fn plan_mount(
             _ => None,
         })
         .collect();
-    if !readopted.is_empty() {
-        let restored: Vec<String> = plans
-            .iter()
-            .filter(from_snapshots)
-            .map(|p| p.volume.mount_point.clone())
-            .collect();
-        if !restored.is_empty() {
-            for p in plans
-                .iter_mut()
-                .filter(|p| readopted.contains(&p.volume.mount_point))
-            {
-                p.warnings.push(format!(
-                    "re-attached with its data as of its unmount, while {} come(s) from snapshots: their points in time differ",
-                    restored.join(", ")
-                ));
-            }
-        }
+    let restored: Vec<String> = plans
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.action,
+                MountAction::Create {
+                    source: RestoreSource::Snapshot { .. } | RestoreSource::WaitFor { .. }
+                }
+            )
+        })
+        .map(|p| p.volume.mount_point.clone())
+        .collect();
+    if readopted.is_empty() || restored.is_empty() {
+        return;
     }
-    Ok(MountPlan {
-        point: points.point,
-        volumes: plans,
-    })
+    for p in plans
+        .iter_mut()
+        .filter(|p| readopted.contains(&p.volume.mount_point))
+    {
+        p.warnings.push(format!(
+            "re-attached with its data as of its unmount, while {} come(s) from snapshots: their points in time differ",
+            restored.join(", ")
+        ));
+    }
 }
 
 /// Tagged detached by unmount-snapshots (on purpose, holding live data).
