@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::logging::{parse_log_level, LogLevel};
+
 /// Names under which the binary acts as one of its subcommands (symlinks
 /// to it); each gets its own man page and completion.
 pub(crate) const MULTI_CALL: [&str; 3] = ["tablesnap", "tableslurp", "tablechop"];
@@ -88,32 +90,6 @@ pub(crate) struct GlobalArgs {
 pub(crate) enum LogFormat {
     Text,
     Json,
-}
-
-/// The log levels of the original tool (Python's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogLevel {
-    Debug,
-    Info,
-    Warning,
-    Error,
-    Critical,
-}
-
-/// A log level name that is none of Python's.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown log level '{0}': use DEBUG, INFO, WARNING, ERROR or CRITICAL")]
-pub(crate) struct UnknownLogLevel(String);
-
-fn parse_log_level(s: &str) -> Result<LogLevel, UnknownLogLevel> {
-    match s.to_ascii_uppercase().as_str() {
-        "DEBUG" => Ok(LogLevel::Debug),
-        "INFO" => Ok(LogLevel::Info),
-        "WARNING" | "WARN" => Ok(LogLevel::Warning),
-        "ERROR" => Ok(LogLevel::Error),
-        "CRITICAL" | "FATAL" => Ok(LogLevel::Critical),
-        _ => Err(UnknownLogLevel(s.to_string())),
-    }
 }
 
 /// A freeze bound an operator would mean: long enough for one API round

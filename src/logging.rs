@@ -8,9 +8,34 @@ use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use crate::cli::{LogFormat, LogLevel};
+/// The log levels of the original tool (Python's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
 
-pub(crate) fn init(level: LogLevel, format: LogFormat) {
+/// A log level name that is none of Python's.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log level '{0}': use DEBUG, INFO, WARNING, ERROR or CRITICAL")]
+pub(crate) struct UnknownLogLevel(String);
+
+pub(crate) fn parse_log_level(s: &str) -> Result<LogLevel, UnknownLogLevel> {
+    match s.to_ascii_uppercase().as_str() {
+        "DEBUG" => Ok(LogLevel::Debug),
+        "INFO" => Ok(LogLevel::Info),
+        "WARNING" | "WARN" => Ok(LogLevel::Warning),
+        "ERROR" => Ok(LogLevel::Error),
+        "CRITICAL" | "FATAL" => Ok(LogLevel::Critical),
+        _ => Err(UnknownLogLevel(s.to_string())),
+    }
+}
+
+/// Start logging at `level`, as text or (`json`) one object per line.
+pub(crate) fn init(level: LogLevel, json: bool) {
     let ours = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
@@ -31,16 +56,17 @@ pub(crate) fn init(level: LogLevel, format: LogFormat) {
         .with_ansi(false)
         .with_target(true);
     // A second init (tests) is harmless.
-    let _ = match format {
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(fmt)
-            .with(filter)
-            .try_init(),
+    let _ = if json {
         // Fields flattened: {"timestamp","level","fields":{"message"},"target"}
         // becomes {"timestamp","level","message","target"}.
-        LogFormat::Json => tracing_subscriber::registry()
+        tracing_subscriber::registry()
             .with(fmt.json().flatten_event(true))
             .with(filter)
-            .try_init(),
+            .try_init()
+    } else {
+        tracing_subscriber::registry()
+            .with(fmt)
+            .with(filter)
+            .try_init()
     };
 }

@@ -53,7 +53,8 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
-    logging::init(cli.global.loglevel, cli.global.log_format);
+    let json_logs = cli.global.log_format == cli::LogFormat::Json;
+    logging::init(cli.global.loglevel, json_logs);
     crate::host::memory::return_large_blocks();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -72,7 +73,6 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
         },
         extra: extra.into_iter().map(Arc::from).collect(),
     };
-    let json_logs = cli.global.log_format == cli::LogFormat::Json;
     match runtime.block_on(dispatch(&ctx, cli.command)) {
         Ok(code) => code,
         // A log shipper reads one object per line, the final error too.
