@@ -356,28 +356,12 @@ fn moment(c: &SnapshotInfo) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use chrono::{TimeZone, Utc};
-
     use super::*;
     use crate::cloud::{SnapshotState, VolumeInfo};
+    use crate::volumes::fixtures::snap;
     use crate::volumes::points::choose_points_in;
     use crate::volumes::tags::{STATE_RESTORING, TAG_CALL};
     use SnapshotState::*;
-
-    fn snap(id: &str, mp: &str, hour: u32, state: SnapshotState) -> SnapshotInfo {
-        SnapshotInfo {
-            id: id.into(),
-            volume_id: Some("vol-1".into()),
-            state,
-            start_time: Some(Utc.with_ymd_and_hms(2026, 11, 1, hour, 0, 0).unwrap()),
-            size_gib: Some(5),
-            progress: None,
-            description: String::new(),
-            tags: BTreeMap::from([("mount_point".to_string(), mp.to_string())]),
-        }
-    }
 
     /// A snapshot of 0.2.12's make-snapshots: no run, no consistency.
     fn legacy(id: &str, mp: &str, hour: u32) -> SnapshotInfo {
