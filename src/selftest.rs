@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cloud::{self, AwsConfig, DryRunAction, DryRunOutcome, Ec2, ProbeTargets};
+use crate::config::Config;
 use crate::context::{Context, Needs};
 use crate::registry::Registry;
 use crate::snapshotter::HostFacts;
@@ -54,8 +55,37 @@ impl Report {
 
 pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
     let mut report = Report::default();
+    let config = check_config(ctx, &mut report);
+    let host = check_host(ctx, &mut report).await;
+    let mut probe_profile = None;
+    if let (Some(config), Some(host)) = (&config, &host) {
+        match ctx.registry(Some(config)) {
+            Ok(registry) => probe_profile = check_profiles(&mut report, &registry, host),
+            Err(e) => report.line(Status::Fail, "snapshotters", format!("{e:#}"), None),
+        }
+    }
+    let empty = HostFacts::default();
+    let host_ref = host.as_ref().unwrap_or(&empty);
+    check_aws(
+        ctx,
+        &mut report,
+        config.as_ref(),
+        host_ref,
+        probe_profile.as_ref(),
+    )
+    .await;
+    if report.failed > 0 {
+        println!("{} check(s) failed", report.failed);
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!("all checks passed");
+        Ok(ExitCode::SUCCESS)
+    }
+}
 
-    let config = match ctx.config() {
+/// The configuration file: found, parsed, its profiles named.
+fn check_config(ctx: &Context, report: &mut Report) -> Option<Config> {
+    match ctx.config() {
         Ok(c) => {
             let names: Vec<&str> = c.profiles.keys().map(String::as_str).collect();
             report.line(
@@ -80,9 +110,12 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
             );
             None
         }
-    };
+    }
+}
 
-    let host = match ctx.host(Needs::Userdata).await {
+/// Instance metadata and userdata.
+async fn check_host(ctx: &Context, report: &mut Report) -> Option<HostFacts> {
+    match ctx.host(Needs::Userdata).await {
         Ok(h) => {
             match &h.identity {
                 Some(id) => report.line(
@@ -112,19 +145,18 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
             );
             None
         }
-    };
-
-    let mut probe_profile = None;
-    if let (Some(config), Some(host)) = (&config, &host) {
-        match ctx.registry(Some(config)) {
-            Ok(registry) => probe_profile = check_profiles(&mut report, &registry, host),
-            Err(e) => report.line(Status::Fail, "snapshotters", format!("{e:#}"), None),
-        }
     }
+}
 
-    let empty = HostFacts::default();
-    let host_ref = host.as_ref().unwrap_or(&empty);
-    match ctx.region(config.as_ref(), host_ref).await {
+/// The region, the credentials, and every EC2 permission (DryRun).
+async fn check_aws(
+    ctx: &Context,
+    report: &mut Report,
+    config: Option<&Config>,
+    host_ref: &HostFacts,
+    probe_profile: Option<&ProbeProfile>,
+) {
+    match ctx.region(config, host_ref).await {
         Ok((region, source)) => {
             report.line(
                 Status::Ok,
@@ -137,7 +169,7 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
                 Ok(what) => {
                     report.line(Status::Ok, "credentials", what, None);
                     let ec2 = Ec2::new(&aws);
-                    check_permissions(&mut report, &ec2, host_ref, probe_profile.as_ref()).await;
+                    check_permissions(report, &ec2, host_ref, probe_profile).await;
                 }
                 Err(e) => report.line(
                     Status::Fail,
@@ -153,14 +185,6 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
             format!("{e:#}"),
             Some("set region = \"...\" in the configuration, or AWS_REGION"),
         ),
-    }
-
-    if report.failed > 0 {
-        println!("{} check(s) failed", report.failed);
-        Ok(ExitCode::FAILURE)
-    } else {
-        println!("all checks passed");
-        Ok(ExitCode::SUCCESS)
     }
 }
 
