@@ -536,6 +536,12 @@ pub(crate) struct TablesnapArgs {
     /// /var/lib/snaptastic for root, else ~/.local/state/snaptastic).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// How often a watched directory's index is rewritten when nothing
+    /// else rewrote it (default 1 day, which `tablechop --forget-after`
+    /// relies on). Hidden: only the tests shorten it, to watch a refresh
+    /// happen in seconds.
+    #[arg(long, value_name = "DURATION", hide = true, value_parser = humantime::parse_duration)]
+    pub index_refresh: Option<std::time::Duration>,
 }
 
 /// Where the S3 objects are, for tableslurp and tablechop.
@@ -654,7 +660,11 @@ pub(crate) struct TablechopArgs {
     pub grace: std::time::Duration,
     /// Delete everything of a directory in which nothing (index or data)
     /// is newer than this many days: a table dropped long ago. Off by
-    /// default: the newest index of every directory is kept forever.
+    /// default: the newest index of every directory is kept forever. A
+    /// running tablesnap rewrites the index of every directory it watches
+    /// once a day (within an hour of being due) even when nothing lands
+    /// there, so a live, quiet table is never forgotten; values under 3
+    /// days (3 refreshes) are warned about.
     #[arg(long, value_name = "DAYS")]
     pub forget_after: Option<f64>,
     /// Accepted for compatibility (every deletion is printed anyway).

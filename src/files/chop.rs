@@ -83,6 +83,42 @@ pub(crate) fn dropped_dirs(
         .collect()
 }
 
+/// Directories `--forget-after` spares only because their newest index is
+/// younger than the limit while all their data is older: a running
+/// tablesnap rewrites each watched directory's index daily
+/// (files/refresh.rs), so these are live tables that are merely quiet.
+/// Each with its newest index's time, so the run can say why a table idle
+/// that long was kept.
+pub(crate) fn quiet_but_watched(
+    objects: &[ObjectInfo],
+    forget_after: Option<Duration>,
+    now: DateTime<Utc>,
+) -> BTreeMap<String, DateTime<Utc>> {
+    let Some(limit) = forget_after else {
+        return BTreeMap::new();
+    };
+    // Per directory: (newest index, newest data).
+    type Newest = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+    let mut newest: BTreeMap<String, Newest> = BTreeMap::new();
+    for o in objects {
+        let slot = newest.entry(index_dir(&o.key)).or_default();
+        let t = if o.key.ends_with(INDEX_SUFFIX) {
+            &mut slot.0
+        } else {
+            &mut slot.1
+        };
+        *t = (*t).max(o.last_modified);
+    }
+    newest
+        .into_iter()
+        .filter_map(|(dir, (index, data))| {
+            let index = index.filter(|t| younger(*t, limit, now))?;
+            data.is_none_or(|t| !younger(t, limit, now))
+                .then_some((dir, index))
+        })
+        .collect()
+}
+
 /// The directory part of an index key (everything before the last '/').
 fn index_dir(key: &str) -> String {
     key.rsplit_once('/')
@@ -219,7 +255,19 @@ pub(crate) async fn run(args: &TablechopArgs) -> Result<ExitCode> {
     let forget_after = args
         .forget_after
         .map(|d| Duration::try_from_secs_f64(d.max(0.0) * 86_400.0).unwrap_or(Duration::MAX));
+    if let Some(w) = args
+        .forget_after
+        .and_then(super::refresh::forget_after_warning)
+    {
+        tracing::warn!("{w}");
+    }
     let dropped = dropped_dirs(&objects, forget_after, now);
+    for (dir, index) in quiet_but_watched(&objects, forget_after, now) {
+        tracing::info!(
+            "{dir}: no data newer than --forget-after, but its index was rewritten at {index} \
+             (a running tablesnap watches it): not forgotten"
+        );
+    }
     let mut kept = kept_indexes(&objects, age, now);
     kept.retain(|k| !dropped.contains(&index_dir(k)));
     let listed = read_indexes(&s3, &naming, &kept, args.jobs.unwrap_or(10)).await?;
@@ -355,6 +403,49 @@ mod tests {
         assert!(!deleted
             .iter()
             .any(|k| k.contains("/cold/") && k.contains("c2")));
+    }
+
+    #[test]
+    fn a_quiet_live_table_keeps_everything_and_a_dropped_one_goes() {
+        // Both written once 400 days ago; the live one's daemon rewrote
+        // its index (same key) today, the dropped one's directory is gone.
+        let mut objects = vec![
+            obj("h:/d/live/l1-Data.db", 400),
+            obj("h:/d/live/l1-Data.db-listdir.json", 0),
+            obj("h:/d/gone/g1-Data.db", 400),
+            obj("h:/d/gone/g1-Data.db-listdir.json", 400),
+        ];
+        let now = at(0).unwrap();
+        let month = Some(Duration::from_secs(30 * 86_400));
+        let dropped = dropped_dirs(&objects, month, now);
+        assert_eq!(dropped, BTreeSet::from(["h:/d/gone".to_string()]));
+        assert_eq!(
+            quiet_but_watched(&objects, month, now),
+            BTreeMap::from([("h:/d/live".to_string(), at(0).unwrap())])
+        );
+        let mut kept = kept_indexes(&objects, Duration::from_secs(7 * 86_400), now);
+        kept.retain(|k| !dropped.contains(&index_dir(k)));
+        let listed = listed_keys(&naming(), r#"{"/d/live": ["l1-Data.db"]}"#)
+            .unwrap()
+            .into_iter()
+            .collect();
+        let decisions: Vec<String> = plan(&objects, &kept, &listed, &dropped, Duration::ZERO, now)
+            .into_iter()
+            .map(|d| format!("{} {}", if d.delete { "delete" } else { "keep" }, d.key))
+            .collect();
+        assert_eq!(
+            decisions,
+            [
+                "keep h:/d/live/l1-Data.db",
+                "keep h:/d/live/l1-Data.db-listdir.json",
+                "delete h:/d/gone/g1-Data.db",
+                "delete h:/d/gone/g1-Data.db-listdir.json",
+            ]
+        );
+        // Without the option, or with data young enough, nothing is said.
+        assert!(quiet_but_watched(&objects, None, now).is_empty());
+        objects.push(obj("h:/d/live/l2-Data.db", 2));
+        assert!(quiet_but_watched(&objects, month, now).is_empty());
     }
 
     #[test]

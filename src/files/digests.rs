@@ -21,6 +21,14 @@
 //! rewritten at start with only the entries whose files are unchanged. A
 //! torn last line (a kill mid-write) or any line that does not parse is
 //! dropped: a lost entry costs one read, never a skipped upload.
+//!
+//! A months-long run sees millions of files come and go (compaction), so
+//! the record follows the files: an entry leaves memory when its file is
+//! deleted or moved away (or a rescan no longer finds it), and once the
+//! file holds more than twice as many lines as there are live entries it
+//! is rewritten with the live ones (in a thread of its own, so no upload
+//! or event waits for the disk). Memory is then one entry per live file
+//! and the file at most two lines per live file.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -29,7 +37,7 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const HEADER: &str =
     "# snaptastic tablesnap digest record v1: md5 size dev ino mtime_s mtime_ns path\n";
@@ -144,6 +152,17 @@ struct Inner {
     /// memory still serve this run).
     file: Option<File>,
     path: PathBuf,
+    /// Entry lines in the file (live or not).
+    lines: usize,
+    /// A rewrite is under way (one at a time).
+    compacting: bool,
+}
+
+impl Inner {
+    /// The file holds more than twice as many lines as live entries.
+    fn bloated(&self) -> bool {
+        self.file.is_some() && !self.compacting && self.lines > 2 * self.known.len()
+    }
 }
 
 /// The record, shared by the upload workers. Without a usable file it
@@ -161,6 +180,8 @@ impl Digests {
                 known: HashMap::new(),
                 file: None,
                 path: PathBuf::new(),
+                lines: 0,
+                compacting: false,
             }),
         }
     }
@@ -190,11 +211,15 @@ impl Digests {
             rewrite(path, &known)?;
         }
         let file = OpenOptions::new().append(true).open(path)?;
+        // Rewritten above unless every line was a distinct live entry.
+        let lines = known.len();
         Ok(Digests {
             inner: Mutex::new(Inner {
                 known,
                 file: Some(file),
                 path: path.to_path_buf(),
+                lines,
+                compacting: false,
             }),
         })
     }
@@ -214,20 +239,118 @@ impl Digests {
 
     /// Record the MD5 just read from `path` (whose fingerprint was `fp`
     /// before and after the read).
-    pub(crate) fn remember(&self, path: &Path, fp: Fingerprint, md5: &str) {
-        let mut inner = self.lock();
-        if inner.known.get(path) == Some(&(fp, md5.to_string())) {
-            return;
+    ///
+    /// A file deleted while it was being uploaded may have had its delete
+    /// event handled (and its entry forgotten) before this: the file is
+    /// looked at again after the entry is in, and the entry taken out if
+    /// it is gone, so no entry outlives its file whatever the order.
+    pub(crate) fn remember(self: &Arc<Self>, path: &Path, fp: Fingerprint, md5: &str) {
+        {
+            let mut inner = self.lock();
+            if inner.known.get(path) == Some(&(fp, md5.to_string())) {
+                return;
+            }
+            inner
+                .known
+                .insert(path.to_path_buf(), (fp, md5.to_string()));
+            let line = format_line(path, &fp, md5);
+            if let Some(f) = inner.file.as_mut() {
+                match f.write_all(&line) {
+                    Ok(()) => inner.lines += 1,
+                    Err(e) => {
+                        tracing::warn!(
+                            "writing the digest record {}: {e}; files will be read again at the next start",
+                            inner.path.display()
+                        );
+                        inner.file = None;
+                    }
+                }
+            }
         }
-        inner
-            .known
-            .insert(path.to_path_buf(), (fp, md5.to_string()));
-        let line = format_line(path, &fp, md5);
-        if let Some(f) = inner.file.as_mut() {
-            if let Err(e) = f.write_all(&line) {
+        let still =
+            std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && Fingerprint::of(&m) == fp);
+        if !still {
+            self.forget(path);
+        } else {
+            self.compact_if_bloated();
+        }
+    }
+
+    /// `path` was deleted or moved away: its entry goes.
+    pub(crate) fn forget(self: &Arc<Self>, path: &Path) {
+        if self.lock().known.remove(path).is_some() {
+            self.compact_if_bloated();
+        }
+    }
+
+    /// Keep only the entries `keep` accepts (a directory deleted or moved
+    /// away, a rescan that no longer finds a file). One pass over the
+    /// entries, under the lock.
+    pub(crate) fn retain(self: &Arc<Self>, keep: impl Fn(&Path) -> bool) {
+        let dropped = {
+            let mut inner = self.lock();
+            let before = inner.known.len();
+            inner.known.retain(|p, _| keep(p));
+            before - inner.known.len()
+        };
+        if dropped > 0 {
+            self.compact_if_bloated();
+        }
+    }
+
+    /// Entry lines in the file now.
+    #[cfg(test)]
+    pub(crate) fn lines(&self) -> usize {
+        self.lock().lines
+    }
+
+    /// Rewrite the file with the live entries when it holds more than
+    /// twice as many lines, in a thread of its own (the caller may be an
+    /// async task or the event loop; a large record takes a moment to
+    /// write and sync).
+    fn compact_if_bloated(self: &Arc<Self>) {
+        {
+            let mut inner = self.lock();
+            if !inner.bloated() {
+                return;
+            }
+            inner.compacting = true;
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("digest-record".into())
+            .spawn(move || me.compact());
+        if spawned.is_err() {
+            // No thread to be had: here, then.
+            self.compact();
+        }
+    }
+
+    /// Rewrite the file with the live entries (under the lock, so no
+    /// line is appended to the old file meanwhile) and append to the new
+    /// one from then on.
+    fn compact(&self) {
+        let mut inner = self.lock();
+        inner.compacting = false;
+        let path = inner.path.clone();
+        let reopened =
+            rewrite(&path, &inner.known).and_then(|()| OpenOptions::new().append(true).open(&path));
+        match reopened {
+            Ok(f) => {
+                tracing::debug!(
+                    "digest record {} rewritten: {} lines down to {} (the live files)",
+                    path.display(),
+                    inner.lines,
+                    inner.known.len()
+                );
+                inner.lines = inner.known.len();
+                inner.file = Some(f);
+            }
+            Err(e) => {
                 tracing::warn!(
-                    "writing the digest record {}: {e}; files will be read again at the next start",
-                    inner.path.display()
+                    "rewriting the digest record {}: {e}; no longer written this run \
+                     (the next start rewrites it)",
+                    path.display()
                 );
                 inner.file = None;
             }
@@ -354,7 +477,7 @@ mod tests {
         std::fs::write(&a, b"aaaa").unwrap();
         std::fs::write(&b, b"bbbb").unwrap();
         let record = dir.path().join("state/record");
-        let d = Digests::open(&record).unwrap();
+        let d = Arc::new(Digests::open(&record).unwrap());
         let fa = Fingerprint::of(&std::fs::metadata(&a).unwrap());
         let fb = Fingerprint::of(&std::fs::metadata(&b).unwrap());
         d.remember(&a, fa, MD5);
@@ -372,6 +495,73 @@ mod tests {
         assert_eq!(d.lookup(&b, &fb2), None);
         let text = std::fs::read_to_string(&record).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    /// Entry lines of the record file (the header left out).
+    fn file_lines(record: &Path) -> usize {
+        std::fs::read_to_string(record)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count()
+    }
+
+    /// Wait (bounded) for the compaction thread.
+    fn settled(d: &Digests, record: &Path) -> (usize, usize, usize) {
+        let t = std::time::Instant::now();
+        loop {
+            let now = (d.len(), d.lines(), file_lines(record));
+            if now.1 <= 2 * now.0 || t.elapsed() > std::time::Duration::from_secs(10) {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn deleted_files_leave_and_the_file_is_rewritten_at_twice_the_live_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("state/record");
+        let d = Arc::new(Digests::open(&record).unwrap());
+        let files: Vec<PathBuf> = (0..10).map(|i| dir.path().join(format!("f{i}"))).collect();
+        for f in &files {
+            std::fs::write(f, f.to_str().unwrap()).unwrap();
+            d.remember(f, Fingerprint::of(&std::fs::metadata(f).unwrap()), MD5);
+        }
+        assert_eq!((d.len(), d.lines(), file_lines(&record)), (10, 10, 10));
+        // Six go (compaction): at 4 live entries the file's 10 lines are
+        // more than twice as many, and it is rewritten with the 4.
+        for f in &files[..6] {
+            std::fs::remove_file(f).unwrap();
+            d.forget(f);
+        }
+        assert_eq!(settled(&d, &record), (4, 4, 4));
+        // A directory goes: one pass drops what was below it.
+        d.retain(|p| !p.starts_with(dir.path()));
+        assert_eq!(settled(&d, &record), (0, 0, 0));
+        // Appending goes on in the rewritten file, and it reopens whole.
+        std::fs::write(&files[0], b"again").unwrap();
+        let fp = Fingerprint::of(&std::fs::metadata(&files[0]).unwrap());
+        d.remember(&files[0], fp, MD5);
+        drop(d);
+        let d = Digests::open(&record).unwrap();
+        assert_eq!(d.lookup(&files[0], &fp).as_deref(), Some(MD5));
+        assert_eq!((d.len(), file_lines(&record)), (1, 1));
+    }
+
+    #[test]
+    fn a_file_deleted_while_it_was_uploaded_leaves_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Arc::new(Digests::open(&dir.path().join("record")).unwrap());
+        let f = dir.path().join("gone-Data.db");
+        std::fs::write(&f, b"x").unwrap();
+        let fp = Fingerprint::of(&std::fs::metadata(&f).unwrap());
+        // Its delete event was handled before the upload finished.
+        std::fs::remove_file(&f).unwrap();
+        d.forget(&f);
+        d.remember(&f, fp, MD5);
+        assert_eq!(d.len(), 0);
+        assert_eq!(d.lookup(&f, &fp), None);
     }
 }
 

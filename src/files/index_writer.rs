@@ -4,6 +4,14 @@
 //! the batch, listing only files that are in S3, written beside the
 //! directory's newest data file (as 1.2.1's readers expect). Directories
 //! are indexed concurrently.
+//!
+//! Every watched directory's index is also rewritten once a refresh
+//! interval has passed without one (refresh.rs), so a quiet live table
+//! never looks dropped to `tablechop --forget-after`.
+//!
+//! What is kept per directory follows the directory: its names are those
+//! its last index found (plus what landed since), and a directory whose
+//! files are all gone (or that is gone) leaves the map.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,16 +47,34 @@ pub(super) enum Landing {
     Landed(PathBuf, u64),
     /// It is not (vanished, skipped or failed; a retry starts it again).
     Dropped(PathBuf),
+    /// The directories watched now (from the daemon, every
+    /// `refresh::check_every`): those not indexed within the refresh
+    /// interval get their index rewritten.
+    Watched(Vec<PathBuf>),
+}
+
+/// A name known to be in S3: its size there, and the generation of its
+/// directory when it was learnt (a name learnt during an index write is
+/// not the write's to prune).
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    size: u64,
+    generation: u64,
 }
 
 /// A directory the indexer follows.
 struct Dir {
-    /// Names known to be in S3 (with their size then).
-    known: HashMap<String, u64>,
+    /// Names known to be in S3: what its last index found, and what
+    /// landed since.
+    known: HashMap<String, Known>,
     /// Its files being uploaded now.
     busy: usize,
     /// Files landed since its last index.
     dirty: bool,
+    /// Due for a refresh (not owed: a stop does not wait for it).
+    stale: bool,
+    /// When this run last wrote its index (or found it had none to write).
+    indexed: Option<Instant>,
     /// Bumped by every landing: a write that began before one is not the
     /// batch's last.
     generation: u64,
@@ -65,6 +91,8 @@ impl Dir {
             known: HashMap::new(),
             busy: 0,
             dirty: false,
+            stale: false,
+            indexed: None,
             generation: 0,
             changed: Instant::now(),
             dirty_since: Instant::now(),
@@ -74,62 +102,62 @@ impl Dir {
     }
 
     fn ready(&self, open: bool) -> bool {
-        if self.writing || !self.dirty {
+        if self.writing || !(self.dirty || self.stale) {
             return false;
         }
         if !open {
-            return !self.last_try;
+            return self.dirty && !self.last_try;
         }
         (self.busy == 0 && self.changed.elapsed() >= INDEX_QUIET)
-            || self.dirty_since.elapsed() >= INDEX_MAX_WAIT
+            || (self.dirty && self.dirty_since.elapsed() >= INDEX_MAX_WAIT)
+    }
+
+    /// Nothing of it to keep: no name in S3, nothing under way or owed.
+    fn idle_and_empty(&self) -> bool {
+        self.known.is_empty() && self.busy == 0 && !self.dirty && !self.writing
     }
 }
 
 /// What every index write needs.
-struct Writer {
-    s3: S3,
-    naming: KeyNaming,
-    filter: Filter,
-    opts: PutOptions,
+pub(super) struct Writer {
+    pub s3: S3,
+    pub naming: KeyNaming,
+    pub filter: Filter,
+    pub opts: PutOptions,
     /// Directories are listed and their files looked at through these,
     /// never through a link.
-    roots: Arc<Roots>,
+    pub roots: Arc<Roots>,
     /// Files whose copy in S3 lacks its `md5sum` (an upload cut before
     /// its stamp): back to the upload queue, and left out of the index
     /// until they land whole.
-    requeue: mpsc::UnboundedSender<PathBuf>,
+    pub requeue: mpsc::UnboundedSender<PathBuf>,
+    /// A directory's index is rewritten when none was written for this
+    /// long ([`super::refresh::DEFAULT_EVERY`]).
+    pub refresh_every: Duration,
 }
 
-/// A finished write: its directory, the names it found in S3, the
-/// generation it began at, and its key and count (`None`: no data file to
-/// anchor an index) or why it failed.
-type Written = (
-    PathBuf,
-    HashMap<String, u64>,
-    u64,
-    Result<Option<(String, usize)>, String>,
-);
+/// What one index write found: the names it listed (in S3 whole, with
+/// their size), and the key and count written (`None`: no data file to
+/// anchor an index, or the directory is gone).
+struct Listing {
+    found: HashMap<String, u64>,
+    written: Option<(String, usize)>,
+}
+
+/// A finished write: its directory, the generation it began at, whether
+/// it was only a refresh, and what it found or why it failed.
+struct Written {
+    dir: PathBuf,
+    generation: u64,
+    refresh: bool,
+    result: Result<Listing, String>,
+}
 
 /// Writes each directory's index once the files landing in it (uploaded,
 /// or found present by a scan) have settled, several directories at once.
 /// Returns how many directories still owed an index it could not write.
-pub(super) async fn run(
-    mut landings: mpsc::UnboundedReceiver<Landing>,
-    s3: S3,
-    naming: KeyNaming,
-    filter: Filter,
-    opts: PutOptions,
-    roots: Arc<Roots>,
-    requeue: mpsc::UnboundedSender<PathBuf>,
-) -> usize {
-    let writer = Arc::new(Writer {
-        s3,
-        naming,
-        filter,
-        opts,
-        roots,
-        requeue,
-    });
+pub(super) async fn run(mut landings: mpsc::UnboundedReceiver<Landing>, writer: Writer) -> usize {
+    let writer = Arc::new(writer);
     let mut dirs: HashMap<PathBuf, Dir> = HashMap::new();
     let mut writes: JoinSet<Written> = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
@@ -137,12 +165,13 @@ pub(super) async fn run(
     loop {
         tokio::select! {
             msg = landings.recv(), if open => match msg {
+                Some(Landing::Watched(watched)) => due(&mut dirs, watched, writer.refresh_every),
                 Some(m) => note(&mut dirs, m),
                 None => open = false,
             },
             Some(done) = writes.join_next(), if !writes.is_empty() => {
-                if let Ok((dir, known, generation, result)) = done {
-                    finished(&mut dirs, dir, known, generation, result, open);
+                if let Ok(done) = done {
+                    finished(&mut dirs, done, open);
                 }
             }
             _ = tick.tick() => {}
@@ -156,11 +185,18 @@ pub(super) async fn run(
             }
             d.writing = true;
             d.last_try = !open;
-            let (w, dir, mut known, generation) =
-                (writer.clone(), dir.clone(), d.known.clone(), d.generation);
+            let refresh = !d.dirty;
+            let known: HashMap<String, u64> =
+                d.known.iter().map(|(n, k)| (n.clone(), k.size)).collect();
+            let (w, dir, generation) = (writer.clone(), dir.clone(), d.generation);
             writes.spawn(async move {
-                let r = write_index(&w, &dir, &mut known).await;
-                (dir, known, generation, r)
+                let result = write_index(&w, &dir, known).await;
+                Written {
+                    dir,
+                    generation,
+                    refresh,
+                    result,
+                }
             });
         }
         if !open && writes.is_empty() && !dirs.values().any(|d| d.ready(false)) {
@@ -174,6 +210,7 @@ fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
     let (path, step) = match &msg {
         Landing::Started(p) => (p, 1),
         Landing::Landed(p, _) | Landing::Dropped(p) => (p, -1),
+        Landing::Watched(_) => return,
     };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
@@ -181,39 +218,76 @@ fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
     let d = dirs.entry(dir.to_path_buf()).or_insert_with(Dir::new);
     d.busy = d.busy.saturating_add_signed(step);
     if let Landing::Landed(_, size) = &msg {
-        d.known.insert(name.to_string_lossy().into_owned(), *size);
+        d.generation += 1;
+        let known = Known {
+            size: *size,
+            generation: d.generation,
+        };
+        d.known.insert(name.to_string_lossy().into_owned(), known);
         if !d.dirty {
             d.dirty_since = Instant::now();
         }
         d.dirty = true;
-        d.generation += 1;
     }
     d.changed = Instant::now();
 }
 
-fn finished(
-    dirs: &mut HashMap<PathBuf, Dir>,
-    dir: PathBuf,
-    known: HashMap<String, u64>,
-    generation: u64,
-    result: Result<Option<(String, usize)>, String>,
-    open: bool,
-) {
+/// Mark the watched directories not indexed within `every` for a
+/// refresh (a directory this run has not indexed is due), and let go of
+/// the directories no longer watched (deleted) with nothing under way.
+fn due(dirs: &mut HashMap<PathBuf, Dir>, watched: Vec<PathBuf>, every: Duration) {
+    let now = Instant::now();
+    let set: std::collections::HashSet<&PathBuf> = watched.iter().collect();
+    dirs.retain(|dir, d| set.contains(dir) || d.busy > 0 || d.dirty || d.writing);
+    drop(set);
+    for dir in watched {
+        let d = dirs.entry(dir).or_insert_with(Dir::new);
+        if super::refresh::is_due(d.indexed, now, every) {
+            d.stale = true;
+        }
+    }
+}
+
+fn finished(dirs: &mut HashMap<PathBuf, Dir>, done: Written, open: bool) {
+    let Written {
+        dir,
+        generation,
+        refresh,
+        result,
+    } = done;
     let Some(d) = dirs.get_mut(&dir) else { return };
     d.writing = false;
-    d.known.extend(known);
     match result {
-        Ok(written) => {
-            if let Some((key, n)) = written {
-                tracing::info!("indexed {n} files of {} in {key}", dir.display());
+        Ok(Listing { found, written }) => {
+            match (written, refresh) {
+                (Some((key, n)), false) => {
+                    tracing::info!("indexed {n} files of {} in {key}", dir.display());
+                }
+                (Some((key, n)), true) => {
+                    tracing::debug!(
+                        "refreshed the index of {} ({n} files) in {key}",
+                        dir.display()
+                    );
+                }
+                // No data file to anchor an index beside (1.2.1 indexed
+                // only sstables), or the directory is gone: nothing owed.
+                (None, _) => {}
             }
-            // Files that landed during the write get the next index. (No
-            // data file to anchor an index beside, as 1.2.1 indexed only
-            // sstables: nothing owed.)
+            // Its names are what this index found, and what landed
+            // during the write (for the next one).
+            d.known.retain(|_, k| k.generation > generation);
+            for (name, size) in found {
+                d.known.entry(name).or_insert(Known { size, generation });
+            }
+            d.indexed = Some(Instant::now());
+            d.stale = false;
             if d.generation == generation {
                 d.dirty = false;
             } else {
                 d.dirty_since = Instant::now();
+            }
+            if d.idle_and_empty() {
+                dirs.remove(&dir);
             }
         }
         Err(e) => {
@@ -234,8 +308,8 @@ fn finished(
 async fn write_index(
     w: &Writer,
     dir: &Path,
-    known: &mut HashMap<String, u64>,
-) -> Result<Option<(String, usize)>, String> {
+    known: HashMap<String, u64>,
+) -> Result<Listing, String> {
     let Writer {
         s3,
         naming,
@@ -243,57 +317,78 @@ async fn write_index(
         opts,
         roots,
         requeue,
+        ..
     } = w;
     let (d, roots) = (dir.to_path_buf(), roots.clone());
     // A directory that cannot be read must not produce an empty index.
     // Each file's size is of the file itself (links are not listed, nor
     // followed on the way), and names that are not UTF-8 are left out as
     // the upload refused them.
+    // Only (name, size, mtime) per file: a directory of tens of
+    // thousands of files is listed at every index.
     let entries = tokio::task::spawn_blocking(move || {
         let d = roots.dir(&d)?;
         let files = d.entries()?.into_iter().filter_map(|(name, kind)| {
             let name = name.into_string().ok().filter(|_| kind == Kind::File)?;
             let meta = d.metadata(&name).ok().filter(|m| m.is_file())?;
-            Some((d.path().join(&name), name, meta))
+            let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            Some((name, meta.len(), mtime))
         });
         std::io::Result::Ok(files.collect::<Vec<_>>())
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("reading {}: {e}", dir.display()))?;
-    let mut names = Vec::new();
-    let mut anchor: Option<(std::time::SystemTime, PathBuf)> = None;
-    for (path, name, meta) in entries.iter().filter(|(p, _, _)| filter.accepts(p)) {
-        let name = name.clone();
-        if known.get(&name) != Some(&meta.len()) {
-            match s3.head(&naming.key(path)).await {
-                Ok(Some(h)) if h.size == meta.len() && h.metadata.contains_key("md5sum") => {
-                    known.insert(name.clone(), h.size);
-                }
-                Ok(Some(h)) if h.size == meta.len() => {
+    .map_err(|e| e.to_string())?;
+    let entries = match entries {
+        Ok(e) => e,
+        // Gone (a dropped table, a moved directory): nothing to index.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Listing {
+                found: HashMap::new(),
+                written: None,
+            })
+        }
+        Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+    };
+    let mut found = HashMap::new();
+    let mut anchor: Option<(std::time::SystemTime, &str)> = None;
+    for (name, size, mtime) in &entries {
+        let path = dir.join(name);
+        if !filter.accepts(&path) {
+            continue;
+        }
+        if known.get(name) != Some(size) {
+            match s3.head(&naming.key(&path)).await {
+                Ok(Some(h)) if h.size == *size && h.metadata.contains_key("md5sum") => {}
+                Ok(Some(h)) if h.size == *size => {
                     tracing::info!(
                         "{} in S3 has no md5sum (an upload cut before its stamp): uploading it again",
                         path.display()
                     );
-                    let _ = requeue.send(path.clone());
+                    let _ = requeue.send(path);
                     continue;
                 }
                 Ok(_) => continue,
                 Err(e) => return Err(e.to_string()),
             }
         }
-        if is_index_anchor(path) {
-            let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-            if anchor.as_ref().is_none_or(|(t, p)| (mtime, path) > (*t, p)) {
-                anchor = Some((mtime, path.clone()));
-            }
+        if is_index_anchor(&path) && anchor.is_none_or(|(t, n)| (*mtime, name.as_str()) > (t, n)) {
+            anchor = Some((*mtime, name));
         }
-        names.push(name);
+        found.insert(name.clone(), *size);
     }
     let Some((_, anchor)) = anchor else {
-        return Ok(None);
+        return Ok(Listing {
+            found,
+            written: None,
+        });
     };
-    let key = naming.index_key(&anchor);
+    let key = naming.index_key(&dir.join(anchor));
+    // In the directory's order, as 1.2.1's os.listdir.
+    let names: Vec<String> = entries
+        .into_iter()
+        .map(|(name, _, _)| name)
+        .filter(|n| found.contains_key(n))
+        .collect();
     s3.put_bytes(
         &key,
         index_json(dir, &names).into_bytes(),
@@ -306,5 +401,97 @@ async fn write_index(
     )
     .await
     .map_err(|e| e.to_string())?;
-    Ok(Some((key, names.len())))
+    Ok(Listing {
+        found,
+        written: Some((key, names.len())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(names: &[&str], written: bool) -> Result<Listing, String> {
+        Ok(Listing {
+            found: names.iter().map(|n| (n.to_string(), 1)).collect(),
+            written: written.then(|| ("k".to_string(), names.len())),
+        })
+    }
+
+    fn names(d: &Dir) -> Vec<&str> {
+        let mut n: Vec<&str> = d.known.keys().map(String::as_str).collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[test]
+    fn a_directory_keeps_the_names_its_last_index_found_and_what_landed_since() {
+        let dir = PathBuf::from("/d/t");
+        let mut dirs = HashMap::new();
+        for n in ["a-Data.db", "b-Data.db"] {
+            note(&mut dirs, Landing::Started(dir.join(n)));
+            note(&mut dirs, Landing::Landed(dir.join(n), 1));
+        }
+        // The write begins; c lands during it; b was deleted before it.
+        let generation = dirs[&dir].generation;
+        note(&mut dirs, Landing::Landed(dir.join("c-Data.db"), 1));
+        let done = Written {
+            dir: dir.clone(),
+            generation,
+            refresh: false,
+            result: listing(&["a-Data.db"], true),
+        };
+        finished(&mut dirs, done, true);
+        let d = &dirs[&dir];
+        assert_eq!(names(d), ["a-Data.db", "c-Data.db"]);
+        assert!(d.dirty, "c is owed the next index");
+
+        // Everything is deleted: the next index finds nothing, and the
+        // directory leaves the map.
+        let done = Written {
+            dir: dir.clone(),
+            generation: dirs[&dir].generation,
+            refresh: false,
+            result: listing(&[], false),
+        };
+        finished(&mut dirs, done, true);
+        assert!(dirs.is_empty());
+    }
+
+    #[test]
+    fn watched_directories_not_indexed_within_the_interval_are_refreshed() {
+        let (fresh, quiet) = (PathBuf::from("/d/fresh"), PathBuf::from("/d/quiet"));
+        let mut dirs = HashMap::new();
+        note(&mut dirs, Landing::Landed(fresh.join("a-Data.db"), 1));
+        let done = Written {
+            dir: fresh.clone(),
+            generation: 1,
+            refresh: false,
+            result: listing(&["a-Data.db"], true),
+        };
+        finished(&mut dirs, done, true);
+        let day = Duration::from_secs(86_400);
+        due(&mut dirs, vec![fresh.clone(), quiet.clone()], day);
+        assert!(!dirs[&fresh].stale && !dirs[&fresh].ready(true));
+        // Never indexed by this run: due (once quiet), not owed at a stop.
+        assert!(dirs[&quiet].stale && !dirs[&quiet].ready(false));
+        due(
+            &mut dirs,
+            vec![fresh.clone(), quiet.clone()],
+            Duration::ZERO,
+        );
+        assert!(dirs[&fresh].stale);
+        // A refresh that found no data file: the directory leaves.
+        let done = Written {
+            dir: quiet.clone(),
+            generation: 0,
+            refresh: true,
+            result: listing(&[], false),
+        };
+        finished(&mut dirs, done, true);
+        assert!(!dirs.contains_key(&quiet));
+        // No longer watched (deleted), nothing under way: let go.
+        due(&mut dirs, vec![], Duration::ZERO);
+        assert!(dirs.is_empty());
+    }
 }

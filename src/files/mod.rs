@@ -1,14 +1,18 @@
 //! The file commands (tablesnap's job): `keys.rs` is the S3 layout (pure),
 //! `upload.rs` one file, `digests.rs` the record of what was read,
-//! `queue.rs` the daemon's work queue, `index_writer.rs` its indexes,
-//! `snap.rs` the watching daemon, `stale.rs` abandoned multipart uploads,
-//! `slurp.rs` the restore, `chop.rs` the retention (its plan pure).
+//! `queue.rs` the daemon's work queue, `retry.rs` its retries,
+//! `index_writer.rs` its indexes, `refresh.rs` when a quiet directory's
+//! index is rewritten, `snap.rs` the watching daemon, `stale.rs`
+//! abandoned multipart uploads, `slurp.rs` the restore, `chop.rs` the
+//! retention (its plan pure).
 
 pub(crate) mod chop;
 mod digests;
 mod index_writer;
 pub(crate) mod keys;
 mod queue;
+pub(crate) mod refresh;
+mod retry;
 pub(crate) mod slurp;
 pub(crate) mod snap;
 pub(crate) mod stale;

@@ -18,6 +18,8 @@ use crate::cloud::s3::S3;
 pub(super) struct Job {
     pub path: PathBuf,
     pub seen: Seen,
+    /// Failed attempts before this one (a retry's backoff grows with it).
+    pub attempt: u32,
 }
 
 /// The producing end.
@@ -54,17 +56,40 @@ pub(super) fn bounded(capacity: usize) -> (Queue, Intake) {
 impl Queue {
     /// Wait for room (scans).
     pub(super) async fn push(&self, path: PathBuf, seen: Seen) {
-        if self.fresh(&path) && self.tx.send(Job { path, seen }).await.is_err() {
+        let job = Job {
+            path,
+            seen,
+            attempt: 0,
+        };
+        if self.fresh(&job.path) && self.tx.send(job).await.is_err() {
             tracing::debug!("queue closed");
         }
     }
 
     /// Without waiting (the event loop); `false` if the queue is full.
     pub(super) fn try_push(&self, path: PathBuf, seen: Seen) -> bool {
-        if !self.fresh(&path) {
+        self.try_push_job(Job {
+            path,
+            seen,
+            attempt: 0,
+        })
+    }
+
+    /// A file to try again after `attempt` failures (its S3 copy may be
+    /// there: one HEAD first).
+    pub(super) fn try_push_retry(&self, path: PathBuf, attempt: u32) -> bool {
+        self.try_push_job(Job {
+            path,
+            seen: Seen::Maybe,
+            attempt,
+        })
+    }
+
+    fn try_push_job(&self, job: Job) -> bool {
+        if !self.fresh(&job.path) {
             return true;
         }
-        match self.tx.try_send(Job { path, seen }) {
+        match self.tx.try_send(job) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j)) => {
                 self.lock().remove(&j.path);

@@ -8,7 +8,6 @@
 //! SIGINT stops intake, lets the uploads in flight finish and writes the
 //! indexes they owe.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,9 +18,11 @@ use anyhow::{bail, Context as _, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, Semaphore};
 
+use super::digests::Digests;
 use super::index_writer::{self, Landing};
 use super::keys::{Filter, KeyNaming};
 use super::queue::{self, Intake, Job, Queue};
+use super::retry::Retries;
 use super::upload::{Outcome, Seen, Uploader};
 use crate::cli::TablesnapArgs;
 use crate::cloud::s3::{PutOptions, S3};
@@ -95,6 +96,9 @@ pub(crate) struct Settings {
     pub state_dir: Option<PathBuf>,
     /// Read every file at start (1.2.1's flag): the record is not used.
     pub md5_on_start: bool,
+    /// How often each watched directory's index is rewritten when nothing
+    /// else rewrote it (files/refresh.rs).
+    pub index_refresh: Duration,
 }
 
 /// Why the flags and the `[tablesnap]` section make no [`Settings`].
@@ -212,6 +216,7 @@ pub(crate) fn merge(
         retries: cli.retries.or(f.retries).unwrap_or(4),
         state_dir: cli.state_dir.clone().or_else(|| f.state_dir.clone()),
         md5_on_start: cli.md5_on_start || f.md5_on_start,
+        index_refresh: cli.index_refresh.unwrap_or(super::refresh::DEFAULT_EVERY),
     })
 }
 
@@ -256,6 +261,15 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         state_dir: args.state_dir.as_deref(),
     };
     let _host_lock = super::stale::abort_stale_uploads(&s3, space, started).await;
+    let digests = Arc::new(
+        super::digests::load(
+            args.state_dir.as_deref(),
+            args.md5_on_start,
+            &args.bucket,
+            &naming,
+        )
+        .await,
+    );
     let mib = 1u64 << 20;
     let uploader = Arc::new(Uploader {
         s3: s3.clone(),
@@ -268,15 +282,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         hashing: super::upload::hashing_slots(),
         names: Default::default(),
         roots: tree.clone(),
-        digests: Arc::new(
-            super::digests::load(
-                args.state_dir.as_deref(),
-                args.md5_on_start,
-                &args.bucket,
-                &naming,
-            )
-            .await,
-        ),
+        digests: digests.clone(),
     });
 
     // Watches first, then the scan: nothing falls between them (a file
@@ -304,21 +310,27 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
 
     let (queue, intake) = queue::bounded(QUEUE_CAPACITY);
     let (landings_tx, landings_rx) = mpsc::unbounded_channel::<Landing>();
-    // Failed files come back to the main loop, which retries them later.
-    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<PathBuf>();
+    // Failed files come back to the main loop (with their failed
+    // attempts), which retries them later.
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<(PathBuf, u32)>();
     // Files the indexer found in S3 without their md5sum go up again.
     let (requeue_tx, mut requeue_rx) = mpsc::unbounded_channel::<PathBuf>();
     let indexer = (!args.without_index).then(|| {
         tokio::spawn(index_writer::run(
             landings_rx,
-            s3.clone(),
-            naming.clone(),
-            filter.clone(),
-            opts.clone(),
-            tree.clone(),
-            requeue_tx,
+            index_writer::Writer {
+                s3: s3.clone(),
+                naming: naming.clone(),
+                filter: filter.clone(),
+                opts: opts.clone(),
+                roots: tree.clone(),
+                requeue: requeue_tx,
+                refresh_every: args.index_refresh,
+            },
         ))
     });
+    // The daemon names the watched directories to the indexer (refresh).
+    let watched = indexer.is_some().then(|| landings_tx.clone());
     let pool = Pool {
         intake,
         uploader,
@@ -341,8 +353,10 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         recursive: args.recursive,
         stats: pool.stats.clone(),
         scans: Vec::new(),
-        retries: Vec::new(),
-        attempts: HashMap::new(),
+        retries: Retries::default(),
+        digests,
+        watched,
+        refresh_every: args.index_refresh,
         rescan_due: false,
         last_reported: (0, 0),
         backup_scan: Vec::new(),
@@ -430,15 +444,20 @@ struct Pool {
     stats: Arc<Stats>,
     /// Files taken, landed in S3 or dropped, for the indexer.
     landings: mpsc::UnboundedSender<Landing>,
-    /// Files that failed, for a later retry.
-    retry: mpsc::UnboundedSender<PathBuf>,
+    /// Files that failed (with their failed attempts), for a later retry.
+    retry: mpsc::UnboundedSender<(PathBuf, u32)>,
 }
 
 impl Pool {
     /// One worker: upload queued files until the queue closes.
     async fn work(self) {
         loop {
-            let Some(Job { path, seen }) = self.intake.next().await else {
+            let Some(Job {
+                path,
+                seen,
+                attempt,
+            }) = self.intake.next().await
+            else {
                 break;
             };
             if self.stopping.load(Ordering::Relaxed) {
@@ -480,7 +499,7 @@ impl Pool {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("failed to upload {}: {e}; will retry", path.display());
                     let _ = self.landings.send(Landing::Dropped(path.clone()));
-                    let _ = self.retry.send(path);
+                    let _ = self.retry.send((path, attempt.saturating_add(1)));
                 }
             }
         }
@@ -500,9 +519,14 @@ struct Daemon {
     /// Scans run as tasks so the loop keeps reading inotify and signals;
     /// they are aborted at shutdown.
     scans: Vec<tokio::task::JoinHandle<()>>,
-    /// (when, path, attempt) of failed files to try again.
-    retries: Vec<(Instant, PathBuf, u32)>,
-    attempts: HashMap<PathBuf, u32>,
+    /// Failed files to try again.
+    retries: Retries,
+    /// The digest record (shared with the uploader): gone files leave it.
+    digests: Arc<Digests>,
+    /// To the indexer, when there is one: the watched directories, every
+    /// `refresh::check_every`, so quiet ones get their index rewritten.
+    watched: Option<mpsc::UnboundedSender<Landing>>,
+    refresh_every: Duration,
     /// The queue was full or inotify overflowed: scan everything again
     /// when there is room.
     rescan_due: bool,
@@ -520,11 +544,15 @@ impl Daemon {
     async fn serve(
         &mut self,
         watcher: &mut Watcher,
-        retry_rx: &mut mpsc::UnboundedReceiver<PathBuf>,
+        retry_rx: &mut mpsc::UnboundedReceiver<(PathBuf, u32)>,
         requeue_rx: &mut mpsc::UnboundedReceiver<PathBuf>,
         signals: &mut Signals,
     ) -> String {
         let mut progress = tokio::time::interval(PROGRESS_EVERY);
+        // The first look after one check period: a start with -B indexes
+        // everything it lands anyway.
+        let check = super::refresh::check_every(self.refresh_every);
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + check, check);
         let mut unwatched = tokio::time::interval_at(
             tokio::time::Instant::now() + UNWATCHED_RESCAN,
             UNWATCHED_RESCAN,
@@ -537,7 +565,10 @@ impl Daemon {
                     None => return "inotify stream ended".to_string(),
                 },
                 _ = unwatched.tick(), if watcher.unwatched() > 0 => self.on_unwatched(watcher),
-                Some(path) = retry_rx.recv() => self.on_failed(path),
+                _ = refresh.tick(), if self.watched.is_some() => self.on_refresh(watcher),
+                Some((path, attempt)) = retry_rx.recv() => {
+                    self.retries.failed(path, attempt, Instant::now());
+                }
                 Some(path) = requeue_rx.recv() => {
                     if !self.queue.try_push(path, Seen::Absent) {
                         self.rescan_due = true;
@@ -561,7 +592,17 @@ impl Daemon {
                 }
             }
             Change::Dir(dir) => {
-                self.scan(dir, true);
+                self.scan(dir, true, false);
+            }
+            Change::Gone(path) => {
+                self.digests.forget(&path);
+                self.retries.forget(&path);
+            }
+            Change::GoneDir(dir) => {
+                self.retries.forget(&dir);
+                // One pass over the record: not on the event loop.
+                let digests = self.digests.clone();
+                tokio::task::spawn_blocking(move || digests.retain(|p| !p.starts_with(&dir)));
             }
             Change::Overflow => {
                 tracing::warn!("inotify queue overflowed: rescanning");
@@ -576,7 +617,7 @@ impl Daemon {
         let (now, still) = watcher.retry_unwatched();
         for dir in now {
             tracing::info!("now watching {}", dir.display());
-            self.scan(dir, true);
+            self.scan(dir, true, true);
         }
         if !still.is_empty() {
             tracing::warn!(
@@ -589,29 +630,23 @@ impl Daemon {
             );
         }
         for dir in still {
-            self.scan(dir, true);
+            self.scan(dir, true, true);
         }
     }
 
-    /// A failed file is tried again after 30 s, 1 min, 2 min, ... capped
-    /// at 10 min: S3 outages pass.
-    fn on_failed(&mut self, path: PathBuf) {
-        let n = self.attempts.entry(path.clone()).or_insert(0);
-        *n += 1;
-        let wait =
-            Duration::from_secs(30 * (1u64 << (*n - 1).min(5))).min(Duration::from_secs(600));
-        self.retries.push((Instant::now() + wait, path, *n));
+    /// Name the watched directories to the indexer, which rewrites the
+    /// index of those not indexed within the refresh interval.
+    fn on_refresh(&mut self, watcher: &Watcher) {
+        if let Some(tx) = &self.watched {
+            let _ = tx.send(Landing::Watched(watcher.directories()));
+        }
     }
 
     /// Every few seconds: queue the retries that are due, rescan if owed
     /// and there is room, report progress.
     fn on_tick(&mut self) {
-        let now = Instant::now();
-        let (ready, later): (Vec<_>, Vec<_>) =
-            self.retries.drain(..).partition(|(t, _, _)| *t <= now);
-        self.retries = later;
-        for (_, p, _) in ready {
-            if !self.queue.try_push(p, Seen::Maybe) {
+        for (p, attempt) in self.retries.take_due(Instant::now()) {
+            if !self.queue.try_push_retry(p, attempt) {
                 self.rescan_due = true;
             }
         }
@@ -664,23 +699,34 @@ impl Daemon {
         self.roots
             .clone()
             .into_iter()
-            .map(|r| self.scan(r, self.recursive))
+            .map(|r| self.scan(r, self.recursive, true))
             .collect()
     }
 
     /// Queue the files of `dir` that pass the filter, in a task; the flag
-    /// is set once all are queued.
-    fn scan(&mut self, dir: PathBuf, recursive: bool) -> Arc<AtomicBool> {
+    /// is set once all are queued. With `prune`, files of the record that
+    /// the scan no longer finds leave it (events may have been lost).
+    fn scan(&mut self, dir: PathBuf, recursive: bool, prune: bool) -> Arc<AtomicBool> {
         let (queue, filter, tree) = (self.queue.clone(), self.filter.clone(), self.tree.clone());
-        let (s3, naming) = (self.s3.clone(), self.naming.clone());
+        let (s3, naming, digests) = (self.s3.clone(), self.naming.clone(), self.digests.clone());
         let queued = Arc::new(AtomicBool::new(false));
         let done = queued.clone();
         self.scans.retain(|h| !h.is_finished());
         self.scans.push(tokio::spawn(async move {
-            let files = tokio::task::spawn_blocking(move || watch::scan(&tree, &dir, recursive))
-                .await
-                .unwrap_or_default();
-            let files = files.into_iter().filter(|f| filter.accepts(f)).collect();
+            let scanned = tokio::task::spawn_blocking(move || {
+                let scanned = watch::scan(&tree, &dir, recursive);
+                if prune {
+                    digests.retain(scanned.still_there(&dir, recursive));
+                }
+                scanned
+            })
+            .await
+            .unwrap_or_default();
+            let files = scanned
+                .files
+                .into_iter()
+                .filter(|f| filter.accepts(f))
+                .collect();
             queue::push_scanned(&queue, files, &s3, &naming).await;
             done.store(true, Ordering::Relaxed);
         }));
@@ -707,8 +753,11 @@ async fn shut_down(
         retries,
         stats,
         backup_scan,
+        watched,
         ..
     } = daemon;
+    // The indexer stops once every sender of its channel is gone.
+    drop(watched);
     for s in &scans {
         s.abort();
     }

@@ -7,7 +7,7 @@
 //! (`/proc/self/fd/N`, `IN_ONLYDIR`): a directory swapped for a link
 //! after its create event is refused, never watched through the link.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,12 @@ pub(crate) enum Change {
     /// A directory appeared (and is now watched): its current contents
     /// should be scanned, as files may have landed before the watch.
     Dir(PathBuf),
+    /// A file was deleted or moved away: what the daemon remembers of it
+    /// goes (a months-long run must not keep every file it ever saw).
+    Gone(PathBuf),
+    /// A directory was deleted or moved away: the same for everything
+    /// below it.
+    GoneDir(PathBuf),
     /// Events were lost: rescan everything.
     Overflow,
 }
@@ -128,6 +134,16 @@ impl Watcher {
         self.failures
     }
 
+    /// Every directory watched now, and those that could not be (covered
+    /// by rescans).
+    pub(crate) fn directories(&self) -> Vec<PathBuf> {
+        self.dirs
+            .values()
+            .chain(self.unwatched.iter())
+            .cloned()
+            .collect()
+    }
+
     /// Watch the directories that could not be watched before. Returns
     /// those now watched and those still not (both to be scanned: files
     /// may have landed in them unseen); vanished ones are forgotten.
@@ -185,7 +201,9 @@ impl Watcher {
     }
 
     fn mask(&self) -> WatchMask {
-        let mut m = WatchMask::ONLYDIR;
+        // Deletions and moves away are always heard, whatever
+        // `--listen-events` says: they are how state is let go of.
+        let mut m = WatchMask::ONLYDIR | WatchMask::DELETE | WatchMask::MOVED_FROM;
         if self.listen.moved_to || self.auto_add {
             m |= WatchMask::MOVED_TO;
         }
@@ -243,6 +261,16 @@ impl Watcher {
                 continue;
             };
             let path = dir.join(name);
+            if event
+                .mask
+                .intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+            {
+                return Some(Ok(if event.mask.contains(EventMask::ISDIR) {
+                    Change::GoneDir(path)
+                } else {
+                    Change::Gone(path)
+                }));
+            }
             if event.mask.contains(EventMask::ISDIR) {
                 if self.auto_add
                     && (event
@@ -268,24 +296,94 @@ impl Watcher {
     }
 }
 
+/// What a scan found.
+#[derive(Debug, Default)]
+pub(crate) struct Scanned {
+    /// Regular files.
+    pub files: Vec<PathBuf>,
+    /// Directories that exist but could not be read (permissions, no
+    /// descriptors left): what is known of files below them must not be
+    /// taken as gone. (A directory replaced by a link is gone: nothing
+    /// below it is reached any more.)
+    pub unreadable: Vec<PathBuf>,
+}
+
+impl Scanned {
+    /// Whether a file known from before is still there by this scan of
+    /// `dir`: files outside what was scanned, or below a directory that
+    /// could not be read, are given the benefit of the doubt.
+    pub(crate) fn still_there<'a>(
+        &'a self,
+        dir: &'a Path,
+        recursive: bool,
+    ) -> impl Fn(&Path) -> bool + 'a {
+        let found: HashSet<&Path> = self.files.iter().map(PathBuf::as_path).collect();
+        move |p: &Path| {
+            let scanned = if recursive {
+                p.starts_with(dir)
+            } else {
+                p.parent() == Some(dir)
+            };
+            !scanned || found.contains(p) || self.unreadable.iter().any(|u| p.starts_with(u))
+        }
+    }
+}
+
 /// Regular files directly in `dir`, or below it when `recursive`, read
 /// through descriptors: links (to files or directories) are left out.
 /// Directories are visited from a list, one open at a time, so a tree of
 /// any depth takes no more descriptors than a flat one.
-pub(crate) fn scan(roots: &Roots, dir: &Path, recursive: bool) -> Vec<PathBuf> {
-    let mut out = Vec::new();
+pub(crate) fn scan(roots: &Roots, dir: &Path, recursive: bool) -> Scanned {
+    let mut out = Scanned::default();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        let Ok(entries) = roots.dir(&d).and_then(|opened| opened.entries()) else {
-            continue;
+        let entries = match roots.dir(&d).and_then(|opened| opened.entries()) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || is_refused_link(&e) => continue,
+            Err(_) => {
+                out.unreadable.push(d);
+                continue;
+            }
         };
         for (name, kind) in entries {
             match kind {
-                Kind::File => out.push(d.join(name)),
+                Kind::File => out.files.push(d.join(name)),
                 Kind::Dir if recursive => todo.push(d.join(name)),
                 _ => {}
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_clears_only_what_it_covered_and_could_read() {
+        let scanned = Scanned {
+            files: vec!["/r/t/a".into(), "/r/t/sub/b".into()],
+            unreadable: vec!["/r/locked".into()],
+        };
+        let there = scanned.still_there(Path::new("/r"), true);
+        for (p, want) in [
+            ("/r/t/a", true),
+            ("/r/t/sub/b", true),
+            ("/r/t/gone", false),
+            ("/r/gone/c", false),
+            ("/r/locked/d", true),
+            ("/other/e", true),
+        ] {
+            assert_eq!(there(Path::new(p)), want, "{p}");
+        }
+        // Not recursive: only the files directly in the directory.
+        let flat = Scanned {
+            files: vec!["/r/a".into()],
+            unreadable: vec![],
+        };
+        let there = flat.still_there(Path::new("/r"), false);
+        assert!(there(Path::new("/r/a")) && !there(Path::new("/r/gone")));
+        assert!(there(Path::new("/r/sub/b")));
+    }
 }

@@ -29,6 +29,7 @@ mod snapshot_set;
 mod snapshotters;
 mod support;
 mod tablesnap;
+mod tablesnap_longrun;
 mod tablesnap_restart;
 mod tablesnap_safety;
 mod timezones;
