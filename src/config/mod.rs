@@ -15,6 +15,7 @@
 
 mod device_name;
 pub(crate) mod mount_point;
+mod problem;
 mod profile;
 mod raw;
 mod userdata;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 pub(crate) use device_name::kernel_device_name;
+pub(crate) use problem::Origin;
 #[cfg(test)]
 pub(crate) use profile::Template;
 #[cfg(test)]
@@ -33,7 +35,6 @@ pub(crate) use profile::DEFAULT_DESCRIPTION;
 pub(crate) use profile::{Config, Profile, Tablesnap, VolumeSource, DEFAULT_RETENTION};
 pub use profile::{FileSystem, HookPoint, Volume, VolumeType};
 pub use userdata::Userdata;
-pub(crate) use validate::Origin;
 
 /// Environment variable naming the configuration file.
 pub(crate) const CONFIG_ENV: &str = "SNAPTASTIC_CONFIG";
@@ -220,7 +221,7 @@ fn volumes_from_toml(
             e.message().trim()
         ))
     })?;
-    let mut problems = validate::Problems::default();
+    let mut problems = problem::Problems::default();
     validate_volume::validate_volumes(list.volumes, ctx, &mut problems).ok_or_else(|| {
         ConfigError::Invalid(problems.list.iter().map(|p| origin.render(p)).collect())
     })

@@ -9,9 +9,9 @@ use toml::Spanned;
 
 use super::device_name::{check_device, kernel_device_name, shift_letter};
 use super::mount_point;
+use super::problem::Problems;
 use super::profile::{FileSystem, Volume, VolumeType};
 use super::raw::RawVolume;
-use super::validate::Problems;
 
 /// Validate a list of volumes (from the file or from userdata), including
 /// the rules that span volumes: no device or mount point twice.
