@@ -75,6 +75,7 @@ fn is_regular(p: &Path) -> bool {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tableslurp_never_writes_through_a_planted_link() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -118,6 +119,7 @@ fn tableslurp_never_writes_through_a_planted_link() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tableslurp_against_links_swapped_in_a_loop_never_reaches_the_victim() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -175,6 +177,7 @@ fn tableslurp_against_links_swapped_in_a_loop_never_reaches_the_victim() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn names_from_the_bucket_never_leave_the_target() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -381,6 +384,7 @@ fn watch_under_attack(moto: &str, s3: &S3, dir: &Path, attack: impl FnOnce()) ->
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tablesnap_never_follows_a_link_planted_or_swapped_in() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -434,6 +438,7 @@ fn tablesnap_never_follows_a_link_planted_or_swapped_in() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tablesnap_refuses_a_name_that_is_not_utf8_instead_of_merging_it() {
     use std::os::unix::ffi::OsStrExt;
     let Some(moto) = moto() else { return };

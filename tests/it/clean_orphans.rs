@@ -115,6 +115,7 @@ fn line_for<'a>(out: &'a str, id: &str) -> &'a str {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn clean_keeps_a_sets_orphans_while_the_set_is_kept_and_deletes_them_with_it() {
     let Some(w) = world(TWO_VOLUMES) else { return };
     let [data1, logs1, untagged1, late1] = w.set("r1", EXPIRED);
@@ -191,6 +192,7 @@ fn clean_keeps_a_sets_orphans_while_the_set_is_kept_and_deletes_them_with_it() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn clean_off_the_host_keeps_the_newest_complete_set_despite_a_stray_mount_point() {
     // The volumes come from userdata, which off the host has no list: the
     // profile's mount points are unknown here.

@@ -48,6 +48,7 @@ fn line_for<'a>(out: &'a str, id: &str) -> &'a str {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn clean_snapshots_deletes_only_ours_and_0_2_12s() {
     let Some(moto) = moto() else { return };
     let ec2 = Ec2::new(&moto);
@@ -334,6 +335,7 @@ fn a_volume_that_cannot_be_tagged_attached_is_not_mounted() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn the_complete_set_a_restore_uses_is_never_deleted() {
     let Some(moto) = moto() else { return };
     let ec2 = Ec2::new(&moto);

@@ -60,6 +60,7 @@ fn userdata(role: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn list_volumes_finds_legacy_snapshots_and_attachments() {
     let Some(moto) = moto() else { return };
     let w = world(&moto);
@@ -160,6 +161,7 @@ fn list_volumes_finds_legacy_snapshots_and_attachments() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn userdata_flag_replaces_instance_userdata_and_v1_fallback_works() {
     let Some(moto) = moto() else { return };
     let w = world(&moto);
@@ -198,6 +200,7 @@ fn userdata_flag_replaces_instance_userdata_and_v1_fallback_works() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn list_volumes_off_ec2_with_userdata_and_region() {
     let Some(moto) = moto() else { return };
     let w = world(&moto);
@@ -235,6 +238,7 @@ fn list_volumes_off_ec2_with_userdata_and_region() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn volumes_from_userdata_and_missing_filter_values() {
     let Some(moto) = moto() else { return };
     let w = world(&moto);
@@ -274,6 +278,7 @@ fn volumes_from_userdata_and_missing_filter_values() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn test_command_reports_every_check() {
     let Some(moto) = moto() else { return };
     let w = world(&moto);
@@ -330,6 +335,7 @@ fn test_command_reports_every_check() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn test_command_fails_on_each_broken_part() {
     let Some(moto) = moto() else { return };
     let w = world(&moto);
@@ -385,6 +391,7 @@ fn test_command_fails_on_each_broken_part() {
 /// still deletes this account's expired ones: the account is told by the
 /// `self` lookup, not by the id.
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn snapshot_owners_with_an_account_id_still_find_our_snapshots() {
     let Some(moto) = moto() else { return };
     let w = world(&moto);

@@ -4,6 +4,7 @@
 use crate::support::{moto, unique, write_config, Ec2, Imds, ImdsData, Run};
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn this_host_counts_only_its_own_snapshots() {
     let Some(moto) = moto() else { return };
     let ec2 = Ec2::new(&moto);

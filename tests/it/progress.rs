@@ -48,6 +48,7 @@ fn on_a_terminal(moto: &str, bucket: &str, origin: &str, target: &str, extra: &s
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn a_terminal_gets_a_live_line_and_a_log_or_warning_run_does_not() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);

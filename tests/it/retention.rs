@@ -79,6 +79,7 @@ impl World {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn clean_snapshots_deletes_expired_but_never_the_newest() {
     let Some(w) = world() else { return };
     let old = w.snapshot("/data", "2013-09-02 14:22:02.361688");
@@ -139,6 +140,7 @@ fn clean_snapshots_deletes_expired_but_never_the_newest() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn clean_volumes_only_touches_this_profiles_unattached_volumes() {
     let Some(w) = world() else { return };
     let tags = |state: &'static str| {
@@ -187,6 +189,7 @@ fn clean_volumes_only_touches_this_profiles_unattached_volumes() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn check_backups_exit_codes_and_metrics() {
     let Some(w) = world() else { return };
     w.snapshot("/data", "2099-01-01 00:00:00");

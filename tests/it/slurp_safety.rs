@@ -52,6 +52,7 @@ pub(crate) fn slurp(
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tablesnap_1_2_1_index_with_directories_and_unuploaded_files_restores() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -96,6 +97,7 @@ fn tablesnap_1_2_1_index_with_directories_and_unuploaded_files_restores() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn a_missing_object_under_our_marked_index_fails() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -117,6 +119,7 @@ fn a_missing_object_under_our_marked_index_fails() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn our_tablesnap_marks_its_indexes() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -148,6 +151,7 @@ fn our_tablesnap_marks_its_indexes() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn altered_bytes_without_md5sum_fail_unless_allowed() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -309,6 +313,7 @@ fn a_stalled_get_is_abandoned_and_retried() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn a_file_without_its_own_index_restores_from_the_next_one() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);

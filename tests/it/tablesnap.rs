@@ -79,6 +79,7 @@ pub(crate) fn key(dir: &Path, name: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn renamed_written_and_linked_files_are_uploaded_with_metadata_and_one_index() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -176,6 +177,7 @@ fn renamed_written_and_linked_files_are_uploaded_with_metadata_and_one_index() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn include_exclude_and_backup_of_existing_files() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -221,6 +223,7 @@ fn include_exclude_and_backup_of_existing_files() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn large_files_go_up_in_parts_and_arrive_whole() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -256,6 +259,7 @@ fn large_files_go_up_in_parts_and_arrive_whole() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn files_that_vanish_before_upload_do_not_stop_the_daemon() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -305,6 +309,7 @@ fn a_put_that_fails_twice_then_succeeds_arrives_intact() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn bad_arguments_fail_clearly() {
     let Some(moto) = moto() else { return };
     let d = Run::new(&["tablesnap", "no-such-bucket-here", "/tmp"])
@@ -333,6 +338,7 @@ fn bad_arguments_fail_clearly() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn settings_can_come_from_the_config_file() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -384,6 +390,7 @@ fn slurp(
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tableslurp_round_trip_detects_tampering_and_resumes() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -495,6 +502,7 @@ fn tableslurp_round_trip_detects_tampering_and_resumes() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tableslurp_restores_tablesnap_1_2_1_objects() {
     // Golden fixture: keys, metadata and index exactly as tablesnap 1.2.1
     // writes them (stat key order of Python 2, unsorted index, a
@@ -544,6 +552,7 @@ fn tableslurp_restores_tablesnap_1_2_1_objects() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tablechop_keeps_cold_tables_and_in_flight_objects() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -628,6 +637,7 @@ fn tablechop_keeps_cold_tables_and_in_flight_objects() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tableslurp_recursive_restores_a_tree() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -660,6 +670,7 @@ fn tableslurp_recursive_restores_a_tree() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn a_component_landing_after_its_data_file_is_indexed_too() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -687,6 +698,7 @@ fn a_component_landing_after_its_data_file_is_indexed_too() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn storage_class_and_encryption_reach_s3() {
     stored_as(
         &["--storage-class", "STANDARD_IA", "--sse", "AES256"],
@@ -698,6 +710,7 @@ fn storage_class_and_encryption_reach_s3() {
 /// S3 refuses to copy from GLACIER: the parts of a cold file go up in
 /// STANDARD and the md5sum stamp copy gives the class.
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn a_large_file_reaches_glacier_with_its_md5sum() {
     stored_as(&["--storage-class", "GLACIER"], "GLACIER", None);
 }
@@ -737,6 +750,7 @@ fn stored_as(args: &[&str], class: &str, sse: Option<&str>) {
 /// `md5sum`) is never promised by an index: tablesnap uploads the file
 /// again, and the index lists it once it is whole.
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn an_index_lists_only_objects_with_their_md5sum() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);

@@ -16,6 +16,7 @@ const FORGET_AFTER_DAYS: &str = "0.0001";
 const FORGET_AFTER: Duration = Duration::from_millis(8_640);
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tablechop_forgets_a_dropped_table_but_not_a_quiet_one_a_daemon_still_watches() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -319,6 +320,7 @@ fn churn(files: usize) {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn a_churn_of_files_leaves_the_state_bounded_by_the_live_files() {
     churn(SOAK_FILES);
 }

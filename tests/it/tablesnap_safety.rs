@@ -72,6 +72,7 @@ fn start_upload(s3: &S3, key: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn stale_multipart_uploads_of_this_host_are_aborted_and_no_one_elses() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -124,6 +125,7 @@ fn stale_multipart_uploads_of_this_host_are_aborted_and_no_one_elses() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn the_lab_keeps_head_sizes_so_a_backup_restart_uploads_nothing() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -299,6 +301,7 @@ fn directories_beyond_the_watch_limit_are_reported_and_rescanned() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tablechop_never_deletes_data_newer_than_the_newest_index() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -359,6 +362,7 @@ fn tablechop_never_deletes_data_newer_than_the_newest_index() {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn tablechop_forgets_a_dropped_table_only_when_asked() {
     let Some(moto) = moto() else { return };
     let s3 = S3::new(&moto);
@@ -461,6 +465,7 @@ fn hung_daemon(action: &str, extra: &[&str]) -> Option<Hung> {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_up() {
     // Every PUT (data and index) through the lab hangs for a minute.
     let Some(mut h) = hung_daemon("PutObject", &[]) else {
@@ -497,6 +502,7 @@ fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_u
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again() {
     // A file over 8 MiB goes up in parts, then gets its md5sum by a copy
     // onto itself: here that copy hangs, as if the host died just then.
@@ -536,6 +542,7 @@ fn a_stop_before_the_md5sum_copy_leaves_an_object_the_next_start_uploads_again()
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn every_body_sent_carries_a_checksum_that_s3_checks() {
     let Some(moto) = lab_prerequisites() else {
         return;
@@ -581,6 +588,7 @@ fn every_body_sent_carries_a_checksum_that_s3_checks() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_large_file_just_written_carries_its_md5sum_without_a_copy() {
     // Every copy hangs: a file still in the page cache is hashed from
     // there first, so its object needs none.
@@ -614,6 +622,7 @@ fn a_large_file_just_written_carries_its_md5sum_without_a_copy() {
 }
 
 #[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_batch_slower_than_the_quiet_period_gets_one_index_after_its_last_file() {
     let Some(moto) = lab_prerequisites() else {
         return;

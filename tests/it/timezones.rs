@@ -38,6 +38,7 @@ fn read_new_york(text: &str) -> i64 {
 }
 
 #[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
 fn a_0_2_12_expiry_in_local_time_is_read_as_local_time() {
     let Some(moto) = moto() else {
         return;
