@@ -470,7 +470,7 @@ fn a_link_inside_a_restored_parent_volume_never_chooses_a_mount_point() {
     let Some(moto) = lab_prerequisites() else {
         return;
     };
-    let s = crate::mount::Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
+    let s = crate::support::Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
     let text = std::fs::read_to_string(&s.cfg)
         .unwrap()
         .replace("mnt/v0", "mnt/pg");

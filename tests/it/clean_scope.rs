@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::{Filter, Tag};
 
-use crate::mount::{mounted_at, Setup};
 use crate::support::{lab_prerequisites, moto, unique, write_config, Ec2, Run};
+use crate::support::{mounted_at, Setup};
 
 /// The tags snaptastic 0.2.12 wrote on a snapshot of /data (`expires`
 /// long past), for the filter tags `role` (unique to the test), `cluster`

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::mount::Setup;
 use crate::slow_freeze::TrapPage;
+use crate::support::Setup;
 use crate::support::{lab_prerequisites, LabOpts};
 
 pub(crate) fn run(cmd: &mut Command) -> std::process::Output {

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::mount::Setup;
 use crate::support::lab_prerequisites;
+use crate::support::mounted_lab;
+use crate::support::Setup;
 
 /// A thread appending to a file on `mp` as fast as it can, measuring the
 /// longest single write (a frozen filesystem blocks it).
@@ -329,11 +330,9 @@ fn snapshots_with_tags(
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_snapshot_ec2_accepts_after_the_deadline_is_tagged_crash() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "xfs", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "xfs", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     // EC2 carries the call out, but its reply comes after our deadline.
     s.lab.control(
         "rules",
@@ -397,11 +396,9 @@ fn a_throttled_reply_inside_the_window_is_retried_there() {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_thaw_from_outside_during_the_window_is_not_called_frozen() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     // A window stretched to 1.5 s by a slow CreateSnapshots.
     s.lab.control(
         "rules",
@@ -444,11 +441,9 @@ fn a_thaw_from_outside_during_the_window_is_not_called_frozen() {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn two_runs_at_once_never_overlap_their_freeze_windows() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     // Each window takes over a second (a slow CreateSnapshots).
     s.lab.control(
         "rules",

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::mount::Setup;
+use crate::support::Setup;
 use crate::support::{lab_prerequisites, md5_hex, moto, Run, S3};
 
 fn doc(stdout: &str) -> Value {

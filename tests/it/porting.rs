@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use crate::mount::{mounted_at, Setup};
 use crate::support::{
     lab_prerequisites, moto, unique, write_config, Ec2, Imds, ImdsData, Lab, LabOpts, Run,
 };
+use crate::support::{mounted_at, Setup};
 
 /// The snapshot id from make-snapshots' "started  MP: snap-… of vol-…".
 fn started_snapshot(out: &str, mp: &Path) -> String {

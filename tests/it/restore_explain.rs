@@ -7,8 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::mount::{mounted_volume, Setup};
 use crate::support::lab_prerequisites;
+use crate::support::{mounted_volume, Setup};
 
 /// Snapshot id -> tags, of every snapshot of `volume`.
 fn snapshots_of(s: &Setup, volume: &str) -> BTreeMap<String, BTreeMap<String, String>> {

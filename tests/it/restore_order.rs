@@ -5,8 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::mount::Setup;
 use crate::support::lab_prerequisites;
+use crate::support::Setup;
 
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]

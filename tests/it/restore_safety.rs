@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
 
-use crate::mount::{mounted_at, mounted_volume, Setup};
 use crate::support::lab_prerequisites;
+use crate::support::mounted_lab;
+use crate::support::{mounted_at, mounted_volume, Setup};
 
 fn write(s: &Setup, i: usize, text: &str) {
     std::fs::write(s.mp(i).join("data"), text).unwrap();
@@ -74,16 +75,9 @@ fn runs_of(s: &Setup, volume: &str) -> Vec<String> {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_failed_snapshot_run_restores_one_consistent_set() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(
-        &moto,
-        false,
-        None,
-        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)],
-    );
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     let v = listed(&s);
     let vol_b = v[1]["attached_volume"].as_str().unwrap().to_string();
     let fail_b = format!(

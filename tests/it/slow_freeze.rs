@@ -8,8 +8,8 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use crate::mount::Setup;
 use crate::support::lab_prerequisites;
+use crate::support::Setup;
 
 const UFFD_API: u64 = 0xAA;
 // _IOWR(0xAA, nr, size) for the three ioctls used (linux/userfaultfd.h).

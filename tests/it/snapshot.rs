@@ -5,8 +5,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::mount::{mounted_at, Setup};
 use crate::support::lab_prerequisites;
+use crate::support::mounted_lab;
+use crate::support::{mounted_at, Setup};
 
 /// Whether a write to the filesystem completes within a few seconds (a
 /// frozen filesystem blocks it).
@@ -53,11 +54,9 @@ fn lines(mp: &Path) -> usize {
 }
 
 fn snapshot_under_load(fs: &str) {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", fs, 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", fs, 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     let mp = s.mp(0);
     let writer = Writer::start(&mp);
     std::thread::sleep(Duration::from_millis(300));
@@ -182,11 +181,9 @@ fn xfs_snapshot_under_a_writer_is_clean() {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_hanging_snapshot_call_is_cut_off_and_the_filesystem_thawed() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     s.lab.control(
         "rules",
         "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"hang\"\nlatency = \"60s\"\n",
@@ -211,11 +208,9 @@ fn a_hanging_snapshot_call_is_cut_off_and_the_filesystem_thawed() {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn a_failing_snapshot_call_thaws_and_fails() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "xfs", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "xfs", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     s.lab.control(
         "rules",
         "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"500\"\n",
@@ -235,11 +230,9 @@ fn a_failing_snapshot_call_thaws_and_fails() {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn sigterm_while_frozen_thaws() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     s.lab.control(
         "rules",
         "[[faults]]\naction = \"CreateSnapshot*\"\nreply = \"hang\"\nlatency = \"60s\"\n",

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::mount::Setup;
 use crate::support::lab_prerequisites;
+use crate::support::mounted_lab;
+use crate::support::Setup;
 
 /// Every snapshot of `volume`, with its tags.
 fn snapshots_of(s: &Setup, volume: &str) -> Vec<BTreeMap<String, String>> {
@@ -44,16 +45,9 @@ fn attached_at(s: &Setup, device: &str) -> String {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn one_request_snapshots_the_profile_and_nothing_else() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1), ("/dev/sdg", "xfs", 1)]) else {
         return;
     };
-    let s = Setup::new(
-        &moto,
-        false,
-        None,
-        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "xfs", 1)],
-    );
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     // A data volume of the instance that the profile does not name.
     let ec2 = s.lab.ec2();
     let other = ec2.volume("us-east-1a", 1, &[("mount_point", "/srv/other")]);

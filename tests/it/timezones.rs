@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, Utc};
 
-use crate::mount::Setup;
-use crate::support::{lab_prerequisites, moto, unique, write_config, Ec2, Run};
+use crate::support::mounted_lab;
+use crate::support::{moto, unique, write_config, Ec2, Run};
 
 const ZONE: &str = "America/New_York";
 
@@ -102,11 +102,9 @@ fn a_0_2_12_expiry_in_local_time_is_read_as_local_time() {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn our_created_and_expires_are_local_time_and_read_back_the_same() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     let d = s
         .lab
         .run(&["make-snapshots", "db"])

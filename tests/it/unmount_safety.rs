@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::mount::{mounted_at, Setup};
-use crate::support::lab_prerequisites;
+use crate::support::mounted_at;
+use crate::support::mounted_lab;
 
 /// A second mount of a block device, undone when dropped (also when the
 /// test fails), so the lab can release its loop device.
@@ -49,16 +49,9 @@ fn line_of<'a>(out: &'a str, mp: &Path) -> &'a str {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn unmount_does_not_detach_a_volume_whose_device_node_is_gone() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(
-        &moto,
-        false,
-        None,
-        &[("/dev/sdf", "ext4", 1), ("/dev/sdg", "ext4", 1)],
-    );
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     let node = s.lab.device_root().join("xvdf");
     // Still mounted elsewhere, and its node gone (udev lost it, someone
     // removed it): nothing can tell whether it is in use.
@@ -94,11 +87,9 @@ fn unmount_does_not_detach_a_volume_whose_device_node_is_gone() {
 #[test]
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn unmount_checks_a_volume_under_the_name_ec2_attached_it_as() {
-    let Some(moto) = lab_prerequisites() else {
+    let Some(s) = mounted_lab(&[("/dev/sdf", "ext4", 1)]) else {
         return;
     };
-    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "ext4", 1)]);
-    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     let elsewhere = MountedElsewhere::new(
         &s.lab.device_root().join("xvdf"),
         s.lab.dir.join("elsewhere"),

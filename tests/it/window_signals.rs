@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::foreign_freeze::{run, their_freeze, ImagesFs, ThawOnDrop};
-use crate::mount::Setup;
+use crate::support::Setup;
 use crate::support::{lab_prerequisites, LabOpts};
 
 fn term(pid: u32) {

@@ -1,6 +1,10 @@
 //! Test support: the real binary, the moto emulator, and a small instance
 //! metadata server (until the lab serves metadata).
 
+mod setup;
+
+pub(crate) use setup::{mounted_at, mounted_lab, mounted_volume, Setup};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
