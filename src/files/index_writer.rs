@@ -249,14 +249,28 @@ async fn write_index(
     // Each file's size is of the file itself (links are not listed, nor
     // followed on the way), and names that are not UTF-8 are left out as
     // the upload refused them.
-    let entries = tokio::task::spawn_blocking(move || {
+    // A write cut off by a stop (its future dropped) ends its `lstat`s
+    // within a few thousand: a directory of a million files must not hold
+    // the exit.
+    let entries = super::blocking_until_dropped(move |stop| {
         let d = roots.dir(&d)?;
-        let files = d.entries()?.into_iter().filter_map(|(name, kind)| {
-            let name = name.into_string().ok().filter(|_| kind == Kind::File)?;
-            let meta = d.metadata(&name).ok().filter(|m| m.is_file())?;
-            Some((d.path().join(&name), name, meta))
-        });
-        std::io::Result::Ok(files.collect::<Vec<_>>())
+        let mut files = Vec::new();
+        for (n, (name, kind)) in d.entries()?.into_iter().enumerate() {
+            if n % 4096 == 4095 && stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "cut off",
+                ));
+            }
+            let Some(name) = name.into_string().ok().filter(|_| kind == Kind::File) else {
+                continue;
+            };
+            let Some(meta) = d.metadata(&name).ok().filter(|m| m.is_file()) else {
+                continue;
+            };
+            files.push((d.path().join(&name), name, meta));
+        }
+        std::io::Result::Ok(files)
     })
     .await
     .map_err(|e| e.to_string())?

@@ -83,13 +83,13 @@ pub(crate) fn md5_file_until(
     Ok((Md5Sum::of(h.finalize().as_slice()), size))
 }
 
-/// `Interrupted` once `stop` is raised (a hash cut off at `offset`).
+/// `Interrupted` once `stop` is raised (a read or hash cut off at `offset`).
 fn stopped(stop: &AtomicBool, path: &std::path::Path, offset: u64) -> std::io::Result<()> {
     if !stop.load(Ordering::Relaxed) {
         return Ok(());
     }
     tracing::debug!(
-        "{}: hashing stopped at byte {offset}: the upload was cut off",
+        "{}: reading stopped at byte {offset}: the upload was cut off",
         path.display()
     );
     Err(std::io::Error::new(
@@ -176,17 +176,49 @@ pub(crate) fn sums_if_cached(
 }
 
 /// A small file's bytes and MD5, read once (it is uploaded from memory):
-/// at most `limit` bytes.
+/// at most `limit` bytes, in 1 MiB reads with a look at `stop` before
+/// each (`Interrupted` once it is raised; `path` only names the file in
+/// the log): at idle I/O priority on a busy disk even 8 MiB can take long.
 pub(crate) fn read_with_md5(
     file: &std::fs::File,
+    path: &std::path::Path,
     limit: u64,
+    stop: &AtomicBool,
 ) -> std::io::Result<(Vec<u8>, Md5Sum)> {
     use md5::{Digest, Md5};
     use std::io::Read;
     let mut bytes = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
-    file.take(limit).read_to_end(&mut bytes)?;
+    let mut rest = file.take(limit);
+    loop {
+        stopped(stop, path, bytes.len() as u64)?;
+        let n = (&mut rest).take(1 << 20).read_to_end(&mut bytes)?;
+        if n == 0 {
+            break;
+        }
+    }
     let sum = Md5Sum::of(Md5::digest(&bytes).as_slice());
     Ok((bytes, sum))
+}
+
+/// `buf.len()` bytes of `file` from where it stands (`read_exact`), in
+/// 1 MiB reads with a look at `stop` before each (`Interrupted` once it is
+/// raised): a part of a large file, read at idle I/O priority, must not
+/// hold a stopping daemon's exit.
+pub(crate) fn read_exact_until(
+    mut file: &std::fs::File,
+    path: &std::path::Path,
+    buf: &mut [u8],
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut done = 0;
+    while done < buf.len() {
+        stopped(stop, path, done as u64)?;
+        let end = buf.len().min(done + (1 << 20));
+        file.read_exact(&mut buf[done..end])?;
+        done = end;
+    }
+    Ok(())
 }
 
 /// How to reach the bucket.

@@ -677,11 +677,18 @@ impl Daemon {
         let done = queued.clone();
         self.scans.retain(|h| !h.is_finished());
         self.scans.push(tokio::spawn(async move {
-            let files = tokio::task::spawn_blocking(move || watch::scan(&tree, &dir, recursive))
-                .await
-                .unwrap_or_default();
-            let files = files.into_iter().filter(|f| filter.accepts(f)).collect();
-            queue::push_scanned(&queue, files, &s3, &naming).await;
+            // The walk and the filter run off the event loop's threads, and
+            // the stop (which aborts this task, dropping the wait) ends
+            // them: the runtime would otherwise hold the exit until a walk
+            // over millions of files is done.
+            let walked = super::blocking_until_dropped(move |stop| {
+                watch::scan(&tree, &dir, recursive, |f| filter.accepts(f), stop)
+            })
+            .await;
+            let Ok(Some(by_dir)) = walked else {
+                return;
+            };
+            queue::push_scanned(&queue, by_dir, &s3, &naming).await;
             done.store(true, Ordering::Relaxed);
         }));
         queued
@@ -691,7 +698,8 @@ impl Daemon {
 /// Stop intake, let the uploads in flight finish and the indexes they owe
 /// be written, for [`STOP_GRACE`] at most (S3 may be unreachable: each
 /// request would otherwise run its whole retry budget in turn); returns
-/// how many files and directories are left owed, said in the last line.
+/// how many files and directories are left owed, said in the last line
+/// (non-zero also when a `-B` scan was cut short).
 /// An upload cut off mid-multipart leaves an unfinished upload that the
 /// next start aborts (files/stale.rs).
 async fn shut_down(
@@ -779,7 +787,9 @@ async fn shut_down(
     } else {
         tracing::warn!("{line}");
     }
-    dropped + unindexed as u64 + u64::from(index_cut_off)
+    // A -B scan cut short owes the files it had not queued yet: the exit
+    // says so too (1), as the line does.
+    dropped + unindexed as u64 + u64::from(index_cut_off) + u64::from(scan_cut_short)
 }
 
 /// Resolve `.` and `..` lexically, as 1.2.1's os.path.abspath did (no

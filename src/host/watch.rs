@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -268,24 +269,87 @@ impl Watcher {
     }
 }
 
-/// Regular files directly in `dir`, or below it when `recursive`, read
-/// through descriptors: links (to files or directories) are left out.
-/// Directories are visited from a list, one open at a time, so a tree of
-/// any depth takes no more descriptors than a flat one.
-pub(crate) fn scan(roots: &Roots, dir: &Path, recursive: bool) -> Vec<PathBuf> {
+/// Regular files directly in `dir`, or below it when `recursive`, that
+/// `keep` accepts, by directory, read through descriptors: links (to
+/// files or directories) are left out. Directories are visited from a
+/// list, one open at a time, so a tree of any depth takes no more
+/// descriptors than a flat one.
+///
+/// `None` once `stop` is raised: it is looked at between directories and
+/// every [`SCAN_CHECK_EVERY`] entries, so a walk over millions of files
+/// (a `-B` start) ends within moments of a stop instead of holding the
+/// process's exit until it is done; what it found is then not used.
+pub(crate) fn scan(
+    roots: &Roots,
+    dir: &Path,
+    recursive: bool,
+    keep: impl Fn(&Path) -> bool,
+    stop: &AtomicBool,
+) -> Option<Vec<(PathBuf, Vec<PathBuf>)>> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
         let Ok(entries) = roots.dir(&d).and_then(|opened| opened.entries()) else {
             continue;
         };
-        for (name, kind) in entries {
+        let mut files = Vec::new();
+        for (n, (name, kind)) in entries.into_iter().enumerate() {
+            if n % SCAN_CHECK_EVERY == SCAN_CHECK_EVERY - 1 && stop.load(Ordering::Relaxed) {
+                return None;
+            }
             match kind {
-                Kind::File => out.push(d.join(name)),
+                Kind::File => {
+                    let path = d.join(name);
+                    if keep(&path) {
+                        files.push(path);
+                    }
+                }
                 Kind::Dir if recursive => todo.push(d.join(name)),
                 _ => {}
             }
         }
+        if !files.is_empty() {
+            out.push((d, files));
+        }
     }
-    out
+    Some(out)
+}
+
+/// Entries of one directory handled between looks at the stop flag: a
+/// few milliseconds of work.
+const SCAN_CHECK_EVERY: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_gives_files_by_directory_and_ends_at_a_stop() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        for p in ["x-Data.db", "skip.log", "a/y-Data.db", "a/b/z-Data.db"] {
+            std::fs::write(root.join(p), b"").unwrap();
+        }
+        let roots = Roots::open(std::slice::from_ref(&root)).unwrap();
+        let keep = |p: &Path| !p.to_string_lossy().ends_with(".log");
+        let go = AtomicBool::new(false);
+        let mut found = scan(&roots, &root, true, keep, &go).unwrap();
+        found.sort();
+        let names: Vec<(PathBuf, Vec<PathBuf>)> = vec![
+            (root.clone(), vec![root.join("x-Data.db")]),
+            (root.join("a"), vec![root.join("a/y-Data.db")]),
+            (root.join("a/b"), vec![root.join("a/b/z-Data.db")]),
+        ];
+        assert_eq!(found, names);
+        let flat = scan(&roots, &root, false, keep, &go).unwrap();
+        assert_eq!(flat, names[..1].to_vec());
+        assert_eq!(
+            scan(&roots, &root, true, keep, &AtomicBool::new(true)),
+            None
+        );
+    }
 }

@@ -29,5 +29,6 @@ mod support;
 mod tablesnap;
 mod tablesnap_restart;
 mod tablesnap_safety;
+mod tablesnap_stop;
 mod timezones;
 mod units;
