@@ -230,8 +230,16 @@ pub(crate) struct Connection<'a> {
     pub key: Option<&'a str>,
     pub secret: Option<&'a str>,
     pub token: Option<&'a str>,
+    /// Attempts per request: the SDK's for errors S3 answers with, the
+    /// stall watch's for calls that move nothing for `stall`.
     pub attempts: u32,
+    pub stall: std::time::Duration,
 }
+
+/// `--stall-timeout`'s default: S3 answers a HEAD or a listing in well
+/// under a second, and sends a body's bytes without pauses of seconds;
+/// half a minute of nothing is a connection that will not recover.
+pub(crate) const DEFAULT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<'a> Connection<'a> {
     pub(crate) fn from_args(bucket: &'a str, a: &'a S3Args) -> Self {
@@ -244,6 +252,7 @@ impl<'a> Connection<'a> {
             secret: a.aws_secret.as_deref(),
             token: a.aws_token.as_deref(),
             attempts: crate::cloud::MAX_ATTEMPTS,
+            stall: a.stall_timeout,
         }
     }
 }
@@ -266,7 +275,11 @@ pub(crate) async fn connect(c: Connection<'_>) -> S3 {
             token: c.token,
         });
     }
-    S3::new(&config, c.bucket, c.endpoint, c.force_path_style)
+    let patience = crate::cloud::Patience {
+        stall: c.stall,
+        attempts: c.attempts,
+    };
+    S3::new(&config, c.bucket, c.endpoint, c.force_path_style, patience)
 }
 
 /// The key naming of tableslurp/tablechop arguments.

@@ -124,7 +124,7 @@ pub(super) async fn push_scanned(
             match s3.list(&naming.dir_prefix(&dir), Some("/")).await {
                 Ok((objects, _)) => Some(objects.into_iter().map(|o| o.key).collect()),
                 Err(e) => {
-                    tracing::debug!("listing {}: {e}; each file gets a HEAD", dir.display());
+                    tracing::warn!("listing {}: {e}; each file gets a HEAD", dir.display());
                     None
                 }
             };

@@ -91,6 +91,8 @@ pub(crate) struct Settings {
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
     pub retries: u32,
+    /// An S3 call that moves nothing this long is tried again.
+    pub stall: Duration,
     /// Where the digest record is kept.
     pub state_dir: Option<PathBuf>,
     /// Read every file at start (1.2.1's flag): the record is not used.
@@ -210,6 +212,10 @@ pub(crate) fn merge(
             .clone()
             .or_else(|| f.sse_kms_key_id.clone()),
         retries: cli.retries.or(f.retries).unwrap_or(4),
+        stall: cli
+            .stall_timeout
+            .or(f.stall_timeout)
+            .unwrap_or(super::DEFAULT_STALL),
         state_dir: cli.state_dir.clone().or_else(|| f.state_dir.clone()),
         md5_on_start: cli.md5_on_start || f.md5_on_start,
     })
@@ -818,6 +824,7 @@ async fn s3_client(args: &Settings) -> Result<S3> {
         secret: args.aws_secret.as_deref(),
         token: args.aws_token.as_deref(),
         attempts: args.retries.saturating_add(1),
+        stall: args.stall,
     })
     .await)
 }

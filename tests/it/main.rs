@@ -20,6 +20,7 @@ mod restore_explain;
 mod restore_order;
 mod restore_safety;
 mod retention;
+mod s3_stalls;
 mod slow_freeze;
 mod slurp_safety;
 mod snapshot;
