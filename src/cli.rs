@@ -594,8 +594,9 @@ pub(crate) struct S3Args {
     pub aws_secret: Option<String>,
     #[arg(long = "aws-token", hide = true)]
     pub aws_token: Option<String>,
-    /// An S3 call (a listing, a HEAD, a download) that receives nothing
-    /// for this long is abandoned and retried (5 attempts, then it fails).
+    /// An S3 call (a listing, a HEAD, a download, a delete) that sends
+    /// and receives nothing for this long is abandoned and retried (5
+    /// attempts, then it fails naming its action and key).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_stall)]
     pub stall_timeout: std::time::Duration,
 }
