@@ -527,6 +527,11 @@ pub(crate) struct TablesnapArgs {
     /// (default 4).
     #[arg(long)]
     pub retries: Option<u32>,
+    /// An S3 call that sends and receives nothing for this long is
+    /// abandoned and tried again (--retries more times), then fails
+    /// naming its action and key (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_stall)]
+    pub stall_timeout: Option<std::time::Duration>,
     /// Read every file for its MD5 at start instead of taking it from the
     /// digest record for files unchanged since they were read (the S3
     /// copy is compared by size and md5sum either way).
@@ -571,6 +576,20 @@ pub(crate) struct S3Args {
     pub aws_secret: Option<String>,
     #[arg(long = "aws-token", hide = true)]
     pub aws_token: Option<String>,
+    /// An S3 call (a listing, a HEAD, a download, a delete) that sends
+    /// and receives nothing for this long is abandoned and retried (5
+    /// attempts, then it fails naming its action and key).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_stall)]
+    pub stall_timeout: std::time::Duration,
+}
+
+/// A stall timeout: a duration (humantime) longer than zero.
+fn parse_stall(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// tableslurp's arguments.
@@ -626,10 +645,6 @@ pub(crate) struct TableslurpArgs {
     /// is what was backed up; each such file gets a warning saying which.
     #[arg(long)]
     pub allow_unverified: bool,
-    /// A download that receives no bytes for this long is abandoned and
-    /// retried (a few times, then the file fails).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub stall_timeout: std::time::Duration,
     /// Print one JSON document on stdout at the end (what was done, per
     /// item, and whether all went well) instead of a line per item; logs
     /// stay on stderr.

@@ -73,7 +73,16 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
         },
         extra: extra.into_iter().map(Arc::from).collect(),
     };
-    match runtime.block_on(dispatch(&ctx, cli.command)) {
+    let daemon = matches!(cli.command, Command::Tablesnap(_));
+    let outcome = runtime.block_on(dispatch(&ctx, cli.command));
+    if daemon {
+        // The daemon has given its stop its grace and said what is owed:
+        // blocking work still running (cut off, and ending at its next
+        // look at the stop) does not hold the exit past this, whatever
+        // it is stuck in. Dropping the runtime would wait for all of it.
+        runtime.shutdown_timeout(DAEMON_EXIT_WAIT);
+    }
+    match outcome {
         Ok(code) => code,
         // A log shipper reads one object per line, the final error too.
         Err(e) if json_logs => {
@@ -88,6 +97,13 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
         }
     }
 }
+
+/// How long tablesnap's exit waits for blocking work left behind by its
+/// stop: a walk, a listing or a read looks at the stop flag every few
+/// milliseconds of work, so this is for a read stuck in the kernel (a
+/// saturated disk at idle I/O priority). Its stop takes at most 8 s of
+/// grace plus this.
+const DAEMON_EXIT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Resolve what the command needs, then run it; `Err` exits 1.
 async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {

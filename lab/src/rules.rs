@@ -1,6 +1,6 @@
 //! What the lab does beyond moto, set by a file (`--rules FILE`) or the
-//! control endpoint (`PUT /_lab/rules`): faults per EC2 action and the
-//! life cycles moto makes instant.
+//! control endpoint (`PUT /_lab/rules`): faults per EC2 or S3 action and
+//! the life cycles moto makes instant.
 //!
 //! ```toml
 //! snapshot_pending = "2s"        # new snapshots stay pending this long
@@ -52,8 +52,10 @@ pub(crate) struct Rules {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Fault {
-    /// An EC2 action name, `*` for every action, or a prefix ending in
-    /// `*` (`CreateSnapshot*`: CreateSnapshot and CreateSnapshots).
+    /// An EC2 or S3 action name (S3's as the SDK names them: HeadObject,
+    /// ListObjectsV2, ListMultipartUploads, UploadPartCopy, ...), `*` for
+    /// every action, or a prefix ending in `*` (`CreateSnapshot*`:
+    /// CreateSnapshot and CreateSnapshots).
     pub action: String,
     /// Which calls of the action (1-based count since the lab started or
     /// the rules were last set); empty means every call.

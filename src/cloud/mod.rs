@@ -3,6 +3,7 @@
 
 mod ec2;
 pub(crate) mod s3;
+mod stall;
 mod wait;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub(crate) use ec2::{DryRunAction, DryRunOutcome, Ec2, ProbeTargets};
+pub(crate) use stall::Patience;
 pub(crate) use wait::{poll_until, Backoff, WaitError};
 
 /// EC2 retries throttling and 5xx inside the SDK (exponential backoff with
@@ -36,7 +38,7 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transfer that receives nothing for this long is stuck.
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// An EC2 call that failed, named by operation, with the service's code.
+/// An AWS call that failed, named by operation, with the service's code.
 #[derive(Debug, Clone, Error)]
 pub(crate) enum CloudError {
     #[error("{op} failed: {code}: {message}{}", request_id.as_ref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
@@ -48,13 +50,25 @@ pub(crate) enum CloudError {
     },
     #[error("{op} failed: {message}")]
     Transport { op: &'static str, message: String },
+    /// No progress (no reply, no bytes either way) for `after`, in each
+    /// of `attempts` attempts (`cloud::stall`).
+    #[error(
+        "{op} of {target} stalled: nothing sent or received for {}s, {attempts} attempt(s)",
+        after.as_secs_f32()
+    )]
+    Stalled {
+        op: &'static str,
+        target: String,
+        after: Duration,
+        attempts: u32,
+    },
 }
 
 impl CloudError {
     /// Throttling or a server-side failure: worth another try later.
     pub(crate) fn is_transient(&self) -> bool {
         match self {
-            CloudError::Transport { .. } => true,
+            CloudError::Transport { .. } | CloudError::Stalled { .. } => true,
             CloudError::Service { code, .. } => matches!(
                 code.as_str(),
                 "RequestLimitExceeded"
@@ -68,11 +82,17 @@ impl CloudError {
         }
     }
 
+    /// A stall, already tried as often as the call allows: a caller that
+    /// retries errors itself does not multiply those attempts.
+    pub(crate) fn is_stall(&self) -> bool {
+        matches!(self, CloudError::Stalled { .. })
+    }
+
     /// The service's error code, if the service answered.
     pub(crate) fn code(&self) -> Option<&str> {
         match self {
             CloudError::Service { code, .. } => Some(code),
-            CloudError::Transport { .. } => None,
+            CloudError::Transport { .. } | CloudError::Stalled { .. } => None,
         }
     }
 }

@@ -13,13 +13,21 @@
 //! as aws-cli does on S3): signing it would be a SHA-256 over every byte
 //! uploaded, a fifth of the upload's CPU.
 //! Downloads are checked by their MD5 against `md5sum`, not by the SDK.
+//!
+//! Every call goes through one wrapper, `S3::call`: each attempt runs
+//! under the stall watch of `cloud::stall` (no progress for the stall
+//! timeout: abandoned and tried again, then one error naming the
+//! operation and the key), around the SDK's own retries of errors S3
+//! answers with.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, SdkBody};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart, MetadataDirective,
     ServerSideEncryption, StorageClass,
@@ -27,6 +35,7 @@ use aws_sdk_s3::types::{
 use aws_sdk_s3::Client;
 use tokio::sync::Semaphore;
 
+use super::stall::{backoff, watched, Patience, Progress, ProgressBody};
 use super::{cloud_error, is_not_found, to_chrono, CloudError};
 
 /// S3 refuses more parts than this.
@@ -114,6 +123,53 @@ pub(crate) struct MultipartUpload {
 pub(crate) struct S3 {
     client: Client,
     bucket: String,
+    patience: Patience,
+}
+
+/// One S3 call, for its stall watch and its error: the operation, what
+/// it is about (a key, a prefix, the bucket), and how long S3 may work
+/// before it answers (a copy inside S3: nothing moves meanwhile).
+#[derive(Debug, Clone, Copy)]
+struct Call<'a> {
+    op: &'static str,
+    target: &'a str,
+    work: Duration,
+}
+
+impl<'a> Call<'a> {
+    fn new(op: &'static str, target: &'a str) -> Self {
+        Call {
+            op,
+            target,
+            work: Duration::ZERO,
+        }
+    }
+
+    fn working(self, work: Duration) -> Self {
+        Call { work, ..self }
+    }
+}
+
+/// S3 copies inside itself at well over this (tens to hundreds of MiB/s);
+/// a copy gets the time to copy at it besides the stall timeout, as S3
+/// says nothing until the copy is done.
+const COPY_RATE: u64 = 16 << 20;
+
+/// The time a copy of `bytes` inside S3 is given (see [`COPY_RATE`]).
+fn copy_time(bytes: u64) -> Duration {
+    Duration::from_secs(bytes / COPY_RATE)
+}
+
+/// S3 assembles a completed multipart upload before it answers: this per
+/// part, besides the stall timeout.
+const COMPLETE_PER_PART: Duration = Duration::from_millis(100);
+
+/// A body from memory whose chunks, as the connection takes them, are
+/// progress for the stall watch (retryable: each attempt sends it again).
+fn progress_body(bytes: bytes::Bytes, progress: Arc<Progress>) -> ByteStream {
+    ByteStream::new(SdkBody::retryable(move || {
+        SdkBody::from_body_1_x(ProgressBody::new(bytes.clone(), progress.clone()))
+    }))
 }
 
 /// Lower-case hex, as tablesnap's `md5sum` metadata writes a digest.
@@ -147,6 +203,7 @@ impl S3 {
         bucket: &str,
         endpoint: Option<&str>,
         force_path_style: bool,
+        patience: Patience,
     ) -> Self {
         let config = config.sdk();
         let mut b = aws_sdk_s3::config::Builder::from(config);
@@ -164,18 +221,70 @@ impl S3 {
         Self {
             client: Client::from_conf(b.build()),
             bucket: bucket.to_string(),
+            patience,
+        }
+    }
+
+    /// Run `attempt` (which makes the call afresh each time, given the
+    /// attempt's [`Progress`] to stamp) under the stall watch: an attempt
+    /// that shows no progress for the stall timeout (plus the call's
+    /// `work`) is dropped, which cancels its request, and tried again
+    /// after a short pause, up to the attempts of [`Patience`]; then
+    /// [`CloudError::Stalled`] names the
+    /// operation and its target. Errors S3 answers with are the SDK's to
+    /// retry and come back as they are. A repeated call is harmless: HEADs
+    /// and listings read; PUTs, copies (conditional on the ETag) and
+    /// deletes give the same result twice; a second CreateMultipartUpload
+    /// leaves the first unfinished, which the next start aborts, and a
+    /// CompleteMultipartUpload S3 already carried out is answered again.
+    async fn call<T, F, Fut>(&self, call: Call<'_>, mut attempt: F) -> Result<T, CloudError>
+    where
+        F: FnMut(Arc<Progress>) -> Fut,
+        Fut: Future<Output = Result<T, CloudError>>,
+    {
+        let Patience { stall, attempts } = self.patience;
+        let attempts = attempts.max(1);
+        let mut n = 1;
+        loop {
+            let progress = Progress::new();
+            if let Some(done) =
+                watched(attempt(progress.clone()), &progress, stall, call.work).await
+            {
+                return done;
+            }
+            let after = stall.saturating_add(call.work);
+            if n >= attempts {
+                return Err(CloudError::Stalled {
+                    op: call.op,
+                    target: call.target.to_string(),
+                    after,
+                    attempts,
+                });
+            }
+            tracing::warn!(
+                "{} of {}: nothing sent or received for {}s (stalled); trying again ({n}/{attempts})",
+                call.op,
+                call.target,
+                after.as_secs_f32()
+            );
+            tokio::time::sleep(backoff(n)).await;
+            n += 1;
         }
     }
 
     /// Fail fast on a missing bucket or bad credentials.
     pub(crate) async fn check_bucket(&self) -> Result<(), CloudError> {
-        self.client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| cloud_error("HeadBucket", e))
+        let target = format!("bucket {}", self.bucket);
+        self.call(Call::new("HeadBucket", &target), |_| {
+            let req = self.client.head_bucket().bucket(&self.bucket);
+            async move {
+                req.send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| cloud_error("HeadBucket", e))
+            }
+        })
+        .await
     }
 
     /// Objects under `prefix` (all pages); with a delimiter, also the
@@ -187,17 +296,25 @@ impl S3 {
     ) -> Result<(Vec<ObjectInfo>, Vec<String>), CloudError> {
         let (mut objects, mut dirs) = (Vec::new(), Vec::new());
         let mut token: Option<String> = None;
+        let target = format!("prefix {prefix}");
         loop {
+            let page = token.take();
             let r = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_delimiter(delimiter.map(str::to_string))
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| cloud_error("ListObjectsV2", e))?;
+                .call(Call::new("ListObjectsV2", &target), |_| {
+                    let req = self
+                        .client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(prefix)
+                        .set_delimiter(delimiter.map(str::to_string))
+                        .set_continuation_token(page.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| cloud_error("ListObjectsV2", e))
+                    }
+                })
+                .await?;
             for o in r.contents() {
                 let Some(key) = o.key() else { continue };
                 objects.push(ObjectInfo {
@@ -229,108 +346,106 @@ impl S3 {
         &self,
         key: &str,
     ) -> Result<(Vec<u8>, HashMap<String, String>), CloudError> {
-        let r = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| cloud_error("GetObject", e))?;
-        let metadata = r.metadata.unwrap_or_default();
-        r.body
-            .collect()
-            .await
-            .map(|b| (b.into_bytes().to_vec(), metadata))
-            .map_err(|e| CloudError::Transport {
-                op: "GetObject",
-                message: e.to_string(),
-            })
+        self.call(Call::new("GetObject", key), |progress| {
+            let req = self.client.get_object().bucket(&self.bucket).key(key);
+            async move {
+                let r = req.send().await.map_err(|e| cloud_error("GetObject", e))?;
+                progress.stamp();
+                let metadata = r.metadata.unwrap_or_default();
+                let mut body = r.body;
+                let mut bytes = Vec::new();
+                while let Some(chunk) =
+                    body.try_next().await.map_err(|e| CloudError::Transport {
+                        op: "GetObject",
+                        message: e.to_string(),
+                    })?
+                {
+                    progress.stamp();
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok((bytes, metadata))
+            }
+        })
+        .await
     }
 
-    /// Stream an object into `file`, hashing it on the way. `Ok(None)`
-    /// if there is no such object. Waiting longer than `stall` for the
-    /// reply or for the next bytes of the body is a (transient) transport
-    /// error: the SDK's read timeout does not cover the body, so a
-    /// stalled download would otherwise hang forever. With `checksums`,
-    /// S3 sends the object's stored full-object checksum (if it has one)
-    /// and the SDK checks the bytes against it (a mismatch fails the
-    /// body); only asked for where nothing better proves the bytes.
+    /// Stream an object into `out` (the file the caller created safely,
+    /// `O_EXCL|O_NOFOLLOW`; `file` only names it), hashing it on the way.
+    /// `Ok(None)` if there is no such object. Waiting longer than the
+    /// stall timeout for the reply or for the next bytes of the body is a
+    /// stall, and the download starts again from an emptied file: the
+    /// SDK's read timeout does not cover the body, so a stalled download
+    /// would otherwise hang forever. With `checksums`, S3 sends the
+    /// object's stored full-object checksum (if it has one) and the SDK
+    /// checks the bytes against it (a mismatch fails the body); only asked
+    /// for where nothing better proves the bytes.
     pub(crate) async fn get_to_file(
         &self,
         key: &str,
         out: &std::fs::File,
         file: &Path,
-        stall: std::time::Duration,
         checksums: bool,
     ) -> Result<Option<Fetched>, CloudError> {
         use md5::Digest;
-        use tokio::io::AsyncWriteExt;
-        let stalled = || CloudError::Transport {
-            op: "GetObject",
-            message: format!("no bytes for {}s (stalled)", stall.as_secs_f32()),
-        };
-        let r = match tokio::time::timeout(
-            stall,
-            self.client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled))
-                .send(),
-        )
-        .await
-        .map_err(|_| stalled())?
-        {
-            Ok(r) => r,
-            Err(e) => {
-                if is_not_found(&e) {
-                    return Ok(None);
-                }
-                return Err(cloud_error("GetObject", e));
-            }
-        };
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
         let io = |e: std::io::Error| CloudError::Transport {
             op: "GetObject",
             message: format!("writing {}: {e}", file.display()),
         };
-        // The file the caller created safely (`O_EXCL|O_NOFOLLOW`); `file`
-        // only names it.
-        let mut out = tokio::fs::File::from_std(out.try_clone().map_err(io)?);
-        let mut hash = md5::Md5::new();
-        let etag = r.e_tag.as_deref().map(|e| e.trim_matches('"').to_string());
-        let etag_not_md5 = etag_not_md5(
-            etag.as_deref().unwrap_or(""),
-            r.server_side_encryption.as_ref().map(|s| s.as_str()),
-            r.sse_customer_algorithm.is_some(),
-        );
-        let checked_checksum = full_object_checksum(&r);
-        let stated_size = r.content_length.and_then(|n| u64::try_from(n).ok());
-        let mut written = 0u64;
-        let mut body = r.body;
-        while let Some(chunk) = tokio::time::timeout(stall, body.try_next())
-            .await
-            .map_err(|_| stalled())?
-            .map_err(|e| CloudError::Transport {
-                op: "GetObject",
-                message: e.to_string(),
-            })?
-        {
-            hash.update(&chunk);
-            written += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(io)?;
-        }
-        out.sync_all().await.map_err(io)?;
-        Ok(Some(Fetched {
-            metadata: r.metadata.unwrap_or_default(),
-            etag,
-            md5_hex: hex(&hash.finalize()),
-            last_modified: r.last_modified.as_ref().and_then(to_chrono),
-            written,
-            stated_size,
-            etag_not_md5,
-            checked_checksum,
-        }))
+        self.call(Call::new("GetObject", key), |progress| {
+            let req = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled));
+            async move {
+                // What an earlier attempt wrote goes.
+                let mut out = tokio::fs::File::from_std(out.try_clone().map_err(io)?);
+                out.set_len(0).await.map_err(io)?;
+                out.seek(std::io::SeekFrom::Start(0)).await.map_err(io)?;
+                let r = match req.send().await {
+                    Ok(r) => r,
+                    Err(e) if is_not_found(&e) => return Ok(None),
+                    Err(e) => return Err(cloud_error("GetObject", e)),
+                };
+                progress.stamp();
+                let mut hash = md5::Md5::new();
+                let etag = r.e_tag.as_deref().map(|e| e.trim_matches('"').to_string());
+                let etag_not_md5 = etag_not_md5(
+                    etag.as_deref().unwrap_or(""),
+                    r.server_side_encryption.as_ref().map(|s| s.as_str()),
+                    r.sse_customer_algorithm.is_some(),
+                );
+                let checked_checksum = full_object_checksum(&r);
+                let stated_size = r.content_length.and_then(|n| u64::try_from(n).ok());
+                let mut written = 0u64;
+                let mut body = r.body;
+                while let Some(chunk) =
+                    body.try_next().await.map_err(|e| CloudError::Transport {
+                        op: "GetObject",
+                        message: e.to_string(),
+                    })?
+                {
+                    progress.stamp();
+                    hash.update(&chunk);
+                    written += chunk.len() as u64;
+                    out.write_all(&chunk).await.map_err(io)?;
+                }
+                out.sync_all().await.map_err(io)?;
+                Ok(Some(Fetched {
+                    metadata: r.metadata.unwrap_or_default(),
+                    etag,
+                    md5_hex: hex(&hash.finalize()),
+                    last_modified: r.last_modified.as_ref().and_then(to_chrono),
+                    written,
+                    stated_size,
+                    etag_not_md5,
+                    checked_checksum,
+                }))
+            }
+        })
+        .await
     }
 
     /// Delete keys, 1,000 per request; returns the ones that failed.
@@ -353,14 +468,25 @@ impl S3 {
                     op: "DeleteObjects",
                     message: e.to_string(),
                 })?;
+            let target = match chunk {
+                [one] => one.clone(),
+                [first, ..] => format!("{} keys from {first}", chunk.len()),
+                [] => continue,
+            };
             let r = self
-                .client
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| cloud_error("DeleteObjects", e))?;
+                .call(Call::new("DeleteObjects", &target), |_| {
+                    let req = self
+                        .client
+                        .delete_objects()
+                        .bucket(&self.bucket)
+                        .delete(delete.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| cloud_error("DeleteObjects", e))
+                    }
+                })
+                .await?;
             failed.extend(r.errors().iter().map(|e| {
                 (
                     e.key().unwrap_or_default().to_string(),
@@ -373,28 +499,23 @@ impl S3 {
 
     /// HEAD; `None` if there is no such object.
     pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectHead>, CloudError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(r) => Ok(Some(ObjectHead {
-                size: r
-                    .content_length()
-                    .and_then(|n| u64::try_from(n).ok())
-                    .unwrap_or(0),
-                metadata: r.metadata().cloned().unwrap_or_default(),
-            })),
-            Err(e) => {
-                if is_not_found(&e) {
-                    return Ok(None);
+        self.call(Call::new("HeadObject", key), |_| {
+            let req = self.client.head_object().bucket(&self.bucket).key(key);
+            async move {
+                match req.send().await {
+                    Ok(r) => Ok(Some(ObjectHead {
+                        size: r
+                            .content_length()
+                            .and_then(|n| u64::try_from(n).ok())
+                            .unwrap_or(0),
+                        metadata: r.metadata().cloned().unwrap_or_default(),
+                    })),
+                    Err(e) if is_not_found(&e) => Ok(None),
+                    Err(e) => Err(cloud_error("HeadObject", e)),
                 }
-                Err(cloud_error("HeadObject", e))
             }
-        }
+        })
+        .await
     }
 
     /// An object from memory (indexes, small files), with user metadata
@@ -414,22 +535,26 @@ impl S3 {
                 base64(Md5::digest(&body).as_slice())
             }
         };
-        let req = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_content_type(content.content_type.map(str::to_string))
-            .content_md5(md5)
-            .set_metadata(Some(metadata.clone()))
-            .body(ByteStream::from(body));
-        apply_put(req, opts)
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| cloud_error("PutObject", e))
+        let body = bytes::Bytes::from(body);
+        self.call(Call::new("PutObject", key), |progress| {
+            let req = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_content_type(content.content_type.map(str::to_string))
+                .content_md5(&md5)
+                .set_metadata(Some(metadata.clone()))
+                .body(progress_body(body.clone(), progress));
+            let req = apply_put(req, opts).customize().disable_payload_signing();
+            async move {
+                req.send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| cloud_error("PutObject", e))
+            }
+        })
+        .await
     }
 
     /// Start a multipart upload of `key` with its user metadata (S3 takes
@@ -454,23 +579,29 @@ impl S3 {
         part_crc32: bool,
     ) -> Result<Multipart, CloudError> {
         let upload = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_checksum_algorithm(part_crc32.then_some(ChecksumAlgorithm::Crc32))
-            // Of the parts' checksums, as S3 takes CRC32 by default; said
-            // outright, an emulator that guesses otherwise (moto 5.2.5
-            // serves a whole-object CRC32 it never computed) is not asked
-            // to.
-            .set_checksum_type(part_crc32.then_some(ChecksumType::Composite))
-            .set_metadata(Some(metadata.clone()))
-            .set_storage_class(opts.class())
-            .set_server_side_encryption(opts.encryption())
-            .set_ssekms_key_id(opts.kms_key())
-            .send()
-            .await
-            .map_err(|e| cloud_error("CreateMultipartUpload", e))?;
+            .call(Call::new("CreateMultipartUpload", key), |_| {
+                let req = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_checksum_algorithm(part_crc32.then_some(ChecksumAlgorithm::Crc32))
+                    // Of the parts' checksums, as S3 takes CRC32 by default;
+                    // said outright, an emulator that guesses otherwise (moto
+                    // 5.2.5 serves a whole-object CRC32 it never computed) is
+                    // not asked to.
+                    .set_checksum_type(part_crc32.then_some(ChecksumType::Composite))
+                    .set_metadata(Some(metadata.clone()))
+                    .set_storage_class(opts.class())
+                    .set_server_side_encryption(opts.encryption())
+                    .set_ssekms_key_id(opts.kms_key());
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| cloud_error("CreateMultipartUpload", e))
+                }
+            })
+            .await?;
         Ok(Multipart {
             s3: self.clone(),
             key: key.to_string(),
@@ -500,22 +631,29 @@ impl S3 {
     ) -> Result<(), CloudError> {
         let source = copy_source(&self.bucket, key);
         if size <= single_max {
+            let call = Call::new("CopyObject", key).working(copy_time(size));
             return self
-                .client
-                .copy_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .copy_source(&source)
-                .set_copy_source_if_match(if_match(etag))
-                .metadata_directive(MetadataDirective::Replace)
-                .set_metadata(Some(metadata.clone()))
-                .set_storage_class(opts.class())
-                .set_server_side_encryption(opts.encryption())
-                .set_ssekms_key_id(opts.kms_key())
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| cloud_error("CopyObject", e));
+                .call(call, |_| {
+                    let req = self
+                        .client
+                        .copy_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .copy_source(&source)
+                        .set_copy_source_if_match(if_match(etag))
+                        .metadata_directive(MetadataDirective::Replace)
+                        .set_metadata(Some(metadata.clone()))
+                        .set_storage_class(opts.class())
+                        .set_server_side_encryption(opts.encryption())
+                        .set_ssekms_key_id(opts.kms_key());
+                    async move {
+                        req.send()
+                            .await
+                            .map(drop)
+                            .map_err(|e| cloud_error("CopyObject", e))
+                    }
+                })
+                .await;
         }
         let upload = Arc::new(self.create_multipart(key, metadata, opts, false).await?);
         let mut tasks = tokio::task::JoinSet::new();
@@ -567,15 +705,21 @@ impl S3 {
         key: &str,
         upload_id: &str,
     ) -> Result<(), CloudError> {
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| cloud_error("AbortMultipartUpload", e))
+        self.call(Call::new("AbortMultipartUpload", key), |_| {
+            let req = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id);
+            async move {
+                req.send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| cloud_error("AbortMultipartUpload", e))
+            }
+        })
+        .await
     }
 
     /// The unfinished multipart uploads of keys under `prefix` (all pages).
@@ -585,17 +729,25 @@ impl S3 {
     ) -> Result<Vec<MultipartUpload>, CloudError> {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        let target = format!("prefix {prefix}");
         loop {
+            let (keys, ids) = (key_marker.take(), id_marker.take());
             let r = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| cloud_error("ListMultipartUploads", e))?;
+                .call(Call::new("ListMultipartUploads", &target), |_| {
+                    let req = self
+                        .client
+                        .list_multipart_uploads()
+                        .bucket(&self.bucket)
+                        .prefix(prefix)
+                        .set_key_marker(keys.clone())
+                        .set_upload_id_marker(ids.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| cloud_error("ListMultipartUploads", e))
+                    }
+                })
+                .await?;
             for u in r.uploads() {
                 let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
                     continue;
@@ -650,11 +802,12 @@ pub(crate) struct Multipart {
 
 impl Multipart {
     /// One part from memory, numbered from 1, with the CRC32 of the bytes
-    /// it should hold (`PartCrc`, base64) in a header: the body is in
-    /// memory (no `aws-chunked` re-encoding) and S3 refuses a part that
-    /// does not match, damaged on the way or unlike the bytes the CRC was
-    /// computed from. (The SDK adds none itself: request checksums are
-    /// computed only where an operation requires one.)
+    /// it should hold (`PartCrc`, base64) in a header: the checksum is
+    /// given, so the SDK sends the body as it is (no `aws-chunked`
+    /// re-encoding), and S3 refuses a part that does not match, damaged on
+    /// the way or unlike the bytes the CRC was computed from. (The SDK adds
+    /// none itself: request checksums are computed only where an operation
+    /// requires one.)
     pub(crate) async fn put_part(
         &self,
         number: u64,
@@ -662,23 +815,29 @@ impl Multipart {
         crc32: String,
     ) -> Result<(), CloudError> {
         let number = part_number(number);
+        let len = body.len() as u64;
+        let body = bytes::Bytes::from(body);
+        let target = format!("{} part {number}", self.key);
         let r = self
             .s3
-            .client
-            .upload_part()
-            .bucket(&self.s3.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .part_number(number)
-            .content_length(i64::try_from(body.len()).unwrap_or(i64::MAX))
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .checksum_crc32(&crc32)
-            .body(ByteStream::from(body))
-            .customize()
-            .disable_payload_signing()
-            .send()
-            .await
-            .map_err(|e| cloud_error("UploadPart", e))?;
+            .call(Call::new("UploadPart", &target), |progress| {
+                let req = self
+                    .s3
+                    .client
+                    .upload_part()
+                    .bucket(&self.s3.bucket)
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number)
+                    .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32)
+                    .checksum_crc32(&crc32)
+                    .body(progress_body(body.clone(), progress))
+                    .customize()
+                    .disable_payload_signing();
+                async move { req.send().await.map_err(|e| cloud_error("UploadPart", e)) }
+            })
+            .await?;
         self.done(number, r.e_tag(), Some(crc32));
         Ok(())
     }
@@ -694,20 +853,29 @@ impl Multipart {
         last: u64,
     ) -> Result<(), CloudError> {
         let number = part_number(number);
+        let target = format!("{} part {number}", self.key);
+        let call = Call::new("UploadPartCopy", &target).working(copy_time(last + 1 - first));
         let r = self
             .s3
-            .client
-            .upload_part_copy()
-            .bucket(&self.s3.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .part_number(number)
-            .copy_source(source)
-            .set_copy_source_if_match(if_match(etag))
-            .copy_source_range(format!("bytes={first}-{last}"))
-            .send()
-            .await
-            .map_err(|e| cloud_error("UploadPartCopy", e))?;
+            .call(call, |_| {
+                let req = self
+                    .s3
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.s3.bucket)
+                    .key(&self.key)
+                    .upload_id(&self.upload_id)
+                    .part_number(number)
+                    .copy_source(source)
+                    .set_copy_source_if_match(if_match(etag))
+                    .copy_source_range(format!("bytes={first}-{last}"));
+                async move {
+                    req.send()
+                        .await
+                        .map_err(|e| cloud_error("UploadPartCopy", e))
+                }
+            })
+            .await?;
         self.done(number, r.copy_part_result().and_then(|p| p.e_tag()), None);
         Ok(())
     }
@@ -734,25 +902,36 @@ impl Multipart {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         parts.sort_by_key(|p| p.part_number());
+        let work = COMPLETE_PER_PART.saturating_mul(u32::try_from(parts.len()).unwrap_or(u32::MAX));
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
         let done = self
             .s3
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.s3.bucket)
-            .key(&self.key)
-            .upload_id(&self.upload_id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
+            .call(
+                Call::new("CompleteMultipartUpload", &self.key).working(work),
+                |_| {
+                    let req = self
+                        .s3
+                        .client
+                        .complete_multipart_upload()
+                        .bucket(&self.s3.bucket)
+                        .key(&self.key)
+                        .upload_id(&self.upload_id)
+                        .multipart_upload(completed.clone());
+                    async move {
+                        req.send()
+                            .await
+                            .map_err(|e| cloud_error("CompleteMultipartUpload", e))
+                    }
+                },
             )
-            .send()
             .await;
         match done {
             Ok(r) => Ok(r.e_tag().unwrap_or_default().to_string()),
             Err(e) => {
                 self.abort().await;
-                Err(cloud_error("CompleteMultipartUpload", e))
+                Err(e)
             }
         }
     }

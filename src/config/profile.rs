@@ -63,6 +63,8 @@ pub(crate) struct Tablesnap {
     pub retries: Option<u32>,
     pub state_dir: Option<PathBuf>,
     pub md5_on_start: bool,
+    /// `--stall-timeout`.
+    pub stall_timeout: Option<std::time::Duration>,
 }
 
 /// One named profile (a "snapshotter" of the original).

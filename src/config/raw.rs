@@ -50,6 +50,7 @@ pub(super) struct RawTablesnap {
     pub retries: Option<Spanned<i64>>,
     pub state_dir: Option<Spanned<String>>,
     pub md5_on_start: Option<bool>,
+    pub stall_timeout: Option<Spanned<String>>,
 }
 
 /// One `[profiles.NAME]` table.

@@ -386,6 +386,19 @@ fn tablesnap_section() {
     assert!(e.starts_with("t.toml:2:1: unknown field `buckett`"), "{e}");
 }
 
+#[test]
+fn tablesnap_stall_timeout_is_a_duration_above_zero() {
+    let c = parse_ok("[tablesnap]\nstall_timeout = \"45s\"\n");
+    assert_eq!(
+        c.tablesnap.unwrap().stall_timeout,
+        Some(std::time::Duration::from_secs(45))
+    );
+    let e = one_error("[tablesnap]\nstall_timeout = \"0s\"\n");
+    assert!(e.contains("stall_timeout must be longer than zero"), "{e}");
+    let e = one_error("[tablesnap]\nstall_timeout = \"soon\"\n");
+    assert!(e.contains("stall_timeout 'soon'"), "{e}");
+}
+
 /// The volumes of one profile `u` reading `volumes` from this userdata.
 fn userdata_volumes(json: &str) -> Result<Vec<Volume>, String> {
     let c = parse_ok("[profiles.u]\nvolumes_from_userdata = \"volumes\"\n");

@@ -157,6 +157,23 @@ fn validate_tablesnap(raw: RawTablesnap, p: &mut Problems) -> Tablesnap {
             format!("state_dir '{}' must be absolute", d.get_ref()),
         );
     }
+    let stall_timeout =
+        raw.stall_timeout
+            .and_then(|t| match humantime::parse_duration(t.get_ref()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    p.at(&t, ctx, "stall_timeout must be longer than zero");
+                    None
+                }
+                Err(e) => {
+                    p.at(
+                        &t,
+                        ctx,
+                        format!("stall_timeout '{}': {e} (e.g. \"30s\")", t.get_ref()),
+                    );
+                    None
+                }
+            });
     Tablesnap {
         bucket: raw.bucket.map(Spanned::into_inner),
         paths,
@@ -182,6 +199,7 @@ fn validate_tablesnap(raw: RawTablesnap, p: &mut Problems) -> Tablesnap {
         retries,
         state_dir: raw.state_dir.map(|d| PathBuf::from(d.into_inner())),
         md5_on_start: raw.md5_on_start.unwrap_or(false),
+        stall_timeout,
     }
 }
 

@@ -325,16 +325,29 @@ async fn write_index(
     // followed on the way), and names that are not UTF-8 are left out as
     // the upload refused them.
     // Only (name, size, mtime) per file: a directory of tens of
-    // thousands of files is listed at every index.
-    let entries = tokio::task::spawn_blocking(move || {
+    // thousands of files is listed at every index. A write cut off by a
+    // stop (its future dropped) ends its `lstat`s within a few thousand:
+    // a directory of a million files must not hold the exit.
+    let entries = super::blocking_until_dropped(move |stop| {
         let d = roots.dir(&d)?;
-        let files = d.entries()?.into_iter().filter_map(|(name, kind)| {
-            let name = name.into_string().ok().filter(|_| kind == Kind::File)?;
-            let meta = d.metadata(&name).ok().filter(|m| m.is_file())?;
+        let mut files = Vec::new();
+        for (n, (name, kind)) in d.entries()?.into_iter().enumerate() {
+            if n % 4096 == 4095 && stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "cut off",
+                ));
+            }
+            let Some(name) = name.into_string().ok().filter(|_| kind == Kind::File) else {
+                continue;
+            };
+            let Some(meta) = d.metadata(&name).ok().filter(|m| m.is_file()) else {
+                continue;
+            };
             let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-            Some((name, meta.len(), mtime))
-        });
-        std::io::Result::Ok(files.collect::<Vec<_>>())
+            files.push((name, meta.len(), mtime));
+        }
+        std::io::Result::Ok(files)
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -87,13 +87,13 @@ pub(crate) fn md5_file_until(
     Ok((Md5Sum::of(h.finalize().as_slice()), size))
 }
 
-/// `Interrupted` once `stop` is raised (a hash cut off at `offset`).
+/// `Interrupted` once `stop` is raised (a read or hash cut off at `offset`).
 fn stopped(stop: &AtomicBool, path: &std::path::Path, offset: u64) -> std::io::Result<()> {
     if !stop.load(Ordering::Relaxed) {
         return Ok(());
     }
     tracing::debug!(
-        "{}: hashing stopped at byte {offset}: the upload was cut off",
+        "{}: reading stopped at byte {offset}: the upload was cut off",
         path.display()
     );
     Err(std::io::Error::new(
@@ -180,17 +180,49 @@ pub(crate) fn sums_if_cached(
 }
 
 /// A small file's bytes and MD5, read once (it is uploaded from memory):
-/// at most `limit` bytes.
+/// at most `limit` bytes, in 1 MiB reads with a look at `stop` before
+/// each (`Interrupted` once it is raised; `path` only names the file in
+/// the log): at idle I/O priority on a busy disk even 8 MiB can take long.
 pub(crate) fn read_with_md5(
     file: &std::fs::File,
+    path: &std::path::Path,
     limit: u64,
+    stop: &AtomicBool,
 ) -> std::io::Result<(Vec<u8>, Md5Sum)> {
     use md5::{Digest, Md5};
     use std::io::Read;
     let mut bytes = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
-    file.take(limit).read_to_end(&mut bytes)?;
+    let mut rest = file.take(limit);
+    loop {
+        stopped(stop, path, bytes.len() as u64)?;
+        let n = (&mut rest).take(1 << 20).read_to_end(&mut bytes)?;
+        if n == 0 {
+            break;
+        }
+    }
     let sum = Md5Sum::of(Md5::digest(&bytes).as_slice());
     Ok((bytes, sum))
+}
+
+/// `buf.len()` bytes of `file` from where it stands (`read_exact`), in
+/// 1 MiB reads with a look at `stop` before each (`Interrupted` once it is
+/// raised): a part of a large file, read at idle I/O priority, must not
+/// hold a stopping daemon's exit.
+pub(crate) fn read_exact_until(
+    mut file: &std::fs::File,
+    path: &std::path::Path,
+    buf: &mut [u8],
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut done = 0;
+    while done < buf.len() {
+        stopped(stop, path, done as u64)?;
+        let end = buf.len().min(done + (1 << 20));
+        file.read_exact(&mut buf[done..end])?;
+        done = end;
+    }
+    Ok(())
 }
 
 /// How to reach the bucket.
@@ -202,8 +234,16 @@ pub(crate) struct Connection<'a> {
     pub key: Option<&'a str>,
     pub secret: Option<&'a str>,
     pub token: Option<&'a str>,
+    /// Attempts per request: the SDK's for errors S3 answers with, the
+    /// stall watch's for calls that move nothing for `stall`.
     pub attempts: u32,
+    pub stall: std::time::Duration,
 }
+
+/// `--stall-timeout`'s default: S3 answers a HEAD or a listing in well
+/// under a second, and sends a body's bytes without pauses of seconds;
+/// half a minute of nothing is a connection that will not recover.
+pub(crate) const DEFAULT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl<'a> Connection<'a> {
     pub(crate) fn from_args(bucket: &'a str, a: &'a S3Args) -> Self {
@@ -216,6 +256,7 @@ impl<'a> Connection<'a> {
             secret: a.aws_secret.as_deref(),
             token: a.aws_token.as_deref(),
             attempts: crate::cloud::MAX_ATTEMPTS,
+            stall: a.stall_timeout,
         }
     }
 }
@@ -238,7 +279,11 @@ pub(crate) async fn connect(c: Connection<'_>) -> S3 {
             token: c.token,
         });
     }
-    S3::new(&config, c.bucket, c.endpoint, c.force_path_style)
+    let patience = crate::cloud::Patience {
+        stall: c.stall,
+        attempts: c.attempts,
+    };
+    S3::new(&config, c.bucket, c.endpoint, c.force_path_style, patience)
 }
 
 /// The key naming of tableslurp/tablechop arguments.

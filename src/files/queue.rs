@@ -3,7 +3,7 @@
 //! that is certainly new costs one PUT, not a HEAD and a PUT). Workers
 //! hold only the [`Intake`]; dropping every [`Queue`] closes it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -134,22 +134,22 @@ impl Intake {
     }
 }
 
-/// Queue a scan's files, each directory's after one listing of its
-/// prefix: a file whose key is not listed is new (no HEAD before its
-/// PUT); a listed one is compared by a HEAD. A listing that fails leaves
-/// every file of the directory to its HEAD.
-pub(super) async fn push_scanned(queue: &Queue, files: Vec<PathBuf>, s3: &S3, naming: &KeyNaming) {
-    let mut by_dir: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
-    for f in files {
-        let dir = f.parent().map(Path::to_path_buf).unwrap_or_default();
-        by_dir.entry(dir).or_default().push(f);
-    }
+/// Queue a scan's files (by directory), each directory's after one
+/// listing of its prefix: a file whose key is not listed is new (no HEAD
+/// before its PUT); a listed one is compared by a HEAD. A listing that
+/// fails leaves every file of the directory to its HEAD.
+pub(super) async fn push_scanned(
+    queue: &Queue,
+    by_dir: Vec<(PathBuf, Vec<PathBuf>)>,
+    s3: &S3,
+    naming: &KeyNaming,
+) {
     for (dir, files) in by_dir {
         let listed: Option<HashSet<String>> =
             match s3.list(&naming.dir_prefix(&dir), Some("/")).await {
                 Ok((objects, _)) => Some(objects.into_iter().map(|o| o.key).collect()),
                 Err(e) => {
-                    tracing::debug!("listing {}: {e}; each file gets a HEAD", dir.display());
+                    tracing::warn!("listing {}: {e}; each file gets a HEAD", dir.display());
                     None
                 }
             };

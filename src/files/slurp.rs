@@ -85,8 +85,6 @@ struct Job {
     owner: Ownership,
     force: bool,
     allow_unverified: bool,
-    /// No bytes for this long: the GET is abandoned and retried.
-    stall: Duration,
     /// Where each directory's result goes (lines, or `--json`).
     report: Report,
     /// Files restored of those listed so far, on a terminal or in the log.
@@ -94,7 +92,8 @@ struct Job {
 }
 
 /// GETs of one file, counting those the SDK retries as one: its retries
-/// do not cover a body that fails or stalls midway.
+/// do not cover a body that fails midway (a stall is the S3 call's to
+/// retry, as often).
 const GET_ATTEMPTS: u32 = crate::cloud::MAX_ATTEMPTS;
 
 pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCode> {
@@ -131,7 +130,6 @@ pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCod
         owner,
         force: args.force,
         allow_unverified: args.allow_unverified,
-        stall: args.stall_timeout,
         report,
         progress: Progress::new("files restored", 0),
     });
@@ -464,24 +462,16 @@ impl Tally {
     }
 }
 
-/// An index and its metadata. Indexes are small, so the whole GET is
-/// bounded by the stall timeout, and retried like a data file's.
+/// An index and its metadata, retried like a data file's (a stall is
+/// retried by the S3 call itself, as often).
 async fn get_index(
     job: &Job,
     key: &str,
 ) -> Result<(Vec<u8>, std::collections::HashMap<String, String>), CloudError> {
     let mut attempt = 1;
     loop {
-        let r = tokio::time::timeout(job.stall, job.s3.get_bytes_with_metadata(key))
-            .await
-            .unwrap_or_else(|_| {
-                Err(CloudError::Transport {
-                    op: "GetObject",
-                    message: format!("no reply for {}s (stalled)", job.stall.as_secs_f32()),
-                })
-            });
-        match r {
-            Err(e) if e.is_transient() && attempt < GET_ATTEMPTS => {
+        match job.s3.get_bytes_with_metadata(key).await {
+            Err(e) if e.is_transient() && !e.is_stall() && attempt < GET_ATTEMPTS => {
                 tracing::warn!("index {key}: {e}; retrying ({attempt}/{GET_ATTEMPTS})");
                 tokio::time::sleep(Duration::from_millis(500) * attempt).await;
                 attempt += 1;
@@ -574,7 +564,7 @@ async fn fetch_one(
             .map_err(|e| local("creating", e))?;
         match job
             .s3
-            .get_to_file(&key, &file, &path, job.stall, job.allow_unverified)
+            .get_to_file(&key, &file, &path, job.allow_unverified)
             .await
         {
             Ok(Some(f)) => break (file, f),
@@ -582,7 +572,8 @@ async fn fetch_one(
                 discard(into, &tmp).await;
                 return Err(RestoreError::Missing { key });
             }
-            Err(e) if e.is_transient() && attempt < GET_ATTEMPTS => {
+            // A stall was tried again there, as often.
+            Err(e) if e.is_transient() && !e.is_stall() && attempt < GET_ATTEMPTS => {
                 tracing::warn!("{name}: {e}; retrying ({attempt}/{GET_ATTEMPTS})");
                 tokio::time::sleep(Duration::from_millis(500) * attempt).await;
                 attempt += 1;

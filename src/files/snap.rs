@@ -92,6 +92,8 @@ pub(crate) struct Settings {
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
     pub retries: u32,
+    /// An S3 call that moves nothing this long is tried again.
+    pub stall: Duration,
     /// Where the digest record is kept.
     pub state_dir: Option<PathBuf>,
     /// Read every file at start (1.2.1's flag): the record is not used.
@@ -214,6 +216,10 @@ pub(crate) fn merge(
             .clone()
             .or_else(|| f.sse_kms_key_id.clone()),
         retries: cli.retries.or(f.retries).unwrap_or(4),
+        stall: cli
+            .stall_timeout
+            .or(f.stall_timeout)
+            .unwrap_or(super::DEFAULT_STALL),
         state_dir: cli.state_dir.clone().or_else(|| f.state_dir.clone()),
         md5_on_start: cli.md5_on_start || f.md5_on_start,
         index_refresh: cli.index_refresh.unwrap_or(super::refresh::DEFAULT_EVERY),
@@ -713,21 +719,23 @@ impl Daemon {
         let done = queued.clone();
         self.scans.retain(|h| !h.is_finished());
         self.scans.push(tokio::spawn(async move {
-            let scanned = tokio::task::spawn_blocking(move || {
-                let scanned = watch::scan(&tree, &dir, recursive);
+            // The walk and the filter run off the event loop's threads, and
+            // the stop (which aborts this task, dropping the wait) ends
+            // them: the runtime would otherwise hold the exit until a walk
+            // over millions of files is done. With `prune`, files of the
+            // record the scan no longer finds leave it.
+            let walked = super::blocking_until_dropped(move |stop| {
+                let scanned = watch::scan(&tree, &dir, recursive, |f| filter.accepts(f), stop)?;
                 if prune {
                     digests.retain(scanned.still_there(&dir, recursive));
                 }
-                scanned
+                Some(scanned)
             })
-            .await
-            .unwrap_or_default();
-            let files = scanned
-                .files
-                .into_iter()
-                .filter(|f| filter.accepts(f))
-                .collect();
-            queue::push_scanned(&queue, files, &s3, &naming).await;
+            .await;
+            let Ok(Some(scanned)) = walked else {
+                return;
+            };
+            queue::push_scanned(&queue, scanned.by_dir, &s3, &naming).await;
             done.store(true, Ordering::Relaxed);
         }));
         queued
@@ -737,7 +745,8 @@ impl Daemon {
 /// Stop intake, let the uploads in flight finish and the indexes they owe
 /// be written, for [`STOP_GRACE`] at most (S3 may be unreachable: each
 /// request would otherwise run its whole retry budget in turn); returns
-/// how many files and directories are left owed, said in the last line.
+/// how many files and directories are left owed, said in the last line
+/// (non-zero also when a `-B` scan was cut short).
 /// An upload cut off mid-multipart leaves an unfinished upload that the
 /// next start aborts (files/stale.rs).
 async fn shut_down(
@@ -828,7 +837,9 @@ async fn shut_down(
     } else {
         tracing::warn!("{line}");
     }
-    dropped + unindexed as u64 + u64::from(index_cut_off)
+    // A -B scan cut short owes the files it had not queued yet: the exit
+    // says so too (1), as the line does.
+    dropped + unindexed as u64 + u64::from(index_cut_off) + u64::from(scan_cut_short)
 }
 
 /// Resolve `.` and `..` lexically, as 1.2.1's os.path.abspath did (no
@@ -857,6 +868,7 @@ async fn s3_client(args: &Settings) -> Result<S3> {
         secret: args.aws_secret.as_deref(),
         token: args.aws_token.as_deref(),
         attempts: args.retries.saturating_add(1),
+        stall: args.stall,
     })
     .await)
 }

@@ -101,9 +101,13 @@ async fn abort_older(s3: &S3, prefix: &str, roots: &[PathBuf], started: DateTime
     let uploads = match s3.list_multipart_uploads(prefix).await {
         Ok(u) => u,
         Err(e) => {
-            tracing::warn!(
-                "cannot list unfinished multipart uploads under {prefix} (needs s3:ListBucketMultipartUploads): {e}"
-            );
+            // A refusal is most likely the policy; a stall is not.
+            let hint = if e.code().is_some() {
+                " (needs s3:ListBucketMultipartUploads)"
+            } else {
+                ""
+            };
+            tracing::warn!("cannot list unfinished multipart uploads under {prefix}{hint}: {e}");
             return;
         }
     };

@@ -8,9 +8,9 @@
 //! (compaction) are skipped, not errors.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
@@ -18,7 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::digests::{Digests, Fingerprint};
 use super::keys::{stat_json, KeyNaming};
-use super::{blocking_until_dropped, md5_file_until, read_with_md5, sums_if_cached, Md5Sum};
+use super::{
+    blocking_until_dropped, md5_file_until, read_exact_until, read_with_md5, sums_if_cached, Md5Sum,
+};
 use crate::cloud::s3::{part_size, Content, ObjectHead, PartCrc, PutOptions, S3};
 use crate::cloud::CloudError;
 use crate::host::safe_path::{is_refused_link, Roots};
@@ -182,7 +184,8 @@ enum Local {
 }
 
 /// The look itself (blocking). `record`: take a known MD5 from the
-/// digest record instead of reading; `held`: budget already waited for.
+/// digest record instead of reading; `held`: budget already waited for;
+/// `stop`: raised when the upload is cut off (a read then ends early).
 /// The file is opened once, through its watched root without following
 /// any link ([`Roots::open_file`]), and everything after (`stat`, the
 /// bytes, the re-check) is of that descriptor.
@@ -193,6 +196,7 @@ fn look(
     record: Option<&Digests>,
     memory: &Arc<Semaphore>,
     held: Option<OwnedSemaphorePermit>,
+    stop: &AtomicBool,
 ) -> Result<Local, UploadError> {
     if path.to_str().is_none() {
         return Ok(Local::Refused(
@@ -246,7 +250,7 @@ fn look(
     };
     // At most one byte more than its size: a file still being written is
     // not read past its share of the budget.
-    let (bytes, sum) = match read_with_md5(&file, fp.size + 1) {
+    let (bytes, sum) = match read_with_md5(&file, path, fp.size + 1, stop) {
         Ok(r) => r,
         Err(source) => return Err(read_error(path, source)),
     };
@@ -278,8 +282,16 @@ impl Uploader {
                 self.memory.clone(),
                 held.take(),
             );
-            let found = tokio::task::spawn_blocking(move || {
-                look(&p, &roots, &names, record.then_some(&*digests), &memory, h)
+            let found = blocking_until_dropped(move |stop| {
+                look(
+                    &p,
+                    &roots,
+                    &names,
+                    record.then_some(&*digests),
+                    &memory,
+                    h,
+                    stop,
+                )
             })
             .await??;
             match found {
@@ -517,9 +529,11 @@ impl Uploader {
                 break;
             }
             let h = hasher.take();
-            let reading = tokio::task::spawn_blocking(move || {
+            let p = path.to_path_buf();
+            // Cut off with the upload (a stop), the read ends within 1 MiB.
+            let reading = blocking_until_dropped(move |stop| {
                 let mut buf = vec![0u8; len as usize];
-                let r = file.read_exact(&mut buf);
+                let r = read_exact_until(&file, &p, &mut buf, stop);
                 let mut h = h;
                 if let Some(h) = h.as_mut() {
                     h.update(&buf);

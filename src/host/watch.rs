@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -299,8 +300,8 @@ impl Watcher {
 /// What a scan found.
 #[derive(Debug, Default)]
 pub(crate) struct Scanned {
-    /// Regular files.
-    pub files: Vec<PathBuf>,
+    /// The regular files `keep` accepted, by directory.
+    pub by_dir: Vec<(PathBuf, Vec<PathBuf>)>,
     /// Directories that exist but could not be read (permissions, no
     /// descriptors left): what is known of files below them must not be
     /// taken as gone. (A directory replaced by a link is gone: nothing
@@ -311,13 +312,18 @@ pub(crate) struct Scanned {
 impl Scanned {
     /// Whether a file known from before is still there by this scan of
     /// `dir`: files outside what was scanned, or below a directory that
-    /// could not be read, are given the benefit of the doubt.
+    /// could not be read, are given the benefit of the doubt. (Files
+    /// `keep` refused are never known: only accepted files are read.)
     pub(crate) fn still_there<'a>(
         &'a self,
         dir: &'a Path,
         recursive: bool,
     ) -> impl Fn(&Path) -> bool + 'a {
-        let found: HashSet<&Path> = self.files.iter().map(PathBuf::as_path).collect();
+        let found: HashSet<&Path> = self
+            .by_dir
+            .iter()
+            .flat_map(|(_, files)| files.iter().map(PathBuf::as_path))
+            .collect();
         move |p: &Path| {
             let scanned = if recursive {
                 p.starts_with(dir)
@@ -329,14 +335,29 @@ impl Scanned {
     }
 }
 
-/// Regular files directly in `dir`, or below it when `recursive`, read
-/// through descriptors: links (to files or directories) are left out.
-/// Directories are visited from a list, one open at a time, so a tree of
-/// any depth takes no more descriptors than a flat one.
-pub(crate) fn scan(roots: &Roots, dir: &Path, recursive: bool) -> Scanned {
+/// Regular files directly in `dir`, or below it when `recursive`, that
+/// `keep` accepts, by directory, read through descriptors: links (to
+/// files or directories) are left out. Directories are visited from a
+/// list, one open at a time, so a tree of any depth takes no more
+/// descriptors than a flat one.
+///
+/// `None` once `stop` is raised: it is looked at between directories and
+/// every [`SCAN_CHECK_EVERY`] entries, so a walk over millions of files
+/// (a `-B` start) ends within moments of a stop instead of holding the
+/// process's exit until it is done; what it found is then not used.
+pub(crate) fn scan(
+    roots: &Roots,
+    dir: &Path,
+    recursive: bool,
+    keep: impl Fn(&Path) -> bool,
+    stop: &AtomicBool,
+) -> Option<Scanned> {
     let mut out = Scanned::default();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
         let entries = match roots.dir(&d).and_then(|opened| opened.entries()) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound || is_refused_link(&e) => continue,
@@ -345,25 +366,68 @@ pub(crate) fn scan(roots: &Roots, dir: &Path, recursive: bool) -> Scanned {
                 continue;
             }
         };
-        for (name, kind) in entries {
+        let mut files = Vec::new();
+        for (n, (name, kind)) in entries.into_iter().enumerate() {
+            if n % SCAN_CHECK_EVERY == SCAN_CHECK_EVERY - 1 && stop.load(Ordering::Relaxed) {
+                return None;
+            }
             match kind {
-                Kind::File => out.files.push(d.join(name)),
+                Kind::File => {
+                    let path = d.join(name);
+                    if keep(&path) {
+                        files.push(path);
+                    }
+                }
                 Kind::Dir if recursive => todo.push(d.join(name)),
                 _ => {}
             }
         }
+        if !files.is_empty() {
+            out.by_dir.push((d, files));
+        }
     }
-    out
+    Some(out)
 }
+
+/// Entries of one directory handled between looks at the stop flag: a
+/// few milliseconds of work.
+const SCAN_CHECK_EVERY: usize = 4096;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn a_scan_gives_files_by_directory_and_ends_at_a_stop() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("r");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        for p in ["x-Data.db", "skip.log", "a/y-Data.db", "a/b/z-Data.db"] {
+            std::fs::write(root.join(p), b"").unwrap();
+        }
+        let roots = Roots::open(std::slice::from_ref(&root)).unwrap();
+        let keep = |p: &Path| !p.to_string_lossy().ends_with(".log");
+        let go = AtomicBool::new(false);
+        let mut found = scan(&roots, &root, true, keep, &go).unwrap().by_dir;
+        found.sort();
+        let names: Vec<(PathBuf, Vec<PathBuf>)> = vec![
+            (root.clone(), vec![root.join("x-Data.db")]),
+            (root.join("a"), vec![root.join("a/y-Data.db")]),
+            (root.join("a/b"), vec![root.join("a/b/z-Data.db")]),
+        ];
+        assert_eq!(found, names);
+        let flat = scan(&roots, &root, false, keep, &go).unwrap().by_dir;
+        assert_eq!(flat, names[..1].to_vec());
+        assert!(scan(&roots, &root, true, keep, &AtomicBool::new(true)).is_none());
+    }
+
+    #[test]
     fn a_scan_clears_only_what_it_covered_and_could_read() {
         let scanned = Scanned {
-            files: vec!["/r/t/a".into(), "/r/t/sub/b".into()],
+            by_dir: vec![
+                ("/r/t".into(), vec!["/r/t/a".into()]),
+                ("/r/t/sub".into(), vec!["/r/t/sub/b".into()]),
+            ],
             unreadable: vec!["/r/locked".into()],
         };
         let there = scanned.still_there(Path::new("/r"), true);
@@ -379,7 +443,7 @@ mod tests {
         }
         // Not recursive: only the files directly in the directory.
         let flat = Scanned {
-            files: vec!["/r/a".into()],
+            by_dir: vec![("/r".into(), vec!["/r/a".into()])],
             unreadable: vec![],
         };
         let there = flat.still_there(Path::new("/r"), false);
