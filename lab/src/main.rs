@@ -11,11 +11,16 @@
 //! unmounts, releases and deletes everything it made.
 
 mod checksums;
+mod control;
 mod devices;
+mod effects;
+mod faults;
 mod imds;
 mod moto;
 mod proxy;
+mod replies;
 mod rules;
+mod s3_names;
 mod xml;
 
 use std::future::Future;
@@ -260,16 +265,15 @@ async fn wait_for_stop() {
     }
 }
 
-async fn accept<F, Fut>(listener: TcpListener, handler: F)
+/// Serve each connection with `handler`; a handler's error closes its
+/// connection without a reply (the lab's `reset` and `lost` faults).
+async fn accept<F, Fut, E>(listener: TcpListener, handler: F)
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: Future<
-            Output = Result<
-                hyper::Response<http_body_util::Full<bytes::Bytes>>,
-                std::convert::Infallible,
-            >,
-        > + Send
+    Fut: Future<Output = Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, E>>
+        + Send
         + 'static,
+    E: std::error::Error + Send + Sync + 'static,
 {
     loop {
         let Ok((stream, _)) = listener.accept().await else {

@@ -12,7 +12,7 @@
 //! [[faults]]
 //! action = "CreateVolume"
 //! calls = [1, 2]                 # which calls of that action (1-based); empty = all
-//! reply = "throttle"             # throttle | 500 | 503 | hang | latency | late | rtt
+//! reply = "throttle"             # throttle | 500 | 503 | denied | unsupported | hang | reset | lost | latency | late | rtt
 //!
 //! [[faults]]
 //! action = "AttachVolume"
@@ -86,8 +86,21 @@ pub(crate) enum Reply {
     /// account does not offer; CreateSnapshots where it is not available).
     #[serde(rename = "unsupported")]
     Unsupported,
+    /// The caller's policy does not allow the action: S3's 403
+    /// `AccessDenied`, EC2's 403 `UnauthorizedOperation`.
+    #[serde(rename = "denied")]
+    Denied,
     #[serde(rename = "hang")]
     Hang,
+    /// Close the connection without a reply and without carrying the call
+    /// out, as a reset on the way in does.
+    #[serde(rename = "reset")]
+    Reset,
+    /// Carry the call out, then close the connection without a reply: a
+    /// reset on the way back, after which the client cannot know whether
+    /// its call happened.
+    #[serde(rename = "lost")]
+    Lost,
     #[serde(rename = "latency")]
     Latency,
     /// Carry the call out at once (moto and the lab's side effects), then

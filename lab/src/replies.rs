@@ -1,0 +1,45 @@
+//! Replies the lab makes itself: plain text for its control endpoints,
+//! and errors shaped as EC2 or S3 shape theirs.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
+
+use crate::proxy::Resp;
+
+pub(crate) fn text(status: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r
+}
+
+/// A fault's error reply, shaped for the service that was called.
+pub(crate) fn fault_error(is_s3: bool, status: u16, code: &str, message: &str) -> Resp {
+    if !is_s3 {
+        return ec2_error(status, code, message);
+    }
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>lab-fault</RequestId></Error>"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    r
+}
+
+/// An error reply in EC2's query-protocol shape.
+pub(crate) fn ec2_error(status: u16, code: &str, message: &str) -> Resp {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>lab-fault</RequestID></Response>"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/xml"),
+    );
+    r
+}
