@@ -83,6 +83,31 @@ pub(crate) struct GlobalArgs {
     /// /etc/snaptastic/snaptastic.toml, then /etc/snaptastic.toml).
     #[arg(short = 'c', long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+
+    /// Tries of each AWS call, the first included, before it fails:
+    /// throttling, 5xx replies, resets and timeouts are retried with
+    /// backoff. Lower it where a deadline matters more than riding out an
+    /// outage (an SSM run, a health check).
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        default_value_t = crate::cloud::CallLimits::DEFAULT.attempts,
+        value_parser = clap::value_parser!(u32).range(1..=20)
+    )]
+    pub call_attempts: u32,
+
+    /// How long one try of an EC2 call may take before it is abandoned
+    /// (and retried). S3 transfers are bounded by tablesnap's and
+    /// tableslurp's --stall-timeout instead.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        default_value = "30s", // CallLimits::DEFAULT.attempt_timeout (a unit test checks)
+        value_parser = humantime::parse_duration
+    )]
+    pub call_timeout: std::time::Duration,
 }
 
 /// How log lines are written.
@@ -762,6 +787,24 @@ mod tests {
             }
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn call_limits_default_to_the_cloud_modules_and_are_bounded() {
+        let c = Cli::try_parse_from(["snaptastic", "test"]).unwrap();
+        let limits = crate::cloud::CallLimits::DEFAULT;
+        assert_eq!(c.global.call_attempts, limits.attempts);
+        assert_eq!(c.global.call_timeout, limits.attempt_timeout);
+        let c = Cli::try_parse_from([
+            "snaptastic",
+            "test",
+            "--call-attempts=2",
+            "--call-timeout=1s",
+        ])
+        .unwrap();
+        assert_eq!(c.global.call_attempts, 2);
+        assert_eq!(c.global.call_timeout, std::time::Duration::from_secs(1));
+        assert!(Cli::try_parse_from(["snaptastic", "test", "--call-attempts=0"]).is_err());
     }
 }
 

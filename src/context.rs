@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 
-use crate::cloud::{self, AwsConfig, Ec2};
+use crate::cloud::{self, AwsConfig, CallLimits, Ec2};
 use crate::config::{self, Config, ConfigError, Userdata, Volume};
 use crate::instance::{Identity, Metadata};
 use crate::registry::Registry;
@@ -21,6 +21,8 @@ pub(crate) struct Globals {
     pub userdata: Option<String>,
     /// `--config`.
     pub config: Option<PathBuf>,
+    /// `--call-attempts`, `--call-timeout`.
+    pub calls: CallLimits,
 }
 
 /// What every command starts from: the global settings and the
@@ -121,7 +123,7 @@ impl Context {
     pub(crate) async fn ec2(&self, config: Option<&Config>, host: &HostFacts) -> Result<Ec2> {
         let (region, _) = self.region(config, host).await?;
         Ok(Ec2::new(
-            &AwsConfig::load(&region, cloud::MAX_ATTEMPTS).await,
+            &AwsConfig::load(&region, self.globals.calls).await,
         ))
     }
 
@@ -158,7 +160,7 @@ impl Context {
             bail!("snapshotter '{name}' gave no snapshot owners: say \"self\" for this account's");
         }
         let (region, _) = self.region(Some(&config), &host).await?;
-        let ec2 = Ec2::new(&AwsConfig::load(&region, cloud::MAX_ATTEMPTS).await);
+        let ec2 = Ec2::new(&AwsConfig::load(&region, self.globals.calls).await);
         Ok(VolumeContext {
             snapshotter,
             host,
@@ -167,6 +169,7 @@ impl Context {
             owners,
             ec2,
             region,
+            calls: self.globals.calls,
             device_root: config.device_root.clone(),
         })
     }
@@ -185,6 +188,8 @@ pub(crate) struct VolumeContext {
     pub owners: Vec<String>,
     pub ec2: Ec2,
     pub region: String,
+    /// How hard each EC2 call tries.
+    pub calls: CallLimits,
     /// Where block devices appear (`/dev`, or the lab's folder).
     pub device_root: PathBuf,
 }
@@ -202,6 +207,10 @@ impl VolumeContext {
     /// Another EC2 client for the same region that tries each call at most
     /// `attempts` times (inside a freeze every retry lengthens it).
     pub(crate) async fn ec2_with_attempts(&self, attempts: u32) -> Ec2 {
-        Ec2::new(&AwsConfig::load(&self.region, attempts).await)
+        let limits = CallLimits {
+            attempts,
+            ..self.calls
+        };
+        Ec2::new(&AwsConfig::load(&self.region, limits).await)
     }
 }

@@ -70,6 +70,10 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
         globals: Globals {
             userdata: cli.global.userdata.clone(),
             config: cli.global.config.clone(),
+            calls: crate::cloud::CallLimits {
+                attempts: cli.global.call_attempts,
+                attempt_timeout: cli.global.call_timeout,
+            },
         },
         extra: extra.into_iter().map(Arc::from).collect(),
     };

@@ -164,7 +164,13 @@ async fn check_aws(
                 format!("{region} (from {source})"),
                 None,
             );
-            let aws = AwsConfig::load(&region, cloud::PROBE_ATTEMPTS).await;
+            // Probes report an unreachable endpoint quickly rather than
+            // ride out an outage: at most PROBE_ATTEMPTS tries each.
+            let limits = cloud::CallLimits {
+                attempts: ctx.globals.calls.attempts.min(cloud::PROBE_ATTEMPTS),
+                ..ctx.globals.calls
+            };
+            let aws = AwsConfig::load(&region, limits).await;
             match aws.check_credentials().await {
                 Ok(what) => {
                     report.line(Status::Ok, "credentials", what, None);

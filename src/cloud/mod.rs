@@ -29,12 +29,33 @@ pub(crate) use wait::{poll_until, Backoff, WaitError};
 /// EC2 retries throttling and 5xx inside the SDK (exponential backoff with
 /// jitter); 5 attempts spans a few seconds, enough for a burst of
 /// `RequestLimitExceeded` without hiding a real outage.
-pub(crate) const MAX_ATTEMPTS: u32 = 5;
+pub(crate) const MAX_ATTEMPTS: u32 = CallLimits::DEFAULT.attempts;
+
+/// How hard each AWS call tries (`--call-attempts`, `--call-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallLimits {
+    /// Tries of each call, the first included.
+    pub attempts: u32,
+    /// How long one try of an EC2 call may take.
+    pub attempt_timeout: Duration,
+}
+
+impl CallLimits {
+    pub(crate) const DEFAULT: CallLimits = CallLimits {
+        attempts: 5,
+        attempt_timeout: Duration::from_secs(30),
+    };
+}
+
+impl Default for CallLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 /// Probes (`snaptastic test`) should report an unreachable endpoint
 /// quickly rather than ride out a long outage.
 pub(crate) const PROBE_ATTEMPTS: u32 = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A transfer that receives nothing for this long is stuck.
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -237,8 +258,8 @@ pub(crate) struct StaticKeys<'a> {
 
 impl AwsConfig {
     /// For API calls: each attempt bounded in time.
-    pub(crate) async fn load(region: &str, max_attempts: u32) -> Self {
-        Self(sdk_config_with(region, max_attempts, Some(ATTEMPT_TIMEOUT)).await)
+    pub(crate) async fn load(region: &str, limits: CallLimits) -> Self {
+        Self(sdk_config_with(region, limits.attempts, Some(limits.attempt_timeout)).await)
     }
 
     /// For S3 transfers: no limit on a whole attempt (a 5 GiB PUT or a 256
