@@ -21,6 +21,7 @@ struct State<'a> {
     plugged: BTreeMap<String, Plug>,
     calls: BTreeMap<String, u32>,
     unprotected_bodies: BTreeMap<String, u32>,
+    held: BTreeMap<String, u32>,
 }
 
 pub(crate) fn control(lab: &Arc<Lab>, method: &Method, path: &str, body: &[u8]) -> Resp {
@@ -35,6 +36,7 @@ pub(crate) fn control(lab: &Arc<Lab>, method: &Method, path: &str, body: &[u8]) 
                 plugged: devices.plugged.clone(),
                 calls: lab.calls.lock().expect("calls lock").clone(),
                 unprotected_bodies: lab.unprotected.lock().expect("unprotected lock").clone(),
+                held: lab.held.lock().expect("held lock").clone(),
             };
             let json = serde_json::to_string_pretty(&state).unwrap_or_default();
             text(StatusCode::OK, json)
@@ -43,6 +45,7 @@ pub(crate) fn control(lab: &Arc<Lab>, method: &Method, path: &str, body: &[u8]) 
             Ok(rules) => {
                 *lab.rules.lock().expect("rules lock") = rules;
                 lab.calls.lock().expect("calls lock").clear();
+                lab.held.lock().expect("held lock").clear();
                 text(StatusCode::OK, "rules set; call counts reset\n".into())
             }
             Err(e) => text(StatusCode::BAD_REQUEST, format!("bad rules: {e}\n")),

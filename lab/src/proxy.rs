@@ -32,6 +32,10 @@ pub(crate) struct Lab {
     /// PutObject and UploadPart bodies sent with no checksum, by operation
     /// (`checksums.rs`).
     pub unprotected: Mutex<BTreeMap<String, u32>>,
+    /// Calls carried out whose reply a `late` fault is holding (or held),
+    /// by action: a test that kills its client "after the call" waits for
+    /// this rather than guessing when moto has done the work.
+    pub held: Mutex<BTreeMap<String, u32>>,
     pub volumes: Mutex<HashMap<String, Life>>,
     pub snapshots: Mutex<HashMap<String, Life>>,
     seed: Mutex<u64>,
@@ -64,6 +68,7 @@ impl Lab {
             rules: Mutex::new(rules),
             calls: Mutex::new(BTreeMap::new()),
             unprotected: Mutex::new(BTreeMap::new()),
+            held: Mutex::new(BTreeMap::new()),
             volumes: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
             seed: Mutex::new(seed),
@@ -190,6 +195,13 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         return Err(Dropped);
     }
     if let Some(wait) = delivery.after {
+        if let Some(action) = &action {
+            *lab.held
+                .lock()
+                .expect("held lock")
+                .entry(action.clone())
+                .or_insert(0) += 1;
+        }
         tokio::time::sleep(wait).await;
     }
     if let Some(at) = delivery.at {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::slow_freeze::TrapPage;
 use crate::support::Setup;
-use crate::support::{lab_prerequisites, LabOpts};
+use crate::support::{lab_prerequisites, thaw_if_frozen, LabOpts};
 
 pub(crate) fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
@@ -33,18 +33,6 @@ pub(crate) fn run(cmd: &mut Command) -> std::process::Output {
 /// `fsfreeze -f` of `mp`, started: it returns once the freeze is complete.
 pub(crate) fn their_freeze(mp: &Path) -> Child {
     Command::new("fsfreeze").arg("-f").arg(mp).spawn().unwrap()
-}
-
-/// Whether `mp` is still frozen by someone: `fsfreeze -u` thaws it (and
-/// fails with "Invalid argument" when nothing is frozen).
-pub(crate) fn thaw_if_frozen(mp: &Path) -> bool {
-    Command::new("fsfreeze")
-        .arg("-u")
-        .arg(mp)
-        .output()
-        .unwrap()
-        .status
-        .success()
 }
 
 /// The lab's directory, with its `images` directory (where the lab keeps

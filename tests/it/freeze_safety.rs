@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::lab_prerequisites;
-use crate::support::mounted_lab;
 use crate::support::Setup;
+use crate::support::{mounted_lab, writable_within};
 
 /// A thread appending to a file on `mp` as fast as it can, measuring the
 /// longest single write (a frozen filesystem blocks it).
@@ -95,29 +95,6 @@ fn kill(sig: &str, pid: u32) {
         .status()
         .unwrap()
         .success());
-}
-
-/// Whether a write to `mp` completes within `wait`. A write to a frozen
-/// filesystem sleeps uninterruptibly (no signal, not even SIGKILL, ends
-/// it before the thaw), so the probe is left to finish on its own.
-fn writable_within(mp: &Path, wait: Duration) -> bool {
-    let mut probe = Command::new("sh")
-        .arg("-c")
-        .arg(format!("echo ok > '{}/probe'", mp.display()))
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + wait;
-    loop {
-        if let Some(status) = probe.try_wait().unwrap() {
-            return status.success();
-        }
-        if Instant::now() >= end {
-            // Reaped by a thread once the filesystem thaws.
-            std::thread::spawn(move || probe.wait());
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 /// Two filesystems (ext4 and xfs), mounted, each with a writer; a

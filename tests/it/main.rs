@@ -7,6 +7,7 @@ mod clean_scope;
 mod cli;
 mod docs;
 mod emulator;
+mod fault_matrix;
 mod fleet;
 mod foreign_freeze;
 mod freeze_safety;

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::support::{lab_prerequisites, place_cold, unique, varied_bytes, Lab, LabOpts, Run, S3};
+use crate::support::{
+    lab_prerequisites, place_cold, run_within, unique, varied_bytes, Lab, LabOpts, Run, S3,
+};
 
 /// Hold every call of `action` for a minute (the tools give up long
 /// before); call counts start again.
@@ -33,33 +35,6 @@ fn verdict(output: &str, action: &str, target: &str) -> (Option<String>, bool) {
         .map(str::to_string);
     let retried = output.lines().any(|l| l.contains(&what) && again(l));
     (last, retried)
-}
-
-/// Run a one-shot command to its end, or kill it at `bound`; returns how
-/// long it ran, its exit code (-1 if killed) and its stdout and stderr.
-fn run_within(run: Run, bound: Duration) -> (Duration, i32, String) {
-    let t = Instant::now();
-    let child = run.spawn();
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = match rx.recv_timeout(bound) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &id.to_string()])
-                .status();
-            rx.recv().unwrap().unwrap()
-        }
-    };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (t.elapsed(), out.status.code().unwrap_or(-1), text)
 }
 
 /// The time a tool is given to give up, with `attempts` attempts of 1 s
@@ -373,7 +348,8 @@ fn tableslurp_gives_up_on_every_s3_call_that_hangs_within_seconds_naming_action_
             "--stall-timeout",
             "1s",
         ]);
-        let (took, code, text) = run_within(run, BOUND);
+        let ended = run_within(run, BOUND);
+        let (took, code, text) = (ended.elapsed, ended.code, ended.text());
         let target = target(&origin);
         let (line, retried) = verdict(&text, action, &target);
         eprintln!(
@@ -428,7 +404,8 @@ fn tablechop_gives_up_on_every_s3_call_that_hangs_within_seconds_naming_action_a
             "--stall-timeout",
             "1s",
         ]);
-        let (took, code, text) = run_within(run, BOUND);
+        let ended = run_within(run, BOUND);
+        let (took, code, text) = (ended.elapsed, ended.code, ended.text());
         let target = target(&origin);
         let (line, retried) = verdict(&text, action, &target);
         eprintln!(

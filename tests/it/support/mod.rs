@@ -1,8 +1,10 @@
 //! Test support: the real binary, the moto emulator, and a small instance
 //! metadata server (until the lab serves metadata).
 
+mod frozen;
 mod setup;
 
+pub(crate) use frozen::{thaw_if_frozen, writable_within};
 pub(crate) use setup::{mounted_at, mounted_lab, mounted_volume, Setup};
 
 use std::collections::BTreeMap;
@@ -151,6 +153,56 @@ impl Run {
 }
 
 pub(crate) struct Done(pub Output);
+
+/// How a run bounded in time ended (`run_within`).
+pub(crate) struct Ended {
+    pub elapsed: std::time::Duration,
+    /// The exit code; -1 when killed at the bound (or by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ended {
+    /// Its stdout, then its stderr.
+    pub(crate) fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// The last non-empty line of stderr (where a failure says why).
+    pub(crate) fn last_line(&self) -> &str {
+        self.stderr
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("")
+    }
+}
+
+/// Run a one-shot command to its end, or kill it (SIGKILL) at `bound`.
+pub(crate) fn run_within(run: Run, bound: std::time::Duration) -> Ended {
+    let t = std::time::Instant::now();
+    let child = run.spawn();
+    let id = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(bound) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &id.to_string()])
+                .status();
+            rx.recv().unwrap().unwrap()
+        }
+    };
+    Ended {
+        elapsed: t.elapsed(),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
 
 impl Done {
     pub(crate) fn code(&self) -> i32 {
@@ -632,6 +684,12 @@ impl Lab {
     /// show as they are).
     pub(crate) fn ec2(&self) -> Ec2 {
         Ec2::with_attempts(self.var("AWS_ENDPOINT_URL"), 1)
+    }
+
+    /// An EC2 client straight to the emulator, past the lab's faults: what
+    /// a test reads to judge an outcome.
+    pub(crate) fn moto_ec2(&self) -> Ec2 {
+        Ec2::with_attempts(self.var("SNAPTASTIC_LAB_MOTO"), 3)
     }
 
     /// snaptastic with the lab's environment.

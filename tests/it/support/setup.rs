@@ -12,7 +12,7 @@ use super::{lab_prerequisites, unique, Lab, LabOpts};
 /// (device, file system) mounted under the lab's directory.
 pub(crate) struct Setup {
     pub lab: Lab,
-    role: String,
+    pub role: String,
     pub cfg: PathBuf,
     _cfg_dir: tempfile::TempDir,
 }

@@ -1,0 +1,239 @@
+//! The volume commands in the fault matrix: a lab host with a profile of
+//! two volumes (ext4 and xfs), in the state each command starts from.
+
+use aws_sdk_ec2::types::Filter;
+
+use super::{matrix, Scenario, QUICK};
+use crate::support::{mounted_at, thaw_if_frozen, writable_within, Lab, Run, Setup};
+
+const VOLUMES: [(&str, &str, u32); 2] = [("/dev/sdf", "ext4", 1), ("/dev/sdg", "xfs", 1)];
+
+/// Which command, in which world.
+#[derive(Clone, Copy)]
+pub(crate) enum Volumes {
+    /// mount-snapshots, from a complete set, nothing mounted.
+    Mount,
+    /// make-snapshots of the mounted volumes.
+    Make,
+    /// unmount-snapshots --delete of the mounted volumes.
+    Unmount,
+    /// clean snapshots, with a set and expired 0.2.12 snapshots.
+    Clean,
+    /// list-volumes, mounted with a set (changes nothing).
+    List,
+    /// check-backups, mounted with a set (changes nothing).
+    CheckBackups,
+    /// test, mounted with a set (changes nothing).
+    SelfTest,
+}
+
+fn run_ok(s: &Setup, args: &[&str]) {
+    s.snaptastic(args).expect_code(0);
+}
+
+impl Volumes {
+    fn args(self) -> Vec<&'static str> {
+        match self {
+            Volumes::Mount => vec!["mount-snapshots", "db"],
+            Volumes::Make => vec!["make-snapshots", "db"],
+            Volumes::Unmount => vec!["unmount-snapshots", "db", "--yes", "--delete"],
+            Volumes::Clean => vec!["clean", "snapshots", "db", "--yes"],
+            Volumes::List => vec!["list-volumes", "db"],
+            Volumes::CheckBackups => vec!["check-backups", "1d", "db"],
+            Volumes::SelfTest => vec!["test"],
+        }
+    }
+
+    /// Describe volumes or snapshots of this world's profile.
+    fn tagged_volumes(&self, s: &Setup) -> Vec<aws_sdk_ec2::types::Volume> {
+        let ec2 = s.lab.moto_ec2();
+        let r = ec2
+            .rt
+            .block_on(
+                ec2.client
+                    .describe_volumes()
+                    .filters(filter("tag:snaptastic:profile", "db"))
+                    .filters(filter("tag:instance_id", s.lab.instance()))
+                    .send(),
+            )
+            .unwrap();
+        r.volumes().to_vec()
+    }
+
+    fn snapshots(&self, s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
+        let ec2 = s.lab.moto_ec2();
+        let r = ec2
+            .rt
+            .block_on(
+                ec2.client
+                    .describe_snapshots()
+                    .filters(filter("tag:role", &s.role))
+                    .send(),
+            )
+            .unwrap();
+        r.snapshots().to_vec()
+    }
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+/// Tags as `key=value` where the value says something stable, else `key`.
+fn stable_tags(tags: &[aws_sdk_ec2::types::Tag], lab: &Lab) -> String {
+    let volatile = [
+        "snaptastic:run",
+        "snaptastic:source",
+        "instance_id",
+        "created",
+        "expires",
+        "Name",
+        "role",
+    ];
+    let mut out: Vec<String> = tags
+        .iter()
+        .map(|t| {
+            let (k, v) = (t.key().unwrap_or(""), t.value().unwrap_or(""));
+            if volatile.contains(&k) {
+                k.to_string()
+            } else {
+                format!("{k}={}", v.replace(lab.dir.to_str().unwrap(), "LAB"))
+            }
+        })
+        .collect();
+    out.sort();
+    out.join(",")
+}
+
+impl Scenario for Volumes {
+    type World = Setup;
+
+    fn name(&self) -> String {
+        self.args().join(" ")
+    }
+
+    fn prepare(&self, moto: &str) -> Setup {
+        let s = Setup::new(moto, false, None, &VOLUMES);
+        run_ok(&s, &["mount-snapshots", "db"]);
+        for i in 0..VOLUMES.len() {
+            std::fs::write(s.mp(i).join("data"), format!("volume {i}")).unwrap();
+        }
+        match self {
+            Volumes::Make | Volumes::Unmount => {}
+            Volumes::Mount => {
+                run_ok(&s, &["make-snapshots", "db"]);
+                run_ok(&s, &["unmount-snapshots", "db", "--yes", "--delete"]);
+            }
+            Volumes::Clean => {
+                run_ok(&s, &["make-snapshots", "db"]);
+                let vols = s.our_volumes();
+                for i in 0..VOLUMES.len() {
+                    s.legacy_snapshot(&vols[0].0, &s.mp(i));
+                }
+            }
+            Volumes::List | Volumes::CheckBackups | Volumes::SelfTest => {
+                run_ok(&s, &["make-snapshots", "db"]);
+            }
+        }
+        s
+    }
+
+    fn lab<'a>(&self, w: &'a Setup) -> &'a Lab {
+        &w.lab
+    }
+
+    fn command(&self, w: &Setup) -> Run {
+        let mut args = self.args();
+        args.extend(QUICK);
+        w.lab.run(&args).config(&w.cfg)
+    }
+
+    fn end_state(&self, w: &Setup) -> Vec<String> {
+        let mut out = Vec::new();
+        for i in 0..VOLUMES.len() {
+            let mp = w.mp(i);
+            out.push(match mounted_at(&mp) {
+                Some(_) => format!(
+                    "v{i}: mounted, data {:?}",
+                    std::fs::read_to_string(mp.join("data")).ok()
+                ),
+                None => format!("v{i}: not mounted"),
+            });
+        }
+        for v in self.tagged_volumes(w) {
+            let attached = v
+                .attachments()
+                .iter()
+                .any(|a| a.instance_id() == Some(w.lab.instance()));
+            out.push(format!(
+                "volume {} attached={attached} [{}]",
+                v.state().map(|s| s.as_str()).unwrap_or("?"),
+                stable_tags(v.tags(), &w.lab)
+            ));
+        }
+        for s in self.snapshots(w) {
+            out.push(format!(
+                "snapshot {} [{}]",
+                s.state().map(|s| s.as_str()).unwrap_or("?"),
+                stable_tags(s.tags(), &w.lab)
+            ));
+        }
+        out.sort();
+        out
+    }
+
+    fn resources(&self, w: &Setup) -> Vec<String> {
+        vec![
+            w.lab.dir.display().to_string(),
+            "vol-".into(),
+            "snap-".into(),
+            "/dev/".into(),
+            "db".into(),
+            w.lab.instance().to_string(),
+        ]
+    }
+
+    fn invariants(&self, w: &Setup) -> Vec<String> {
+        let mut v = Vec::new();
+        for i in 0..VOLUMES.len() {
+            let mp = w.mp(i);
+            if mounted_at(&mp).is_some() && !writable_within(&mp, std::time::Duration::from_secs(3))
+            {
+                thaw_if_frozen(&mp);
+                v.push(format!("v{i} left frozen"));
+            }
+        }
+        for vol in self.tagged_volumes(w) {
+            let attached = vol
+                .attachments()
+                .iter()
+                .any(|a| a.instance_id() == Some(w.lab.instance()));
+            let state = vol
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("snaptastic:state"));
+            if attached && !state {
+                v.push(format!(
+                    "{} attached without a snaptastic:state tag",
+                    vol.volume_id().unwrap_or("?")
+                ));
+            }
+        }
+        v
+    }
+
+    fn read_only(&self) -> bool {
+        matches!(
+            self,
+            Volumes::List | Volumes::CheckBackups | Volumes::SelfTest
+        )
+    }
+}
+
+matrix!(mount_snapshots, super::Volumes::Mount);
+matrix!(make_snapshots, super::Volumes::Make);
+matrix!(unmount_snapshots, super::Volumes::Unmount);
+matrix!(clean_snapshots, super::Volumes::Clean);
+matrix!(list_volumes, super::Volumes::List);
+matrix!(check_backups, super::Volumes::CheckBackups);
+matrix!(self_test, super::Volumes::SelfTest);
