@@ -35,10 +35,11 @@
 //! }
 //! ```
 //!
-//! Layout: `cli` (flags) -> `run` (dispatch) -> `context` (resolve once)
-//! -> the commands (`volumes`, `files`, `selftest`), which use `config`
-//! (pure validation), `instance` (metadata), `cloud` (AWS) and `host`
-//! (Linux). Only `cloud` names AWS SDK types and only `host` names `nix`.
+//! Layout: `cli` (flags) -> `run` (dispatch) -> `context` and
+//! `files::settings` (resolve once) -> the commands (`volumes`, `files`,
+//! `selftest`), which use `config` (pure validation), `instance`
+//! (metadata), `cloud` (AWS) and `host` (Linux). Only `cloud` names AWS
+//! SDK types and only `host` names `nix`.
 
 mod cli;
 mod cloud;

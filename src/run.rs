@@ -13,6 +13,7 @@ use clap::Parser;
 
 use crate::cli::{self, Cli, Command};
 use crate::context::{Context, Globals, Needs};
+use crate::files::settings::{ChopSettings, S3Settings, SlurpSettings, SnapFlags, SnapSettings};
 use crate::report::Report;
 use crate::snapshotter::Snapshotter;
 use crate::volumes::{clean, freshness, list, mount, snapshot, thaw, unmount};
@@ -202,20 +203,112 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         }
         Command::Thaw(a) => thaw::run(ctx, &a.name).await,
         Command::Tablesnap(a) => {
-            // The config file is optional here (flags suffice), but a
-            // broken one is an error, not silently ignored.
-            let file = match crate::config::locate(ctx.globals.config.as_deref()) {
-                Ok(path) if path.exists() => ctx.config()?.tablesnap,
-                _ => None,
-            };
-            files::snap::run(file.as_ref(), &a).await
+            let settings = SnapSettings::resolve(ctx, &snap_flags(&a))?;
+            files::snap::run(&settings).await
         }
         Command::Tableslurp(a) => {
             let report = Report::new(a.json);
-            report.finish("tableslurp", files::slurp::run(&a, report.clone()).await)
+            let settings = slurp_settings(*a);
+            report.finish(
+                "tableslurp",
+                files::slurp::run(&settings, report.clone()).await,
+            )
         }
-        Command::Tablechop(a) => files::chop::run(&a).await,
+        Command::Tablechop(a) => files::chop::run(&chop_settings(*a)).await,
         Command::Generate(a) => generate::run(&a),
         Command::IamPolicy(a) => policy::run(ctx, &a).await,
     }
 }
+
+/// tablesnap's flags as plain values; [`SnapSettings::resolve`] lays them
+/// over the configuration file's section.
+fn snap_flags(a: &cli::TablesnapArgs) -> SnapFlags {
+    SnapFlags {
+        bucket: a.bucket.clone(),
+        paths: a.paths.clone(),
+        recursive: a.recursive,
+        auto_add: a.auto_add,
+        backup: a.backup,
+        prefix: a.prefix.clone(),
+        without_index: a.without_index,
+        keyname_separator: a.keyname_separator.clone(),
+        threads: a.threads,
+        name: a.name.clone(),
+        exclude: a.exclude.clone(),
+        include: a.include.clone(),
+        listen_events: a.listen_events.clone(),
+        max_upload_size: a.max_upload_size,
+        multipart_chunk_size: a.multipart_chunk_size,
+        aws_key: a.aws_key.clone(),
+        aws_secret: a.aws_secret.clone(),
+        aws_token: a.aws_token.clone(),
+        aws_region: a.aws_region.clone(),
+        endpoint_url: a.endpoint_url.clone(),
+        s3_force_path_style: a.s3_force_path_style,
+        storage_class: a.storage_class.clone(),
+        reduced_redundancy: a.reduced_redundancy,
+        with_sse: a.with_sse,
+        sse: a.sse.clone(),
+        sse_kms_key_id: a.sse_kms_key_id.clone(),
+        retries: a.retries,
+        stall_timeout: a.stall_timeout,
+        md5_on_start: a.md5_on_start,
+        state_dir: a.state_dir.clone(),
+        index_refresh: a.index_refresh,
+    }
+}
+
+/// The S3 flags tableslurp and tablechop share.
+fn s3_settings(a: cli::S3Args) -> S3Settings {
+    S3Settings {
+        name: a.name,
+        prefix: a.prefix,
+        keyname_separator: a.keyname_separator,
+        aws_region: a.aws_region,
+        endpoint_url: a.endpoint_url,
+        s3_force_path_style: a.s3_force_path_style,
+        aws_key: a.aws_key,
+        aws_secret: a.aws_secret,
+        aws_token: a.aws_token,
+        stall: a.stall_timeout,
+    }
+}
+
+/// tableslurp's flags as its settings (`--json` is the report's).
+fn slurp_settings(a: cli::TableslurpArgs) -> SlurpSettings {
+    SlurpSettings {
+        bucket: a.bucket,
+        origin: a.origin,
+        target: a.target,
+        s3: s3_settings(a.s3),
+        file: a.file,
+        at: a.at,
+        preserve: a.preserve,
+        owner: a.owner,
+        group: a.group,
+        keep_special_bits: a.keep_special_bits,
+        threads: a.threads,
+        recursive: a.recursive,
+        force: a.force,
+        allow_unverified: a.allow_unverified,
+    }
+}
+
+/// tablechop's flags as its settings (`--list-deletes` is accepted and
+/// means nothing: every deletion is printed).
+fn chop_settings(a: cli::TablechopArgs) -> ChopSettings {
+    ChopSettings {
+        bucket: a.bucket,
+        path: a.path,
+        age: a.age,
+        s3: s3_settings(a.s3),
+        dry_run: a.dry_run,
+        grace: a.grace,
+        forget_after: a.forget_after,
+        jobs: a.jobs,
+    }
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

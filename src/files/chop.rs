@@ -16,7 +16,7 @@ use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::keys::{parse_index, KeyNaming, INDEX_SUFFIX};
-use crate::cli::TablechopArgs;
+use super::settings::ChopSettings;
 use crate::cloud::s3::{ObjectInfo, S3};
 
 /// Keep or delete one object, and why.
@@ -240,9 +240,9 @@ async fn read_indexes(
     Ok(listed)
 }
 
-pub(crate) async fn run(args: &TablechopArgs) -> Result<ExitCode> {
-    let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
-    let naming = super::naming(&args.s3);
+pub(crate) async fn run(args: &ChopSettings) -> Result<ExitCode> {
+    let s3 = super::connect(args.s3.connection(&args.bucket)).await;
+    let naming = args.s3.naming();
     let path = std::path::absolute(&args.path)?;
     // The directory with a trailing '/': `/ks1` must not match `/ks10`.
     let prefix = naming.dir_prefix(&path);

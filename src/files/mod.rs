@@ -2,7 +2,8 @@
 //! `upload.rs` one file, `digests.rs` the record of what was read,
 //! `queue.rs` the daemon's work queue, `retry.rs` its retries,
 //! `index_writer.rs` its indexes, `refresh.rs` when a quiet directory's
-//! index is rewritten, `snap.rs` the watching daemon, `stale.rs`
+//! index is rewritten, `settings.rs` what each command is told (resolved
+//! once, before it runs), `snap.rs` the watching daemon, `stale.rs`
 //! abandoned multipart uploads, `slurp.rs` the restore, `chop.rs` the
 //! retention (its plan pure).
 
@@ -13,6 +14,7 @@ pub(crate) mod keys;
 mod queue;
 pub(crate) mod refresh;
 mod retry;
+pub(crate) mod settings;
 pub(crate) mod slurp;
 pub(crate) mod snap;
 pub(crate) mod stale;
@@ -21,7 +23,6 @@ pub(crate) mod upload;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::cli::S3Args;
 use crate::cloud::s3::{base64, hex, S3};
 use crate::cloud::{AwsConfig, StaticKeys};
 
@@ -245,22 +246,6 @@ pub(crate) struct Connection<'a> {
 /// half a minute of nothing is a connection that will not recover.
 pub(crate) const DEFAULT_STALL: std::time::Duration = std::time::Duration::from_secs(30);
 
-impl<'a> Connection<'a> {
-    pub(crate) fn from_args(bucket: &'a str, a: &'a S3Args) -> Self {
-        Connection {
-            bucket,
-            region: a.aws_region.as_deref(),
-            endpoint: a.endpoint_url.as_deref(),
-            force_path_style: a.s3_force_path_style,
-            key: a.aws_key.as_deref(),
-            secret: a.aws_secret.as_deref(),
-            token: a.aws_token.as_deref(),
-            attempts: crate::cloud::MAX_ATTEMPTS,
-            stall: a.stall_timeout,
-        }
-    }
-}
-
 /// An S3 client: the SDK's credential chain (or, warned about, keys from
 /// the command line), region from the flag, the environment or us-east-1.
 pub(crate) async fn connect(c: Connection<'_>) -> S3 {
@@ -284,15 +269,6 @@ pub(crate) async fn connect(c: Connection<'_>) -> S3 {
         attempts: c.attempts,
     };
     S3::new(&config, c.bucket, c.endpoint, c.force_path_style, patience)
-}
-
-/// The key naming of tableslurp/tablechop arguments.
-pub(crate) fn naming(a: &S3Args) -> keys::KeyNaming {
-    keys::KeyNaming {
-        prefix: a.prefix.clone(),
-        name: a.name.clone().unwrap_or_else(default_name),
-        separator: a.keyname_separator.clone(),
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::keys::{is_marked_index, parse_index, KeyNaming, StatMeta, INDEX_SUFFIX};
-use crate::cli::TableslurpArgs;
+use super::settings::SlurpSettings;
 use crate::cloud::s3::{Fetched, ObjectInfo, S3};
 use crate::cloud::CloudError;
 use crate::host::safe_path::{check_name, is_refused_link, SafeDir};
@@ -96,9 +96,9 @@ struct Job {
 /// retry, as often).
 const GET_ATTEMPTS: u32 = crate::cloud::MAX_ATTEMPTS;
 
-pub(crate) async fn run(args: &TableslurpArgs, report: Report) -> Result<ExitCode> {
-    let s3 = super::connect(super::Connection::from_args(&args.bucket, &args.s3)).await;
-    let naming = super::naming(&args.s3);
+pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode> {
+    let s3 = super::connect(args.s3.connection(&args.bucket)).await;
+    let naming = args.s3.naming();
     let odd = |c: std::path::Component<'_>| {
         matches!(
             c,

@@ -23,10 +23,9 @@ use super::index_writer::{self, Landing};
 use super::keys::{Filter, KeyNaming};
 use super::queue::{self, Intake, Job, Queue};
 use super::retry::Retries;
+use super::settings::SnapSettings;
 use super::upload::{Outcome, Seen, Uploader};
-use crate::cli::TablesnapArgs;
 use crate::cloud::s3::{PutOptions, S3};
-use crate::config::Tablesnap;
 use crate::host::watch::{self, Change, Listen, Watcher};
 
 /// How long a stopping daemon waits for uploads and index writes in
@@ -61,177 +60,11 @@ struct Stats {
     dropped: AtomicU64,
 }
 
-/// The daemon's settings: flags, over `[tablesnap]` of the config, over
-/// tablesnap 1.2.1's defaults.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Settings {
-    pub bucket: String,
-    pub paths: Vec<PathBuf>,
-    pub recursive: bool,
-    pub auto_add: bool,
-    pub backup: bool,
-    pub without_index: bool,
-    pub prefix: String,
-    pub name: Option<String>,
-    pub keyname_separator: String,
-    pub threads: usize,
-    pub exclude: Vec<String>,
-    pub include: Vec<String>,
-    pub listen_events: Vec<String>,
-    pub max_upload_size: u64,
-    pub multipart_chunk_size: u64,
-    pub aws_key: Option<String>,
-    pub aws_secret: Option<String>,
-    pub aws_token: Option<String>,
-    pub aws_region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub s3_force_path_style: bool,
-    pub storage_class: Option<String>,
-    pub reduced_redundancy: bool,
-    pub with_sse: bool,
-    pub sse: Option<String>,
-    pub sse_kms_key_id: Option<String>,
-    pub retries: u32,
-    /// An S3 call that moves nothing this long is tried again.
-    pub stall: Duration,
-    /// Where the digest record is kept.
-    pub state_dir: Option<PathBuf>,
-    /// Read every file at start (1.2.1's flag): the record is not used.
-    pub md5_on_start: bool,
-    /// How often each watched directory's index is rewritten when nothing
-    /// else rewrote it (files/refresh.rs).
-    pub index_refresh: Duration,
-}
-
-/// Why the flags and the `[tablesnap]` section make no [`Settings`].
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SettingsError {
-    #[error("no bucket: give BUCKET and PATH..., or set bucket and paths in the [tablesnap] section of the configuration")]
-    NoBucket,
-    #[error("no directory to watch for bucket {bucket}: give PATH... or paths in [tablesnap]")]
-    NoPaths { bucket: String },
-    /// `-e`/`-i` take one or more values (1.2.1's `nargs='+'`), so
-    /// `tablesnap -e REGEX BUCKET PATH` reads BUCKET and PATH as patterns
-    /// too; "no bucket" alone would send the operator looking in the
-    /// wrong place.
-    #[error(
-        "{flag} takes every following word as a pattern: {} read as pattern(s); \
-         put {flag} REGEX after BUCKET PATH..., or write {flag}=REGEX",
-        quote_list(.swallowed)
-    )]
-    PatternsSwallowedArguments {
-        flag: &'static str,
-        swallowed: Vec<String>,
-    },
-}
-
-/// `'a'`, `'a' and 'b'`, `'a', 'b' and 'c'`, plus "was"/"were".
-fn quote_list(words: &[String]) -> String {
-    let q: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
-    match q.as_slice() {
-        [] => "nothing was".to_string(),
-        [one] => format!("{one} was"),
-        [init @ .., last] => format!("{} and {last} were", init.join(", ")),
-    }
-}
-
-/// When BUCKET or PATH is missing and `-e`/`-i` got more than one value,
-/// the missing words were most likely read as patterns: all but the first
-/// value are named (the first is the pattern the operator meant).
-fn swallowed(cli: &TablesnapArgs) -> Option<SettingsError> {
-    let (flag, values) = if cli.exclude.len() > 1 {
-        ("-e", &cli.exclude)
-    } else if cli.include.len() > 1 {
-        ("-i", &cli.include)
-    } else {
-        return None;
-    };
-    Some(SettingsError::PatternsSwallowedArguments {
-        flag,
-        swallowed: values[1..].to_vec(),
-    })
-}
-
-/// Merge flags over the file's section. Pure.
-pub(crate) fn merge(
-    cli: &TablesnapArgs,
-    file: Option<&Tablesnap>,
-) -> Result<Settings, SettingsError> {
-    let empty = Tablesnap::default();
-    let f = file.unwrap_or(&empty);
-    let pick = |a: &Vec<String>, b: &Vec<String>| if a.is_empty() { b.clone() } else { a.clone() };
-    let Some(bucket) = cli.bucket.clone().or_else(|| f.bucket.clone()) else {
-        return Err(swallowed(cli).unwrap_or(SettingsError::NoBucket));
-    };
-    let paths = if cli.paths.is_empty() {
-        f.paths.clone()
-    } else {
-        cli.paths.clone()
-    };
-    if paths.is_empty() {
-        return Err(swallowed(cli).unwrap_or(SettingsError::NoPaths { bucket }));
-    }
-    Ok(Settings {
-        bucket,
-        paths,
-        recursive: cli.recursive || f.recursive,
-        auto_add: cli.auto_add || f.auto_add,
-        backup: cli.backup || f.backup,
-        without_index: cli.without_index || f.without_index,
-        prefix: if cli.prefix.is_empty() {
-            f.prefix.clone().unwrap_or_default()
-        } else {
-            cli.prefix.clone()
-        },
-        name: cli.name.clone().or_else(|| f.name.clone()),
-        keyname_separator: if cli.keyname_separator == ":" {
-            f.keyname_separator.clone().unwrap_or_else(|| ":".into())
-        } else {
-            cli.keyname_separator.clone()
-        },
-        threads: cli.threads.or(f.threads).unwrap_or(10),
-        exclude: pick(&cli.exclude, &f.exclude),
-        include: pick(&cli.include, &f.include),
-        listen_events: pick(&cli.listen_events, &f.listen_events),
-        max_upload_size: cli.max_upload_size.or(f.max_upload_size).unwrap_or(5120),
-        multipart_chunk_size: cli
-            .multipart_chunk_size
-            .or(f.multipart_chunk_size)
-            .unwrap_or(8),
-        aws_key: cli.aws_key.clone(),
-        aws_secret: cli.aws_secret.clone(),
-        aws_token: cli.aws_token.clone(),
-        aws_region: cli.aws_region.clone().or_else(|| f.aws_region.clone()),
-        endpoint_url: cli.endpoint_url.clone().or_else(|| f.endpoint_url.clone()),
-        s3_force_path_style: cli.s3_force_path_style || f.s3_force_path_style,
-        storage_class: cli
-            .storage_class
-            .clone()
-            .or_else(|| f.storage_class.clone()),
-        reduced_redundancy: cli.reduced_redundancy,
-        with_sse: cli.with_sse,
-        sse: cli.sse.clone().or_else(|| f.sse.clone()),
-        sse_kms_key_id: cli
-            .sse_kms_key_id
-            .clone()
-            .or_else(|| f.sse_kms_key_id.clone()),
-        retries: cli.retries.or(f.retries).unwrap_or(4),
-        stall: cli
-            .stall_timeout
-            .or(f.stall_timeout)
-            .unwrap_or(super::DEFAULT_STALL),
-        state_dir: cli.state_dir.clone().or_else(|| f.state_dir.clone()),
-        md5_on_start: cli.md5_on_start || f.md5_on_start,
-        index_refresh: cli.index_refresh.unwrap_or(super::refresh::DEFAULT_EVERY),
-    })
-}
-
-/// Run the daemon with the command line's flags over the configuration
-/// file's `[tablesnap]` section.
-pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result<ExitCode> {
+/// Run the daemon with its settings, resolved before it starts
+/// (files/settings.rs).
+pub(crate) async fn run(args: &SnapSettings) -> Result<ExitCode> {
     // Multipart uploads initiated before this are not this daemon's.
     let started = chrono::Utc::now();
-    let args = &merge(cli, file)?;
     // As a message, not a chain: the pattern error already says the regex
     // error, which `{:#}` would repeat.
     let filter = Filter::new(&args.exclude, &args.include).map_err(anyhow::Error::msg)?;
@@ -250,15 +83,11 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
         );
     }
 
-    let s3 = s3_client(args).await?;
+    let s3 = super::connect(args.connection()).await;
     s3.check_bucket()
         .await
         .with_context(|| format!("bucket {}", args.bucket))?;
-    let naming = KeyNaming {
-        prefix: args.prefix.clone(),
-        name: args.name.clone().unwrap_or_else(super::default_name),
-        separator: args.keyname_separator.clone(),
-    };
+    let naming = args.naming();
     // Held (shared) until the daemon exits: see files/stale.rs.
     let space = super::stale::Space {
         bucket: &args.bucket,
@@ -393,7 +222,7 @@ pub(crate) async fn run(file: Option<&Tablesnap>, cli: &TablesnapArgs) -> Result
 
 /// Check the settings that need no network: the threads, the directories
 /// (made absolute), the events to listen for and the PUT options.
-fn check(args: &Settings) -> Result<(Vec<PathBuf>, Listen, PutOptions)> {
+fn check(args: &SnapSettings) -> Result<(Vec<PathBuf>, Listen, PutOptions)> {
     if args.threads == 0 {
         bail!("--threads must be at least 1");
     }
@@ -858,122 +687,13 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-async fn s3_client(args: &Settings) -> Result<S3> {
-    Ok(super::connect(super::Connection {
-        bucket: &args.bucket,
-        region: args.aws_region.as_deref(),
-        endpoint: args.endpoint_url.as_deref(),
-        force_path_style: args.s3_force_path_style,
-        key: args.aws_key.as_deref(),
-        secret: args.aws_secret.as_deref(),
-        token: args.aws_token.as_deref(),
-        attempts: args.retries.saturating_add(1),
-        stall: args.stall,
-    })
-    .await)
-}
-
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
-    use crate::cli::{Cli, Command};
-
-    fn cli(args: &[&str]) -> TablesnapArgs {
-        let mut all = vec!["snaptastic", "tablesnap"];
-        all.extend_from_slice(args);
-        match Cli::try_parse_from(all).unwrap().command {
-            Command::Tablesnap(a) => *a,
-            other => panic!("{other:?}"),
-        }
-    }
 
     #[test]
     fn paths_are_normalised_lexically() {
         assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
         assert_eq!(normalize(Path::new("/../x")), PathBuf::from("/x"));
-    }
-
-    #[test]
-    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
-        let file = Tablesnap {
-            bucket: Some("from-file".into()),
-            paths: vec!["/data".into()],
-            recursive: true,
-            threads: Some(8),
-            exclude: vec!["\\.log$".into()],
-            keyname_separator: Some("#".into()),
-            ..Default::default()
-        };
-        let s = merge(&cli(&[]), Some(&file)).unwrap();
-        assert_eq!(
-            (s.bucket.as_str(), s.threads, s.recursive),
-            ("from-file", 8, true)
-        );
-        assert_eq!(
-            (s.keyname_separator.as_str(), s.max_upload_size, s.retries),
-            ("#", 5120, 4)
-        );
-        let s = merge(
-            &cli(&[
-                "b",
-                "/x",
-                "-t",
-                "2",
-                "-e",
-                "tmp",
-                "--keyname-separator",
-                "|",
-            ]),
-            Some(&file),
-        )
-        .unwrap();
-        assert_eq!(
-            (s.bucket.as_str(), s.paths.clone(), s.threads),
-            ("b", vec![PathBuf::from("/x")], 2)
-        );
-        assert_eq!(
-            (s.exclude.clone(), s.keyname_separator.as_str()),
-            (vec!["tmp".to_string()], "|")
-        );
-        assert!(merge(&cli(&[]), None)
-            .unwrap_err()
-            .to_string()
-            .starts_with("no bucket"));
-        assert!(merge(&cli(&["b"]), None)
-            .unwrap_err()
-            .to_string()
-            .starts_with("no directory to watch"));
-    }
-
-    #[test]
-    fn patterns_that_swallowed_bucket_and_paths_are_named() {
-        let e = merge(&cli(&["-e", "\\.log$", "bkt", "/data"]), None)
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "-e takes every following word as a pattern: 'bkt' and '/data' were read as \
-             pattern(s); put -e REGEX after BUCKET PATH..., or write -e=REGEX"
-        );
-        let e = merge(&cli(&["bkt", "--include", "Data", "/data"]), None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("-i takes every following word") && e.contains("'/data' was"),
-            "{e}"
-        );
-        // 1.2.1's shapes still work: patterns after the positionals, and
-        // the attached form before them.
-        let s = merge(&cli(&["bkt", "/data", "-e", "a", "b"]), None).unwrap();
-        assert_eq!((s.bucket.as_str(), s.exclude.len()), ("bkt", 2));
-        let s = merge(&cli(&["-e=a", "bkt", "/data"]), None).unwrap();
-        assert_eq!(
-            (s.bucket.as_str(), s.paths.len(), s.exclude),
-            ("bkt", 1, vec!["a".to_string()])
-        );
-        let s = merge(&cli(&["--exclude=a", "bkt", "/data"]), None).unwrap();
-        assert_eq!((s.bucket.as_str(), s.exclude.len()), ("bkt", 1));
     }
 }
