@@ -87,7 +87,7 @@ pub(crate) struct GlobalArgs {
     /// Tries of each AWS call, the first included, before it fails:
     /// throttling, 5xx replies, resets and timeouts are retried with
     /// backoff. Lower it where a deadline matters more than riding out an
-    /// outage (an SSM run, a health check).
+    /// outage (an SSM run, a health check). tablesnap has --retries.
     #[arg(
         long,
         global = true,

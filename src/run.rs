@@ -208,13 +208,15 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         }
         Command::Tableslurp(a) => {
             let report = Report::new(a.json);
-            let settings = slurp_settings(*a);
+            let settings = slurp_settings(*a, ctx.globals.calls.attempts);
             report.finish(
                 "tableslurp",
                 files::slurp::run(&settings, report.clone()).await,
             )
         }
-        Command::Tablechop(a) => files::chop::run(&chop_settings(*a)).await,
+        Command::Tablechop(a) => {
+            files::chop::run(&chop_settings(*a, ctx.globals.calls.attempts)).await
+        }
         Command::Generate(a) => generate::run(&a),
         Command::IamPolicy(a) => policy::run(ctx, &a).await,
     }
@@ -258,8 +260,8 @@ fn snap_flags(a: &cli::TablesnapArgs) -> SnapFlags {
     }
 }
 
-/// The S3 flags tableslurp and tablechop share.
-fn s3_settings(a: cli::S3Args) -> S3Settings {
+/// The S3 flags tableslurp and tablechop share, with `--call-attempts`.
+fn s3_settings(a: cli::S3Args, attempts: u32) -> S3Settings {
     S3Settings {
         name: a.name,
         prefix: a.prefix,
@@ -271,16 +273,17 @@ fn s3_settings(a: cli::S3Args) -> S3Settings {
         aws_secret: a.aws_secret,
         aws_token: a.aws_token,
         stall: a.stall_timeout,
+        attempts,
     }
 }
 
 /// tableslurp's flags as its settings (`--json` is the report's).
-fn slurp_settings(a: cli::TableslurpArgs) -> SlurpSettings {
+fn slurp_settings(a: cli::TableslurpArgs, attempts: u32) -> SlurpSettings {
     SlurpSettings {
         bucket: a.bucket,
         origin: a.origin,
         target: a.target,
-        s3: s3_settings(a.s3),
+        s3: s3_settings(a.s3, attempts),
         file: a.file,
         at: a.at,
         preserve: a.preserve,
@@ -296,12 +299,12 @@ fn slurp_settings(a: cli::TableslurpArgs) -> SlurpSettings {
 
 /// tablechop's flags as its settings (`--list-deletes` is accepted and
 /// means nothing: every deletion is printed).
-fn chop_settings(a: cli::TablechopArgs) -> ChopSettings {
+fn chop_settings(a: cli::TablechopArgs, attempts: u32) -> ChopSettings {
     ChopSettings {
         bucket: a.bucket,
         path: a.path,
         age: a.age,
-        s3: s3_settings(a.s3),
+        s3: s3_settings(a.s3, attempts),
         dry_run: a.dry_run,
         grace: a.grace,
         forget_after: a.forget_after,

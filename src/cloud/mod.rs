@@ -26,11 +26,6 @@ pub(crate) use ec2::{DryRunAction, DryRunOutcome, Ec2, ProbeTargets};
 pub(crate) use stall::Patience;
 pub(crate) use wait::{poll_until, Backoff, WaitError};
 
-/// EC2 retries throttling and 5xx inside the SDK (exponential backoff with
-/// jitter); 5 attempts spans a few seconds, enough for a burst of
-/// `RequestLimitExceeded` without hiding a real outage.
-pub(crate) const MAX_ATTEMPTS: u32 = CallLimits::DEFAULT.attempts;
-
 /// How hard each AWS call tries (`--call-attempts`, `--call-timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CallLimits {
@@ -41,6 +36,9 @@ pub(crate) struct CallLimits {
 }
 
 impl CallLimits {
+    /// The SDK retries throttling and 5xx (exponential backoff with
+    /// jitter); 5 attempts span a few seconds, enough for a burst of
+    /// `RequestLimitExceeded` without hiding a real outage.
     pub(crate) const DEFAULT: CallLimits = CallLimits {
         attempts: 5,
         attempt_timeout: Duration::from_secs(30),

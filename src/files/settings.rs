@@ -34,10 +34,12 @@ pub(crate) struct S3Settings {
     pub aws_token: Option<String>,
     /// An S3 call that moves nothing this long is tried again.
     pub stall: Duration,
+    /// Tries of each S3 call (`--call-attempts`).
+    pub attempts: u32,
 }
 
 impl S3Settings {
-    /// How to reach `bucket`, with the SDK's usual attempts per request.
+    /// How to reach `bucket`, with `attempts` tries per request.
     pub(crate) fn connection<'a>(&'a self, bucket: &'a str) -> Connection<'a> {
         Connection {
             bucket,
@@ -47,7 +49,7 @@ impl S3Settings {
             key: self.aws_key.as_deref(),
             secret: self.aws_secret.as_deref(),
             token: self.aws_token.as_deref(),
-            attempts: crate::cloud::MAX_ATTEMPTS,
+            attempts: self.attempts,
             stall: self.stall,
         }
     }

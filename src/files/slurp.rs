@@ -89,12 +89,11 @@ struct Job {
     report: Report,
     /// Files restored of those listed so far, on a terminal or in the log.
     progress: Progress,
+    /// GETs of one file (`--call-attempts`), counting those the SDK
+    /// retries as one: its retries do not cover a body that fails midway
+    /// (a stall is the S3 call's to retry, as often).
+    get_attempts: u32,
 }
-
-/// GETs of one file, counting those the SDK retries as one: its retries
-/// do not cover a body that fails midway (a stall is the S3 call's to
-/// retry, as often).
-const GET_ATTEMPTS: u32 = crate::cloud::MAX_ATTEMPTS;
 
 pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode> {
     let s3 = super::connect(args.s3.connection(&args.bucket)).await;
@@ -132,6 +131,7 @@ pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode
         allow_unverified: args.allow_unverified,
         report,
         progress: Progress::new("files restored", 0),
+        get_attempts: args.s3.attempts,
     });
 
     // One limit for every download of the run, whatever the directory.
@@ -471,8 +471,11 @@ async fn get_index(
     let mut attempt = 1;
     loop {
         match job.s3.get_bytes_with_metadata(key).await {
-            Err(e) if e.is_transient() && !e.is_stall() && attempt < GET_ATTEMPTS => {
-                tracing::warn!("index {key}: {e}; retrying ({attempt}/{GET_ATTEMPTS})");
+            Err(e) if e.is_transient() && !e.is_stall() && attempt < job.get_attempts => {
+                tracing::warn!(
+                    "index {key}: {e}; retrying ({attempt}/{})",
+                    job.get_attempts
+                );
                 tokio::time::sleep(Duration::from_millis(500) * attempt).await;
                 attempt += 1;
             }
@@ -573,8 +576,8 @@ async fn fetch_one(
                 return Err(RestoreError::Missing { key });
             }
             // A stall was tried again there, as often.
-            Err(e) if e.is_transient() && !e.is_stall() && attempt < GET_ATTEMPTS => {
-                tracing::warn!("{name}: {e}; retrying ({attempt}/{GET_ATTEMPTS})");
+            Err(e) if e.is_transient() && !e.is_stall() && attempt < job.get_attempts => {
+                tracing::warn!("{name}: {e}; retrying ({attempt}/{})", job.get_attempts);
                 tokio::time::sleep(Duration::from_millis(500) * attempt).await;
                 attempt += 1;
             }
