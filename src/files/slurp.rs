@@ -190,7 +190,8 @@ pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode
     match first_error {
         // One directory: its error is the command's, as before.
         Some(e) if !args.recursive => Err(e),
-        _ => Ok(crate::tasks::exit_code(failed)),
+        _ if failed == 0 => Ok(std::process::ExitCode::SUCCESS),
+        _ => Ok(std::process::ExitCode::FAILURE),
     }
 }
 

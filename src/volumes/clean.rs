@@ -79,7 +79,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
         println!("not cleaning");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut failed = 0;
+    let mut failures = crate::tasks::Failures::default();
     for id in &doomed {
         let result = match args.what {
             Target::Snapshots => ec2.delete_snapshot(id).await,
@@ -88,12 +88,12 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
         match result {
             Ok(()) => println!("deleted {id}"),
             Err(e) => {
-                failed += 1;
                 println!("FAILED  {id}: {e}");
+                failures.add(id, e);
             }
         }
     }
-    Ok(crate::tasks::exit_code(failed))
+    failures.finish()
 }
 
 /// One thing clean looked at: its id, what it is, and its verdict.
@@ -113,7 +113,12 @@ async fn snapshot_rows(
         async {
             ec2.snapshots_tagged_with_owner(filters, &ctx.owners)
                 .await
-                .context("looking up snapshots")
+                .with_context(|| {
+                    format!(
+                        "looking up snapshots of profile '{}'",
+                        ctx.snapshotter.name()
+                    )
+                })
         },
         async {
             if only_self {
@@ -122,7 +127,12 @@ async fn snapshot_rows(
             ec2.snapshots_tagged(filters, &["self".to_string()])
                 .await
                 .map(|s| Some(s.into_iter().map(|s| s.id).collect()))
-                .context("looking up this account's snapshots")
+                .with_context(|| {
+                    format!(
+                        "looking up this account's snapshots of profile '{}'",
+                        ctx.snapshotter.name()
+                    )
+                })
         },
         async { ec2.snapshots_in_images().await.context("looking up AMIs") },
     )?;
@@ -179,7 +189,7 @@ async fn volume_rows(
     let volumes = ec2
         .volumes_tagged(&tags)
         .await
-        .context("looking up volumes")?;
+        .with_context(|| format!("looking up volumes of profile '{}'", ctx.snapshotter.name()))?;
     let rows = plan_volume_cleanup(&volumes, args.include_detached, now)
         .into_iter()
         .map(|(v, verdict)| {

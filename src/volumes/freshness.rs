@@ -64,7 +64,7 @@ async fn this_hosts(
     let attached: Vec<String> = ec2
         .volumes_attached_to(&me)
         .await
-        .context("looking up attached volumes")?
+        .with_context(|| format!("looking up volumes attached to {me}"))?
         .into_iter()
         .map(|v| v.id)
         .collect();
@@ -89,7 +89,7 @@ async fn check(ctx: &Context, args: &CheckOptions) -> Result<ExitCode> {
     let snapshots = ec2
         .snapshots_tagged(&filters, &owners)
         .await
-        .context("looking up snapshots")?;
+        .with_context(|| format!("looking up snapshots of {label}"))?;
     let (label, snapshots) = if args.this_host {
         this_hosts(ctx, &ec2, label, snapshots).await?
     } else {
@@ -176,10 +176,10 @@ async fn tagged_mount_points(
     filters: &[(String, String)],
     snapshots: &[SnapshotInfo],
 ) -> Result<Vec<String>> {
-    let volumes = ec2
-        .volumes_tagged(filters)
-        .await
-        .context("looking up volumes")?;
+    let volumes = ec2.volumes_tagged(filters).await.with_context(|| {
+        let tags: Vec<String> = filters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("looking up volumes tagged {}", tags.join(","))
+    })?;
     let mut mps: Vec<String> = snapshots
         .iter()
         .filter_map(|s| s.tag("mount_point"))

@@ -25,6 +25,7 @@ use crate::host::mountinfo::MountEntry;
 use crate::host::{devices, fs, mount, mountinfo, privileges};
 use crate::instance::Identity;
 use crate::snapshotter::HookCtx;
+use crate::tasks::Failures;
 
 use super::mount_report::{print_summary, render_plan};
 use super::restore::{restore_one, Gate, Outcome, Shared};
@@ -83,11 +84,13 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         .map_err(|e| anyhow::anyhow!("{e}; nothing was changed"))?;
     let plans = plan.volumes;
     let outcomes = restore_all(ctx, args, identity, &plans).await;
-    let failed = outcomes
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Failed { .. }))
-        .count();
-    if failed == 0 {
+    let mut failures = Failures::default();
+    for (i, o) in &outcomes {
+        if let Outcome::Failed { error, cleanup } = o {
+            failures.add(&plans[*i].volume.mount_point, format!("{error}; {cleanup}"));
+        }
+    }
+    if failures.is_empty() {
         if let Err(e) = hooks::run(
             &ctx.snapshotter,
             HookPoint::PostMounts,
@@ -96,14 +99,13 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<Exit
         .await
         {
             tracing::error!("{e}");
-            print_summary(&args.report, &plans, &outcomes);
-            return Ok(ExitCode::FAILURE);
+            failures.add_line(e);
         }
     } else {
-        tracing::info!("post_mounts hook not run: {failed} volume(s) failed");
+        tracing::info!("post_mounts hook not run: a volume failed");
     }
     print_summary(&args.report, &plans, &outcomes);
-    Ok(crate::tasks::exit_code(failed))
+    failures.finish()
 }
 
 /// What mount-snapshots looks up before deciding: one call of each kind
@@ -128,17 +130,19 @@ impl Found {
             async {
                 ec2.snapshots_tagged(filters, &ctx.owners)
                     .await
-                    .context("looking up snapshots")
+                    .with_context(|| format!("looking up snapshots of profile '{name}'"))
             },
             async {
                 ec2.volumes_attached_to(&identity.instance_id)
                     .await
-                    .context("looking up attached volumes")
+                    .with_context(|| {
+                        format!("looking up volumes attached to {}", identity.instance_id)
+                    })
             },
             async {
-                ec2.volumes_tagged(&ours_tags)
-                    .await
-                    .context("looking up volumes left by earlier runs")
+                ec2.volumes_tagged(&ours_tags).await.with_context(|| {
+                    format!("looking up volumes of profile '{name}' left by earlier runs")
+                })
             },
         )?;
         let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;

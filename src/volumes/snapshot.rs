@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::progress::Progress;
 use crate::report::Report;
+use crate::tasks::Failures;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
@@ -81,7 +82,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitC
         .ec2
         .volumes_attached_to(&me)
         .await
-        .context("looking up attached volumes")?;
+        .with_context(|| format!("looking up volumes attached to {me}"))?;
     let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
     let now = chrono::Utc::now();
     let retention = snapshotter.retention();
@@ -260,13 +261,26 @@ async fn snapshot_all(
     if set_mode {
         tag_mount_points(&ec2, &targets, &mut results).await;
     }
-    let (mut failed, started_ok) =
-        report_started(snapshotter, &args.report, &targets, results, &thawed).await;
-    failed += usize::from(!thawed.failures.is_empty()) + usize::from(thawed_early);
-    if args.wait {
-        failed += wait_all(&ec2, &args.report, &started_ok).await;
+    let mut failures = Failures::default();
+    for (mp, e) in &thawed.failures {
+        failures.add(mp.display(), format!("could not thaw: {e}"));
     }
-    Ok(crate::tasks::exit_code(failed))
+    if thawed_early {
+        failures.add_line("a filesystem was thawed by someone else during the window; the snapshots are tagged consistency=crash");
+    }
+    let started_ok = report_started(
+        snapshotter,
+        &args.report,
+        &targets,
+        results,
+        &thawed,
+        &mut failures,
+    )
+    .await;
+    if args.wait {
+        wait_all(&ec2, &args.report, &started_ok, &mut failures).await;
+    }
+    failures.finish()
 }
 
 /// Snapshots a set made of volumes that are not targets (attached after
@@ -396,8 +410,8 @@ async fn report_started(
     targets: &[Target],
     results: Vec<CallResult>,
     thawed: &Thawed,
-) -> (usize, Vec<(String, String)>) {
-    let mut failed = 0;
+    failures: &mut Failures,
+) -> Vec<(String, String)> {
     let mut started_ok = Vec::new();
     for (t, r) in targets.iter().zip(results) {
         let frozen = thawed
@@ -421,12 +435,12 @@ async fn report_started(
                 let ctx = hook_ctx(snapshotter.name(), t, Some(&snap));
                 if let Err(e) = hooks::run(snapshotter, HookPoint::PostSnapshot, &ctx).await {
                     tracing::error!("{e}");
-                    failed += 1;
+                    failures.add_line(e);
                 }
                 started_ok.push((t.mount_point.clone(), snap));
             }
             Err(e) => {
-                failed += 1;
+                failures.add(&t.mount_point, &e);
                 report.failure(
                     format!("FAILED   {}: {e} ({window})", t.mount_point),
                     json!({"mount_point": t.mount_point, "status": "failed",
@@ -435,14 +449,18 @@ async fn report_started(
             }
         }
     }
-    (failed, started_ok)
+    started_ok
 }
 
-/// `--wait`: every started snapshot to completion; returns the failures.
+/// `--wait`: every started snapshot to completion; adds the failures.
 /// (Signals have their default action again: stopping here leaves the
 /// snapshots going on in EC2.)
-async fn wait_all(ec2: &Ec2, report: &Report, started: &[(String, String)]) -> usize {
-    let mut failed = 0;
+async fn wait_all(
+    ec2: &Ec2,
+    report: &Report,
+    started: &[(String, String)],
+    failures: &mut Failures,
+) {
     let progress = Progress::new("snapshots completed", started.len() as u64);
     for (mp, snap) in started {
         let result = wait_completed(ec2, mp, snap, &progress).await;
@@ -453,7 +471,7 @@ async fn wait_all(ec2: &Ec2, report: &Report, started: &[(String, String)]) -> u
                 json!({"mount_point": mp, "status": "completed", "snapshot_id": snap}),
             ),
             Err(e) => {
-                failed += 1;
+                failures.add(format!("{mp}: {snap}"), &e);
                 report.failure(
                     format!("FAILED   {mp}: {snap}: {e}"),
                     json!({"mount_point": mp, "status": "failed", "snapshot_id": snap,
@@ -462,7 +480,6 @@ async fn wait_all(ec2: &Ec2, report: &Report, started: &[(String, String)]) -> u
             }
         }
     }
-    failed
 }
 
 /// Tag the snapshots this run started as crash-consistent (they may have

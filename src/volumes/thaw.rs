@@ -24,7 +24,7 @@ pub(crate) async fn run(ctx: &Context, name: &str) -> Result<ExitCode> {
         }
     };
     let volumes = snapshotter.volumes(&host).map_err(|e| anyhow!("{e}"))?;
-    let mut failed = 0;
+    let mut failures = crate::tasks::Failures::default();
     for v in &volumes {
         let mp = Path::new(&v.mount_point);
         match tokio::task::spawn_blocking({
@@ -36,10 +36,10 @@ pub(crate) async fn run(ctx: &Context, name: &str) -> Result<ExitCode> {
             Ok(true) => println!("thawed     {}", v.mount_point),
             Ok(false) => println!("not frozen {}", v.mount_point),
             Err(e) => {
-                failed += 1;
                 println!("FAILED     {}: {e}", v.mount_point);
+                failures.add(&v.mount_point, e);
             }
         }
     }
-    Ok(crate::tasks::exit_code(failed))
+    failures.finish()
 }

@@ -41,7 +41,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
     let attached = ec2
         .volumes_attached_to(&me)
         .await
-        .context("looking up attached volumes")?;
+        .with_context(|| format!("looking up volumes attached to {me}"))?;
 
     hooks::run(
         &ctx.snapshotter,
@@ -79,7 +79,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
         }
     }
     let results: Vec<Result<String, VolumeError>> = results.into_iter().flatten().collect();
-    let mut failed = 0;
+    let mut failures = crate::tasks::Failures::default();
     if let Err(e) = hooks::run(
         &shared.snapshotter,
         HookPoint::PostUnmounts,
@@ -88,18 +88,18 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
     .await
     {
         tracing::error!("{e}");
-        failed += 1;
+        failures.add_line(e);
     }
     for (v, r) in volumes.iter().zip(results) {
         match r {
             Ok(done) => println!("done     {}: {done}", v.mount_point),
             Err(e) => {
-                failed += 1;
                 println!("FAILED   {}: {e}", v.mount_point);
+                failures.add(&v.mount_point, e);
             }
         }
     }
-    Ok(crate::tasks::exit_code(failed))
+    failures.finish()
 }
 
 /// What the per-volume tasks share.
