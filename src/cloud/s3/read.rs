@@ -1,0 +1,244 @@
+//! Reading objects: HEAD, small objects into memory (the indexes), and
+//! downloads streamed into a file with their MD5 computed on the way.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use super::{found, hex, Call, Progress, S3};
+use crate::cloud::{cloud_error, to_chrono, CloudError};
+
+/// The operation of every read here but HEAD, named once for its errors.
+const GET_OBJECT: &str = "GetObject";
+
+/// What a GET brought: its metadata and the MD5 of what was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub metadata: HashMap<String, String>,
+    pub etag: Option<String>,
+    pub md5_hex: String,
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+    /// Bytes written, and the size S3 stated for the object.
+    pub written: u64,
+    pub stated_size: Option<u64>,
+    /// Why the ETag is not the MD5 of the bytes, when it is not: S3's
+    /// ETag of a multipart, SSE-KMS or SSE-C object is something else.
+    pub etag_not_md5: Option<&'static str>,
+    /// The full-object checksum S3 stored, which the SDK checked against
+    /// the bytes (asked for with `checksums`): its algorithm.
+    pub checked_checksum: Option<&'static str>,
+}
+
+/// What HEAD says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ObjectHead {
+    pub size: u64,
+    pub metadata: HashMap<String, String>,
+}
+
+impl S3 {
+    /// HEAD; `None` if there is no such object.
+    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectHead>, CloudError> {
+        let op = "HeadObject";
+        let r = self
+            .call(Call::new(op, key), |_| {
+                let req = self.client.head_object().bucket(&self.bucket).key(key);
+                async move { found(op, req.send().await) }
+            })
+            .await?;
+        Ok(r.map(|r| ObjectHead {
+            size: r
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            metadata: r.metadata().cloned().unwrap_or_default(),
+        }))
+    }
+
+    /// A small object into memory (indexes).
+    pub(crate) async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, CloudError> {
+        self.get_bytes_with_metadata(key).await.map(|(b, _)| b)
+    }
+
+    /// A small object and its user metadata (`x-amz-meta-*`): tableslurp
+    /// tells our indexes from tablesnap 1.2.1's by it.
+    pub(crate) async fn get_bytes_with_metadata(
+        &self,
+        key: &str,
+    ) -> Result<(Vec<u8>, HashMap<String, String>), CloudError> {
+        self.call(Call::new(GET_OBJECT, key), |progress| {
+            let req = self.client.get_object().bucket(&self.bucket).key(key);
+            async move {
+                let r = req.send().await.map_err(|e| cloud_error(GET_OBJECT, e))?;
+                progress.stamp();
+                let metadata = r.metadata.unwrap_or_default();
+                let mut body = r.body;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = next_chunk(&mut body, &progress).await? {
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok((bytes, metadata))
+            }
+        })
+        .await
+    }
+
+    /// Stream an object into `out` (the file the caller created safely,
+    /// `O_EXCL|O_NOFOLLOW`; `file` only names it), hashing it on the way.
+    /// `Ok(None)` if there is no such object. Waiting longer than the
+    /// stall timeout for the reply or for the next bytes of the body is a
+    /// stall, and the download starts again from an emptied file: the
+    /// SDK's read timeout does not cover the body, so a stalled download
+    /// would otherwise hang forever. With `checksums`, S3 sends the
+    /// object's stored full-object checksum (if it has one) and the SDK
+    /// checks the bytes against it (a mismatch fails the body); only asked
+    /// for where nothing better proves the bytes.
+    pub(crate) async fn get_to_file(
+        &self,
+        key: &str,
+        out: &std::fs::File,
+        file: &Path,
+        checksums: bool,
+    ) -> Result<Option<Fetched>, CloudError> {
+        let io = |e: std::io::Error| CloudError::Transport {
+            op: GET_OBJECT,
+            message: format!("writing {}: {e}", file.display()),
+        };
+        self.call(Call::new(GET_OBJECT, key), |progress| {
+            let req = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled));
+            async move {
+                let mut out = emptied(out).await.map_err(io)?;
+                let Some(r) = found(GET_OBJECT, req.send().await)? else {
+                    return Ok(None);
+                };
+                progress.stamp();
+                let etag = r.e_tag.as_deref().map(|e| e.trim_matches('"').to_string());
+                let etag_not_md5 = etag_not_md5(
+                    etag.as_deref().unwrap_or(""),
+                    r.server_side_encryption.as_ref().map(|s| s.as_str()),
+                    r.sse_customer_algorithm.is_some(),
+                );
+                let checked_checksum = full_object_checksum(&r);
+                let stated_size = r.content_length.and_then(|n| u64::try_from(n).ok());
+                let (written, md5_hex) = write_body(r.body, &mut out, &progress, io).await?;
+                Ok(Some(Fetched {
+                    metadata: r.metadata.unwrap_or_default(),
+                    etag,
+                    md5_hex,
+                    last_modified: r.last_modified.as_ref().and_then(to_chrono),
+                    written,
+                    stated_size,
+                    etag_not_md5,
+                    checked_checksum,
+                }))
+            }
+        })
+        .await
+    }
+}
+
+/// The download's file, emptied: each attempt starts from nothing, so
+/// what an earlier, stalled one wrote goes.
+async fn emptied(out: &std::fs::File) -> std::io::Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    let mut out = tokio::fs::File::from_std(out.try_clone()?);
+    out.set_len(0).await?;
+    out.seek(std::io::SeekFrom::Start(0)).await?;
+    Ok(out)
+}
+
+/// Write a download's body into `out` and sync it, hashing it on the
+/// way (the MD5 is what proves the bytes against `md5sum`): the bytes
+/// written and their MD5 in hex.
+async fn write_body(
+    mut body: ByteStream,
+    out: &mut tokio::fs::File,
+    progress: &Progress,
+    io: impl Fn(std::io::Error) -> CloudError,
+) -> Result<(u64, String), CloudError> {
+    use md5::Digest;
+    use tokio::io::AsyncWriteExt;
+    let mut hash = md5::Md5::new();
+    let mut written = 0u64;
+    while let Some(chunk) = next_chunk(&mut body, progress).await? {
+        hash.update(&chunk);
+        written += chunk.len() as u64;
+        out.write_all(&chunk).await.map_err(&io)?;
+    }
+    out.sync_all().await.map_err(&io)?;
+    Ok((written, hex(&hash.finalize())))
+}
+
+/// The next chunk of a GET's body, stamped as progress for the stall
+/// watch (the reply's headers alone would not keep a download alive).
+async fn next_chunk(
+    body: &mut ByteStream,
+    progress: &Progress,
+) -> Result<Option<Bytes>, CloudError> {
+    let chunk = body.try_next().await.map_err(|e| CloudError::Transport {
+        op: GET_OBJECT,
+        message: e.to_string(),
+    })?;
+    if chunk.is_some() {
+        progress.stamp();
+    }
+    Ok(chunk)
+}
+
+/// Why an object's ETag is not the MD5 of its bytes, if it is not: a
+/// multipart object's is `md5-of-part-md5s-N`; S3 documents SSE-KMS (and
+/// DSSE-KMS) and SSE-C ETags as not an MD5 of the data.
+fn etag_not_md5(etag: &str, sse: Option<&str>, customer_key: bool) -> Option<&'static str> {
+    if etag.contains('-') {
+        Some("a multipart object's ETag")
+    } else if sse.is_some_and(|s| s.starts_with("aws:kms")) {
+        Some("an SSE-KMS object's ETag")
+    } else if customer_key {
+        Some("an SSE-C object's ETag")
+    } else if etag.len() != 32 || !etag.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Some("an ETag that is not an MD5")
+    } else {
+        None
+    }
+}
+
+/// The algorithm of the full-object checksum a GET (with checksum mode)
+/// carried: the SDK validates it against the body. A composite one (of
+/// the parts, `...-N`) is not validated and does not count.
+fn full_object_checksum(r: &GetObjectOutput) -> Option<&'static str> {
+    let whole = |v: Option<&str>| v.is_some_and(|v| !v.contains('-'));
+    [
+        ("CRC64NVME", r.checksum_crc64_nvme()),
+        ("CRC32", r.checksum_crc32()),
+        ("CRC32C", r.checksum_crc32_c()),
+        ("SHA1", r.checksum_sha1()),
+        ("SHA256", r.checksum_sha256()),
+    ]
+    .into_iter()
+    .find(|(_, v)| whole(*v))
+    .map(|(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_etag_is_an_md5_only_for_single_part_objects_without_kms_or_customer_keys() {
+        let md5 = "0cc175b9c0f1b6a831c399e269772661";
+        assert_eq!(super::etag_not_md5(md5, None, false), None);
+        assert_eq!(super::etag_not_md5(md5, Some("AES256"), false), None);
+        assert!(super::etag_not_md5(md5, Some("aws:kms"), false).is_some());
+        assert!(super::etag_not_md5(md5, Some("aws:kms:dsse"), false).is_some());
+        assert!(super::etag_not_md5(md5, None, true).is_some());
+        assert!(super::etag_not_md5(&format!("{md5}-3"), None, false).is_some());
+        assert!(super::etag_not_md5("", None, false).is_some());
+        assert!(super::etag_not_md5("not-hex", None, false).is_some());
+    }
+}
