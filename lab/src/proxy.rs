@@ -36,6 +36,10 @@ pub(crate) struct Lab {
     /// by action: a test that kills its client "after the call" waits for
     /// this rather than guessing when moto has done the work.
     pub held: Mutex<BTreeMap<String, u32>>,
+    /// Replies to calls made with a ClientToken, by action and token: EC2
+    /// answers a repeat with the first call's result and does the work
+    /// once (moto does it again).
+    tokens: Mutex<HashMap<(String, String), Bytes>>,
     pub volumes: Mutex<HashMap<String, Life>>,
     pub snapshots: Mutex<HashMap<String, Life>>,
     seed: Mutex<u64>,
@@ -69,6 +73,7 @@ impl Lab {
             calls: Mutex::new(BTreeMap::new()),
             unprotected: Mutex::new(BTreeMap::new()),
             held: Mutex::new(BTreeMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             volumes: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
             seed: Mutex::new(seed),
@@ -94,6 +99,33 @@ impl Lab {
         let n = calls.entry(action.to_string()).or_insert(0);
         *n += 1;
         *n
+    }
+
+    /// The reply EC2 gives a call repeated with the same ClientToken: the
+    /// first call's (a retry after a lost reply finds the volume it made).
+    fn replay(&self, action: Option<&str>, params: &BTreeMap<String, String>) -> Option<Resp> {
+        let key = (action?.to_string(), params.get("ClientToken")?.clone());
+        let body = self.tokens.lock().expect("tokens lock").get(&key)?.clone();
+        eprintln!(
+            "lab: {} with ClientToken {} again: the first reply",
+            key.0, key.1
+        );
+        let mut r = Response::new(Full::new(body));
+        r.headers_mut().insert(
+            "content-type",
+            hyper::header::HeaderValue::from_static("text/xml"),
+        );
+        Some(r)
+    }
+
+    /// Keep a successful reply to a call made with a ClientToken.
+    fn remember(&self, action: Option<&str>, params: &BTreeMap<String, String>, body: &Bytes) {
+        if let (Some(action), Some(token)) = (action, params.get("ClientToken")) {
+            self.tokens
+                .lock()
+                .expect("tokens lock")
+                .insert((action.to_string(), token.clone()), body.clone());
+        }
     }
 
     /// Count a PutObject or UploadPart body sent without a checksum.
@@ -157,6 +189,14 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         None => Delivery::default(),
     };
 
+    if let Some(earlier) = lab.replay(action.as_deref(), &params) {
+        return if delivery.lost {
+            Err(Dropped)
+        } else {
+            Ok(earlier)
+        };
+    }
+
     if action.as_deref() == Some("DetachVolume") && !params.contains_key("InstanceId") {
         match fill_detach_instance(&lab, &mut params, &mut parts.uri, &mut body).await {
             Ok(None) => {}
@@ -190,6 +230,9 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
                 }
             }
         }
+    }
+    if reply.status == 200 {
+        lab.remember(action.as_deref(), &params, &out_body);
     }
     if delivery.lost {
         return Err(Dropped);

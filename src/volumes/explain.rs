@@ -161,6 +161,9 @@ impl<'a> Explainer<'a> {
     pub(crate) fn action(&self, i: usize, action: &MountAction) -> Why {
         match action {
             MountAction::Skip { .. } => Why::only("already mounted: left alone (--ignore-mounted)"),
+            MountAction::Finish { .. } => Why::only(
+                "mounted by an earlier run that was cut short before it said so: checked and tagged mounted",
+            ),
             MountAction::Create { source } => self.source(i, source),
             MountAction::Adopt { attached: true, .. } => Why::only(
                 "a volume of this mount point is already attached here at its device: kept with its data",

@@ -271,9 +271,12 @@ async fn restore_all(
 /// mkfs exists where a filesystem may be made, the mount point is empty.
 fn preflight(plans: &[VolumePlan], root: &Path, args: &MountOptions) -> Vec<String> {
     let mut problems = Vec::new();
-    let changes_host = plans
-        .iter()
-        .any(|p| !matches!(p.action, MountAction::Skip { .. }));
+    let changes_host = plans.iter().any(|p| {
+        !matches!(
+            p.action,
+            MountAction::Skip { .. } | MountAction::Finish { .. }
+        )
+    });
     // A dry run shows the plan to anyone.
     if changes_host && !args.dry_run && !privileges::can_administer() {
         problems.push(format!(
@@ -317,6 +320,9 @@ fn preflight(plans: &[VolumePlan], root: &Path, args: &MountOptions) -> Vec<Stri
             )));
         }
         let mp = Path::new(&v.mount_point);
+        if matches!(p.action, MountAction::Finish { .. }) {
+            continue;
+        }
         if !matches!(p.action, MountAction::Skip { .. }) && mp.exists() && !mp.is_dir() {
             problems.push(at("the mount point exists and is not a directory".into()));
         }

@@ -29,6 +29,14 @@ pub(super) fn render_plan(
             MountAction::Skip { mounted_from } => {
                 format!("leave alone (mounted from {mounted_from})")
             }
+            MountAction::Finish {
+                volume,
+                mounted_from,
+                ..
+            } => format!(
+                "finish an earlier run: {} is mounted from {mounted_from}; check it, tag it mounted",
+                volume.id
+            ),
             MountAction::Adopt {
                 volume,
                 attached: true,

@@ -4,8 +4,8 @@
 
 use super::points::{choose_points_in, near_miss_warning, Choice, PointInTime, RestoreSource};
 use super::tags::{
-    parse_python_timestamp, SOURCE_EMPTY, STATE_DETACHED, STATE_RESTORING, TAG_RUN, TAG_SOURCE,
-    TAG_STATE,
+    parse_python_timestamp, SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_RESTORING, TAG_RUN,
+    TAG_SOURCE, TAG_STATE,
 };
 use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, mount_point, Volume};
@@ -16,6 +16,17 @@ use crate::host::mountinfo::{self, MountEntry};
 pub(crate) enum MountAction {
     /// Already mounted at its mount point and `--ignore-mounted` given.
     Skip { mounted_from: String },
+    /// Mounted at its mount point from the volume an earlier run of this
+    /// profile attached at its device, which was cut short before it said
+    /// so (the volume is still tagged `attached`): checked to be that
+    /// volume's device, then tagged `mounted`. A re-run finishes the job
+    /// instead of refusing its own work.
+    Finish {
+        volume: VolumeInfo,
+        mounted_from: String,
+        /// `major:minor` of the mounted filesystem (mountinfo's).
+        dev: String,
+    },
     /// Use a volume of ours that a previous run left attached or available.
     Adopt { volume: VolumeInfo, attached: bool },
     /// Create a volume from this source.
@@ -35,7 +46,7 @@ impl VolumePlan {
     /// Whether the volume may need a filesystem made.
     pub(crate) fn may_format(&self) -> bool {
         match &self.action {
-            MountAction::Skip { .. } => false,
+            MountAction::Skip { .. } | MountAction::Finish { .. } => false,
             MountAction::Adopt { volume, .. } => {
                 volume.tags.get(TAG_SOURCE).map(String::as_str) == Some(SOURCE_EMPTY)
             }
@@ -287,6 +298,19 @@ fn mounted_already(
     opts: PlanOptions,
 ) -> Option<Result<VolumePlan, String>> {
     let m = mountinfo::find(seen.mounts, &v.mount_point)?;
+    if let Some(vol) = attached_here(v, seen).filter(|vol| {
+        carries_mount_point(vol, v)
+            && vol.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_ATTACHED)
+    }) {
+        return Some(Ok(VolumePlan::new(
+            v,
+            MountAction::Finish {
+                volume: vol.clone(),
+                mounted_from: m.source.clone(),
+                dev: m.dev.clone(),
+            },
+        )));
+    }
     Some(if opts.ignore_mounted {
         Ok(VolumePlan::new(
             v,
@@ -305,23 +329,14 @@ fn mounted_already(
 /// A volume is attached to this instance at the device (EC2's name or the
 /// kernel's): adopted if it carries this mount point, else refused.
 fn attached_at_device(v: &Volume, seen: &Observed<'_>) -> Option<Result<VolumePlan, String>> {
-    let kernel = kernel_device_name(&v.device, v.device_name_offset);
-    let vol = seen.attached.iter().find(|vol| {
-        vol.attachments.iter().any(|a| {
-            a.instance_id == seen.instance_id && (a.device == v.device || a.device == kernel)
-        })
-    })?;
+    let vol = attached_here(v, seen)?;
     // Ours (by this tool or 0.2.12) if it carries this mount point.
     // Whatever its state: `restoring` (a crash before the mount) or
     // `attached` (a crash around the mount, never confirmed mounted) is
     // adopted here, still attached to this instance at this device, and
     // mounted as it is: a filesystem is made only on a blank volume
     // created empty, so data it may hold is kept.
-    if vol
-        .tags
-        .get("mount_point")
-        .is_some_and(|t| mount_point::same(t, &v.mount_point))
-    {
+    if carries_mount_point(vol, v) {
         return Some(Ok(VolumePlan::new(
             v,
             MountAction::Adopt {
@@ -339,6 +354,24 @@ fn attached_at_device(v: &Volume, seen: &Observed<'_>) -> Option<Result<VolumePl
             .map(|m| format!(" (tagged for {m})"))
             .unwrap_or_default()
     )))
+}
+
+/// The volume attached to this instance at the volume's device (EC2's
+/// name or the kernel's), whoever's it is.
+fn attached_here<'a>(v: &Volume, seen: &Observed<'a>) -> Option<&'a VolumeInfo> {
+    let kernel = kernel_device_name(&v.device, v.device_name_offset);
+    seen.attached.iter().find(|vol| {
+        vol.attachments.iter().any(|a| {
+            a.instance_id == seen.instance_id && (a.device == v.device || a.device == kernel)
+        })
+    })
+}
+
+/// Whether a volume is tagged for this mount point (by this tool or 0.2.12).
+fn carries_mount_point(vol: &VolumeInfo, v: &Volume) -> bool {
+    vol.tags
+        .get("mount_point")
+        .is_some_and(|t| mount_point::same(t, &v.mount_point))
 }
 
 /// unmount-snapshots (without --delete) detached a volume of this mount

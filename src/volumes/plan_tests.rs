@@ -4,7 +4,7 @@ use super::*;
 use crate::cloud::Attachment;
 use crate::cloud::SnapshotState::*;
 use crate::volumes::fixtures::{in_run, snap};
-use crate::volumes::tags::STATE_ATTACHED;
+use crate::volumes::tags::{STATE_ATTACHED, STATE_MOUNTED};
 
 fn vol(device: &str, mp: &str, size: u32) -> Volume {
     Volume::with_defaults(device, mp, size)
@@ -67,6 +67,11 @@ fn action(p: &Result<MountPlan, Vec<String>>) -> String {
     match p {
         Ok(p) => match &p.volumes[0].action {
             MountAction::Skip { mounted_from } => format!("skip {mounted_from}"),
+            MountAction::Finish {
+                volume,
+                mounted_from,
+                ..
+            } => format!("finish {} from {mounted_from}", volume.id),
             MountAction::Adopt { volume, attached } => {
                 format!("adopt {} attached={attached}", volume.id)
             }
@@ -127,6 +132,10 @@ fn table() {
     attached_here[0]
         .tags
         .insert(TAG_STATE.into(), STATE_ATTACHED.into());
+    let mut mounted_here = at_f.clone();
+    mounted_here[0]
+        .tags
+        .insert(TAG_STATE.into(), STATE_MOUNTED.into());
     let mut attached_gone = vec![ebs("vol-g", "available", None, "/data", "s1")];
     attached_gone[0]
         .tags
@@ -149,6 +158,9 @@ fn table() {
         ("crash leftover from an older source is not adopted", seen(&[], &[], &leftover, &[]), false, "create empty"),
         ("never confirmed mounted, still attached here", seen(&[], &attached_here, &[], &snaps), false, "adopt vol-a attached=true"),
         ("never confirmed mounted, since detached", seen(&[], &[], &attached_gone, &snaps), false, "create from s1"),
+        ("mounted from ours, never confirmed: finished", seen(&mounted, &attached_here, &[], &snaps), false, "finish vol-a from /dev/xvdf"),
+        ("mounted from ours, never confirmed, --ignore-mounted: finished", seen(&mounted, &attached_here, &[], &snaps), true, "finish vol-a from /dev/xvdf"),
+        ("mounted from ours, confirmed: a second run is refused", seen(&mounted, &mounted_here, &[], &snaps), false, "error: /data (/dev/sdf): already mounted (from /dev/xvdf); run with --ignore-mounted to leave it alone"),
         ("never confirmed mounted, since detached, no snapshot", seen(&[], &[], &attached_gone, &[]), false, "create empty"),
         ("detached on purpose, a snapshot exists: newer data, re-attached", seen(&[], &[], &detached, &snaps), false, "adopt vol-d attached=false"),
         ("detached on purpose, no snapshot", seen(&[], &[], &detached, &[]), false, "adopt vol-d attached=false"),

@@ -19,7 +19,9 @@ use super::tags::{
     SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED, STATE_RESTORING, TAG_DEVICE,
     TAG_PROFILE, TAG_SOURCE, TAG_STATE,
 };
-use crate::cloud::{poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, WaitError};
+use crate::cloud::{
+    poll_until, Backoff, Ec2, NewVolume, SnapshotInfo, SnapshotState, VolumeInfo, WaitError,
+};
 use crate::config::{kernel_device_name, FileSystem, HookPoint};
 use crate::host::{devices, fs, mount, HostError};
 use crate::instance::Identity;
@@ -149,6 +151,9 @@ async fn restore_gated(s: &Shared, plan: VolumePlan, gate: &Gate) -> Outcome {
             mounted_from: mounted_from.clone(),
         };
     }
+    if let MountAction::Finish { volume, dev, .. } = &plan.action {
+        return finish(s, &plan, volume, dev, gate, &mut env).await;
+    }
     if let Err(e) = hooks::run(&s.snapshotter, HookPoint::PreMount, &env).await {
         return Outcome::Failed {
             error: e.to_string(),
@@ -184,6 +189,68 @@ async fn restore_gated(s: &Shared, plan: VolumePlan, gate: &Gate) -> Outcome {
     }
 }
 
+/// An earlier run mounted this volume and was cut short before tagging it
+/// `mounted`: if what is mounted is that volume's device, tag it and run
+/// the post_mount hook (the earlier run may not have); if it is anything
+/// else, fail and touch nothing.
+async fn finish(
+    s: &Shared,
+    plan: &VolumePlan,
+    volume: &VolumeInfo,
+    dev: &str,
+    gate: &Gate,
+    env: &mut HookCtx,
+) -> Outcome {
+    let v = &plan.volume;
+    let kernel = kernel_device_name(&v.device, v.device_name_offset);
+    let block = devices::find(&s.device_root, &v.device, &kernel, &volume.id);
+    let same = block
+        .as_deref()
+        .and_then(devices::dev_number)
+        .is_some_and(|d| d == dev);
+    let Some(block) = block.filter(|_| same) else {
+        return Outcome::Failed {
+            error: format!(
+                "mounted from another device ({dev}), not from {} attached at {}: run with --ignore-mounted to leave it alone",
+                volume.id, v.device
+            ),
+            cleanup: "nothing was changed".into(),
+        };
+    };
+    gate.mounted();
+    tracing::info!(
+        "{}: {} was mounted by an earlier run that was cut short; tagging it {STATE_MOUNTED}",
+        v.mount_point,
+        volume.id
+    );
+    let state = vec![(TAG_STATE.to_string(), STATE_MOUNTED.to_string())];
+    if let Err(e) = s.ec2.create_tags(&volume.id, &state).await {
+        return Outcome::Failed {
+            error: format!("could not tag {} as mounted: {e}", volume.id),
+            cleanup: format!("{} stays mounted", volume.id),
+        };
+    }
+    env.volume_id = Some(volume.id.clone());
+    env.block_device = Some(block.display().to_string());
+    if let Err(e) = hooks::run(&s.snapshotter, HookPoint::PostMount, env).await {
+        return Outcome::Failed {
+            error: e.to_string(),
+            cleanup: format!("{} stays mounted", volume.id),
+        };
+    }
+    Outcome::Mounted {
+        volume_id: volume.id.clone(),
+        block_device: block,
+        from: format!(
+            "{}, mounted by an earlier run",
+            volume
+                .tags
+                .get(TAG_SOURCE)
+                .map_or("an earlier run", String::as_str)
+        ),
+    }
+}
+
 /// The volume a restore works on, and what is known of it.
 struct Obtained {
     volume_id: String,
@@ -205,7 +272,9 @@ async fn obtain(
 ) -> Result<Obtained, VolumeError> {
     let v = &plan.volume;
     match &plan.action {
-        MountAction::Skip { .. } => unreachable!("handled by the caller"),
+        MountAction::Skip { .. } | MountAction::Finish { .. } => {
+            unreachable!("handled by the caller")
+        }
         MountAction::Adopt { volume, attached } => {
             let source = volume
                 .tags
