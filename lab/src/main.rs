@@ -266,7 +266,11 @@ async fn wait_for_stop() {
 }
 
 /// Serve each connection with `handler`; a handler's error closes its
-/// connection without a reply (the lab's `reset` and `lost` faults).
+/// connection without a reply (the lab's `reset` and `lost` faults). Each
+/// request runs in a task of its own, to its end even when the client
+/// hangs up: as in EC2, a call that arrived is carried out whether or not
+/// anyone waits for the reply (a client killed mid-call still leaves its
+/// volume, with its bytes).
 async fn accept<F, Fut, E>(listener: TcpListener, handler: F)
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
@@ -281,12 +285,34 @@ where
         };
         let h = handler.clone();
         tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let call = tokio::spawn(h(req));
+                async move {
+                    match call.await {
+                        Ok(Ok(resp)) => Ok(resp),
+                        Ok(Err(e)) => Err(Unanswered(e.to_string())),
+                        Err(e) => Err(Unanswered(e.to_string())),
+                    }
+                }
+            });
             let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service_fn(h))
+                .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
 }
+
+/// A request the lab answers by closing its connection.
+#[derive(Debug)]
+struct Unanswered(String);
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unanswered {}
 
 fn write_env(
     path: &Path,

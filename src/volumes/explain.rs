@@ -162,7 +162,7 @@ impl<'a> Explainer<'a> {
         match action {
             MountAction::Skip { .. } => Why::only("already mounted: left alone (--ignore-mounted)"),
             MountAction::Finish { .. } => Why::only(
-                "mounted by an earlier run that was cut short before it said so: checked and tagged mounted",
+                "mounted here by an earlier run of this profile: checked, tagged mounted if it was cut short, left as it is",
             ),
             MountAction::Create { source } => self.source(i, source),
             MountAction::Adopt { attached: true, .. } => Why::only(

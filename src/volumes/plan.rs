@@ -4,8 +4,8 @@
 
 use super::points::{choose_points_in, near_miss_warning, Choice, PointInTime, RestoreSource};
 use super::tags::{
-    parse_python_timestamp, SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_RESTORING, TAG_RUN,
-    TAG_SOURCE, TAG_STATE,
+    parse_python_timestamp, SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED,
+    STATE_RESTORING, TAG_RUN, TAG_SOURCE, TAG_STATE,
 };
 use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, mount_point, Volume};
@@ -17,10 +17,12 @@ pub(crate) enum MountAction {
     /// Already mounted at its mount point and `--ignore-mounted` given.
     Skip { mounted_from: String },
     /// Mounted at its mount point from the volume an earlier run of this
-    /// profile attached at its device, which was cut short before it said
-    /// so (the volume is still tagged `attached`): checked to be that
-    /// volume's device, then tagged `mounted`. A re-run finishes the job
-    /// instead of refusing its own work.
+    /// profile restored there (attached here at its device, tagged for
+    /// this mount point and `attached` or `mounted`): checked at run time
+    /// to be that volume's device, tagged `mounted` if the earlier run was
+    /// cut short before saying so, and counted as done. A re-run after a
+    /// crash finishes the job instead of refusing its own work; anything
+    /// else mounted there is still refused (or left alone with -i).
     Finish {
         volume: VolumeInfo,
         mounted_from: String,
@@ -299,8 +301,8 @@ fn mounted_already(
 ) -> Option<Result<VolumePlan, String>> {
     let m = mountinfo::find(seen.mounts, &v.mount_point)?;
     if let Some(vol) = attached_here(v, seen).filter(|vol| {
-        carries_mount_point(vol, v)
-            && vol.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_ATTACHED)
+        let state = vol.tags.get(TAG_STATE).map(String::as_str);
+        carries_mount_point(vol, v) && matches!(state, Some(STATE_ATTACHED | STATE_MOUNTED))
     }) {
         return Some(Ok(VolumePlan::new(
             v,

@@ -189,10 +189,11 @@ async fn restore_gated(s: &Shared, plan: VolumePlan, gate: &Gate) -> Outcome {
     }
 }
 
-/// An earlier run mounted this volume and was cut short before tagging it
-/// `mounted`: if what is mounted is that volume's device, tag it and run
-/// the post_mount hook (the earlier run may not have); if it is anything
-/// else, fail and touch nothing.
+/// An earlier run mounted this volume (and may have been cut short before
+/// tagging it `mounted`): if what is mounted is that volume's device, tag
+/// it if need be and run the post_mount hook (the earlier run may not
+/// have; 0.2.12 ran it for a skipped volume too); if it is anything else,
+/// fail and touch nothing.
 async fn finish(
     s: &Shared,
     plan: &VolumePlan,
@@ -218,17 +219,25 @@ async fn finish(
         };
     };
     gate.mounted();
-    tracing::info!(
-        "{}: {} was mounted by an earlier run that was cut short; tagging it {STATE_MOUNTED}",
-        v.mount_point,
-        volume.id
-    );
-    let state = vec![(TAG_STATE.to_string(), STATE_MOUNTED.to_string())];
-    if let Err(e) = s.ec2.create_tags(&volume.id, &state).await {
-        return Outcome::Failed {
-            error: format!("could not tag {} as mounted: {e}", volume.id),
-            cleanup: format!("{} stays mounted", volume.id),
-        };
+    if volume.tags.get(TAG_STATE).map(String::as_str) == Some(STATE_MOUNTED) {
+        tracing::info!(
+            "{}: {} is mounted here already (an earlier run restored it)",
+            v.mount_point,
+            volume.id
+        );
+    } else {
+        tracing::info!(
+            "{}: {} was mounted by an earlier run that was cut short; tagging it {STATE_MOUNTED}",
+            v.mount_point,
+            volume.id
+        );
+        let state = vec![(TAG_STATE.to_string(), STATE_MOUNTED.to_string())];
+        if let Err(e) = s.ec2.create_tags(&volume.id, &state).await {
+            return Outcome::Failed {
+                error: format!("could not tag {} as mounted: {e}", volume.id),
+                cleanup: format!("{} stays mounted", volume.id),
+            };
+        }
     }
     env.volume_id = Some(volume.id.clone());
     env.block_device = Some(block.display().to_string());
