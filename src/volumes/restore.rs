@@ -247,15 +247,11 @@ async fn finish(
             cleanup: format!("{} stays mounted", volume.id),
         };
     }
-    Outcome::Mounted {
-        volume_id: volume.id.clone(),
-        block_device: block,
-        from: format!(
-            "{}, mounted by an earlier run",
-            volume
-                .tags
-                .get(TAG_SOURCE)
-                .map_or("an earlier run", String::as_str)
+    Outcome::Skipped {
+        mounted_from: format!(
+            "{} ({}, restored by an earlier run)",
+            block.display(),
+            volume.id
         ),
     }
 }

@@ -48,7 +48,7 @@ fn first_boot_and_round_trip(nvme: bool) {
     // changes. Anything else mounted there is refused (below, tmpfs).
     let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     assert_eq!(
-        d.stdout().matches("mounted by an earlier run").count(),
+        d.stdout().matches("restored by an earlier run").count(),
         2,
         "{}",
         d.stdout()

@@ -24,6 +24,7 @@
 //! Each case appends its outcome to `$SNAPTASTIC_FAULT_MATRIX_LOG` (when
 //! set; `scripts/test.sh` sets it and prints the totals).
 
+mod files;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub(crate) const FAULTS: [(&str, &str); 6] = [
 pub(crate) const QUICK: [&str; 2] = ["--call-attempts=2", "--call-timeout=5s"];
 
 /// The longest any one run may take before the case calls it stuck.
-const BOUND: Duration = Duration::from_secs(90);
+pub(crate) const BOUND: Duration = Duration::from_secs(90);
 
 /// One command in its world.
 pub(crate) trait Scenario {
@@ -70,6 +71,12 @@ pub(crate) trait Scenario {
     fn read_only(&self) -> bool {
         false
     }
+}
+
+/// `$SNAPTASTIC_FAULT_MATRIX_ONLY`: run only the cases of this action
+/// (to look at one closely).
+fn wanted(action: &str) -> bool {
+    std::env::var("SNAPTASTIC_FAULT_MATRIX_ONLY").map_or(true, |only| only == action)
 }
 
 /// Mutating actions, for the kill points: their names say so.
@@ -247,7 +254,7 @@ pub(crate) fn faults<S: Scenario>(s: &S, moto: &str, fault: &str) {
     let reference = reference(s, moto);
     let shared = s.read_only().then(|| s.prepare(moto));
     let mut violations = Vec::new();
-    for action in reference.calls.keys() {
+    for action in reference.calls.keys().filter(|a| wanted(a)) {
         let fresh;
         let w = match &shared {
             Some(w) => w,
@@ -286,7 +293,11 @@ pub(crate) fn kills<S: Scenario>(s: &S, moto: &str) {
     let reference = reference(s, moto);
     let mut violations = Vec::new();
     let mut cases = 0;
-    for (action, n) in reference.calls.iter().filter(|(a, _)| mutates(a)) {
+    for (action, n) in reference
+        .calls
+        .iter()
+        .filter(|(a, _)| mutates(a) && wanted(a))
+    {
         for call in 1..=*n {
             for after in [false, true] {
                 cases += 1;
@@ -344,8 +355,9 @@ fn kill_case<S: Scenario>(
     let out = child.wait_with_output().unwrap();
     if !reached {
         return vec![format!(
-            "{case}: the run never reached the call ({}):\n{}",
+            "{case}: the run never reached the call ({}):\n{}{}",
             out.status,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )];
     }

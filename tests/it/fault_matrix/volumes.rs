@@ -75,6 +75,30 @@ impl Volumes {
     }
 }
 
+/// The make-snapshots run a snapshot belongs to.
+fn run_of(s: &aws_sdk_ec2::types::Snapshot) -> Option<&str> {
+    s.tags()
+        .iter()
+        .find(|t| t.key() == Some("snaptastic:run"))
+        .and_then(|t| t.value())
+}
+
+/// The newest run: its id ends in the time it started, in milliseconds
+/// (snapshot start times have only seconds here).
+fn newest_run(snapshots: &[aws_sdk_ec2::types::Snapshot]) -> Option<String> {
+    let started = |run: &str| -> u64 {
+        run.rsplit('-')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    };
+    snapshots
+        .iter()
+        .filter_map(run_of)
+        .max_by_key(|run| started(run))
+        .map(str::to_string)
+}
+
 fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
@@ -171,7 +195,14 @@ impl Scenario for Volumes {
                 stable_tags(v.tags(), &w.lab)
             ));
         }
-        for s in self.snapshots(w) {
+        let snapshots = self.snapshots(w);
+        // make-snapshots makes a new set each run: what must match is the
+        // newest set; older ones are judged by `invariants`.
+        let newest = newest_run(&snapshots);
+        for s in snapshots
+            .iter()
+            .filter(|s| !matches!(self, Volumes::Make) || run_of(s) == newest.as_deref())
+        {
             out.push(format!(
                 "snapshot {} [{}]",
                 s.state().map(|s| s.as_str()).unwrap_or("?"),
@@ -201,6 +232,27 @@ impl Scenario for Volumes {
             {
                 thaw_if_frozen(&mp);
                 v.push(format!("v{i} left frozen"));
+            }
+        }
+        if matches!(self, Volumes::Make) {
+            // An older set (a faulted or killed run's) is usable (each
+            // snapshot knows its mount point) or marked crash-consistent,
+            // never a silent half.
+            let snapshots = self.snapshots(w);
+            let newest = newest_run(&snapshots);
+            for s in snapshots.iter().filter(|s| run_of(s) != newest.as_deref()) {
+                let tag = |k: &str| {
+                    s.tags()
+                        .iter()
+                        .find(|t| t.key() == Some(k))
+                        .and_then(|t| t.value())
+                };
+                if tag("mount_point").is_none() && tag("consistency") != Some("crash") {
+                    v.push(format!(
+                        "{} of an earlier run has no mount_point and is not marked consistency=crash",
+                        s.snapshot_id().unwrap_or("?")
+                    ));
+                }
             }
         }
         for vol in self.tagged_volumes(w) {
