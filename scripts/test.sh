@@ -46,10 +46,18 @@ filter='not test(=lab::panicking_child)'
 if [ -z "${SNAPTASTIC_LONG_SOAK:-}" ]; then
     filter+=' & not test(/^tablesnap_longrun::(a_long_churn|memory_and_disk)/)'
 fi
+# The fault matrix (tests/it/fault_matrix) writes one line per command
+# and fault; the totals are printed at the end.
+matrix_log="$(mktemp -t snaptastic-fault-matrix.XXXXXX)"
+export SNAPTASTIC_FAULT_MATRIX_LOG="$matrix_log"
+status=0
 if cargo nextest --version >/dev/null 2>&1; then
     # One summary line at the end ("N tests run: N passed, M skipped").
     cargo nextest run --locked --workspace --no-fail-fast --run-ignored all \
-        -E "${SNAPTASTIC_TEST_FILTER:-$filter}" "$@"
+        -E "${SNAPTASTIC_TEST_FILTER:-$filter}" "$@" || status=$?
 else
-    cargo test --locked --workspace "$@" -- --include-ignored --skip lab::panicking_child
+    cargo test --locked --workspace "$@" -- --include-ignored --skip lab::panicking_child || status=$?
 fi
+scripts/fault-matrix-summary.sh "$matrix_log" >&2 || true
+rm -f "$matrix_log"
+exit "$status"

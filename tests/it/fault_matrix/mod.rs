@@ -31,21 +31,21 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::support::{run_within, Ended, Lab, Run};
+use crate::support::{run_within, Ended, Lab, OwnMoto, Run};
 
 /// The faults, as lab rules (`lab/src/rules.rs`). A hang outlasts the
 /// command's call timeout (QUICK) and every retry of it.
 pub(crate) const FAULTS: [(&str, &str); 6] = [
     ("throttle", "reply = \"throttle\""),
     ("500", "reply = \"500\""),
-    ("hang", "reply = \"hang\"\nlatency = \"40s\""),
+    ("hang", "reply = \"hang\"\nlatency = \"30s\""),
     ("reset", "reply = \"reset\""),
     ("lost", "reply = \"lost\""),
     ("denied", "reply = \"denied\""),
 ];
 
 /// Flags that keep a case to seconds: two tries per call, each bounded.
-pub(crate) const QUICK: [&str; 2] = ["--call-attempts=2", "--call-timeout=5s"];
+pub(crate) const QUICK: [&str; 2] = ["--call-attempts=2", "--call-timeout=10s"];
 
 /// The longest any one run may take before the case calls it stuck.
 pub(crate) const BOUND: Duration = Duration::from_secs(90);
@@ -113,11 +113,19 @@ struct Reference {
     calls: BTreeMap<String, u64>,
 }
 
+/// A step's time, on stderr (shown for a failing test, or --no-capture).
+fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    eprintln!("fault-matrix: {what} took {:.1?}", t.elapsed());
+    out
+}
+
 fn reference<S: Scenario>(s: &S, moto: &str) -> Reference {
-    let w = s.prepare(moto);
+    let w = timed("prepare", || s.prepare(moto));
     let lab = s.lab(&w);
     set_rules(lab, "");
-    let done = run_within(s.command(&w), BOUND);
+    let done = timed("clean run", || run_within(s.command(&w), BOUND));
     assert_eq!(
         done.code,
         0,
@@ -126,9 +134,10 @@ fn reference<S: Scenario>(s: &S, moto: &str) -> Reference {
         done.text()
     );
     let calls = counts(lab, "calls");
-    let state = s.end_state(&w);
-    let broken = s.invariants(&w);
+    let state = timed("end state", || s.end_state(&w));
+    let broken = timed("invariants", || s.invariants(&w));
     assert!(broken.is_empty(), "{}: clean run: {broken:?}", s.name());
+    timed("dropping the world", || drop(w));
     Reference { state, calls }
 }
 
@@ -244,8 +253,10 @@ fn report(what: &str, cases: usize, violations: &[String], took: Duration) {
 }
 
 /// Every action `s` calls under the fault `fault` (a name in FAULTS).
-pub(crate) fn faults<S: Scenario>(s: &S, moto: &str, fault: &str) {
+pub(crate) fn faults<S: Scenario>(s: &S, fault: &str) {
     let t = Instant::now();
+    let own = OwnMoto::start();
+    let moto = own.url.as_str();
     let rule = FAULTS
         .iter()
         .find(|(name, _)| *name == fault)
@@ -288,8 +299,10 @@ pub(crate) fn faults<S: Scenario>(s: &S, moto: &str, fault: &str) {
 }
 
 /// A kill -9 before and after each call of each mutating action `s` makes.
-pub(crate) fn kills<S: Scenario>(s: &S, moto: &str) {
+pub(crate) fn kills<S: Scenario>(s: &S) {
     let t = Instant::now();
+    let own = OwnMoto::start();
+    let moto = own.url.as_str();
     let reference = reference(s, moto);
     let mut violations = Vec::new();
     let mut cases = 0;
@@ -374,9 +387,11 @@ macro_rules! matrix {
             use super::super::{faults, kills};
             use crate::support::lab_prerequisites;
 
+            /// Each test has an emulator of its own (the shared one only
+            /// says the emulator is there).
             fn fault(name: &str) {
-                if let Some(moto) = lab_prerequisites() {
-                    faults(&$scenario, &moto, name);
+                if lab_prerequisites().is_some() {
+                    faults(&$scenario, name);
                 }
             }
 
@@ -419,8 +434,8 @@ macro_rules! matrix {
             #[test]
             #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
             fn kill_at_each_step() {
-                if let Some(moto) = lab_prerequisites() {
-                    kills(&$scenario, &moto);
+                if lab_prerequisites().is_some() {
+                    kills(&$scenario);
                 }
             }
         }

@@ -235,6 +235,44 @@ impl Done {
     }
 }
 
+/// A moto of its own (`scripts/emulator.sh`, installed and cached as for
+/// the suite), stopped when dropped: for a test that makes thousands of
+/// calls, away from the shared emulator, whose describes slow down as
+/// every test's volumes and snapshots pile up in it.
+pub(crate) struct OwnMoto {
+    state: tempfile::NamedTempFile,
+    pub url: String,
+}
+
+impl OwnMoto {
+    pub(crate) fn start() -> OwnMoto {
+        let state = tempfile::NamedTempFile::new().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emulator.sh");
+        let out = Command::new(&script)
+            .arg("start")
+            .arg(state.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "starting an emulator: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        OwnMoto { state, url }
+    }
+}
+
+impl Drop for OwnMoto {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/emulator.sh");
+        let _ = Command::new(&script)
+            .arg("stop")
+            .arg(self.state.path())
+            .status();
+    }
+}
+
 /// A config file in a temp dir.
 pub(crate) fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     let p = dir.path().join("snaptastic.toml");
