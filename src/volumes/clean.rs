@@ -134,7 +134,14 @@ async fn snapshot_rows(
                     )
                 })
         },
-        async { ec2.snapshots_in_images().await.context("looking up AMIs") },
+        async {
+            ec2.snapshots_in_images().await.with_context(|| {
+                format!(
+                    "looking up this account's AMIs (their snapshots are kept) for profile '{}'",
+                    ctx.snapshotter.name()
+                )
+            })
+        },
     )?;
     let foreign = foreign_snapshots(&found, mine.as_ref());
     let snapshots: Vec<_> = found.into_iter().map(|(s, _)| s).collect();

@@ -21,6 +21,7 @@ pub(crate) mod snapshot;
 pub(crate) mod snapshot_plan;
 pub(crate) mod tags;
 pub(crate) mod thaw;
+pub(crate) mod unfinished;
 pub(crate) mod unmount;
 mod verdict;
 pub(crate) mod window;

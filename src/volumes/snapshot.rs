@@ -135,11 +135,17 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &MakeOptions) -> Result<ExitC
         args,
         mode,
         snapshotter,
-        targets,
+        targets.clone(),
         (frozen_ec2, ctx.ec2.clone()),
-        run_id,
+        run_id.clone(),
     )
     .await;
+    // An earlier run of this host cut short before it tagged its set: its
+    // snapshots learn their mount points now (a repair, never a failure).
+    let mut ours = ctx.filters.clone();
+    ours.push((TAG_PROFILE.to_string(), name.clone()));
+    let owners = ["self".to_string()];
+    super::unfinished::finish(&ctx.ec2, &ours, &owners, &me, &run_id, &targets).await;
     // post_snapshots is the cleanup hook: it runs whatever happened.
     if let Err(e) = hooks::run(snapshotter, HookPoint::PostSnapshots, &HookCtx::run(&name)).await {
         if let Err(first) = &result {
