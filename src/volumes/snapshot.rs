@@ -241,7 +241,7 @@ async fn snapshot_all(
     let mut results = match ended {
         Ended::Done(r) if watchdog.fired.is_none() => r,
         other => {
-            let why = cut_short(args.freeze_timeout, calls_took, &other);
+            let why = cut_short(&opts, &targets, args.freeze_timeout, calls_took, &other);
             let mut stray = late;
             if let Ended::Done(r) = &other {
                 stray.extend(r.iter().flatten().cloned());
@@ -306,14 +306,29 @@ async fn delete_strays(ec2: &Ec2, w: &Window) {
 
 /// Why a window was cut short: the watchdog thawed first, the calls timed
 /// out, or a signal came; whatever EC2 accepted may not be consistent.
-fn cut_short(deadline: Duration, calls_took: Duration, ended: &Ended) -> String {
+/// The calls are named with the volumes they were for.
+fn cut_short(
+    opts: &WindowOptions,
+    targets: &[Target],
+    deadline: Duration,
+    calls_took: Duration,
+    ended: &Ended,
+) -> String {
     match ended {
         Ended::Signal(sig) => format!("{sig} while frozen"),
-        _ => format!(
-            "the snapshot calls did not return within {} (after {} ms)",
-            humantime::format_duration(deadline),
-            calls_took.as_millis()
-        ),
+        _ => {
+            let call = match opts.mode {
+                Mode::Set { .. } => "CreateSnapshots",
+                Mode::PerVolume => "CreateSnapshot",
+            };
+            let volumes: Vec<&str> = targets.iter().map(|t| t.volume_id.as_str()).collect();
+            format!(
+                "{call} of {} did not return within {} (after {} ms)",
+                volumes.join(", "),
+                humantime::format_duration(deadline),
+                calls_took.as_millis()
+            )
+        }
     }
 }
 
