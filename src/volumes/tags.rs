@@ -33,6 +33,10 @@ pub(crate) const STATE_ATTACHED: &str = "attached";
 pub(crate) const STATE_MOUNTED: &str = "mounted";
 /// Detached on purpose by unmount-snapshots.
 pub(crate) const STATE_DETACHED: &str = "detached";
+/// Detached by unmount-snapshots --delete, about to be deleted: a run whose
+/// DeleteVolume failed (or was cut short) leaves one that the next
+/// `unmount-snapshots --delete` deletes, and a restore never adopts.
+pub(crate) const STATE_DELETING: &str = "deleting";
 
 /// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS.ffffff`, the fraction
 /// left out when it is zero, in the host's local time and without a zone,

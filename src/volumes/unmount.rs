@@ -14,7 +14,7 @@ use super::error::VolumeError;
 use super::hooks;
 use super::list::attached_for;
 use super::nesting;
-use super::tags::{STATE_DETACHED, TAG_STATE};
+use super::tags::{STATE_DELETING, STATE_DETACHED, TAG_PROFILE, TAG_STATE};
 use crate::cloud::{poll_until, Backoff, Ec2, VolumeInfo};
 use crate::config::kernel_device_name;
 use crate::config::{HookPoint, Volume};
@@ -43,6 +43,18 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
         .await
         .with_context(|| format!("looking up volumes attached to {me}"))?;
 
+    // With --delete: volumes an earlier --delete detached and could not
+    // delete (tagged `deleting`), to delete now.
+    let deleting = if args.delete {
+        let mut tags = ctx.filters.clone();
+        tags.push((TAG_PROFILE.to_string(), name.clone()));
+        tags.push((TAG_STATE.to_string(), STATE_DELETING.to_string()));
+        ec2.volumes_tagged(&tags)
+            .await
+            .with_context(|| format!("looking up volumes of profile '{name}' left to delete"))?
+    } else {
+        Vec::new()
+    };
     hooks::run(
         &ctx.snapshotter,
         HookPoint::PreUnmounts,
@@ -58,6 +70,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &UnmountOptions) -> Result<Ex
         device_root: ctx.device_root.clone(),
         lazy: args.lazy,
         delete: args.delete,
+        deleting,
     });
     // Nested mount points go down child first (a parent cannot be
     // unmounted with a child mounted inside it): the deepest level first,
@@ -111,6 +124,8 @@ struct Shared {
     device_root: PathBuf,
     lazy: bool,
     delete: bool,
+    /// Volumes of ours an earlier `--delete` left tagged `deleting`.
+    deleting: Vec<VolumeInfo>,
 }
 
 async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
@@ -137,7 +152,10 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
         did.push("was not mounted".to_string());
     }
     match ebs {
-        None => did.push("no volume attached".into()),
+        None => {
+            did.push("no volume attached".into());
+            delete_leftovers(s, v, &mut did).await?;
+        }
         Some(vol) => {
             // Whatever is mounted at the mount point, the volume's own device
             // must be free: mounted elsewhere, or lazily unmounted with files
@@ -185,14 +203,16 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
             })?;
             did.push(format!("detached {}", vol.id));
             // Not a crash leftover: mount-snapshots restores from the newest
-            // snapshot rather than adopting it (see plan.rs).
-            let state = [(TAG_STATE.to_string(), STATE_DETACHED.to_string())];
+            // snapshot rather than adopting it (see plan.rs). About to be
+            // deleted, it says so: a re-run deletes it if this run cannot.
+            let said = if s.delete {
+                STATE_DELETING
+            } else {
+                STATE_DETACHED
+            };
+            let state = [(TAG_STATE.to_string(), said.to_string())];
             if let Err(e) = ec2.create_tags(&vol.id, &state).await {
-                tracing::warn!(
-                    "{}: could not tag {} as detached: {e}",
-                    v.mount_point,
-                    vol.id
-                );
+                tracing::warn!("{}: could not tag {} as {said}: {e}", v.mount_point, vol.id);
             }
             if s.delete {
                 ec2.delete_volume(&vol.id).await?;
@@ -202,6 +222,31 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
     }
     hooks::run(&s.snapshotter, HookPoint::PostUnmount, &env).await?;
     Ok(did.join(", "))
+}
+
+/// Delete what an earlier `--delete` of this mount point detached and
+/// could not delete (not attached anywhere now).
+async fn delete_leftovers(
+    s: &Shared,
+    v: &Volume,
+    did: &mut Vec<String>,
+) -> Result<(), VolumeError> {
+    for vol in s.deleting.iter().filter(|vol| {
+        vol.attachments.is_empty()
+            && vol
+                .tags
+                .get("mount_point")
+                .is_some_and(|t| crate::config::mount_point::same(t, &v.mount_point))
+    }) {
+        tracing::info!(
+            "{}: deleting {}, which an earlier --delete detached",
+            v.mount_point,
+            vol.id
+        );
+        s.ec2.delete_volume(&vol.id).await?;
+        did.push(format!("deleted {} (left by an earlier run)", vol.id));
+    }
+    Ok(())
 }
 
 /// The names `vol` may have on this host, as `(device, kernel name)`
