@@ -296,20 +296,25 @@ pub(crate) async fn run(args: &ChopSettings) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let failed = s3.delete(&doomed).await.context("deleting")?;
+    let failed = s3.delete(&doomed).await.with_context(|| {
+        format!(
+            "deleting {} object(s) from {} (first {})",
+            doomed.len(),
+            args.bucket,
+            doomed.first().map_or("", String::as_str)
+        )
+    })?;
+    let mut failures = crate::tasks::Failures::default();
     for (k, why) in &failed {
         println!("FAILED  {k}: {why}");
+        failures.add(k, format!("DeleteObjects: {why}"));
     }
     println!(
         "deleted {} of {} objects",
         doomed.len() - failed.len(),
         decisions.len()
     );
-    Ok(if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    failures.finish()
 }
 
 #[cfg(test)]
