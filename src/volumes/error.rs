@@ -85,6 +85,16 @@ pub(crate) enum VolumeError {
         source: Box<CloudError>,
     },
 
+    /// unmount-snapshots says `detached` (or `deleting`) before it
+    /// detaches; a volume that cannot be told so stays attached.
+    #[error("could not tag {volume} {}={state} ({source}); not detaching it, or a restore would not know it holds newer data than any snapshot", TAG_STATE)]
+    NotMarkedForDetach {
+        volume: String,
+        state: &'static str,
+        #[source]
+        source: Box<CloudError>,
+    },
+
     #[error("the mount point it lies in, {0}, was not mounted; not mounting inside it")]
     ParentNotMounted(String),
 

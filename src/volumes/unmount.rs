@@ -185,6 +185,24 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
                     },
                 });
             }
+            // Said before the detach, so no crash between the two leaves a
+            // detached volume that does not say so: `detached` makes a
+            // restore re-attach it (it holds newer data than any snapshot),
+            // `deleting` makes a re-run with --delete finish the job. A
+            // volume that cannot be told so is not detached.
+            let said = if s.delete {
+                STATE_DELETING
+            } else {
+                STATE_DETACHED
+            };
+            let state = [(TAG_STATE.to_string(), said.to_string())];
+            ec2.create_tags(&vol.id, &state).await.map_err(|source| {
+                VolumeError::NotMarkedForDetach {
+                    volume: vol.id.clone(),
+                    state: said,
+                    source: Box::new(source),
+                }
+            })?;
             tracing::info!("{}: detaching {}", v.mount_point, vol.id);
             ec2.detach_volume(&vol.id, me).await?;
             poll_until(DETACH_DEADLINE, Backoff::VOLUME, || async {
@@ -202,18 +220,6 @@ async fn unmount_one(s: &Shared, v: &Volume) -> Result<String, VolumeError> {
                 source: Box::new(source),
             })?;
             did.push(format!("detached {}", vol.id));
-            // Not a crash leftover: mount-snapshots restores from the newest
-            // snapshot rather than adopting it (see plan.rs). About to be
-            // deleted, it says so: a re-run deletes it if this run cannot.
-            let said = if s.delete {
-                STATE_DELETING
-            } else {
-                STATE_DETACHED
-            };
-            let state = [(TAG_STATE.to_string(), said.to_string())];
-            if let Err(e) = ec2.create_tags(&vol.id, &state).await {
-                tracing::warn!("{}: could not tag {} as {said}: {e}", v.mount_point, vol.id);
-            }
             if s.delete {
                 ec2.delete_volume(&vol.id).await?;
                 did.push(format!("deleted {}", vol.id));
