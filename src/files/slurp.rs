@@ -236,7 +236,14 @@ async fn tree(
         }
         while let Some(done) = listings.join_next().await {
             let (dir, listed) = done.context("listing the backup")?;
-            let (objects, subdirs) = listed.context("listing the backup")?;
+            let (objects, subdirs) = listed.with_context(|| {
+                format!(
+                    "listing the backup of {} in {} (prefix {})",
+                    dir.display(),
+                    job.s3.bucket(),
+                    job.naming.dir_prefix(&dir)
+                )
+            })?;
             for sub in subdirs {
                 let name = sub
                     .trim_end_matches('/')
@@ -290,7 +297,12 @@ async fn restore_dir(
             job.s3
                 .list(&prefix, Some("/"))
                 .await
-                .context("listing the backup")?
+                .with_context(|| {
+                    format!(
+                        "listing the backup of {} in {bucket} (prefix {prefix})",
+                        origin.display()
+                    )
+                })?
                 .0
         }
     };

@@ -124,6 +124,11 @@ where
 }
 
 impl S3 {
+    /// The bucket this client works on, for messages.
+    pub(crate) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
     /// A client for `bucket`; `endpoint` overrides the SDK's (which already
     /// honours `AWS_ENDPOINT_URL`).
     pub(crate) fn new(
