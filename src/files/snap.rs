@@ -58,6 +58,9 @@ struct Stats {
     busy: AtomicU64,
     /// Queued when the daemon stopped.
     dropped: AtomicU64,
+    /// The last failed upload, `path: error`: the stop line names it, so
+    /// the last line of a run says what went wrong where.
+    last_failure: std::sync::Mutex<Option<String>>,
 }
 
 /// Run the daemon with its settings, resolved before it starts
@@ -333,6 +336,9 @@ impl Pool {
                 Err(e) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     tracing::error!("failed to upload {}: {e}; will retry", path.display());
+                    if let Ok(mut last) = self.stats.last_failure.lock() {
+                        *last = Some(format!("{}: {e}", path.display()));
+                    }
                     let _ = self.landings.send(Landing::Dropped(path.clone()));
                     let _ = self.retry.send((path, attempt.saturating_add(1)));
                 }
@@ -656,8 +662,12 @@ async fn shut_down(
             }
         ),
     };
+    let last_failure = match stats.last_failure.lock().ok().and_then(|l| l.clone()) {
+        Some(f) if !owed.is_empty() => format!("; the last failure: {f}"),
+        _ => String::new(),
+    };
     let line = format!(
-        "stopped: {} uploaded, {} failed attempts{owed}",
+        "stopped: {} uploaded, {} failed attempts{owed}{last_failure}",
         stats.uploaded.load(Ordering::Relaxed),
         stats.failed.load(Ordering::Relaxed)
     );
