@@ -8,9 +8,10 @@ use hyper::{Method, StatusCode};
 use serde::Serialize;
 
 use crate::devices::Plug;
-use crate::proxy::{Lab, Resp};
 use crate::replies::text;
+use crate::replies::Resp;
 use crate::rules::Rules;
+use crate::state::Lab;
 
 #[derive(Serialize)]
 struct State<'a> {

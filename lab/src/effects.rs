@@ -9,17 +9,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::proxy::{Lab, Resp};
 use crate::replies::ec2_error;
+use crate::replies::Resp;
+use crate::state::{Lab, Life};
 use crate::xml;
-
-/// When a resource was created/attached, for the life cycles moto skips.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Life {
-    pub at: Instant,
-    pub attached_at: Option<Instant>,
-    pub error: bool,
-}
 
 /// Side effects of a successful call, and rewritten replies: moto does
 /// the bookkeeping, the lab keeps images and device nodes in step and

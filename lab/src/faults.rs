@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::proxy::{Lab, Resp};
 use crate::replies::fault_error;
+use crate::replies::Resp;
 use crate::rules::Reply;
+use crate::state::Lab;
 
 /// How long a `hang` fault holds a request when it sets no time: longer
 /// than any client should wait.

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::moto::ROOT_DEVICE;
-use crate::proxy::Lab;
+use crate::state::Lab;
 
 const TOKEN: &str = "lab-imds-token";
 

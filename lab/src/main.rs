@@ -21,6 +21,7 @@ mod proxy;
 mod replies;
 mod rules;
 mod s3_names;
+mod state;
 mod xml;
 
 use std::future::Future;
@@ -38,8 +39,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use devices::{Devices, Mode};
-use proxy::Lab;
 use rules::Rules;
+use state::Lab;
 
 /// A local EC2 lab for snaptastic: moto behind a proxy that makes attached
 /// volumes real loop devices.

@@ -2,8 +2,7 @@
 //! side effects after, life-cycle rewriting of describe replies, and the
 //! control endpoints under `/_lab/`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -12,132 +11,12 @@ use hyper::{HeaderMap, Request, Response, StatusCode};
 
 use crate::checksums;
 use crate::control::control;
-use crate::devices::Devices;
-use crate::effects::{after, fill_detach_instance, Life};
+use crate::effects::{after, fill_detach_instance};
 use crate::faults::{self, Before, Delivery};
-use crate::moto::{self, Moto};
-use crate::replies::{ec2_error, fault_error, text};
-use crate::rules::Rules;
+use crate::moto;
+use crate::replies::{ec2_error, fault_error, text, Resp};
 use crate::s3_names::s3_operation;
-
-pub(crate) struct Lab {
-    pub moto: Moto,
-    pub instance_id: String,
-    pub zone: String,
-    pub region: String,
-    pub devices: Mutex<Devices>,
-    pub userdata: Mutex<Option<String>>,
-    pub rules: Mutex<Rules>,
-    pub calls: Mutex<BTreeMap<String, u32>>,
-    /// PutObject and UploadPart bodies sent with no checksum, by operation
-    /// (`checksums.rs`).
-    pub unprotected: Mutex<BTreeMap<String, u32>>,
-    /// Calls carried out whose reply a `late` fault is holding (or held),
-    /// by action: a test that kills its client "after the call" waits for
-    /// this rather than guessing when moto has done the work.
-    pub held: Mutex<BTreeMap<String, u32>>,
-    /// Replies to calls made with a ClientToken, by action and token: EC2
-    /// answers a repeat with the first call's result and does the work
-    /// once (moto does it again).
-    tokens: Mutex<HashMap<(String, String), Bytes>>,
-    pub volumes: Mutex<HashMap<String, Life>>,
-    pub snapshots: Mutex<HashMap<String, Life>>,
-    seed: Mutex<u64>,
-}
-
-pub(crate) type Resp = Response<Full<Bytes>>;
-
-impl Lab {
-    pub(crate) fn new(
-        moto: Moto,
-        instance_id: String,
-        zone: String,
-        region: String,
-        devices: Devices,
-        rules: Rules,
-        userdata: Option<String>,
-    ) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
-        Self {
-            moto,
-            instance_id,
-            zone,
-            region,
-            devices: Mutex::new(devices),
-            userdata: Mutex::new(userdata),
-            rules: Mutex::new(rules),
-            calls: Mutex::new(BTreeMap::new()),
-            unprotected: Mutex::new(BTreeMap::new()),
-            held: Mutex::new(BTreeMap::new()),
-            tokens: Mutex::new(HashMap::new()),
-            volumes: Mutex::new(HashMap::new()),
-            snapshots: Mutex::new(HashMap::new()),
-            seed: Mutex::new(seed),
-        }
-    }
-
-    /// A uniform number in [0, 1) (xorshift; faults need no better).
-    pub(crate) fn roll(&self) -> f64 {
-        let mut s = self.seed.lock().expect("seed lock");
-        *s ^= *s << 13;
-        *s ^= *s >> 7;
-        *s ^= *s << 17;
-        (*s >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    pub(crate) fn rules(&self) -> Rules {
-        self.rules.lock().expect("rules lock").clone()
-    }
-
-    /// Count a call of `action`: which call (1-based) this one is.
-    pub(crate) fn count_call(&self, action: &str) -> u32 {
-        let mut calls = self.calls.lock().expect("calls lock");
-        let n = calls.entry(action.to_string()).or_insert(0);
-        *n += 1;
-        *n
-    }
-
-    /// The reply EC2 gives a call repeated with the same ClientToken: the
-    /// first call's (a retry after a lost reply finds the volume it made).
-    fn replay(&self, action: Option<&str>, params: &BTreeMap<String, String>) -> Option<Resp> {
-        let key = (action?.to_string(), params.get("ClientToken")?.clone());
-        let body = self.tokens.lock().expect("tokens lock").get(&key)?.clone();
-        eprintln!(
-            "lab: {} with ClientToken {} again: the first reply",
-            key.0, key.1
-        );
-        let mut r = Response::new(Full::new(body));
-        r.headers_mut().insert(
-            "content-type",
-            hyper::header::HeaderValue::from_static("text/xml"),
-        );
-        Some(r)
-    }
-
-    /// Keep a successful reply to a call made with a ClientToken.
-    fn remember(&self, action: Option<&str>, params: &BTreeMap<String, String>, body: &Bytes) {
-        if let (Some(action), Some(token)) = (action, params.get("ClientToken")) {
-            self.tokens
-                .lock()
-                .expect("tokens lock")
-                .insert((action.to_string(), token.clone()), body.clone());
-        }
-    }
-
-    /// Count a PutObject or UploadPart body sent without a checksum.
-    fn count_unprotected(&self, op: &str) {
-        *self
-            .unprotected
-            .lock()
-            .expect("unprotected lock")
-            .entry(op.to_string())
-            .or_insert(0) += 1;
-    }
-}
+use crate::state::Lab;
 
 /// A request answered by closing its connection with no reply, as a
 /// reset does: hyper drops the connection when the service fails.

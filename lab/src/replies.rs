@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-use crate::proxy::Resp;
+/// A reply, whole.
+pub(crate) type Resp = Response<Full<Bytes>>;
 
 pub(crate) fn text(status: StatusCode, body: String) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
