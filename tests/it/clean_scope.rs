@@ -262,8 +262,22 @@ fn a_volume_that_was_mounted_is_not_taken_for_a_crash_leftover() {
     assert_eq!(state, "attached", "tagged before mount(2)");
     std::fs::write(s.mp(0).join("live.txt"), "newer than any snapshot\n").unwrap();
 
-    s.snaptastic(&["unmount-snapshots", "db", "--yes"])
-        .expect_code(0);
+    // unmount-snapshots will not detach a volume it cannot tag `detached`
+    // (a restore would not know it holds newer data): it stays attached.
+    let d = s
+        .snaptastic(&["unmount-snapshots", "db", "--yes"])
+        .expect_code(1);
+    assert!(d.stderr().contains("not detaching it"), "{}", d.stderr());
+    assert_eq!(
+        volumes(&s),
+        [(vol.clone(), "attached".to_string(), "in-use".to_string())]
+    );
+    // Detached from outside (a host lost, a hand in the console): the
+    // volume still says `attached`.
+    let ec2 = s.lab.ec2();
+    ec2.rt
+        .block_on(ec2.client.detach_volume().volume_id(&vol).send())
+        .unwrap();
     assert_eq!(
         volumes(&s),
         [(vol.clone(), "attached".to_string(), "available".to_string())]
