@@ -39,12 +39,16 @@ impl fmt::Display for Status {
 #[derive(Default)]
 struct Report {
     failed: usize,
+    /// The first failed check, `check: detail`, for the run's last line.
+    first_failure: Option<String>,
 }
 
 impl Report {
     fn line(&mut self, status: Status, check: &str, detail: impl fmt::Display, hint: Option<&str>) {
         if status == Status::Fail {
             self.failed += 1;
+            self.first_failure
+                .get_or_insert_with(|| format!("{check}: {detail}"));
         }
         println!("{status} {check}: {detail}");
         if let Some(h) = hint.filter(|_| status != Status::Ok) {
@@ -76,7 +80,18 @@ pub(crate) async fn run(ctx: &Context) -> Result<ExitCode> {
     .await;
     if report.failed > 0 {
         println!("{} check(s) failed", report.failed);
-        Ok(ExitCode::FAILURE)
+        // The last line names the first failure and where it was checked
+        // (on stderr, with the exit code, for a log read from the end).
+        let on = host_ref
+            .identity
+            .as_ref()
+            .map(|i| format!(" (instance {}, {})", i.instance_id, i.region))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{} check(s) failed, the first: {}{on}",
+            report.failed,
+            report.first_failure.unwrap_or_default()
+        )
     } else {
         println!("all checks passed");
         Ok(ExitCode::SUCCESS)

@@ -153,11 +153,14 @@ impl Scenario for Volumes {
                 run_ok(&s, &["unmount-snapshots", "db", "--yes", "--delete"]);
             }
             Volumes::Clean => {
-                run_ok(&s, &["make-snapshots", "db", "--wait"]);
+                // Expired 0.2.12 snapshots, then (a second later, as start
+                // times have seconds) a set: the set is the newest.
                 let vols = s.our_volumes();
                 for i in 0..VOLUMES.len() {
                     s.legacy_snapshot(&vols[0].0, &s.mp(i));
                 }
+                std::thread::sleep(std::time::Duration::from_millis(1100));
+                run_ok(&s, &["make-snapshots", "db", "--wait"]);
             }
             Volumes::List | Volumes::CheckBackups | Volumes::SelfTest => {
                 run_ok(&s, &["make-snapshots", "db", "--wait"]);
