@@ -13,7 +13,9 @@ use clap::Parser;
 
 use crate::cli::{self, Cli, Command};
 use crate::context::{Context, Globals, Needs};
-use crate::files::settings::{ChopSettings, S3Settings, SlurpSettings, SnapFlags, SnapSettings};
+use crate::files::settings::{
+    ChopSettings, S3Access, S3Settings, SlurpSettings, SnapFlags, SnapSettings,
+};
 use crate::report::Report;
 use crate::snapshotter::Snapshotter;
 use crate::volumes::{clean, freshness, list, mount, snapshot, thaw, unmount};
@@ -241,12 +243,14 @@ fn snap_flags(a: &cli::TablesnapArgs) -> SnapFlags {
         listen_events: a.listen_events.clone(),
         max_upload_size: a.max_upload_size,
         multipart_chunk_size: a.multipart_chunk_size,
-        aws_key: a.aws_key.clone(),
-        aws_secret: a.aws_secret.clone(),
-        aws_token: a.aws_token.clone(),
-        aws_region: a.aws_region.clone(),
-        endpoint_url: a.endpoint_url.clone(),
-        s3_force_path_style: a.s3_force_path_style,
+        access: S3Access {
+            aws_region: a.aws_region.clone(),
+            endpoint_url: a.endpoint_url.clone(),
+            s3_force_path_style: a.s3_force_path_style,
+            aws_key: a.aws_key.clone(),
+            aws_secret: a.aws_secret.clone(),
+            aws_token: a.aws_token.clone(),
+        },
         storage_class: a.storage_class.clone(),
         reduced_redundancy: a.reduced_redundancy,
         with_sse: a.with_sse,
@@ -266,12 +270,14 @@ fn s3_settings(a: cli::S3Args, attempts: u32) -> S3Settings {
         name: a.name,
         prefix: a.prefix,
         keyname_separator: a.keyname_separator,
-        aws_region: a.aws_region,
-        endpoint_url: a.endpoint_url,
-        s3_force_path_style: a.s3_force_path_style,
-        aws_key: a.aws_key,
-        aws_secret: a.aws_secret,
-        aws_token: a.aws_token,
+        access: S3Access {
+            aws_region: a.aws_region,
+            endpoint_url: a.endpoint_url,
+            s3_force_path_style: a.s3_force_path_style,
+            aws_key: a.aws_key,
+            aws_secret: a.aws_secret,
+            aws_token: a.aws_token,
+        },
         stall: a.stall_timeout,
         attempts,
     }

@@ -13,6 +13,44 @@ use super::Connection;
 use crate::config::{ConfigError, Tablesnap};
 use crate::context::Context;
 
+/// How S3 is reached, as every file command is told: region, endpoint and
+/// keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct S3Access {
+    /// `None`: the SDK's chain, else us-east-1.
+    pub aws_region: Option<String>,
+    /// An S3-compatible endpoint (MinIO, Ceph RGW).
+    pub endpoint_url: Option<String>,
+    pub s3_force_path_style: bool,
+    /// Keys from the command line (warned about: they show in `ps`).
+    pub aws_key: Option<String>,
+    pub aws_secret: Option<String>,
+    pub aws_token: Option<String>,
+}
+
+impl S3Access {
+    /// How to reach `bucket`, with `attempts` tries of each request, each
+    /// abandoned after `stall` without progress.
+    pub(crate) fn connection<'a>(
+        &'a self,
+        bucket: &'a str,
+        attempts: u32,
+        stall: Duration,
+    ) -> Connection<'a> {
+        Connection {
+            bucket,
+            region: self.aws_region.as_deref(),
+            endpoint: self.endpoint_url.as_deref(),
+            force_path_style: self.s3_force_path_style,
+            key: self.aws_key.as_deref(),
+            secret: self.aws_secret.as_deref(),
+            token: self.aws_token.as_deref(),
+            attempts,
+            stall,
+        }
+    }
+}
+
 /// Where the objects are kept and how S3 is reached: what tableslurp and
 /// tablechop share. tablesnap has its own, since its configuration file
 /// section can give most of these too ([`SnapSettings`]).
@@ -23,15 +61,7 @@ pub(crate) struct S3Settings {
     /// Key prefix the backups were written with (tablesnap -p).
     pub prefix: String,
     pub keyname_separator: String,
-    /// `None`: the SDK's chain, else us-east-1.
-    pub aws_region: Option<String>,
-    /// An S3-compatible endpoint (MinIO, Ceph RGW).
-    pub endpoint_url: Option<String>,
-    pub s3_force_path_style: bool,
-    /// Keys from the command line (warned about: they show in `ps`).
-    pub aws_key: Option<String>,
-    pub aws_secret: Option<String>,
-    pub aws_token: Option<String>,
+    pub access: S3Access,
     /// An S3 call that moves nothing this long is tried again.
     pub stall: Duration,
     /// Tries of each S3 call (`--call-attempts`).
@@ -41,17 +71,7 @@ pub(crate) struct S3Settings {
 impl S3Settings {
     /// How to reach `bucket`, with `attempts` tries per request.
     pub(crate) fn connection<'a>(&'a self, bucket: &'a str) -> Connection<'a> {
-        Connection {
-            bucket,
-            region: self.aws_region.as_deref(),
-            endpoint: self.endpoint_url.as_deref(),
-            force_path_style: self.s3_force_path_style,
-            key: self.aws_key.as_deref(),
-            secret: self.aws_secret.as_deref(),
-            token: self.aws_token.as_deref(),
-            attempts: self.attempts,
-            stall: self.stall,
-        }
+        self.access.connection(bucket, self.attempts, self.stall)
     }
 
     /// The key naming the backups were written with.
@@ -134,12 +154,7 @@ pub(crate) struct SnapFlags {
     pub listen_events: Vec<String>,
     pub max_upload_size: Option<u64>,
     pub multipart_chunk_size: Option<u64>,
-    pub aws_key: Option<String>,
-    pub aws_secret: Option<String>,
-    pub aws_token: Option<String>,
-    pub aws_region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub s3_force_path_style: bool,
+    pub access: S3Access,
     pub storage_class: Option<String>,
     pub reduced_redundancy: bool,
     pub with_sse: bool,
@@ -171,12 +186,7 @@ pub(crate) struct SnapSettings {
     pub listen_events: Vec<String>,
     pub max_upload_size: u64,
     pub multipart_chunk_size: u64,
-    pub aws_key: Option<String>,
-    pub aws_secret: Option<String>,
-    pub aws_token: Option<String>,
-    pub aws_region: Option<String>,
-    pub endpoint_url: Option<String>,
-    pub s3_force_path_style: bool,
+    pub access: S3Access,
     pub storage_class: Option<String>,
     pub reduced_redundancy: bool,
     pub with_sse: bool,
@@ -308,12 +318,20 @@ impl SnapSettings {
                 .multipart_chunk_size
                 .or(f.multipart_chunk_size)
                 .unwrap_or(8),
-            aws_key: cli.aws_key.clone(),
-            aws_secret: cli.aws_secret.clone(),
-            aws_token: cli.aws_token.clone(),
-            aws_region: cli.aws_region.clone().or_else(|| f.aws_region.clone()),
-            endpoint_url: cli.endpoint_url.clone().or_else(|| f.endpoint_url.clone()),
-            s3_force_path_style: cli.s3_force_path_style || f.s3_force_path_style,
+            access: S3Access {
+                aws_region: cli
+                    .access
+                    .aws_region
+                    .clone()
+                    .or_else(|| f.aws_region.clone()),
+                endpoint_url: cli
+                    .access
+                    .endpoint_url
+                    .clone()
+                    .or_else(|| f.endpoint_url.clone()),
+                s3_force_path_style: cli.access.s3_force_path_style || f.s3_force_path_style,
+                ..cli.access.clone()
+            },
             storage_class: cli
                 .storage_class
                 .clone()
@@ -339,17 +357,8 @@ impl SnapSettings {
     /// How the daemon reaches its bucket: `--retries` after the first
     /// attempt of every request.
     pub(crate) fn connection(&self) -> Connection<'_> {
-        Connection {
-            bucket: &self.bucket,
-            region: self.aws_region.as_deref(),
-            endpoint: self.endpoint_url.as_deref(),
-            force_path_style: self.s3_force_path_style,
-            key: self.aws_key.as_deref(),
-            secret: self.aws_secret.as_deref(),
-            token: self.aws_token.as_deref(),
-            attempts: self.retries.saturating_add(1),
-            stall: self.stall,
-        }
+        self.access
+            .connection(&self.bucket, self.retries.saturating_add(1), self.stall)
     }
 
     /// The key naming of the daemon's uploads.
