@@ -45,7 +45,7 @@ pub(crate) const FAULTS: [(&str, &str); 6] = [
 ];
 
 /// Flags that keep a case to seconds: two tries per call, each bounded.
-pub(crate) const QUICK: [&str; 2] = ["--call-attempts=2", "--call-timeout=10s"];
+pub(crate) const QUICK: [&str; 2] = ["--call-attempts=2", "--call-timeout=5s"];
 
 /// The longest any one run may take before the case calls it stuck.
 pub(crate) const BOUND: Duration = Duration::from_secs(90);
