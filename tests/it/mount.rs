@@ -194,7 +194,9 @@ fn error_snapshot_falls_back_and_pending_is_waited_for() {
         .as_str()
         .unwrap()
         .to_string();
-    s.lab.control("rules", "snapshot_pending = \"8s\"\n");
+    // Long enough to outlast a busy emulator between the snapshot and the
+    // restore's lookup.
+    s.lab.control("rules", "snapshot_pending = \"20s\"\n");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let pending = s.legacy_snapshot(&vol, &s.mp(0));
     s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
