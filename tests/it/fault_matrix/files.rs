@@ -42,10 +42,11 @@ const SNAP_FLAGS: &str = "-B -n host1 --multipart-chunk-size 5 --stall-timeout 2
 impl Files {
     /// tablesnap in the background, stopped once its scan is done and a
     /// moment has passed for its index (or after 10 s), its log on stderr
-    /// and its exit code kept.
+    /// and its exit code kept. A kill of the shell kills tablesnap with it
+    /// (setpriv --pdeathsig), as a kill point wants.
     fn snap(&self, w: &FileWorld) -> Run {
         let script = format!(
-            "log=$(mktemp); '{bin}' tablesnap {bucket} '{dir}' {SNAP_FLAGS} 2>\"$log\" & pid=$!; \
+            "log=$(mktemp); setpriv --pdeathsig KILL '{bin}' tablesnap {bucket} '{dir}' {SNAP_FLAGS} 2>\"$log\" & pid=$!; \
              for i in $(seq 100); do grep -q 'backup scan done' \"$log\" && break; sleep 0.1; done; \
              sleep 1.5; kill -TERM $pid; wait $pid; rc=$?; cat \"$log\" >&2; rm -f \"$log\"; exit $rc",
             bin = snaptastic_bin().display(),
