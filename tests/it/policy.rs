@@ -27,11 +27,24 @@ fn pascal(snake: &str) -> String {
         .collect()
 }
 
-/// The SDK operations called in one source file: methods called on
-/// `client` (or `c`, the client in the DryRun probes).
-fn operations(file: &str) -> BTreeSet<String> {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
-        .unwrap();
+/// The SDK operations called in one source file, or in every file of a
+/// directory: methods called on `client` (or `c`, the client in the
+/// DryRun probes).
+fn operations(path: &str) -> BTreeSet<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+            .collect()
+    } else {
+        vec![path]
+    };
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
     let call = regex::Regex::new(r"\b(?:client|c)\s*\.\s*([a-z][a-z0-9_]*)\s*\(").unwrap();
     call.captures_iter(&text)
         .map(|c| c[1].to_string())
@@ -59,7 +72,7 @@ fn every_aws_call_in_the_code_is_in_the_printed_policy() {
         ("volumes", "src/cloud/ec2.rs", vec![]),
         (
             "files",
-            "src/cloud/s3.rs",
+            "src/cloud/s3",
             vec!["--bucket", "b", "--prefix", "p/"],
         ),
     ] {
