@@ -23,8 +23,11 @@ pub(crate) fn thaw_if_frozen(mp: &Path) -> bool {
 pub(crate) fn writable_within(mp: &Path, wait: Duration) -> bool {
     let mut probe = Command::new("sh")
         .arg("-c")
+        // Each probe its own file ($$, the shell's pid): a probe left
+        // waiting on a frozen filesystem by an earlier call finishes at the
+        // thaw too, and must not remove this one's file under it.
         .arg(format!(
-            "echo ok > '{0}/probe' && rm '{0}/probe'",
+            "echo ok > '{0}/probe.$$' && rm -f '{0}/probe.$$'",
             mp.display()
         ))
         .spawn()
