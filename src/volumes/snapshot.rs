@@ -317,10 +317,7 @@ fn cut_short(
     match ended {
         Ended::Signal(sig) => format!("{sig} while frozen"),
         _ => {
-            let call = match opts.mode {
-                Mode::Set { .. } => "CreateSnapshots",
-                Mode::PerVolume => "CreateSnapshot",
-            };
+            let call = opts.mode.call();
             let volumes: Vec<&str> = targets.iter().map(|t| t.volume_id.as_str()).collect();
             format!(
                 "{call} of {} did not return within {} (after {} ms)",

@@ -127,10 +127,7 @@ pub(crate) async fn run_window(
     // And how the snapshots were started: one CreateSnapshots is one
     // point in time even unfrozen; separate calls are one only when all
     // started inside the freeze (`points::one_moment`).
-    let call = match opts.mode {
-        Mode::Set { .. } => "CreateSnapshots",
-        Mode::PerVolume => "CreateSnapshot",
-    };
+    let call = opts.mode.call();
     let consistency = [
         (
             "consistency".to_string(),
@@ -250,6 +247,15 @@ pub(crate) enum Mode {
 }
 
 impl Mode {
+    /// The EC2 call that starts the snapshots: what `snaptastic:call`
+    /// records and what a cut-short window names.
+    pub(crate) fn call(&self) -> &'static str {
+        match self {
+            Mode::Set { .. } => "CreateSnapshots",
+            Mode::PerVolume => "CreateSnapshot",
+        }
+    }
+
     /// The same, with `extra` among the set's common tags.
     pub(crate) fn with_tags(&self, extra: &[(String, String)]) -> Mode {
         let mut mode = self.clone();
