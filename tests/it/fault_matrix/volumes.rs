@@ -46,18 +46,7 @@ impl Volumes {
 
     /// Describe volumes or snapshots of this world's profile.
     fn tagged_volumes(&self, s: &Setup) -> Vec<aws_sdk_ec2::types::Volume> {
-        let ec2 = s.lab.moto_ec2();
-        let r = ec2
-            .rt
-            .block_on(
-                ec2.client
-                    .describe_volumes()
-                    .filters(filter("tag:snaptastic:profile", "db"))
-                    .filters(filter("tag:instance_id", s.lab.instance()))
-                    .send(),
-            )
-            .unwrap();
-        r.volumes().to_vec()
+        s.describe_ours(&s.lab.moto_ec2())
     }
 
     fn snapshots(&self, s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_sdk_ec2::types::Filter;
+use aws_sdk_ec2::types::{Filter, Volume};
 
 use super::{lab_prerequisites, unique, Lab, LabOpts};
 
@@ -77,30 +77,27 @@ impl Setup {
         self.lab.run(args).config(&self.cfg).run()
     }
 
-    /// Volumes this profile's runs created for the lab's instance.
-    pub(crate) fn our_volumes(&self) -> Vec<(String, String)> {
-        let ec2 = self.lab.ec2();
+    /// Volumes this profile's runs created for the lab's instance, as
+    /// `ec2` (the lab's, or the emulator's behind it) describes them.
+    pub(crate) fn describe_ours(&self, ec2: &crate::support::Ec2) -> Vec<Volume> {
+        let tag = |name: &str, value: &str| Filter::builder().name(name).values(value).build();
         let r = ec2
             .rt
             .block_on(
                 ec2.client
                     .describe_volumes()
-                    .filters(
-                        Filter::builder()
-                            .name("tag:snaptastic:profile")
-                            .values("db")
-                            .build(),
-                    )
-                    .filters(
-                        Filter::builder()
-                            .name("tag:instance_id")
-                            .values(self.lab.instance())
-                            .build(),
-                    )
+                    .filters(tag("tag:snaptastic:profile", "db"))
+                    .filters(tag("tag:instance_id", self.lab.instance()))
                     .send(),
             )
             .unwrap();
-        r.volumes()
+        r.volumes().to_vec()
+    }
+
+    /// Volumes this profile's runs created for the lab's instance: (id,
+    /// state), through the lab.
+    pub(crate) fn our_volumes(&self) -> Vec<(String, String)> {
+        self.describe_ours(&self.lab.ec2())
             .iter()
             .map(|v| {
                 (
