@@ -351,11 +351,46 @@ pub(crate) struct MountSnapshotsArgs {
     /// leave such a volume in this zone unused.
     #[arg(long)]
     pub from_snapshot: bool,
+    /// Load a restored volume's blocks at this provisioned rate (MiB/s,
+    /// 100-300; billed once per GiB of snapshot data), or `off`: over
+    /// every volume's `init_rate`. Not sent when fast snapshot restore is
+    /// enabled for the snapshot here; dropped with a warning when EC2
+    /// refuses it (capacity, the Regional quota): the restore goes on.
+    #[arg(long, value_name = "MIB_S|off", value_parser = parse_init_rate)]
+    pub init_rate: Option<InitRate>,
+    /// After mounting a volume restored from a snapshot, read every block
+    /// once in the background (`block`) so the first reads of the
+    /// application are not the ones that load it from S3; over the
+    /// profile's `prewarm`. Resumes after a reboot; see `snaptastic
+    /// prewarm --help`.
+    #[arg(long, value_name = "block|off", value_parser = parse_prewarm)]
+    pub prewarm: Option<crate::config::Prewarm>,
     /// Print one JSON document on stdout at the end (what was done, per
     /// item, and whether all went well) instead of a line per item; logs
     /// stay on stderr.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--init-rate`: a rate in MiB/s, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InitRate(pub Option<u32>);
+
+fn parse_init_rate(s: &str) -> Result<InitRate, String> {
+    if s == "off" {
+        return Ok(InitRate(None));
+    }
+    match s.parse::<i64>() {
+        Ok(n) if crate::config::INIT_RATES.contains(&n) => Ok(InitRate(u32::try_from(n).ok())),
+        _ => Err(format!(
+            "expected 100 to 300 (MiB/s, EC2's range) or off, got {s:?}"
+        )),
+    }
+}
+
+fn parse_prewarm(s: &str) -> Result<crate::config::Prewarm, String> {
+    crate::config::Prewarm::parse(s)
+        .ok_or_else(|| format!("expected {}, got {s:?}", crate::config::Prewarm::NAMES))
 }
 
 #[derive(Debug, Args)]

@@ -131,6 +131,8 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 set: a.set.clone(),
                 from_snapshot: a.from_snapshot,
                 report: report.clone(),
+                init_rate: a.init_rate.map(|r| r.0),
+                prewarm: a.prewarm,
             };
             let result = async {
                 let v = ctx.volumes(&a.profile.name, Needs::Instance, true).await?;

@@ -421,6 +421,8 @@ mod tests {
                 .map(|p| (TAG_PROFILE.to_string(), p.to_string()))
                 .into_iter()
                 .collect(),
+            fast_restored: None,
+            init_rate: None,
         }
     }
 

@@ -58,6 +58,13 @@ pub trait Snapshotter: Send + Sync {
         vec!["self".into()]
     }
 
+    /// Whether mount-snapshots warms a volume restored from a snapshot up
+    /// by reading every block once in the background (the `prewarm`
+    /// profile key). Off by default.
+    fn prewarm(&self) -> crate::config::Prewarm {
+        crate::config::Prewarm::Off
+    }
+
     /// Runs at each of the 12 hook points (0.2.12's `pre_mounts`,
     /// `post_snapshot`, ...). An error at a `pre_*` point stops the
     /// command before it changes anything; see docs/extending.md for what each

@@ -50,6 +50,10 @@ impl Snapshotter for Profile {
         self.snapshot_owners.clone()
     }
 
+    fn prewarm(&self) -> crate::config::Prewarm {
+        self.prewarm
+    }
+
     /// Every command of the point, in order; the first failure stops.
     fn hook(&self, point: HookPoint, ctx: &HookCtx) -> Result<(), SnapshotterError> {
         for argv in self.hooks.commands(point) {

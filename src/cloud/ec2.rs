@@ -16,7 +16,7 @@ use super::{
 /// An EC2 client for one region.
 #[derive(Clone)]
 pub(crate) struct Ec2 {
-    client: Client,
+    pub(super) client: Client,
 }
 
 fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
@@ -30,7 +30,7 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn filter(name: &str, value: &str) -> Filter {
+pub(super) fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
@@ -44,6 +44,10 @@ fn snapshot_info(s: &aws_sdk_ec2::types::Snapshot) -> Option<SnapshotInfo> {
         progress: s.progress().map(str::to_string),
         description: s.description().unwrap_or_default().to_string(),
         tags: tag_map(s.tags()),
+        storage_tier: s.storage_tier().map(|t| t.as_str().to_string()),
+        data_bytes: s
+            .full_snapshot_size_in_bytes()
+            .and_then(|n| u64::try_from(n).ok()),
     })
 }
 
@@ -71,6 +75,10 @@ fn volume_info(v: &aws_sdk_ec2::types::Volume) -> Option<VolumeInfo> {
             })
             .collect(),
         tags: tag_map(v.tags()),
+        fast_restored: v.fast_restored(),
+        init_rate: v
+            .volume_initialization_rate()
+            .and_then(|n| u32::try_from(n).ok()),
     })
 }
 
@@ -357,6 +365,7 @@ impl Ec2 {
             .set_snapshot_id(spec.snapshot_id.clone())
             .encrypted(spec.encrypted)
             .set_kms_key_id(spec.kms_key_id.clone())
+            .set_volume_initialization_rate(spec.init_rate.and_then(|r| i32::try_from(r).ok()))
             .tag_specifications(tags.build())
             .client_token(&spec.client_token)
             .send()

@@ -2,6 +2,7 @@
 //! callers see `SnapshotInfo`, `VolumeInfo` and `CloudError`.
 
 mod ec2;
+mod restore_speed;
 pub(crate) mod s3;
 mod stall;
 mod wait;
@@ -23,6 +24,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 pub(crate) use ec2::{DryRunAction, DryRunOutcome, Ec2, ProbeTargets};
+pub(crate) use restore_speed::{FastRestore, FastRestoreRefusal, Initialization};
 pub(crate) use stall::Patience;
 pub(crate) use wait::{poll_until, Backoff, WaitError};
 
@@ -192,9 +194,24 @@ pub(crate) struct SnapshotInfo {
     pub progress: Option<String>,
     pub description: String,
     pub tags: BTreeMap<String, String>,
+    /// `standard` or `archive` (EC2's `StorageTier`); none when EC2 did
+    /// not say. An archived snapshot takes 24-72 h to restore from: never
+    /// chosen as a source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_tier: Option<String>,
+    /// Bytes of data the snapshot holds (`FullSnapshotSizeInBytes`): what
+    /// a volume created from it loads, the basis of an initialization
+    /// rate's time and cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_bytes: Option<u64>,
 }
 
 impl SnapshotInfo {
+    /// In the archive tier (or still being restored from it).
+    pub(crate) fn archived(&self) -> bool {
+        self.storage_tier.as_deref() == Some("archive")
+    }
+
     pub(crate) fn tag(&self, key: &str) -> Option<&str> {
         self.tags.get(key).map(String::as_str)
     }
@@ -211,6 +228,13 @@ pub(crate) struct VolumeInfo {
     pub availability_zone: Option<String>,
     pub attachments: Vec<Attachment>,
     pub tags: BTreeMap<String, String>,
+    /// Whether fast snapshot restore applied at creation (EC2's
+    /// `FastRestored`): the volume was fully initialized at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fast_restored: Option<bool>,
+    /// The provisioned initialization rate it was created with, MiB/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_rate: Option<u32>,
 }
 
 /// What CreateVolume is asked for.
@@ -225,6 +249,8 @@ pub(crate) struct NewVolume {
     pub snapshot_id: Option<String>,
     pub encrypted: bool,
     pub kms_key_id: Option<String>,
+    /// A provisioned initialization rate, MiB/s (100-300).
+    pub init_rate: Option<u32>,
     /// Applied at creation (TagSpecifications): no untagged moment.
     pub tags: Vec<(String, String)>,
     /// Idempotency token: a retried CreateVolume whose first attempt EC2

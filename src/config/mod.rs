@@ -33,10 +33,13 @@ pub(crate) use profile::Template;
 #[cfg(test)]
 pub(crate) use profile::DEFAULT_DESCRIPTION;
 pub(crate) use profile::{Config, Profile, Tablesnap, VolumeSource, DEFAULT_RETENTION};
-pub use profile::{FileSystem, HookPoint, Volume, VolumeType};
+pub use profile::{FileSystem, HookPoint, Prewarm, Volume, VolumeType};
 pub use userdata::Userdata;
 
 /// Environment variable naming the configuration file.
+/// EC2's range of `VolumeInitializationRate`, MiB/s.
+pub(crate) const INIT_RATES: std::ops::RangeInclusive<i64> = 100..=300;
+
 pub(crate) const CONFIG_ENV: &str = "SNAPTASTIC_CONFIG";
 /// Environment variable overriding `device_root`.
 pub(crate) const DEVICE_ROOT_ENV: &str = "SNAPTASTIC_DEVICE_ROOT";

@@ -68,6 +68,8 @@ pub(super) struct RawProfile {
     /// Whose snapshots the lookups ask EC2 for: `"self"` and/or 12-digit
     /// account ids (snapshots shared from another account, e.g. DR copies).
     pub snapshot_owners: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `"block"` or `"off"` (default): warm restored volumes up.
+    pub prewarm: Option<Spanned<String>>,
     #[serde(default)]
     pub hooks: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawHook>>>>,
 }
@@ -95,6 +97,8 @@ pub(super) struct RawVolume {
     pub kms_key_id: Option<Spanned<String>>,
     pub delete_on_termination: Option<Spanned<bool>>,
     pub device_name_offset: Option<Spanned<i64>>,
+    /// MiB/s (100-300) sent as CreateVolume's `VolumeInitializationRate`.
+    pub init_rate: Option<Spanned<i64>>,
 }
 
 /// A hook: one argv (`["systemctl", "stop", "pg"]`) or several

@@ -55,6 +55,7 @@ fn defaults_follow_the_original() {
             kms_key_id: None,
             delete_on_termination: false,
             device_name_offset: 0,
+            init_rate: None,
         }
     );
 }

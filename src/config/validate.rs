@@ -11,8 +11,9 @@ use toml::Spanned;
 
 use super::problem::{Problem, Problems};
 use super::profile::{
-    Config, DescriptionStyle, HookPoint, Hooks, Profile, Tablesnap, Template, VolumeSource,
-    DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION, DEFAULT_SNAPSHOT_OWNERS,
+    Config, DescriptionStyle, HookPoint, Hooks, Prewarm, Profile, Tablesnap, Template,
+    VolumeSource, DEFAULT_DESCRIPTION, DEFAULT_FILTER_TAGS, DEFAULT_RETENTION,
+    DEFAULT_SNAPSHOT_OWNERS,
 };
 use super::raw::{RawConfig, RawHook, RawProfile, RawTablesnap, RawVolume};
 use super::validate_volume::validate_volumes;
@@ -226,6 +227,7 @@ fn validate_profile(
     let description_style = validate_description_style(raw.description_style, ctx, p);
     let retention = validate_retention(raw.snapshot_retention, ctx, p);
     let snapshot_owners = validate_snapshot_owners(raw.snapshot_owners, ctx, p);
+    let prewarm = validate_prewarm(raw.prewarm, ctx, p);
     let hooks = validate_hooks(raw.hooks, ctx, p);
 
     if p.list.len() != before {
@@ -239,7 +241,23 @@ fn validate_profile(
         description_style: description_style?,
         retention: retention?,
         snapshot_owners,
+        prewarm,
         hooks,
+    })
+}
+
+/// `prewarm`: `"block"` or `"off"` (the default).
+fn validate_prewarm(raw: Option<Spanned<String>>, ctx: &str, p: &mut Problems) -> Prewarm {
+    let Some(w) = raw else {
+        return Prewarm::Off;
+    };
+    Prewarm::parse(w.get_ref()).unwrap_or_else(|| {
+        p.at(
+            &w,
+            ctx,
+            format!("prewarm must be {}, got {:?}", Prewarm::NAMES, w.get_ref()),
+        );
+        Prewarm::Off
     })
 }
 

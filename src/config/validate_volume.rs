@@ -91,6 +91,7 @@ fn validate_volume(
     let device_name_offset =
         validate_device_name_offset(raw.device_name_offset.as_ref(), &device, ctx, p);
     let mount_options = validate_mount_options(raw.mount_options.as_ref(), ctx, p);
+    let init_rate = validate_init_rate(raw.init_rate.as_ref(), ctx, p);
 
     if p.list.len() != before {
         return None;
@@ -108,7 +109,24 @@ fn validate_volume(
         kms_key_id,
         delete_on_termination: raw.delete_on_termination.is_some_and(|d| d.into_inner()),
         device_name_offset,
+        init_rate,
     })
+}
+
+/// `init_rate`: EC2's range for `VolumeInitializationRate`, 100-300 MiB/s.
+fn validate_init_rate(rate: Option<&Spanned<i64>>, ctx: &str, p: &mut Problems) -> Option<u32> {
+    let r = rate?;
+    let v = *r.get_ref();
+    if crate::config::INIT_RATES.contains(&v) {
+        u32::try_from(v).ok()
+    } else {
+        p.at(
+            r,
+            ctx,
+            format!("init_rate must be 100 to 300 MiB/s (EC2's range), got {v}"),
+        );
+        None
+    }
 }
 
 /// `device` is present and an EC2 device name. Empty if missing.

@@ -202,6 +202,8 @@ fn snapshots() -> impl Strategy<Value = Vec<SnapshotInfo>> {
                 progress: None,
                 description: String::new(),
                 tags,
+                storage_tier: None,
+                data_bytes: None,
             }
         });
     proptest::collection::vec(snapshot, 0..12)
@@ -273,6 +275,8 @@ fn planners_read_any_tags() {
                     availability_zone: None,
                     attachments: Vec::<Attachment>::new(),
                     tags: s.tags.clone(),
+                    fast_restored: None,
+                    init_rate: None,
                 })
                 .collect();
             let _ = retention::plan_volume_cleanup(&volumes, with_mps, now);

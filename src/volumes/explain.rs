@@ -11,7 +11,9 @@ use std::cmp::Ordering;
 use serde::Serialize;
 
 use super::plan::MountAction;
-use super::points::{newest_first, one_moment, usable, PointInTime, RestoreSource};
+use super::points::{
+    newest_first, one_moment, unusable_reason, usable, PointInTime, RestoreSource,
+};
 use super::tags::{SOURCE_EMPTY, STATE_DETACHED, TAG_RUN, TAG_SOURCE, TAG_STATE};
 use crate::cloud::SnapshotInfo;
 use crate::config::mount_point;
@@ -259,7 +261,7 @@ impl<'a> Explainer<'a> {
     /// Why a snapshot newer than the choice is not used.
     fn passed_reason(&self, s: &SnapshotInfo) -> String {
         if !usable(s) {
-            return format!("in state {}", s.state.as_str());
+            return unusable_reason(s);
         }
         let Some(run) = s.tag(TAG_RUN) else {
             return match self.point {
@@ -324,7 +326,7 @@ impl<'a> Explainer<'a> {
                 }
                 let what: Vec<String> = of_run
                     .iter()
-                    .map(|s| format!("{} in state {}", s.id, s.state.as_str()))
+                    .map(|s| format!("{} {}", s.id, unusable_reason(s)))
                     .collect();
                 Some(if what.is_empty() {
                     mp.to_string()
@@ -606,6 +608,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            fast_restored: None,
+            init_rate: None,
         }
     }
 

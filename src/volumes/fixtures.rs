@@ -18,6 +18,8 @@ pub(crate) fn snap(id: &str, mp: &str, hour: u32, state: SnapshotState) -> Snaps
         progress: None,
         description: String::new(),
         tags: BTreeMap::from([("mount_point".to_string(), mp.to_string())]),
+        storage_tier: None,
+        data_bytes: None,
     }
 }
 

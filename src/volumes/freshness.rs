@@ -275,6 +275,8 @@ mod tests {
             progress: None,
             description: String::new(),
             tags: BTreeMap::from([("mount_point".to_string(), mp.to_string())]),
+            storage_tier: None,
+            data_bytes: None,
         };
         let rows = freshness(
             &[snap("s1", "/mnt/a/"), snap("s2", "/mnt/B")],

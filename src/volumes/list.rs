@@ -296,6 +296,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            fast_restored: None,
+            init_rate: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub(crate) mod nesting;
 pub(crate) mod plan;
 pub(crate) mod points;
 mod restore;
+mod restore_speed;
 pub(crate) mod retention;
 pub(crate) mod retention_sets;
 pub(crate) mod snapshot;

@@ -51,6 +51,10 @@ pub(crate) struct MountOptions {
     pub from_snapshot: bool,
     /// Where the per-volume results go (lines, or `--json`).
     pub report: crate::report::Report,
+    /// `--init-rate`: over every volume's `init_rate` (`Some(None)`: off).
+    pub init_rate: Option<Option<u32>>,
+    /// `--prewarm`: over the profile's `prewarm`.
+    pub prewarm: Option<crate::config::Prewarm>,
 }
 
 pub(crate) async fn run(ctx: &VolumeContext, args: &MountOptions) -> Result<ExitCode> {
@@ -248,6 +252,7 @@ async fn restore_all(
         filters: ctx.filters.clone(),
         device_root: ctx.device_root.clone(),
         wait_pending: args.wait_pending,
+        init_rate: args.init_rate,
     });
     let gates = Gate::for_plans(plans);
     let tasks = plans.iter().cloned().zip(gates).map(|(plan, gate)| {

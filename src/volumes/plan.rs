@@ -479,9 +479,9 @@ fn create(v: &Volume, seen: &Observed<'_>, choice: Choice) -> Result<VolumePlan,
         .iter()
         .map(|s| {
             format!(
-                "snapshot {} is in state {}; using an older one",
+                "snapshot {} is {}; using an older one",
                 s.id,
-                s.state.as_str()
+                super::points::unusable_reason(s)
             )
         })
         .collect();

@@ -37,6 +37,8 @@ fn ebs(
             ("instance_id".to_string(), "i-1".to_string()),
             (TAG_SOURCE.to_string(), source.to_string()),
         ]),
+        fast_restored: None,
+        init_rate: None,
     }
 }
 

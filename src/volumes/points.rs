@@ -70,7 +70,7 @@ pub(crate) fn newest_first(a: &SnapshotInfo, b: &SnapshotInfo) -> Ordering {
 /// Choose among a profile's snapshots (already filtered by its tags) for
 /// one mount point: `mount_point` tag equal once both are normalised
 /// (0.2.12 compared the strings as typed), best first by `newest_first`,
-/// `error` skipped, never falling back past a pending snapshot without
+/// `error` and archived skipped, never falling back past a pending snapshot without
 /// saying so.
 pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choice {
     let mut candidates: Vec<&SnapshotInfo> = snapshots
@@ -86,6 +86,10 @@ pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choic
     let mut pending: Option<&SnapshotInfo> = None;
     let mut completed: Option<&SnapshotInfo> = None;
     for s in candidates {
+        if s.archived() {
+            skipped.push(s.clone());
+            continue;
+        }
         match s.state {
             SnapshotState::Completed => {
                 completed = Some(s);
@@ -117,9 +121,18 @@ pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choic
     }
 }
 
-/// Completed, or pending (worth waiting for).
+/// Completed, or pending (worth waiting for), and not archived.
 pub(crate) fn usable(s: &SnapshotInfo) -> bool {
-    matches!(s.state, SnapshotState::Completed | SnapshotState::Pending)
+    matches!(s.state, SnapshotState::Completed | SnapshotState::Pending) && !s.archived()
+}
+
+/// Why a snapshot that is not `usable` is passed over.
+pub(crate) fn unusable_reason(s: &SnapshotInfo) -> String {
+    if s.archived() {
+        "in the archive tier (a restore from there takes 24-72 hours)".to_string()
+    } else {
+        format!("in state {}", s.state.as_str())
+    }
 }
 
 /// Whether a run's snapshot was taken at the run's one moment: started

@@ -463,3 +463,22 @@ fn missing_start_time_sorts_last() {
     let snaps = vec![undated, snap("dated", "/d", 0, Completed)];
     assert_eq!(chosen(&choose_snapshot(&snaps, "/d")), "dated");
 }
+
+#[test]
+fn an_archived_snapshot_is_never_a_restore_source() {
+    let mut archived = in_run("a2", "/a", 9, Completed, Some("r2"));
+    archived.storage_tier = Some("archive".into());
+    let older = in_run("a1", "/a", 1, Completed, Some("r1"));
+    let snaps = vec![archived.clone(), older];
+    assert_eq!(points(&snaps, &["/a"]), "r1: a1");
+    let c = choose_snapshot(&snaps, "/a");
+    assert_eq!(chosen(&c), "a1");
+    assert_eq!(c.skipped, vec![archived.clone()]);
+    assert_eq!(
+        unusable_reason(&archived),
+        "in the archive tier (a restore from there takes 24-72 hours)"
+    );
+    // Alone, it leaves the volume to be created empty, never restored
+    // from the archive.
+    assert_eq!(chosen(&choose_snapshot(&[archived], "/a")), "empty");
+}

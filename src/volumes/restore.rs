@@ -14,6 +14,7 @@ use super::hooks;
 use super::nesting;
 use super::plan::{MountAction, VolumePlan};
 use super::points::RestoreSource;
+use super::restore_speed;
 use super::tags::resource_tags;
 use super::tags::{
     SOURCE_EMPTY, STATE_ATTACHED, STATE_DETACHED, STATE_MOUNTED, STATE_RESTORING, TAG_DEVICE,
@@ -45,6 +46,8 @@ pub(super) struct Shared {
     pub(super) filters: Vec<(String, String)>,
     pub(super) device_root: PathBuf,
     pub(super) wait_pending: Duration,
+    /// `--init-rate`: over every volume's `init_rate` (`Some(None)`: off).
+    pub(super) init_rate: Option<Option<u32>>,
 }
 
 /// How one volume ended.
@@ -338,7 +341,7 @@ async fn create(
         (TAG_DEVICE.to_string(), v.device.clone()),
         (TAG_STATE.to_string(), STATE_RESTORING.to_string()),
     ]);
-    let spec = NewVolume {
+    let mut spec = NewVolume {
         availability_zone: s.identity.availability_zone.clone(),
         size_gib: v.size_gib,
         volume_type: v.volume_type.as_str().to_string(),
@@ -347,6 +350,7 @@ async fn create(
         snapshot_id: snapshot.as_ref().map(|s| s.id.clone()),
         encrypted: v.encrypted,
         kms_key_id: v.kms_key_id.clone(),
+        init_rate: None,
         tags,
         client_token: format!(
             "snaptastic-{}-{}-{}",
@@ -362,7 +366,11 @@ async fn create(
         v.volume_type,
         s.identity.availability_zone
     );
-    let id = s.ec2.create_volume(&spec).await?;
+    if let Some(snap) = &snapshot {
+        let wanted = s.init_rate.unwrap_or(v.init_rate);
+        spec.init_rate = restore_speed::rate_for(s, &v.mount_point, wanted, snap).await;
+    }
+    let id = restore_speed::create_volume(s, &v.mount_point, &mut spec).await?;
     *created = Some(Created {
         id: id.clone(),
         attached: false,
@@ -384,7 +392,8 @@ async fn attach(
     created: &mut Option<Created>,
 ) -> Result<(), VolumeError> {
     let (v, me) = (&plan.volume, &s.identity.instance_id);
-    wait_available(s, volume_id, AVAILABLE_DEADLINE).await?;
+    let available = wait_available(s, volume_id, AVAILABLE_DEADLINE).await?;
+    restore_speed::report_created(&v.mount_point, &available);
     tracing::info!(
         "{}: attaching {volume_id} to {me} as {}",
         v.mount_point,
@@ -629,10 +638,14 @@ async fn resolve_source(
 }
 
 /// Wait for a volume to be `available`.
-async fn wait_available(s: &Shared, id: &str, deadline: Duration) -> Result<(), VolumeError> {
+async fn wait_available(
+    s: &Shared,
+    id: &str,
+    deadline: Duration,
+) -> Result<VolumeInfo, VolumeError> {
     let waited = poll_until(deadline, Backoff::VOLUME, || async {
         Ok(match s.ec2.volume(id).await? {
-            Some(v) if v.state == "available" => Ok(Ok(())),
+            Some(v) if v.state == "available" => Ok(Ok(v)),
             // A volume in error never recovers: stop waiting.
             Some(v) if v.state == "error" => Ok(Err(VolumeError::InError(id.to_string()))),
             Some(v) => Err(v.state),

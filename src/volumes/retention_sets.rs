@@ -275,6 +275,8 @@ mod tests {
             progress: None,
             description: String::new(),
             tags,
+            storage_tier: None,
+            data_bytes: None,
         }
     }
 

@@ -31,6 +31,8 @@ fn snap(
         progress: None,
         description: String::new(),
         tags,
+        storage_tier: None,
+        data_bytes: None,
     }
 }
 
@@ -430,6 +432,8 @@ fn volumes_only_unattached_and_not_mid_restore() {
             .into_iter()
             .chain([("created".to_string(), created.to_string())])
             .collect(),
+        fast_restored: None,
+        init_rate: None,
     };
     let recent = "2026-11-24 23:30:00";
     let vols = vec![

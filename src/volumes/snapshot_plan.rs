@@ -210,6 +210,8 @@ mod tests {
                 state: "attached".into(),
             }],
             tags: BTreeMap::new(),
+            fast_restored: None,
+            init_rate: None,
         }
     }
 

@@ -84,6 +84,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            storage_tier: None,
+            data_bytes: None,
         }
     }
 

@@ -303,6 +303,8 @@ mod tests {
                 })
                 .collect(),
             tags: Default::default(),
+            fast_restored: None,
+            init_rate: None,
         }
     }
 
