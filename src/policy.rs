@@ -178,9 +178,11 @@ fn volumes_policy(owners: &Owners) -> Value {
         statement(
             "SnaptasticDescribe",
             &[
+                "DescribeFastSnapshotRestores",
                 "DescribeImages",
                 "DescribeInstances",
                 "DescribeSnapshots",
+                "DescribeVolumeStatus",
                 "DescribeVolumes",
             ],
             json!("*"),
@@ -258,10 +260,16 @@ fn volumes_policy(owners: &Owners) -> Value {
             json!(VOLUMES),
             Some(owners.ours("ResourceTag")),
         ),
-        // The tool's snapshots: restore (CreateVolume from one), delete.
+        // The tool's snapshots: restore (CreateVolume from one), delete,
+        // fast snapshot restore on and off (`fast-restore`).
         statement(
             "SnaptasticOwnSnapshots",
-            &["CreateVolume", "DeleteSnapshot"],
+            &[
+                "CreateVolume",
+                "DeleteSnapshot",
+                "DisableFastSnapshotRestores",
+                "EnableFastSnapshotRestores",
+            ],
             json!(SNAPSHOTS),
             Some(owners.ours("ResourceTag")),
         ),
@@ -275,7 +283,12 @@ fn volumes_policy(owners: &Owners) -> Value {
         ),
         statement(
             "SnaptasticLegacySnapshots",
-            &["CreateVolume", "DeleteSnapshot"],
+            &[
+                "CreateVolume",
+                "DeleteSnapshot",
+                "DisableFastSnapshotRestores",
+                "EnableFastSnapshotRestores",
+            ],
             json!(SNAPSHOTS),
             Some(owners.legacy()),
         ),

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use crate::replies::ec2_error;
 use crate::replies::Resp;
+use crate::restore_speed;
 use crate::state::{Lab, Life};
 use crate::xml;
 
@@ -42,13 +43,19 @@ pub(crate) async fn after(
             remove_image(lab, params.get("SnapshotId"));
             Ok(None)
         }
-        "DescribeVolumes" => Ok(Some(describe_volumes(lab, &reply))),
+        "DescribeVolumes" => Ok(Some(restore_speed::describe_volumes(
+            lab,
+            &describe_volumes(lab, &reply),
+        ))),
         "DescribeInstanceAttribute"
             if params.get("Attribute").map(String::as_str) == Some("blockDeviceMapping") =>
         {
             describe_block_device_mapping(lab, params, &reply).await
         }
-        "DescribeSnapshots" => Ok(Some(describe_snapshots(lab, &reply))),
+        "DescribeSnapshots" => Ok(Some(restore_speed::describe_snapshots(
+            lab,
+            &describe_snapshots(lab, &reply),
+        ))),
         _ => Ok(None),
     }
 }
@@ -135,6 +142,7 @@ async fn create_volume(
     let Some(vol) = xml::first(reply, &["CreateVolumeResponse", "volumeId"]) else {
         return Ok(());
     };
+    restore_speed::created(lab, params, &vol);
     lab.volumes.lock().expect("volumes lock").insert(
         vol.clone(),
         Life {

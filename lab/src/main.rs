@@ -19,6 +19,7 @@ mod imds;
 mod moto;
 mod proxy;
 mod replies;
+mod restore_speed;
 mod rules;
 mod s3_names;
 mod state;

@@ -162,6 +162,20 @@ impl Moto {
         Ok(format!("{open}{close}"))
     }
 
+    /// A snapshot's size in GiB and storage tier; `None` if moto does not
+    /// know it.
+    pub(crate) async fn snapshot_facts(&self, snapshot_id: &str) -> Option<(u64, String)> {
+        let text = self
+            .ec2("DescribeSnapshots", &[("SnapshotId.1", snapshot_id)])
+            .await
+            .ok()?;
+        let size = xml::first(&text, &["snapshotSet", "item", "volumeSize"])?
+            .parse()
+            .ok()?;
+        let tier = xml::first(&text, &["snapshotSet", "item", "storageTier"]).unwrap_or_default();
+        Some((size, tier))
+    }
+
     /// A volume's size in GiB.
     pub(crate) async fn volume_size(&self, volume_id: &str) -> Result<u64> {
         let text = self

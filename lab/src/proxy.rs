@@ -15,6 +15,7 @@ use crate::effects::{after, fill_detach_instance};
 use crate::faults::{self, Before, Delivery};
 use crate::moto;
 use crate::replies::{ec2_error, fault_error, text, Resp};
+use crate::restore_speed;
 use crate::s3_names::s3_operation;
 use crate::state::Lab;
 
@@ -84,18 +85,43 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         }
     }
 
+    if action.as_deref() == Some("CreateVolume") {
+        if let Some(refusal) = restore_speed::check_create_volume(&lab, &params).await {
+            return Ok(refusal);
+        }
+    }
+
     let path = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let reply = match lab
-        .moto
-        .forward(parts.method.clone(), &path, &parts.headers, body)
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return Ok(text(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
+    let dry_run = params.get("DryRun").map(String::as_str) == Some("true");
+    let own = match &action {
+        Some(a) if !is_s3 && restore_speed::answers(a) && dry_run => {
+            return Ok(ec2_error(
+                412,
+                "DryRunOperation",
+                "Request would have succeeded, but DryRun flag is set.",
+            ))
+        }
+        Some(a) if !is_s3 => restore_speed::answer(&lab, a, &params).await,
+        _ => None,
+    };
+    let reply = match own {
+        Some(body) => moto::Reply {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body),
+        },
+        None => match lab
+            .moto
+            .forward(parts.method.clone(), &path, &parts.headers, body)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(text(StatusCode::BAD_GATEWAY, format!("{e:#}"))),
+        },
     };
     let mut out_body = reply.body.clone();
     if reply.status == 200 {

@@ -8,6 +8,10 @@
 //! volume_available_after = "1s"  # CreateVolume -> creating for 1s
 //! volume_attached_after = "500ms"
 //! device_delay = "200ms"         # the block device appears after attach
+//! initialization = "60s"         # a restored volume initializes (default rate)
+//! init_rate_quota = 5000         # MiB/s of provisioned rates at once
+//! fsr_enabled_after = "2s"       # EnableFastSnapshotRestores -> enabled
+//! fsr_credits = 1                # volume creations per snapshot and zone
 //!
 //! [[faults]]
 //! action = "CreateVolume"
@@ -47,6 +51,21 @@ pub(crate) struct Rules {
     pub volume_attached_after: Option<Duration>,
     #[serde(default, with = "opt_duration")]
     pub device_delay: Option<Duration>,
+    /// How long a volume created from a snapshot takes to initialize at
+    /// EC2's default rate (default 60s); at a provisioned rate R MiB/s it
+    /// takes this × 100 / R.
+    #[serde(default, with = "opt_duration")]
+    pub initialization: Option<Duration>,
+    /// The Region's quota of provisioned initialization rates, MiB/s
+    /// summed over volumes initializing at once (EC2's default: 5000): a
+    /// CreateVolume past it is refused.
+    pub init_rate_quota: Option<u32>,
+    /// How long EnableFastSnapshotRestores takes to reach `enabled`
+    /// (half enabling, half optimizing; default at once).
+    #[serde(default, with = "opt_duration")]
+    pub fsr_enabled_after: Option<Duration>,
+    /// Credits per snapshot and zone instead of EC2's MIN(10, 1024 ÷ GiB).
+    pub fsr_credits: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -45,6 +45,8 @@ pub(crate) struct Lab {
     tokens: Mutex<HashMap<(String, String), Bytes>>,
     pub volumes: Mutex<HashMap<String, Life>>,
     pub snapshots: Mutex<HashMap<String, Life>>,
+    /// Initialization rates, fast snapshot restores (`restore_speed.rs`).
+    pub speed: Mutex<crate::restore_speed::Speed>,
     seed: Mutex<u64>,
 }
 
@@ -77,6 +79,7 @@ impl Lab {
             tokens: Mutex::new(HashMap::new()),
             volumes: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
+            speed: Mutex::new(Default::default()),
             seed: Mutex::new(seed),
         }
     }

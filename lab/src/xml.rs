@@ -123,6 +123,31 @@ pub(crate) fn rewrite(
     out
 }
 
+/// Insert `f(item key)`'s XML, where it returns some, into each item
+/// right after its key element (new elements EC2 sends that moto does
+/// not).
+pub(crate) fn add_to_items(
+    xml: &str,
+    item_path: &[&str],
+    key: &str,
+    mut f: impl FnMut(&str) -> Option<String>,
+) -> String {
+    let mut edits: Vec<(usize, String)> = Vec::new();
+    for l in leaves(xml) {
+        let d = l.path.len() - 1;
+        if d >= item_path.len() && l.path[d] == key && ends_with(&l.path[..d], item_path) {
+            if let Some(add) = f(&xml[l.text.clone()]) {
+                edits.push((l.text.end + key.len() + 3, add));
+            }
+        }
+    }
+    let mut out = xml.to_string();
+    for (at, add) in edits.into_iter().rev() {
+        out.insert_str(at, &add);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +181,15 @@ mod tests {
             first("<a><b>x &amp; y</b></a>", &["b"]).as_deref(),
             Some("x & y")
         );
+    }
+
+    #[test]
+    fn adds_to_items_after_their_key_only() {
+        let out = add_to_items(VOLS, &["volumeSet", "item"], "volumeId", |k| {
+            (k == "vol-1").then(|| "<fastRestored>true</fastRestored>".to_string())
+        });
+        assert!(out.contains("<volumeId>vol-1</volumeId><fastRestored>true</fastRestored>"));
+        assert_eq!(out.matches("fastRestored>").count(), 2, "{out}");
     }
 
     #[test]

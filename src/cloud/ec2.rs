@@ -98,10 +98,14 @@ pub(crate) enum DryRunAction {
     DescribeInstances,
     DescribeImages,
     ModifyInstanceAttribute,
+    DescribeVolumeStatus,
+    DescribeFastSnapshotRestores,
+    EnableFastSnapshotRestores,
+    DisableFastSnapshotRestores,
 }
 
 impl DryRunAction {
-    pub(crate) const ALL: [DryRunAction; 13] = [
+    pub(crate) const ALL: [DryRunAction; 17] = [
         Self::DescribeSnapshots,
         Self::DescribeVolumes,
         Self::CreateVolume,
@@ -115,6 +119,10 @@ impl DryRunAction {
         Self::DescribeInstances,
         Self::DescribeImages,
         Self::ModifyInstanceAttribute,
+        Self::DescribeVolumeStatus,
+        Self::DescribeFastSnapshotRestores,
+        Self::EnableFastSnapshotRestores,
+        Self::DisableFastSnapshotRestores,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -132,6 +140,10 @@ impl DryRunAction {
             Self::DescribeInstances => "DescribeInstances",
             Self::DescribeImages => "DescribeImages",
             Self::ModifyInstanceAttribute => "ModifyInstanceAttribute",
+            Self::DescribeVolumeStatus => "DescribeVolumeStatus",
+            Self::DescribeFastSnapshotRestores => "DescribeFastSnapshotRestores",
+            Self::EnableFastSnapshotRestores => "EnableFastSnapshotRestores",
+            Self::DisableFastSnapshotRestores => "DisableFastSnapshotRestores",
         }
     }
 }
@@ -654,6 +666,20 @@ impl Ec2 {
             }
             DryRunAction::DeleteVolume => probe!(c.delete_volume().volume_id(volume)),
             DryRunAction::DeleteSnapshot => probe!(c.delete_snapshot().snapshot_id(snapshot)),
+            DryRunAction::DescribeVolumeStatus => {
+                probe!(c.describe_volume_status().max_results(5))
+            }
+            DryRunAction::DescribeFastSnapshotRestores => {
+                probe!(c.describe_fast_snapshot_restores().max_results(5))
+            }
+            DryRunAction::EnableFastSnapshotRestores => probe!(c
+                .enable_fast_snapshot_restores()
+                .source_snapshot_ids(snapshot)
+                .availability_zones(zone)),
+            DryRunAction::DisableFastSnapshotRestores => probe!(c
+                .disable_fast_snapshot_restores()
+                .source_snapshot_ids(snapshot)
+                .availability_zones(zone)),
         };
         match result {
             Ok(()) => DryRunOutcome::Allowed,

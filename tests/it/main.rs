@@ -22,6 +22,7 @@ mod progress;
 mod restore_explain;
 mod restore_order;
 mod restore_safety;
+mod restore_speed;
 mod retention;
 mod s3_stalls;
 mod slow_freeze;

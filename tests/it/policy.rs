@@ -70,6 +70,7 @@ fn listed(kind: &str) -> Vec<(String, String)> {
 fn every_aws_call_in_the_code_is_in_the_printed_policy() {
     for (kind, file, extra) in [
         ("volumes", "src/cloud/ec2.rs", vec![]),
+        ("volumes", "src/cloud/restore_speed.rs", vec![]),
         (
             "files",
             "src/cloud/s3",
@@ -77,7 +78,7 @@ fn every_aws_call_in_the_code_is_in_the_printed_policy() {
         ),
     ] {
         let found = operations(file);
-        assert!(found.len() >= 5, "{kind}: {found:?}");
+        assert!(found.len() >= 3, "{kind}: {found:?}");
         let calls = listed(kind);
         let names: BTreeSet<String> = calls.iter().map(|(c, _)| c.clone()).collect();
         let missing: Vec<&String> = found.difference(&names).collect();

@@ -1,0 +1,173 @@
+//! A restored volume at full speed, through the real binary against the
+//! lab (which plays EC2's initialization rate, its Regional quota, fast
+//! snapshot restore with credits, and the archive tier): the rate is sent
+//! with an estimate, a refused rate never fails the restore, FSR replaces
+//! the rate, and an archived snapshot is never a source.
+
+use crate::support::{lab_prerequisites, mounted_volume, Setup};
+
+/// The lab's view of a volume: (initialization rate, fast restored).
+fn speed_of(s: &Setup, volume: &str) -> (Option<i32>, Option<bool>) {
+    let ec2 = s.lab.ec2();
+    let r = ec2
+        .rt
+        .block_on(ec2.client.describe_volumes().volume_ids(volume).send())
+        .unwrap();
+    let v = &r.volumes()[0];
+    (v.volume_initialization_rate(), v.fast_restored())
+}
+
+/// A profile of one volume with data, snapshotted, then unmounted and
+/// deleted: the next mount-snapshots restores it from `snap`.
+fn snapshotted() -> Option<(Setup, String)> {
+    let moto = lab_prerequisites()?;
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "xfs", 1)]);
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    std::fs::write(s.mp(0).join("data.txt"), "restored\n").unwrap();
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    let ec2 = s.lab.ec2();
+    let snaps = ec2.snapshots_where("tag:role", &s.role);
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let snap = snaps.into_keys().next().unwrap();
+    Some((s, snap))
+}
+
+fn restore(s: &Setup, args: &[&str]) -> (String, String, String) {
+    let mut all = vec!["mount-snapshots", "db"];
+    all.extend(args);
+    let d = s.snaptastic(&all).expect_code(0);
+    let (out, err) = (d.stdout(), d.stderr());
+    assert_eq!(
+        std::fs::read_to_string(s.mp(0).join("data.txt")).unwrap_or_default(),
+        "restored\n",
+        "{out}\n{err}"
+    );
+    let vol = mounted_volume(&out, &s.mp(0));
+    (vol, out, err)
+}
+
+fn unmount(s: &Setup) {
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore() {
+    let Some((s, snap)) = snapshotted() else {
+        return;
+    };
+
+    // A rate: sent, with how long the snapshot's data takes and what it
+    // is billed on.
+    let (vol, _, err) = restore(&s, &["--init-rate", "300"]);
+    assert_eq!(speed_of(&s, &vol), (Some(300), Some(false)), "{err}");
+    assert!(
+        err.contains("initialization at 300 MiB/s:") && err.contains("of snapshot data in about"),
+        "{err}"
+    );
+    assert!(err.contains("billed once at creation"), "{err}");
+    unmount(&s);
+
+    // The same from the profile's volume key.
+    let text = std::fs::read_to_string(&s.cfg).unwrap();
+    std::fs::write(&s.cfg, format!("{text}init_rate = 100\n")).unwrap();
+    let (vol, _, err) = restore(&s, &[]);
+    assert_eq!(speed_of(&s, &vol).0, Some(100), "{err}");
+    unmount(&s);
+
+    // The Region's quota is short: EC2 refuses the rate; the volume is
+    // created without it, with a warning, and the restore succeeds.
+    s.lab.control("rules", "init_rate_quota = 200\n");
+    let creates = s.calls("CreateVolume");
+    let (vol, out, err) = restore(&s, &["--init-rate", "300"]);
+    assert_eq!(speed_of(&s, &vol), (None, Some(false)), "{err}");
+    assert!(
+        err.contains("EC2 refused the initialization rate of 300 MiB/s")
+            && err.contains("InsufficientVolumeCapacity")
+            && err.contains("creating the volume without it"),
+        "{err}"
+    );
+    assert_eq!(s.calls("CreateVolume"), creates + 2, "{out}");
+    assert_eq!(s.our_volumes().len(), 1, "one volume, not two");
+    unmount(&s);
+
+    // Fast snapshot restore enabled for the snapshot in this zone: no
+    // rate is paid for, and the volume is fast restored (a credit).
+    s.lab.control("rules", "fsr_credits = 1\n");
+    let ec2 = s.lab.ec2();
+    let zone = s.lab.state()["zone"].as_str().unwrap().to_string();
+    ec2.rt
+        .block_on(
+            ec2.client
+                .enable_fast_snapshot_restores()
+                .source_snapshot_ids(&snap)
+                .availability_zones(&zone)
+                .send(),
+        )
+        .unwrap();
+    let (vol, _, err) = restore(&s, &["--init-rate", "300"]);
+    assert_eq!(speed_of(&s, &vol), (None, Some(true)), "{err}");
+    assert!(
+        err.contains(&format!(
+            "fast snapshot restore is enabled for {snap} in {zone}: no initialization rate requested"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("was fast restored"), "{err}");
+    unmount(&s);
+
+    // Its one credit is spent: the next volume is not fast restored, and
+    // without a rate asked for nothing is said about either.
+    let (vol, _, err) = restore(&s, &["--init-rate", "off"]);
+    assert_eq!(speed_of(&s, &vol), (None, Some(false)), "{err}");
+    assert!(!err.contains("fast restored"), "{err}");
+    unmount(&s);
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn an_archived_snapshot_is_passed_over() {
+    let Some((s, older)) = snapshotted() else {
+        return;
+    };
+    // A newer snapshot, then archived: the restore takes the older one.
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    std::fs::write(s.mp(0).join("data.txt"), "newer\n").unwrap();
+    s.snaptastic(&["make-snapshots", "db"]).expect_code(0);
+    unmount(&s);
+    let ec2 = s.lab.ec2();
+    let newer: Vec<String> = ec2
+        .snapshots_where("tag:role", &s.role)
+        .into_keys()
+        .filter(|id| *id != older)
+        .collect();
+    assert_eq!(newer.len(), 1);
+    ec2.rt
+        .block_on(
+            ec2.client
+                .modify_snapshot_tier()
+                .snapshot_id(&newer[0])
+                .storage_tier(aws_sdk_ec2::types::TargetStorageTier::Archive)
+                .send(),
+        )
+        .unwrap();
+
+    let listed = s
+        .snaptastic(&["list-volumes", "db"])
+        .expect_code(0)
+        .stdout();
+    assert!(listed.contains(&older), "{listed}");
+    let (_, out, err) = restore(&s, &[]);
+    assert!(out.contains(&format!("(from {older})")), "{out}\n{err}");
+    assert!(
+        err.contains(&format!(
+            "snapshot {} is in the archive tier (a restore from there takes 24-72 hours); using an older one",
+            newer[0]
+        )),
+        "{err}"
+    );
+    unmount(&s);
+}
