@@ -316,6 +316,11 @@ pub(crate) struct ListVolumesArgs {
     /// Print a JSON array instead of a table (for scripts).
     #[arg(long)]
     pub json: bool,
+    /// For health checks: exit 1 (with one line naming the first) while a
+    /// volume is not mounted or is still loading its blocks from its
+    /// snapshot (EC2's initialization, the SPEED column), else 0.
+    #[arg(long)]
+    pub check_ready: bool,
 }
 
 #[derive(Debug, Args)]

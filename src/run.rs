@@ -118,7 +118,11 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         Command::Test => selftest::run(ctx).await,
         Command::ListVolumes(a) => {
             let v = ctx.volumes(&a.profile.name, Needs::Userdata, true).await?;
-            list::run(&v, &list::ListOptions { json: a.json }).await
+            let opts = list::ListOptions {
+                json: a.json,
+                check_ready: a.check_ready,
+            };
+            list::run(&v, &opts).await
         }
         Command::MountSnapshots(a) => {
             let report = Report::new(a.json);

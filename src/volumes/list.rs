@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::explain::{Explainer, Flags, PassedOver};
 use super::points::{choose_points, RestoreSource};
+use super::readiness::{self, Readiness};
 use crate::cloud::{SnapshotInfo, VolumeInfo};
 use crate::config::{kernel_device_name, mount_point, FileSystem, Volume, VolumeType};
 use crate::context::VolumeContext;
@@ -32,6 +33,8 @@ pub(crate) struct VolumeStatus {
     /// is, or when the instance is unknown (`attachment_known == false`).
     pub attached_volume: Option<String>,
     pub attachment_known: bool,
+    /// How far the attached volume is from full speed (the SPEED column).
+    pub speed: Readiness,
     /// The snapshot mount-snapshots would restore from.
     pub restore: RestoreSource,
     /// Newer snapshots passed over because they are in `error`.
@@ -58,6 +61,8 @@ pub(crate) struct VolumeStatus {
 pub(crate) struct ListOptions {
     /// A JSON array instead of a table.
     pub json: bool,
+    /// Exit 1 while a volume is missing or still initializing.
+    pub check_ready: bool,
 }
 
 pub(crate) async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitCode> {
@@ -82,19 +87,64 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitC
     let mounts = mountinfo::read().context("reading /proc/self/mountinfo")?;
     let instance_id = host.identity.as_ref().map(|i| i.instance_id.as_str());
 
-    let rows = statuses(
+    let mut rows = statuses(
         volumes,
         &mounts,
         instance_id,
         attached.as_deref(),
         &snapshots,
     );
+    if let (Some(me), Some(list)) = (instance_id, attached.as_deref()) {
+        let ours: Vec<&VolumeInfo> = volumes
+            .iter()
+            .filter_map(|v| attached_for(v, me, list))
+            .collect();
+        let init = readiness::initialization(ec2, &ours).await;
+        for (row, v) in rows.iter_mut().zip(volumes) {
+            if let Some(a) = attached_for(v, me, list) {
+                row.speed = Readiness::of(a, init.get(&a.id));
+            }
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         print!("{}", render_table(&rows));
     }
+    if args.check_ready {
+        return Ok(check_ready(&rows));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--check-ready`: every volume mounted and none still initializing, or
+/// one line on stderr naming the first that is not, and exit 1.
+fn check_ready(rows: &[VolumeStatus]) -> ExitCode {
+    let not_ready: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            if !r.mounted {
+                Some(format!("{}: not mounted", r.mount_point))
+            } else {
+                r.speed
+                    .initializing()
+                    .map(|why| format!("{}: {why}", r.mount_point))
+            }
+        })
+        .collect();
+    match not_ready.first() {
+        None => ExitCode::SUCCESS,
+        Some(first) => {
+            tracing::error!(
+                "not ready: {first}{}",
+                match not_ready.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                }
+            );
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Combine what was observed into rows. Pure.
@@ -132,6 +182,7 @@ pub(crate) fn statuses(
                 mounted_from: mount.map(|m| m.source.clone()),
                 attached_volume,
                 attachment_known: attached.is_some(),
+                speed: Readiness::default(),
                 restore: choice.source,
                 skipped_snapshots: choice.skipped.into_iter().map(|s| s.id).collect(),
                 set: set.clone(),
@@ -207,6 +258,7 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
         "FS",
         "MOUNTED",
         "ATTACHED",
+        "SPEED",
         "SET",
         "RESTORE FROM",
         "WHY",
@@ -239,6 +291,7 @@ pub(crate) fn render_table(rows: &[VolumeStatus]) -> String {
             r.file_system.to_string(),
             mounted,
             attached,
+            r.speed.text(),
             r.set.clone(),
             restore,
             r.explanation.clone(),
@@ -347,7 +400,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(
             lines[0].starts_with(
-                "MOUNT POINT  DEVICE    SIZE   TYPE  FS   MOUNTED          ATTACHED  SET              RESTORE FROM"
+                "MOUNT POINT  DEVICE    SIZE   TYPE  FS   MOUNTED          ATTACHED  SPEED  SET              RESTORE FROM"
             ),
             "{t}"
         );

@@ -14,6 +14,7 @@ mod mount_report;
 pub(crate) mod nesting;
 pub(crate) mod plan;
 pub(crate) mod points;
+mod readiness;
 mod restore;
 mod restore_speed;
 pub(crate) mod retention;

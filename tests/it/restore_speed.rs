@@ -62,6 +62,7 @@ fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore()
 
     // A rate: sent, with how long the snapshot's data takes and what it
     // is billed on.
+    s.lab.control("rules", "initialization = \"600s\"\n");
     let (vol, _, err) = restore(&s, &["--init-rate", "300"]);
     assert_eq!(speed_of(&s, &vol), (Some(300), Some(false)), "{err}");
     assert!(
@@ -69,6 +70,46 @@ fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore()
         "{err}"
     );
     assert!(err.contains("billed once at creation"), "{err}");
+
+    // list-volumes shows how far it is; --check-ready fails until done.
+    let listed = s
+        .snaptastic(&["list-volumes", "db"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        listed.contains("initializing ") && listed.contains("(provisioned-rate 300 MiB/s, "),
+        "{listed}"
+    );
+    let d = s
+        .snaptastic(&["list-volumes", "db", "--check-ready"])
+        .expect_code(1);
+    assert!(
+        d.stderr()
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .contains(&format!("not ready: {}: initializing", s.mp(0).display())),
+        "{}",
+        d.stderr()
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &s.snaptastic(&["list-volumes", "db", "--json"])
+            .expect_code(0)
+            .stdout(),
+    )
+    .unwrap();
+    assert_eq!(json[0]["speed"]["init_rate"], 300, "{json}");
+    assert_eq!(
+        json[0]["speed"]["initialization"]["type"], "provisioned-rate",
+        "{json}"
+    );
+    // Initialized (the lab's 600 s at the default rate is now 3 ms).
+    s.lab.control("rules", "initialization = \"1ms\"\n");
+    let d = s
+        .snaptastic(&["list-volumes", "db", "--check-ready"])
+        .expect_code(0);
+    assert!(d.stdout().contains(" full "), "{}", d.stdout());
     unmount(&s);
 
     // The same from the profile's volume key.
