@@ -194,6 +194,15 @@ pub(crate) enum Command {
     )]
     Clean(CleanArgs),
 
+    /// Fast snapshot restore (FSR) for the snapshots a profile restores
+    /// from, for a bounded time: a volume created from them is fully
+    /// initialized at once (while the snapshot's credits last), at $0.75
+    /// per snapshot per zone per hour (us-east-1), billed until disabled.
+    #[command(
+        after_help = "Examples:\n  snaptastic fast-restore enable solr --for 3h\n  snaptastic fast-restore enable solr --for 1h --zones us-east-1a,us-east-1b\n  snaptastic fast-restore status solr\n  snaptastic fast-restore disable solr --expired   # from a timer: ends what is past its time\n  snaptastic fast-restore disable solr"
+    )]
+    FastRestore(FastRestoreArgs),
+
     /// Exit 0 if every mount point has a completed snapshot younger than
     /// AGE, else name the stale ones and exit 1 (for monitoring).
     ///
@@ -466,6 +475,55 @@ pub(crate) struct CleanArgs {
     /// than any snapshot.
     #[arg(long)]
     pub include_detached: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FastRestoreArgs {
+    #[command(subcommand)]
+    pub action: FastRestoreAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FastRestoreAction {
+    /// Turn FSR on for the snapshots mount-snapshots would restore from
+    /// now, in each zone, after printing the cost. Each snapshot is first
+    /// tagged snaptastic:fast-restore-until (now + --for).
+    Enable {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// How long it should stay on (1h to 7d); `disable --expired`
+        /// turns it off after that.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_fsr_duration)]
+        duration: std::time::Duration,
+        /// Availability Zones (comma-separated); default: this instance's.
+        #[arg(long, value_name = "ZONE,...", value_delimiter = ',')]
+        zones: Vec<String>,
+    },
+    /// Turn FSR off for the profile's snapshots (with --expired, only
+    /// those whose snaptastic:fast-restore-until has passed).
+    Disable {
+        #[command(flatten)]
+        profile: ProfileArg,
+        /// Only snapshots past their snaptastic:fast-restore-until.
+        #[arg(long)]
+        expired: bool,
+    },
+    /// Show the profile's snapshots with FSR on, where, until when, and
+    /// the hourly cost.
+    Status {
+        #[command(flatten)]
+        profile: ProfileArg,
+    },
+}
+
+fn parse_fsr_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    let (min, max) = (3600, 7 * 24 * 3600);
+    if (min..=max).contains(&d.as_secs()) {
+        Ok(d)
+    } else {
+        Err(format!("expected 1h to 7d, got {s}"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -23,7 +23,7 @@ use crate::cli::{IamPolicyArgs, PolicyKind};
 use crate::cloud::DryRunAction;
 use crate::context::{Context, Needs};
 use crate::volumes::retention::LEGACY_KEYS;
-use crate::volumes::tags::{TAG_PROFILE, TAG_STATE};
+use crate::volumes::tags::{TAG_FAST_RESTORE_UNTIL, TAG_PROFILE, TAG_STATE};
 
 /// Where an S3 permission applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +92,12 @@ const SNAPSHOTS: &str = "arn:aws:ec2:*::snapshot/*";
 /// (mount.rs, unmount.rs), `mount_point` on the snapshots of a set once
 /// thawed and `consistency` (with `mount_point`) on snapshots a cut-short
 /// freeze started (snapshot.rs). Only on what carries the tool's tags.
-const RETAGGED_KEYS: [&str; 3] = ["consistency", "mount_point", TAG_STATE];
+const RETAGGED_KEYS: [&str; 4] = [
+    "consistency",
+    "mount_point",
+    TAG_STATE,
+    TAG_FAST_RESTORE_UNTIL,
+];
 
 /// One statement.
 fn statement(sid: &str, actions: &[&str], resource: Value, condition: Option<Value>) -> Value {

@@ -189,6 +189,40 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
             };
             clean::run(&v, &opts).await
         }
+        Command::FastRestore(a) => {
+            use crate::volumes::fast_restore::{self, Action, FastRestoreOptions};
+            let (profile, opts) = match a.action {
+                cli::FastRestoreAction::Enable {
+                    profile,
+                    duration,
+                    zones,
+                } => (
+                    profile,
+                    FastRestoreOptions {
+                        action: Action::Enable { hours: duration },
+                        zones,
+                    },
+                ),
+                cli::FastRestoreAction::Disable { profile, expired } => (
+                    profile,
+                    FastRestoreOptions {
+                        action: Action::Disable {
+                            expired_only: expired,
+                        },
+                        zones: Vec::new(),
+                    },
+                ),
+                cli::FastRestoreAction::Status { profile } => (
+                    profile,
+                    FastRestoreOptions {
+                        action: Action::Status,
+                        zones: Vec::new(),
+                    },
+                ),
+            };
+            let v = ctx.volumes(&profile.name, Needs::Userdata, true).await?;
+            fast_restore::run(&v, &opts).await
+        }
         Command::CheckBackups(a) => {
             let tags = [
                 ("role", &a.role),

@@ -91,31 +91,31 @@ impl Ec2 {
         snapshot_ids: &[String],
         zone: Option<&str>,
     ) -> Result<Vec<FastRestore>, CloudError> {
-        if snapshot_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut req = self.client.describe_fast_snapshot_restores().filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("snapshot-id")
-                .set_values(Some(snapshot_ids.to_vec()))
-                .build(),
-        );
-        if let Some(z) = zone {
-            req = req.filters(filter("availability-zone", z));
-        }
         let mut out = Vec::new();
-        let mut pages = req.into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| cloud_error("DescribeFastSnapshotRestores", e))?;
-            for item in page.fast_snapshot_restores() {
-                if let (Some(s), Some(z), Some(st)) =
-                    (item.snapshot_id(), item.availability_zone(), item.state())
-                {
-                    out.push(FastRestore {
-                        snapshot_id: s.to_string(),
-                        availability_zone: z.to_string(),
-                        state: st.as_str().to_string(),
-                    });
+        // A filter takes a bounded number of values.
+        for ids in snapshot_ids.chunks(100) {
+            let mut req = self.client.describe_fast_snapshot_restores().filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("snapshot-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            );
+            if let Some(z) = zone {
+                req = req.filters(filter("availability-zone", z));
+            }
+            let mut pages = req.into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| cloud_error("DescribeFastSnapshotRestores", e))?;
+                for item in page.fast_snapshot_restores() {
+                    if let (Some(s), Some(z), Some(st)) =
+                        (item.snapshot_id(), item.availability_zone(), item.state())
+                    {
+                        out.push(FastRestore {
+                            snapshot_id: s.to_string(),
+                            availability_zone: z.to_string(),
+                            state: st.as_str().to_string(),
+                        });
+                    }
                 }
             }
         }

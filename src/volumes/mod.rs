@@ -4,6 +4,7 @@
 pub(crate) mod clean;
 mod error;
 pub(crate) mod explain;
+pub(crate) mod fast_restore;
 #[cfg(test)]
 mod fixtures;
 pub(crate) mod freshness;

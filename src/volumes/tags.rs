@@ -20,6 +20,10 @@ pub(crate) const TAG_RUN: &str = "snaptastic:run";
 /// On snapshots: how make-snapshots started them, `CreateSnapshots` (one
 /// request for the set) or `CreateSnapshot` (one per volume).
 pub(crate) const TAG_CALL: &str = "snaptastic:call";
+/// On a snapshot `fast-restore enable` turned fast snapshot restore on
+/// for: until when (RFC 3339, UTC); `fast-restore disable --expired`
+/// turns it off after that.
+pub(crate) const TAG_FAST_RESTORE_UNTIL: &str = "snaptastic:fast-restore-until";
 /// `snaptastic:source` of a volume created empty.
 pub(crate) const SOURCE_EMPTY: &str = "empty";
 /// `snaptastic:state`: created, not yet mounted (a crash here leaves a

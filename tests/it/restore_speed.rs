@@ -138,17 +138,21 @@ fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore()
     // Fast snapshot restore enabled for the snapshot in this zone: no
     // rate is paid for, and the volume is fast restored (a credit).
     s.lab.control("rules", "fsr_credits = 1\n");
-    let ec2 = s.lab.ec2();
     let zone = s.lab.state()["zone"].as_str().unwrap().to_string();
-    ec2.rt
-        .block_on(
-            ec2.client
-                .enable_fast_snapshot_restores()
-                .source_snapshot_ids(&snap)
-                .availability_zones(&zone)
-                .send(),
-        )
-        .unwrap();
+    let out = s
+        .snaptastic(&["fast-restore", "enable", "db", "--for", "2h"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        out.contains("cost: 1 snapshot(s) x 1 zone(s) x $0.75/h = $0.75/h; 2 h = $1.50"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("enabled  {snap} in {zone}: enabled until ")),
+        "{out}"
+    );
+    let until = s.lab.ec2().snapshot_tags(&snap)["snaptastic:fast-restore-until"].clone();
+    assert!(out.contains(&until), "{out}");
     let (vol, _, err) = restore(&s, &["--init-rate", "300"]);
     assert_eq!(speed_of(&s, &vol), (None, Some(true)), "{err}");
     assert!(
@@ -166,6 +170,40 @@ fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore()
     assert_eq!(speed_of(&s, &vol), (None, Some(false)), "{err}");
     assert!(!err.contains("fast restored"), "{err}");
     unmount(&s);
+
+    // Bounded: --expired leaves it on until its time, then turns it off.
+    let status = |s: &Setup| {
+        s.snaptastic(&["fast-restore", "status", "db"])
+            .expect_code(0)
+            .stdout()
+    };
+    assert!(status(&s).contains(&format!("{snap} in {zone}: enabled, until {until}")));
+    let out = s
+        .snaptastic(&["fast-restore", "disable", "db", "--expired"])
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains("nothing to disable"), "{out}");
+    let ec2 = s.lab.ec2();
+    ec2.rt
+        .block_on(
+            ec2.client
+                .create_tags()
+                .resources(&snap)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("snaptastic:fast-restore-until")
+                        .value("2026-01-01T00:00:00Z")
+                        .build(),
+                )
+                .send(),
+        )
+        .unwrap();
+    let out = s
+        .snaptastic(&["fast-restore", "disable", "db", "--expired"])
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains(&format!("disabled {snap} in {zone}")), "{out}");
+    assert!(status(&s).contains("0 snapshot/zone pair(s) on: $0.00/h"));
 }
 
 #[test]
