@@ -75,21 +75,36 @@ fn render(what: Generated, mut cmd: clap::Command) -> Result<(String, Vec<u8>)> 
 
 /// A command's page; snaptastic's also holds, after its own, each
 /// visible command's synopsis, description and options (one page for the
-/// whole tool, as an operator reads it).
+/// whole tool, as an operator reads it), and those of their own
+/// subcommands (`fast-restore enable`).
 fn man_page(cmd: clap::Command, out: &mut Vec<u8>) -> Result<()> {
-    let subs: Vec<clap::Command> = cmd
-        .get_subcommands()
-        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
-        .cloned()
-        .collect();
+    let subs = visible_subcommands(&cmd);
     clap_mangen::Man::new(cmd).render(out)?;
     for sub in subs {
-        let name = sub.get_bin_name().unwrap_or(sub.get_name()).to_string();
-        out.extend_from_slice(format!(".SH \"COMMAND: {name}\"\n").as_bytes());
-        let man = clap_mangen::Man::new(sub);
-        man.render_description_section(out)?;
-        man.render_synopsis_section(out)?;
-        man.render_options_section(out)?;
+        command_section(sub, out)?;
+    }
+    Ok(())
+}
+
+fn visible_subcommands(cmd: &clap::Command) -> Vec<clap::Command> {
+    cmd.get_subcommands()
+        .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        .cloned()
+        .collect()
+}
+
+/// One command's section, then its subcommands' (their bin names are
+/// whole: `snaptastic fast-restore enable`).
+fn command_section(cmd: clap::Command, out: &mut Vec<u8>) -> Result<()> {
+    let name = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string();
+    let subs = visible_subcommands(&cmd);
+    out.extend_from_slice(format!(".SH \"COMMAND: {name}\"\n").as_bytes());
+    let man = clap_mangen::Man::new(cmd);
+    man.render_description_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_options_section(out)?;
+    for sub in subs {
+        command_section(sub, out)?;
     }
     Ok(())
 }

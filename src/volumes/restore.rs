@@ -368,9 +368,10 @@ async fn create(
     );
     if let Some(snap) = &snapshot {
         let wanted = s.init_rate.unwrap_or(v.init_rate);
-        spec.init_rate = restore_speed::rate_for(s, &v.mount_point, wanted, snap).await;
+        let zone = &s.identity.availability_zone;
+        spec.init_rate = restore_speed::rate_for(&s.ec2, zone, &v.mount_point, wanted, snap).await;
     }
-    let id = restore_speed::create_volume(s, &v.mount_point, &mut spec).await?;
+    let id = restore_speed::create_volume(&s.ec2, &v.mount_point, &mut spec).await?;
     *created = Some(Created {
         id: id.clone(),
         attached: false,

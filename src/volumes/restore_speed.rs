@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use super::restore::Shared;
-use crate::cloud::{CloudError, NewVolume, SnapshotInfo, VolumeInfo};
+use crate::cloud::{CloudError, Ec2, NewVolume, SnapshotInfo, VolumeInfo};
 
 /// What the run learnt of fast snapshot restore for the source snapshot
 /// in this Availability Zone.
@@ -86,18 +85,14 @@ fn human_bytes(b: u64) -> String {
 /// The rate to create this volume with: asks EC2 about FSR only when a
 /// rate is wanted (a rate overrides FSR, so with FSR on it is not sent).
 pub(super) async fn rate_for(
-    s: &Shared,
+    ec2: &Ec2,
+    zone: &str,
     mount_point: &str,
     wanted: Option<u32>,
     snapshot: &SnapshotInfo,
 ) -> Option<u32> {
     wanted?;
-    let zone = &s.identity.availability_zone;
-    let fsr = match s
-        .ec2
-        .fast_restores(&[snapshot.id.clone()], Some(zone))
-        .await
-    {
+    let fsr = match ec2.fast_restores(&[snapshot.id.clone()], Some(zone)).await {
         Ok(list) if list.iter().any(|f| f.state == "enabled") => Fsr::Enabled,
         Ok(_) => Fsr::NotEnabled,
         Err(e) => Fsr::Unknown(e.to_string()),
@@ -119,11 +114,11 @@ pub(super) async fn rate_for(
 /// rate (capacity, the Regional quota), once more without it, with a
 /// warning: a speed option never makes a restore fail.
 pub(super) async fn create_volume(
-    s: &Shared,
+    ec2: &Ec2,
     mount_point: &str,
     spec: &mut NewVolume,
 ) -> Result<String, CloudError> {
-    match s.ec2.create_volume(spec).await {
+    match ec2.create_volume(spec).await {
         Err(e) if spec.init_rate.is_some() && refused(&e) => {
             tracing::warn!(
                 "{mount_point}: EC2 refused the initialization rate of {} MiB/s ({e}); creating the volume without it (its blocks load on first read)",
@@ -133,7 +128,7 @@ pub(super) async fn create_volume(
             // Another request: EC2 refuses a token reused with other
             // parameters.
             spec.client_token.push_str("-norate");
-            s.ec2.create_volume(spec).await
+            ec2.create_volume(spec).await
         }
         r => r,
     }

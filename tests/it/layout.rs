@@ -316,8 +316,9 @@ fn user_controlled_paths_are_opened_only_through_the_safe_path_layer() {
 /// tests, and the top-level dispatch that turns it into plain settings
 /// (`run.rs`), the man pages and completions (`generate.rs`) and the IAM
 /// policy command (`policy.rs`, whose kinds are a clap value enum).
-const KNOWS_CLAP: [&str; 6] = [
+const KNOWS_CLAP: [&str; 7] = [
     "cli.rs",
+    "cli_files.rs",
     "cli_tests.rs",
     "run.rs",
     "run_tests.rs",
