@@ -88,6 +88,18 @@ impl Device {
     }
 }
 
+/// What a warm-up reads from: a [`Device`] (a fake in the tests).
+pub(crate) trait Blocks: Sync {
+    /// Fill `buf` from `offset`, or fail.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl Blocks for Device {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
 /// Put the calling thread in the idle I/O scheduling class: it gets disk
 /// time only when no one else wants it (where the scheduler, BFQ or
 /// mq-deadline's priorities, honours classes; with `none` it is a no-op).
@@ -233,7 +245,7 @@ fn as_bytes(pages: &mut [Page]) -> &mut [u8] {
 /// the end) with the watermark, from the calling thread: checkpoints and
 /// progress lines are written there, never from a reader.
 pub(crate) fn read_range(
-    dev: &Device,
+    dev: &impl Blocks,
     start: u64,
     end: u64,
     plan: ReadPlan,
@@ -277,7 +289,7 @@ pub(crate) fn read_range(
                         }
                     };
                     let Some((i, offset, len)) = next else { break };
-                    let r = dev.file.read_exact_at(&mut buf[..len], offset);
+                    let r = dev.read_exact_at(&mut buf[..len], offset);
                     let mut sh = lock();
                     match r {
                         Ok(()) => sh.marks.done(i),
@@ -356,6 +368,7 @@ mod tests {
         assert_eq!(m.issue(), None);
         m.done(1);
         assert_eq!(m.offset(), 8192, "request 0 is still in flight");
+        m.done(0);
         assert_eq!(m.offset(), 8192 * 3);
         let mut empty = Watermark::new(100, 100, 4096);
         assert_eq!(empty.issue(), None);
@@ -379,6 +392,129 @@ mod tests {
             e.kind() == io::ErrorKind::InvalidInput || e.raw_os_error() == Some(libc::EINVAL),
             "{e}"
         );
+    }
+
+    /// A device of `size` bytes that records each read, fails the read at
+    /// `fail_at` and sets `stop` once `stop_after` reads were made.
+    struct Fake {
+        size: u64,
+        fail_at: Option<u64>,
+        stop_after: usize,
+        stop: AtomicBool,
+        reads: Mutex<Vec<(u64, usize)>>,
+    }
+
+    impl Fake {
+        fn new(size: u64) -> Fake {
+            Fake {
+                size,
+                fail_at: None,
+                stop_after: usize::MAX,
+                stop: AtomicBool::new(false),
+                reads: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn run(&self, start: u64, depth: usize) -> (Ended, Vec<u64>) {
+            let plan = ReadPlan {
+                depth,
+                request: 8192,
+                max_rate: None,
+            };
+            let mut ticks = Vec::new();
+            let ended = read_range(
+                self,
+                start,
+                self.size,
+                plan,
+                &self.stop,
+                Duration::from_millis(1),
+                &mut |at| ticks.push(at),
+            );
+            (ended, ticks)
+        }
+
+        /// The bytes read, each counted once per read.
+        fn coverage(&self) -> Vec<u32> {
+            let mut c = vec![0u32; (self.size / 512) as usize];
+            for (o, l) in self.reads.lock().unwrap().iter() {
+                for s in (*o / 512)..((*o + *l as u64) / 512) {
+                    c[s as usize] += 1;
+                }
+            }
+            c
+        }
+    }
+
+    impl Blocks for Fake {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            std::thread::sleep(Duration::from_micros(200 + offset % 7 * 100));
+            let n = {
+                let mut r = self.reads.lock().unwrap();
+                r.push((offset, buf.len()));
+                r.len()
+            };
+            if n >= self.stop_after {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            if self.fail_at == Some(offset) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stop_and_a_resume_read_every_block_exactly_once() {
+        let size = 100 * 8192 + 1024;
+        let fake = Fake {
+            stop_after: 30,
+            ..Fake::new(size)
+        };
+        let (ended, ticks) = fake.run(0, 8);
+        let Ended::Stopped { at } = ended else {
+            panic!("{ended:?}")
+        };
+        assert_eq!(ticks.last(), Some(&at));
+        assert!(ticks.windows(2).all(|w| w[0] <= w[1]), "{ticks:?}");
+        let read: u64 = fake.reads.lock().unwrap().iter().map(|r| r.1 as u64).sum();
+        assert_eq!(
+            read, at,
+            "everything below the offset was read, nothing above"
+        );
+        assert!((30 * 8192..size).contains(&at), "{at}");
+        fake.stop.store(false, Ordering::Relaxed);
+        let rest = Fake {
+            reads: Mutex::new(fake.reads.lock().unwrap().clone()),
+            ..Fake::new(size)
+        };
+        let (ended, _) = rest.run(at, 8);
+        assert!(matches!(ended, Ended::Finished), "{ended:?}");
+        assert!(
+            rest.coverage().iter().all(|&n| n == 1),
+            "a block read twice or never"
+        );
+    }
+
+    #[test]
+    fn a_failed_read_names_its_offset_and_keeps_what_is_below() {
+        let fake = Fake {
+            fail_at: Some(40 * 8192),
+            ..Fake::new(100 * 8192)
+        };
+        let (ended, ticks) = fake.run(0, 4);
+        let Ended::Failed { offset, error } = ended else {
+            panic!("{ended:?}")
+        };
+        assert_eq!(offset, 40 * 8192);
+        assert_eq!(error.raw_os_error(), Some(libc::EIO));
+        assert_eq!(
+            ticks.last(),
+            Some(&(40 * 8192)),
+            "the watermark stops at the failure"
+        );
+        let reads = fake.reads.lock().unwrap();
+        assert!(reads.len() < 100, "reading went on after the failure");
     }
 
     #[test]
