@@ -180,6 +180,18 @@ mod tests {
     }
 
     #[test]
+    fn finds_a_nitro_volume_by_its_id_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(by_volume_id(dir.path(), "vol-0abc"), None);
+        let by_id = dir.path().join("disk/by-id");
+        std::fs::create_dir_all(&by_id).unwrap();
+        let link = by_id.join("nvme-Amazon_Elastic_Block_Store_vol0abc");
+        std::fs::write(&link, "").unwrap();
+        assert_eq!(by_volume_id(dir.path(), "vol-0abc"), Some(link));
+        assert_eq!(by_volume_id(dir.path(), "vol-0abd"), None);
+    }
+
+    #[test]
     fn finds_what_exists() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("xvdf"), "").unwrap();
