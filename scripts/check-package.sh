@@ -29,6 +29,7 @@ for want in \
     ' ./usr/share/zsh/vendor-completions/_snaptastic$' \
     ' ./usr/share/fish/vendor_completions.d/snaptastic.fish$' \
     ' ./usr/lib/systemd/system/snaptastic-mount@.service$' \
+    ' ./usr/lib/systemd/system/snaptastic-prewarm@.service$' \
     ' ./usr/lib/systemd/system/snaptastic-snapshot@.timer$' \
     ' ./usr/lib/systemd/system/snaptastic-check@.timer$' \
     ' ./usr/lib/systemd/system/snaptastic-clean@.timer$' \

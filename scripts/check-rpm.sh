@@ -21,6 +21,7 @@ for want in \
     /usr/share/zsh/site-functions/_snaptastic \
     /usr/share/fish/vendor_completions.d/snaptastic.fish \
     /usr/lib/systemd/system/snaptastic-mount@.service \
+    /usr/lib/systemd/system/snaptastic-prewarm@.service \
     /usr/lib/systemd/system/snaptastic-snapshot@.timer \
     /usr/lib/systemd/system/snaptastic-check@.timer \
     /usr/lib/systemd/system/snaptastic-clean@.timer \

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install what the tests, the lab and the demo need on a fresh Debian/Ubuntu
 # machine: filesystem tools (mkfs.xfs, xfs_repair, mkfs.ext4, fsck), loop
-# devices (losetup), curl, python3-venv for the emulator's venv, dpkg,
-# man-db, systemd-analyze, rpm, rpmlint and lintian for the package
-# checks; then the
+# devices (losetup), curl, fio (the warm-up benchmark's yardstick),
+# python3-venv for the emulator's venv, dpkg, man-db, systemd-analyze, rpm,
+# rpmlint and lintian for the package checks; then the
 # emulator itself and the IAM policy linter (parliament, for the test that
 # lints `snaptastic iam-policy`). Idempotent: does nothing when all is there.
 set -euo pipefail
@@ -15,6 +15,7 @@ command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v losetup >/dev/null 2>&1 || need+=(util-linux)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux) # the fault matrix's tablesnap kill points
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v fio >/dev/null 2>&1 || need+=(fio) # scripts/bench-prewarm.sh's yardstick
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 # The package check: build, inspect and install the .deb, read its man
 # page, verify its systemd units.

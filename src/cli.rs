@@ -220,6 +220,26 @@ pub(crate) enum Command {
     )]
     CheckBackups(CheckBackupsArgs),
 
+    /// Read every block of a volume restored from a snapshot once, so the
+    /// application does not wait for blocks still in S3.
+    ///
+    /// A volume created from a snapshot loads each block from S3 the first
+    /// time it is read (tens of ms each) until all are loaded. This reads
+    /// the whole device once with direct I/O, --depth requests of
+    /// --request-kib at a time, at the idle I/O priority, optionally
+    /// capped at --max-rate. Progress is kept in
+    /// <state dir>/prewarm/VOLUME_ID.json: a warm-up stopped (SIGTERM,
+    /// SIGINT), killed or cut by a reboot resumes where it was; one whose
+    /// checkpoint says it finished exits 0 at once ("already warmed").
+    ///
+    /// Exit status: 0 every block read (now or before), 1 an error (a
+    /// read, the device, another warm-up of the volume running), 143
+    /// (SIGTERM) or 130 (SIGINT) stopped, with its place saved.
+    #[command(
+        after_help = "Examples:\n  sudo snaptastic prewarm /dev/nvme1n1 --volume-id vol-0123456789abcdef0\n  sudo snaptastic prewarm --volume-id vol-0123456789abcdef0 --max-rate 100\n  sudo snaptastic prewarm /dev/xvdf --volume-id vol-0123456789abcdef0 --detach\n  snaptastic prewarm --volume-id vol-0123456789abcdef0 --status | jq .percent\n  sudo systemctl start snaptastic-prewarm@vol-0123456789abcdef0.service\n\nThe state directory is $SNAPTASTIC_STATE_DIR, else $STATE_DIRECTORY, else /var/lib/snaptastic."
+    )]
+    Prewarm(PrewarmArgs),
+
     /// Print the least-privilege IAM policy (JSON) for the volume commands
     /// or for the file commands on one bucket and prefix.
     ///
@@ -263,6 +283,61 @@ pub(crate) enum Command {
         after_help = "Example:\n  snaptastic tablechop my-bucket /var/lib/cassandra/data/ks/tbl 14 --dry-run"
     )]
     Tablechop(Box<TablechopArgs>),
+}
+
+/// `prewarm`'s arguments.
+#[derive(Debug, Args)]
+pub(crate) struct PrewarmArgs {
+    /// The volume's block device. Without it the device is found by the
+    /// volume id: the NVMe device whose serial it is (Nitro instances);
+    /// a Xen device (/dev/xvdf) must be named.
+    #[arg(value_name = "DEVICE")]
+    pub device: Option<PathBuf>,
+    /// The EBS volume id on DEVICE: names its checkpoint and lock.
+    #[arg(long, value_name = "VOLUME_ID")]
+    pub volume_id: String,
+    /// Read at most this many MiB per second (default: as fast as the
+    /// volume goes; the idle I/O class already yields to other reads
+    /// where the I/O scheduler honours it).
+    #[arg(long, value_name = "MIB_S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_rate: Option<u32>,
+    /// Read requests in flight.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::prewarm::DEFAULT_DEPTH as u32,
+        value_parser = clap::value_parser!(u32).range(1..=256)
+    )]
+    pub depth: u32,
+    /// KiB per read request, a multiple of 4.
+    #[arg(
+        long,
+        value_name = "KIB",
+        default_value_t = (crate::prewarm::DEFAULT_REQUEST >> 10) as u32,
+        value_parser = parse_request_kib
+    )]
+    pub request_kib: u32,
+    /// Start the warm-up in the background and return: a transient
+    /// systemd unit (snaptastic-prewarm-VOLUME_ID.service) where PID 1 is
+    /// systemd, else a detached process logging to
+    /// <state dir>/prewarm/VOLUME_ID.log.
+    #[arg(long, conflicts_with = "status")]
+    pub detach: bool,
+    /// Print the volume's warm-up progress from its checkpoint as JSON
+    /// (bytes done and in all, finished, running, rate, ETA, last error)
+    /// and exit; 1 when none is recorded.
+    #[arg(long)]
+    pub status: bool,
+}
+
+/// A request size in KiB: 4 KiB to 64 MiB, whole 4 KiB pages (what
+/// direct I/O needs).
+fn parse_request_kib(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(4..=65536).contains(&n) || n % 4 != 0 {
+        return Err("must be a multiple of 4 from 4 to 65536".into());
+    }
+    Ok(n)
 }
 
 /// Which commands a policy is for.

@@ -51,6 +51,7 @@ mod host;
 mod instance;
 mod logging;
 mod policy;
+mod prewarm;
 mod progress;
 mod prompt;
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::files::settings::{
 use crate::report::Report;
 use crate::snapshotter::Snapshotter;
 use crate::volumes::{clean, freshness, list, mount, snapshot, thaw, unmount};
-use crate::{files, generate, logging, policy, selftest};
+use crate::{files, generate, logging, policy, prewarm, selftest};
 
 /// Run the command line of this process, with the configuration's profiles
 /// and `extra` (a program's own snapshotters) as the known snapshotters.
@@ -261,6 +261,22 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
         }
         Command::Generate(a) => generate::run(&a),
         Command::IamPolicy(a) => policy::run(ctx, &a).await,
+        Command::Prewarm(a) => prewarm::run(&prewarm_options(a)).await,
+    }
+}
+
+/// prewarm's flags as its settings.
+fn prewarm_options(a: cli::PrewarmArgs) -> prewarm::PrewarmOptions {
+    prewarm::PrewarmOptions {
+        device: a.device,
+        volume_id: a.volume_id,
+        warm: prewarm::WarmOptions {
+            depth: a.depth as usize,
+            request: (a.request_kib as usize) << 10,
+            max_rate_mib: a.max_rate,
+        },
+        detach: a.detach,
+        status: a.status,
     }
 }
 

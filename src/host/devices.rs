@@ -56,6 +56,18 @@ fn nvme_by_serial(root: &Path, volume_id: &str) -> Option<PathBuf> {
     None
 }
 
+/// The device node of `volume_id` found by the id alone: udev's by-id
+/// link for Nitro's NVMe devices, else the NVMe serial in sysfs (under the
+/// real /dev only). A Xen device (`/dev/xvdf`) says nothing of its volume:
+/// `None` there.
+pub(crate) fn by_volume_id(root: &Path, volume_id: &str) -> Option<PathBuf> {
+    let link = candidates(root, "", "", volume_id).swap_remove(0);
+    if link.exists() {
+        return Some(link);
+    }
+    nvme_by_serial(root, volume_id)
+}
+
 /// The device node of the volume if it is present now.
 pub(crate) fn find(
     root: &Path,
@@ -165,6 +177,18 @@ mod tests {
                 PathBuf::from("/lab/dev/sdf"),
             ]
         );
+    }
+
+    #[test]
+    fn finds_a_nitro_volume_by_its_id_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(by_volume_id(dir.path(), "vol-0abc"), None);
+        let by_id = dir.path().join("disk/by-id");
+        std::fs::create_dir_all(&by_id).unwrap();
+        let link = by_id.join("nvme-Amazon_Elastic_Block_Store_vol0abc");
+        std::fs::write(&link, "").unwrap();
+        assert_eq!(by_volume_id(dir.path(), "vol-0abc"), Some(link));
+        assert_eq!(by_volume_id(dir.path(), "vol-0abd"), None);
     }
 
     #[test]

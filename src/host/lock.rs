@@ -101,3 +101,24 @@ pub(crate) fn exclusive_within(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Whether someone holds `dir/file_name` exclusively now (a missing file:
+/// no one). Asked with a shared lock taken and dropped at once, so a
+/// process starting to take it exclusively at that instant must allow
+/// itself a moment ([`exclusive_within`]).
+pub(crate) fn held(dir: &Path, file_name: &str) -> io::Result<bool> {
+    let file = match OpenOptions::new()
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .read(true)
+        .open(dir.join(file_name))
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_) => Ok(false),
+        Err((_, Errno::EWOULDBLOCK)) => Ok(true),
+        Err((_, e)) => Err(e.into()),
+    }
+}

@@ -1,6 +1,7 @@
 //! The Linux side: block devices, filesystems, mounts. `nix` types stay
 //! here; callers get paths, strings and our own error types.
 
+pub(crate) mod detach;
 pub(crate) mod devices;
 pub(crate) mod dirs;
 mod error;
@@ -12,6 +13,7 @@ pub(crate) mod memory;
 pub(crate) mod mount;
 pub(crate) mod mountinfo;
 pub(crate) mod page_cache;
+pub(crate) mod prewarm;
 pub(crate) mod privileges;
 pub(crate) mod safe_path;
 pub(crate) mod signals;

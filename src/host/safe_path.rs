@@ -349,6 +349,31 @@ impl SafeDir {
         written
     }
 
+    /// The file `name` directly in this directory opened for appending,
+    /// made (mode 0600) if missing: a log a detached process writes to
+    /// across runs. A link under the name is refused (`ELOOP`), a FIFO or
+    /// device after the open.
+    pub(crate) fn append(&self, name: &str) -> io::Result<File> {
+        let name = check_name(name).map_err(invalid)?;
+        let fd = openat(
+            &self.fd,
+            name,
+            OFlag::O_WRONLY
+                | OFlag::O_APPEND
+                | OFlag::O_CREAT
+                | OFlag::O_NOFOLLOW
+                | OFlag::O_NONBLOCK
+                | OFlag::O_NOCTTY
+                | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        let file = File::from(fd);
+        if !file.metadata()?.is_file() {
+            return Err(not_a_file());
+        }
+        Ok(file)
+    }
+
     /// Remove the entry `name` of this directory (a link is removed, not
     /// followed); a missing one is not an error.
     pub(crate) fn remove(&self, name: &str) -> io::Result<()> {

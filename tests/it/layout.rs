@@ -249,6 +249,10 @@ const PLAIN_FS_ALLOWED: &[(&str, &str)] = &[
     ("host/mountinfo.rs", "/proc/self/mountinfo"),
     ("host/privileges.rs", "/proc/self/status"),
     ("host/devices.rs", "/sys/block and block devices under /dev"),
+    (
+        "host/prewarm.rs",
+        "the block device a warm-up reads, read-only (O_DIRECT)",
+    ),
     ("host/watch.rs", "/proc/sys/fs/inotify"),
     ("host/watchdog.rs", "/proc/self/oom_score_adj"),
     (

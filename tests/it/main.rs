@@ -18,6 +18,7 @@ mod layout;
 mod mount;
 mod policy;
 mod porting;
+mod prewarm;
 mod progress;
 mod restore_explain;
 mod restore_order;

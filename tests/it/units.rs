@@ -22,6 +22,7 @@ const EXPOSURE_CEILING: [(&str, f64); 6] = [
     ("snaptastic-clean@.service", 1.1),
     ("snaptastic-fast-restore-expire@.service", 1.1),
     ("snaptastic-mount@.service", 4.7),
+    ("snaptastic-prewarm@.service", 1.2),
     ("snaptastic-snapshot@.service", 4.7),
     ("tablesnap.service", 1.6),
 ];
@@ -479,4 +480,29 @@ fn split_command(line: &str) -> Vec<String> {
         words.push(word);
     }
     words
+}
+
+/// The warm-up's unit: a stop is a success (the binary exits 143 on
+/// SIGTERM, 130 on SIGINT, its place saved), its checkpoints go where
+/// `snaptastic prewarm --status` and list-volumes read them, and
+/// StateDirectory= names only the checkpoint directory: systemd hands the
+/// whole named directory to the unit's user, and /var/lib/snaptastic is
+/// tablesnap's.
+#[test]
+fn the_prewarm_unit_counts_a_stop_as_success_and_leaves_tablesnaps_state_alone() {
+    let s = service_settings(&unit_dir().join("snaptastic-prewarm@.service"));
+    let start = last(&s, "ExecStart").unwrap();
+    assert_eq!(start, "/usr/bin/snaptastic prewarm --volume-id %i");
+    let ok = list(&s, "SuccessExitStatus");
+    assert!(
+        ok.iter().any(|c| c == "143") && ok.iter().any(|c| c == "130"),
+        "{ok:?}"
+    );
+    assert_eq!(last(&s, "StateDirectory"), Some("snaptastic/prewarm"));
+    assert!(s
+        .iter()
+        .any(|(k, v)| k == "Environment" && v == "SNAPTASTIC_STATE_DIR=/var/lib/snaptastic"));
+    assert_eq!(last(&s, "IOSchedulingClass"), Some("idle"));
+    let stop = time_span(last(&s, "TimeoutStopSec").expect("TimeoutStopSec= is set"));
+    assert!(stop >= Duration::from_secs(10), "{stop:?}");
 }
