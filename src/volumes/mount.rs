@@ -253,6 +253,7 @@ async fn restore_all(
         device_root: ctx.device_root.clone(),
         wait_pending: args.wait_pending,
         init_rate: args.init_rate,
+        prewarm: args.prewarm.unwrap_or_else(|| ctx.snapshotter.prewarm()),
     });
     let gates = Gate::for_plans(plans);
     let tasks = plans.iter().cloned().zip(gates).map(|(plan, gate)| {

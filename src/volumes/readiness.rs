@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cloud::{Ec2, Initialization, VolumeInfo};
+use crate::prewarm::WarmProgress;
 
 /// One attached volume's speed, as far as it is known.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct Readiness {
     /// EC2's initialization (none for a volume created empty, or when
     /// DescribeVolumeStatus could not be asked).
@@ -22,6 +23,10 @@ pub(crate) struct Readiness {
     /// The provisioned initialization rate it was created with, MiB/s.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init_rate: Option<u32>,
+    /// The warm-up's own progress (`snaptastic prewarm`), from its
+    /// checkpoint on this host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<WarmProgress>,
 }
 
 impl Readiness {
@@ -30,21 +35,53 @@ impl Readiness {
             initialization: init.cloned(),
             fast_restored: v.fast_restored,
             init_rate: v.init_rate,
+            warmup: crate::prewarm::progress(&v.id),
         }
     }
 
     /// Still loading blocks from the snapshot: what a health check waits
-    /// for. Unknown counts as not loading (nothing to wait for).
+    /// for. EC2's word wins (initialized means full speed, whatever the
+    /// warm-up); without it, an unfinished warm-up counts. Nothing known
+    /// counts as ready (nothing to wait for).
     pub(crate) fn initializing(&self) -> Option<String> {
-        let i = self.initialization.as_ref()?;
-        if i.done() || self.fast_restored == Some(true) {
+        if self.fast_restored == Some(true) {
             return None;
         }
-        Some(self.text())
+        let loading = match (&self.initialization, &self.warmup) {
+            (Some(i), _) => !i.done(),
+            (None, Some(w)) => !w.finished,
+            (None, None) => false,
+        };
+        loading.then(|| self.text())
     }
 
-    /// The SPEED column.
+    /// The SPEED column: EC2's initialization, then the warm-up's.
     pub(crate) fn text(&self) -> String {
+        let ec2 = self.ec2_text();
+        match &self.warmup {
+            None => ec2,
+            Some(w) => {
+                let warm = if w.finished {
+                    "warmed".to_string()
+                } else if let Some(e) = &w.error {
+                    format!("warm-up failed at {:.0}%: {e}", w.percent())
+                } else {
+                    format!(
+                        "warming {:.0}%{}",
+                        w.percent(),
+                        if w.running { "" } else { " (stopped)" }
+                    )
+                };
+                if ec2 == "-" {
+                    warm
+                } else {
+                    format!("{ec2}; {warm}")
+                }
+            }
+        }
+    }
+
+    fn ec2_text(&self) -> String {
         if self.fast_restored == Some(true) {
             return "full (fast restored)".into();
         }
@@ -104,6 +141,7 @@ mod tests {
             initialization: init("provisioned-rate", 42, Some(70)),
             fast_restored: Some(false),
             init_rate: Some(300),
+            warmup: None,
         };
         assert_eq!(
             r.text(),
@@ -119,6 +157,7 @@ mod tests {
             initialization: init("default", 3, None),
             fast_restored: Some(true),
             init_rate: None,
+            warmup: None,
         };
         assert_eq!(fsr.text(), "full (fast restored)");
         assert_eq!(fsr.initializing(), None);

@@ -48,6 +48,8 @@ pub(super) struct Shared {
     pub(super) wait_pending: Duration,
     /// `--init-rate`: over every volume's `init_rate` (`Some(None)`: off).
     pub(super) init_rate: Option<Option<u32>>,
+    /// `--prewarm` or the profile's `prewarm`.
+    pub(super) prewarm: crate::config::Prewarm,
 }
 
 /// How one volume ended.
@@ -244,6 +246,14 @@ async fn finish(
     }
     env.volume_id = Some(volume.id.clone());
     env.block_device = Some(block.display().to_string());
+    // After a reboot: a warm-up cut short goes on from its checkpoint.
+    let from_snapshot = volume
+        .tags
+        .get(TAG_SOURCE)
+        .is_some_and(|src| src.starts_with("snap-"));
+    if from_snapshot {
+        restore_speed::warm_up(s.prewarm, &v.mount_point, &block, &volume.id).await;
+    }
     if let Err(e) = hooks::run(&s.snapshotter, HookPoint::PostMount, env).await {
         return Outcome::Failed {
             error: e.to_string(),
@@ -502,6 +512,9 @@ async fn restore_steps(
             "{}: could not tag {volume_id} as mounted: {e}; it stays tagged {STATE_ATTACHED}, which clean volumes leaves alone",
             v.mount_point
         );
+    }
+    if source.starts_with("snap-") {
+        restore_speed::warm_up(s.prewarm, &v.mount_point, &block, &volume_id).await;
     }
     Ok((volume_id, block, from))
 }

@@ -140,6 +140,39 @@ fn refused(e: &CloudError) -> bool {
     matches!(e, CloudError::Service { .. }) && !e.is_transient()
 }
 
+/// `prewarm = "block"`: read every block of the mounted volume once in
+/// the background (a detached `snaptastic prewarm`, resuming from its
+/// checkpoint), unless its warm-up finished already. A warm-up that
+/// cannot start is a warning: the volume is mounted and usable.
+pub(super) async fn warm_up(
+    prewarm: crate::config::Prewarm,
+    mount_point: &str,
+    block: &std::path::Path,
+    volume_id: &str,
+) {
+    if prewarm != crate::config::Prewarm::Block {
+        return;
+    }
+    if crate::prewarm::progress(volume_id).is_some_and(|p| p.finished) {
+        tracing::info!("{mount_point}: {volume_id} is warmed up already");
+        return;
+    }
+    let (b, id) = (block.to_path_buf(), volume_id.to_string());
+    let started = tokio::task::spawn_blocking(move || {
+        crate::prewarm::start_detached(&b, &id, &crate::prewarm::WarmOptions::default())
+    })
+    .await;
+    match started {
+        Ok(Ok(how)) => tracing::info!(
+            "{mount_point}: warming {volume_id} up in the background ({how}); `snaptastic list-volumes` shows how far"
+        ),
+        Ok(Err(e)) => tracing::warn!(
+            "{mount_point}: could not start the warm-up of {volume_id}: {e:#}; its blocks load on first read"
+        ),
+        Err(e) => tracing::warn!("{mount_point}: the warm-up of {volume_id} did not start: {e}"),
+    }
+}
+
 /// Say how the new volume initializes, once EC2 reports it available.
 pub(super) fn report_created(mount_point: &str, v: &VolumeInfo) {
     if v.fast_restored == Some(true) {

@@ -250,3 +250,115 @@ fn an_archived_snapshot_is_passed_over() {
     );
     unmount(&s);
 }
+
+/// What is mounted at `mp` (its device path) and the sectors read from
+/// that device so far (its sysfs stat, field 3).
+fn device_reads(mp: &std::path::Path) -> (String, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let out = std::process::Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE"])
+        .arg(mp)
+        .output()
+        .unwrap();
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let rdev = std::fs::metadata(&dev).unwrap().rdev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let stat = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).unwrap();
+    let sectors = stat.split_whitespace().nth(2).unwrap().parse().unwrap();
+    (dev, sectors)
+}
+
+/// list-volumes' warm-up of the first volume, once `done` says so.
+fn warmup_when(s: &Setup, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let out = s
+            .snaptastic(&["list-volumes", "db", "--json"])
+            .expect_code(0)
+            .stdout();
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let w = json[0]["speed"]["warmup"].clone();
+        if done(&w) || std::time::Instant::now() > end {
+            return w;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn the_warm_up_runs_in_the_background_and_a_rerun_resumes_it() {
+    let Some((s, _)) = snapshotted() else {
+        return;
+    };
+    // Restored with the warm-up: it runs detached and finishes.
+    s.add_to_profile("prewarm = \"block\"");
+    let (vol, _, err) = restore(&s, &[]);
+    assert!(
+        err.contains(&format!("warming {vol} up in the background (pid ")),
+        "{err}"
+    );
+    let w = warmup_when(&s, |w| w["finished"] == true);
+    assert_eq!(w["finished"], true, "{w}");
+    assert_eq!(w["done_bytes"], 1u64 << 30, "{w}");
+    let listed = s
+        .snaptastic(&["list-volumes", "db"])
+        .expect_code(0)
+        .stdout();
+    assert!(listed.contains("warmed"), "{listed}");
+    let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    assert!(
+        d.stderr().contains(&format!("{vol} is warmed up already")),
+        "{}",
+        d.stderr()
+    );
+    unmount(&s);
+
+    // A warm-up cut short (as by a reboot: SIGTERM from systemd), then
+    // mount-snapshots at the next boot goes on from its checkpoint: every
+    // block read once in all.
+    let text = std::fs::read_to_string(&s.cfg).unwrap();
+    std::fs::write(&s.cfg, text.replace("prewarm = \"block\"\n", "")).unwrap();
+    let (vol, _, _) = restore(&s, &[]);
+    let (dev, before) = device_reads(&s.mp(0));
+    let state = s.lab.dir.join("state");
+    let mut slow =
+        crate::support::Run::new(&["prewarm", &dev, "--volume-id", &vol, "--max-rate", "64"])
+            .env("SNAPTASTIC_STATE_DIR", &state)
+            .spawn();
+    let w = warmup_when(&s, |w| w["done_bytes"].as_u64().unwrap_or(0) >= 64 << 20);
+    // SAFETY: kill(2) with a pid and a signal number touches no memory.
+    assert_eq!(unsafe { libc::kill(slow.id() as i32, libc::SIGTERM) }, 0);
+    let status = slow.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "{w}");
+    let w = warmup_when(&s, |w| w["running"] == false);
+    let stopped_at = w["done_bytes"].as_u64().unwrap();
+    assert!(stopped_at > 0 && stopped_at < 1 << 30, "{w}");
+    assert!(
+        s.snaptastic(&["list-volumes", "db"])
+            .expect_code(0)
+            .stdout()
+            .contains("(stopped)"),
+        "a stopped warm-up says so"
+    );
+    let d = s
+        .snaptastic(&["mount-snapshots", "db", "--prewarm", "block"])
+        .expect_code(0);
+    assert!(
+        d.stderr()
+            .contains(&format!("warming {vol} up in the background")),
+        "{}",
+        d.stderr()
+    );
+    let w = warmup_when(&s, |w| w["finished"] == true);
+    assert_eq!(w["finished"], true, "{w}");
+    let (_, after) = device_reads(&s.mp(0));
+    // Every block once in all: 1 GiB is 2,097,152 sectors; the mounted
+    // filesystem may read a little of its own meanwhile.
+    let read = after - before;
+    assert!(
+        (2_097_152..2_097_152 + 2048).contains(&read),
+        "{read} sectors read for a 2,097,152-sector volume"
+    );
+    unmount(&s);
+}
