@@ -5,60 +5,39 @@
 //! snapshot's data size. The lab answers the FSR and status calls
 //! itself; for CreateVolume it checks before moto and records after.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::replies::ec2_error;
 use crate::replies::Resp;
-use crate::state::Lab;
+use crate::state::{Fsr, Init, Lab};
 use crate::xml;
-
-/// A volume the lab saw created from a snapshot.
-#[derive(Debug, Clone)]
-pub(crate) struct Init {
-    at: Instant,
-    rate: Option<u32>,
-    fast_restored: bool,
-}
-
-/// One snapshot's fast snapshot restore in one zone.
-#[derive(Debug, Clone)]
-pub(crate) struct Fsr {
-    since: Instant,
-    credits: u32,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Speed {
-    volumes: HashMap<String, Init>,
-    fsr: BTreeMap<(String, String), Fsr>,
-}
 
 const DEFAULT_INITIALIZATION: Duration = Duration::from_secs(60);
 const DEFAULT_QUOTA: u32 = 5000;
 
-impl Init {
-    fn duration(&self, lab: &Lab) -> Duration {
-        let base = lab.rules().initialization.unwrap_or(DEFAULT_INITIALIZATION);
-        match self.rate {
-            Some(r) => base.mul_f64(100.0 / f64::from(r.max(1))),
-            None => base,
-        }
+/// How long a volume takes to initialize: the lab's time at the
+/// default rate, shorter at a provisioned one.
+fn duration(i: &Init, lab: &Lab) -> Duration {
+    let base = lab.rules().initialization.unwrap_or(DEFAULT_INITIALIZATION);
+    match i.rate {
+        Some(r) => base.mul_f64(100.0 / f64::from(r.max(1))),
+        None => base,
     }
+}
 
-    /// 0-100, and the seconds left.
-    fn progress(&self, lab: &Lab) -> (u8, u64) {
-        if self.fast_restored {
-            return (100, 0);
-        }
-        let total = self.duration(lab);
-        let done = self.at.elapsed();
-        if done >= total {
-            return (100, 0);
-        }
-        let pct = (done.as_secs_f64() / total.as_secs_f64() * 100.0) as u8;
-        (pct.min(99), (total - done).as_secs().max(1))
+/// 0-100, and the seconds left.
+fn progress(i: &Init, lab: &Lab) -> (u8, u64) {
+    if i.fast_restored {
+        return (100, 0);
     }
+    let total = duration(i, lab);
+    let done = i.at.elapsed();
+    if done >= total {
+        return (100, 0);
+    }
+    let pct = (done.as_secs_f64() / total.as_secs_f64() * 100.0) as u8;
+    (pct.min(99), (total - done).as_secs().max(1))
 }
 
 fn fsr_state(lab: &Lab, f: &Fsr) -> &'static str {
@@ -112,7 +91,7 @@ pub(crate) async fn check_create_volume(
     let busy: u32 = speed
         .volumes
         .values()
-        .filter(|i| i.progress(lab).0 < 100)
+        .filter(|i| progress(i, lab).0 < 100)
         .filter_map(|i| i.rate)
         .sum();
     (busy + r > quota).then(|| {
@@ -247,7 +226,7 @@ fn describe_volume_status(lab: &Lab, params: &BTreeMap<String, String>) -> Strin
         .iter()
         .map(|id| {
             let details = speed.volumes.get(id).map(|i| {
-                let (pct, left) = i.progress(lab);
+                let (pct, left) = progress(i, lab);
                 let (kind, eta) = match i.rate {
                     Some(_) => (
                         "provisioned-rate",

@@ -23,6 +23,31 @@ pub(crate) struct Life {
     pub error: bool,
 }
 
+/// A volume the lab saw created from a snapshot (`restore_speed.rs`).
+#[derive(Debug, Clone)]
+pub(crate) struct Init {
+    pub at: Instant,
+    /// Its provisioned initialization rate, MiB/s.
+    pub rate: Option<u32>,
+    /// Fully initialized at creation by fast snapshot restore.
+    pub fast_restored: bool,
+}
+
+/// One snapshot's fast snapshot restore in one zone.
+#[derive(Debug, Clone)]
+pub(crate) struct Fsr {
+    pub since: Instant,
+    pub credits: u32,
+}
+
+/// What the lab knows of restore speed.
+#[derive(Debug, Default)]
+pub(crate) struct Speed {
+    pub volumes: HashMap<String, Init>,
+    /// By (snapshot, zone).
+    pub fsr: BTreeMap<(String, String), Fsr>,
+}
+
 pub(crate) struct Lab {
     pub moto: Moto,
     pub instance_id: String,
@@ -46,7 +71,7 @@ pub(crate) struct Lab {
     pub volumes: Mutex<HashMap<String, Life>>,
     pub snapshots: Mutex<HashMap<String, Life>>,
     /// Initialization rates, fast snapshot restores (`restore_speed.rs`).
-    pub speed: Mutex<crate::restore_speed::Speed>,
+    pub speed: Mutex<Speed>,
     seed: Mutex<u64>,
 }
 

@@ -22,7 +22,8 @@ pub(crate) enum RestoreSource {
     /// the newest completed one (if any) when the wait runs out.
     WaitFor {
         pending: SnapshotInfo,
-        fallback: Option<SnapshotInfo>,
+        /// Boxed: two snapshots inline would make every choice that large.
+        fallback: Option<Box<SnapshotInfo>>,
         /// The snapshot set (`snaptastic:run`) it belongs to, when the
         /// profile is restored from one: then a pending snapshot that
         /// fails or takes too long is never replaced by one from another
@@ -106,7 +107,7 @@ pub(crate) fn choose_snapshot(snapshots: &[SnapshotInfo], wanted: &str) -> Choic
     let source = match (pending, completed) {
         (Some(p), fallback) => RestoreSource::WaitFor {
             pending: p.clone(),
-            fallback: fallback.cloned(),
+            fallback: fallback.cloned().map(Box::new),
             set: None,
         },
         (None, Some(c)) => RestoreSource::Snapshot {

@@ -631,7 +631,7 @@ async fn resolve_source(
                         "{mount_point}: snapshot {} is not usable; falling back to {fb}",
                         pending.id
                     );
-                    Ok(fallback.clone())
+                    Ok(fallback.as_deref().cloned())
                 }
                 Err(WaitError::TimedOut(_)) if fallback.is_some() => {
                     tracing::warn!(
@@ -639,7 +639,7 @@ async fn resolve_source(
                         pending.id,
                         humantime::format_duration(s.wait_pending)
                     );
-                    Ok(fallback.clone())
+                    Ok(fallback.as_deref().cloned())
                 }
                 // Never start empty over data that is still being saved.
                 Err(e) => Err(VolumeError::PendingWithoutFallback {

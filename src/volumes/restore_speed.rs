@@ -92,7 +92,10 @@ pub(super) async fn rate_for(
     snapshot: &SnapshotInfo,
 ) -> Option<u32> {
     wanted?;
-    let fsr = match ec2.fast_restores(&[snapshot.id.clone()], Some(zone)).await {
+    let fsr = match ec2
+        .fast_restores(std::slice::from_ref(&snapshot.id), Some(zone))
+        .await
+    {
         Ok(list) if list.iter().any(|f| f.state == "enabled") => Fsr::Enabled,
         Ok(_) => Fsr::NotEnabled,
         Err(e) => Fsr::Unknown(e.to_string()),
@@ -134,10 +137,21 @@ pub(super) async fn create_volume(
     }
 }
 
-/// EC2 answered and said no (not a throttle or a failure on its side,
-/// after which the call may yet have happened).
+/// EC2 answered and said no to the request (not a throttle or a failure
+/// on its side, after which the call may yet have happened; not a denial
+/// of CreateVolume itself, which no rate changes). EC2 documents that a
+/// rate can be refused for capacity or the Region's quota, not the code.
 fn refused(e: &CloudError) -> bool {
-    matches!(e, CloudError::Service { .. }) && !e.is_transient()
+    match e {
+        CloudError::Service { code, .. } => {
+            !e.is_transient()
+                && !matches!(
+                    code.as_str(),
+                    "UnauthorizedOperation" | "AuthFailure" | "AccessDenied"
+                )
+        }
+        _ => false,
+    }
 }
 
 /// `prewarm = "block"`: read every block of the mounted volume once in
@@ -272,6 +286,7 @@ mod tests {
         };
         assert!(refused(&service("InsufficientVolumeCapacity")));
         assert!(!refused(&service("RequestLimitExceeded")));
+        assert!(!refused(&service("UnauthorizedOperation")));
         assert!(!refused(&CloudError::Transport {
             op: "CreateVolume",
             message: "reset".into()

@@ -11,7 +11,8 @@ const VOLUMES: [(&str, &str, u32); 2] = [("/dev/sdf", "ext4", 1), ("/dev/sdg", "
 /// Which command, in which world.
 #[derive(Clone, Copy)]
 pub(crate) enum Volumes {
-    /// mount-snapshots, from a complete set, nothing mounted.
+    /// mount-snapshots --init-rate 300, from a complete set, nothing
+    /// mounted.
     Mount,
     /// make-snapshots of the mounted volumes.
     Make,
@@ -34,7 +35,9 @@ fn run_ok(s: &Setup, args: &[&str]) {
 impl Volumes {
     fn args(self) -> Vec<&'static str> {
         match self {
-            Volumes::Mount => vec!["mount-snapshots", "db"],
+            // With a rate: its FSR lookup and CreateVolume's refusal
+            // fallback are in the matrix too.
+            Volumes::Mount => vec!["mount-snapshots", "db", "--init-rate", "300"],
             Volumes::Make => vec!["make-snapshots", "db"],
             Volumes::Unmount => vec!["unmount-snapshots", "db", "--yes", "--delete"],
             Volumes::Clean => vec!["clean", "snapshots", "db", "--yes"],
