@@ -35,18 +35,22 @@ pub(crate) struct Devices {
     pub root: PathBuf,
     images: PathBuf,
     mode: Mode,
+    /// The images directory is another lab's (`--images`): cleanup
+    /// leaves it, and loop devices this lab did not plug, to their owner.
+    shared: bool,
     pub plugged: BTreeMap<String, Plug>,
     next_nvme: u32,
 }
 
 impl Devices {
-    pub(crate) fn new(root: PathBuf, images: PathBuf, mode: Mode) -> Result<Self> {
+    pub(crate) fn new(root: PathBuf, images: PathBuf, mode: Mode, shared: bool) -> Result<Self> {
         fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
         Ok(Self {
             root,
             images,
             mode,
+            shared,
             plugged: BTreeMap::new(),
             next_nvme: 1,
         })
@@ -143,7 +147,8 @@ impl Devices {
     }
 
     /// Everything the lab made: thaw and unmount filesystems on its loop
-    /// devices, release them, delete the images.
+    /// devices, release them, delete the images (unless they are shared:
+    /// then the owner's cleanup deletes them).
     pub(crate) fn cleanup(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         let ids: Vec<String> = self.plugged.keys().cloned().collect();
@@ -155,6 +160,10 @@ impl Devices {
             if let Err(e) = self.unplug(&id) {
                 problems.push(format!("{id}: {e:#}"));
             }
+        }
+        if self.shared {
+            let _ = fs::remove_dir_all(&self.root);
+            return problems;
         }
         // Loop devices over our images that we lost track of.
         if let Ok(out) = run(Command::new("losetup").args([

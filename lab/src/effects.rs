@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::copies;
+use crate::locks;
 use crate::replies::ec2_error;
 use crate::replies::Resp;
 use crate::restore_speed;
@@ -21,13 +23,19 @@ use crate::xml;
 pub(crate) async fn after(
     lab: &Arc<Lab>,
     action: &str,
+    region: &str,
     params: &BTreeMap<String, String>,
     body: &[u8],
 ) -> anyhow::Result<Option<String>> {
     let reply = String::from_utf8_lossy(body).into_owned();
     let now = Instant::now();
     match action {
-        "CreateVolume" => create_volume(lab, params, &reply, now).await.map(|()| None),
+        "CreateVolume" => create_volume(lab, region, params, &reply, now)
+            .await
+            .map(|()| None),
+        "CopySnapshot" => copies::copied(lab, region, params, &reply)
+            .await
+            .map(|()| None),
         "AttachVolume" => attach_volume(lab, params, now).await.map(|()| None),
         "DetachVolume" => detach_volume(lab, params).await.map(|()| None),
         "DeleteVolume" => {
@@ -41,6 +49,10 @@ pub(crate) async fn after(
         "CreateSnapshots" => create_snapshot_set(lab, params, &reply, now).await,
         "DeleteSnapshot" => {
             remove_image(lab, params.get("SnapshotId"));
+            if let Some(id) = params.get("SnapshotId") {
+                copies::deleted(lab, id);
+                locks::deleted(lab, id);
+            }
             Ok(None)
         }
         "DescribeVolumes" => Ok(Some(restore_speed::describe_volumes(
@@ -54,7 +66,7 @@ pub(crate) async fn after(
         }
         "DescribeSnapshots" => Ok(Some(restore_speed::describe_snapshots(
             lab,
-            &describe_snapshots(lab, &reply),
+            &copies::describe_snapshots(lab, &describe_snapshots(lab, &reply)),
         ))),
         _ => Ok(None),
     }
@@ -135,6 +147,7 @@ async fn describe_block_device_mapping(
 /// snapshot's when it has one, so what the snapshot held comes back.
 async fn create_volume(
     lab: &Arc<Lab>,
+    region: &str,
     params: &BTreeMap<String, String>,
     reply: &str,
     now: Instant,
@@ -143,12 +156,20 @@ async fn create_volume(
         return Ok(());
     };
     restore_speed::created(lab, params, &vol);
+    // EC2 checks the KMS key after the call: a volume under a key that
+    // does not exist goes from `creating` to `error`.
+    let bad_key = params
+        .get("KmsKeyId")
+        .filter(|k| !copies::known_key(lab, k, region));
+    if let Some(k) = bad_key {
+        eprintln!("lab: {vol} is under KMS key {k}, unknown in {region}: it ends in error");
+    }
     lab.volumes.lock().expect("volumes lock").insert(
         vol.clone(),
         Life {
             at: now,
             attached_at: None,
-            error: false,
+            error: bad_key.is_some(),
         },
     );
     let size: u64 = params.get("Size").and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -412,8 +433,12 @@ fn describe_volumes(lab: &Lab, reply: &str) -> String {
             let rel: Vec<&str> = rel.iter().map(String::as_str).collect();
             match rel.as_slice() {
                 ["status"] if text == "available" => {
-                    let wait = rules.volume_available_after?;
-                    (life.at.elapsed() < wait).then(|| "creating".to_string())
+                    let wait = rules.volume_available_after.unwrap_or_default();
+                    if life.at.elapsed() < wait {
+                        Some("creating".to_string())
+                    } else {
+                        life.error.then(|| "error".to_string())
+                    }
                 }
                 ["attachmentSet", "item", "status"] if text == "attached" => {
                     let wait = rules.volume_attached_after?;

@@ -12,10 +12,12 @@
 
 mod checksums;
 mod control;
+mod copies;
 mod devices;
 mod effects;
 mod faults;
 mod imds;
+mod locks;
 mod moto;
 mod proxy;
 mod replies;
@@ -78,8 +80,18 @@ struct Args {
     /// Instance userdata (settable later with PUT /_lab/userdata).
     #[arg(long, value_name = "TEXT")]
     userdata: Option<String>,
+    /// The Region the lab's instance is in (its metadata's placement);
+    /// calls signed for another Region reach that Region's moto backend.
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Keep volume and snapshot images here instead of DIR/images: a
+    /// second lab (another Region, a DR host) given the first one's
+    /// images directory restores the first one's snapshot copies. A lab
+    /// with --images never deletes that directory nor loop devices it did
+    /// not plug; its owner (the lab whose DIR/images it is) does, so stop
+    /// the guests first.
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
     /// Proxy port (0: any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
@@ -193,7 +205,11 @@ async fn serve(
         .run_instance(&zone)
         .await
         .context("creating the lab's instance in moto")?;
-    let devices = Devices::new(root.clone(), dir.join("images"), args.devices)?;
+    let (images, shared) = match &args.images {
+        Some(d) => (d.clone(), true),
+        None => (dir.join("images"), false),
+    };
+    let devices = Devices::new(root.clone(), images.clone(), args.devices, shared)?;
     let lab = Arc::new(Lab::new(
         moto.clone(),
         instance_id.clone(),
@@ -223,6 +239,7 @@ async fn serve(
         imds_addr,
         &args.region,
         &root,
+        &images,
         &instance_id,
         &moto.url,
     )?;
@@ -322,6 +339,7 @@ fn write_env(
     imds: SocketAddr,
     region: &str,
     root: &Path,
+    images: &Path,
     instance: &str,
     moto: &str,
 ) -> Result<()> {
@@ -335,8 +353,10 @@ fn write_env(
          export SNAPTASTIC_DEVICE_ROOT={}\n\
          export SNAPTASTIC_LAB_INSTANCE={instance}\n\
          export SNAPTASTIC_LAB_CONTROL=http://{proxy}/_lab\n\
-         export SNAPTASTIC_LAB_MOTO={moto}\n",
-        root.display()
+         export SNAPTASTIC_LAB_MOTO={moto}\n\
+         export SNAPTASTIC_LAB_IMAGES={}\n",
+        root.display(),
+        images.display()
     );
     std::fs::write(path, text)?;
     Ok(())

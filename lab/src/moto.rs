@@ -39,6 +39,15 @@ impl Moto {
         }
     }
 
+    /// The same moto, for the lab's own calls in another Region (moto
+    /// keeps one backend per Region, chosen by the credential scope).
+    pub(crate) fn in_region(&self, region: &str) -> Self {
+        Self {
+            region: region.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// Send a request on to moto unchanged (but for the host).
     pub(crate) async fn forward(
         &self,

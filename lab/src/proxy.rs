@@ -11,10 +11,12 @@ use hyper::{HeaderMap, Request, Response, StatusCode};
 
 use crate::checksums;
 use crate::control::control;
+use crate::copies;
 use crate::effects::{after, fill_detach_instance};
 use crate::faults::{self, Before, Delivery};
+use crate::locks;
 use crate::moto;
-use crate::replies::{ec2_error, fault_error, text, Resp};
+use crate::replies::{ec2_error, ec2_ok, fault_error, text, Resp};
 use crate::restore_speed;
 use crate::s3_names::s3_operation;
 use crate::state::Lab;
@@ -85,10 +87,32 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         }
     }
 
-    if action.as_deref() == Some("CreateVolume") {
-        if let Some(refusal) = restore_speed::check_create_volume(&lab, &params).await {
-            return Ok(refusal);
+    // The Region the call is for (moto's backend): a copy's destination.
+    let region = copies::region_of(&parts.headers, &lab.region);
+    let dry_run = params.get("DryRun").map(String::as_str) == Some("true");
+    // A CopySnapshot's place among its Region's copies in progress, held
+    // until the copy is recorded (or the call failed).
+    let mut _copy_slot = None;
+    match action.as_deref() {
+        Some("CreateVolume") => {
+            let refusal = match restore_speed::check_create_volume(&lab, &region, &params).await {
+                Some(r) => Some(r),
+                None => copies::check_create_volume(&lab, &params),
+            };
+            if let Some(refusal) = refusal {
+                return Ok(refusal);
+            }
         }
+        Some("CopySnapshot") if !is_s3 && !dry_run => match copies::check(&lab, &region, &params) {
+            Ok(slot) => _copy_slot = Some(slot),
+            Err(refusal) => return Ok(refusal),
+        },
+        Some("DeleteSnapshot") if !is_s3 => {
+            if let Some(refusal) = locks::check_delete(&lab, &params) {
+                return Ok(refusal);
+            }
+        }
+        _ => {}
     }
 
     let path = parts
@@ -96,14 +120,19 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let dry_run = params.get("DryRun").map(String::as_str) == Some("true");
     let own = match &action {
-        Some(a) if !is_s3 && restore_speed::answers(a) && dry_run => {
+        Some(a) if !is_s3 && (restore_speed::answers(a) || locks::answers(a)) && dry_run => {
             return Ok(ec2_error(
                 412,
                 "DryRunOperation",
                 "Request would have succeeded, but DryRun flag is set.",
             ))
+        }
+        Some(a) if !is_s3 && locks::answers(a) => {
+            return Ok(match locks::answer(&lab, &region, a, &params).await {
+                Ok(body) => ec2_ok(a, &body),
+                Err(refusal) => refusal,
+            })
         }
         Some(a) if !is_s3 => restore_speed::answer(&lab, a, &params).await,
         _ => None,
@@ -126,7 +155,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
     let mut out_body = reply.body.clone();
     if reply.status == 200 {
         if let Some(action) = &action {
-            match after(&lab, action, &params, &reply.body).await {
+            match after(&lab, action, &region, &params, &reply.body).await {
                 Ok(Some(rewritten)) => out_body = Bytes::from(rewritten),
                 Ok(None) => {}
                 Err(e) => {

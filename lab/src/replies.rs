@@ -44,3 +44,17 @@ pub(crate) fn ec2_error(status: u16, code: &str, message: &str) -> Resp {
     );
     r
 }
+
+/// A successful reply to an EC2 call the lab answers itself: `inner` in
+/// the action's response element.
+pub(crate) fn ec2_ok(action: &str, inner: &str) -> Resp {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{action}Response xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>lab</requestId>{inner}</{action}Response>"
+    );
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/xml"),
+    );
+    r
+}

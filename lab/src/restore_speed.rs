@@ -58,10 +58,12 @@ fn fsr_state(lab: &Lab, f: &Fsr) -> &'static str {
 /// rate. `Some` is the refusal.
 pub(crate) async fn check_create_volume(
     lab: &Lab,
+    region: &str,
     params: &BTreeMap<String, String>,
 ) -> Option<Resp> {
     if let Some(snap) = params.get("SnapshotId") {
-        if let Some((_, tier)) = lab.moto.snapshot_facts(snap).await {
+        // Asked in the call's Region: a copy lives in another than the lab's.
+        if let Some((_, tier)) = lab.moto.in_region(region).snapshot_facts(snap).await {
             if tier == "archive" {
                 return Some(ec2_error(
                     400,

@@ -12,6 +12,10 @@
 //! init_rate_quota = 5000         # MiB/s of provisioned rates at once
 //! fsr_enabled_after = "2s"       # EnableFastSnapshotRestores -> enabled
 //! fsr_credits = 1                # volume creations per snapshot and zone
+//! copy_pending = "2s"            # a CopySnapshot copy stays pending this long
+//! copy_limit = 5                 # copies pending at once per destination Region
+//! kms_keys = ["alias/dr"]        # known KMS keys (ids, ARNs, aliases); empty: any
+//! lock_day = "2s"                # how long one day of a snapshot lock lasts
 //!
 //! [[faults]]
 //! action = "CreateVolume"
@@ -66,6 +70,23 @@ pub(crate) struct Rules {
     pub fsr_enabled_after: Option<Duration>,
     /// Credits per snapshot and zone instead of EC2's MIN(10, 1024 ÷ GiB).
     pub fsr_credits: Option<u32>,
+    /// How long a CopySnapshot copy stays `pending` before it completes
+    /// (or fails, with an unknown KMS key). Default: at once, as moto.
+    #[serde(default, with = "opt_duration")]
+    pub copy_pending: Option<Duration>,
+    /// How many copies may be pending at once in one destination Region
+    /// (EC2's default account limit: 5); the next CopySnapshot is refused.
+    pub copy_limit: Option<u32>,
+    /// The KMS keys that exist: key ids, key ARNs, alias names
+    /// (`alias/x`) or alias ARNs. Empty: every key exists (moto checks
+    /// none). A copy or volume under a key not listed fails as on EC2.
+    #[serde(default)]
+    pub kms_keys: Vec<String>,
+    /// How long one day of a snapshot lock (LockDuration, and 1/24 of it
+    /// an hour of cooling-off) lasts in the lab, so a test can see a lock
+    /// expire. Default: a real day.
+    #[serde(default, with = "opt_duration")]
+    pub lock_day: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

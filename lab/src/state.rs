@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -48,6 +48,43 @@ pub(crate) struct Speed {
     pub fsr: BTreeMap<(String, String), Fsr>,
 }
 
+/// A copy CopySnapshot made through the lab (`copies.rs`): moto's copy
+/// is `completed` at once, EC2's is `pending` for a while and may fail.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyLife {
+    pub at: Instant,
+    /// How long it stays pending (the rule when it was made).
+    pub pending: Duration,
+    /// Its destination Region, whose copy limit it counts against.
+    pub region: String,
+    /// Why it ends in `error` (an unknown KMS key), if it does.
+    pub error: Option<String>,
+}
+
+/// The copies the lab plays, and the CopySnapshot calls between their
+/// limit check and their record (so two at once cannot both pass the
+/// limit), by destination Region.
+#[derive(Debug, Default)]
+pub(crate) struct Copies {
+    pub made: HashMap<String, CopyLife>,
+    pub starting: BTreeMap<String, u32>,
+}
+
+/// A snapshot lock (`locks.rs`); moto has no LockSnapshot.
+#[derive(Debug, Clone)]
+pub(crate) struct Lock {
+    pub region: String,
+    pub compliance: bool,
+    pub created: SystemTime,
+    /// When the latest LockSnapshot call set it (the duration's start).
+    pub started: SystemTime,
+    pub expires: SystemTime,
+    /// LockDuration in days, when the lock was set by one.
+    pub days: Option<u32>,
+    /// Compliance mode's cooling-off period: hours, and its end.
+    pub cool_off: Option<(u32, SystemTime)>,
+}
+
 pub(crate) struct Lab {
     pub moto: Moto,
     pub instance_id: String,
@@ -72,6 +109,10 @@ pub(crate) struct Lab {
     pub snapshots: Mutex<HashMap<String, Life>>,
     /// Initialization rates, fast snapshot restores (`restore_speed.rs`).
     pub speed: Mutex<Speed>,
+    /// Copies made by CopySnapshot (`copies.rs`).
+    pub copies: Mutex<Copies>,
+    /// Snapshot locks by snapshot id (`locks.rs`).
+    pub locks: Mutex<HashMap<String, Lock>>,
     seed: Mutex<u64>,
 }
 
@@ -105,6 +146,8 @@ impl Lab {
             volumes: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
             speed: Mutex::new(Default::default()),
+            copies: Mutex::new(Default::default()),
+            locks: Mutex::new(HashMap::new()),
             seed: Mutex::new(seed),
         }
     }
