@@ -110,7 +110,8 @@ pub(crate) fn check(
     region: &str,
     params: &BTreeMap<String, String>,
 ) -> Result<Slot, Resp> {
-    if params.contains_key("KmsKeyId") && params.get("Encrypted").map(String::as_str) != Some("true")
+    if params.contains_key("KmsKeyId")
+        && params.get("Encrypted").map(String::as_str) != Some("true")
     {
         return Err(ec2_error(
             400,
@@ -127,7 +128,9 @@ pub(crate) fn check(
         .count() as u32
         + copies.starting.get(region).copied().unwrap_or(0);
     if in_flight >= limit {
-        eprintln!("lab: CopySnapshot into {region} refused: {in_flight} of {limit} copies in progress");
+        eprintln!(
+            "lab: CopySnapshot into {region} refused: {in_flight} of {limit} copies in progress"
+        );
         return Err(ec2_error(
             400,
             "ResourceLimitExceeded",

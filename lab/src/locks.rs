@@ -136,24 +136,25 @@ fn number(
         .ok_or_else(|| {
             bad(
                 "InvalidParameterValue",
-                &format!(
-                    "{name} {v} is not in {}-{}",
-                    range.start(),
-                    range.end()
-                ),
+                &format!("{name} {v} is not in {}-{}", range.start(), range.end()),
             )
         })
 }
 
-async fn lock(
-    lab: &Lab,
-    region: &str,
-    params: &BTreeMap<String, String>,
-) -> Result<String, Resp> {
-    let snap = params
-        .get("SnapshotId")
-        .ok_or_else(|| bad("MissingParameter", "The request must contain the parameter SnapshotId"))?;
-    if lab.moto.in_region(region).snapshot_facts(snap).await.is_none() {
+async fn lock(lab: &Lab, region: &str, params: &BTreeMap<String, String>) -> Result<String, Resp> {
+    let snap = params.get("SnapshotId").ok_or_else(|| {
+        bad(
+            "MissingParameter",
+            "The request must contain the parameter SnapshotId",
+        )
+    })?;
+    if lab
+        .moto
+        .in_region(region)
+        .snapshot_facts(snap)
+        .await
+        .is_none()
+    {
         return Err(bad(
             "InvalidSnapshot.NotFound",
             &format!("The snapshot '{snap}' does not exist."),
@@ -182,8 +183,12 @@ async fn lock(
     let expires = match (days, params.get("ExpirationDate")) {
         (Some(d), None) => now + day * d,
         (None, Some(date)) => {
-            let at = humantime::parse_rfc3339_weak(date.trim_end_matches('Z'))
-                .map_err(|e| bad("InvalidParameterValue", &format!("ExpirationDate {date}: {e}")))?;
+            let at = humantime::parse_rfc3339_weak(date.trim_end_matches('Z')).map_err(|e| {
+                bad(
+                    "InvalidParameterValue",
+                    &format!("ExpirationDate {date}: {e}"),
+                )
+            })?;
             if at < now + day {
                 return Err(bad(
                     "InvalidParameterValue",
@@ -225,15 +230,22 @@ async fn lock(
             .or_else(|| earlier.and_then(|l| l.cool_off).filter(|_| compliance)),
     };
     let body = fields(snap, &lock, now);
-    eprintln!("lab: {snap} locked ({}) until {}", state(&lock, now), time(expires));
+    eprintln!(
+        "lab: {snap} locked ({}) until {}",
+        state(&lock, now),
+        time(expires)
+    );
     locks.insert(snap.clone(), lock);
     Ok(body)
 }
 
 fn unlock(lab: &Lab, params: &BTreeMap<String, String>) -> Result<String, Resp> {
-    let snap = params
-        .get("SnapshotId")
-        .ok_or_else(|| bad("MissingParameter", "The request must contain the parameter SnapshotId"))?;
+    let snap = params.get("SnapshotId").ok_or_else(|| {
+        bad(
+            "MissingParameter",
+            "The request must contain the parameter SnapshotId",
+        )
+    })?;
     let now = SystemTime::now();
     let mut locks = lab.locks.lock().expect("locks lock");
     match locks.get(snap).map(|l| (state(l, now), l.expires)) {
@@ -288,7 +300,12 @@ fn describe(lab: &Lab, region: &str, params: &BTreeMap<String, String>) -> Strin
                 .as_ref()
                 .is_none_or(|s| s.iter().any(|s| s.as_str() == state(l, now)))
         })
-        .map(|(id, l)| format!("<item><ownerId>{OWNER}</ownerId>{}</item>", fields(id, l, now)))
+        .map(|(id, l)| {
+            format!(
+                "<item><ownerId>{OWNER}</ownerId>{}</item>",
+                fields(id, l, now)
+            )
+        })
         .collect();
     format!("<snapshotSet>{items}</snapshotSet>")
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{lab_prerequisites, leftovers, Lab, LabOpts};
 
-fn sh(cmd: &str) -> String {
+pub(crate) fn sh(cmd: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     assert!(
         out.status.success(),
@@ -18,7 +18,7 @@ fn sh(cmd: &str) -> String {
 }
 
 /// Wait for a path to appear (the lab hot-plugs after a delay).
-fn wait_for(path: &Path) {
+pub(crate) fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !path.exists() {
         assert!(

@@ -14,6 +14,7 @@ mod freeze_safety;
 mod freshness;
 mod json_results;
 mod lab;
+mod lab_regions;
 mod layout;
 mod mount;
 mod policy;

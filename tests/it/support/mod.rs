@@ -416,13 +416,19 @@ impl Ec2 {
     }
 
     pub(crate) fn with_attempts(endpoint: &str, attempts: u32) -> Self {
+        Self::in_region(endpoint, REGION, attempts)
+    }
+
+    /// A client for `region` (the Region its calls are signed for, which
+    /// picks moto's backend): a copy's destination, a DR host's Region.
+    pub(crate) fn in_region(endpoint: &str, region: &str, attempts: u32) -> Self {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let conf = aws_sdk_ec2::Config::builder()
             .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new(REGION))
+            .region(aws_sdk_ec2::config::Region::new(region.to_string()))
             .endpoint_url(endpoint)
             .retry_config(
                 aws_sdk_ec2::config::retry::RetryConfig::standard().with_max_attempts(attempts),
@@ -643,6 +649,13 @@ pub(crate) struct LabOpts {
     pub userdata: Option<String>,
     pub rules: Option<String>,
     pub dir: Option<PathBuf>,
+    /// The lab's Region (`--region`; default us-east-1): its instance,
+    /// metadata and `AWS_REGION` are there.
+    pub region: Option<String>,
+    /// Another lab's images directory (`--images`, that lab's
+    /// `SNAPTASTIC_LAB_IMAGES`): this lab restores that one's snapshots
+    /// and copies. Stop this lab before the owner.
+    pub images: Option<PathBuf>,
 }
 
 /// A running lab; stopping it (on drop, also while a test panics) unmounts
@@ -675,6 +688,12 @@ impl Lab {
             .stdout(std::process::Stdio::piped());
         if let Some(u) = &opts.userdata {
             cmd.args(["--userdata", u]);
+        }
+        if let Some(r) = &opts.region {
+            cmd.args(["--region", r]);
+        }
+        if let Some(i) = &opts.images {
+            cmd.arg("--images").arg(i);
         }
         if let Some(r) = &opts.rules {
             let p = dir.join("rules.toml");
@@ -721,7 +740,20 @@ impl Lab {
     /// An EC2 client through the lab's proxy (SDK retries off, so faults
     /// show as they are).
     pub(crate) fn ec2(&self) -> Ec2 {
-        Ec2::with_attempts(self.var("AWS_ENDPOINT_URL"), 1)
+        self.ec2_in(self.var("AWS_REGION"))
+    }
+
+    /// An EC2 client through the lab's proxy for another Region (SDK
+    /// retries off): a copy's destination, as a host copying its
+    /// snapshots calls it.
+    pub(crate) fn ec2_in(&self, region: &str) -> Ec2 {
+        Ec2::in_region(self.var("AWS_ENDPOINT_URL"), region, 1)
+    }
+
+    /// The directory of the lab's volume and snapshot images, for a
+    /// second lab to share (`LabOpts::images`).
+    pub(crate) fn images(&self) -> PathBuf {
+        PathBuf::from(self.var("SNAPTASTIC_LAB_IMAGES"))
     }
 
     /// An EC2 client straight to the emulator, past the lab's faults: what
