@@ -294,6 +294,21 @@ latency = "50ms"
     }
 
     #[test]
+    fn copies_keys_and_locks() {
+        let r = Rules::parse(
+            "copy_pending = \"2s\"\ncopy_limit = 3\nkms_keys = [\"alias/dr\"]\nlock_day = \"1s\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.copy_pending, Some(Duration::from_secs(2)));
+        assert_eq!(r.copy_limit, Some(3));
+        assert_eq!(r.kms_keys, ["alias/dr"]);
+        assert_eq!(r.lock_day, Some(Duration::from_secs(1)));
+        let none = Rules::default();
+        assert!(none.copy_pending.is_none() && none.copy_limit.is_none());
+        assert!(none.kms_keys.is_empty() && none.lock_day.is_none());
+    }
+
+    #[test]
     fn json_and_errors() {
         let r =
             Rules::parse(r#"{"faults": [{"action": "DetachVolume", "reply": "hang"}]}"#).unwrap();
