@@ -172,7 +172,9 @@ impl Moto {
     }
 
     /// A snapshot's size in GiB and storage tier; `None` if moto does not
-    /// know it.
+    /// know it. An archived snapshot under a temporary restore
+    /// (RestoreSnapshotTier, until its `restoreExpiryTime`) is usable as
+    /// a standard one: its tier reads `standard` here.
     pub(crate) async fn snapshot_facts(&self, snapshot_id: &str) -> Option<(u64, String)> {
         let text = self
             .ec2("DescribeSnapshots", &[("SnapshotId.1", snapshot_id)])
@@ -181,7 +183,13 @@ impl Moto {
         let size = xml::first(&text, &["snapshotSet", "item", "volumeSize"])?
             .parse()
             .ok()?;
-        let tier = xml::first(&text, &["snapshotSet", "item", "storageTier"]).unwrap_or_default();
+        let mut tier =
+            xml::first(&text, &["snapshotSet", "item", "storageTier"]).unwrap_or_default();
+        let restored_until = xml::first(&text, &["snapshotSet", "item", "restoreExpiryTime"])
+            .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok());
+        if restored_until.is_some_and(|t| t > std::time::SystemTime::now()) {
+            tier = "standard".into();
+        }
         Some((size, tier))
     }
 

@@ -2,7 +2,8 @@
 //! source's data to a second lab there (a DR host sharing the image
 //! store), plays the copy's life cycle, its limit and its KMS key check
 //! as EC2 does; snapshot locks keep a snapshot from deletion until they
-//! expire or are removed.
+//! expire or are removed; an archived snapshot is a volume's source only
+//! while temporarily restored.
 
 use std::time::{Duration, Instant};
 
@@ -432,4 +433,53 @@ fn a_locked_snapshot_is_not_deleted_until_its_lock_expires_or_is_removed() {
         lock(&ec2, "snap-00000000000000000", LockMode::Governance, 1).unwrap_err(),
         "InvalidSnapshot.NotFound"
     );
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn an_archived_snapshot_restores_only_while_restored_from_the_archive() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let lab = lab(&moto, "");
+    let ec2 = lab.ec2();
+    let snap = snapshot(&ec2);
+    let volume_from = |snap: &str| {
+        ec2.rt
+            .block_on(
+                ec2.client
+                    .create_volume()
+                    .availability_zone(format!("{HOME}a"))
+                    .snapshot_id(snap)
+                    .send(),
+            )
+            .map(drop)
+            .map_err(|e| e.into_service_error().code().unwrap_or("").to_string())
+    };
+    ec2.rt
+        .block_on(
+            ec2.client
+                .modify_snapshot_tier()
+                .snapshot_id(&snap)
+                .storage_tier(aws_sdk_ec2::types::TargetStorageTier::Archive)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(volume_from(&snap).unwrap_err(), "IncorrectState");
+    // A temporary restore leaves it in the archive tier, usable until
+    // the restore expires (as on EC2).
+    ec2.rt
+        .block_on(
+            ec2.client
+                .restore_snapshot_tier()
+                .snapshot_id(&snap)
+                .temporary_restore_days(1)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        describe(&ec2, &snap).storage_tier().map(|t| t.as_str()),
+        Some("archive")
+    );
+    assert_eq!(volume_from(&snap), Ok(()));
 }
