@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use hyper::HeaderMap;
 
-use crate::replies::{ec2_error, Resp};
+use crate::replies::{ec2_error, Refusal, Resp};
 use crate::state::{CopyLife, Lab};
 use crate::xml;
 
@@ -109,12 +109,11 @@ pub(crate) fn check(
     lab: &Arc<Lab>,
     region: &str,
     params: &BTreeMap<String, String>,
-) -> Result<Slot, Resp> {
+) -> Result<Slot, Refusal> {
     if params.contains_key("KmsKeyId")
         && params.get("Encrypted").map(String::as_str) != Some("true")
     {
-        return Err(ec2_error(
-            400,
+        return Err(Refusal::new(
             "InvalidParameterDependency",
             "The parameter KmsKeyId requires the parameter Encrypted to be set.",
         ));
@@ -131,10 +130,9 @@ pub(crate) fn check(
         eprintln!(
             "lab: CopySnapshot into {region} refused: {in_flight} of {limit} copies in progress"
         );
-        return Err(ec2_error(
-            400,
+        return Err(Refusal::new(
             "ResourceLimitExceeded",
-            &format!(
+            format!(
                 "Too many snapshot copies in progress. The limit is {limit} for this destination region."
             ),
         ));

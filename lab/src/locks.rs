@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use crate::replies::{ec2_error, Resp};
+use crate::replies::{ec2_error, Refusal, Resp};
 use crate::state::{Lab, Lock};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -108,7 +108,7 @@ pub(crate) async fn answer(
     region: &str,
     action: &str,
     params: &BTreeMap<String, String>,
-) -> Result<String, Resp> {
+) -> Result<String, Refusal> {
     match action {
         "LockSnapshot" => lock(lab, region, params).await,
         "UnlockSnapshot" => unlock(lab, params),
@@ -116,8 +116,8 @@ pub(crate) async fn answer(
     }
 }
 
-fn bad(code: &str, message: &str) -> Resp {
-    ec2_error(400, code, message)
+fn bad(code: &'static str, message: &str) -> Refusal {
+    Refusal::new(code, message)
 }
 
 /// A whole number parameter within `range`; `Ok(None)` when absent.
@@ -125,7 +125,7 @@ fn number(
     params: &BTreeMap<String, String>,
     name: &str,
     range: std::ops::RangeInclusive<u32>,
-) -> Result<Option<u32>, Resp> {
+) -> Result<Option<u32>, Refusal> {
     let Some(v) = params.get(name) else {
         return Ok(None);
     };
@@ -141,7 +141,11 @@ fn number(
         })
 }
 
-async fn lock(lab: &Lab, region: &str, params: &BTreeMap<String, String>) -> Result<String, Resp> {
+async fn lock(
+    lab: &Lab,
+    region: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<String, Refusal> {
     let snap = params.get("SnapshotId").ok_or_else(|| {
         bad(
             "MissingParameter",
@@ -239,7 +243,7 @@ async fn lock(lab: &Lab, region: &str, params: &BTreeMap<String, String>) -> Res
     Ok(body)
 }
 
-fn unlock(lab: &Lab, params: &BTreeMap<String, String>) -> Result<String, Resp> {
+fn unlock(lab: &Lab, params: &BTreeMap<String, String>) -> Result<String, Refusal> {
     let snap = params.get("SnapshotId").ok_or_else(|| {
         bad(
             "MissingParameter",

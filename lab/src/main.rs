@@ -235,13 +235,15 @@ async fn serve(
     let env_file = dir.join("lab.env");
     write_env(
         &env_file,
-        proxy_addr,
-        imds_addr,
-        &args.region,
-        &root,
-        &images,
-        &instance_id,
-        &moto.url,
+        &Env {
+            proxy: proxy_addr,
+            imds: imds_addr,
+            region: &args.region,
+            root: &root,
+            images: &images,
+            instance: &instance_id,
+            moto: &moto.url,
+        },
     )?;
     println!("READY {}", env_file.display());
     std::io::stdout().flush()?;
@@ -333,16 +335,27 @@ impl std::fmt::Display for Unanswered {
 
 impl std::error::Error for Unanswered {}
 
-fn write_env(
-    path: &Path,
+/// What the env file tells a shell (or a test) about the lab.
+struct Env<'a> {
     proxy: SocketAddr,
     imds: SocketAddr,
-    region: &str,
-    root: &Path,
-    images: &Path,
-    instance: &str,
-    moto: &str,
-) -> Result<()> {
+    region: &'a str,
+    root: &'a Path,
+    images: &'a Path,
+    instance: &'a str,
+    moto: &'a str,
+}
+
+fn write_env(path: &Path, env: &Env) -> Result<()> {
+    let Env {
+        proxy,
+        imds,
+        region,
+        root,
+        images,
+        instance,
+        moto,
+    } = env;
     let text = format!(
         "# written by snaptastic-lab; source it to use the lab\n\
          export AWS_ENDPOINT_URL=http://{proxy}\n\

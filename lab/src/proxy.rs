@@ -105,7 +105,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         }
         Some("CopySnapshot") if !is_s3 && !dry_run => match copies::check(&lab, &region, &params) {
             Ok(slot) => _copy_slot = Some(slot),
-            Err(refusal) => return Ok(refusal),
+            Err(refusal) => return Ok(refusal.reply()),
         },
         Some("DeleteSnapshot") if !is_s3 => {
             if let Some(refusal) = locks::check_delete(&lab, &params) {
@@ -131,7 +131,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         Some(a) if !is_s3 && locks::answers(a) => {
             return Ok(match locks::answer(&lab, &region, a, &params).await {
                 Ok(body) => ec2_ok(a, &body),
-                Err(refusal) => refusal,
+                Err(refusal) => refusal.reply(),
             })
         }
         Some(a) if !is_s3 => restore_speed::answer(&lab, a, &params).await,

@@ -58,3 +58,23 @@ pub(crate) fn ec2_ok(action: &str, inner: &str) -> Resp {
     );
     r
 }
+
+/// An EC2 refusal (400) a check returns, made a reply where it is sent:
+/// a whole reply is too large to carry in a `Result`.
+pub(crate) struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn reply(self) -> Resp {
+        ec2_error(400, self.code, &self.message)
+    }
+}
