@@ -25,6 +25,8 @@ for want in \
     /usr/lib/systemd/system/snaptastic-snapshot@.timer \
     /usr/lib/systemd/system/snaptastic-check@.timer \
     /usr/lib/systemd/system/snaptastic-clean@.timer \
+    /usr/lib/systemd/system/snaptastic-copy@.timer \
+    /usr/lib/systemd/system/snaptastic-fast-restore-expire@.timer \
     /usr/lib/systemd/system/tablesnap.service \
     /usr/share/doc/snaptastic/README.md /usr/share/doc/snaptastic/SECURITY.md \
     /usr/share/doc/snaptastic/docs/security.md \

@@ -88,6 +88,13 @@ pub(crate) struct GlobalArgs {
     #[arg(short = 'c', long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// The AWS Region of the volume commands, over the configuration's
+    /// `region`, AWS_REGION and the instance's: e.g. restore on a DR
+    /// host from the copies copy-snapshots made there, or check their
+    /// freshness (`check-backups 26h solr --region us-west-2`).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+
     /// Tries of each AWS call, the first included, before it fails:
     /// throttling, 5xx replies, resets and timeouts are retried with
     /// backoff. Lower it where a deadline matters more than riding out an
@@ -197,6 +204,16 @@ pub(crate) enum Command {
         after_help = "Examples:\n  snaptastic clean snapshots solr --dry-run\n  snaptastic clean snapshots solr --older-than 30d --keep-last 3 --yes\n  snaptastic clean volumes solr --dry-run"
     )]
     Clean(CleanArgs),
+
+    /// Copy the profile's newest complete snapshot set to each of its copy
+    /// targets' Regions ([[profiles.NAME.copies]]): starts the copies that
+    /// are missing, within each target's limit of copies in progress, and
+    /// reports those under way. Run it after make-snapshots (a timer):
+    /// each run goes on where the last stopped, and never copies twice.
+    #[command(
+        after_help = "Examples:\n  snaptastic copy-snapshots solr\n  snaptastic copy-snapshots solr --dry-run\n  snaptastic copy-snapshots solr --wait 1h\n\nRestore from the copies on a host in the other Region:\n  sudo snaptastic mount-snapshots solr --region us-west-2"
+    )]
+    CopySnapshots(CopySnapshotsArgs),
 
     /// Fast snapshot restore (FSR) for the snapshots a profile restores
     /// from, for a bounded time: a volume created from them is fully
@@ -554,6 +571,19 @@ pub(crate) struct CleanArgs {
     /// than any snapshot.
     #[arg(long)]
     pub include_detached: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CopySnapshotsArgs {
+    #[command(flatten)]
+    pub profile: ProfileArg,
+    /// Print what would be copied and start nothing.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Wait until the set's copies have completed (at most DURATION,
+    /// default 2h); exit 1 if one ends in error.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "2h", value_parser = humantime::parse_duration)]
+    pub wait: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,8 @@ pub(crate) struct Globals {
     pub config: Option<PathBuf>,
     /// `--call-attempts`, `--call-timeout`.
     pub calls: CallLimits,
+    /// `--region`: over the configuration's and the environment's.
+    pub region: Option<String>,
 }
 
 /// What every command starts from: the global settings and the
@@ -100,13 +102,16 @@ impl Context {
         }
     }
 
-    /// The region: the config file's, else the SDK's environment chain,
-    /// else the instance's; with where it came from.
+    /// The region: `--region`, else the config file's, else the SDK's
+    /// environment chain, else the instance's; with where it came from.
     pub(crate) async fn region(
         &self,
         config: Option<&Config>,
         host: &HostFacts,
     ) -> Result<(String, &'static str)> {
+        if let Some(r) = &self.globals.region {
+            return Ok((r.clone(), "--region"));
+        }
         if let Some(r) = config.and_then(|c| c.region.clone()) {
             return Ok((r, "configuration"));
         }

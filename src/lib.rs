@@ -65,7 +65,9 @@ mod tasks;
 mod toml_snapshotter;
 mod volumes;
 
-pub use config::{ConfigError, FileSystem, HookPoint, Prewarm, Userdata, Volume, VolumeType};
+pub use config::{
+    ConfigError, CopyTarget, FileSystem, HookPoint, Prewarm, Userdata, Volume, VolumeType,
+};
 pub use instance::Identity;
 pub use run::main;
 pub use snapshotter::{HookCtx, HostFacts, Snapshotter, SnapshotterError};

@@ -226,9 +226,11 @@ fn volumes_policy(owners: &Owners) -> Value {
             json!(VOLUMES),
             Some(owners.ours("RequestTag")),
         ),
+        // CopySnapshot (copy-snapshots) is called in the destination
+        // Region and names the source too: both with the request's tags.
         statement(
             "SnaptasticCreateSnapshotTagged",
-            &["CreateSnapshot", "CreateSnapshots"],
+            &["CopySnapshot", "CreateSnapshot", "CreateSnapshots"],
             json!(SNAPSHOTS),
             Some(owners.ours("RequestTag")),
         ),
@@ -239,7 +241,7 @@ fn volumes_policy(owners: &Owners) -> Value {
             &["CreateTags"],
             json!([SNAPSHOTS, VOLUMES]),
             Some(json!({"StringEquals": {"ec2:CreateAction": [
-                "CreateSnapshot", "CreateSnapshots", "CreateVolume"
+                "CopySnapshot", "CreateSnapshot", "CreateSnapshots", "CreateVolume"
             ]}})),
         ),
         statement(

@@ -77,6 +77,7 @@ pub fn main(extra: Vec<Box<dyn Snapshotter>>) -> ExitCode {
                 attempts: cli.global.call_attempts,
                 attempt_timeout: cli.global.call_timeout,
             },
+            region: cli.global.region.clone(),
         },
         extra: extra.into_iter().map(Arc::from).collect(),
     };
@@ -188,6 +189,14 @@ async fn dispatch(ctx: &Context, command: Command) -> Result<ExitCode> {
                 include_detached: a.include_detached,
             };
             clean::run(&v, &opts).await
+        }
+        Command::CopySnapshots(a) => {
+            let v = ctx.volumes(&a.profile.name, Needs::Userdata, true).await?;
+            let opts = crate::volumes::copies::CopyOptions {
+                dry_run: a.dry_run,
+                wait: a.wait,
+            };
+            crate::volumes::copies::run(&v, &opts).await
         }
         Command::FastRestore(a) => {
             use crate::volumes::fast_restore::{self, Action, FastRestoreOptions};

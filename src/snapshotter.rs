@@ -65,6 +65,13 @@ pub trait Snapshotter: Send + Sync {
         crate::config::Prewarm::Off
     }
 
+    /// Regions that keep copies of the profile's snapshot sets
+    /// (`copy-snapshots`; `clean snapshots` expires them there). None by
+    /// default.
+    fn copies(&self) -> Vec<crate::config::CopyTarget> {
+        Vec::new()
+    }
+
     /// Runs at each of the 12 hook points (0.2.12's `pre_mounts`,
     /// `post_snapshot`, ...). An error at a `pre_*` point stops the
     /// command before it changes anything; see docs/extending.md for what each

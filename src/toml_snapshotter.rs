@@ -54,6 +54,10 @@ impl Snapshotter for Profile {
         self.prewarm
     }
 
+    fn copies(&self) -> Vec<crate::config::CopyTarget> {
+        self.copies.clone()
+    }
+
     /// Every command of the point, in order; the first failure stops.
     fn hook(&self, point: HookPoint, ctx: &HookCtx) -> Result<(), SnapshotterError> {
         for argv in self.hooks.commands(point) {

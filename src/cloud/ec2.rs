@@ -102,10 +102,11 @@ pub(crate) enum DryRunAction {
     DescribeFastSnapshotRestores,
     EnableFastSnapshotRestores,
     DisableFastSnapshotRestores,
+    CopySnapshot,
 }
 
 impl DryRunAction {
-    pub(crate) const ALL: [DryRunAction; 17] = [
+    pub(crate) const ALL: [DryRunAction; 18] = [
         Self::DescribeSnapshots,
         Self::DescribeVolumes,
         Self::CreateVolume,
@@ -123,6 +124,7 @@ impl DryRunAction {
         Self::DescribeFastSnapshotRestores,
         Self::EnableFastSnapshotRestores,
         Self::DisableFastSnapshotRestores,
+        Self::CopySnapshot,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -144,6 +146,7 @@ impl DryRunAction {
             Self::DescribeFastSnapshotRestores => "DescribeFastSnapshotRestores",
             Self::EnableFastSnapshotRestores => "EnableFastSnapshotRestores",
             Self::DisableFastSnapshotRestores => "DisableFastSnapshotRestores",
+            Self::CopySnapshot => "CopySnapshot",
         }
     }
 }
@@ -680,6 +683,12 @@ impl Ec2 {
                 .disable_fast_snapshot_restores()
                 .source_snapshot_ids(snapshot)
                 .availability_zones(zone)),
+            // A copy within this Region: the permission is the same.
+            DryRunAction::CopySnapshot => probe!(c
+                .copy_snapshot()
+                .source_region(zone.trim_end_matches(|ch: char| ch.is_ascii_lowercase()))
+                .source_snapshot_id(snapshot)
+                .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))),
         };
         match result {
             Ok(()) => DryRunOutcome::Allowed,

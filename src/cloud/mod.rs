@@ -1,6 +1,7 @@
 //! The AWS side, in the tool's own words. SDK types stay inside this module:
 //! callers see `SnapshotInfo`, `VolumeInfo` and `CloudError`.
 
+mod copies;
 mod ec2;
 mod restore_speed;
 pub(crate) mod s3;
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use thiserror::Error;
 
+pub(crate) use copies::NewCopy;
 pub(crate) use ec2::{DryRunAction, DryRunOutcome, Ec2, ProbeTargets};
 pub(crate) use restore_speed::{FastRestore, FastRestoreRefusal, Initialization};
 pub(crate) use stall::Patience;

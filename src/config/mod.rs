@@ -20,6 +20,7 @@ mod profile;
 mod raw;
 mod userdata;
 mod validate;
+mod validate_copies;
 mod validate_volume;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ pub(crate) use profile::Template;
 #[cfg(test)]
 pub(crate) use profile::DEFAULT_DESCRIPTION;
 pub(crate) use profile::{Config, Profile, Tablesnap, VolumeSource, DEFAULT_RETENTION};
-pub use profile::{FileSystem, HookPoint, Prewarm, Volume, VolumeType};
+pub use profile::{CopyTarget, FileSystem, HookPoint, Prewarm, Volume, VolumeType};
 pub use userdata::Userdata;
 
 /// Environment variable naming the configuration file.

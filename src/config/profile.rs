@@ -87,8 +87,46 @@ pub(crate) struct Profile {
     pub snapshot_owners: Vec<String>,
     /// Whether mount-snapshots warms restored volumes up.
     pub prewarm: Prewarm,
+    /// Regions that keep copies of the profile's snapshot sets.
+    pub copies: Vec<CopyTarget>,
     pub hooks: Hooks,
 }
+
+/// `[[profiles.NAME.copies]]`: a Region that keeps copies of the
+/// profile's snapshot sets (`copy-snapshots`), expired there by their
+/// own retention (`clean snapshots`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CopyTarget {
+    /// The destination Region (CopySnapshot is called there).
+    pub region: String,
+    /// Re-encrypt the copies with this key of the destination Region;
+    /// default: the Region's default EBS key for an encrypted source.
+    pub kms_key_id: Option<String>,
+    /// How long a copy is kept: its `expires` tag is its source's
+    /// creation time plus this (default: the profile's
+    /// `snapshot_retention`).
+    pub retention: Duration,
+    /// Copies in progress at most in the destination Region (EC2's
+    /// default limit per Region is 5, shared by every copier there).
+    pub max_in_flight: u32,
+}
+
+impl CopyTarget {
+    /// A target with the defaults, for snapshotters written in Rust.
+    pub fn new(region: &str, retention: Duration) -> Self {
+        CopyTarget {
+            region: region.to_string(),
+            kms_key_id: None,
+            retention,
+            max_in_flight: DEFAULT_COPIES_IN_FLIGHT,
+        }
+    }
+}
+
+/// EC2's default limit of snapshot copies in progress per destination
+/// Region.
+pub(crate) const DEFAULT_COPIES_IN_FLIGHT: u32 = 5;
 
 /// `prewarm`: what mount-snapshots does after mounting a volume restored
 /// from a snapshot, whose blocks otherwise load from S3 on first read.

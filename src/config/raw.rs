@@ -70,8 +70,20 @@ pub(super) struct RawProfile {
     pub snapshot_owners: Option<Spanned<Vec<Spanned<String>>>>,
     /// `"block"` or `"off"` (default): warm restored volumes up.
     pub prewarm: Option<Spanned<String>>,
+    /// `[[profiles.NAME.copies]]`: Regions that keep copies of the sets.
+    pub copies: Option<Vec<Spanned<RawCopy>>>,
     #[serde(default)]
     pub hooks: Option<Spanned<BTreeMap<Spanned<String>, Spanned<RawHook>>>>,
+}
+
+/// One copy target.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCopy {
+    pub region: Option<Spanned<String>>,
+    pub kms_key_id: Option<Spanned<String>>,
+    pub retention: Option<Spanned<String>>,
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 /// One volume, from the file or from userdata.

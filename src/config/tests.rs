@@ -619,3 +619,44 @@ fn snapshot_owners() {
         "a string instead of a list points at its place"
     );
 }
+
+#[test]
+fn copy_targets_and_their_problems() {
+    let with = |tables: &str| {
+        format!(
+            "[profiles.solr]\nsnapshot_retention = \"7d\"\n{tables}{}",
+            &BASIC["\n[profiles.solr]\n".len()..]
+        )
+    };
+    assert!(parse_ok(BASIC).profiles["solr"].copies.is_empty());
+    let c = parse_ok(&with(
+        "[[profiles.solr.copies]]\nregion = \"us-west-2\"\n[[profiles.solr.copies]]\nregion = \"eu-west-1\"\nkms_key_id = \"alias/dr\"\nretention = \"30d\"\nmax_in_flight = 2\n",
+    ));
+    let copies = &c.profiles["solr"].copies;
+    assert_eq!(copies.len(), 2);
+    assert_eq!(
+        (
+            copies[0].region.as_str(),
+            copies[0].retention,
+            copies[0].max_in_flight
+        ),
+        ("us-west-2", std::time::Duration::from_secs(7 * 86400), 5),
+        "the profile's retention and EC2's limit by default"
+    );
+    assert_eq!(copies[1].kms_key_id.as_deref(), Some("alias/dr"));
+    assert_eq!(
+        copies[1].retention,
+        std::time::Duration::from_secs(30 * 86400)
+    );
+    for (tables, want) in [
+        ("[[profiles.solr.copies]]\nkms_key_id = \"k\"\n", "profile 'solr', copies 1: region is missing"),
+        ("[[profiles.solr.copies]]\nregion = \"us-west\"\n", "region 'us-west' is not a Region name"),
+        ("[[profiles.solr.copies]]\nregion = \"us-west-2\"\n[[profiles.solr.copies]]\nregion = \"us-west-2\"\n", "copies 2: region 'us-west-2' is listed twice"),
+        ("[[profiles.solr.copies]]\nregion = \"us-west-2\"\nmax_in_flight = 0\n", "max_in_flight must be 1 to 50, got 0"),
+        ("[[profiles.solr.copies]]\nregion = \"us-west-2\"\nretention = \"soon\"\n", "retention 'soon'"),
+        ("[[profiles.solr.copies]]\nregion = \"us-west-2\"\nbucket = \"x\"\n", "unknown field `bucket`"),
+    ] {
+        let e = one_error(&with(tables));
+        assert!(e.contains(want) && e.starts_with("t.toml:"), "{e}\nwanted: {want}");
+    }
+}

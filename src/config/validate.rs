@@ -228,6 +228,7 @@ fn validate_profile(
     let retention = validate_retention(raw.snapshot_retention, ctx, p);
     let snapshot_owners = validate_snapshot_owners(raw.snapshot_owners, ctx, p);
     let prewarm = validate_prewarm(raw.prewarm, ctx, p);
+    let copies = super::validate_copies::validate_copies(raw.copies, retention, ctx, p);
     let hooks = validate_hooks(raw.hooks, ctx, p);
 
     if p.list.len() != before {
@@ -242,6 +243,7 @@ fn validate_profile(
         retention: retention?,
         snapshot_owners,
         prewarm,
+        copies,
         hooks,
     })
 }

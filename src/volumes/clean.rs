@@ -19,6 +19,7 @@ use super::retention::{
 };
 use super::retention_sets::restore_uses;
 use super::tags::TAG_PROFILE;
+use crate::cloud::Ec2;
 use crate::context::VolumeContext;
 
 /// What to clean.
@@ -46,23 +47,47 @@ pub(crate) struct CleanOptions {
 
 pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<ExitCode> {
     let now = chrono::Utc::now();
-    let rows = match args.what {
-        Target::Snapshots => snapshot_rows(ctx, args, now).await?,
-        Target::Volumes => volume_rows(ctx, args, now).await?,
-    };
-    let ec2 = &ctx.ec2;
-
-    for (id, what, v) in &rows {
-        match v {
-            Verdict::Keep(why) => println!("keep    {id} {what}: {why}"),
-            Verdict::Delete(why) => println!("delete  {id} {what}: {why}"),
+    // Snapshots: here, then in each copy target's Region, where the
+    // copies expire by their own `expires` under the same rules.
+    let mut places = vec![(ctx.region.clone(), ctx.ec2.clone())];
+    if args.what == Target::Snapshots {
+        for t in ctx.snapshotter.copies() {
+            if t.region != ctx.region {
+                let ec2 = ctx.ec2.in_region(&t.region);
+                places.push((t.region, ec2));
+            }
         }
     }
-    let doomed: Vec<&String> = rows
-        .iter()
-        .filter(|(_, _, v)| matches!(v, Verdict::Delete(_)))
-        .map(|(id, _, _)| id)
-        .collect();
+    let several = places.len() > 1;
+    let mut failures = crate::tasks::Failures::default();
+    let mut doomed: Vec<(&str, &Ec2, String)> = Vec::new();
+    for (region, ec2) in &places {
+        if several {
+            println!("== {region}");
+        }
+        let rows = match args.what {
+            Target::Snapshots => snapshot_rows(ctx, ec2, args, now).await,
+            Target::Volumes => volume_rows(ctx, args, now).await,
+        };
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) if several => {
+                println!("FAILED  {region}: {e:#}");
+                failures.add(format!("clean in {region}"), format!("{e:#}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for (id, what, v) in rows {
+            match &v {
+                Verdict::Keep(why) => println!("keep    {id} {what}: {why}"),
+                Verdict::Delete(why) => {
+                    println!("delete  {id} {what}: {why}");
+                    doomed.push((region, ec2, id));
+                }
+            }
+        }
+    }
     if args.dry_run || doomed.is_empty() {
         println!(
             "{} to delete{}",
@@ -73,27 +98,48 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
                 ""
             }
         );
-        return Ok(ExitCode::SUCCESS);
+        return failures.finish();
     }
     if !args.yes && !crate::prompt::confirm("Are you sure you want to clean?")? {
         println!("not cleaning");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut failures = crate::tasks::Failures::default();
-    for id in &doomed {
+    let mut deleted = 0;
+    for (region, ec2, id) in &doomed {
         let result = match args.what {
             Target::Snapshots => ec2.delete_snapshot(id).await,
             Target::Volumes => ec2.delete_volume(id).await,
         };
         match result {
-            Ok(()) => println!("deleted {id}"),
+            Ok(()) => {
+                deleted += 1;
+                println!("deleted {id}");
+            }
+            // A lock (LockSnapshot) is someone's decision to keep it: said,
+            // never the run's failure.
+            Err(e) if locked(&e) => println!("locked  {id} ({region}): {e}; kept"),
             Err(e) => {
                 println!("FAILED  {id}: {e}");
                 failures.add(id, e);
             }
         }
     }
+    if deleted > 0 && args.what == Target::Snapshots {
+        println!(
+            "deleted {deleted} snapshot(s): where a Recycle Bin retention rule of the account matches them, EC2 keeps (and bills) each for the rule's retention period"
+        );
+    }
     failures.finish()
+}
+
+/// EC2 refused to delete a locked snapshot.
+fn locked(e: &crate::cloud::CloudError) -> bool {
+    match e {
+        crate::cloud::CloudError::Service { code, message, .. } => {
+            code == "SnapshotLocked" || message.to_ascii_lowercase().contains("locked")
+        }
+        _ => false,
+    }
 }
 
 /// One thing clean looked at: its id, what it is, and its verdict.
@@ -102,10 +148,11 @@ type Row = (String, String, Verdict);
 /// This profile's snapshots, each with its verdict and what it is.
 async fn snapshot_rows(
     ctx: &VolumeContext,
+    ec2: &Ec2,
     args: &CleanOptions,
     now: DateTime<Utc>,
 ) -> Result<Vec<Row>> {
-    let (ec2, filters) = (&ctx.ec2, &ctx.filters);
+    let filters = &ctx.filters;
     // With other accounts in `snapshot_owners`, a second lookup
     // of only this account's tells which found snapshots are ours.
     let only_self = ctx.owners.iter().all(|o| o == "self");

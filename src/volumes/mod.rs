@@ -2,6 +2,8 @@
 //! `explain.rs` says why (pure); one file per verb does.
 
 pub(crate) mod clean;
+pub(crate) mod copies;
+mod copy_plan;
 mod error;
 pub(crate) mod explain;
 pub(crate) mod fast_restore;

@@ -5,6 +5,7 @@ mod attacks;
 mod clean_orphans;
 mod clean_scope;
 mod cli;
+mod copies;
 mod docs;
 mod emulator;
 mod fault_matrix;

@@ -49,7 +49,7 @@ fn operations(path: &str) -> BTreeSet<String> {
     call.captures_iter(&text)
         .map(|c| c[1].to_string())
         // Not operations: the client's clone, and builders named `c`.
-        .filter(|m| !["clone", "as_str", "build"].contains(&m.as_str()))
+        .filter(|m| !["clone", "as_str", "build", "config"].contains(&m.as_str()))
         .map(|m| pascal(&m))
         .collect()
 }
@@ -71,6 +71,7 @@ fn every_aws_call_in_the_code_is_in_the_printed_policy() {
     for (kind, file, extra) in [
         ("volumes", "src/cloud/ec2.rs", vec![]),
         ("volumes", "src/cloud/restore_speed.rs", vec![]),
+        ("volumes", "src/cloud/copies.rs", vec![]),
         (
             "files",
             "src/cloud/s3",
@@ -78,7 +79,7 @@ fn every_aws_call_in_the_code_is_in_the_printed_policy() {
         ),
     ] {
         let found = operations(file);
-        assert!(found.len() >= 3, "{kind}: {found:?}");
+        assert!(!found.is_empty(), "{kind}: {found:?}");
         let calls = listed(kind);
         let names: BTreeSet<String> = calls.iter().map(|(c, _)| c.clone()).collect();
         let missing: Vec<&String> = found.difference(&names).collect();

@@ -20,6 +20,8 @@ pub(crate) enum Volumes {
     Unmount,
     /// clean snapshots, with a set and expired 0.2.12 snapshots.
     Clean,
+    /// copy-snapshots of a complete set to the DR Region.
+    Copy,
     /// list-volumes, mounted with a set (changes nothing).
     List,
     /// check-backups, mounted with a set (changes nothing).
@@ -41,6 +43,7 @@ impl Volumes {
             Volumes::Make => vec!["make-snapshots", "db"],
             Volumes::Unmount => vec!["unmount-snapshots", "db", "--yes", "--delete"],
             Volumes::Clean => vec!["clean", "snapshots", "db", "--yes"],
+            Volumes::Copy => vec!["copy-snapshots", "db"],
             Volumes::List => vec!["list-volumes", "db"],
             Volumes::CheckBackups => vec!["check-backups", "1d", "db"],
             Volumes::SelfTest => vec!["test"],
@@ -65,6 +68,24 @@ impl Volumes {
             .unwrap();
         r.snapshots().to_vec()
     }
+}
+
+/// The copy target of the copy-snapshots world.
+const DR: &str = "us-west-2";
+
+/// The profile's copies in the DR Region, straight from the emulator.
+fn copies(s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    let ec2 = crate::support::Ec2::in_region(s.lab.var("SNAPTASTIC_LAB_MOTO"), DR, 3);
+    let r = ec2
+        .rt
+        .block_on(
+            ec2.client
+                .describe_snapshots()
+                .filters(filter("tag:role", &s.role))
+                .send(),
+        )
+        .unwrap();
+    r.snapshots().to_vec()
 }
 
 /// The make-snapshots run a snapshot belongs to.
@@ -104,6 +125,7 @@ fn stable_tags(tags: &[aws_sdk_ec2::types::Tag], lab: &Lab) -> String {
         "snaptastic:call",
         "snaptastic:run",
         "snaptastic:source",
+        "snaptastic:copy-of",
         "instance_id",
         "created",
         "expires",
@@ -134,6 +156,9 @@ impl Scenario for Volumes {
 
     fn prepare(&self, moto: &str) -> Setup {
         let s = Setup::new(moto, false, None, &VOLUMES);
+        if matches!(self, Volumes::Copy) {
+            s.add_to_profile(&format!("[[profiles.db.copies]]\nregion = \"{DR}\"\n"));
+        }
         run_ok(&s, &["mount-snapshots", "db"]);
         for i in 0..VOLUMES.len() {
             std::fs::write(s.mp(i).join("data"), format!("volume {i}")).unwrap();
@@ -154,7 +179,7 @@ impl Scenario for Volumes {
                 std::thread::sleep(std::time::Duration::from_millis(1100));
                 run_ok(&s, &["make-snapshots", "db", "--wait"]);
             }
-            Volumes::List | Volumes::CheckBackups | Volumes::SelfTest => {
+            Volumes::List | Volumes::CheckBackups | Volumes::SelfTest | Volumes::Copy => {
                 run_ok(&s, &["make-snapshots", "db", "--wait"]);
             }
         }
@@ -212,6 +237,18 @@ impl Scenario for Volumes {
                 stable_tags(s.tags(), &w.lab)
             ));
         }
+        if matches!(self, Volumes::Copy) {
+            for c in copies(w) {
+                let state = match c.state().map(|s| s.as_str()) {
+                    Some("pending" | "completed") => "ok",
+                    other => other.unwrap_or("?"),
+                };
+                out.push(format!(
+                    "copy in {DR} {state} [{}]",
+                    stable_tags(c.tags(), &w.lab)
+                ));
+            }
+        }
         out.sort();
         out
     }
@@ -258,6 +295,23 @@ impl Scenario for Volumes {
                 }
             }
         }
+        if matches!(self, Volumes::Copy) {
+            // Never two copies of one snapshot (CopySnapshot has no
+            // idempotency token: a retry after a lost reply could make one).
+            let mut seen = std::collections::BTreeSet::new();
+            for c in copies(w) {
+                let of = c
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some("snaptastic:copy-of"))
+                    .and_then(|t| t.value())
+                    .unwrap_or("none")
+                    .to_string();
+                if !seen.insert(of.clone()) {
+                    v.push(format!("a second copy of {of} in {DR}"));
+                }
+            }
+        }
         for vol in self.tagged_volumes(w) {
             let attached = vol
                 .attachments()
@@ -289,6 +343,7 @@ matrix!(mount_snapshots, super::Volumes::Mount);
 matrix!(make_snapshots, super::Volumes::Make);
 matrix!(unmount_snapshots, super::Volumes::Unmount);
 matrix!(clean_snapshots, super::Volumes::Clean);
+matrix!(copy_snapshots, super::Volumes::Copy);
 matrix!(list_volumes, super::Volumes::List);
 matrix!(check_backups, super::Volumes::CheckBackups);
 matrix!(self_test, super::Volumes::SelfTest);
