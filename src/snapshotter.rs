@@ -72,6 +72,13 @@ pub trait Snapshotter: Send + Sync {
         Vec::new()
     }
 
+    /// `clean snapshots` moves snapshots older than this to the archive
+    /// tier (never the ones a restore would use, nor ones kept less than
+    /// the archive's 90-day minimum). None by default.
+    fn archive_after(&self) -> Option<Duration> {
+        None
+    }
+
     /// Runs at each of the 12 hook points (0.2.12's `pre_mounts`,
     /// `post_snapshot`, ...). An error at a `pre_*` point stops the
     /// command before it changes anything; see docs/extending.md for what each

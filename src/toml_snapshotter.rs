@@ -58,6 +58,10 @@ impl Snapshotter for Profile {
         self.copies.clone()
     }
 
+    fn archive_after(&self) -> Option<std::time::Duration> {
+        self.archive_after
+    }
+
     /// Every command of the point, in order; the first failure stops.
     fn hook(&self, point: HookPoint, ctx: &HookCtx) -> Result<(), SnapshotterError> {
         for argv in self.hooks.commands(point) {

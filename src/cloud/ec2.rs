@@ -103,10 +103,11 @@ pub(crate) enum DryRunAction {
     EnableFastSnapshotRestores,
     DisableFastSnapshotRestores,
     CopySnapshot,
+    ModifySnapshotTier,
 }
 
 impl DryRunAction {
-    pub(crate) const ALL: [DryRunAction; 18] = [
+    pub(crate) const ALL: [DryRunAction; 19] = [
         Self::DescribeSnapshots,
         Self::DescribeVolumes,
         Self::CreateVolume,
@@ -125,6 +126,7 @@ impl DryRunAction {
         Self::EnableFastSnapshotRestores,
         Self::DisableFastSnapshotRestores,
         Self::CopySnapshot,
+        Self::ModifySnapshotTier,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -147,6 +149,7 @@ impl DryRunAction {
             Self::EnableFastSnapshotRestores => "EnableFastSnapshotRestores",
             Self::DisableFastSnapshotRestores => "DisableFastSnapshotRestores",
             Self::CopySnapshot => "CopySnapshot",
+            Self::ModifySnapshotTier => "ModifySnapshotTier",
         }
     }
 }
@@ -689,6 +692,10 @@ impl Ec2 {
                 .source_region(zone.trim_end_matches(|ch: char| ch.is_ascii_lowercase()))
                 .source_snapshot_id(snapshot)
                 .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))),
+            DryRunAction::ModifySnapshotTier => probe!(c
+                .modify_snapshot_tier()
+                .snapshot_id(snapshot)
+                .storage_tier(aws_sdk_ec2::types::TargetStorageTier::Archive)),
         };
         match result {
             Ok(()) => DryRunOutcome::Allowed,

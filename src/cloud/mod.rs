@@ -6,6 +6,7 @@ mod ec2;
 mod restore_speed;
 pub(crate) mod s3;
 mod stall;
+mod tiers;
 mod wait;
 
 use std::collections::BTreeMap;

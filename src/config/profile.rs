@@ -89,6 +89,9 @@ pub(crate) struct Profile {
     pub prewarm: Prewarm,
     /// Regions that keep copies of the profile's snapshot sets.
     pub copies: Vec<CopyTarget>,
+    /// `clean snapshots` moves snapshots older than this to the archive
+    /// tier.
+    pub archive_after: Option<Duration>,
     pub hooks: Hooks,
 }
 

@@ -70,6 +70,8 @@ pub(super) struct RawProfile {
     pub snapshot_owners: Option<Spanned<Vec<Spanned<String>>>>,
     /// `"block"` or `"off"` (default): warm restored volumes up.
     pub prewarm: Option<Spanned<String>>,
+    /// Move snapshots older than this to the archive tier (`clean`).
+    pub archive_after: Option<Spanned<String>>,
     /// `[[profiles.NAME.copies]]`: Regions that keep copies of the sets.
     pub copies: Option<Vec<Spanned<RawCopy>>>,
     #[serde(default)]

@@ -229,6 +229,7 @@ fn validate_profile(
     let snapshot_owners = validate_snapshot_owners(raw.snapshot_owners, ctx, p);
     let prewarm = validate_prewarm(raw.prewarm, ctx, p);
     let copies = super::validate_copies::validate_copies(raw.copies, retention, ctx, p);
+    let archive_after = super::validate_copies::validate_archive_after(raw.archive_after, ctx, p);
     let hooks = validate_hooks(raw.hooks, ctx, p);
 
     if p.list.len() != before {
@@ -244,6 +245,7 @@ fn validate_profile(
         snapshot_owners,
         prewarm,
         copies,
+        archive_after,
         hooks,
     })
 }

@@ -1,5 +1,7 @@
 //! `[[profiles.NAME.copies]]`: the Regions that keep copies of a
-//! profile's snapshot sets. Pure, like `validate.rs`.
+//! profile's snapshot sets, and `archive_after`: where and how a
+//! profile's snapshots are kept beyond the standard tier here. Pure, like
+//! `validate.rs`.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -90,6 +92,27 @@ pub(super) fn validate_copies(
         });
     }
     out
+}
+
+/// `archive_after`: a duration (`clean` also requires 90 more days of
+/// retention before it archives anything).
+pub(super) fn validate_archive_after(
+    raw: Option<Spanned<String>>,
+    ctx: &str,
+    p: &mut Problems,
+) -> Option<Duration> {
+    let r = raw?;
+    match humantime::parse_duration(r.get_ref()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            p.at(
+                &r,
+                ctx,
+                format!("archive_after '{}': {e} (e.g. \"90d\")", r.get_ref()),
+            );
+            None
+        }
+    }
 }
 
 /// `us-west-2`, `eu-central-1`, `us-gov-west-1`, `ap-southeast-4`.

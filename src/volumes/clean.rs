@@ -13,13 +13,14 @@ use chrono::{DateTime, Utc};
 
 use std::collections::BTreeSet;
 
+use super::archive::{plan_archive, ToArchive};
 use super::retention::{
     foreign_snapshots, is_ours, plan_snapshot_cleanup, plan_volume_cleanup, Owner, SnapshotRules,
     Verdict,
 };
 use super::retention_sets::restore_uses;
 use super::tags::TAG_PROFILE;
-use crate::cloud::Ec2;
+use crate::cloud::{Ec2, SnapshotInfo};
 use crate::context::VolumeContext;
 
 /// What to clean.
@@ -61,15 +62,16 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
     let several = places.len() > 1;
     let mut failures = crate::tasks::Failures::default();
     let mut doomed: Vec<(&str, &Ec2, String)> = Vec::new();
+    let mut to_archive: Vec<(&Ec2, String)> = Vec::new();
     for (region, ec2) in &places {
         if several {
             println!("== {region}");
         }
         let rows = match args.what {
             Target::Snapshots => snapshot_rows(ctx, ec2, args, now).await,
-            Target::Volumes => volume_rows(ctx, args, now).await,
+            Target::Volumes => volume_rows(ctx, args, now).await.map(|r| (r, Vec::new())),
         };
-        let rows = match rows {
+        let (rows, archive) = match rows {
             Ok(r) => r,
             Err(e) if several => {
                 println!("FAILED  {region}: {e:#}");
@@ -87,10 +89,18 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
                 }
             }
         }
+        for a in archive {
+            println!("archive {}: {}", a.id, a.why);
+            to_archive.push((ec2, a.id));
+        }
     }
-    if args.dry_run || doomed.is_empty() {
+    if args.dry_run || (doomed.is_empty() && to_archive.is_empty()) {
+        let archiving = match to_archive.len() {
+            0 => String::new(),
+            n => format!(", {n} to archive"),
+        };
         println!(
-            "{} to delete{}",
+            "{} to delete{archiving}{}",
             doomed.len(),
             if args.dry_run {
                 " (dry run: nothing deleted)"
@@ -124,6 +134,15 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
             }
         }
     }
+    for (ec2, id) in &to_archive {
+        match ec2.archive_snapshot(id).await {
+            Ok(()) => println!("archived {id}"),
+            Err(e) => {
+                println!("FAILED  {id}: {e}");
+                failures.add(id, e);
+            }
+        }
+    }
     if deleted > 0 && args.what == Target::Snapshots {
         println!(
             "deleted {deleted} snapshot(s): where a Recycle Bin retention rule of the account matches them, EC2 keeps (and bills) each for the rule's retention period"
@@ -151,7 +170,7 @@ async fn snapshot_rows(
     ec2: &Ec2,
     args: &CleanOptions,
     now: DateTime<Utc>,
-) -> Result<Vec<Row>> {
+) -> Result<(Vec<Row>, Vec<ToArchive>)> {
     let filters = &ctx.filters;
     // With other accounts in `snapshot_owners`, a second lookup
     // of only this account's tells which found snapshots are ours.
@@ -210,7 +229,19 @@ async fn snapshot_rows(
     }
     let ours: Vec<bool> = snapshots.iter().map(|s| is_ours(s, &owner)).collect();
     let restore_uses = restore_uses(&snapshots, &ours, profile_mps.as_ref());
-    let rows = plan_snapshot_cleanup(&snapshots, &owner, &in_images, &restore_uses, rules, now)
+    let planned = plan_snapshot_cleanup(&snapshots, &owner, &in_images, &restore_uses, rules, now);
+    let archive = match ctx.snapshotter.archive_after() {
+        None => Vec::new(),
+        Some(after) => {
+            let kept: Vec<&SnapshotInfo> = planned
+                .iter()
+                .filter(|(s, v)| matches!(v, Verdict::Keep(_)) && is_ours(s, &owner))
+                .map(|(s, _)| s)
+                .collect();
+            plan_archive(&kept, &restore_uses, after, now)
+        }
+    };
+    let rows = planned
         .into_iter()
         .map(|(s, v)| {
             let when = s
@@ -227,7 +258,7 @@ async fn snapshot_rows(
             (s.id, what, v)
         })
         .collect();
-    Ok(rows)
+    Ok((rows, archive))
 }
 
 /// The volumes this tool made for this profile, each with its verdict.

@@ -1,6 +1,7 @@
 //! The volume commands. `plan.rs` and `snapshot_plan.rs` decide (pure),
 //! `explain.rs` says why (pure); one file per verb does.
 
+mod archive;
 pub(crate) mod clean;
 pub(crate) mod copies;
 mod copy_plan;

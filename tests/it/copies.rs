@@ -12,25 +12,22 @@ use crate::support::{lab_prerequisites, mounted_volume, Lab, LabOpts, Setup};
 
 const DR: &str = "us-west-2";
 
-/// The profile's copies in the DR Region: id -> (copy-of, state), read
-/// straight from the emulator.
-fn copies(s: &Setup) -> BTreeMap<String, (String, String)> {
-    let ec2 = s.lab.ec2_in(DR);
+/// The snapshots tagged with the profile's role, as `ec2` sees them.
+fn of_role(ec2: &crate::support::Ec2, s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    let role = aws_sdk_ec2::types::Filter::builder()
+        .name("tag:role")
+        .values(&s.role)
+        .build();
     let r = ec2
         .rt
-        .block_on(
-            ec2.client
-                .describe_snapshots()
-                .filters(
-                    aws_sdk_ec2::types::Filter::builder()
-                        .name("tag:role")
-                        .values(&s.role)
-                        .build(),
-                )
-                .send(),
-        )
+        .block_on(ec2.client.describe_snapshots().filters(role).send())
         .unwrap();
-    r.snapshots()
+    r.snapshots().to_vec()
+}
+
+/// The profile's copies in the DR Region: id -> (copy-of, state).
+fn copies(s: &Setup) -> BTreeMap<String, (String, String)> {
+    of_role(&s.lab.ec2_in(DR), s)
         .iter()
         .map(|c| {
             let of = c
@@ -234,4 +231,69 @@ fn copy_snapshots_without_targets_says_how_to_add_one() {
         "{}",
         d.stderr()
     );
+}
+
+#[test]
+#[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
+fn clean_archives_old_snapshots_and_never_what_a_restore_uses() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s = Setup::new(&moto, false, None, &[("/dev/sdf", "xfs", 1)]);
+    s.add_to_profile("snapshot_retention = \"200d\"\narchive_after = \"1s\"");
+    s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
+    let ec2 = s.lab.moto_ec2();
+    let tiers = || -> BTreeMap<String, String> {
+        of_role(&ec2, &s)
+            .iter()
+            .map(|x| {
+                let tier = x
+                    .storage_tier()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default();
+                (x.snapshot_id().unwrap().to_string(), tier)
+            })
+            .collect()
+    };
+    s.snaptastic(&["make-snapshots", "db", "--wait"])
+        .expect_code(0);
+    let first: Vec<String> = tiers().into_keys().collect();
+    assert_eq!(first.len(), 1);
+    std::thread::sleep(Duration::from_millis(1100));
+    s.snaptastic(&["make-snapshots", "db", "--wait"])
+        .expect_code(0);
+
+    let out = s
+        .snaptastic(&["clean", "snapshots", "db", "--dry-run"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        out.contains(&format!("archive {}: ", first[0]))
+            && out.contains("0 to delete, 1 to archive (dry run"),
+        "{out}"
+    );
+    assert!(
+        tiers().values().all(|t| t == "standard"),
+        "a dry run archives nothing"
+    );
+    let out = s
+        .snaptastic(&["clean", "snapshots", "db", "--yes"])
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains(&format!("archived {}", first[0])), "{out}");
+    let now = tiers();
+    assert_eq!(now[&first[0]], "archive", "{now:?}");
+    assert_eq!(
+        now.values().filter(|t| *t == "standard").count(),
+        1,
+        "{now:?}"
+    );
+    // The restore uses the newest, never the archived one.
+    s.snaptastic(&["unmount-snapshots", "db", "--yes", "--delete"])
+        .expect_code(0);
+    let out = s
+        .snaptastic(&["mount-snapshots", "db"])
+        .expect_code(0)
+        .stdout();
+    assert!(!out.contains(&first[0]), "{out}");
 }

@@ -56,26 +56,12 @@ impl Volumes {
     }
 
     fn snapshots(&self, s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
-        let ec2 = s.lab.moto_ec2();
-        let r = ec2
-            .rt
-            .block_on(
-                ec2.client
-                    .describe_snapshots()
-                    .filters(filter("tag:role", &s.role))
-                    .send(),
-            )
-            .unwrap();
-        r.snapshots().to_vec()
+        of_role(&s.lab.moto_ec2(), s)
     }
 }
 
-/// The copy target of the copy-snapshots world.
-const DR: &str = "us-west-2";
-
-/// The profile's copies in the DR Region, straight from the emulator.
-fn copies(s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
-    let ec2 = crate::support::Ec2::in_region(s.lab.var("SNAPTASTIC_LAB_MOTO"), DR, 3);
+/// The snapshots tagged with the world's role, as `ec2` sees them.
+fn of_role(ec2: &crate::support::Ec2, s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
     let r = ec2
         .rt
         .block_on(
@@ -86,6 +72,17 @@ fn copies(s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
         )
         .unwrap();
     r.snapshots().to_vec()
+}
+
+/// The copy target of the copy-snapshots world.
+const DR: &str = "us-west-2";
+
+/// The profile's copies in the DR Region, straight from the emulator.
+fn copies(s: &Setup) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    of_role(
+        &crate::support::Ec2::in_region(s.lab.var("SNAPTASTIC_LAB_MOTO"), DR, 3),
+        s,
+    )
 }
 
 /// The make-snapshots run a snapshot belongs to.
