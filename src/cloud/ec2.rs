@@ -689,7 +689,12 @@ impl Ec2 {
             // A copy within this Region: the permission is the same.
             DryRunAction::CopySnapshot => probe!(c
                 .copy_snapshot()
-                .source_region(zone.trim_end_matches(|ch: char| ch.is_ascii_lowercase()))
+                .source_region(
+                    c.config()
+                        .region()
+                        .map(|r| r.to_string())
+                        .unwrap_or_default()
+                )
                 .source_snapshot_id(snapshot)
                 .tag_specifications(tag_spec(ResourceType::Snapshot, &probe.create_tags))),
             DryRunAction::ModifySnapshotTier => probe!(c

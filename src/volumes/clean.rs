@@ -62,7 +62,15 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
     let several = places.len() > 1;
     let mut failures = crate::tasks::Failures::default();
     let mut doomed: Vec<(&str, &Ec2, String)> = Vec::new();
-    let mut to_archive: Vec<(&Ec2, String)> = Vec::new();
+    let mut to_archive: Vec<(&str, &Ec2, String)> = Vec::new();
+    // Where several Regions are cleaned, each line says which.
+    let at = |region: &str| {
+        if several {
+            format!(" ({region})")
+        } else {
+            String::new()
+        }
+    };
     for (region, ec2) in &places {
         if several {
             println!("== {region}");
@@ -91,7 +99,7 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
         }
         for a in archive {
             println!("archive {}: {}", a.id, a.why);
-            to_archive.push((ec2, a.id));
+            to_archive.push((region, ec2, a.id));
         }
     }
     if args.dry_run || (doomed.is_empty() && to_archive.is_empty()) {
@@ -123,22 +131,22 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &CleanOptions) -> Result<Exit
         match result {
             Ok(()) => {
                 deleted += 1;
-                println!("deleted {id}");
+                println!("deleted {id}{}", at(region));
             }
             // A lock (LockSnapshot) is someone's decision to keep it: said,
             // never the run's failure.
             Err(e) if locked(&e) => println!("locked  {id} ({region}): {e}; kept"),
             Err(e) => {
-                println!("FAILED  {id}: {e}");
+                println!("FAILED  {id}{}: {e}", at(region));
                 failures.add(id, e);
             }
         }
     }
-    for (ec2, id) in &to_archive {
+    for (region, ec2, id) in &to_archive {
         match ec2.archive_snapshot(id).await {
-            Ok(()) => println!("archived {id}"),
+            Ok(()) => println!("archived {id}{}", at(region)),
             Err(e) => {
-                println!("FAILED  {id}: {e}");
+                println!("FAILED  {id}{}: {e}", at(region));
                 failures.add(id, e);
             }
         }

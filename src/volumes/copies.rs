@@ -45,6 +45,9 @@ pub(crate) async fn run(ctx: &VolumeContext, opts: &CopyOptions) -> Result<ExitC
         home.retain(|s| s.tag("instance_id") == Some(id.instance_id.as_str()));
     }
     let mps: Vec<&str> = ctx.volumes.iter().map(|v| v.mount_point.as_str()).collect();
+    // One copy-snapshots of the profile at a time on this host (a timer
+    // and a hand run): two would both find a copy missing.
+    let _one_at_a_time = copy_lock(name).await?;
     let mut failures = Failures::default();
     for t in &targets {
         if t.region == ctx.region {
@@ -161,18 +164,60 @@ fn report(region: &str, plan: &CopyPlan) {
     }
 }
 
-/// Start one copy. CopySnapshot is sent once (EC2 takes no idempotency
-/// token for it): when its reply is lost, the copy is looked for by its
-/// tag before it is sent again, so a reply lost in transit never makes
-/// two copies.
+/// The profile's copy-snapshots lock, in the state directory.
+async fn copy_lock(profile: &str) -> Result<crate::host::lock::Exclusive> {
+    let dir = crate::host::dirs::state_dir();
+    let file = format!("copy-snapshots-{profile}.lock");
+    let shown = dir.join(&file);
+    let held = tokio::task::spawn_blocking(move || {
+        crate::host::lock::exclusive_within(&dir, &file, Duration::ZERO, |_| {})
+    })
+    .await?
+    .with_context(|| format!("taking the lock {}", shown.display()))?;
+    held.ok_or_else(|| {
+        anyhow::anyhow!(
+            "another copy-snapshots of profile '{profile}' runs on this host (lock {}); nothing was started",
+            shown.display()
+        )
+    })
+}
+
+/// The copy of `source` in the destination, if one is there (not in
+/// error).
+async fn existing_copy(dest: &Ec2, source: &str) -> Result<Option<String>, CloudError> {
+    let tag = vec![(TAG_COPY_OF.to_string(), source.to_string())];
+    let found = dest.snapshots_tagged(&tag, &["self".to_string()]).await?;
+    Ok(found
+        .into_iter()
+        .find(|c| c.state != SnapshotState::Error)
+        .map(|c| c.id))
+}
+
+/// Start one copy, never two: its absence is checked again just before
+/// (another host or an off-host run may have started it since the
+/// listing), and CopySnapshot (EC2 takes no idempotency token for it) is
+/// sent again only after a throttle, when EC2 surely did nothing. After
+/// any other failure the call may have been carried out: the copy is
+/// looked for a few times; if it does not show, it is left to the next
+/// run rather than risk a second copy.
 async fn start_one(
     ctx: &VolumeContext,
     dest: &Ec2,
     t: &CopyTarget,
     s: &SnapshotInfo,
 ) -> Result<String, CloudError> {
+    if let Some(id) = existing_copy(dest, &s.id).await? {
+        tracing::info!("{}: its copy {id} was started meanwhile", s.id);
+        return Ok(id);
+    }
     let mut description = format!("copy of {} from {}: {}", s.id, ctx.region, s.description);
-    description.truncate(255);
+    if description.len() > 255 {
+        let mut end = 255;
+        while !description.is_char_boundary(end) {
+            end -= 1;
+        }
+        description.truncate(end);
+    }
     let copy = NewCopy {
         source_region: ctx.region.clone(),
         source_snapshot_id: s.id.clone(),
@@ -180,25 +225,34 @@ async fn start_one(
         kms_key_id: t.kms_key_id.clone(),
         tags: copy_tags(s, &ctx.region, t.retention, chrono::Utc::now()),
     };
-    let mut last = None;
-    for _ in 0..ctx.calls.attempts.max(1) {
+    let mut tries = ctx.calls.attempts.max(1);
+    loop {
+        tries -= 1;
         match dest.copy_snapshot(&copy).await {
             Ok(id) => return Ok(id),
-            Err(e) if e.is_transient() => {
-                let tag = vec![(TAG_COPY_OF.to_string(), s.id.clone())];
-                if let Ok(found) = dest.snapshots_tagged(&tag, &["self".to_string()]).await {
-                    if let Some(c) = found.iter().find(|c| c.state != SnapshotState::Error) {
-                        tracing::info!("{}: its copy {} was made (the reply was lost)", s.id, c.id);
-                        return Ok(c.id.clone());
-                    }
-                }
-                last = Some(e);
+            Err(e) if throttled(&e) && tries > 0 => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) if e.is_transient() => {
+                // A lookup that fails is this run's end for the snapshot.
+                for _ in 0..3 {
+                    if let Some(id) = existing_copy(dest, &s.id).await? {
+                        tracing::info!("{}: its copy {id} was made (the reply was lost)", s.id);
+                        return Ok(id);
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                return Err(e);
             }
             Err(e) => return Err(e),
         }
     }
-    Err(last.expect("at least one attempt"))
+}
+
+/// EC2 refused the call for its rate: it did nothing.
+fn throttled(e: &CloudError) -> bool {
+    matches!(e, CloudError::Service { code, .. }
+        if matches!(code.as_str(), "RequestLimitExceeded" | "Throttling" | "ThrottlingException"))
 }
 
 /// EC2's "Too many snapshot copies in progress": not a failure, room

@@ -65,10 +65,47 @@ pub(crate) fn cost_line(snapshots: usize, zones: usize, hours: Duration) -> Stri
     )
 }
 
-fn until_of(s: &SnapshotInfo) -> Option<DateTime<Utc>> {
+/// The bounds a snapshot's tag holds, per zone: `ZONE=TIME ZONE=TIME`
+/// (FSR is on per snapshot and zone, each with its own `--for`); a bare
+/// time bounds every zone.
+fn bounds(s: &SnapshotInfo) -> BTreeMap<String, DateTime<Utc>> {
+    let time = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
     s.tag(TAG_FAST_RESTORE_UNTIL)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|part| match part.split_once('=') {
+            Some((zone, t)) => Some((zone.to_string(), time(t)?)),
+            None => Some(("*".to_string(), time(part)?)),
+        })
+        .collect()
+}
+
+/// Until when FSR of `s` in `zone` should stay on.
+fn until_of(s: &SnapshotInfo, zone: &str) -> Option<DateTime<Utc>> {
+    let b = bounds(s);
+    b.get(zone).or_else(|| b.get("*")).copied()
+}
+
+/// The tag's value with `zones` bound to `until`, the other zones' kept
+/// (a bare time as `*=TIME`, still bounding the zones not named).
+fn with_bound(s: &SnapshotInfo, zones: &[String], until: DateTime<Utc>) -> String {
+    let mut out = bounds(s);
+    for z in zones {
+        out.insert(z.clone(), until);
+    }
+    out.iter()
+        .map(|(z, t)| {
+            format!(
+                "{z}={}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn enable(
@@ -106,7 +143,10 @@ async fn enable(
     let stamp = until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // The bound first: a snapshot is never on without it.
     for s in &chosen {
-        let tag = vec![(TAG_FAST_RESTORE_UNTIL.to_string(), stamp.clone())];
+        let tag = vec![(
+            TAG_FAST_RESTORE_UNTIL.to_string(),
+            with_bound(s, &zones, until),
+        )];
         ctx.ec2
             .create_tags(&s.id, &tag)
             .await
@@ -171,7 +211,9 @@ async fn disable(
         if matches!(f.state.as_str(), "disabling" | "disabled") {
             continue;
         }
-        let until = by_id.get(f.snapshot_id.as_str()).and_then(|s| until_of(s));
+        let until = by_id
+            .get(f.snapshot_id.as_str())
+            .and_then(|s| until_of(s, &f.availability_zone));
         if expired_only {
             match until {
                 None => {
@@ -216,7 +258,7 @@ async fn status(ctx: &VolumeContext, snapshots: &[SnapshotInfo]) -> Result<ExitC
     for f in &list {
         let until = by_id
             .get(f.snapshot_id.as_str())
-            .and_then(|s| until_of(s))
+            .and_then(|s| until_of(s, &f.availability_zone))
             .map_or(
                 "no bound (not turned on by fast-restore enable)".to_string(),
                 |t| {
@@ -242,6 +284,30 @@ async fn status(ctx: &VolumeContext, snapshots: &[SnapshotInfo]) -> Result<ExitC
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_zone_keeps_its_own_bound() {
+        let mut s =
+            crate::volumes::fixtures::snap("s", "/a", 1, crate::cloud::SnapshotState::Completed);
+        let t = |x: &str| DateTime::parse_from_rfc3339(x).unwrap().with_timezone(&Utc);
+        let v = with_bound(&s, &["a".into()], t("2026-12-07T01:00:00Z"));
+        assert_eq!(v, "a=2026-12-07T01:00:00Z");
+        s.tags.insert(TAG_FAST_RESTORE_UNTIL.into(), v);
+        let v = with_bound(&s, &["b".into()], t("2026-12-14T00:00:00Z"));
+        assert_eq!(v, "a=2026-12-07T01:00:00Z b=2026-12-14T00:00:00Z");
+        s.tags.insert(TAG_FAST_RESTORE_UNTIL.into(), v);
+        assert_eq!(until_of(&s, "a"), Some(t("2026-12-07T01:00:00Z")));
+        assert_eq!(until_of(&s, "b"), Some(t("2026-12-14T00:00:00Z")));
+        assert_eq!(until_of(&s, "c"), None);
+        // A bare time (written by hand) bounds every zone.
+        s.tags
+            .insert(TAG_FAST_RESTORE_UNTIL.into(), "2026-01-01T00:00:00Z".into());
+        assert_eq!(until_of(&s, "c"), Some(t("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            with_bound(&s, &["a".into()], t("2026-12-07T01:00:00Z")),
+            "*=2026-01-01T00:00:00Z a=2026-12-07T01:00:00Z"
+        );
+    }
 
     #[test]
     fn cost_is_per_snapshot_zone_and_started_hour() {

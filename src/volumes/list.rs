@@ -99,22 +99,38 @@ pub(crate) async fn run(ctx: &VolumeContext, args: &ListOptions) -> Result<ExitC
             .iter()
             .filter_map(|v| attached_for(v, me, list))
             .collect();
-        let init = readiness::initialization(ec2, &ours).await;
+        let init = match readiness::initialization(ec2, &ours).await {
+            Ok(m) => m,
+            Err(why) if args.check_ready => {
+                // A health check that cannot tell must not say ready.
+                print_rows(&rows, args.json)?;
+                anyhow::bail!("not ready as far as can be told: {why}");
+            }
+            Err(why) => {
+                tracing::warn!("{why}");
+                Default::default()
+            }
+        };
         for (row, v) in rows.iter_mut().zip(volumes) {
             if let Some(a) = attached_for(v, me, list) {
                 row.speed = Readiness::of(a, init.get(&a.id));
             }
         }
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        print!("{}", render_table(&rows));
-    }
+    print_rows(&rows, args.json)?;
     if args.check_ready {
         return Ok(check_ready(&rows));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_rows(rows: &[VolumeStatus], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else {
+        print!("{}", render_table(rows));
+    }
+    Ok(())
 }
 
 /// `--check-ready`: every volume mounted and none still initializing, or

@@ -104,23 +104,19 @@ impl Readiness {
     }
 }
 
-/// Each attached volume's initialization; a failure is a warning (the
-/// listing goes on without it), never the listing's failure.
+/// Each attached volume's initialization, or why EC2 could not say (the
+/// listing goes on without it; `--check-ready` cannot).
 pub(crate) async fn initialization(
     ec2: &Ec2,
     volumes: &[&VolumeInfo],
-) -> BTreeMap<String, Initialization> {
+) -> Result<BTreeMap<String, Initialization>, String> {
     let ids: Vec<String> = volumes.iter().map(|v| v.id.clone()).collect();
-    match ec2.initialization(&ids).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(
-                "could not learn how far {} initialized: {e}",
-                ids.join(", ")
-            );
-            BTreeMap::new()
-        }
-    }
+    ec2.initialization(&ids).await.map_err(|e| {
+        format!(
+            "could not learn how far {} initialized: {e}",
+            ids.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]

@@ -134,6 +134,9 @@ struct Created {
     /// `restoring` back first, so that a volume it cannot delete is still
     /// known for one that never held data.
     marked: bool,
+    /// A rate was wanted and not sent because fast snapshot restore is on:
+    /// if the volume is not fast restored after all, say so.
+    fsr_expected: bool,
 }
 
 pub(super) async fn restore_one(s: &Shared, plan: VolumePlan, gate: Gate) -> Outcome {
@@ -246,12 +249,11 @@ async fn finish(
     }
     env.volume_id = Some(volume.id.clone());
     env.block_device = Some(block.display().to_string());
-    // After a reboot: a warm-up cut short goes on from its checkpoint.
-    let from_snapshot = volume
-        .tags
-        .get(TAG_SOURCE)
-        .is_some_and(|src| src.starts_with("snap-"));
-    if from_snapshot {
+    // After a reboot: a warm-up cut short goes on from its checkpoint
+    // (none is started for a volume restored long ago, nor where the
+    // state directory was lost: that would read a whole volume in use).
+    let cut_short = crate::prewarm::progress(&volume.id).is_some_and(|p| !p.finished);
+    if cut_short {
         restore_speed::warm_up(s.prewarm, &v.mount_point, &block, &volume.id).await;
     }
     if let Err(e) = hooks::run(&s.snapshotter, HookPoint::PostMount, env).await {
@@ -376,16 +378,19 @@ async fn create(
         v.volume_type,
         s.identity.availability_zone
     );
+    let mut fsr_expected = false;
     if let Some(snap) = &snapshot {
         let wanted = s.init_rate.unwrap_or(v.init_rate);
         let zone = &s.identity.availability_zone;
         spec.init_rate = restore_speed::rate_for(&s.ec2, zone, &v.mount_point, wanted, snap).await;
+        fsr_expected = wanted.is_some() && spec.init_rate.is_none();
     }
     let id = restore_speed::create_volume(&s.ec2, &v.mount_point, &mut spec).await?;
     *created = Some(Created {
         id: id.clone(),
         attached: false,
         marked: false,
+        fsr_expected,
     });
     Ok(Obtained {
         volume_id: id,
@@ -404,7 +409,8 @@ async fn attach(
 ) -> Result<(), VolumeError> {
     let (v, me) = (&plan.volume, &s.identity.instance_id);
     let available = wait_available(s, volume_id, AVAILABLE_DEADLINE).await?;
-    restore_speed::report_created(&v.mount_point, &available);
+    let fsr_expected = created.as_ref().is_some_and(|c| c.fsr_expected);
+    restore_speed::report_created(&v.mount_point, &available, fsr_expected);
     tracing::info!(
         "{}: attaching {volume_id} to {me} as {}",
         v.mount_point,

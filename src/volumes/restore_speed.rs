@@ -124,7 +124,7 @@ pub(super) async fn create_volume(
     match ec2.create_volume(spec).await {
         Err(e) if spec.init_rate.is_some() && refused(&e) => {
             tracing::warn!(
-                "{mount_point}: EC2 refused the initialization rate of {} MiB/s ({e}); creating the volume without it (its blocks load on first read)",
+                "{mount_point}: EC2 refused the initialization rate of {} MiB/s ({e}); creating the volume without it (its blocks load on first read; a refusal for another reason shows again)",
                 spec.init_rate.unwrap_or_default()
             );
             spec.init_rate = None;
@@ -188,10 +188,16 @@ pub(super) async fn warm_up(
 }
 
 /// Say how the new volume initializes, once EC2 reports it available.
-pub(super) fn report_created(mount_point: &str, v: &VolumeInfo) {
+/// `rate_skipped`: a rate was wanted and not sent because FSR is on.
+pub(super) fn report_created(mount_point: &str, v: &VolumeInfo, rate_skipped: bool) {
     if v.fast_restored == Some(true) {
         tracing::info!(
             "{mount_point}: {} was fast restored: fully initialized at creation",
+            v.id
+        );
+    } else if rate_skipped {
+        tracing::warn!(
+            "{mount_point}: {} was not fast restored (the snapshot's fast snapshot restore credits in this zone may be spent): its blocks load on first read",
             v.id
         );
     } else if let Some(r) = v.init_rate {

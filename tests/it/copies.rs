@@ -84,6 +84,15 @@ fn a_set_is_copied_once_restores_in_the_dr_region_and_expires_there_by_its_own_r
         assert!(Instant::now() < end, "the second copy was never held");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Meanwhile a second run on this host refuses to start (it would find
+    // the same copies missing).
+    let d = s.snaptastic(&["copy-snapshots", "db"]).expect_code(1);
+    assert!(
+        d.stderr()
+            .contains("another copy-snapshots of profile 'db' runs on this host"),
+        "{}",
+        d.stderr()
+    );
     run.kill().unwrap();
     run.wait().unwrap();
     assert_eq!(

@@ -104,6 +104,32 @@ fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore()
         json[0]["speed"]["initialization"]["type"], "provisioned-rate",
         "{json}"
     );
+    // EC2 cannot be asked: a listing warns and goes on; a health check
+    // does not say ready.
+    s.lab.control(
+        "rules",
+        "initialization = \"600s\"\n[[faults]]\naction = \"DescribeVolumeStatus\"\nreply = \"denied\"\n",
+    );
+    let d = s.snaptastic(&["list-volumes", "db"]).expect_code(0);
+    assert!(
+        d.stderr().contains("could not learn how far"),
+        "{}",
+        d.stderr()
+    );
+    let d = s
+        .snaptastic(&["list-volumes", "db", "--check-ready"])
+        .expect_code(1);
+    let last = d
+        .stderr()
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains("not ready as far as can be told: could not learn how far vol-"),
+        "{last}"
+    );
     // Initialized (the lab's 600 s at the default rate is now 3 ms).
     s.lab.control("rules", "initialization = \"1ms\"\n");
     let d = s
@@ -151,7 +177,11 @@ fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore()
         out.contains(&format!("enabled  {snap} in {zone}: enabled until ")),
         "{out}"
     );
-    let until = s.lab.ec2().snapshot_tags(&snap)["snaptastic:fast-restore-until"].clone();
+    let tag = s.lab.ec2().snapshot_tags(&snap)["snaptastic:fast-restore-until"].clone();
+    let until = tag
+        .strip_prefix(&format!("{zone}="))
+        .unwrap_or_else(|| panic!("the bound is per zone: {tag}"))
+        .to_string();
     assert!(out.contains(&until), "{out}");
     let (vol, _, err) = restore(&s, &["--init-rate", "300"]);
     assert_eq!(speed_of(&s, &vol), (None, Some(true)), "{err}");
@@ -164,8 +194,16 @@ fn the_rate_is_sent_dropped_when_refused_and_replaced_by_fast_snapshot_restore()
     assert!(err.contains("was fast restored"), "{err}");
     unmount(&s);
 
-    // Its one credit is spent: the next volume is not fast restored, and
-    // without a rate asked for nothing is said about either.
+    // Its one credit is spent: the next volume is not fast restored. With
+    // a rate asked for (and not sent, FSR being on) that is said...
+    let (vol, _, err) = restore(&s, &["--init-rate", "300"]);
+    assert_eq!(speed_of(&s, &vol), (None, Some(false)), "{err}");
+    assert!(
+        err.contains(&format!("{vol} was not fast restored")),
+        "{err}"
+    );
+    unmount(&s);
+    // ... and without one nothing is said about either.
     let (vol, _, err) = restore(&s, &["--init-rate", "off"]);
     assert_eq!(speed_of(&s, &vol), (None, Some(false)), "{err}");
     assert!(!err.contains("fast restored"), "{err}");
@@ -306,9 +344,10 @@ fn the_warm_up_runs_in_the_background_and_a_rerun_resumes_it() {
         .expect_code(0)
         .stdout();
     assert!(listed.contains("warmed"), "{listed}");
+    // A re-run over it starts no second warm-up.
     let d = s.snaptastic(&["mount-snapshots", "db"]).expect_code(0);
     assert!(
-        d.stderr().contains(&format!("{vol} is warmed up already")),
+        !d.stderr().contains("warming") && d.stderr().contains("mounted here already"),
         "{}",
         d.stderr()
     );
