@@ -706,9 +706,7 @@ impl Ec2 {
             Ok(()) => DryRunOutcome::Allowed,
             Err(e) => match e.code() {
                 Some("DryRunOperation") => DryRunOutcome::Allowed,
-                Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied") => {
-                    DryRunOutcome::Denied(e.to_string())
-                }
+                _ if e.is_denied() => DryRunOutcome::Denied(e.to_string()),
                 _ => DryRunOutcome::Unknown(e),
             },
         }

@@ -93,17 +93,31 @@ impl CloudError {
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             CloudError::Transport { .. } | CloudError::Stalled { .. } => true,
-            CloudError::Service { code, .. } => matches!(
-                code.as_str(),
-                "RequestLimitExceeded"
-                    | "Throttling"
-                    | "ThrottlingException"
-                    | "InternalError"
-                    | "InternalFailure"
-                    | "ServiceUnavailable"
-                    | "Unavailable"
-            ),
+            CloudError::Service { code, .. } => {
+                self.is_throttle()
+                    || matches!(
+                        code.as_str(),
+                        "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable"
+                    )
+            }
         }
+    }
+
+    /// Refused for the caller's request rate: the call was not carried
+    /// out (safe to send again even without an idempotency token).
+    pub(crate) fn is_throttle(&self) -> bool {
+        matches!(
+            self.code(),
+            Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException")
+        )
+    }
+
+    /// The caller's policy or credentials do not allow the call.
+    pub(crate) fn is_denied(&self) -> bool {
+        matches!(
+            self.code(),
+            Some("UnauthorizedOperation" | "AuthFailure" | "AccessDenied")
+        )
     }
 
     /// A stall, already tried as often as the call allows: a caller that

@@ -102,6 +102,22 @@ pub(crate) fn exclusive_within(
     }
 }
 
+/// [`exclusive_within`] on `file_name` in the state directory, off the
+/// async threads; with the lock file's path for messages.
+pub(crate) async fn exclusive_in_state_dir(
+    file_name: &str,
+    wait: std::time::Duration,
+    on_wait: impl FnOnce(&Path) + Send + 'static,
+) -> (io::Result<Option<Exclusive>>, PathBuf) {
+    let dir = super::dirs::state_dir();
+    let path = dir.join(file_name);
+    let name = file_name.to_string();
+    let held = tokio::task::spawn_blocking(move || exclusive_within(&dir, &name, wait, on_wait))
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)));
+    (held, path)
+}
+
 /// Whether someone holds `dir/file_name` exclusively now (a missing file:
 /// no one). Asked with a shared lock taken and dropped at once, so a
 /// process starting to take it exclusively at that instant must allow

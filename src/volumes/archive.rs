@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::tags::parse_python_timestamp;
+use super::tags::{created_at, parse_python_timestamp};
 use crate::cloud::{SnapshotInfo, SnapshotState};
 
 /// The archive tier's minimum: a snapshot deleted sooner is billed for
@@ -38,10 +38,7 @@ pub(crate) fn plan_archive(
         .filter(|s| s.state == SnapshotState::Completed && !s.archived())
         .filter(|s| !restore_uses.contains(&s.id))
         .filter_map(|s| {
-            let created = s
-                .tag("created")
-                .and_then(parse_python_timestamp)
-                .or(s.start_time)?;
+            let created = created_at(s)?;
             let age = now.signed_duration_since(created);
             let old_enough = age.to_std().is_ok_and(|a| a >= archive_after);
             let expires = s.tag("expires").and_then(parse_python_timestamp)?;

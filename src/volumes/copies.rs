@@ -166,14 +166,10 @@ fn report(region: &str, plan: &CopyPlan) {
 
 /// The profile's copy-snapshots lock, in the state directory.
 async fn copy_lock(profile: &str) -> Result<crate::host::lock::Exclusive> {
-    let dir = crate::host::dirs::state_dir();
     let file = format!("copy-snapshots-{profile}.lock");
-    let shown = dir.join(&file);
-    let held = tokio::task::spawn_blocking(move || {
-        crate::host::lock::exclusive_within(&dir, &file, Duration::ZERO, |_| {})
-    })
-    .await?
-    .with_context(|| format!("taking the lock {}", shown.display()))?;
+    let (held, shown) =
+        crate::host::lock::exclusive_in_state_dir(&file, Duration::ZERO, |_| {}).await;
+    let held = held.with_context(|| format!("taking the lock {}", shown.display()))?;
     held.ok_or_else(|| {
         anyhow::anyhow!(
             "another copy-snapshots of profile '{profile}' runs on this host (lock {}); nothing was started",
@@ -230,7 +226,7 @@ async fn start_one(
         tries -= 1;
         match dest.copy_snapshot(&copy).await {
             Ok(id) => return Ok(id),
-            Err(e) if throttled(&e) && tries > 0 => {
+            Err(e) if e.is_throttle() && tries > 0 => {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) if e.is_transient() => {
@@ -247,12 +243,6 @@ async fn start_one(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// EC2 refused the call for its rate: it did nothing.
-fn throttled(e: &CloudError) -> bool {
-    matches!(e, CloudError::Service { code, .. }
-        if matches!(code.as_str(), "RequestLimitExceeded" | "Throttling" | "ThrottlingException"))
 }
 
 /// EC2's "Too many snapshot copies in progress": not a failure, room

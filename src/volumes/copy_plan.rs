@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::points::{choose_points, PointInTime, RestoreSource};
-use super::tags::{parse_python_timestamp, python_timestamp};
+use super::tags::{created_at, python_timestamp};
 use crate::cloud::{SnapshotInfo, SnapshotState};
 
 /// On a copy: the snapshot it was copied from.
@@ -132,11 +132,7 @@ pub(crate) fn copy_tags(
         .filter(|(k, _)| !matches!(k.as_str(), TAG_COPY_OF | TAG_COPY_FROM | "expires"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let created = source
-        .tag("created")
-        .and_then(parse_python_timestamp)
-        .or(source.start_time)
-        .unwrap_or(now);
+    let created = created_at(source).unwrap_or(now);
     let expires = chrono::Duration::from_std(retention)
         .ok()
         .and_then(|d| created.checked_add_signed(d))

@@ -142,16 +142,7 @@ pub(super) async fn create_volume(
 /// of CreateVolume itself, which no rate changes). EC2 documents that a
 /// rate can be refused for capacity or the Region's quota, not the code.
 fn refused(e: &CloudError) -> bool {
-    match e {
-        CloudError::Service { code, .. } => {
-            !e.is_transient()
-                && !matches!(
-                    code.as_str(),
-                    "UnauthorizedOperation" | "AuthFailure" | "AccessDenied"
-                )
-        }
-        _ => false,
-    }
+    matches!(e, CloudError::Service { .. }) && !e.is_transient() && !e.is_denied()
 }
 
 /// `prewarm = "block"`: read every block of the mounted volume once in

@@ -385,19 +385,19 @@ const WINDOW_LOCK_WAIT: Duration = Duration::from_secs(120);
 /// The host's make-snapshots lock, in the state directory; the wait is
 /// said in a line.
 async fn window_lock() -> Result<crate::host::lock::Exclusive> {
-    let dir = crate::host::dirs::state_dir();
-    let shown = dir.join("make-snapshots.lock");
-    let held = tokio::task::spawn_blocking(move || {
-        crate::host::lock::exclusive_within(&dir, "make-snapshots.lock", WINDOW_LOCK_WAIT, |p| {
+    let (held, shown) = crate::host::lock::exclusive_in_state_dir(
+        "make-snapshots.lock",
+        WINDOW_LOCK_WAIT,
+        |p| {
             tracing::warn!(
                 "another make-snapshots is in its freeze window on this host (lock {}); waiting up to {}",
                 p.display(),
                 humantime::format_duration(WINDOW_LOCK_WAIT)
             )
-        })
-    })
-    .await?
-    .with_context(|| format!("taking the lock {}", shown.display()))?;
+        },
+    )
+    .await;
+    let held = held.with_context(|| format!("taking the lock {}", shown.display()))?;
     held.ok_or_else(|| {
         anyhow::anyhow!(
             "another make-snapshots held {} for over {}; nothing was frozen",

@@ -89,6 +89,14 @@ pub(crate) fn parse_python_timestamp_in<Tz: TimeZone>(s: &str, tz: &Tz) -> Optio
 /// The tag set for a new volume or snapshot, in 0.2.12's order of
 /// precedence: `instance_id` and `mount_point`, overridden by filter tags,
 /// overridden by the expiration tags.
+/// When a snapshot was made: its `created` tag (either tool's,
+/// sub-second), else EC2's start time.
+pub(crate) fn created_at(s: &crate::cloud::SnapshotInfo) -> Option<DateTime<Utc>> {
+    s.tag("created")
+        .and_then(parse_python_timestamp)
+        .or(s.start_time)
+}
+
 pub(crate) fn resource_tags(
     instance_id: &str,
     mount_point: &str,

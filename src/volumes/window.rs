@@ -414,16 +414,7 @@ fn set_unusable(e: &CloudError) -> bool {
 /// moment: throttling and 503. (A 500 or a timeout may have created the
 /// snapshot; CreateSnapshot takes no client token, so it is not repeated.)
 fn retry_while_frozen(e: &CloudError) -> bool {
-    matches!(
-        e.code(),
-        Some(
-            "RequestLimitExceeded"
-                | "Throttling"
-                | "ThrottlingException"
-                | "ServiceUnavailable"
-                | "Unavailable"
-        )
-    )
+    e.is_throttle() || matches!(e.code(), Some("ServiceUnavailable" | "Unavailable"))
 }
 
 /// A pause between `lo` and `hi` ms, different for each attempt and run.
