@@ -62,6 +62,11 @@ struct Args {
     /// Use this moto instead of starting one.
     #[arg(long, value_name = "URL")]
     moto_url: Option<String>,
+    /// Send S3 requests to this S3 server (s3s-fs, MinIO) instead of
+    /// moto, their Host header as the client sent it (SigV4 signs it);
+    /// EC2 calls still go to moto. Faults and counts apply as for moto.
+    #[arg(long, value_name = "URL")]
+    s3_url: Option<String>,
     /// How attached volumes appear.
     #[arg(long, value_enum, default_value = "xen")]
     devices: Mode,
@@ -182,7 +187,10 @@ async fn run(args: Args) -> Result<()> {
         }
     };
     let zone = format!("{}a", args.region);
-    let moto = moto::Moto::new(&moto_url, &args.region);
+    let mut moto = moto::Moto::new(&moto_url, &args.region);
+    if let Some(s3) = &args.s3_url {
+        moto = moto.with_s3(s3);
+    }
     let result = serve(&args, &dir, root, rules, moto, zone).await;
     if own_moto {
         let _ = Command::new(emulator_script())

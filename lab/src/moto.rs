@@ -16,6 +16,8 @@ use crate::xml;
 pub(crate) struct Moto {
     pub url: String,
     region: String,
+    /// Where S3 requests go instead, when not moto (`--s3-url`).
+    s3_url: Option<String>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -35,6 +37,7 @@ impl Moto {
         Self {
             url: url.trim_end_matches('/').to_string(),
             region: region.to_string(),
+            s3_url: None,
             client: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -48,19 +51,36 @@ impl Moto {
         }
     }
 
-    /// Send a request on to moto unchanged (but for the host).
+    /// S3 requests go to this S3 server (s3s-fs, MinIO) instead of moto,
+    /// EC2 calls still to moto.
+    pub(crate) fn with_s3(self, s3_url: &str) -> Self {
+        Self {
+            s3_url: Some(s3_url.trim_end_matches('/').to_string()),
+            ..self
+        }
+    }
+
+    /// Send a request on to moto unchanged (but for the host); an S3
+    /// request to the `--s3-url` server instead if there is one, with its
+    /// Host header as sent: a server that checks SigV4 signatures (moto
+    /// does not) finds the Host the client signed.
     pub(crate) async fn forward(
         &self,
         method: Method,
         path_and_query: &str,
         headers: &hyper::HeaderMap,
         body: Bytes,
+        is_s3: bool,
     ) -> Result<Reply> {
+        let (base, keep_host) = match &self.s3_url {
+            Some(s3) if is_s3 => (s3, true),
+            _ => (&self.url, false),
+        };
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("{}{path_and_query}", self.url));
+            .uri(format!("{base}{path_and_query}"));
         for (k, v) in headers {
-            if k != hyper::header::HOST && k != hyper::header::CONTENT_LENGTH {
+            if (keep_host || k != hyper::header::HOST) && k != hyper::header::CONTENT_LENGTH {
                 req = req.header(k, v);
             }
         }
@@ -68,7 +88,7 @@ impl Moto {
             .client
             .request(req.body(Full::new(body))?)
             .await
-            .context("forwarding to moto")?;
+            .with_context(|| format!("forwarding to {base}"))?;
         read(resp).await
     }
 
@@ -255,4 +275,72 @@ pub(crate) fn params(query: Option<&str>, body: &[u8]) -> BTreeMap<String, Strin
         out.extend(form_urlencoded::parse(body).into_owned());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-connection HTTP server: answers each request 200 and sends
+    /// the request heads it read.
+    async fn echo_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head: Vec<u8> = buf.drain(..end + 4).collect();
+                            let _ = tx.send(String::from_utf8_lossy(&head).to_lowercase());
+                            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if sock.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    #[tokio::test]
+    async fn s3_requests_go_to_the_s3_server_with_their_host() {
+        let (moto_url, mut to_moto) = echo_server().await;
+        let (s3_url, mut to_s3) = echo_server().await;
+        let moto = Moto::new(&moto_url, "us-east-1").with_s3(&s3_url);
+        let mut headers = hyper::HeaderMap::new();
+        headers.insert(hyper::header::HOST, "127.0.0.1:9".parse().unwrap());
+        let get = |is_s3| moto.forward(Method::GET, "/bucket/key", &headers, Bytes::new(), is_s3);
+
+        assert_eq!(get(true).await.unwrap().status, 200);
+        let head = to_s3.recv().await.unwrap();
+        assert!(head.starts_with("get /bucket/key http/1.1"), "{head}");
+        assert!(head.contains("host: 127.0.0.1:9\r\n"), "{head}");
+
+        // EC2 calls (and S3 without --s3-url) go to moto, Host its own.
+        assert_eq!(get(false).await.unwrap().status, 200);
+        let head = to_moto.recv().await.unwrap();
+        let moto_host = moto_url.trim_start_matches("http://");
+        assert!(head.contains(&format!("host: {moto_host}\r\n")), "{head}");
+        let plain = Moto::new(&moto_url, "us-east-1");
+        plain
+            .forward(Method::GET, "/bucket/key", &headers, Bytes::new(), true)
+            .await
+            .unwrap();
+        let head = to_moto.recv().await.unwrap();
+        assert!(head.contains(&format!("host: {moto_host}\r\n")), "{head}");
+        assert!(to_s3.try_recv().is_err());
+    }
 }

@@ -145,7 +145,7 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         },
         None => match lab
             .moto
-            .forward(parts.method.clone(), &path, &parts.headers, body)
+            .forward(parts.method.clone(), &path, &parts.headers, body, is_s3)
             .await
         {
             Ok(r) => r,
@@ -153,7 +153,9 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
         },
     };
     let mut out_body = reply.body.clone();
-    if reply.status == 200 {
+    // Effects and rewrites are EC2's: an S3 reply goes back untouched,
+    // its body (a GetObject's: hundreds of MiB) not read as text.
+    if reply.status == 200 && !is_s3 {
         if let Some(action) = &action {
             match after(&lab, action, &region, &params, &reply.body).await {
                 Ok(Some(rewritten)) => out_body = Bytes::from(rewritten),
