@@ -45,6 +45,7 @@ mod cli;
 mod cloud;
 mod config;
 mod context;
+mod digest;
 mod files;
 mod generate;
 mod host;

@@ -35,7 +35,7 @@ impl KeyNaming {
     /// prefix, name and separator hashed): the daemon's lock file and its
     /// digest record are one per key space.
     pub(crate) fn space_id(&self, bucket: &str) -> String {
-        use md5::{Digest, Md5};
+        use crate::digest::Md5;
         let digest = Md5::digest(
             format!(
                 "{bucket}\n{}\n{}\n{}",

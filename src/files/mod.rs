@@ -4,13 +4,15 @@
 //! `index_writer.rs` its indexes, `refresh.rs` when a quiet directory's
 //! index is rewritten, `settings.rs` what each command is told (resolved
 //! once, before it runs), `snap.rs` the watching daemon, `stale.rs`
-//! abandoned multipart uploads, `slurp.rs` the restore, `chop.rs` the
+//! abandoned multipart uploads, `slurp.rs` the restore, `landing.rs` its files put in place durably, `ownership.rs` their owner and mode, `chop.rs` the
 //! retention (its plan pure).
 
 pub(crate) mod chop;
 mod digests;
 mod index_writer;
 pub(crate) mod keys;
+mod landing;
+mod ownership;
 mod queue;
 pub(crate) mod refresh;
 mod retry;
@@ -72,7 +74,7 @@ pub(crate) fn md5_file_until(
 ) -> std::io::Result<(Md5Sum, u64)> {
     use std::io::Read;
 
-    use md5::{Digest, Md5};
+    use crate::digest::Md5;
     let mut h = Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -143,7 +145,7 @@ pub(crate) fn sums_if_cached(
     part: u64,
     stop: &AtomicBool,
 ) -> std::io::Result<Option<CachedSums>> {
-    use md5::{Digest, Md5};
+    use crate::digest::Md5;
 
     use crate::cloud::s3::PartCrc;
     use crate::host::page_cache::read_cached;
@@ -190,7 +192,7 @@ pub(crate) fn read_with_md5(
     limit: u64,
     stop: &AtomicBool,
 ) -> std::io::Result<(Vec<u8>, Md5Sum)> {
-    use md5::{Digest, Md5};
+    use crate::digest::Md5;
     use std::io::Read;
     let mut bytes = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
     let mut rest = file.take(limit);

@@ -20,16 +20,17 @@
 //! following links ([`crate::host::safe_path`]), and setuid, setgid and
 //! sticky bits are dropped unless asked for with the owner restored.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::keys::{is_marked_index, parse_index, KeyNaming, StatMeta, INDEX_SUFFIX};
+use super::landing::{LandError, Landing};
+use super::ownership::{apply_stat, lookup_group, lookup_user, Ownership, StatError};
 use super::settings::SlurpSettings;
 use crate::cloud::s3::{Fetched, ObjectInfo, S3};
 use crate::cloud::CloudError;
@@ -67,16 +68,6 @@ pub(crate) fn index_for_file<'a>(
         .filter(|o| o.key.ends_with(INDEX_SUFFIX))
         .filter(|o| o.last_modified.is_some_and(|t| t >= uploaded))
         .min_by(|a, b| (a.last_modified, &a.key).cmp(&(b.last_modified, &b.key)))
-}
-
-/// Owner and group to give restored files.
-#[derive(Debug, Clone, Default)]
-struct Ownership {
-    preserve: bool,
-    uid: Option<u32>,
-    gid: Option<u32>,
-    /// `--keep-special-bits` (only with `preserve`).
-    special_bits: bool,
 }
 
 struct Job {
@@ -367,7 +358,7 @@ async fn restore_dir(
 
     job.progress.add_total(names.len() as u64);
     let mut tasks = tokio::task::JoinSet::new();
-    let mut tally = Tally::default();
+    let mut tally = Tally::new(into.clone());
     for name in names {
         // The permit before the task: at most -t files are under way (and
         // in memory) across all directories, however many are listed.
@@ -388,7 +379,9 @@ async fn restore_dir(
     while let Some(done) = tasks.join_next().await {
         tally.add(job, target, &index_key, ours, done).await;
     }
+    tally.finish(job, target).await;
     let Tally {
+        landing: _,
         restored,
         present,
         failed,
@@ -420,8 +413,8 @@ async fn restore_dir(
 }
 
 /// What one directory's restore did, file by file.
-#[derive(Default)]
 struct Tally {
+    landing: Landing,
     restored: usize,
     present: usize,
     failed: usize,
@@ -431,20 +424,68 @@ struct Tally {
 }
 
 impl Tally {
+    fn new(into: Arc<SafeDir>) -> Self {
+        Tally {
+            landing: Landing::new(into),
+            restored: 0,
+            present: 0,
+            failed: 0,
+            unlisted: 0,
+            restored_files: Vec::new(),
+            failed_files: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, job: &Job, target: &Path, name: &str, e: &RestoreError) {
+        self.failed += 1;
+        let file = target.join(name);
+        job.report.line(format!("FAILED   {}: {e}", file.display()));
+        self.failed_files
+            .push(serde_json::json!({"file": file, "error": e.to_string()}));
+    }
+
+    /// The verified files waiting put in place, durable first.
+    async fn land(&mut self, job: &Job, target: &Path) {
+        for (name, r) in self.landing.land().await {
+            match r {
+                Ok(()) => {
+                    self.restored += 1;
+                    self.restored_files.push(name);
+                }
+                Err(e) => self.fail(job, target, &name, &RestoreError::Land(e)),
+            }
+        }
+    }
+
+    /// The last batch put in place and every rename made durable: after
+    /// this the directory may be reported restored.
+    async fn finish(&mut self, job: &Job, target: &Path) {
+        self.land(job, target).await;
+        if let Err(e) = self.landing.seal().await {
+            let e = RestoreError::Land(LandError::Flush(e));
+            job.report
+                .line(format!("FAILED   {}: {e}", target.display()));
+            self.failed += 1;
+            self.failed_files
+                .push(serde_json::json!({"file": target, "error": e.to_string()}));
+        }
+    }
+
     async fn add(
         &mut self,
         job: &Job,
         target: &Path,
         index_key: &str,
         ours: bool,
-        done: Result<(String, Result<bool, RestoreError>), tokio::task::JoinError>,
+        done: Result<(String, Result<Got, RestoreError>), tokio::task::JoinError>,
     ) {
         match done {
-            Ok((name, Ok(true))) => {
-                self.restored += 1;
-                self.restored_files.push(name);
+            Ok((name, Ok(Got::Verified { tmp, size }))) => {
+                if self.landing.wait(tmp, name, size) {
+                    self.land(job, target).await;
+                }
             }
-            Ok((_, Ok(false))) => self.present += 1,
+            Ok((_, Ok(Got::Present))) => self.present += 1,
             Ok((name, Err(RestoreError::Missing { key }))) if !ours => {
                 self.unlisted += 1;
                 if is_directory_entry(job, &name, &key).await {
@@ -457,13 +498,7 @@ impl Tally {
                     );
                 }
             }
-            Ok((name, Err(e))) => {
-                self.failed += 1;
-                let file = target.join(&name);
-                job.report.line(format!("FAILED   {}: {e}", file.display()));
-                self.failed_files
-                    .push(serde_json::json!({"file": file, "error": e.to_string()}));
-            }
+            Ok((name, Err(e))) => self.fail(job, target, &name, &e),
             Err(e) => {
                 self.failed += 1;
                 job.report
@@ -533,21 +568,28 @@ enum RestoreError {
     /// by another tool, and its own ETag would only prove the download.
     #[error("no md5sum metadata (tablesnap always writes it: rewritten since?), cannot verify it (--allow-unverified restores it anyway) ({key})")]
     Unverifiable { key: String },
-    #[error("chmod: {0}")]
-    Chmod(#[source] std::io::Error),
-    #[error("chown: {0}")]
-    Chown(#[source] std::io::Error),
-    #[error("renaming into place: {0}")]
-    Rename(#[source] std::io::Error),
+    #[error(transparent)]
+    Stat(#[from] StatError),
+    #[error(transparent)]
+    Land(#[from] LandError),
 }
 
-/// One file; `Ok(false)` if it was already there with the right MD5.
+/// How one file ended well.
+enum Got {
+    /// Already there with the right MD5.
+    Present,
+    /// Downloaded and verified under its temporary name `tmp`, `size`
+    /// bytes: put in place with its batch ([`Landing`]).
+    Verified { tmp: String, size: u64 },
+}
+
+/// One file, up to its verified temporary.
 async fn fetch_one(
     job: &Job,
     origin: &Path,
     into: &Arc<SafeDir>,
     name: &str,
-) -> Result<bool, RestoreError> {
+) -> Result<Got, RestoreError> {
     let name = check_name(name)?;
     let key = job.naming.key(&origin.join(name));
     // Resuming: a file already there is compared with S3's md5sum (one
@@ -561,7 +603,7 @@ async fn fetch_one(
                 return Err(RestoreError::Missing { key });
             };
             if head.metadata.get("md5sum") == Some(&have) {
-                return Ok(false);
+                return Ok(Got::Present);
             }
         }
     }
@@ -640,15 +682,12 @@ async fn fetch_one(
     let stat = StatMeta::parse(fetched.metadata.get("stat").map_or("", String::as_str));
     if let Err(e) = apply_stat(&file, &path, &stat, &job.owner, fetched.last_modified) {
         discard(into, &tmp).await;
-        return Err(e);
+        return Err(e.into());
     }
-    drop(file);
-    let (to, from) = (name.to_string(), tmp.clone());
-    if let Err(e) = blocking(into, move |d| d.rename(&from, &to)).await {
-        discard(into, &tmp).await;
-        return Err(RestoreError::Rename(e));
-    }
-    Ok(true)
+    Ok(Got::Verified {
+        tmp,
+        size: fetched.written,
+    })
 }
 
 /// What an object without `md5sum` was checked against, in words.
@@ -696,60 +735,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || work(&d))
         .await
         .map_err(std::io::Error::other)?
-}
-
-/// Owner and group per the options, then the mode from the `stat`
-/// metadata (after the owner: a chown clears setuid/setgid), then the
-/// mtime from the object's time; all on the open file. Setuid, setgid and
-/// sticky bits are kept only with `-p --keep-special-bits` and the owner
-/// restored: otherwise anyone who can write the bucket, or chmod a file
-/// before it is backed up, would have root make a setuid-root file.
-fn apply_stat(
-    file: &std::fs::File,
-    path: &Path,
-    stat: &StatMeta,
-    owner: &Ownership,
-    mtime: Option<DateTime<Utc>>,
-) -> Result<(), RestoreError> {
-    let (mut uid, mut gid) = (owner.uid, owner.gid);
-    if owner.preserve {
-        let by_name_u = stat.user.as_deref().and_then(|u| lookup_user(u).ok());
-        let by_name_g = stat.group.as_deref().and_then(|g| lookup_group(g).ok());
-        uid = uid.or(by_name_u).or(stat.uid);
-        gid = gid.or(by_name_g).or(stat.gid);
-    }
-    if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::fchown(file, uid, gid).map_err(RestoreError::Chown)?;
-    }
-    let mut mode = stat.mode.map_or(0o644, |m| m & 0o7777);
-    let special = mode & 0o7000;
-    // Only with the owner restored, and never onto root: a setuid or
-    // setgid root file is what an attacker would ask the bucket for.
-    let owner_restored =
-        owner.preserve && uid.is_some_and(|u| u != 0) && gid.is_some_and(|g| g != 0);
-    if special != 0 && !(owner.special_bits && owner_restored) {
-        mode &= 0o777;
-        tracing::warn!(
-            "{}: restored without its setuid/setgid/sticky bits (mode {:o} in the backup; \
-             -p --keep-special-bits keeps them with the owner restored, never for root)",
-            path.display(),
-            special | mode
-        );
-    }
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(RestoreError::Chmod)?;
-    if let Some(t) = mtime {
-        let _ = file.set_modified(SystemTime::from(t));
-    }
-    Ok(())
-}
-
-fn lookup_user(name: &str) -> Result<u32> {
-    crate::host::users::uid_of(name).with_context(|| format!("no user {name} on this host"))
-}
-
-fn lookup_group(name: &str) -> Result<u32> {
-    crate::host::users::gid_of(name).with_context(|| format!("no group {name} on this host"))
 }
 
 #[cfg(test)]

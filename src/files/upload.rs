@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use md5::{Digest, Md5};
+use crate::digest::Md5;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::digests::{Digests, Fingerprint};

@@ -4,6 +4,7 @@
 pub(crate) mod detach;
 pub(crate) mod devices;
 pub(crate) mod dirs;
+pub(crate) mod durable;
 mod error;
 pub(crate) mod freeze;
 pub(crate) mod fs;

@@ -394,6 +394,12 @@ impl SafeDir {
         Ok(renameat(&self.fd, from, &self.fd, to)?)
     }
 
+    /// Wait until everything written to this directory's filesystem is on
+    /// disk, the entries renamed here included ([`super::durable`]).
+    pub(crate) fn sync_filesystem(&self) -> io::Result<()> {
+        super::durable::sync_filesystem(&self.fd)
+    }
+
     /// The entries of this directory with their kinds, `.` and `..` left
     /// out. Read through the descriptor: a link is reported as one.
     pub(crate) fn entries(&self) -> io::Result<Vec<(OsString, Kind)>> {

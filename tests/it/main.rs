@@ -29,6 +29,7 @@ mod restore_speed;
 mod retention;
 mod s3_stalls;
 mod slow_freeze;
+mod slurp_durability;
 mod slurp_safety;
 mod snapshot;
 mod snapshot_set;

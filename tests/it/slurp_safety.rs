@@ -10,12 +10,12 @@ use crate::support::{lab_prerequisites, md5_hex, moto, Lab, LabOpts, Run, S3};
 pub(crate) const ORIGIN: &str = "/var/lib/cassandra/data/ks/tbl";
 
 /// PUT `host1:<ORIGIN>/<name>` with user metadata.
-fn put(s3: &S3, name: &str, body: &[u8], meta: &[(&str, String)]) {
+pub(crate) fn put(s3: &S3, name: &str, body: &[u8], meta: &[(&str, String)]) {
     s3.put(&format!("host1:{ORIGIN}/{name}"), body, meta);
 }
 
 /// A data object as tablesnap 1.2.1 writes it.
-fn put_file(s3: &S3, name: &str, body: &[u8]) {
+pub(crate) fn put_file(s3: &S3, name: &str, body: &[u8]) {
     let stat = r#"{"user": "root", "gid": 0, "group": "root", "uid": 0, "mode": 33188}"#;
     put(
         s3,
@@ -25,7 +25,7 @@ fn put_file(s3: &S3, name: &str, body: &[u8]) {
     );
 }
 
-fn slurp_args<'a>(bucket: &'a str, target: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn slurp_args<'a>(bucket: &'a str, target: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "tableslurp",
         bucket,

@@ -67,10 +67,7 @@ impl S3 {
     ) -> Result<(), CloudError> {
         let md5 = match content.md5 {
             Some(m) => m.to_string(),
-            None => {
-                use md5::{Digest, Md5};
-                base64(Md5::digest(&body).as_slice())
-            }
+            None => base64(&crate::digest::Md5::digest(&body)),
         };
         let body = bytes::Bytes::from(body);
         self.send(Call::new("PutObject", key), |progress| {
