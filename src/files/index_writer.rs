@@ -51,6 +51,10 @@ pub(super) enum Landing {
     /// `refresh::check_every`): those not indexed within the refresh
     /// interval get their index rewritten.
     Watched(Vec<PathBuf>),
+    /// A scan is about to queue these files of a directory (names): once
+    /// each has landed or dropped, the batch is known to be whole and is
+    /// indexed without the quiet wait.
+    Scanned(PathBuf, Vec<String>),
 }
 
 /// A name known to be in S3: its size there, and the generation of its
@@ -80,6 +84,9 @@ struct Dir {
     generation: u64,
     changed: Instant,
     dirty_since: Instant,
+    /// The files of a scan not landed or dropped yet (`Landing::Scanned`):
+    /// none left means the scan's batch is whole.
+    scanned: Option<std::collections::HashSet<String>>,
     writing: bool,
     /// Shutting down: each directory gets one more attempt.
     last_try: bool,
@@ -96,6 +103,7 @@ impl Dir {
             generation: 0,
             changed: Instant::now(),
             dirty_since: Instant::now(),
+            scanned: None,
             writing: false,
             last_try: false,
         }
@@ -108,7 +116,8 @@ impl Dir {
         if !open {
             return self.dirty && !self.last_try;
         }
-        (self.busy == 0 && self.changed.elapsed() >= INDEX_QUIET)
+        let batch_whole = self.scanned.as_ref().is_some_and(|s| s.is_empty());
+        (self.busy == 0 && (batch_whole || self.changed.elapsed() >= INDEX_QUIET))
             || (self.dirty && self.dirty_since.elapsed() >= INDEX_MAX_WAIT)
     }
 
@@ -185,6 +194,9 @@ pub(super) async fn run(mut landings: mpsc::UnboundedReceiver<Landing>, writer: 
             }
             d.writing = true;
             d.last_try = !open;
+            if d.scanned.as_ref().is_some_and(|s| s.is_empty()) {
+                d.scanned = None;
+            }
             let refresh = !d.dirty;
             let known: HashMap<String, u64> =
                 d.known.iter().map(|(n, k)| (n.clone(), k.size)).collect();
@@ -211,12 +223,24 @@ fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
         Landing::Started(p) => (p, 1),
         Landing::Landed(p, _) | Landing::Dropped(p) => (p, -1),
         Landing::Watched(_) => return,
+        Landing::Scanned(dir, names) => {
+            let d = dirs.entry(dir.clone()).or_insert_with(Dir::new);
+            d.scanned
+                .get_or_insert_with(Default::default)
+                .extend(names.iter().cloned());
+            return;
+        }
     };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
     let d = dirs.entry(dir.to_path_buf()).or_insert_with(Dir::new);
     d.busy = d.busy.saturating_add_signed(step);
+    if step < 0 {
+        if let Some(s) = d.scanned.as_mut() {
+            s.remove(&*name.to_string_lossy());
+        }
+    }
     if let Landing::Landed(_, size) = &msg {
         d.generation += 1;
         let known = Known {
@@ -469,6 +493,29 @@ mod tests {
         };
         finished(&mut dirs, done, true);
         assert!(dirs.is_empty());
+    }
+
+    #[test]
+    fn a_scanned_batch_is_indexed_as_soon_as_all_of_it_landed_and_not_before() {
+        let dir = PathBuf::from("/d/t");
+        let mut dirs = HashMap::new();
+        note(
+            &mut dirs,
+            Landing::Scanned(dir.clone(), vec!["a-Data.db".into(), "b-Data.db".into()]),
+        );
+        note(&mut dirs, Landing::Started(dir.join("a-Data.db")));
+        note(&mut dirs, Landing::Landed(dir.join("a-Data.db"), 1));
+        // b is not started yet: nothing is busy, but the batch is not whole.
+        assert!(!dirs[&dir].ready(true), "indexed before b landed");
+        note(&mut dirs, Landing::Started(dir.join("b-Data.db")));
+        note(&mut dirs, Landing::Dropped(dir.join("b-Data.db")));
+        // Whole at once, well within the quiet wait.
+        assert!(dirs[&dir].ready(true));
+        // A file that lands by an event afterwards waits for the quiet.
+        dirs.get_mut(&dir).unwrap().scanned = None;
+        note(&mut dirs, Landing::Started(dir.join("c-Data.db")));
+        note(&mut dirs, Landing::Landed(dir.join("c-Data.db"), 1));
+        assert!(!dirs[&dir].ready(true));
     }
 
     #[test]

@@ -143,8 +143,19 @@ pub(super) async fn push_scanned(
     by_dir: Vec<(PathBuf, Vec<PathBuf>)>,
     s3: &S3,
     naming: &KeyNaming,
+    indexer: Option<&tokio::sync::mpsc::UnboundedSender<super::index_writer::Landing>>,
 ) {
     for (dir, files) in by_dir {
+        // Told before the files are queued, so none can land before the
+        // indexer knows it is one of the batch.
+        if let Some(tx) = indexer {
+            let names = files
+                .iter()
+                .filter_map(|f| f.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect();
+            let _ = tx.send(super::index_writer::Landing::Scanned(dir.clone(), names));
+        }
         let listed: Option<HashSet<String>> =
             match s3.list(&naming.dir_prefix(&dir), Some("/")).await {
                 Ok((objects, _)) => Some(objects.into_iter().map(|o| o.key).collect()),

@@ -309,7 +309,10 @@ impl SnapSettings {
             } else {
                 cli.keyname_separator.clone()
             },
-            threads: cli.threads.or(f.threads).unwrap_or(super::REQUESTS_IN_FLIGHT),
+            threads: cli
+                .threads
+                .or(f.threads)
+                .unwrap_or(super::REQUESTS_IN_FLIGHT),
             exclude: pick(&cli.exclude, &f.exclude),
             include: pick(&cli.include, &f.include),
             listen_events: pick(&cli.listen_events, &f.listen_events),

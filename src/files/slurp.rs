@@ -355,6 +355,16 @@ async fn restore_dir(
             }
         })?;
     let into = Arc::new(into);
+    // What the directory holds now, read once: a name not in it needs no
+    // look of its own (a fresh restore then costs no call per file for
+    // it). Unreadable: every file is looked at.
+    let d = into.clone();
+    let present: Option<Arc<std::collections::HashSet<std::ffi::OsString>>> =
+        tokio::task::spawn_blocking(move || d.entries())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|e| Arc::new(e.into_iter().map(|(name, _)| name).collect()));
 
     job.progress.add_total(names.len() as u64);
     let mut tasks = tokio::task::JoinSet::new();
@@ -369,9 +379,12 @@ async fn restore_dir(
             tally.add(job, target, &index_key, ours, done).await;
         }
         let (job, origin, into) = (job.clone(), origin.to_path_buf(), into.clone());
+        let there = present
+            .as_ref()
+            .is_none_or(|p| p.contains(std::ffi::OsStr::new(&name)));
         tasks.spawn(async move {
             let _p = permit;
-            let r = fetch_one(&job, &origin, &into, &name).await;
+            let r = fetch_one(&job, &origin, &into, &name, there).await;
             job.progress.step(&name);
             (name, r)
         });
@@ -589,6 +602,7 @@ async fn fetch_one(
     origin: &Path,
     into: &Arc<SafeDir>,
     name: &str,
+    there: bool,
 ) -> Result<Got, RestoreError> {
     let name = check_name(name)?;
     let key = job.naming.key(&origin.join(name));
@@ -596,8 +610,8 @@ async fn fetch_one(
     // HEAD); a missing one is fetched straight away (the GET brings the
     // metadata, so a fresh restore costs one request per file). Only a
     // regular file counts: a link planted under the name is not read,
-    // and the rename below replaces it.
-    if !job.force {
+    // and the rename when it lands replaces it.
+    if !job.force && there {
         if let Some(have) = present_md5(into, name).await {
             let Some(head) = job.s3.head(&key).await? else {
                 return Err(RestoreError::Missing { key });

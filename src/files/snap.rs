@@ -550,6 +550,7 @@ impl Daemon {
     fn scan(&mut self, dir: PathBuf, recursive: bool, prune: bool) -> Arc<AtomicBool> {
         let (queue, filter, tree) = (self.queue.clone(), self.filter.clone(), self.tree.clone());
         let (s3, naming, digests) = (self.s3.clone(), self.naming.clone(), self.digests.clone());
+        let indexer = self.watched.clone();
         let queued = Arc::new(AtomicBool::new(false));
         let done = queued.clone();
         self.scans.retain(|h| !h.is_finished());
@@ -570,7 +571,7 @@ impl Daemon {
             let Ok(Some(scanned)) = walked else {
                 return;
             };
-            queue::push_scanned(&queue, scanned.by_dir, &s3, &naming).await;
+            queue::push_scanned(&queue, scanned.by_dir, &s3, &naming, indexer.as_ref()).await;
             done.store(true, Ordering::Relaxed);
         }));
         queued

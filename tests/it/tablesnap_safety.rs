@@ -468,11 +468,11 @@ fn hung_daemon(action: &str, extra: &[&str]) -> Option<Hung> {
 #[ignore = "needs root and the lab (loop devices, mount): scripts/test.sh runs it as root"]
 fn sigterm_with_s3_unreachable_stops_within_seconds_and_the_next_start_catches_up() {
     // Every PUT (data and index) through the lab hangs for a minute.
-    let Some(mut h) = hung_daemon("PutObject", &[]) else {
+    let Some(mut h) = hung_daemon("PutObject", &["-t", "10"]) else {
         return;
     };
     let (s3, dir) = (&h.s3, h.dir.path());
-    // More files than workers (10): some are still queued at the stop.
+    // More files than workers (-t 10): some are still queued at the stop.
     for i in 0..30u8 {
         std::fs::write(dir.join(format!("nb-{i}-big-Data.db")), vec![i; 5000]).unwrap();
     }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
@@ -98,10 +97,8 @@ impl S3 {
     /// checks the bytes against it (a mismatch fails the body); only asked
     /// for where nothing better proves the bytes.
     ///
-    /// The bytes are written and hashed by a thread of their own (so the
-    /// files of a restore are hashed on every core, and a slow disk never
-    /// holds up the event loop), and their writeback is started as they
-    /// go; the caller makes them durable (`host::durable`), in a batch.
+    /// The bytes' writeback is started as they are written; the caller
+    /// makes them durable (`host::durable`), in a batch.
     pub(crate) async fn get_to_file(
         &self,
         key: &str,
@@ -109,10 +106,6 @@ impl S3 {
         file: &Path,
         checksums: bool,
     ) -> Result<Option<Fetched>, CloudError> {
-        // One writer on the file at a time: an attempt abandoned for a
-        // stall may still have bytes on their way to its writer, which
-        // must be done with them before the next attempt empties the file.
-        let turn = Arc::new(tokio::sync::Mutex::new(()));
         self.call(Call::new(GET_OBJECT, key), |progress| {
             let req = self
                 .client
@@ -120,9 +113,7 @@ impl S3 {
                 .bucket(&self.bucket)
                 .key(key)
                 .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled));
-            let turn = turn.clone();
             async move {
-                let out = out.try_clone().map_err(|e| write_error(file, e))?;
                 let Some(r) = found(GET_OBJECT, req.send().await)? else {
                     return Ok(None);
                 };
@@ -135,8 +126,7 @@ impl S3 {
                 );
                 let checked_checksum = full_object_checksum(&r);
                 let stated_size = r.content_length.and_then(|n| u64::try_from(n).ok());
-                let turn = turn.lock_owned().await;
-                let (written, md5_hex) = write_body(r.body, out, turn, &progress, file).await?;
+                let (written, md5_hex) = write_body(r.body, out, &progress, file).await?;
                 Ok(Some(Fetched {
                     metadata: r.metadata.unwrap_or_default(),
                     etag,
@@ -153,12 +143,6 @@ impl S3 {
     }
 }
 
-/// Bytes of a body handed to its writer at once (fewer hops than the
-/// connection's chunks); with [`QUEUED`] of them waiting, what one
-/// download holds in memory stays under a MiB.
-const HANDOFF: usize = 256 << 10;
-const QUEUED: usize = 2;
-
 /// Writeback started every this many bytes of a file (and at its end).
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
@@ -171,61 +155,31 @@ fn write_error(file: &Path, e: std::io::Error) -> CloudError {
 
 /// Write a download's body into `out` from its start (emptied first),
 /// hashing it on the way (the MD5 is what proves the bytes against
-/// `md5sum`): the bytes written and their MD5 in hex. The writing and
-/// hashing are the writer thread's, which holds `turn` until it is done.
+/// `md5sum`): the bytes written and their MD5 in hex.
+///
+/// Each chunk is hashed and written where it arrives, on the event
+/// loop's thread: a write into the page cache is a copy, and a writer
+/// thread per download (tried: chunks handed over 256 KiB at a time)
+/// used the same CPU for 4 x 256 MiB with more code, and a stalled
+/// attempt's late writes to guard against. The downloads of a restore are
+/// tasks spread over every core, so are their hashes. Writeback is
+/// started as the file grows, so dirty pages stay few and a write seldom
+/// waits for the disk.
 async fn write_body(
     mut body: ByteStream,
-    out: std::fs::File,
-    turn: tokio::sync::OwnedMutexGuard<()>,
+    out: &std::fs::File,
     progress: &Progress,
     file: &Path,
 ) -> Result<(u64, String), CloudError> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(QUEUED);
-    let writer = tokio::task::spawn_blocking(move || {
-        let _turn = turn;
-        write_hashed(&out, rx)
-    });
-    let mut batch = Vec::new();
-    let mut batched = 0;
-    let mut writer_gone = false;
-    while let Some(chunk) = next_chunk(&mut body, progress).await? {
-        batched += chunk.len();
-        batch.push(chunk);
-        if batched >= HANDOFF {
-            batched = 0;
-            if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                writer_gone = true;
-                break;
-            }
-        }
-    }
-    if !writer_gone && !batch.is_empty() {
-        let _ = tx.send(batch).await;
-    }
-    drop(tx);
-    let (written, md5) = writer
-        .await
-        .map_err(|e| write_error(file, std::io::Error::other(e)))?
-        .map_err(|e| write_error(file, e))?;
-    Ok((written, md5))
-}
-
-/// The writer thread: `out` emptied, then every batch written in order
-/// and hashed, writeback started as it goes.
-fn write_hashed(
-    out: &std::fs::File,
-    mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
-) -> std::io::Result<(u64, String)> {
     use std::os::unix::fs::FileExt;
-    out.set_len(0)?;
+    out.set_len(0).map_err(|e| write_error(file, e))?;
     let mut hash = crate::digest::Md5::new();
     let (mut written, mut flushed) = (0u64, 0u64);
-    while let Some(batch) = rx.blocking_recv() {
-        for chunk in batch {
-            hash.update(&chunk);
-            out.write_all_at(&chunk, written)?;
-            written += chunk.len() as u64;
-        }
+    while let Some(chunk) = next_chunk(&mut body, progress).await? {
+        hash.update(&chunk);
+        out.write_all_at(&chunk, written)
+            .map_err(|e| write_error(file, e))?;
+        written += chunk.len() as u64;
         if written - flushed >= WRITEBACK_EVERY {
             crate::host::durable::start_writeback(out, flushed, written - flushed);
             flushed = written;
