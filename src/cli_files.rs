@@ -197,8 +197,8 @@ pub(crate) struct TableslurpArgs {
     #[arg(long, requires = "preserve")]
     pub keep_special_bits: bool,
     /// Files downloaded at once, across all directories (default 64:
-    /// enough to fill a fast link with small files; each holds under
-    /// 1 MiB in memory).
+    /// enough to fill a fast link with small files; each holds only the
+    /// chunk being written in memory).
     #[arg(short = 't', long, default_value_t = crate::files::REQUESTS_IN_FLIGHT)]
     pub threads: usize,
     /// ORIGIN is a tree: restore every directory below it that has an index.

@@ -32,8 +32,9 @@ use crate::cloud::{AwsConfig, StaticKeys};
 /// request each and a request mostly waits: 64 keep a fast S3 busy and
 /// hide 20 ms of latency per request (10, aws-cli's default, left a fast
 /// server idle and made a thousand small files take 2 s at +20 ms).
-/// Memory does not grow with it: uploads share a 48 MiB budget
-/// (`upload::BUFFER_BUDGET`) and a download holds under 1 MiB.
+/// Memory does not grow much with it: uploads share a 48 MiB budget
+/// (`upload::BUFFER_BUDGET`), and a download holds only the chunk of
+/// its body being written (it is hashed and written as it arrives).
 pub(crate) const REQUESTS_IN_FLIGHT: usize = 64;
 
 /// The host name in keys when none is given: Python's socket.getfqdn(),
