@@ -30,6 +30,8 @@ import urllib.request
 import boto3
 from botocore.config import Config
 
+from procstat import cpu_secs  # noqa: E402 (beside this script)
+
 ENV = os.environ
 WORK = ENV["BENCH_WORK"]
 S3 = ENV["BENCH_S3_URL"]
@@ -61,7 +63,6 @@ NAME = "bench"  # the host name in ours' keys (-n)
 TOOLS = ["ours"] + [t for t in ("s5cmd", "aws-cli") if t in PEERS]
 COMPONENTS = ["Data.db", "Index.db", "Filter.db", "Statistics.db", "Summary.db",
               "CompressionInfo.db", "Digest.crc32", "TOC.txt"]
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 GIB = 1 << 30
 
 s3 = boto3.client("s3", endpoint_url=S3, region_name="us-east-1",
@@ -90,18 +91,6 @@ def set_latency(ms):
 
 def lab_calls():
     return json.loads(http("GET", f"{LAB}/_lab/state"))["calls"] if LAB else {}
-
-
-def cpu_secs(pid):
-    """utime + stime of a running process, in seconds (None if gone)."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def s3_log_offset():

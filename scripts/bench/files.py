@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 from botocore.config import Config
 
+from procstat import cpu_secs  # noqa: E402 (beside this script)
+
 ENV = os.environ
 WORK = ENV["BENCH_WORK"]
 MOTO = ENV["BENCH_MOTO_URL"]
@@ -362,19 +364,6 @@ class Run:
         return "\n".join("    " + l for _, l in self.lines[-n:])
 
 
-def cpu_secs(pid):
-    """utime + stime of a process, in seconds (None if it is gone)."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The emulator's process (its CPU share says when it, not the tool, sets
 # the pace); scripts/emulator.sh wrote it beside the URL.
 MOTO_PID = int(ENV["BENCH_MOTO_PID"]) if ENV.get("BENCH_MOTO_PID", "").isdigit() else None

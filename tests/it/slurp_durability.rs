@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::slurp_safety::{put, put_file, slurp, slurp_args, ORIGIN};
-use crate::support::{is_root, lab_prerequisites, moto, Lab, LabOpts, S3};
+use crate::support::{is_root, lab_prerequisites, moto, succeed as sh, Lab, LabOpts, S3};
 
 /// `count` files of `size` bytes each (distinct bytes), uploaded as
 /// tablesnap writes them, and our index listing them.
@@ -148,12 +148,6 @@ impl Drop for LoopFs {
         let _ = Command::new("umount").arg(self.mount_point()).status();
         let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
     }
-}
-
-fn sh(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {out:?}");
-    out
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::support::{lab_prerequisites, place_cold, varied_bytes, Run, S3};
+use crate::support::{lab_prerequisites, place_cold, succeed as sh, varied_bytes, Run, S3};
 
 /// A tmpfs mounted on a temporary directory for one test: a million
 /// empty files are created in seconds there, and the unmount on drop
@@ -258,12 +258,6 @@ impl Drop for SlowDisk {
         let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
         let _ = std::fs::remove_dir(&self.cgroup);
     }
-}
-
-fn sh(cmd: &mut Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {out:?}");
-    out
 }
 
 #[test]

@@ -580,6 +580,14 @@ fn spec(kind: ResourceType, tags: &[(&str, &str)]) -> TagSpecification {
     b.build()
 }
 
+/// Run `cmd`, which must succeed: its output (else the test fails with
+/// the command and what it said).
+pub(crate) fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {out:?}");
+    out
+}
+
 /// Whether this process may use loop devices and mount(2).
 pub(crate) fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
