@@ -240,6 +240,14 @@ fn note(dirs: &mut HashMap<PathBuf, Dir>, msg: Landing) {
         if let Some(s) = d.scanned.as_mut() {
             s.remove(&*name.to_string_lossy());
         }
+        // All of the scan's files dropped and nothing to index: later
+        // arrivals wait for the quiet again.
+        if d.scanned.as_ref().is_some_and(|s| s.is_empty())
+            && !d.dirty
+            && !matches!(msg, Landing::Landed(..))
+        {
+            d.scanned = None;
+        }
     }
     if let Landing::Landed(_, size) = &msg {
         d.generation += 1;
@@ -511,11 +519,23 @@ mod tests {
         note(&mut dirs, Landing::Dropped(dir.join("b-Data.db")));
         // Whole at once, well within the quiet wait.
         assert!(dirs[&dir].ready(true));
-        // A file that lands by an event afterwards waits for the quiet.
+        // A file that lands by an event after the index waits for the
+        // quiet (the write clears the batch).
         dirs.get_mut(&dir).unwrap().scanned = None;
         note(&mut dirs, Landing::Started(dir.join("c-Data.db")));
         note(&mut dirs, Landing::Landed(dir.join("c-Data.db"), 1));
         assert!(!dirs[&dir].ready(true));
+
+        // A scan whose files all dropped leaves nothing to index, and
+        // what arrives later waits for the quiet.
+        let other = PathBuf::from("/d/u");
+        note(
+            &mut dirs,
+            Landing::Scanned(other.clone(), vec!["x-Data.db".into()]),
+        );
+        note(&mut dirs, Landing::Started(other.join("x-Data.db")));
+        note(&mut dirs, Landing::Dropped(other.join("x-Data.db")));
+        assert!(dirs[&other].scanned.is_none());
     }
 
     #[test]

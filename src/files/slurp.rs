@@ -29,7 +29,7 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::keys::{is_marked_index, parse_index, KeyNaming, StatMeta, INDEX_SUFFIX};
-use super::landing::{LandError, Landing};
+use super::landing::{is_temporary, temporary, LandError, Landing};
 use super::ownership::{apply_stat, lookup_group, lookup_user, Ownership, StatError};
 use super::settings::SlurpSettings;
 use crate::cloud::s3::{Fetched, ObjectInfo, S3};
@@ -366,6 +366,22 @@ async fn restore_dir(
             .and_then(Result::ok)
             .map(|e| Arc::new(e.into_iter().map(|(name, _)| name).collect()));
 
+    // Each name once (an index listing one twice would have two downloads
+    // share one temporary), and none of the form of a temporary (it could
+    // replace another file's while that one waits to land).
+    let mut seen = std::collections::HashSet::new();
+    let names: Vec<String> = names
+        .into_iter()
+        .filter(|n| {
+            if is_temporary(n) {
+                tracing::warn!(
+                    "{index_key}: not restoring {n}: it has the form of tableslurp's own temporary files"
+                );
+                return false;
+            }
+            seen.insert(n.clone())
+        })
+        .collect();
     job.progress.add_total(names.len() as u64);
     let mut tasks = tokio::task::JoinSet::new();
     let mut tally = Tally::new(into.clone());
@@ -493,8 +509,8 @@ impl Tally {
         done: Result<(String, Result<Got, RestoreError>), tokio::task::JoinError>,
     ) {
         match done {
-            Ok((name, Ok(Got::Verified { tmp, size }))) => {
-                if self.landing.wait(tmp, name, size) {
+            Ok((name, Ok(Got::Verified { tmp, file, size }))) => {
+                if self.landing.wait(tmp, name, file, size) {
                     self.land(job, target).await;
                 }
             }
@@ -592,8 +608,12 @@ enum Got {
     /// Already there with the right MD5.
     Present,
     /// Downloaded and verified under its temporary name `tmp`, `size`
-    /// bytes: put in place with its batch ([`Landing`]).
-    Verified { tmp: String, size: u64 },
+    /// bytes, still open: put in place with its batch ([`Landing`]).
+    Verified {
+        tmp: String,
+        file: std::fs::File,
+        size: u64,
+    },
 }
 
 /// One file, up to its verified temporary.
@@ -621,7 +641,7 @@ async fn fetch_one(
             }
         }
     }
-    let tmp = format!(".{name}.tableslurp");
+    let tmp = temporary(name);
     let path = into.path().join(name);
     let local = |what: &str, e: std::io::Error| {
         RestoreError::Local(format!("{what} {}: {e}", into.path().join(&tmp).display()))
@@ -700,6 +720,7 @@ async fn fetch_one(
     }
     Ok(Got::Verified {
         tmp,
+        file,
         size: fetched.written,
     })
 }

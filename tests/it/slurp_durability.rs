@@ -187,3 +187,35 @@ fn after_exit_0_the_restore_is_on_disk() {
         assert!(&std::fs::read(target.join(name)).unwrap() == body, "{name}");
     }
 }
+
+#[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
+fn an_index_cannot_make_one_file_land_as_another() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    // A name listed twice, and an entry named like a's temporary (with
+    // other bytes): either could otherwise swap a's checked bytes for
+    // unchecked ones while a waits to land.
+    put_file(&s3, "a-Data.db", b"the real a");
+    put_file(&s3, ".a-Data.db.tableslurp", b"not a");
+    put(
+        &s3,
+        "a-Data.db-listdir.json",
+        format!(r#"{{"{ORIGIN}": ["a-Data.db", ".a-Data.db.tableslurp", "a-Data.db"]}}"#)
+            .as_bytes(),
+        &[("snaptastic-index", "1".into())],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let r = slurp(&moto, &s3.bucket, out.path(), &[]).expect_code(0);
+    assert_eq!(
+        std::fs::read(out.path().join("a-Data.db")).unwrap(),
+        b"the real a"
+    );
+    assert!(
+        r.stderr().contains("not restoring .a-Data.db.tableslurp"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(temporaries(out.path()), Vec::<String>::new());
+    assert!(r.stdout().contains("1 restored"), "{}", r.stdout());
+}

@@ -164,7 +164,9 @@ fn write_error(file: &Path, e: std::io::Error) -> CloudError {
 /// attempt's late writes to guard against. The downloads of a restore are
 /// tasks spread over every core, so are their hashes. Writeback is
 /// started as the file grows, so dirty pages stay few and a write seldom
-/// waits for the disk.
+/// waits for the disk; on a disk slower than the network it does (the
+/// kernel throttles writers), and the downloads then go at the disk's
+/// pace, a write held past the stall timeout counting as a stall.
 async fn write_body(
     mut body: ByteStream,
     out: &std::fs::File,
