@@ -566,7 +566,7 @@ def main():
     ver = subprocess.run([SNAP, "--version"], capture_output=True, text=True).stdout.strip()
     log(f"bench-files fast rows: {os.cpu_count()} CPUs; s3s-fs {S3} (pid {S3_PID}); "
         + (f"lab {LAB} in front of it" if LAB else "no lab: +0 ms only"))
-    log(f"  ours: {ver}, -t {THREADS or 'default (10)'}")
+    log(f"  ours: {ver}, -t {THREADS or 'default (64)'}")
     if "s5cmd" in TOOLS:
         v = subprocess.run([S5CMD, "version"], capture_output=True, text=True).stdout.strip()
         log(f"  s5cmd: {v} (defaults: 256 workers, 5 parts of 50 MiB in flight per file)")
