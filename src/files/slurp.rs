@@ -358,12 +358,10 @@ async fn restore_dir(
     // What the directory holds now, read once: a name not in it needs no
     // look of its own (a fresh restore then costs no call per file for
     // it). Unreadable: every file is looked at.
-    let d = into.clone();
     let present: Option<Arc<std::collections::HashSet<std::ffi::OsString>>> =
-        tokio::task::spawn_blocking(move || d.entries())
+        blocking(&into, |d| d.entries())
             .await
             .ok()
-            .and_then(Result::ok)
             .map(|e| Arc::new(e.into_iter().map(|(name, _)| name).collect()));
 
     // Each name once (an index listing one twice would have two downloads
@@ -465,9 +463,10 @@ impl Tally {
         }
     }
 
-    fn fail(&mut self, job: &Job, target: &Path, name: &str, e: &RestoreError) {
+    /// A failure of `file` (a file, or the whole directory), said and
+    /// counted.
+    fn fail(&mut self, job: &Job, file: &Path, e: &dyn std::fmt::Display) {
         self.failed += 1;
-        let file = target.join(name);
         job.report.line(format!("FAILED   {}: {e}", file.display()));
         self.failed_files
             .push(serde_json::json!({"file": file, "error": e.to_string()}));
@@ -481,7 +480,7 @@ impl Tally {
                     self.restored += 1;
                     self.restored_files.push(name);
                 }
-                Err(e) => self.fail(job, target, &name, &RestoreError::Land(e)),
+                Err(e) => self.fail(job, &target.join(&name), &RestoreError::Land(e)),
             }
         }
     }
@@ -491,12 +490,7 @@ impl Tally {
     async fn finish(&mut self, job: &Job, target: &Path) {
         self.land(job, target).await;
         if let Err(e) = self.landing.seal().await {
-            let e = RestoreError::Land(LandError::Flush(e));
-            job.report
-                .line(format!("FAILED   {}: {e}", target.display()));
-            self.failed += 1;
-            self.failed_files
-                .push(serde_json::json!({"file": target, "error": e.to_string()}));
+            self.fail(job, target, &RestoreError::Land(LandError::Flush(e)));
         }
     }
 
@@ -527,14 +521,8 @@ impl Tally {
                     );
                 }
             }
-            Ok((name, Err(e))) => self.fail(job, target, &name, &e),
-            Err(e) => {
-                self.failed += 1;
-                job.report
-                    .line(format!("FAILED   {}: {e}", target.display()));
-                self.failed_files
-                    .push(serde_json::json!({"file": target, "error": e.to_string()}));
-            }
+            Ok((name, Err(e))) => self.fail(job, &target.join(&name), &e),
+            Err(e) => self.fail(job, target, &e),
         }
     }
 }
