@@ -201,6 +201,12 @@ pub(crate) struct TableslurpArgs {
     /// chunk being written in memory).
     #[arg(short = 't', long, default_value_t = crate::files::REQUESTS_IN_FLIGHT)]
     pub threads: usize,
+    /// A file larger than this many MiB is downloaded in ranges of this
+    /// size, up to 8 at once (and -t more in all), each from the version
+    /// of the object the first one came from: one connection to S3 goes
+    /// only so fast. Every range is hashed in order into the file's MD5.
+    #[arg(long, value_name = "MB", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=5120))]
+    pub multipart_chunk_size: u64,
     /// ORIGIN is a tree: restore every directory below it that has an index.
     #[arg(short = 'r', long)]
     pub recursive: bool,

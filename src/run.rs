@@ -362,6 +362,7 @@ fn slurp_settings(a: cli::TableslurpArgs, attempts: u32) -> SlurpSettings {
         group: a.group,
         keep_special_bits: a.keep_special_bits,
         threads: a.threads,
+        part_size: a.multipart_chunk_size << 20,
         recursive: a.recursive,
         force: a.force,
         allow_unverified: a.allow_unverified,

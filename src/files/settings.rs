@@ -105,6 +105,8 @@ pub(crate) struct SlurpSettings {
     pub keep_special_bits: bool,
     /// Files downloaded at once, across all directories.
     pub threads: usize,
+    /// Larger files come in ranges of this many bytes.
+    pub part_size: u64,
     /// ORIGIN is a tree: every directory below it with an index.
     pub recursive: bool,
     /// Download even files already present with the right MD5.

@@ -29,10 +29,10 @@ use anyhow::{bail, Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::keys::{is_marked_index, parse_index, KeyNaming, StatMeta, INDEX_SUFFIX};
-use super::landing::{is_temporary, temporary, LandError, Landing};
+use super::landing::{is_temporary, temporary, LandError, Landed, Landing};
 use super::ownership::{apply_stat, lookup_group, lookup_user, Ownership, StatError};
 use super::settings::SlurpSettings;
-use crate::cloud::s3::{Fetched, ObjectInfo, S3};
+use crate::cloud::s3::{Fetched, ObjectInfo, Ranges, S3};
 use crate::cloud::CloudError;
 use crate::host::safe_path::{check_name, is_refused_link, SafeDir};
 use crate::progress::Progress;
@@ -84,7 +84,12 @@ struct Job {
     /// retries as one: its retries do not cover a body that fails midway
     /// (a stall is the S3 call's to retry, as often).
     get_attempts: u32,
+    /// How a large file is downloaded: in ranges, several at once.
+    ranges: Ranges,
 }
+
+/// Ranges of one file downloaded at once.
+const RANGES_PER_FILE: usize = 8;
 
 pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode> {
     let s3 = super::connect(args.s3.connection(&args.bucket)).await;
@@ -123,6 +128,12 @@ pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode
         report,
         progress: Progress::new("files restored", 0),
         get_attempts: args.s3.attempts,
+        ranges: Ranges {
+            part: args.part_size.max(1),
+            per_file: RANGES_PER_FILE,
+            // Beyond a file's first request: -t more in all.
+            streams: Arc::new(tokio::sync::Semaphore::new(args.threads.max(1))),
+        },
     });
 
     // One limit for every download of the run, whatever the directory.
@@ -472,9 +483,9 @@ impl Tally {
             .push(serde_json::json!({"file": file, "error": e.to_string()}));
     }
 
-    /// The verified files waiting put in place, durable first.
-    async fn land(&mut self, job: &Job, target: &Path) {
-        for (name, r) in self.landing.land().await {
+    /// How each file of a landed batch ended, counted.
+    fn landed(&mut self, job: &Job, target: &Path, landed: Landed) {
+        for (name, r) in landed {
             match r {
                 Ok(()) => {
                     self.restored += 1;
@@ -485,11 +496,12 @@ impl Tally {
         }
     }
 
-    /// The last batch put in place and every rename made durable: after
-    /// this the directory may be reported restored.
+    /// Every verified file put in place and every rename made durable:
+    /// after this the directory may be reported restored.
     async fn finish(&mut self, job: &Job, target: &Path) {
-        self.land(job, target).await;
-        if let Err(e) = self.landing.seal().await {
+        let (landed, sealed) = self.landing.finish().await;
+        self.landed(job, target, landed);
+        if let Err(e) = sealed {
             self.fail(job, target, &RestoreError::Land(LandError::Flush(e)));
         }
     }
@@ -505,7 +517,8 @@ impl Tally {
         match done {
             Ok((name, Ok(Got::Verified { tmp, file, size }))) => {
                 if self.landing.wait(tmp, name, file, size) {
-                    self.land(job, target).await;
+                    let landed = self.landing.start().await;
+                    self.landed(job, target, landed);
                 }
             }
             Ok((_, Ok(Got::Present))) => self.present += 1,
@@ -644,7 +657,7 @@ async fn fetch_one(
             .map_err(|e| local("creating", e))?;
         match job
             .s3
-            .get_to_file(&key, &file, &path, job.allow_unverified)
+            .get_to_file(&key, &file, &path, job.allow_unverified, Some(&job.ranges))
             .await
         {
             Ok(Some(f)) => break (file, f),

@@ -296,13 +296,14 @@ impl SafeDir {
     /// A new file directly in this directory, `O_EXCL|O_NOFOLLOW`, mode
     /// 0600: never an existing file, never through a link planted under
     /// its name. Widen the mode with `File::set_permissions` when the
-    /// content is complete.
+    /// content is complete. Open for reading too: a download is read back
+    /// to be hashed.
     pub(crate) fn create_new(&self, name: &str) -> io::Result<File> {
         let name = check_name(name).map_err(invalid)?;
         let fd = openat(
             &self.fd,
             name,
-            OFlag::O_WRONLY
+            OFlag::O_RDWR
                 | OFlag::O_CREAT
                 | OFlag::O_EXCL
                 | OFlag::O_NOFOLLOW
@@ -313,17 +314,21 @@ impl SafeDir {
         Ok(File::from(fd))
     }
 
-    /// A new file `name` for a temporary: whatever is there (a leftover,
-    /// or a link someone planted under the name) is removed, never opened,
-    /// then it is made with [`SafeDir::create_new`]. Someone re-planting the
-    /// name between the two calls makes the create fail, never follow: it
-    /// is tried a few times.
+    /// A new file `name` for a temporary, made with
+    /// [`SafeDir::create_new`] (which never opens what is there); if the
+    /// name is taken (a leftover, or a link someone planted under it), that
+    /// is removed, never opened, and the create tried again. Someone
+    /// re-planting the name in between makes the create fail, never
+    /// follow: it is tried a few times. A free name, the usual case, costs
+    /// one call.
     pub(crate) fn create_fresh(&self, name: &str) -> io::Result<File> {
         let mut tries = 0;
         loop {
-            self.remove(name)?;
             match self.create_new(name) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 5 => tries += 1,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 5 => {
+                    tries += 1;
+                    self.remove(name)?;
+                }
                 r => return r,
             }
         }

@@ -30,6 +30,7 @@ mod retention;
 mod s3_stalls;
 mod slow_freeze;
 mod slurp_durability;
+mod slurp_ranges;
 mod slurp_safety;
 mod snapshot;
 mod snapshot_set;

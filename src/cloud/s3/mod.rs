@@ -22,7 +22,8 @@
 //! `S3::send`, which names the operation once for both.
 //!
 //! This module is the client and that machinery; what is done with it is
-//! split by concern: `read` (HEAD and GETs), `put` (single PUTs),
+//! split by concern: `read` (HEAD and GETs), `ranged` (the rest of a
+//! large object in ranges at once), `put` (single PUTs),
 //! `multipart` (multipart uploads), `copy` (new metadata by a copy inside
 //! S3), `list` (objects and unfinished uploads under a prefix) and
 //! `delete` (objects, and the parts of abandoned uploads).
@@ -32,6 +33,7 @@ mod delete;
 mod list;
 mod multipart;
 mod put;
+mod ranged;
 mod read;
 
 use std::future::Future;
@@ -50,6 +52,7 @@ use super::{cloud_error, is_not_found, CloudError};
 pub(crate) use list::ObjectInfo;
 pub(crate) use multipart::{part_size, Multipart, PartCrc};
 pub(crate) use put::{Content, PutOptions};
+pub(crate) use ranged::Ranges;
 pub(crate) use read::{Fetched, ObjectHead};
 
 #[derive(Clone)]

@@ -8,11 +8,12 @@ use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
+use super::ranged::Ranges;
 use super::{found, hex, Call, Progress, S3};
 use crate::cloud::{cloud_error, to_chrono, CloudError};
 
 /// The operation of every read here but HEAD, named once for its errors.
-const GET_OBJECT: &str = "GetObject";
+pub(super) const GET_OBJECT: &str = "GetObject";
 
 /// What a GET brought: its metadata and the MD5 of what was written.
 #[derive(Debug, Clone)]
@@ -86,16 +87,23 @@ impl S3 {
         .await
     }
 
-    /// Stream an object into `out` (the file the caller created safely,
-    /// `O_EXCL|O_NOFOLLOW`; `file` only names it), hashing it on the way.
-    /// `Ok(None)` if there is no such object. Waiting longer than the
-    /// stall timeout for the reply or for the next bytes of the body is a
-    /// stall, and the download starts again from an emptied file: the
-    /// SDK's read timeout does not cover the body, so a stalled download
-    /// would otherwise hang forever. With `checksums`, S3 sends the
-    /// object's stored full-object checksum (if it has one) and the SDK
-    /// checks the bytes against it (a mismatch fails the body); only asked
-    /// for where nothing better proves the bytes.
+    /// Stream an object into `out` (the empty file the caller created
+    /// safely, `O_EXCL|O_NOFOLLOW`; `file` only names it), hashing it on
+    /// the way. `Ok(None)` if there is no such object. Waiting longer than
+    /// the stall timeout for the reply or for the next bytes of the body is
+    /// a stall, and the request starts again: the SDK's read timeout does
+    /// not cover the body, so a stalled download would otherwise hang
+    /// forever. With `checksums`, S3 sends the object's stored full-object
+    /// checksum (if it has one) and the SDK checks the bytes against it (a
+    /// mismatch fails the body); only asked for where nothing better proves
+    /// the bytes, and such a download is one stream.
+    ///
+    /// With `ranges`, the first request asks for the first part only; an
+    /// object larger than that comes in the rest of its parts, several at
+    /// once, each from the same version of the object (`If-Match` its
+    /// ETag) and written where it belongs ([`S3::rest_in_ranges`]). A
+    /// single stream goes only as fast as one connection (on S3, tens of
+    /// MiB/s), however fast the link.
     ///
     /// The bytes' writeback is started as they are written; the caller
     /// makes them durable (`host::durable`), in a batch.
@@ -105,46 +113,102 @@ impl S3 {
         out: &std::fs::File,
         file: &Path,
         checksums: bool,
+        ranges: Option<&Ranges>,
     ) -> Result<Option<Fetched>, CloudError> {
-        self.call(Call::new(GET_OBJECT, key), |progress| {
-            let req = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .set_checksum_mode(checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled));
-            async move {
-                let Some(r) = found(GET_OBJECT, req.send().await)? else {
-                    return Ok(None);
-                };
-                progress.stamp();
-                let etag = r.e_tag.as_deref().map(|e| e.trim_matches('"').to_string());
-                let etag_not_md5 = etag_not_md5(
-                    etag.as_deref().unwrap_or(""),
-                    r.server_side_encryption.as_ref().map(|s| s.as_str()),
-                    r.sse_customer_algorithm.is_some(),
-                );
-                let checked_checksum = full_object_checksum(&r);
-                let stated_size = r.content_length.and_then(|n| u64::try_from(n).ok());
-                let (written, md5_hex) = write_body(r.body, out, &progress, file).await?;
-                Ok(Some(Fetched {
-                    metadata: r.metadata.unwrap_or_default(),
-                    etag,
-                    md5_hex,
-                    last_modified: r.last_modified.as_ref().and_then(to_chrono),
-                    written,
-                    stated_size,
-                    etag_not_md5,
-                    checked_checksum,
-                }))
+        let ranges = ranges.filter(|_| !checksums);
+        // Emptied before an attempt only when one before wrote into it.
+        let written_before = std::sync::atomic::AtomicBool::new(false);
+        let first = self
+            .call(Call::new(GET_OBJECT, key), |progress| {
+                let written_before = &written_before;
+                let req = self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_range(ranges.map(|r| format!("bytes=0-{}", r.part - 1)))
+                    .set_checksum_mode(
+                        checksums.then_some(aws_sdk_s3::types::ChecksumMode::Enabled),
+                    );
+                async move {
+                    let r = match found(GET_OBJECT, req.send().await) {
+                        Ok(Some(r)) => r,
+                        Ok(None) => return Ok(None),
+                        // The range of an empty object: it has no first byte.
+                        Err(e) if ranges.is_some() && e.code() == Some("InvalidRange") => {
+                            return Ok(Some(None))
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    progress.stamp();
+                    if written_before.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        out.set_len(0).map_err(|e| write_error(file, e))?;
+                    }
+                    let etag = r.e_tag.as_deref().map(|e| e.trim_matches('"').to_string());
+                    let etag_not_md5 = etag_not_md5(
+                        etag.as_deref().unwrap_or(""),
+                        r.server_side_encryption.as_ref().map(|s| s.as_str()),
+                        r.sse_customer_algorithm.is_some(),
+                    );
+                    let checked_checksum = full_object_checksum(&r);
+                    let length = r.content_length.and_then(|n| u64::try_from(n).ok());
+                    // A ranged reply states the whole object's size after
+                    // the slash; a server that ignored the range sent it all.
+                    let stated_size = match r.content_range.as_deref().and_then(content_range) {
+                        Some((0, _, total)) => Some(total),
+                        Some(other) => {
+                            return Err(CloudError::Transport {
+                                op: GET_OBJECT,
+                                message: format!(
+                                    "asked for the start of {key}, S3 sent bytes {}-{} of {}",
+                                    other.0, other.1, other.2
+                                ),
+                            })
+                        }
+                        None => length,
+                    };
+                    let mut hash = crate::digest::Md5::new();
+                    let written =
+                        write_body(r.body, out, 0, Some(&mut hash), &progress, file).await?;
+                    Ok(Some(Some((
+                        Fetched {
+                            metadata: r.metadata.unwrap_or_default(),
+                            etag,
+                            md5_hex: String::new(),
+                            last_modified: r.last_modified.as_ref().and_then(to_chrono),
+                            written,
+                            stated_size,
+                            etag_not_md5,
+                            checked_checksum,
+                        },
+                        hash,
+                    ))))
+                }
+            })
+            .await?;
+        let (mut fetched, mut hash) = match first {
+            None => return Ok(None),
+            Some(None) => return Box::pin(self.get_to_file(key, out, file, checksums, None)).await,
+            Some(Some(f)) => f,
+        };
+        if let (Some(r), Some(total)) = (ranges, fetched.stated_size) {
+            if total > fetched.written && fetched.written == r.part {
+                hash = self
+                    .rest_in_ranges(key, fetched.etag.as_deref(), out, file, r, total, hash)
+                    .await?;
+                fetched.written = total;
             }
-        })
-        .await
+        }
+        fetched.md5_hex = hex(&hash.finalize());
+        Ok(Some(fetched))
     }
 }
 
-/// Writeback started every this many bytes of a file (and at its end).
+/// Writeback started every this many bytes of a file, and at its end if
+/// it has at least `WRITEBACK_FROM` bytes: a smaller file is written out
+/// with its batch's `syncfs`, which costs no call of its own per file.
 const WRITEBACK_EVERY: u64 = 8 << 20;
+const WRITEBACK_FROM: u64 = 1 << 20;
 
 fn write_error(file: &Path, e: std::io::Error) -> CloudError {
     CloudError::Transport {
@@ -153,9 +217,15 @@ fn write_error(file: &Path, e: std::io::Error) -> CloudError {
     }
 }
 
-/// Write a download's body into `out` from its start (emptied first),
-/// hashing it on the way (the MD5 is what proves the bytes against
-/// `md5sum`): the bytes written and their MD5 in hex.
+/// `bytes START-END/TOTAL` (a ranged reply's Content-Range) as numbers.
+pub(super) fn content_range(v: &str) -> Option<(u64, u64, u64)> {
+    let (range, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    Some((start.parse().ok()?, end.parse().ok()?, total.parse().ok()?))
+}
+
+/// Write a body into `out` from offset `at` on, hashing it on the way
+/// into `hash` if given: the bytes written.
 ///
 /// Each chunk is hashed and written where it arrives, on the event
 /// loop's thread: a write into the page cache is a copy, and a writer
@@ -167,30 +237,32 @@ fn write_error(file: &Path, e: std::io::Error) -> CloudError {
 /// waits for the disk; on a disk slower than the network it does (the
 /// kernel throttles writers), and the downloads then go at the disk's
 /// pace, a write held past the stall timeout counting as a stall.
-async fn write_body(
+pub(super) async fn write_body(
     mut body: ByteStream,
     out: &std::fs::File,
+    at: u64,
+    mut hash: Option<&mut crate::digest::Md5>,
     progress: &Progress,
     file: &Path,
-) -> Result<(u64, String), CloudError> {
+) -> Result<u64, CloudError> {
     use std::os::unix::fs::FileExt;
-    out.set_len(0).map_err(|e| write_error(file, e))?;
-    let mut hash = crate::digest::Md5::new();
     let (mut written, mut flushed) = (0u64, 0u64);
     while let Some(chunk) = next_chunk(&mut body, progress).await? {
-        hash.update(&chunk);
-        out.write_all_at(&chunk, written)
+        if let Some(h) = hash.as_deref_mut() {
+            h.update(&chunk);
+        }
+        out.write_all_at(&chunk, at + written)
             .map_err(|e| write_error(file, e))?;
         written += chunk.len() as u64;
         if written - flushed >= WRITEBACK_EVERY {
-            crate::host::durable::start_writeback(out, flushed, written - flushed);
+            crate::host::durable::start_writeback(out, at + flushed, written - flushed);
             flushed = written;
         }
     }
-    if written > flushed {
-        crate::host::durable::start_writeback(out, flushed, written - flushed);
+    if written > flushed && at + written >= WRITEBACK_FROM {
+        crate::host::durable::start_writeback(out, at + flushed, written - flushed);
     }
-    Ok((written, hex(&hash.finalize())))
+    Ok(written)
 }
 
 /// The next chunk of a GET's body, stamped as progress for the stall
@@ -245,6 +317,15 @@ fn full_object_checksum(r: &GetObjectOutput) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn content_ranges_are_read_and_anything_else_is_not() {
+        assert_eq!(super::content_range("bytes 0-15/100"), Some((0, 15, 100)));
+        assert_eq!(super::content_range("bytes 16-31/32"), Some((16, 31, 32)));
+        assert_eq!(super::content_range("bytes */100"), None);
+        assert_eq!(super::content_range("0-15/100"), None);
+        assert_eq!(super::content_range("bytes 0-15/*"), None);
+    }
+
     #[test]
     fn an_etag_is_an_md5_only_for_single_part_objects_without_kms_or_customer_keys() {
         let md5 = "0cc175b9c0f1b6a831c399e269772661";

@@ -162,6 +162,8 @@ impl Scenario for Files {
                 let target = w.target.display().to_string();
                 let mut args = vec!["tableslurp", &w.s3.bucket, &origin, &target];
                 args.extend(quick);
+                // The 6 MiB file in three ranges, each faulted as a GET.
+                args.extend(["--multipart-chunk-size", "2"]);
                 w.lab.run(&args)
             }
             Files::Chop => {
