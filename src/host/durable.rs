@@ -39,3 +39,48 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
 pub(crate) fn sync_filesystem(fd: impl std::os::fd::AsFd) -> io::Result<()> {
     Ok(nix::unistd::syncfs(fd)?)
 }
+
+/// Write all of `chunks` into `file` at `offset`, in as few calls as the
+/// kernel allows (`pwritev(2)`): a download arrives in chunks of a few
+/// tens of KiB when many streams share the link, and a call per chunk
+/// cost a quarter of the restore's system time.
+pub(crate) fn write_all_at(
+    file: &File,
+    chunks: &[bytes::Bytes],
+    mut offset: u64,
+) -> io::Result<()> {
+    let mut slices: Vec<io::IoSlice<'_>> = chunks.iter().map(|c| io::IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let at = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // At most IOV_MAX slices a call.
+        let n = rest.len().min(1024);
+        let written = nix::sys::uio::pwritev(file, &rest[..n], at)?;
+        if written == 0 {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        offset += written as u64;
+        io::IoSlice::advance_slices(&mut rest, written);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn chunks_land_at_their_offset_in_order_whatever_their_number() {
+        use std::os::unix::fs::FileExt;
+        let f = tempfile::tempfile().unwrap();
+        // More slices than one call takes, of uneven sizes.
+        let chunks: Vec<bytes::Bytes> = (0..2500u32)
+            .map(|i| bytes::Bytes::from(vec![(i % 251) as u8; (i % 7 + 1) as usize]))
+            .collect();
+        let want: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        super::write_all_at(&f, &chunks, 100).unwrap();
+        let mut have = vec![0u8; want.len()];
+        f.read_exact_at(&mut have, 100).unwrap();
+        assert!(have == want);
+        assert_eq!(f.metadata().unwrap().len(), 100 + want.len() as u64);
+    }
+}

@@ -40,7 +40,7 @@ pub(crate) struct Ranges {
 }
 
 /// Read back this much of a range at a time to hash it.
-const HASH_READ: usize = 128 << 10;
+const HASH_READ: usize = 1 << 20;
 
 impl S3 {
     /// Bytes `part..total` of `key` into `out` (bytes `0..part` are

@@ -210,6 +210,10 @@ impl S3 {
 const WRITEBACK_EVERY: u64 = 8 << 20;
 const WRITEBACK_FROM: u64 = 1 << 20;
 
+/// A body's chunks are written once this many bytes are in hand (each
+/// is hashed as it arrives): one call for several chunks.
+const WRITE_EVERY: u64 = 256 << 10;
+
 fn write_error(file: &Path, e: std::io::Error) -> CloudError {
     CloudError::Transport {
         op: GET_OBJECT,
@@ -227,8 +231,9 @@ pub(super) fn content_range(v: &str) -> Option<(u64, u64, u64)> {
 /// Write a body into `out` from offset `at` on, hashing it on the way
 /// into `hash` if given: the bytes written.
 ///
-/// Each chunk is hashed and written where it arrives, on the event
-/// loop's thread: a write into the page cache is a copy, and a writer
+/// Each chunk is hashed as it arrives and written with the next few
+/// (256 KiB at a time), on the event loop's thread: a write into the
+/// page cache is a copy, and a writer
 /// thread per download (tried: chunks handed over 256 KiB at a time)
 /// used the same CPU for 4 x 256 MiB with more code, and a stalled
 /// attempt's late writes to guard against. The downloads of a restore are
@@ -245,19 +250,29 @@ pub(super) async fn write_body(
     progress: &Progress,
     file: &Path,
 ) -> Result<u64, CloudError> {
-    use std::os::unix::fs::FileExt;
-    let (mut written, mut flushed) = (0u64, 0u64);
+    use crate::host::durable::write_all_at;
+    // Chunks held (not copied) until WRITE_EVERY bytes go in one call.
+    let mut held: Vec<Bytes> = Vec::new();
+    let (mut written, mut flushed, mut in_hand) = (0u64, 0u64, 0u64);
     while let Some(chunk) = next_chunk(&mut body, progress).await? {
         if let Some(h) = hash.as_deref_mut() {
             h.update(&chunk);
         }
-        out.write_all_at(&chunk, at + written)
-            .map_err(|e| write_error(file, e))?;
-        written += chunk.len() as u64;
+        in_hand += chunk.len() as u64;
+        held.push(chunk);
+        if in_hand >= WRITE_EVERY {
+            write_all_at(out, &held, at + written).map_err(|e| write_error(file, e))?;
+            held.clear();
+            (written, in_hand) = (written + in_hand, 0);
+        }
         if written - flushed >= WRITEBACK_EVERY {
             crate::host::durable::start_writeback(out, at + flushed, written - flushed);
             flushed = written;
         }
+    }
+    if in_hand > 0 {
+        write_all_at(out, &held, at + written).map_err(|e| write_error(file, e))?;
+        written += in_hand;
     }
     if written > flushed && at + written >= WRITEBACK_FROM {
         crate::host::durable::start_writeback(out, at + flushed, written - flushed);
