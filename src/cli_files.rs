@@ -197,14 +197,18 @@ pub(crate) struct TableslurpArgs {
     #[arg(long, requires = "preserve")]
     pub keep_special_bits: bool,
     /// Files downloaded at once, across all directories (default 64:
-    /// enough to fill a fast link with small files; each holds only the
-    /// chunk being written in memory).
+    /// enough to fill a fast link with small files; each holds at most
+    /// 256 KiB of its body in memory). Ranges of large files beyond their
+    /// first take up to as many connections again.
     #[arg(short = 't', long, default_value_t = crate::files::REQUESTS_IN_FLIGHT)]
     pub threads: usize,
     /// A file larger than this many MiB is downloaded in ranges of this
     /// size, up to 8 at once (and -t more in all), each from the version
     /// of the object the first one came from: one connection to S3 goes
     /// only so fast. Every range is hashed in order into the file's MD5.
+    /// Twice tablesnap's part size: fewer requests, and a range is
+    /// hashed soon after it arrives. With --allow-unverified every file
+    /// is one stream (S3's stored checksum covers only whole objects).
     #[arg(long, value_name = "MB", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=5120))]
     pub multipart_chunk_size: u64,
     /// ORIGIN is a tree: restore every directory below it that has an index.

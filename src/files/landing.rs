@@ -17,9 +17,10 @@ use crate::host::safe_path::SafeDir;
 
 /// A batch is landed once this many bytes wait, or this many files:
 /// enough to make one flush worth it, few enough that a restore cut off
-/// late keeps most of what it did, and that the files kept open until
-/// their batch lands stay well under the usual limit of 1,024
-/// descriptors (with `-t` more being written).
+/// late keeps most of what it did. The files stay open until their batch
+/// lands: two batches per directory at most (one landing, one filling),
+/// with `-t` more being written; tableslurp raises its soft limit of open
+/// files to the hard one for that ([`crate::host::limits`]).
 const BATCH_BYTES: u64 = 1 << 30;
 const BATCH_FILES: usize = 256;
 

@@ -92,6 +92,9 @@ struct Job {
 const RANGES_PER_FILE: usize = 8;
 
 pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode> {
+    if let Some((before, after)) = crate::host::limits::raise_open_files() {
+        tracing::debug!("open files: soft limit {before}, now {after}");
+    }
     let s3 = super::connect(args.s3.connection(&args.bucket)).await;
     let naming = args.s3.naming();
     let odd = |c: std::path::Component<'_>| {
@@ -133,6 +136,7 @@ pub(crate) async fn run(args: &SlurpSettings, report: Report) -> Result<ExitCode
             per_file: RANGES_PER_FILE,
             // Beyond a file's first request: -t more in all.
             streams: Arc::new(tokio::sync::Semaphore::new(args.threads.max(1))),
+            attempts: args.s3.attempts,
         },
     });
 

@@ -56,7 +56,11 @@ pub(crate) fn write_all_at(
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // At most IOV_MAX slices a call.
         let n = rest.len().min(1024);
-        let written = nix::sys::uio::pwritev(file, &rest[..n], at)?;
+        let written = match nix::sys::uio::pwritev(file, &rest[..n], at) {
+            Ok(w) => w,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         if written == 0 {
             return Err(io::Error::from(io::ErrorKind::WriteZero));
         }

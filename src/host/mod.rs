@@ -9,6 +9,7 @@ mod error;
 pub(crate) mod freeze;
 pub(crate) mod fs;
 mod ioctl;
+pub(crate) mod limits;
 pub(crate) mod lock;
 pub(crate) mod memory;
 pub(crate) mod mount;

@@ -219,3 +219,33 @@ fn an_index_cannot_make_one_file_land_as_another() {
     assert_eq!(temporaries(out.path()), Vec::<String>::new());
     assert!(r.stdout().contains("1 restored"), "{}", r.stdout());
 }
+
+#[test]
+#[ignore = "needs the emulator: scripts/test.sh runs it"]
+fn a_restore_needing_more_descriptors_than_the_soft_limit_raises_it() {
+    let Some(moto) = moto() else { return };
+    let s3 = S3::new(&moto);
+    // 300 verified files wait open to land (a batch is 256): more than a
+    // soft limit of 100 allows.
+    let files = backup(&s3, 300, 100);
+    let out = tempfile::tempdir().unwrap();
+    let bin = crate::support::snaptastic_bin();
+    let mut args = vec![
+        "-c",
+        "ulimit -Sn 100 && exec \"$0\" \"$@\"",
+        bin.to_str().unwrap(),
+    ];
+    args.extend(slurp_args(&s3.bucket, out.path(), &[]));
+    let r = crate::support::Run::program(Path::new("/bin/sh"), &args)
+        .env("AWS_ENDPOINT_URL", &moto)
+        .env("AWS_REGION", "us-east-1")
+        .run()
+        .expect_code(0);
+    for (name, body) in &files {
+        assert!(
+            &std::fs::read(out.path().join(name)).unwrap() == body,
+            "{name}\n{}",
+            r.stderr()
+        );
+    }
+}

@@ -31,12 +31,15 @@ use crate::digest::Md5;
 /// How a large object is fetched: in parts of `part` bytes, `per_file`
 /// at once, each part after the first also holding one of `streams`
 /// (shared by every download, so many large files at once open a bounded
-/// number of connections).
+/// number of connections); a range that fails for a passing reason is
+/// asked for again, up to `attempts` times in all, rather than the whole
+/// file.
 #[derive(Debug, Clone)]
 pub(crate) struct Ranges {
     pub part: u64,
     pub per_file: usize,
     pub streams: Arc<Semaphore>,
+    pub attempts: u32,
 }
 
 /// Read back this much of a range at a time to hash it.
@@ -50,7 +53,7 @@ impl S3 {
     pub(super) async fn rest_in_ranges(
         &self,
         key: &str,
-        etag: Option<&str>,
+        etag: &str,
         out: &std::fs::File,
         file: &Path,
         ranges: &Ranges,
@@ -58,8 +61,13 @@ impl S3 {
         hash: Md5,
     ) -> Result<Md5, CloudError> {
         let part = ranges.part.max(1);
-        let starts: Vec<u64> = (part..total).step_by(part as usize).collect();
-        let range = |i: usize| (starts[i], (starts[i] + part).min(total));
+        // Range i (from 0) is the object's part i + 1.
+        let count =
+            usize::try_from(total.saturating_sub(part).div_ceil(part)).unwrap_or(usize::MAX);
+        let range = |i: usize| {
+            let from = part.saturating_mul(i as u64 + 1);
+            (from, from.saturating_add(part).min(total))
+        };
         let reader = out.try_clone().map_err(|e| read_back_error(file, e))?;
         let reader = Arc::new(reader);
         let per_file = ranges.per_file.max(1);
@@ -72,10 +80,16 @@ impl S3 {
             // More ranges under way: per_file at a time, not too far ahead
             // of the hash, each with a stream of the shared budget (waited
             // for only when none of this file's is under way).
-            while next < starts.len() && running.len() < per_file && next < hashed + 2 * per_file {
+            while next < count && running.len() < per_file && next < hashed + 2 * per_file {
                 let permit = match ranges.streams.clone().try_acquire_owned() {
                     Ok(p) => p,
-                    Err(_) if !running.is_empty() || hashing.is_some() => break,
+                    Err(_)
+                        if !running.is_empty()
+                            || hashing.is_some()
+                            || written.contains(&hashed) =>
+                    {
+                        break
+                    }
                     Err(_) => ranges
                         .streams
                         .clone()
@@ -86,7 +100,17 @@ impl S3 {
                 let (from, to) = range(next);
                 let i = next;
                 running.push(async move {
-                    let r = self.get_range(key, etag, out, file, from, to, permit).await;
+                    let r = self
+                        .get_range(
+                            key,
+                            etag,
+                            out,
+                            file,
+                            (from, to, total),
+                            ranges.attempts,
+                            permit,
+                        )
+                        .await;
                     (i, r)
                 });
                 next += 1;
@@ -114,7 +138,10 @@ impl S3 {
                     }
                 }, if hashing.is_some() => {
                     hashing = None;
-                    let (h, r) = h.map_err(|_| shutting_down())?;
+                    let (h, r) = h.map_err(|e| CloudError::Transport {
+                        op: GET_OBJECT,
+                        message: format!("hashing {}: {e}", file.display()),
+                    })?;
                     r.map_err(|e| read_back_error(file, e))?;
                     hash = Some(h);
                     hashed += 1;
@@ -122,28 +149,71 @@ impl S3 {
             }
         }
         match hash {
-            Some(h) if hashed == starts.len() => Ok(h),
+            Some(h) if hashed == count => Ok(h),
             _ => Err(CloudError::Transport {
                 op: GET_OBJECT,
-                message: format!("{key}: {hashed} of {} ranges hashed", starts.len()),
+                message: format!("{key}: {hashed} of {count} ranges hashed"),
             }),
         }
     }
 
-    /// Bytes `from..to` of `key` (of the version `etag`) written at `from`
-    /// in `out`, under the stall watch.
+    /// Bytes `from..to` of `key` (of `total`, the version `etag`) written
+    /// at `from` in `out`, under the stall watch; asked for again after a
+    /// passing failure (a stall is `call`'s to try again). Rewriting the
+    /// same bytes at the same place is harmless, and nothing is hashed
+    /// before the range is whole.
     // One range of one object into its file: a struct would only rename them.
     #[allow(clippy::too_many_arguments)]
     async fn get_range(
         &self,
         key: &str,
-        etag: Option<&str>,
+        etag: &str,
         out: &std::fs::File,
         file: &Path,
-        from: u64,
-        to: u64,
+        (from, to, total): (u64, u64, u64),
+        attempts: u32,
         _stream: OwnedSemaphorePermit,
     ) -> Result<(), CloudError> {
+        let mut attempt = 1;
+        loop {
+            match self
+                .get_range_once(key, etag, out, file, (from, to, total))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                // Another version now: the whole file again (the caller).
+                Err(e) if e.code() == Some("PreconditionFailed") => {
+                    return Err(CloudError::Transport {
+                        op: GET_OBJECT,
+                        message: format!(
+                            "{key} changed in S3 during the download (its ETag is no longer {etag})"
+                        ),
+                    })
+                }
+                Err(e) if e.is_transient() && !e.is_stall() && attempt < attempts => {
+                    tracing::warn!(
+                        "bytes {from}-{} of {key}: {e}; retrying ({attempt}/{attempts})",
+                        to - 1
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(500) * attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One try of [`S3::get_range`]: the reply must be exactly the range
+    /// asked for, of an object of `total` bytes.
+    async fn get_range_once(
+        &self,
+        key: &str,
+        etag: &str,
+        out: &std::fs::File,
+        file: &Path,
+        (from, to, total): (u64, u64, u64),
+    ) -> Result<(), CloudError> {
+        let len = to - from;
         let written = self
             .call(Call::new(GET_OBJECT, key), |progress| {
                 let req = self
@@ -152,48 +222,36 @@ impl S3 {
                     .bucket(&self.bucket)
                     .key(key)
                     .range(format!("bytes={from}-{}", to - 1))
-                    .set_if_match(etag.map(|e| format!("\"{e}\"")));
+                    .if_match(format!("\"{etag}\""));
                 async move {
-                    let r = match req.send().await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let e = cloud_error(GET_OBJECT, e);
-                            return Err(if e.code() == Some("PreconditionFailed") {
-                                CloudError::Transport {
-                                    op: GET_OBJECT,
-                                    message: format!(
-                                        "{key} changed in S3 during the download (its ETag is no longer {})",
-                                        etag.unwrap_or("")
-                                    ),
-                                }
-                            } else {
-                                e
-                            });
-                        }
-                    };
+                    let r = req
+                        .send()
+                        .await
+                        .map_err(|e| cloud_error(GET_OBJECT, e))?;
                     progress.stamp();
                     let sent = r.content_range.as_deref().and_then(content_range);
-                    if sent.map(|(a, b, _)| (a, b + 1)) != Some((from, to)) {
+                    let length = r.content_length.and_then(|n| u64::try_from(n).ok());
+                    if sent != Some((from, to - 1, total)) || length != Some(len) {
                         return Err(CloudError::Transport {
                             op: GET_OBJECT,
                             message: format!(
-                                "asked for bytes {from}-{} of {key}, S3 sent {}",
+                                "asked for bytes {from}-{} of {total} of {key}, S3 sent {} ({} bytes)",
                                 to - 1,
-                                r.content_range.as_deref().unwrap_or("the whole object")
+                                r.content_range.as_deref().unwrap_or("the whole object"),
+                                length.map_or("unknown".into(), |n| n.to_string())
                             ),
                         });
                     }
-                    write_body(r.body, out, from, None, &progress, file).await
+                    write_body(r.body, out, from, Some(len), None, &progress, file).await
                 }
             })
             .await?;
-        if written != to - from {
+        if written != len {
             return Err(CloudError::Transport {
                 op: GET_OBJECT,
                 message: format!(
-                    "bytes {from}-{} of {key}: {written} of {} arrived",
-                    to - 1,
-                    to - from
+                    "bytes {from}-{} of {key}: {written} of {len} arrived",
+                    to - 1
                 ),
             });
         }

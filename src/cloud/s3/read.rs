@@ -154,22 +154,23 @@ impl S3 {
                     let length = r.content_length.and_then(|n| u64::try_from(n).ok());
                     // A ranged reply states the whole object's size after
                     // the slash; a server that ignored the range sent it all.
-                    let stated_size = match r.content_range.as_deref().and_then(content_range) {
-                        Some((0, _, total)) => Some(total),
-                        Some(other) => {
-                            return Err(CloudError::Transport {
-                                op: GET_OBJECT,
-                                message: format!(
-                                    "asked for the start of {key}, S3 sent bytes {}-{} of {}",
-                                    other.0, other.1, other.2
-                                ),
-                            })
-                        }
+                    let stated_size = match r.content_range.as_deref() {
                         None => length,
+                        Some(v) => match content_range(v) {
+                            Some((0, _, total)) => Some(total),
+                            _ => {
+                                return Err(CloudError::Transport {
+                                    op: GET_OBJECT,
+                                    message: format!(
+                                        "asked for the start of {key}, S3 sent Content-Range {v}"
+                                    ),
+                                })
+                            }
+                        },
                     };
                     let mut hash = crate::digest::Md5::new();
                     let written =
-                        write_body(r.body, out, 0, Some(&mut hash), &progress, file).await?;
+                        write_body(r.body, out, 0, None, Some(&mut hash), &progress, file).await?;
                     Ok(Some(Some((
                         Fetched {
                             metadata: r.metadata.unwrap_or_default(),
@@ -186,18 +187,40 @@ impl S3 {
                 }
             })
             .await?;
+        // One plain GET instead: an empty object (no first byte to ask
+        // for), or one without an ETag to hold its ranges to one version.
+        let whole = || async {
+            out.set_len(0).map_err(|e| write_error(file, e))?;
+            Box::pin(self.get_to_file(key, out, file, checksums, None)).await
+        };
         let (mut fetched, mut hash) = match first {
             None => return Ok(None),
-            Some(None) => return Box::pin(self.get_to_file(key, out, file, checksums, None)).await,
+            Some(None) => return whole().await,
             Some(Some(f)) => f,
         };
         if let (Some(r), Some(total)) = (ranges, fetched.stated_size) {
             if total > fetched.written && fetched.written == r.part {
+                let Some(etag) = fetched.etag.clone().filter(|e| !e.starts_with("W/")) else {
+                    return whole().await;
+                };
                 hash = self
-                    .rest_in_ranges(key, fetched.etag.as_deref(), out, file, r, total, hash)
+                    .rest_in_ranges(key, &etag, out, file, r, total, hash)
                     .await?;
                 fetched.written = total;
             }
+        }
+        // The file holds exactly the bytes hashed: nothing an attempt cut
+        // short (or a longer reply) left behind it.
+        let len = out.metadata().map_err(|e| write_error(file, e))?.len();
+        if len != fetched.written {
+            return Err(CloudError::Transport {
+                op: GET_OBJECT,
+                message: format!(
+                    "{}: {len} bytes on disk, {} downloaded and hashed",
+                    file.display(),
+                    fetched.written
+                ),
+            });
         }
         fetched.md5_hex = hex(&hash.finalize());
         Ok(Some(fetched))
@@ -229,7 +252,8 @@ pub(super) fn content_range(v: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Write a body into `out` from offset `at` on, hashing it on the way
-/// into `hash` if given: the bytes written.
+/// into `hash` if given: the bytes written. A body longer than `limit`
+/// (if given) is an error before its excess is written.
 ///
 /// Each chunk is hashed as it arrives and written with the next few
 /// (256 KiB at a time), on the event loop's thread: a write into the
@@ -246,6 +270,7 @@ pub(super) async fn write_body(
     mut body: ByteStream,
     out: &std::fs::File,
     at: u64,
+    limit: Option<u64>,
     mut hash: Option<&mut crate::digest::Md5>,
     progress: &Progress,
     file: &Path,
@@ -255,6 +280,16 @@ pub(super) async fn write_body(
     let mut held: Vec<Bytes> = Vec::new();
     let (mut written, mut flushed, mut in_hand) = (0u64, 0u64, 0u64);
     while let Some(chunk) = next_chunk(&mut body, progress).await? {
+        if limit.is_some_and(|l| written + in_hand + chunk.len() as u64 > l) {
+            return Err(CloudError::Transport {
+                op: GET_OBJECT,
+                message: format!(
+                    "{}: more than the {} bytes asked for arrived",
+                    file.display(),
+                    limit.unwrap_or_default()
+                ),
+            });
+        }
         if let Some(h) = hash.as_deref_mut() {
             h.update(&chunk);
         }
