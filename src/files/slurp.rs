@@ -32,7 +32,7 @@ use super::keys::{is_marked_index, parse_index, KeyNaming, StatMeta, INDEX_SUFFI
 use super::landing::{is_temporary, temporary, LandError, Landed, Landing};
 use super::ownership::{apply_stat, lookup_group, lookup_user, Ownership, StatError};
 use super::settings::SlurpSettings;
-use crate::cloud::s3::{Fetched, ObjectInfo, Ranges, S3};
+use crate::cloud::s3::{again_if_passing, Fetched, ObjectInfo, Ranges, S3};
 use crate::cloud::CloudError;
 use crate::host::safe_path::{check_name, is_refused_link, SafeDir};
 use crate::progress::Progress;
@@ -550,20 +550,11 @@ async fn get_index(
     job: &Job,
     key: &str,
 ) -> Result<(Vec<u8>, std::collections::HashMap<String, String>), CloudError> {
-    let mut attempt = 1;
-    loop {
-        match job.s3.get_bytes_with_metadata(key).await {
-            Err(e) if e.is_transient() && !e.is_stall() && attempt < job.get_attempts => {
-                tracing::warn!(
-                    "index {key}: {e}; retrying ({attempt}/{})",
-                    job.get_attempts
-                );
-                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
-                attempt += 1;
-            }
-            r => return r,
-        }
-    }
+    let what = format!("index {key}");
+    again_if_passing(job.get_attempts, &what, || {
+        job.s3.get_bytes_with_metadata(key)
+    })
+    .await
 }
 
 /// Whether a name a 1.2.1 index listed but S3 lacks was a subdirectory:

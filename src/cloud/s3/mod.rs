@@ -23,11 +23,13 @@
 //!
 //! This module is the client and that machinery; what is done with it is
 //! split by concern: `read` (HEAD and GETs), `ranged` (the rest of a
-//! large object in ranges at once), `put` (single PUTs),
+//! large object in ranges at once), `body` (a GET's body into a file,
+//! for both), `put` (single PUTs),
 //! `multipart` (multipart uploads), `copy` (new metadata by a copy inside
 //! S3), `list` (objects and unfinished uploads under a prefix) and
 //! `delete` (objects, and the parts of abandoned uploads).
 
+mod body;
 mod copy;
 mod delete;
 mod list;
@@ -107,6 +109,33 @@ pub(crate) fn needs_path_style(endpoint: &str) -> bool {
         .next()
         .unwrap_or("");
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() || host.starts_with('[')
+}
+
+/// `op` tried again after a passing failure (a throttle, a 500, a
+/// reset; not a stall, which [`S3::call`] already tried as often as it
+/// may), up to `attempts` in all, after 0.5 s, 1 s, ...; each retry is a
+/// warning naming `what`. For work the SDK's own retries do not cover: a
+/// body that fails midway.
+pub(crate) async fn again_if_passing<T, F, Fut>(
+    attempts: u32,
+    what: &str,
+    mut op: F,
+) -> Result<T, CloudError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CloudError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && !e.is_stall() && attempt < attempts => {
+                tracing::warn!("{what}: {e}; retrying ({attempt}/{attempts})");
+                tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
 }
 
 /// An SDK reply in the tool's terms, where a missing object is an answer

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::read::{content_range, write_body, GET_OBJECT};
-use super::{Call, S3};
+use super::body::{content_range, write_body, GET_OBJECT};
+use super::{again_if_passing, Call, S3};
 use crate::cloud::{cloud_error, CloudError};
 use crate::digest::Md5;
 
@@ -174,33 +174,24 @@ impl S3 {
         attempts: u32,
         _stream: OwnedSemaphorePermit,
     ) -> Result<(), CloudError> {
-        let mut attempt = 1;
-        loop {
-            match self
-                .get_range_once(key, etag, out, file, (from, to, total))
-                .await
-            {
-                Ok(()) => return Ok(()),
-                // Another version now: the whole file again (the caller).
-                Err(e) if e.code() == Some("PreconditionFailed") => {
-                    return Err(CloudError::Transport {
-                        op: GET_OBJECT,
-                        message: format!(
-                            "{key} changed in S3 during the download (its ETag is no longer {etag})"
-                        ),
-                    })
+        let what = format!("bytes {from}-{} of {key}", to - 1);
+        again_if_passing(attempts, &what, || {
+            self.get_range_once(key, etag, out, file, (from, to, total))
+        })
+        .await
+        .map_err(|e| {
+            // Another version now: the whole file again (the caller).
+            if e.code() == Some("PreconditionFailed") {
+                CloudError::Transport {
+                    op: GET_OBJECT,
+                    message: format!(
+                        "{key} changed in S3 during the download (its ETag is no longer {etag})"
+                    ),
                 }
-                Err(e) if e.is_transient() && !e.is_stall() && attempt < attempts => {
-                    tracing::warn!(
-                        "bytes {from}-{} of {key}: {e}; retrying ({attempt}/{attempts})",
-                        to - 1
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(500) * attempt).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+            } else {
+                e
             }
-        }
+        })
     }
 
     /// One try of [`S3::get_range`]: the reply must be exactly the range
