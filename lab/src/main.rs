@@ -300,12 +300,12 @@ async fn wait_for_stop() {
 /// hangs up: as in EC2, a call that arrived is carried out whether or not
 /// anyone waits for the reply (a client killed mid-call still leaves its
 /// volume, with its bytes).
-async fn accept<F, Fut, E>(listener: TcpListener, handler: F)
+async fn accept<F, Fut, B, E>(listener: TcpListener, handler: F)
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, E>>
-        + Send
-        + 'static,
+    Fut: Future<Output = Result<hyper::Response<B>, E>> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     E: std::error::Error + Send + Sync + 'static,
 {
     loop {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request, Response, StatusCode};
 
@@ -16,7 +16,7 @@ use crate::effects::{after, fill_detach_instance};
 use crate::faults::{self, Before, Delivery};
 use crate::locks;
 use crate::moto;
-use crate::replies::{ec2_error, ec2_ok, fault_error, text, Resp};
+use crate::replies::{ec2_error, ec2_ok, fault_error, text, whole, Paced, Resp};
 use crate::restore_speed;
 use crate::s3_names::s3_operation;
 use crate::state::Lab;
@@ -205,8 +205,12 @@ pub(crate) async fn handle(lab: Arc<Lab>, req: Request<Incoming>) -> Result<Resp
             resp = resp.header(k, v);
         }
     }
+    let body = match delivery.mib_per_s {
+        Some(rate) if is_s3 && !is_head => Either::Right(Paced::new(out_body, rate)),
+        _ => whole(out_body),
+    };
     Ok(resp
-        .body(Full::new(out_body))
+        .body(body)
         .unwrap_or_else(|e| text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
 }
 

@@ -21,6 +21,7 @@
 //! action = "CreateVolume"
 //! calls = [1, 2]                 # which calls of that action (1-based); empty = all
 //! reply = "throttle"             # throttle | 500 | 503 | denied | unsupported | hang | reset | lost | latency | late | rtt
+//! # mib_per_s = 50               # with latency | late | rtt: an S3 reply's body at 50 MiB/s
 //!
 //! [[faults]]
 //! action = "AttachVolume"
@@ -112,6 +113,10 @@ pub(crate) struct Fault {
     /// default 10 minutes).
     #[serde(default, with = "opt_duration")]
     pub latency: Option<Duration>,
+    /// With a reply that forwards the call (`latency`, `late`, `rtt`):
+    /// an S3 reply's body goes out at this many MiB/s, as one connection
+    /// to S3 carries only so much however fast the link.
+    pub mib_per_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -164,6 +169,8 @@ pub(crate) enum RuleError {
     Toml(toml::de::Error),
     /// A fault's probability outside 0..1.
     Probability { action: String, probability: f64 },
+    /// A fault's rate that is not a positive number.
+    Rate { action: String, rate: f64 },
 }
 
 impl fmt::Display for RuleError {
@@ -178,6 +185,10 @@ impl fmt::Display for RuleError {
                 f,
                 "fault on {action}: probability {probability} is not in 0..1"
             ),
+            RuleError::Rate { action, rate } => write!(
+                f,
+                "fault on {action}: mib_per_s {rate} is not a positive number"
+            ),
         }
     }
 }
@@ -189,7 +200,7 @@ impl std::error::Error for RuleError {
         match self {
             RuleError::Json(e) => e.source(),
             RuleError::Toml(e) => e.source(),
-            RuleError::Probability { .. } => None,
+            RuleError::Probability { .. } | RuleError::Rate { .. } => None,
         }
     }
 }
@@ -203,6 +214,12 @@ impl Rules {
             toml::from_str(text).map_err(RuleError::Toml)?
         };
         for f in &rules.faults {
+            if let Some(rate) = f.mib_per_s.filter(|r| !(r.is_finite() && *r > 0.0)) {
+                return Err(RuleError::Rate {
+                    action: f.action.clone(),
+                    rate,
+                });
+            }
             if let Some(p) = f.probability {
                 if !(0.0..=1.0).contains(&p) {
                     return Err(RuleError::Probability {

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::Response;
 
 use crate::devices::Devices;
@@ -186,7 +185,7 @@ impl Lab {
             "lab: {} with ClientToken {} again: the first reply",
             key.0, key.1
         );
-        let mut r = Response::new(Full::new(body));
+        let mut r = Response::new(crate::replies::whole(body));
         r.headers_mut().insert(
             "content-type",
             hyper::header::HeaderValue::from_static("text/xml"),

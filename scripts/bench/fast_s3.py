@@ -47,8 +47,11 @@ KEY = ENV["BENCH_S3_KEY"]
 SECRET = ENV["BENCH_S3_SECRET"]
 
 FAST_ROWS = {r.upper() if r.upper().startswith("F") else f"F{r}"
-             for r in ENV.get("FAST_ROWS", "F1 F2 F3 F4").split()}
+             for r in ENV.get("FAST_ROWS", "F1 F2 F3 F4 F5").split()}
 WANT_LAT = [int(x) for x in ENV.get("LATENCIES", "0 20").split()]
+# F5: F4 again through the lab with each connection's reply body capped at
+# CAP MiB/s (S3 carries tens of MiB/s per connection); empty or 0: no F5.
+CAP = float(ENV.get("CAP", "50") or 0)
 LATENCIES = [x for x in WANT_LAT if x == 0 or LAB]
 SMALL = int(ENV.get("SMALL", "1000"))
 BIG = int(ENV.get("BIG", "4"))
@@ -81,11 +84,13 @@ def http(method, url, data=None):
         return r.read()
 
 
-def set_latency(ms):
-    """The lab's rules: ms added to every request (which also resets its
-    call counts)."""
+def set_latency(ms, cap=0.0):
+    """The lab's rules: ms added to every request, and with cap, every
+    reply body sent at cap MiB/s (which also resets its call counts)."""
     if LAB:
-        rules = "" if ms == 0 else f'[[faults]]\naction = "*"\nreply = "latency"\nlatency = "{ms}ms"\n'
+        rules = "" if ms == 0 and not cap else f'[[faults]]\naction = "*"\nreply = "latency"\nlatency = "{ms}ms"\n'
+        if cap:
+            rules += f"mib_per_s = {cap}\n"
         http("PUT", f"{LAB}/_lab/rules", rules.encode())
 
 
@@ -410,10 +415,12 @@ def run_uploads(w, root, big):
     return kept
 
 
-def run_restores(w, root, prefix, big):
-    for lat in LATENCIES:
-        set_latency(lat)
-        ep = LAB if lat else S3
+def run_restores(w, root, prefix, big, cap=0.0):
+    """Each latency (or with cap, +0 ms through the lab at cap MiB/s per
+    connection) x REPEAT x tool."""
+    for lat in ([0] if cap else LATENCIES):
+        set_latency(lat, cap)
+        ep = LAB if lat or cap else S3
         cell = results.setdefault((w, lat), {})
         for rep in range(1, REPEAT + 1):
             for tool in TOOLS:
@@ -471,6 +478,7 @@ LABELS = {
     "F2": f"F2 upload {BIG} x {BIG_MIB} MiB",
     "F3": f"F3 restore F1's backup ({SMALL:,} files)",
     "F4": f"F4 restore F2's backup ({BIG} x {BIG_MIB} MiB)",
+    "F5": f"F5 restore F2's backup, each connection at {CAP:g} MiB/s (through the lab)",
 }
 
 
@@ -586,7 +594,7 @@ def main():
     big = os.path.join(WORK, "fast-src", "big")
     if FAST_ROWS & {"F1", "F3"}:
         make_small(small, SMALL)
-    if FAST_ROWS & {"F2", "F4"}:
+    if FAST_ROWS & {"F2", "F4", "F5"}:
         make_big(big, BIG, BIG_MIB)
     kept_small = kept_big = None
     if "F1" in FAST_ROWS:
@@ -607,6 +615,12 @@ def main():
             kept_big = "seed-big/"
             seed(big, kept_big, "seed-big")
         run_restores("F4", big, kept_big, True)
+    if "F5" in FAST_ROWS and CAP and LAB:
+        log(f"== {LABELS['F5']}")
+        if kept_big is None:
+            kept_big = "seed-big/"
+            seed(big, kept_big, "seed-big")
+        run_restores("F5", big, kept_big, True, CAP)
     md5, md5_bytes = ({}, 0)
     if os.path.isdir(big):
         md5, md5_bytes = md5_cost(sorted(os.path.join(big, n) for n in os.listdir(big)))

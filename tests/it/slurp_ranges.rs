@@ -186,3 +186,54 @@ fn an_object_replaced_during_its_download_never_mixes_two_versions() {
         r.stderr()
     );
 }
+
+#[test]
+#[ignore = "needs root and the lab: scripts/test.sh runs it as root"]
+fn the_lab_caps_a_connection_and_ranges_go_past_the_cap() {
+    let Some(moto) = lab_prerequisites() else {
+        return;
+    };
+    let s3 = S3::new(&moto);
+    let big = bytes(8 << 20, 6);
+    put_file(&s3, "big-Data.db", &big);
+    index(&s3, &["big-Data.db"]);
+    let lab = Lab::start(&moto, LabOpts::default());
+    // A bad rate is refused.
+    let reply = lab.control(
+        "rules",
+        "[[faults]]\naction = \"GetObject\"\nreply = \"latency\"\nmib_per_s = 0\n",
+    );
+    assert!(reply.starts_with("bad rules:"), "{reply}");
+    // Each GET's body at 4 MiB/s: 8 MiB in one stream take 2 s at least.
+    let reply = lab.control(
+        "rules",
+        "[[faults]]\naction = \"GetObject\"\nreply = \"latency\"\nlatency = \"0ms\"\nmib_per_s = 4\n",
+    );
+    assert!(reply.starts_with("rules set"), "{reply}");
+    // The file in one stream (a part size over its size), then in
+    // ranges of 1 MiB, 8 at once (the first alone): both whole and
+    // verified; the one stream no faster than the cap allows.
+    let restore = |chunk: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let r = lab
+            .run(&slurp_args(
+                &s3.bucket,
+                out.path(),
+                &["--multipart-chunk-size", chunk],
+            ))
+            .run()
+            .expect_code(0);
+        let took = t.elapsed();
+        assert!(
+            std::fs::read(out.path().join("big-Data.db")).unwrap() == big,
+            "{}",
+            r.stderr()
+        );
+        took
+    };
+    let one_stream = restore("64");
+    assert!(one_stream >= Duration::from_millis(1900), "{one_stream:?}");
+    let ranged = restore("1");
+    eprintln!("one stream {one_stream:?}, in ranges {ranged:?}");
+}
